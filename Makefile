@@ -1,0 +1,84 @@
+# ChannelQuant - plain Makefile.
+#   make              library (static + shared) and the `cq` tool, in build/
+#   make test         build and run the whole test suite
+#   make SAN=1 test   the same under AddressSanitizer + UBSan (build-san/)
+#   make SIMD=0 ...   build without the AVX2 kernels (scalar floor only)
+#   make clean
+# Every source under src/*/ is part of the library; files named *_avx2.c are
+# compiled with the AVX2/FMA/F16C flags and only reached through the dispatcher.
+
+CC      ?= cc
+SAN     ?= 0
+SIMD    ?= 1
+BUILD   ?= build
+OPT     ?= -O2
+
+WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wvla \
+           -Wformat=2 -Wno-format-nonliteral
+CFLAGS  := -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE $(OPT) -g $(WARN) \
+           -ffp-contract=off -fPIC -pthread -Iinclude $(EXTRA_CFLAGS)
+LDLIBS  := -lm -pthread
+
+ifeq ($(SAN),1)
+  BUILD  := build-san
+  CFLAGS += -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+  LDFLAGS += -fsanitize=address,undefined
+endif
+ifeq ($(SIMD),0)
+  CFLAGS += -DCQ_NO_SIMD
+endif
+
+AVX2_FLAGS := -mavx2 -mfma -mf16c
+
+LIB_SRC   := $(sort $(wildcard src/*/*.c))
+ifeq ($(SIMD),0)
+  LIB_SRC := $(filter-out %_avx2.c,$(LIB_SRC))
+endif
+TOOL_SRC  := $(sort $(wildcard tools/*.c))
+TEST_SRC  := $(sort $(wildcard tests/test_*.c))
+TEST_UTIL := $(sort $(wildcard tests/util/*.c))
+
+LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/%.o)
+TOOL_OBJ  := $(TOOL_SRC:%.c=$(BUILD)/%.o)
+UTIL_OBJ  := $(TEST_UTIL:%.c=$(BUILD)/%.o)
+TEST_BIN  := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+
+STATIC    := $(BUILD)/libchannelquant.a
+SHARED    := $(BUILD)/libchannelquant.so
+CQ        := $(BUILD)/cq
+
+.PHONY: all test clean run
+all: $(STATIC) $(SHARED) $(CQ)
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/%_avx2.o: %_avx2.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(AVX2_FLAGS) -MMD -MP -c $< -o $@
+
+$(STATIC): $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(SHARED): $(LIB_OBJ)
+	$(CC) -shared $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(CQ): $(TOOL_OBJ) $(STATIC)
+	$(CC) $(LDFLAGS) -o $@ $(TOOL_OBJ) $(STATIC) $(LDLIBS)
+
+$(BUILD)/tests/%: tests/%.c $(UTIL_OBJ) $(STATIC)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Itests -Itools $< $(UTIL_OBJ) $(STATIC) $(LDFLAGS) $(LDLIBS) -o $@
+
+test: all $(TEST_BIN)
+	@BUILD=$(BUILD) sh tests/run_tests.sh $(TEST_BIN)
+
+run: all
+	$(CQ) run
+
+clean:
+	rm -rf build build-san build-*
+
+-include $(LIB_OBJ:.o=.d) $(TOOL_OBJ:.o=.d) $(UTIL_OBJ:.o=.d)

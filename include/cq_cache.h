@@ -1,0 +1,136 @@
+/*
+ * cq_cache.h - the streaming KV cache of one sequence, with attention computed
+ * straight over the compressed data.
+ *
+ * Shape: n_layers x n_kv_heads x head_dim. Each layer chooses its key codec and
+ * value codec independently (fp16, CQ-8, CQ-4, CQ-4+ have fused fast paths;
+ * any other streaming codec of the registry is stored through its packed
+ * form and attended through a generic decode path). Keys of CQ-4/CQ-4+ enter
+ * an fp16 residual group and are quantized as a block when G tokens have
+ * arrived (bit-exact with cq_encode_key_group); values are quantized on
+ * arrival. The first n_sinks tokens may be kept in fp16. Storage grows in
+ * pages. Append is all-or-nothing.
+ *
+ * Threading: append/flush/reset mutate and need exclusive access; read,
+ * memory and attention are read-only and may run concurrently on one cache.
+ *
+ * STATUS: this header is the interface contract between the cache (src/cache,
+ * src/kernels) and its users (the model runtime, tools). See docs/CACHE.md.
+ */
+#ifndef CQ_CACHE_H
+#define CQ_CACHE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cq_error.h"
+#include "cq_registry.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct cq_cache cq_cache;
+
+/* Per-layer codec choice. */
+typedef struct cq_layer_codecs {
+    cq_codec_id key;
+    cq_codec_id val;
+} cq_layer_codecs;
+
+typedef struct cq_cache_config {
+    uint32_t n_layers;
+    uint32_t n_kv_heads;
+    uint32_t head_dim;        /* D */
+    cq_codec_id key_codec;    /* default for every layer (CQ_CODEC_FP16, _CQ8, _CQ4, _CQ4P, ...) */
+    cq_codec_id val_codec;
+    const cq_layer_codecs *layer_codecs; /* optional [n_layers] override; NULL = defaults */
+    uint32_t group;           /* G of CQ-4/CQ-4+ keys (0 = 128) */
+    uint32_t n_sinks;         /* first S tokens of every (layer, head) kept in fp16 */
+    uint32_t page_tokens;     /* tokens per storage page (0 = default; rounded to a multiple of G) */
+    uint32_t max_tokens;      /* 0 = unbounded; append beyond it fails with CQ_ERR_RANGE */
+    /* CQ-4+ key outlier masks: [n_layers][n_kv_heads][head_dim] bytes, 1 = outlier.
+     * Required when any layer uses CQ-4+ keys; copied at create. */
+    const uint8_t *outlier_masks;
+} cq_cache_config;
+
+void cq_cache_config_default(cq_cache_config *cfg, uint32_t n_layers, uint32_t n_kv_heads,
+                             uint32_t head_dim);
+
+cq_status cq_cache_create(const cq_cache_config *cfg, cq_cache **out, cq_err *err);
+void cq_cache_free(cq_cache *c); /* accepts NULL */
+/* Forget all tokens (keeps configuration and, where possible, pages). */
+void cq_cache_reset(cq_cache *c);
+/* A deep copy (same configuration and contents). */
+cq_status cq_cache_clone(const cq_cache *c, cq_cache **out, cq_err *err);
+
+/* Load the text mask format of ../shared/vectors/masks ("layer kv_head c0 c1 ...",
+ * '#' comments) into masks [n_layers][n_kv_heads][head_dim]; every (layer, head)
+ * must be listed exactly once with sorted, unique channels < head_dim. */
+cq_status cq_mask_load(const char *path, uint32_t n_layers, uint32_t n_kv_heads,
+                       uint32_t head_dim, uint8_t *masks, cq_err *err);
+
+/* Append n tokens to one layer. K, V: [n][n_kv_heads][head_dim] fp16 bits
+ * (token-major, then head). All-or-nothing: on any error the cache is unchanged. */
+cq_status cq_cache_append(cq_cache *c, uint32_t layer, const uint16_t *K, const uint16_t *V,
+                          uint32_t n, cq_err *err);
+/* Same from fp32 (rounded to fp16 RNE first; that rounding is the cache's input). */
+cq_status cq_cache_append_f32(cq_cache *c, uint32_t layer, const float *K, const float *V,
+                              uint32_t n, cq_err *err);
+/* Quantize every partial key group now (end of sequence). */
+cq_status cq_cache_flush(cq_cache *c, cq_err *err);
+
+uint32_t cq_cache_tokens(const cq_cache *c, uint32_t layer);
+const cq_cache_config *cq_cache_get_config(const cq_cache *c);
+
+/* Decode tokens [t0, t1) of (layer, kv head) to fp32: K, V [t1-t0][D] (either may be NULL).
+ * In-flight (unflushed) tokens come back exactly as their fp16. */
+cq_status cq_cache_read(const cq_cache *c, uint32_t layer, uint32_t head, uint32_t t0,
+                        uint32_t t1, float *K, float *V, cq_err *err);
+
+/* Exact bytes held (all allocations of the cache), split by role. */
+typedef struct cq_cache_mem {
+    uint64_t payload;   /* packed codes */
+    uint64_t scales;    /* scales, zero points, norms */
+    uint64_t sidecar;   /* fp16 outlier channels */
+    uint64_t residual;  /* fp16 in-flight key groups / residual windows (allocated capacity) */
+    uint64_t sinks;     /* fp16 sink tokens */
+    uint64_t slack;     /* allocated but unused page space */
+    uint64_t headers;   /* page headers and per-(layer, head) bookkeeping */
+    uint64_t total;     /* sum of the above */
+    uint64_t tokens;    /* tokens x kv heads summed over the layers counted */
+    double bits_per_value; /* 8 * total / (tokens * D * 2) (K and V) */
+} cq_cache_mem;
+
+/* layer = -1 for the whole cache. */
+cq_status cq_cache_memory(const cq_cache *c, int32_t layer, cq_cache_mem *out);
+
+/* ------------------------------------------------------------- attention */
+
+typedef struct cq_attn_opts {
+    uint32_t n_threads; /* 0 = 1 */
+    float scale;        /* 0 = 1/sqrt(head_dim) */
+} cq_attn_opts;
+
+/* Decode attention: one query token attending to all tokens of the layer.
+ * q, out: [n_q_heads][D] fp32; n_q_heads a multiple of n_kv_heads (GQA: query
+ * head h uses kv head h / (n_q_heads / n_kv_heads)). */
+cq_status cq_cache_attend(const cq_cache *c, uint32_t layer, const float *q, uint32_t n_q_heads,
+                          float *out, const cq_attn_opts *opts, cq_err *err);
+
+/* Prefill attention with the causal mask: query i (i < n_q) sits at absolute
+ * position pos0 + i and attends to tokens [0, pos0 + i]. q, out:
+ * [n_q][n_q_heads][D]. Requires pos0 + n_q <= tokens of the layer. */
+cq_status cq_cache_attend_prefill(const cq_cache *c, uint32_t layer, const float *q, uint32_t n_q,
+                                  uint32_t pos0, uint32_t n_q_heads, float *out,
+                                  const cq_attn_opts *opts, cq_err *err);
+
+/* Reference: read back (cq_cache_read), then exact attention in double. Same shapes. */
+cq_status cq_cache_attend_ref(const cq_cache *c, uint32_t layer, const float *q, uint32_t n_q,
+                              uint32_t pos0, uint32_t n_q_heads, float *out, float scale,
+                              cq_err *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* CQ_CACHE_H */
