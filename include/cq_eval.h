@@ -1,0 +1,85 @@
+/*
+ * cq_eval.h - evaluation building blocks (../shared/docs/EVAL.md): statistics
+ * (Wilson interval, McNemar, percentiles), multiple-choice item sets
+ * (HellaSwag jsonl, a cloze set built from plain text) and the
+ * attention-fidelity protocol over any pair of registry codecs.
+ * The model runtime (include/cq_model.h) drives these for the eval commands.
+ */
+#ifndef CQ_EVAL_H
+#define CQ_EVAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cq_error.h"
+#include "cq_registry.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---------------------------------------------------------------- stats */
+
+/* Wilson score interval for k successes of n at z (1.959964 for 95%). */
+void cq_wilson(uint64_t k, uint64_t n, double z, double *lo, double *hi);
+/* McNemar test of paired outcomes: b = ref right / test wrong, c = ref wrong / test right.
+ * Returns the exact two-sided binomial p-value (chi-square with continuity for n > 1000). */
+double cq_mcnemar_p(uint64_t b, uint64_t c);
+/* q-quantile (0..1) of n values by linear interpolation; sorts a copy. NAN if n == 0. */
+double cq_quantile(const double *v, size_t n, double q);
+
+/* --------------------------------------------------------- multiple choice */
+
+#define CQ_MC_MAX_ENDINGS 8
+
+typedef struct cq_mc_item {
+    char *context;
+    char *endings[CQ_MC_MAX_ENDINGS];
+    uint32_t n_endings;
+    uint32_t label; /* index of the right ending */
+} cq_mc_item;
+
+typedef struct cq_mc_set {
+    cq_mc_item *items;
+    size_t n;
+} cq_mc_set;
+
+/* HellaSwag jsonl: one object per line with ctx (or ctx_a + " " + ctx_b, ctx_b's first
+ * letter capitalized), endings[4] and label (number or numeric string). At most max_items
+ * (0 = all). Malformed lines are errors naming the line. */
+cq_status cq_mc_load_hellaswag(const char *path, size_t max_items, cq_mc_set *set, cq_err *err);
+cq_status cq_mc_parse_hellaswag(const char *text, size_t len, size_t max_items, cq_mc_set *set,
+                                cq_err *err);
+/* Cloze set from plain text (see docs/EVAL_IMPL.md): each paragraph with at least 4 sentences
+ * gives an item: context = its first 3 sentences, endings = its 4th sentence and the 4th
+ * sentences of 3 other paragraphs (chosen by seed), the true one at a seeded position. */
+cq_status cq_mc_build_cloze(const char *text, size_t len, size_t max_items, uint64_t seed,
+                            cq_mc_set *set, cq_err *err);
+void cq_mc_free(cq_mc_set *set);
+
+/* ----------------------------------------------------- attention fidelity */
+
+/* One kv head: K, V [L][D] fp16 bits for tokens 0..L-1 and n_q query vectors q [n_q][D]
+ * (the GQA group of that head) at position L-1. K and V are quantized ONCE with the codecs
+ * (whole block through the registry), each query is scored against them. */
+typedef struct cq_attn_metrics {
+    double score_cos;  /* cosine of K q/sqrt(D) vs K_hat q/sqrt(D) */
+    double out_cos;    /* cosine of softmax(.)V vs softmax(.)V_hat */
+    double top1;       /* 1 if the argmax of the scores agrees */
+    double top5;       /* |top5 ref and top5 test| / min(5, L) */
+    double k_nmse, v_nmse;
+    uint64_t n;        /* number of (query) cases accumulated */
+} cq_attn_metrics;
+
+void cq_attn_metrics_clear(cq_attn_metrics *m);
+/* Add one kv-head case (n_q queries) into *acc (sums; divide with cq_attn_metrics_mean). */
+cq_status cq_attn_fidelity_case(const cq_codec_traits *kc, const cq_codec_traits *vc,
+                                const cq_codec_cfg *cfg, const uint16_t *K, const uint16_t *V,
+                                uint32_t L, const float *q, uint32_t n_q, cq_attn_metrics *acc,
+                                cq_err *err);
+void cq_attn_metrics_mean(const cq_attn_metrics *sum, cq_attn_metrics *mean);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
