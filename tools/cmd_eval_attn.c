@@ -1,0 +1,291 @@
+/*
+ * cmd_eval_attn.c - `cq eval attn`: the attention-fidelity protocol of
+ * EVAL.md section 1 on Q/K/V arrays from .npy files, for any list of codec
+ * pairs, with MegaQuant's case layout as a preset. (Capturing Q/K/V from the
+ * built-in runtime is `cq eval capture`, which writes the same .npy files.)
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cq_eval.h"
+#include "cq_tool.h"
+
+#define MAX_SEL 64
+#define MAX_PAIRS 64
+
+static void attn_usage(FILE *f) {
+    fprintf(f,
+            "usage: cq eval attn --q Q.npy --k K.npy --v V.npy [--codecs LIST] [--preset megaquant]\n"
+            "                    [--layers a,b] [--heads a,b] [--positions a,b] [--group G]\n"
+            "                    [--mask-channels a,b] [--csv FILE] [--json FILE]\n\n"
+            "Attention fidelity (EVAL.md section 1). Q is [layers][q_heads][tokens][D], K and V are\n"
+            "[layers][kv_heads][tokens][D] (fp16, fp32 or fp64 .npy; a 3-D array is one layer).\n"
+            "For each case (layer, query head, position p) K and V of tokens 0..p are quantized once\n"
+            "per KV head with the codecs (whole block, partial groups flushed) and the query of\n"
+            "token p is scored against them: score cosine, attention-output cosine, top-1 and\n"
+            "top-5 agreement, key/value NMSE, averaged over cases, with measured bits per value.\n"
+            "LIST: comma-separated codec names (same codec for K and V) or K/V pairs, e.g.\n"
+            "fp16,cq4,cq8/cq4,q4_0 (default: every codec that supports D). --heads are query heads.\n"
+            "--preset megaquant: 4 layers x 4 heads (evenly spaced) x positions {96,191,287,383}.\n"
+            "Default positions: 4 evenly spaced in [T/4, T-1]. CQ-4+ keys need --mask-channels\n"
+            "(a static, calibrated channel list applied to every KV head).\n");
+}
+
+typedef struct sel {
+    uint32_t v[MAX_SEL];
+    int n;
+} sel;
+
+static int parse_sel(const char *s, sel *out) {
+    uint16_t tmp[MAX_SEL];
+    int n = cq_arg_u16_list(s, tmp, MAX_SEL);
+    if (n <= 0) return -1;
+    for (int i = 0; i < n; i++) out->v[i] = tmp[i];
+    out->n = n;
+    return 0;
+}
+
+static void linspace_sel(uint32_t lo, uint32_t hi, int n, sel *out) {
+    out->n = 0;
+    for (int i = 0; i < n; i++) {
+        uint32_t v = n == 1 ? lo : (uint32_t)(lo + (double)(hi - lo) * i / (n - 1)); /* int() truncation */
+        if (out->n && out->v[out->n - 1] == v) continue;
+        out->v[out->n++] = v;
+    }
+}
+
+/* load as fp16 bits [L][H][T][D] (3-D arrays get L = 1) */
+static int load4(const char *path, uint16_t **data, uint64_t shape[4]) {
+    cq_npy a;
+    cq_err e;
+    cq_status st = cq_npy_load(path, 0, &a, &e);
+    if (st) {
+        cq_report("eval attn", st, &e);
+        return -1;
+    }
+    if (a.ndim != 3 && a.ndim != 4) {
+        fprintf(stderr, "cq eval attn: %s: expected 3 or 4 dimensions, got %u\n", path, a.ndim);
+        cq_npy_free(&a);
+        return -1;
+    }
+    shape[0] = a.ndim == 4 ? a.shape[0] : 1;
+    for (int i = 0; i < 3; i++) shape[i + 1] = a.shape[a.ndim - 3 + i];
+    *data = malloc(a.count * 2 + 2);
+    if (!*data) {
+        cq_npy_free(&a);
+        return -1;
+    }
+    cq_npy_to_f16(&a, *data);
+    cq_npy_free(&a);
+    return 0;
+}
+
+int cq_eval_attn(int argc, char **argv) {
+    const char *qp = NULL, *kp = NULL, *vp = NULL, *codecs = NULL, *csv = NULL, *json = NULL;
+    const char *mask_s = NULL;
+    int preset_mq = 0;
+    sel layers = {{0}, 0}, heads = {{0}, 0}, pos = {{0}, 0};
+    uint32_t group = CQ_DEFAULT_GROUP;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (cq_is_help(a)) {
+            attn_usage(stdout);
+            return 0;
+        }
+#define OPT(name) (!strcmp(a, name) && v && (i++, 1))
+        if (OPT("--q")) qp = v;
+        else if (OPT("--k")) kp = v;
+        else if (OPT("--v")) vp = v;
+        else if (OPT("--codecs")) codecs = v;
+        else if (OPT("--csv")) csv = v;
+        else if (OPT("--json")) json = v;
+        else if (OPT("--mask-channels")) mask_s = v;
+        else if (OPT("--preset")) {
+            if (strcmp(v, "megaquant")) {
+                fprintf(stderr, "cq eval attn: unknown preset '%s'\n", v);
+                return 2;
+            }
+            preset_mq = 1;
+        } else if (OPT("--layers")) {
+            if (parse_sel(v, &layers)) goto bad;
+        } else if (OPT("--heads")) {
+            if (parse_sel(v, &heads)) goto bad;
+        } else if (OPT("--positions")) {
+            if (parse_sel(v, &pos)) goto bad;
+        } else if (OPT("--group")) {
+            if (cq_arg_u32(v, 1, 1u << 20, &group)) goto bad;
+        } else {
+            fprintf(stderr, "cq eval attn: unknown or incomplete option '%s'\n", a);
+            return 2;
+        }
+#undef OPT
+        continue;
+    bad:
+        fprintf(stderr, "cq eval attn: bad value '%s' for %s\n", v, a);
+        return 2;
+    }
+    if (!qp || !kp || !vp) {
+        fprintf(stderr, "cq eval attn: --q, --k and --v are required\n");
+        attn_usage(stderr);
+        return 2;
+    }
+    uint16_t *Q = NULL, *K = NULL, *V = NULL;
+    uint64_t qs[4], ks[4], vs[4];
+    int rc = 1;
+    if (load4(qp, &Q, qs) || load4(kp, &K, ks) || load4(vp, &V, vs)) goto out;
+    if (memcmp(ks, vs, sizeof ks) || qs[0] != ks[0] || qs[2] != ks[2] || qs[3] != ks[3] ||
+        ks[1] == 0 || qs[1] % ks[1] || ks[2] == 0) {
+        fprintf(stderr, "cq eval attn: shapes disagree: Q [%llu][%llu][%llu][%llu], K/V [%llu][%llu][%llu][%llu] "
+                "(need equal layers/tokens/D, q_heads a multiple of kv_heads)\n",
+                (unsigned long long)qs[0], (unsigned long long)qs[1], (unsigned long long)qs[2],
+                (unsigned long long)qs[3], (unsigned long long)ks[0], (unsigned long long)ks[1],
+                (unsigned long long)ks[2], (unsigned long long)ks[3]);
+        goto out;
+    }
+    const uint32_t NL = (uint32_t)ks[0], NKV = (uint32_t)ks[1], T = (uint32_t)ks[2], D = (uint32_t)ks[3];
+    const uint32_t NQH = (uint32_t)qs[1], grp = NQH / NKV;
+    if (D < CQ_MIN_DIM || D > CQ_MAX_DIM || (D & 1)) {
+        fprintf(stderr, "cq eval attn: head_dim %u is outside the codec's range\n", D);
+        goto out;
+    }
+    if (preset_mq) {
+        if (T < 384) {
+            fprintf(stderr, "cq eval attn: the megaquant preset needs 384 tokens, have %u\n", T);
+            goto out;
+        }
+        linspace_sel(0, NL - 1, NL < 4 ? (int)NL : 4, &layers);
+        linspace_sel(0, NQH - 1, NQH < 4 ? (int)NQH : 4, &heads);
+        linspace_sel(96, 383, 4, &pos);
+    }
+    if (!layers.n) linspace_sel(0, NL - 1, NL < MAX_SEL ? (int)NL : MAX_SEL, &layers);
+    if (!heads.n) linspace_sel(0, NQH - 1, NQH < MAX_SEL ? (int)NQH : MAX_SEL, &heads);
+    if (!pos.n) linspace_sel(T / 4, T - 1, 4, &pos);
+    for (int i = 0; i < layers.n; i++)
+        if (layers.v[i] >= NL) { fprintf(stderr, "cq eval attn: layer %u out of range\n", layers.v[i]); goto out; }
+    for (int i = 0; i < heads.n; i++)
+        if (heads.v[i] >= NQH) { fprintf(stderr, "cq eval attn: head %u out of range\n", heads.v[i]); goto out; }
+    for (int i = 0; i < pos.n; i++)
+        if (pos.v[i] >= T) { fprintf(stderr, "cq eval attn: position %u out of range\n", pos.v[i]); goto out; }
+    uint8_t mask[CQ_MAX_DIM] = {0};
+    int have_mask = 0;
+    if (mask_s) {
+        uint16_t ch[CQ_MAX_DIM];
+        int n = cq_arg_u16_list(mask_s, ch, CQ_MAX_DIM);
+        if (n <= 0) { fprintf(stderr, "cq eval attn: bad --mask-channels\n"); goto out; }
+        for (int i = 0; i < n; i++) {
+            if (ch[i] >= D) { fprintf(stderr, "cq eval attn: mask channel %u >= D\n", ch[i]); goto out; }
+            mask[ch[i]] = 1;
+        }
+        have_mask = 1;
+    }
+    /* codec pairs */
+    const cq_codec_traits *pk[MAX_PAIRS], *pv[MAX_PAIRS];
+    int np = 0;
+    cq_codec_cfg cfg;
+    cq_codec_cfg_default(&cfg, D);
+    cfg.group = group;
+    cfg.mask = have_mask ? mask : NULL;
+    if (codecs) {
+        char buf[1024];
+        snprintf(buf, sizeof buf, "%s", codecs);
+        for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
+            char *slash = strchr(tok, '/');
+            if (slash) *slash = '\0';
+            const cq_codec_traits *a = cq_codec_find(tok), *b = slash ? cq_codec_find(slash + 1) : a;
+            if (!a || !b || np >= MAX_PAIRS) {
+                fprintf(stderr, "cq eval attn: unknown codec in '%s' (see cq codecs)\n", tok);
+                goto out;
+            }
+            pk[np] = a;
+            pv[np++] = b;
+        }
+    } else {
+        for (size_t i = 0; i < cq_codec_count() && np < MAX_PAIRS; i++) {
+            const cq_codec_traits *c = cq_codec_at(i);
+            if (cq_codec_supports(c, &cfg, CQ_ROLE_KEY) == CQ_OK &&
+                cq_codec_supports(c, &cfg, CQ_ROLE_VALUE) == CQ_OK && !(c->flags & CQ_CODEC_F_OFFLINE)) {
+                pk[np] = c;
+                pv[np++] = c;
+            }
+        }
+    }
+    FILE *fc = csv ? fopen(csv, "w") : NULL, *fj = json ? fopen(json, "w") : NULL;
+    if ((csv && !fc) || (json && !fj)) {
+        fprintf(stderr, "cq eval attn: cannot open output file\n");
+        if (fc) fclose(fc);
+        if (fj) fclose(fj);
+        goto out;
+    }
+    uint32_t n_cases = (uint32_t)(layers.n * heads.n * pos.n);
+    printf("# attention fidelity: %u cases (%d layers x %d query heads x %d positions), D=%u, GQA %u\n\n",
+           n_cases, layers.n, heads.n, pos.n, D, grp);
+    printf("| K codec | V codec | bits/value | score cos | output cos | top-1 | top-5 | K NMSE | V NMSE |\n"
+           "|---|---|---:|---:|---:|---:|---:|---:|---:|\n");
+    if (fc) fprintf(fc, "key_codec,val_codec,bits_per_value,score_cos,out_cos,top1,top5,k_nmse,v_nmse,cases\n");
+    if (fj) fprintf(fj, "{\"cases\": %u, \"dim\": %u, \"results\": [\n", n_cases, D);
+    rc = 0;
+    float *qbuf = malloc((size_t)grp * D * 4);
+    int first_json = 1;
+    for (int pi = 0; pi < np && qbuf; pi++) {
+        cq_attn_metrics acc, m;
+        cq_attn_metrics_clear(&acc);
+        double bits = 0, vals = 0;
+        cq_err e;
+        cq_status st = CQ_OK;
+        for (int li = 0; li < layers.n && !st; li++)
+            for (int pj = 0; pj < pos.n && !st; pj++) {
+                uint32_t L = pos.v[pj] + 1;
+                for (uint32_t kv = 0; kv < NKV && !st; kv++) {
+                    /* the selected query heads of this kv head, query of token p */
+                    uint32_t nq = 0;
+                    for (int hi = 0; hi < heads.n; hi++) {
+                        uint32_t h = heads.v[hi];
+                        if (h / grp != kv) continue;
+                        const uint16_t *src = Q + (((size_t)layers.v[li] * NQH + h) * T + pos.v[pj]) * D;
+                        for (uint32_t c = 0; c < D; c++) qbuf[(size_t)nq * D + c] = cq_f16_to_f32(src[c]);
+                        nq++;
+                    }
+                    if (!nq) continue;
+                    size_t base = ((size_t)layers.v[li] * NKV + kv) * T * D;
+                    st = cq_attn_fidelity_case(pk[pi], pv[pi], &cfg, K + base, V + base, L, qbuf, nq, &acc, &e);
+                    if (!st) {
+                        bits += 8.0 * (double)(pk[pi]->packed_bytes(&cfg, CQ_ROLE_KEY, L) +
+                                               pv[pi]->packed_bytes(&cfg, CQ_ROLE_VALUE, L));
+                        vals += 2.0 * L * D;
+                    }
+                }
+            }
+        if (st) {
+            printf("| %s | %s | n/a: %s | | | | | | |\n", pk[pi]->name, pv[pi]->name, e.msg);
+            continue;
+        }
+        cq_attn_metrics_mean(&acc, &m);
+        double bpv = bits / vals;
+        printf("| %s | %s | %.4f | %.6f | %.6f | %.4f | %.4f | %.3e | %.3e |\n", pk[pi]->name, pv[pi]->name,
+               bpv, m.score_cos, m.out_cos, m.top1, m.top5, m.k_nmse, m.v_nmse);
+        if (fc)
+            fprintf(fc, "%s,%s,%.6f,%.8f,%.8f,%.6f,%.6f,%.6e,%.6e,%llu\n", pk[pi]->name, pv[pi]->name, bpv,
+                    m.score_cos, m.out_cos, m.top1, m.top5, m.k_nmse, m.v_nmse, (unsigned long long)m.n);
+        if (fj) {
+            fprintf(fj, "%s  {\"key_codec\": \"%s\", \"val_codec\": \"%s\", \"bits_per_value\": %.6f, "
+                        "\"score_cos\": %.8f, \"out_cos\": %.8f, \"top1\": %.6f, \"top5\": %.6f, "
+                        "\"k_nmse\": %.6e, \"v_nmse\": %.6e, \"cases\": %llu}",
+                    first_json ? "" : ",\n", pk[pi]->name, pv[pi]->name, bpv, m.score_cos, m.out_cos, m.top1,
+                    m.top5, m.k_nmse, m.v_nmse, (unsigned long long)m.n);
+            first_json = 0;
+        }
+    }
+    free(qbuf);
+    if (fj) {
+        fprintf(fj, "\n]}\n");
+        fclose(fj);
+    }
+    if (fc) fclose(fc);
+out:
+    free(Q);
+    free(K);
+    free(V);
+    return rc;
+}
