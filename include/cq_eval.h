@@ -79,6 +79,34 @@ cq_status cq_attn_fidelity_case(const cq_codec_traits *kc, const cq_codec_traits
                                 cq_err *err);
 void cq_attn_metrics_mean(const cq_attn_metrics *sum, cq_attn_metrics *mean);
 
+/* ---------------------------------------------------- outlier calibration */
+
+/* EVAL.md section 4: max |K| per (layer, kv head, channel) over calibration tokens,
+ * overall and per batch; top-k channels (ties to the lower index), ascending. */
+typedef struct cq_calib cq_calib;
+
+cq_status cq_calib_create(uint32_t n_layers, uint32_t n_kv_heads, uint32_t head_dim,
+                          uint32_t n_batches, cq_calib **out, cq_err *err);
+void cq_calib_free(cq_calib *c);
+/* Observe n tokens of one layer's keys, k [n][n_kv_heads][head_dim], from batch b. */
+cq_status cq_calib_observe(cq_calib *c, uint32_t batch, uint32_t layer, const float *k, uint32_t n);
+/* Top-k channels of every (layer, head): chan [n_layers][n_kv_heads][k]; batch -1 = all data. */
+cq_status cq_calib_topk(const cq_calib *c, int32_t batch, uint32_t k, uint16_t *chan);
+/* Largest channel max over the median channel max, per (layer, head): conc [L][H]. */
+cq_status cq_calib_concentration(const cq_calib *c, double *conc);
+/* Overlap |top-k(batch) and top-k(all)| / k averaged over batches, per (layer, head)
+ * (per_lh [L][H], may be NULL), the mean over all (layer, head), over layer 0, and over
+ * the other layers. */
+cq_status cq_calib_stability(const cq_calib *c, uint32_t k, double *per_lh, double *mean_all,
+                             double *mean_layer0, double *mean_rest);
+/* The text mask format of ../shared/vectors/masks ("layer kv_head c0 .. c{k-1}"), atomically. */
+cq_status cq_calib_write_mask(const cq_calib *c, uint32_t k, const char *path, const char *title,
+                              cq_err *err);
+/* ROM image: one line per (layer, head) in order, the D-bit mask in hex, most significant
+ * digit first, bit c = channel c (ceil(D/4) digits; $readmemh-loadable). */
+cq_status cq_calib_write_rom(const cq_calib *c, uint32_t k, const char *path, cq_err *err);
+uint64_t cq_calib_tokens(const cq_calib *c, int32_t batch);
+
 #ifdef __cplusplus
 }
 #endif
