@@ -107,6 +107,19 @@ cq_status cq_calib_write_mask(const cq_calib *c, uint32_t k, const char *path, c
 cq_status cq_calib_write_rom(const cq_calib *c, uint32_t k, const char *path, cq_err *err);
 uint64_t cq_calib_tokens(const cq_calib *c, int32_t batch);
 
+/* ------------------------------------------------------------------ plots */
+
+/* A labelled scatter plot written as a standalone SVG file (opens in any browser). */
+typedef struct cq_plot_point {
+    double x, y;
+    const char *label;  /* drawn beside the point (may be NULL) */
+    uint32_t series;    /* colour index */
+} cq_plot_point;
+
+cq_status cq_plot_svg(const char *path, const char *title, const char *xlabel, const char *ylabel,
+                      int log_y, const cq_plot_point *pts, size_t n, const char *const *series_names,
+                      uint32_t n_series, cq_err *err);
+
 #ifdef __cplusplus
 }
 #endif
