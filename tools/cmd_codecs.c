@@ -586,8 +586,8 @@ static int codecs_measure(int argc, char **argv) {
         return 2;
     }
     if (synth || nsrc == 0) {
-        if (hot >= D) {
-            fprintf(stderr, "cq codecs: --hot must be < --dim\n");
+        if (hot >= D || (D & 1)) {
+            fprintf(stderr, "cq codecs: --dim must be even and --hot < --dim\n");
             return 2;
         }
     }
