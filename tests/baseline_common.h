@@ -22,20 +22,20 @@
 #include "channelquant.h"
 #include "cq_test.h"
 
-static void bl_gauss(uint16_t *x, size_t n, double sd, uint64_t seed) {
+static inline void bl_gauss(uint16_t *x, size_t n, double sd, uint64_t seed) {
     cq_rng r;
     cq_rng_seed(&r, seed);
     for (size_t i = 0; i < n; i++) x[i] = cq_f64_to_f16(sd * cq_rng_normal(&r));
 }
 
-static const cq_codec_traits *bl_get(const char *name) {
+static inline const cq_codec_traits *bl_get(const char *name) {
     const cq_codec_traits *c = cq_codec_find(name);
     CHECK(c != NULL, "codec %s not registered", name);
     return c;
 }
 
 /* NMSE = sum (x_hat - x)^2 / sum x^2 of one encode/decode; -1 on failure. */
-static double bl_nmse(const cq_codec_traits *c, const cq_codec_cfg *cfg, cq_role role,
+static inline double bl_nmse(const cq_codec_traits *c, const cq_codec_cfg *cfg, cq_role role,
                       const uint16_t *x, uint32_t T, float *maxerr) {
     size_t n = (size_t)T * cfg->dim, nb = c->packed_bytes(cfg, role, T);
     uint8_t *buf = malloc(nb + 1);
@@ -55,7 +55,7 @@ static double bl_nmse(const cq_codec_traits *c, const cq_codec_cfg *cfg, cq_role
     return ok ? se / sx : -1.0;
 }
 
-static void bl_contract(const cq_codec_traits *c, const cq_codec_cfg *cfg, uint32_t T,
+static inline void bl_contract(const cq_codec_traits *c, const cq_codec_cfg *cfg, uint32_t T,
                         size_t expect_bytes) {
     uint32_t D = cfg->dim;
     size_t n = (size_t)T * D;
