@@ -266,7 +266,8 @@ static void chan_decode(const mq_desc *m, uint32_t D, const uint8_t *src, uint32
     mq_sizes sz = mq_sizes_of(m, D, T);
     const uint8_t *codes = src + sz.sink, *cols = src + sz.sink + sz.codes;
     uint32_t t0 = m->sink ? 1 : 0;
-    if (m->sink && T)
+    if (T == 0) return; /* nothing stored, not even the scales */
+    if (m->sink)
         for (uint32_t c = 0; c < D; c++) out[c] = cq_f16_to_f32(cqb_get16(src + 2 * c));
     for (uint32_t c = 0; c < D; c++) {
         float s = cq_f16_to_f32(cqb_get16(cols + 2 * c));
