@@ -128,6 +128,28 @@ static void test_hand_bytes(void) {
     float s = cq_f16_to_f32(0x4233);
     CHECK(out[0] == 1.0f && out[2] == -(0.55f * s) && out[4] == 1.85f * s && out[6] == -(1.85f * s) &&
               out[7] == 0.0f, "sink1 decode %g %g %g %g", out[0], out[2], out[4], out[6]);
+    /* affine 3-bit g64 meta4, D = 2 (one short group), T = 3 tokens
+     * {0, 7}, {1, 8}, {2, 16}: mn = 0, 1, 2; s = 1, 1, 2 (+1e-8 vanishes in
+     * fp32); codes (x - mn)/s = {0, 7} every token -> 3-bit stream bits
+     * 3-5, 9-11, 15-17: 0x38 0x8E 0x03.
+     * mn column: min 0, max 2, step = 2/15 + 1e-12 = 0.13333334f; the middle
+     * token's (1 - 0)/step is 7.4999995 in fp32 -> code 7 (in double it would
+     * be 7.5 -> 8: this pins fp32 arithmetic), the last 14.999999 -> 15.
+     * s column: min 1, max 2, step 1/15: codes 0, 0, 15. 4-bit stream
+     * [t]{mn, s}: 0,0 | 7,0 | 15,15 -> 0x00 0x07 0xFF. Columns: mn min 0,
+     * range 2.0 (0x4000), s min 1.0, range 1.0 (0x3C00). */
+    uint16_t z[6] = {0x0000, 0x4700, 0x3C00, 0x4800, 0x4000, 0x4C00};
+    enc("affine_seven_level_3bit_g64_meta4", 2, z, 3, b, 14);
+    const uint8_t w4[14] = {0x38, 0x8E, 0x03, 0x00, 0x07, 0xFF, 0x00, 0x00,
+                            0x00, 0x40, 0x00, 0x3C, 0x00, 0x3C};
+    CHECK(memcmp(b, w4, 14) == 0, "meta4 hand bytes %02x %02x %02x | %02x %02x %02x", b[0], b[1],
+          b[2], b[3], b[4], b[5]);
+    /* decode uses the stored metadata: mn_hat = code * (range/15 + 1e-12) + min */
+    float zo[6], st = 2.0f / 15.0f + 1e-12f, ss = 1.0f / 15.0f + 1e-12f;
+    bl_get("affine_seven_level_3bit_g64_meta4")->decode(&cfg, CQ_ROLE_KEY, b, 14, 3, zo);
+    CHECK(zo[0] == 0.0f && zo[1] == 7.0f && zo[2] == 7.0f * st && zo[3] == 7.0f * 1.0f + 7.0f * st &&
+              zo[5] == 7.0f * (15.0f * ss + 1.0f) + 15.0f * st,
+          "meta4 decode %.9g %.9g %.9g %.9g", zo[2], zo[3], zo[4], zo[5]);
 }
 
 /* Hadamard signs and normalization: mn = 1, s = 0 in every group makes
