@@ -19,6 +19,7 @@
 #include "cq_error.h"
 #include "cq_fp16.h"
 #include "cq_registry.h"
+#include "cq_synth.h"
 #include "cq_util.h"
 #include "cq_vectors.h"
 

@@ -14,6 +14,23 @@ extern const cq_codec_traits cq_codec_cq8;
 extern const cq_codec_traits cq_codec_cq4;
 extern const cq_codec_traits cq_codec_cq4p;
 extern const cq_codec_traits cq_codec_cq3rot;
+extern const cq_codec_traits cq_codec_turbo2;
+extern const cq_codec_traits cq_codec_turbo3;
+extern const cq_codec_traits cq_codec_turbo4;
+extern const cq_codec_traits cq_codec_turbo4_old;
+extern const cq_codec_traits cq_codec_tbq3;
+extern const cq_codec_traits cq_codec_tbq4;
+extern const cq_codec_traits cq_codec_planar3;
+extern const cq_codec_traits cq_codec_iso3;
+extern const cq_codec_traits cq_codec_mq_a3_g32;
+extern const cq_codec_traits cq_codec_mq_a3_g64;
+extern const cq_codec_traits cq_codec_mq_a3_g64_meta4;
+extern const cq_codec_traits cq_codec_mq_a3_g64_meta8;
+extern const cq_codec_traits cq_codec_mq_a2_g64_meta8;
+extern const cq_codec_traits cq_codec_mq_h2_g64_meta8;
+extern const cq_codec_traits cq_codec_mq_h2_g32;
+extern const cq_codec_traits cq_codec_mq_cw2;
+extern const cq_codec_traits cq_codec_mq_sink1_cw2;
 
 static const cq_codec_traits *const table[] = {
     &cq_codec_fp16,
@@ -21,6 +38,23 @@ static const cq_codec_traits *const table[] = {
     &cq_codec_cq4,
     &cq_codec_cq4p,
     &cq_codec_cq3rot,
+    &cq_codec_turbo2,
+    &cq_codec_turbo3,
+    &cq_codec_turbo4,
+    &cq_codec_turbo4_old,
+    &cq_codec_tbq3,
+    &cq_codec_tbq4,
+    &cq_codec_planar3,
+    &cq_codec_iso3,
+    &cq_codec_mq_a3_g32,
+    &cq_codec_mq_a3_g64,
+    &cq_codec_mq_a3_g64_meta4,
+    &cq_codec_mq_a3_g64_meta8,
+    &cq_codec_mq_a2_g64_meta8,
+    &cq_codec_mq_h2_g64_meta8,
+    &cq_codec_mq_h2_g32,
+    &cq_codec_mq_cw2,
+    &cq_codec_mq_sink1_cw2,
 };
 
 void cq_codec_cfg_default(cq_codec_cfg *cfg, uint32_t dim) {
