@@ -238,6 +238,37 @@ cq_status cq_engine_drv_read(cq_engine *e, uint32_t addr, uint32_t *out, uint64_
 /* Clock until STATUS.idle (at most max_cycles). */
 cq_status cq_engine_drv_wait_idle(cq_engine *e, uint64_t max_cycles, cq_err *err);
 
+/* ------------------------------------------------------------- run + check */
+
+/* One end-to-end run: push [T][D] K and V through a fresh engine (values at
+ * records 0..T-1, keys at T..2T-1), read every stored record back, and check
+ * every output beat against the codec core (and against golden K_hat / V_hat
+ * when given). v0.2 stores keys only for whole groups (keys_stored). */
+typedef struct cq_engine_report {
+    uint32_t T, D, keys_stored;
+    uint64_t key_tokens, val_tokens, key_cycles, val_cycles;  /* compress */
+    uint64_t key_reads, val_reads, key_read_cycles, val_read_cycles; /* decompress */
+    uint64_t beats_checked;   /* beats compared (against each reference) */
+    uint64_t mismatches;      /* beats that differ from the contract */
+    uint64_t negzero_outliers;/* v0.2 gap 8: outlier -0.0 read back as +0.0 (not counted above) */
+    int64_t first_token;      /* first mismatch (-1 if none) */
+    int32_t first_channel;
+    int first_is_key;
+    uint32_t first_expected, first_got;
+    uint32_t occupancy, record_bits, key_record_bits, val_record_bits;
+    uint64_t scale_sets_used, scale_set_bits;
+    uint64_t sram_bits_key, sram_bits_val;        /* rows x row width (+ scale table) */
+    uint64_t content_bits_key, content_bits_val;  /* bits the records really use */
+    uint64_t canon_bits_key, canon_bits_val;      /* CONTRACT.md section 5 streams */
+    uint64_t state_cycles[CQ_ES_COUNT_];
+    uint64_t total_cycles;
+} cq_engine_report;
+
+cq_status cq_engine_run_check(const cq_engine_config *cfg, const uint16_t *K, const uint16_t *V,
+                              uint32_t T, const uint32_t *golden_k_hat,
+                              const uint32_t *golden_v_hat, FILE *trace, cq_engine_report *rep,
+                              cq_err *err);
+
 #ifdef __cplusplus
 }
 #endif
