@@ -186,7 +186,8 @@ void cq_engine_set_trace(cq_engine *e, FILE *f);
 
 /* ---------------------------------------------------------- integer cores */
 
-/* scale = fp16_RNE(max(amax/qmax, 2^-14)) by integer division, sticky, RNE. qmax 1..127. */
+/* scale = fp16_RNE(max(amax/qmax, 2^-14)) by integer division, sticky, RNE.
+ * The cores are sized for qmax 1..127 (7 and 127 are used); other values are clamped. */
 uint16_t cq_eng_scale_core(uint16_t amax, int qmax);
 /* The serialized quantize core: start, 21 restoring division steps, round, done. */
 typedef struct cq_eng_qcore {

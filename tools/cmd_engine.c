@@ -282,7 +282,7 @@ int cq_cmd_engine(int argc, char **argv) {
             cq_rng_seed(&rng, seed);
             for (size_t i = 0; i < n; i++) in.K[i] = cq_f64_to_f16(cq_rng_normal(&rng));
             for (size_t i = 0; i < n; i++) in.V[i] = cq_f64_to_f16(cq_rng_normal(&rng));
-            snprintf(in.name, sizeof in.name, "synthetic-N(0,1)-seed%llu",
+            snprintf(in.name, sizeof in.name, "synthetic-normal-seed%llu",
                      (unsigned long long)seed);
         }
         if (!in.is_golden && in.tier == CQ_TIER_CQ4P) {
@@ -385,8 +385,11 @@ int cq_cmd_engine(int argc, char **argv) {
             } else {
                 printf("\n### %s, v0.%d (%s, D=%u, G=%u, T=%u, lanes=%u)\n\n", in.name, revs[ri],
                        cq_tier_name(in.tier), in.D, in.G, in.T, lanes);
-                printf("conformance: %llu read beats compared, %llu differ from the contract",
-                       (unsigned long long)rep.beats_checked, (unsigned long long)rep.mismatches);
+                printf("conformance: %llu beat comparisons (every read beat against the codec "
+                       "core%s), %llu differ from the contract",
+                       (unsigned long long)rep.beats_checked,
+                       in.is_golden ? " and the golden K_hat/V_hat" : "",
+                       (unsigned long long)rep.mismatches);
                 if (rep.negzero_outliers)
                     printf(", %llu outlier -0.0 read as +0.0 (v0.2 gap 8)",
                            (unsigned long long)rep.negzero_outliers);

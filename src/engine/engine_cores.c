@@ -54,7 +54,8 @@ static void f16_unpack(uint16_t h, uint32_t *sig, int *exp) {
 uint16_t cq_eng_scale_core(uint16_t amax, int qmax) {
     uint32_t a = amax & 0x7FFFu;
     if ((a >> 10) == 0x1Fu) return 0x7E00u; /* non-finite: outside the contract */
-    if (qmax < 1) qmax = 1;
+    if (qmax < 1) qmax = 1; /* the datapath is sized for qmax 1..127 */
+    if (qmax > 127) qmax = 127;
     uint32_t sig;
     int E;
     f16_unpack((uint16_t)a, &sig, &E);
@@ -88,7 +89,7 @@ void cq_eng_qcore_start(cq_eng_qcore *q, uint16_t x, uint16_t scale, int qmax) {
     q->code = 0;
     q->x = x;
     q->s = scale;
-    q->qmax = qmax;
+    q->qmax = qmax < 1 ? 1 : qmax > 127 ? 127 : qmax; /* sized for qmax 1..127 */
     q->early = 0;
     q->steps = 0;
 }
