@@ -48,11 +48,19 @@ def npy(path, descr, shape, data, fmt):
         f.write(b"\x93NUMPY\x01\x00" + struct.pack("<H", len(hdr)) + hdr.encode())
         f.write(struct.pack("<%d%s" % (len(data), fmt), *data))
 r = random.Random(7)
-npy(sys.argv[1] + "/kv2.npy", "<f2", (20, 16), [r.gauss(0, 1) for _ in range(320)], "e")
+kv2 = [r.gauss(0, 1) for _ in range(320)]
+kv2[1 * 16 + 3] = -0.0  # token 1, outlier channel 3
+npy(sys.argv[1] + "/kv2.npy", "<f2", (20, 16), kv2, "e")
 npy(sys.argv[1] + "/kv3.npy", "<f4", (2, 40, 32), [r.gauss(0, 2) for _ in range(2560)], "f")
 PY
 expect "npy [T][D] CQ4plus" 0 "$CQ" engine run --tier CQ4plus --group 8 --outliers 3,9 "$tmp/kv2.npy"
-expect_grep "npy [T][D]" "0 differ from the contract; keys stored 16 of 20"
+expect_grep "npy [T][D]" "keys stored 16 of 20"
+# gap 8 shown, not hidden: v0.2 reads the -0.0 outlier as +0.0, v0.3 exactly
+expect "npy -0.0 outlier v0.2" 0 "$CQ" engine run --rev v0.2 --tier CQ4plus --group 8 --outliers 3,9 "$tmp/kv2.npy"
+expect_grep "v0.2 gap 8" "1 outlier -0.0 read as +0.0 (v0.2 gap 8)"
+expect "npy -0.0 outlier v0.3" 0 "$CQ" engine run --rev v0.3 --tier CQ4plus --group 8 --outliers 3,9 "$tmp/kv2.npy"
+grep -q "gap 8" "$tmp/out" && { echo "engine_cli: v0.3 must read -0.0 exactly"; fail=1; }
+expect "lanes 3 on a golden vector" 0 "$CQ" engine run --lanes 3 "$V/d64_T70_G64__CQ4plus"
 expect "npy [2][T][D] CQ8" 0 "$CQ" engine run --tier CQ8 --json "$tmp/kv3.npy"
 expect_grep "npy [2][T][D]" '"mismatches": 0'
 fi
