@@ -94,6 +94,22 @@ static int parse_list_u32(const char *s, double *out, int max) {
     return *p ? -1 : n;
 }
 
+/* Print a string as a JSON string literal (csv = 0) or as a CSV field (csv = 1). */
+static void put_str(const char *str, int csv) {
+    if (csv && !strpbrk(str, ",\"\n")) {
+        fputs(str, stdout);
+        return;
+    }
+    putchar('"');
+    for (const unsigned char *p = (const unsigned char *)str; *p; p++) {
+        if (*p == '"') fputs(csv ? "\"\"" : "\\\"", stdout);
+        else if (!csv && *p == '\\') fputs("\\\\", stdout);
+        else if (!csv && *p < 0x20) printf("\\u%04x", *p);
+        else putchar(*p);
+    }
+    putchar('"');
+}
+
 static double per(uint64_t num, uint64_t den) { return den ? (double)num / (double)den : NAN; }
 
 static void fmt(char *buf, size_t cap, double v, const char *f) {
@@ -350,13 +366,15 @@ int cq_cmd_engine(int argc, char **argv) {
             fmt(b[11], 32, qv, "%.3f");
             fmt(b[12], 32, qkv, "%.3f");
             if (json) {
-                printf("%s  {\"input\": \"%s\", \"rev\": \"v0.%d\", \"tier\": \"%s\", \"D\": %u, "
+                printf("%s  {\"input\": ", rows ? ",\n" : "");
+                put_str(in.name, 0);
+                printf(", \"rev\": \"v0.%d\", \"tier\": \"%s\", \"D\": %u, "
                        "\"G\": %u, \"T\": %u, \"keys\": %u, \"lanes\": %u, \"beats\": %llu, "
                        "\"mismatches\": %llu, \"negzero_outliers\": %llu, "
                        "\"key_cycles_per_token\": %s, \"val_cycles_per_token\": %s, "
                        "\"kv_cycles_per_token\": %s, \"key_read_cycles\": %s, "
                        "\"val_read_cycles\": %s, \"clocks\": [",
-                       rows ? ",\n" : "", in.name, revs[ri], cq_tier_tag(in.tier), in.D, in.G,
+                       revs[ri], cq_tier_tag(in.tier), in.D, in.G,
                        in.T, rep.keys_stored, lanes, (unsigned long long)rep.beats_checked,
                        (unsigned long long)rep.mismatches,
                        (unsigned long long)rep.negzero_outliers, isnan(ck) ? "null" : b[0], b[1],
@@ -373,9 +391,10 @@ int cq_cmd_engine(int argc, char **argv) {
                        isnan(qk) ? "null" : b[10], b[11], b[12], rep.record_bits, rep.occupancy,
                        (unsigned long long)rep.total_cycles);
             } else if (csv) {
-                printf("%s,v0.%d,%s,%u,%u,%u,%u,%u,%llu,%llu,%llu,%s,%s,%s,%s,%s,%.0f,%.0f,%s,%s,"
+                put_str(in.name, 1);
+                printf(",v0.%d,%s,%u,%u,%u,%u,%u,%llu,%llu,%llu,%s,%s,%s,%s,%s,%.0f,%.0f,%s,%s,"
                        "%s,%s,%s,%s,%s,%s,%u,%u,%llu\n",
-                       in.name, revs[ri], cq_tier_tag(in.tier), in.D, in.G, in.T, rep.keys_stored,
+                       revs[ri], cq_tier_tag(in.tier), in.D, in.G, in.T, rep.keys_stored,
                        lanes, (unsigned long long)rep.beats_checked,
                        (unsigned long long)rep.mismatches,
                        (unsigned long long)rep.negzero_outliers, b[0], b[1], b[2], b[3], b[4],

@@ -1,9 +1,10 @@
 /*
  * engine_driver.c - a small driver for the KVCE model, written the way
  * firmware drives the chip: register writes, one beat per clock on the write
- * port, beats collected from the read port. It never reaches into the model's
- * state except through what the pins and registers show (token_ready mirrors
- * s_tready at a token boundary). What is not here: the model itself
+ * port, beats collected from the read port. It only looks at what the pins and
+ * registers show: token_ready is s_tready at a token boundary, and waiting for
+ * idle reads STATUS.IDLE without a bus access (so the trace is not flooded
+ * with polling). What is not here: the model itself
  * (engine_fsm.c, engine_regs.c) and the command line (tools/cmd_engine.c).
  */
 #include <string.h>
