@@ -16,6 +16,7 @@
 #define CQ_VERSION_STRING "0.1.0"
 
 #include "cq_codec.h"
+#include "cq_engine.h"
 #include "cq_error.h"
 #include "cq_fp16.h"
 #include "cq_registry.h"

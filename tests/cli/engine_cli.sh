@@ -1,0 +1,73 @@
+#!/bin/sh
+# CLI behaviour of `cq engine run`: all golden vectors pass through both model
+# revisions; a .npy ([T][D] and [2][T][D]) is streamed and checked; a corrupted
+# golden K_hat is caught (the check can fail); --trace writes one line per beat;
+# bad arguments exit 2.
+CQ=${1:-build/cq}
+SHARED=${CQ_SHARED:-../shared}
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+fail=0
+expect() { # description, expected-exit, command...
+    desc=$1; want=$2; shift 2
+    "$@" >"$tmp/out" 2>&1
+    got=$?
+    if [ "$got" != "$want" ]; then
+        echo "engine_cli: $desc: exit $got, expected $want"; sed 's/^/  /' "$tmp/out" | head -20; fail=1
+    fi
+}
+expect_grep() { # description, pattern
+    grep -q "$2" "$tmp/out" || { echo "engine_cli: $1: output lacks '$2'"; sed 's/^/  /' "$tmp/out" | head -20; fail=1; }
+}
+V="$SHARED/vectors/channelquant"
+expect "golden vectors, both revisions" 0 "$CQ" engine run --csv "$V"/d*_T*_G*__*
+n=$(grep -c ',0,0,' "$tmp/out")
+[ "$n" = 18 ] || { echo "engine_cli: expected 18 clean runs, got $n"; fail=1; }
+expect "help" 0 "$CQ" engine run --help
+expect "no subcommand" 2 "$CQ" engine
+expect "bad rev" 2 "$CQ" engine run --rev v9
+expect "bad lanes" 2 "$CQ" engine run --lanes 0
+expect "trace needs one run" 2 "$CQ" engine run --trace "$tmp/t.txt"
+expect "missing input" 1 "$CQ" engine run "$tmp/nonexistent"
+
+# the check can fail: one golden K_hat word changed
+cp -r "$V/d64_T128_G64__CQ4" "$tmp/d64_T128_G64__CQ4"
+sed -i '3s/.*/3f800000/' "$tmp/d64_T128_G64__CQ4/expected_k_hat.f32.hex"
+expect "corrupt golden K_hat" 1 "$CQ" engine run --rev v0.3 "$tmp/d64_T128_G64__CQ4"
+expect_grep "corrupt golden K_hat" "CQ_ERR_MISMATCH: key token 0 channel 2"
+
+# .npy input: [T][D] f2 and [2][T][D] f4, written with the standard library only
+if command -v python3 >/dev/null 2>&1; then
+python3 - "$tmp" <<'PY'
+import struct, sys, random
+def npy(path, descr, shape, data, fmt):
+    hdr = "{'descr': '%s', 'fortran_order': False, 'shape': (%s), }" % (
+        descr, "".join("%d, " % s for s in shape))
+    hdr += " " * (63 - (10 + len(hdr)) % 64) + "\n"
+    with open(path, "wb") as f:
+        f.write(b"\x93NUMPY\x01\x00" + struct.pack("<H", len(hdr)) + hdr.encode())
+        f.write(struct.pack("<%d%s" % (len(data), fmt), *data))
+r = random.Random(7)
+kv2 = [r.gauss(0, 1) for _ in range(320)]
+kv2[1 * 16 + 3] = -0.0  # token 1, outlier channel 3
+npy(sys.argv[1] + "/kv2.npy", "<f2", (20, 16), kv2, "e")
+npy(sys.argv[1] + "/kv3.npy", "<f4", (2, 40, 32), [r.gauss(0, 2) for _ in range(2560)], "f")
+PY
+expect "npy [T][D] CQ4plus" 0 "$CQ" engine run --tier CQ4plus --group 8 --outliers 3,9 "$tmp/kv2.npy"
+expect_grep "npy [T][D]" "keys stored 16 of 20"
+# gap 8 shown, not hidden: v0.2 reads the -0.0 outlier as +0.0, v0.3 exactly
+expect "npy -0.0 outlier v0.2" 0 "$CQ" engine run --rev v0.2 --tier CQ4plus --group 8 --outliers 3,9 "$tmp/kv2.npy"
+expect_grep "v0.2 gap 8" "1 outlier -0.0 read as +0.0 (v0.2 gap 8)"
+expect "npy -0.0 outlier v0.3" 0 "$CQ" engine run --rev v0.3 --tier CQ4plus --group 8 --outliers 3,9 "$tmp/kv2.npy"
+grep -q "gap 8" "$tmp/out" && { echo "engine_cli: v0.3 must read -0.0 exactly"; fail=1; }
+expect "lanes 3 on a golden vector" 0 "$CQ" engine run --lanes 3 "$V/d64_T70_G64__CQ4plus"
+expect "npy [2][T][D] CQ8" 0 "$CQ" engine run --tier CQ8 --json "$tmp/kv3.npy"
+expect_grep "npy [2][T][D]" '"mismatches": 0'
+fi
+
+# trace: D*T key beats + D*T value beats in, D per record out
+expect "trace" 0 "$CQ" engine run --rev v0.3 --tier CQ4 --dim 8 --tokens 6 --group 4 --trace "$tmp/t.txt"
+s=$(grep -c '^S ' "$tmp/t.txt"); m=$(grep -c '^M ' "$tmp/t.txt")
+[ "$s" = 96 ] && [ "$m" = 96 ] || { echo "engine_cli: trace has $s S and $m M lines, want 96 and 96"; fail=1; }
+head -1 "$tmp/t.txt" | grep -q '^# cq-engine-trace 1 rev=v0.3' || { echo "engine_cli: trace header"; fail=1; }
+exit $fail
