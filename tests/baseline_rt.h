@@ -48,6 +48,9 @@ static size_t rt_roundtrip(const cq_codec_traits *c, const cq_codec_cfg *cfg, cq
 }
 
 /* NMSE = sum (x - y)^2 / sum x^2 over a [T][D] block. */
+#if defined(__GNUC__)
+__attribute__((unused))
+#endif
 static double rt_nmse(const uint16_t *x, const float *y, size_t n) {
     double num = 0, den = 0;
     for (size_t i = 0; i < n; i++) {
