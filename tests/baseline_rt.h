@@ -18,8 +18,15 @@
 #include "cq_test.h"
 #include "cq_util.h"
 
+/* Not every test uses every helper. */
+#if defined(__GNUC__)
+#define RT_MAYBE_UNUSED __attribute__((unused))
+#else
+#define RT_MAYBE_UNUSED
+#endif
+
 /* x [T][D] fp16 of N(0, sigma^2), plus `spikes` channels scaled by 20 (key-like outliers). */
-static void rt_gauss(cq_rng *r, uint16_t *x, uint32_t T, uint32_t D, double sigma,
+RT_MAYBE_UNUSED static void rt_gauss(cq_rng *r, uint16_t *x, uint32_t T, uint32_t D, double sigma,
                      uint32_t spikes) {
     for (uint32_t t = 0; t < T; t++)
         for (uint32_t c = 0; c < D; c++) {
@@ -30,7 +37,7 @@ static void rt_gauss(cq_rng *r, uint16_t *x, uint32_t T, uint32_t D, double sigm
 }
 
 /* Encode then decode through the registry. Returns the packed size (0 on failure: CHECKed). */
-static size_t rt_roundtrip(const cq_codec_traits *c, const cq_codec_cfg *cfg, cq_role role,
+RT_MAYBE_UNUSED static size_t rt_roundtrip(const cq_codec_traits *c, const cq_codec_cfg *cfg, cq_role role,
                            const uint16_t *x, uint32_t T, float *out, uint8_t **packed) {
     size_t n = c->packed_bytes(cfg, role, T);
     uint8_t *buf = malloc(n + 1);
@@ -48,10 +55,7 @@ static size_t rt_roundtrip(const cq_codec_traits *c, const cq_codec_cfg *cfg, cq
 }
 
 /* NMSE = sum (x - y)^2 / sum x^2 over a [T][D] block. */
-#if defined(__GNUC__)
-__attribute__((unused))
-#endif
-static double rt_nmse(const uint16_t *x, const float *y, size_t n) {
+RT_MAYBE_UNUSED static double rt_nmse(const uint16_t *x, const float *y, size_t n) {
     double num = 0, den = 0;
     for (size_t i = 0; i < n; i++) {
         double a = cq_f16_to_f32(x[i]), d = a - y[i];
@@ -62,7 +66,7 @@ static double rt_nmse(const uint16_t *x, const float *y, size_t n) {
 }
 
 /* Properties every codec of the registry must have, for one (cfg, role). */
-static void rt_common(const cq_codec_traits *c, const cq_codec_cfg *cfg, cq_role role, uint32_t T,
+RT_MAYBE_UNUSED static void rt_common(const cq_codec_traits *c, const cq_codec_cfg *cfg, cq_role role, uint32_t T,
                       uint64_t seed) {
     const uint32_t D = cfg->dim;
     cq_rng r;
@@ -128,7 +132,7 @@ static void rt_common(const cq_codec_traits *c, const cq_codec_cfg *cfg, cq_role
 }
 
 /* Unsupported D: cq_codec_supports and encode both refuse, naming CQ_ERR_DIM. */
-static void rt_refuses_dim(const cq_codec_traits *c, uint32_t D, cq_role role) {
+RT_MAYBE_UNUSED static void rt_refuses_dim(const cq_codec_traits *c, uint32_t D, cq_role role) {
     cq_codec_cfg cfg;
     cq_codec_cfg_default(&cfg, D);
     cq_status st = cq_codec_supports(c, &cfg, role);
