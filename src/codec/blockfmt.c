@@ -59,3 +59,40 @@ cq_status cq_blockfmt_decode(const cq_blockfmt *f, const cq_codec_cfg *cfg, cons
     for (size_t i = 0; i < nblocks; i++) f->dequantize(src + i * f->bytes, out + i * f->block);
     return CQ_OK;
 }
+
+size_t cq_tokint_bytes(const cq_codec_cfg *cfg, unsigned bits, uint32_t T) {
+    return (size_t)T * cq_token_bytes(cfg->dim, bits) + 2 * (size_t)T;
+}
+
+cq_status cq_tokint_encode(const char *name, unsigned bits, const cq_codec_cfg *cfg,
+                           const uint16_t *x, uint32_t T, uint8_t *dst, size_t cap, cq_err *err) {
+    cq_err_clear(err);
+    if (!cfg || (T && (!x || !dst))) return cq_err_set(err, CQ_ERR_NULL, -1, -1, "NULL argument");
+    if (cap < cq_tokint_bytes(cfg, bits, T))
+        return cq_err_set(err, CQ_ERR_BUFFER, -1, -1, "%s: dst too small", name);
+    cq_status st = cq_refuse_nonfinite(name, x, T, cfg->dim, err);
+    if (st) return st;
+    const uint32_t D = cfg->dim;
+    const size_t tb = cq_token_bytes(D, bits);
+    uint8_t *scales = dst + (size_t)T * tb;
+    for (uint32_t t = 0; t < T; t++) {
+        uint16_t s;
+        st = cq_encode_token(x + (size_t)t * D, D, bits, dst + (size_t)t * tb, &s, t, err);
+        if (st) return st; /* only an invalid D gets here, before anything is written */
+        cq_put_u16le(scales + 2 * (size_t)t, s);
+    }
+    return CQ_OK;
+}
+
+cq_status cq_tokint_decode(unsigned bits, const cq_codec_cfg *cfg, const uint8_t *src, size_t len,
+                           uint32_t T, float *out) {
+    if (!cfg || (T && (!src || !out))) return CQ_ERR_NULL;
+    if (len != cq_tokint_bytes(cfg, bits, T)) return CQ_ERR_BUFFER;
+    const uint32_t D = cfg->dim;
+    const size_t tb = cq_token_bytes(D, bits);
+    const uint8_t *scales = src + (size_t)T * tb;
+    for (uint32_t t = 0; t < T; t++)
+        cq_decode_token(src + (size_t)t * tb, cq_get_u16le(scales + 2 * (size_t)t), D, bits,
+                        out + (size_t)t * D);
+    return CQ_OK;
+}

@@ -1,11 +1,13 @@
 /*
- * blockfmt.h - library-internal plumbing shared by the per-token block
- * codecs (the ggml cache types and MXFP4): a token's D channels are cut into
+ * blockfmt.h - library-internal plumbing of the baseline codecs. Mostly the
+ * per-token block codecs (the ggml cache types and MXFP4): a token's D channels are cut into
  * D/B blocks of B consecutive channels, each coded into a fixed number of
  * bytes, and a [T][D] block is those blocks in token-major order. Each codec
  * file supplies only its block quantizer and dequantizer (what the method
  * is); this file does the rest (checks, sizes, the refusal of non-finite
- * input, little-endian helpers). Not a public header.
+ * input, little-endian helpers). The non-finite refusal, the LE helpers and
+ * the FP4 E2M1 element code are shared with the other baselines (KIVI, the
+ * integer family, NVFP4). Not a public header.
  */
 #ifndef CQ_BLOCKFMT_H
 #define CQ_BLOCKFMT_H
@@ -40,6 +42,14 @@ cq_status cq_blockfmt_decode(const cq_blockfmt *f, const cq_codec_cfg *cfg, cons
 /* The non-finite refusal every baseline shares (token and channel in the message). */
 cq_status cq_refuse_nonfinite(const char *codec, const uint16_t *x, uint32_t T, uint32_t D,
                               cq_err *err);
+
+/* Per-token symmetric INT4/INT8 of CONTRACT.md section 3 (bits 4 or 8): codes [T][D]
+ * (INT4: nibbles, element 2i low) then T fp16 scales. The int8-token and int4-token codecs. */
+size_t cq_tokint_bytes(const cq_codec_cfg *cfg, unsigned bits, uint32_t T);
+cq_status cq_tokint_encode(const char *name, unsigned bits, const cq_codec_cfg *cfg,
+                           const uint16_t *x, uint32_t T, uint8_t *dst, size_t cap, cq_err *err);
+cq_status cq_tokint_decode(unsigned bits, const cq_codec_cfg *cfg, const uint8_t *src, size_t len,
+                           uint32_t T, float *out);
 
 /* Block formats other codec files build on. */
 extern const cq_blockfmt cq_blockfmt_q4_0;

@@ -14,20 +14,22 @@
 #include "blockfmt.h"
 #include "cq_codec.h"
 
+/* Keys: CQ-4 with one group of G = T tokens. Values: per-token INT4 (blockfmt.c). */
 static cq_status ic_params(const cq_codec_cfg *cfg, uint32_t T, cq_params *p) {
     return cq_params_init(p, CQ_TIER_CQ4, cfg->dim, T ? T : 1, NULL, 0, NULL);
 }
 
 static size_t ic_bytes(const cq_codec_cfg *cfg, cq_role role, uint32_t T) {
+    if (role == CQ_ROLE_VALUE) return cq_tokint_bytes(cfg, 4, T);
     cq_params p;
     cq_stream_sizes s;
     if (ic_params(cfg, T, &p) || cq_stream_sizes_of(&p, T, &s)) return 0;
-    return role == CQ_ROLE_KEY ? s.key_payload + 2 * s.key_scales
-                               : s.val_payload + 2 * s.val_scales;
+    return s.key_payload + 2 * s.key_scales;
 }
 
 static cq_status ic_encode(const cq_codec_cfg *cfg, cq_role role, const uint16_t *x, uint32_t T,
                            uint8_t *dst, size_t cap, cq_err *err) {
+    if (role == CQ_ROLE_VALUE) return cq_tokint_encode("int4-channel", 4, cfg, x, T, dst, cap, err);
     cq_err_clear(err);
     if (!cfg || (T && (!x || !dst))) return cq_err_set(err, CQ_ERR_NULL, -1, -1, "NULL argument");
     cq_params p;
@@ -35,40 +37,31 @@ static cq_status ic_encode(const cq_codec_cfg *cfg, cq_role role, const uint16_t
     cq_status st = ic_params(cfg, T, &p);
     if (st || (st = cq_stream_sizes_of(&p, T, &s)))
         return cq_err_set(err, st, -1, -1, "int4-channel: invalid D=%u or T=%u", cfg->dim, T);
-    if (cap < ic_bytes(cfg, role, T))
+    if (cap < s.key_payload + 2 * s.key_scales)
         return cq_err_set(err, CQ_ERR_BUFFER, -1, -1, "int4-channel: dst too small");
     if ((st = cq_refuse_nonfinite("int4-channel", x, T, cfg->dim, err))) return st;
-    const size_t nsc = role == CQ_ROLE_KEY ? s.key_scales : s.val_scales;
-    const size_t pay = role == CQ_ROLE_KEY ? s.key_payload : s.val_payload;
-    uint16_t *sc = malloc((nsc + 1) * sizeof *sc);
+    uint16_t *sc = malloc((s.key_scales + 1) * sizeof *sc);
     if (!sc) return cq_err_set(err, CQ_ERR_NOMEM, -1, -1, "out of memory");
-    if (role == CQ_ROLE_KEY) {
-        cq_key_stream ks = {dst, sc, NULL};
-        st = cq_encode_keys(&p, x, T, &ks, err);
-    } else {
-        cq_val_stream vs = {dst, sc};
-        st = cq_encode_values(&p, x, T, &vs, err);
-    }
-    for (size_t i = 0; !st && i < nsc; i++) cq_put_u16le(dst + pay + 2 * i, sc[i]);
+    cq_key_stream ks = {dst, sc, NULL};
+    st = cq_encode_keys(&p, x, T, &ks, err);
+    for (size_t i = 0; !st && i < s.key_scales; i++) cq_put_u16le(dst + s.key_payload + 2 * i, sc[i]);
     free(sc);
     return st;
 }
 
 static cq_status ic_decode(const cq_codec_cfg *cfg, cq_role role, const uint8_t *src, size_t len,
                            uint32_t T, float *out) {
+    if (role == CQ_ROLE_VALUE) return cq_tokint_decode(4, cfg, src, len, T, out);
     if (!cfg || (T && (!src || !out))) return CQ_ERR_NULL;
     cq_params p;
     cq_stream_sizes s;
     cq_status st = ic_params(cfg, T, &p);
     if (st || (st = cq_stream_sizes_of(&p, T, &s))) return st;
-    if (len != ic_bytes(cfg, role, T)) return CQ_ERR_BUFFER;
-    const size_t nsc = role == CQ_ROLE_KEY ? s.key_scales : s.val_scales;
-    const size_t pay = role == CQ_ROLE_KEY ? s.key_payload : s.val_payload;
-    uint16_t *sc = malloc((nsc + 1) * sizeof *sc);
+    if (len != s.key_payload + 2 * s.key_scales) return CQ_ERR_BUFFER;
+    uint16_t *sc = malloc((s.key_scales + 1) * sizeof *sc);
     if (!sc) return CQ_ERR_NOMEM;
-    for (size_t i = 0; i < nsc; i++) sc[i] = cq_get_u16le(src + pay + 2 * i);
-    st = role == CQ_ROLE_KEY ? cq_decode_keys(&p, src, sc, NULL, T, out)
-                             : cq_decode_values(&p, src, sc, T, out);
+    for (size_t i = 0; i < s.key_scales; i++) sc[i] = cq_get_u16le(src + s.key_payload + 2 * i);
+    st = cq_decode_keys(&p, src, sc, NULL, T, out);
     free(sc);
     return st;
 }

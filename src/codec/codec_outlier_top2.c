@@ -29,25 +29,25 @@ static cq_status ot_check(const cq_codec_cfg *cfg, cq_role role) {
     return cfg->dim >= 4 ? CQ_OK : CQ_ERR_DIM; /* two outliers and at least two coded channels */
 }
 
-static cq_status ot_params(const cq_codec_cfg *cfg, cq_role role, uint32_t T, uint16_t c0,
-                           uint16_t c1, cq_params *p) {
-    if (role == CQ_ROLE_VALUE)
-        return cq_params_init(p, CQ_TIER_CQ4, cfg->dim, T ? T : 1, NULL, 0, NULL);
+/* Keys: CQ-4+ with the run-time pair and one group of G = T tokens. Values: per-token
+ * INT4 (blockfmt.c). */
+static cq_status ot_params(const cq_codec_cfg *cfg, uint32_t T, uint16_t c0, uint16_t c1,
+                           cq_params *p) {
     const uint16_t out[2] = {c0, c1};
     return cq_params_init(p, CQ_TIER_CQ4P, cfg->dim, T ? T : 1, out, 2, NULL);
 }
 
-static size_t streams_bytes(const cq_stream_sizes *s, cq_role role) {
-    return role == CQ_ROLE_KEY ? TOP2_HDR + s->key_payload + 2 * (s->key_scales + s->sidecar)
-                               : s->val_payload + 2 * s->val_scales;
+static size_t key_bytes(const cq_stream_sizes *s) {
+    return TOP2_HDR + s->key_payload + 2 * (s->key_scales + s->sidecar);
 }
 
 static size_t ot_bytes(const cq_codec_cfg *cfg, cq_role role, uint32_t T) {
+    if (ot_check(cfg, role)) return 0;
+    if (role == CQ_ROLE_VALUE) return cq_tokint_bytes(cfg, 4, T);
     cq_params p;
     cq_stream_sizes s;
-    if (ot_check(cfg, role) || ot_params(cfg, role, T, 0, 1, &p) || cq_stream_sizes_of(&p, T, &s))
-        return 0;
-    return streams_bytes(&s, role);
+    if (ot_params(cfg, T, 0, 1, &p) || cq_stream_sizes_of(&p, T, &s)) return 0;
+    return key_bytes(&s);
 }
 
 /* The two channels of largest max|x| (ties to the lower index), ascending. */
@@ -73,32 +73,28 @@ static cq_status ot_encode(const cq_codec_cfg *cfg, cq_role role, const uint16_t
     if (!cfg || !dst || (T && !x)) return cq_err_set(err, CQ_ERR_NULL, -1, -1, "NULL argument");
     if (ot_check(cfg, role))
         return cq_err_set(err, CQ_ERR_DIM, -1, -1, "outlier-top2: D=%u < 4", cfg->dim);
+    if (role == CQ_ROLE_VALUE) return cq_tokint_encode("outlier-top2", 4, cfg, x, T, dst, cap, err);
     cq_status st = cq_refuse_nonfinite("outlier-top2", x, T, cfg->dim, err);
     if (st) return st;
-    uint16_t c0 = 0, c1 = 1;
-    if (role == CQ_ROLE_KEY) top2(x, T, cfg->dim, &c0, &c1);
+    uint16_t c0, c1;
+    top2(x, T, cfg->dim, &c0, &c1);
     cq_params p;
     cq_stream_sizes s;
-    if ((st = ot_params(cfg, role, T, c0, c1, &p)) || (st = cq_stream_sizes_of(&p, T, &s)))
+    if ((st = ot_params(cfg, T, c0, c1, &p)) || (st = cq_stream_sizes_of(&p, T, &s)))
         return cq_err_set(err, st, -1, -1, "outlier-top2: invalid D=%u or T=%u", cfg->dim, T);
-    if (cap < streams_bytes(&s, role))
+    if (cap < key_bytes(&s))
         return cq_err_set(err, CQ_ERR_BUFFER, -1, -1, "outlier-top2: dst too small");
-    const size_t nsc = role == CQ_ROLE_KEY ? s.key_scales + s.sidecar : s.val_scales;
+    const size_t nsc = s.key_scales + s.sidecar;
     uint16_t *sc = malloc((nsc + 1) * sizeof *sc);
     if (!sc) return cq_err_set(err, CQ_ERR_NOMEM, -1, -1, "out of memory");
-    size_t off;
-    if (role == CQ_ROLE_KEY) {
+    cq_key_stream ks = {dst + TOP2_HDR, sc, sc + s.key_scales};
+    st = cq_encode_keys(&p, x, T, &ks, err); /* input already validated: cannot fail */
+    if (!st) {
         cq_put_u16le(dst, c0);
         cq_put_u16le(dst + 2, c1);
-        cq_key_stream ks = {dst + TOP2_HDR, sc, sc + s.key_scales};
-        st = cq_encode_keys(&p, x, T, &ks, err);
-        off = TOP2_HDR + s.key_payload;
-    } else {
-        cq_val_stream vs = {dst, sc};
-        st = cq_encode_values(&p, x, T, &vs, err);
-        off = s.val_payload;
+        for (size_t i = 0; i < nsc; i++)
+            cq_put_u16le(dst + TOP2_HDR + s.key_payload + 2 * i, sc[i]);
     }
-    for (size_t i = 0; !st && i < nsc; i++) cq_put_u16le(dst + off + 2 * i, sc[i]);
     free(sc);
     return st;
 }
@@ -107,24 +103,19 @@ static cq_status ot_decode(const cq_codec_cfg *cfg, cq_role role, const uint8_t 
                            uint32_t T, float *out) {
     if (!cfg || !src || (T && !out)) return CQ_ERR_NULL;
     if (ot_check(cfg, role)) return CQ_ERR_DIM;
+    if (role == CQ_ROLE_VALUE) return cq_tokint_decode(4, cfg, src, len, T, out);
     if (len != ot_bytes(cfg, role, T)) return CQ_ERR_BUFFER;
-    uint16_t c0 = 0, c1 = 1;
-    if (role == CQ_ROLE_KEY) {
-        c0 = cq_get_u16le(src);
-        c1 = cq_get_u16le(src + 2);
-        if (!(c0 < c1 && c1 < cfg->dim)) return CQ_ERR_FORMAT;
-    }
+    const uint16_t c0 = cq_get_u16le(src), c1 = cq_get_u16le(src + 2);
+    if (!(c0 < c1 && c1 < cfg->dim)) return CQ_ERR_FORMAT;
     cq_params p;
     cq_stream_sizes s;
-    cq_status st = ot_params(cfg, role, T, c0, c1, &p);
+    cq_status st = ot_params(cfg, T, c0, c1, &p);
     if (st || (st = cq_stream_sizes_of(&p, T, &s))) return st;
-    const size_t nsc = role == CQ_ROLE_KEY ? s.key_scales + s.sidecar : s.val_scales;
-    const size_t off = role == CQ_ROLE_KEY ? TOP2_HDR + s.key_payload : s.val_payload;
+    const size_t nsc = s.key_scales + s.sidecar;
     uint16_t *sc = malloc((nsc + 1) * sizeof *sc);
     if (!sc) return CQ_ERR_NOMEM;
-    for (size_t i = 0; i < nsc; i++) sc[i] = cq_get_u16le(src + off + 2 * i);
-    st = role == CQ_ROLE_KEY ? cq_decode_keys(&p, src + TOP2_HDR, sc, sc + s.key_scales, T, out)
-                             : cq_decode_values(&p, src, sc, T, out);
+    for (size_t i = 0; i < nsc; i++) sc[i] = cq_get_u16le(src + TOP2_HDR + s.key_payload + 2 * i);
+    st = cq_decode_keys(&p, src + TOP2_HDR, sc, sc + s.key_scales, T, out);
     free(sc);
     return st;
 }
