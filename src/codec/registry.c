@@ -14,6 +14,25 @@ extern const cq_codec_traits cq_codec_cq8;
 extern const cq_codec_traits cq_codec_cq4;
 extern const cq_codec_traits cq_codec_cq4p;
 extern const cq_codec_traits cq_codec_cq3rot;
+/* baselines: plain integer family and KIVI (BASELINES.md section 1) */
+extern const cq_codec_traits cq_codec_int8_token;
+extern const cq_codec_traits cq_codec_int4_token;
+extern const cq_codec_traits cq_codec_int4_channel;
+extern const cq_codec_traits cq_codec_outlier_top2;
+extern const cq_codec_traits cq_codec_kivi4;
+extern const cq_codec_traits cq_codec_kivi2;
+/* baselines: ggml cache types (section 2) */
+extern const cq_codec_traits cq_codec_q8_0;
+extern const cq_codec_traits cq_codec_q4_0;
+extern const cq_codec_traits cq_codec_q4_1;
+extern const cq_codec_traits cq_codec_q5_0;
+extern const cq_codec_traits cq_codec_q5_1;
+extern const cq_codec_traits cq_codec_iq4_nl;
+extern const cq_codec_traits cq_codec_q4_0_rot;
+/* baselines: microscaling FP4 (section 3) */
+extern const cq_codec_traits cq_codec_mxfp4;
+extern const cq_codec_traits cq_codec_nvfp4;
+/* baselines: TurboQuant family, rotation-per-vector, MegaQuant (sections 4-6) */
 extern const cq_codec_traits cq_codec_turbo2;
 extern const cq_codec_traits cq_codec_turbo3;
 extern const cq_codec_traits cq_codec_turbo4;
@@ -38,6 +57,25 @@ static const cq_codec_traits *const table[] = {
     &cq_codec_cq4,
     &cq_codec_cq4p,
     &cq_codec_cq3rot,
+    /* plain integer family and KIVI */
+    &cq_codec_int8_token,
+    &cq_codec_int4_token,
+    &cq_codec_int4_channel,
+    &cq_codec_outlier_top2,
+    &cq_codec_kivi4,
+    &cq_codec_kivi2,
+    /* ggml cache types */
+    &cq_codec_q8_0,
+    &cq_codec_q4_0,
+    &cq_codec_q4_1,
+    &cq_codec_q5_0,
+    &cq_codec_q5_1,
+    &cq_codec_iq4_nl,
+    &cq_codec_q4_0_rot,
+    /* microscaling FP4 */
+    &cq_codec_mxfp4,
+    &cq_codec_nvfp4,
+    /* TurboQuant family, rotation-per-vector, MegaQuant */
     &cq_codec_turbo2,
     &cq_codec_turbo3,
     &cq_codec_turbo4,
