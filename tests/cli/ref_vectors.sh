@@ -20,7 +20,7 @@ fail=0
 step() { # description, command...
     desc=$1; shift
     if ! "$@" >"$tmp/out" 2>&1; then
-        echo "ref_vectors: FAIL: $desc"; sed 's/^/  /' "$tmp/out" | tail -40; fail=1
+        echo "ref_vectors: FAIL: $desc"; grep -v '^ok' "$tmp/out" | head -40 | sed 's/^/  /'; fail=1
     fi
 }
 step "reference self test" python3 "$REF" selftest
