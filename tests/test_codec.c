@@ -533,6 +533,15 @@ static void test_cq3rot_packing(void) {
     CHECK(cq3rot_encode(big, 1, 4, pay, sc, &e) == CQ_ERR_OVERFLOW && e.token == 0 &&
               all_canary(pay, sizeof pay) && sc[0] == 0xA5A5,
           "overflowing rotation refused, nothing written");
+    /* a token whose rotation fits but whose decode cannot (one-hot 8192, D=8: the decoder's
+     * rotation reaches 8 * 8192 = 65536) is refused too, before any write (found by fuzz_codec) */
+    uint16_t hot[2 * 8] = {0x3C00, 0, 0, 0, 0, 0, 0, 0, /* */ 0x7000, 0, 0, 0, 0, 0, 0, 0};
+    uint8_t hp[6 + PAD];
+    uint16_t hs[2] = {0xA5A5, 0xA5A5};
+    memset(hp, CANARY, sizeof hp);
+    CHECK(cq3rot_encode(hot, 2, 8, hp, hs, &e) == CQ_ERR_OVERFLOW && e.token == 1 &&
+              all_canary(hp, sizeof hp) && hs[0] == 0xA5A5,
+          "undecodable token refused with its index, nothing written (token %lld)", (long long)e.token);
     /* a crafted stream whose decode overflows reports it and emits a defined row */
     uint8_t crafted[3] = {0xFF, 0xFF, 0xFF}; /* codes -1 everywhere (D=8) */
     uint16_t huge[1] = {0x7BFF};
