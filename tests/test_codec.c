@@ -394,6 +394,27 @@ static void test_params(void) {
     CHECK(c4p && cq_codec_supports(c4p, &cfg, CQ_ROLE_KEY) == CQ_ERR_OUTLIERS, "cq4+ keys need a mask");
     cfg.dim = 63;
     CHECK(cq_codec_supports(cq_codec_find("cq4"), &cfg, CQ_ROLE_VALUE) == CQ_ERR_DIM, "cq4 odd D");
+    /* registry encode of a bad configuration: the status and a message that says why */
+    uint16_t xx[64 * 2] = {0};
+    uint8_t dd[1024];
+    memset(&e, 0, sizeof e);
+    CHECK(cq_codec_find("cq4")->encode(&cfg, CQ_ROLE_VALUE, xx, 2, dd, sizeof dd, &e) == CQ_ERR_DIM &&
+              e.code == CQ_ERR_DIM && strstr(e.msg, "D=63"),
+          "registry cq4, D=63: '%s'", e.msg);
+    cfg.dim = 64;
+    memset(&e, 0, sizeof e);
+    CHECK(c4p->encode(&cfg, CQ_ROLE_KEY, xx, 2, dd, sizeof dd, &e) == CQ_ERR_OUTLIERS &&
+              strstr(e.msg, "mask"),
+          "registry cq4+ keys without a mask: '%s'", e.msg);
+    cfg.group = 0;
+    memset(&e, 0, sizeof e);
+    CHECK(c4p->encode(&cfg, CQ_ROLE_VALUE, xx, 2, dd, sizeof dd, &e) == CQ_ERR_GROUP && strstr(e.msg, "G=0"),
+          "registry G=0: '%s'", e.msg);
+    cfg.group = 128;
+    cfg.dim = 96;
+    memset(&e, 0, sizeof e);
+    CHECK(rot->encode(&cfg, CQ_ROLE_VALUE, xx, 1, dd, sizeof dd, &e) == CQ_ERR_DIM && strstr(e.msg, "D=96"),
+          "registry cq3rot D=96: '%s'", e.msg);
 }
 
 /* --------------------------------------------- canaries on every success */
