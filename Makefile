@@ -49,6 +49,8 @@ SHARED    := $(BUILD)/libchannelquant.so
 CQ        := $(BUILD)/cq
 
 .PHONY: all test clean run fuzz
+# test helpers are only reached through the test pattern rule: keep them (no relink every run)
+.SECONDARY: $(UTIL_OBJ)
 all: $(STATIC) $(SHARED) $(CQ)
 
 $(BUILD)/%.o: %.c
