@@ -3,6 +3,7 @@
 #   make test         build and run the whole test suite
 #   make SAN=1 test   the same under AddressSanitizer + UBSan (build-san/)
 #   make SIMD=0 ...   build without the AVX2 kernels (scalar floor only)
+#   make fuzz         libFuzzer targets (clang) of tests/fuzz/, each run FUZZ_SECONDS
 #   make clean
 # Every source under src/*/ is part of the library; files named *_avx2.c are
 # compiled with the AVX2/FMA/F16C flags and only reached through the dispatcher.
@@ -47,7 +48,9 @@ STATIC    := $(BUILD)/libchannelquant.a
 SHARED    := $(BUILD)/libchannelquant.so
 CQ        := $(BUILD)/cq
 
-.PHONY: all test clean run
+.PHONY: all test clean run fuzz
+# test helpers are only reached through the test pattern rule: keep them (no relink every run)
+.SECONDARY: $(UTIL_OBJ)
 all: $(STATIC) $(SHARED) $(CQ)
 
 $(BUILD)/%.o: %.c
@@ -72,8 +75,42 @@ $(BUILD)/tests/%: tests/%.c $(UTIL_OBJ) $(STATIC)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itests -Itools $< $(UTIL_OBJ) $(STATIC) $(LDFLAGS) $(LDLIBS) -o $@
 
-test: all $(TEST_BIN)
+# Fuzz targets (tests/fuzz/fuzz_*.c): `make test` replays their committed corpora
+# (tests/fuzz/corpus/<target>/) through the standalone driver with $(CC);
+# `make fuzz` builds them with clang's libFuzzer + ASan + UBSan and runs each
+# for FUZZ_SECONDS, adding new inputs to build-fuzz/corpus/<target>/.
+FUZZ_SRC     := $(sort $(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_NAMES   := $(FUZZ_SRC:tests/fuzz/%.c=%)
+FUZZ_REPLAY  := $(FUZZ_NAMES:%=$(BUILD)/fuzz/%)
+FUZZ_HELPERS := tests/fuzz/common.c
+FUZZ_CC      ?= clang
+FUZZ_SECONDS ?= 60
+FUZZ_BUILD   := build-fuzz
+FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+
+$(BUILD)/fuzz/%: tests/fuzz/%.c tests/fuzz/standalone.c $(FUZZ_HELPERS) tests/fuzz/fuzz.h $(STATIC)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Itests/fuzz $< tests/fuzz/standalone.c $(FUZZ_HELPERS) $(STATIC) $(LDFLAGS) $(LDLIBS) -o $@
+
+test: all $(TEST_BIN) $(FUZZ_REPLAY)
 	@BUILD=$(BUILD) sh tests/run_tests.sh $(TEST_BIN)
+
+fuzz:
+	$(MAKE) BUILD=$(FUZZ_BUILD) CC=$(FUZZ_CC) SAN=0 \
+	    EXTRA_CFLAGS="-fsanitize=fuzzer-no-link $(FUZZ_SAN)" $(FUZZ_BUILD)/libchannelquant.a
+	@mkdir -p $(FUZZ_BUILD)/fuzz
+	@set -e; for t in $(FUZZ_NAMES); do \
+	    echo "$(FUZZ_CC) ... -o $(FUZZ_BUILD)/fuzz/$$t"; \
+	    $(FUZZ_CC) $(CFLAGS) -fsanitize=fuzzer $(FUZZ_SAN) -Itests/fuzz tests/fuzz/$$t.c \
+	        $(FUZZ_HELPERS) $(FUZZ_BUILD)/libchannelquant.a $(LDLIBS) -o $(FUZZ_BUILD)/fuzz/$$t; \
+	done
+	@set -e; for t in $(FUZZ_NAMES); do \
+	    mkdir -p $(FUZZ_BUILD)/corpus/$$t tests/fuzz/corpus/$$t; \
+	    echo "fuzz: $$t for $(FUZZ_SECONDS) s"; \
+	    $(FUZZ_BUILD)/fuzz/$$t -max_total_time=$(FUZZ_SECONDS) -max_len=16384 -timeout=20 \
+	        -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix=$(FUZZ_BUILD)/$$t- \
+	        $(FUZZ_BUILD)/corpus/$$t tests/fuzz/corpus/$$t; \
+	done
 
 run: all
 	$(CQ) run

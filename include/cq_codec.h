@@ -176,6 +176,9 @@ size_t cq3rot_payload_bytes(uint32_t D, uint32_t T);
  * Returns CQ_ERR_OVERFLOW (and leaves a partially transformed row) if a butterfly
  * overflows fp16. */
 cq_status cq_wht_f16(uint16_t *row, uint32_t D);
+/* Refuses, writing nothing: non-finite input (CQ_ERR_NONFINITE, token and channel named) and a
+ * token whose rotation overflows fp16 in encode OR in decode (CQ_ERR_OVERFLOW, token named; the
+ * decoder's unnormalized rotation reaches ~D*|v|, so |v| must stay below ~65504/D). */
 cq_status cq3rot_encode(const uint16_t *V, uint32_t T, uint32_t D, uint8_t *payload,
                         uint16_t *scales, cq_err *err);
 cq_status cq3rot_decode(const uint8_t *payload, const uint16_t *scales, uint32_t T, uint32_t D,

@@ -15,14 +15,17 @@ static cq_tier tier_of(const cq_codec_traits *c) {
     return c->id == CQ_CODEC_CQ8 ? CQ_TIER_CQ8 : c->id == CQ_CODEC_CQ4 ? CQ_TIER_CQ4 : CQ_TIER_CQ4P;
 }
 
-static cq_status params_for(cq_tier tier, const cq_codec_cfg *cfg, cq_role role, cq_params *p) {
+static cq_status params_for(cq_tier tier, const cq_codec_cfg *cfg, cq_role role, cq_params *p,
+                            cq_err *err) {
     /* values never use the outlier lane; keys of CQ-4+ need the static mask */
     if (tier == CQ_TIER_CQ4P && role == CQ_ROLE_KEY) {
-        if (!cfg->mask) return CQ_ERR_OUTLIERS;
-        return cq_params_init_mask(p, tier, cfg->dim, cfg->group, cfg->mask, NULL);
+        if (!cfg->mask)
+            return cq_err_set(err, CQ_ERR_OUTLIERS, -1, -1,
+                              "CQ-4+ keys need the static outlier mask (cq_codec_cfg.mask is NULL)");
+        return cq_params_init_mask(p, tier, cfg->dim, cfg->group, cfg->mask, err);
     }
     return cq_params_init(p, tier == CQ_TIER_CQ4P ? CQ_TIER_CQ4 : tier, cfg->dim, cfg->group, NULL,
-                          0, NULL);
+                          0, err);
 }
 
 static void put_u16s(uint8_t *dst, const uint16_t *v, size_t n) {
@@ -44,7 +47,7 @@ static size_t blob_bytes(const cq_stream_sizes *s, cq_role role) {
 #define DEFINE_TIER_CODEC(SYM)                                                                     \
     static cq_status SYM##_check(const cq_codec_cfg *cfg, cq_role role) {                          \
         cq_params p;                                                                               \
-        return params_for(tier_of(&cq_codec_##SYM), cfg, role, &p);                                \
+        return params_for(tier_of(&cq_codec_##SYM), cfg, role, &p, NULL);                          \
     }                                                                                              \
     static size_t SYM##_bytes(const cq_codec_cfg *cfg, cq_role role, uint32_t T) {                 \
         return tier_bytes(&cq_codec_##SYM, cfg, role, T);                                          \
@@ -68,7 +71,7 @@ static size_t tier_bytes(const cq_codec_traits *c, const cq_codec_cfg *cfg, cq_r
                          uint32_t T) {
     cq_params p;
     cq_stream_sizes s;
-    if (params_for(tier_of(c), cfg, role, &p) || cq_stream_sizes_of(&p, T, &s)) return 0;
+    if (params_for(tier_of(c), cfg, role, &p, NULL) || cq_stream_sizes_of(&p, T, &s)) return 0;
     return blob_bytes(&s, role);
 }
 
@@ -76,8 +79,8 @@ static cq_status tier_encode(const cq_codec_traits *c, const cq_codec_cfg *cfg, 
                              const uint16_t *x, uint32_t T, uint8_t *dst, size_t cap, cq_err *err) {
     cq_params p;
     cq_stream_sizes s;
-    cq_status st = params_for(tier_of(c), cfg, role, &p);
-    if (st) return cq_err_set(err, st, -1, -1, "%s: invalid configuration", c->name);
+    cq_status st = params_for(tier_of(c), cfg, role, &p, err);
+    if (st) return st; /* err holds the parameter check's own message */
     if ((st = cq_stream_sizes_of(&p, T, &s))) return cq_err_set(err, st, -1, -1, "size overflow");
     if (cap < blob_bytes(&s, role)) return cq_err_set(err, CQ_ERR_BUFFER, -1, -1, "dst too small");
     size_t nsc = role == CQ_ROLE_KEY ? s.key_scales + s.sidecar : s.val_scales;
@@ -100,7 +103,7 @@ static cq_status tier_decode(const cq_codec_traits *c, const cq_codec_cfg *cfg, 
                              const uint8_t *src, size_t len, uint32_t T, float *out) {
     cq_params p;
     cq_stream_sizes s;
-    cq_status st = params_for(tier_of(c), cfg, role, &p);
+    cq_status st = params_for(tier_of(c), cfg, role, &p, NULL);
     if (st) return st;
     if ((st = cq_stream_sizes_of(&p, T, &s))) return st;
     if (len != blob_bytes(&s, role)) return CQ_ERR_BUFFER;
@@ -184,7 +187,11 @@ static size_t rot_bytes(const cq_codec_cfg *cfg, cq_role role, uint32_t T) {
 static cq_status rot_encode(const cq_codec_cfg *cfg, cq_role role, const uint16_t *x, uint32_t T,
                             uint8_t *dst, size_t cap, cq_err *err) {
     cq_status st = rot_check(cfg, role);
-    if (st) return cq_err_set(err, st, -1, -1, "cq3rot codes power-of-two values only");
+    if (st == CQ_ERR_UNSUPPORTED)
+        return cq_err_set(err, st, -1, -1, "cq3rot codes values only, not keys");
+    if (st)
+        return cq_err_set(err, st, -1, -1, "cq3rot needs a power-of-two head_dim D, got D=%u",
+                          cfg->dim);
     if (cap < rot_bytes(cfg, role, T)) return cq_err_set(err, CQ_ERR_BUFFER, -1, -1, "dst too small");
     uint16_t *sc = malloc(((size_t)T + 1) * 2);
     if (!sc) return cq_err_set(err, CQ_ERR_NOMEM, -1, -1, "out of memory");

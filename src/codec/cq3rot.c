@@ -47,6 +47,24 @@ static int get3(const uint8_t *buf, size_t i) {
     return (int)((v ^ 4u) - 4u); /* sign-extend 3-bit two's complement */
 }
 
+/* Rotate and quantize one token into codes[D] and *scale. Refuses (CQ_ERR_OVERFLOW) a token
+ * whose forward rotation overflows fp16, and also one whose stream could not be decoded: the
+ * decoder's rotation of the dequantized codes reaches about D times the input, so an input
+ * above ~65504/D would encode fine and then overflow on every decode. */
+static cq_status rot_quant_token(const uint16_t *v, uint32_t D, int8_t *codes, uint16_t *scale) {
+    uint16_t row[CQ_MAX_DIM];
+    memcpy(row, v, D * sizeof row[0]);
+    if (cq_wht_f16(row, D) != CQ_OK) return CQ_ERR_OVERFLOW;
+    uint16_t s = cq_scale_from_amax(cq_amax_f16(row, D, 1), 3);
+    for (uint32_t c = 0; c < D; c++) {
+        codes[c] = (int8_t)cq_quantize(row[c], s, 3);
+        row[c] = cq_f32_to_f16(cq_dequantize(codes[c], s)); /* what the decoder rotates */
+    }
+    if (cq_wht_f16(row, D) != CQ_OK) return CQ_ERR_OVERFLOW;
+    *scale = s;
+    return CQ_OK;
+}
+
 cq_status cq3rot_encode(const uint16_t *V, uint32_t T, uint32_t D, uint8_t *payload,
                         uint16_t *scales, cq_err *err) {
     cq_err_clear(err);
@@ -58,21 +76,19 @@ cq_status cq3rot_encode(const uint16_t *V, uint32_t T, uint32_t D, uint8_t *payl
     if (cq_find_nonfinite(V, T, D, &bt, &bc))
         return cq_err_set(err, CQ_ERR_NONFINITE, bt, (int32_t)bc,
                           "non-finite input at token %u, channel %u: refused, nothing written", bt, bc);
-    /* rotate every token first so that an overflow refuses the block before any write */
-    uint16_t row[CQ_MAX_DIM];
-    for (uint32_t t = 0; t < T; t++) {
-        memcpy(row, V + (size_t)t * D, D * sizeof row[0]);
-        if (cq_wht_f16(row, D) != CQ_OK)
+    /* check every token first so that an overflow refuses the block before any write */
+    int8_t codes[CQ_MAX_DIM];
+    uint16_t s;
+    for (uint32_t t = 0; t < T; t++)
+        if (rot_quant_token(V + (size_t)t * D, D, codes, &s) != CQ_OK)
             return cq_err_set(err, CQ_ERR_OVERFLOW, t, -1,
-                              "token %u: the Walsh-Hadamard rotation overflows fp16", t);
-    }
+                              "token %u: the fp16 Walsh-Hadamard rotation (encode or decode) "
+                              "overflows: CQ-3-rot needs |v| below about 65504/D=%u", t, D);
     memset(payload, 0, cq3rot_payload_bytes(D, T));
     for (uint32_t t = 0; t < T; t++) {
-        memcpy(row, V + (size_t)t * D, D * sizeof row[0]);
-        (void)cq_wht_f16(row, D);
-        uint16_t s = cq_scale_from_amax(cq_amax_f16(row, D, 1), 3);
+        (void)rot_quant_token(V + (size_t)t * D, D, codes, &s);
         scales[t] = s;
-        for (uint32_t c = 0; c < D; c++) put3(payload, (size_t)t * D + c, cq_quantize(row[c], s, 3));
+        for (uint32_t c = 0; c < D; c++) put3(payload, (size_t)t * D + c, codes[c]);
     }
     return CQ_OK;
 }

@@ -1,6 +1,7 @@
 /*
  * fp16.c - exact IEEE binary16 <-> binary32/binary64 conversions (scalar).
- * Round to nearest, ties to even; overflow to +-Inf; NaN payload kept quiet.
+ * Round to nearest, ties to even; overflow to +-Inf; NaN payload kept, always
+ * quiet (widening a signalling fp16 NaN sets the fp32 quiet bit, as F16C does).
  * The f64 path rounds once (needed for the CQ-3-rot butterflies, whose exact
  * sums fit in a double but not always in a float).
  */
@@ -10,7 +11,12 @@ float cq_f16_to_f32(uint16_t h) {
     uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
     uint32_t exp = (h >> 10) & 0x1Fu;
     uint32_t man = h & 0x3FFu;
-    if (exp == 0x1F) return cq_f32_from_bits(sign | 0x7F800000u | (man << 13));
+    if (exp == 0x1F) {
+        /* Inf, or NaN quieted as an IEEE conversion (and F16C vcvtph2ps) does:
+         * a signalling fp16 NaN must not become a signalling fp32 NaN */
+        uint32_t quiet = man ? 0x00400000u : 0;
+        return cq_f32_from_bits(sign | 0x7F800000u | quiet | (man << 13));
+    }
     if (exp == 0) {
         /* zero or subnormal: man * 2^-24, exact in fp32 */
         float v = (float)man * 5.9604644775390625e-8f;

@@ -1,0 +1,34 @@
+/*
+ * fuzz.h - shared declarations of the fuzz targets (tests/fuzz/fuzz_*.c).
+ * Each target defines LLVMFuzzerTestOneInput; it is linked either with
+ * libFuzzer (`make fuzz`, clang) or with standalone.c, which replays the
+ * committed corpus as an ordinary test (`make test`, any C compiler).
+ * A target calls fuzz_fail() when an invariant of the API breaks, so that
+ * both drivers report it as a crash.
+ */
+#ifndef CQ_FUZZ_H
+#define CQ_FUZZ_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+#define fuzz_fail(...)                                                                             \
+    do {                                                                                           \
+        fprintf(stderr, "fuzz invariant broken at %s:%d: ", __FILE__, __LINE__);                   \
+        fprintf(stderr, __VA_ARGS__);                                                              \
+        fputc('\n', stderr);                                                                       \
+        abort();                                                                                   \
+    } while (0)
+
+/* Split data at 0xFF bytes (never part of a text file of ours) into at most max parts. */
+size_t fuzz_split(const uint8_t *data, size_t size, const uint8_t **part, size_t *len, size_t max);
+/* A private scratch directory for file-based targets (created once, removed at exit). */
+const char *fuzz_scratch_dir(void);
+/* Write a file inside dir (name relative); returns 0 on success. */
+int fuzz_write(const char *dir, const char *name, const uint8_t *data, size_t len);
+
+#endif
