@@ -276,52 +276,51 @@ static inline void unpack16(const uint8_t *p, __m256 *lo, __m256 *hi) {
     *hi = _mm256_cvtepi32_ps(_mm256_srai_epi32(_mm256_slli_epi32(v, 24), 28));
 }
 
-/* qperm: [nhc][kept] in (even | odd) order per 16-channel chunk */
-static ALWAYS_INLINE void dot_i4_blk(const uint32_t nhc, const float *qperm, const uint8_t *k,
-                                     uint32_t n, uint32_t kept, float *s, uint32_t ss) {
-    const uint32_t kb = kept / 2, vb = kb & ~7u, vc = vb * 2;
+/* qperm: [nhc][kp] in (even | odd) order per 16-channel chunk, kp = kept rounded up
+ * to 16 with zero weights, so a partial last chunk needs no scalar tail: its extra
+ * nibbles (the next token's, or the slot's padding) are multiplied by 0. Reads up to
+ * 7 bytes past the last token (the cache's slots guarantee they are readable). */
+static ALWAYS_INLINE void dot_i4_blk(const uint32_t nhc, const float *qperm, uint32_t kp,
+                                     const uint8_t *k, uint32_t n, uint32_t kept, float *s,
+                                     uint32_t ss) {
+    const uint32_t kb = kept / 2;
     for (uint32_t t = 0; t < n; t++) {
         const uint8_t *row = k + (size_t)t * kb;
         __m256 a0[HC], a1[HC];
         for (int h = 0; h < HC; h++) a0[h] = a1[h] = _mm256_setzero_ps();
-        for (uint32_t b = 0; b < vb; b += 8) {
+        for (uint32_t b = 0; b < kp / 2; b += 8) {
             __m256 lo, hi;
             unpack16(row + b, &lo, &hi);
             const float *qc = qperm + 2 * b;
             _Pragma("GCC unroll 4") for (uint32_t h = 0; h < nhc; h++) {
-                a0[h] = _mm256_fmadd_ps(lo, _mm256_loadu_ps(qc + (size_t)h * kept), a0[h]);
-                a1[h] = _mm256_fmadd_ps(hi, _mm256_loadu_ps(qc + (size_t)h * kept + 8), a1[h]);
+                a0[h] = _mm256_fmadd_ps(lo, _mm256_loadu_ps(qc + (size_t)h * kp), a0[h]);
+                a1[h] = _mm256_fmadd_ps(hi, _mm256_loadu_ps(qc + (size_t)h * kp + 8), a1[h]);
             }
         }
         for (int h = 0; h < HC; h++) a0[h] = _mm256_add_ps(a0[h], a1[h]);
         float o[4];
         _mm_storeu_ps(o, hsum4x8(a0[0], a0[1], a0[2], a0[3]));
-        for (uint32_t c = vc; c < kept; c++) {
-            float x = (float)cq_nibble_get(row, c);
-            for (uint32_t h = 0; h < nhc; h++) o[h] += qperm[(size_t)h * kept + c] * x;
-        }
         for (uint32_t h = 0; h < nhc; h++) s[(size_t)h * ss + t] = o[h];
     }
 }
 
 static void v_dot_i4(const float *qp, uint32_t nh, const uint8_t *k, uint32_t n, uint32_t kept,
                      float *s, uint32_t ss) {
-    const uint32_t vc = (kept / 2 & ~7u) * 2; /* vectorized channels */
-    float qperm[HC * CQ_MAX_DIM];
+    const uint32_t kp = (kept + 15) & ~15u;
+    float qperm[HC * (CQ_MAX_DIM + 16)];
     for (uint32_t h0 = 0; h0 < nh; h0 += HC) {
         uint32_t nhc = nh - h0 < HC ? nh - h0 : HC;
-        /* permute each 16-channel chunk of the query to (even | odd) order */
+        /* permute each 16-channel chunk of the query to (even | odd) order, zero-padded */
         for (uint32_t h = 0; h < nhc; h++) {
             const float *src = qp + (size_t)(h0 + h) * kept;
-            float *dst = qperm + (size_t)h * kept;
-            for (uint32_t c = 0; c < vc; c += 16)
-                for (int i = 0; i < 8; i++) {
-                    dst[c + i] = src[c + 2 * i];
-                    dst[c + 8 + i] = src[c + 2 * i + 1];
+            float *dst = qperm + (size_t)h * kp;
+            for (uint32_t c = 0; c < kp; c += 16)
+                for (uint32_t i = 0; i < 8; i++) {
+                    dst[c + i] = c + 2 * i < kept ? src[c + 2 * i] : 0.0f;
+                    dst[c + 8 + i] = c + 2 * i + 1 < kept ? src[c + 2 * i + 1] : 0.0f;
                 }
-            for (uint32_t c = vc; c < kept; c++) dst[c] = src[c];
         }
-#define B(NH) dot_i4_blk(NH, qperm, k, n, kept, s + (size_t)h0 * ss, ss)
+#define B(NH) dot_i4_blk(NH, qperm, kp, k, n, kept, s + (size_t)h0 * ss, ss)
         NH_SWITCH(nhc, B)
 #undef B
     }
