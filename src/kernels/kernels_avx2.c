@@ -494,6 +494,19 @@ static void v_acc_i4(const float *w, uint32_t ws, uint32_t nh, const uint8_t *v,
     }
 }
 
+static int v_any_nonfinite(const uint16_t *x, size_t n) {
+    const __m256i m = _mm256_set1_epi16(0x7C00);
+    __m256i bad = _mm256_setzero_si256();
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m256i v = _mm256_and_si256(_mm256_loadu_si256((const __m256i *)(x + i)), m);
+        bad = _mm256_or_si256(bad, _mm256_cmpeq_epi16(v, m));
+    }
+    int any = !_mm256_testz_si256(bad, bad);
+    for (; i < n; i++) any |= (x[i] & 0x7C00) == 0x7C00;
+    return any;
+}
+
 /* exp(x) for x <= 0 (softmax arguments): 2^n * p(r), r = x - n ln2 in [-ln2/2, ln2/2],
  * degree-6 polynomial (Cephes expf coefficients), relative error ~2 ulp; inputs
  * below -87 give 0-ish (2^-126 scale floor) which is what a softmax weight needs. */
@@ -564,6 +577,7 @@ const cq_kernels cq_kernels_avx2_table = {
     .acc_f32 = v_acc_f32,
     .acc_i8 = v_acc_i8,
     .acc_i4 = v_acc_i4,
+    .any_nonfinite = v_any_nonfinite,
     .exp_sum = v_exp_sum,
     .read_sum = v_read_sum,
     .f16_to_f32 = v_f16_to_f32,
