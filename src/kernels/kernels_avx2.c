@@ -93,7 +93,8 @@ static void v_enc_token(const uint16_t *x, uint32_t D, unsigned bits, uint8_t *c
     uint16_t s = cq_scale_from_amax(amax_f16(x, D), qmax);
     *scale = s;
     float sf[32];
-    for (int i = 0; i < 32; i++) sf[i] = cq_f16_to_f32(s);
+    const float s32 = cq_f16_to_f32(s);
+    for (int i = 0; i < 32; i++) sf[i] = s32;
     const __m256 lo = _mm256_set1_ps((float)(-qmax - 1)), hi = _mm256_set1_ps((float)qmax);
     uint32_t c = 0;
     for (; c + 32 <= D; c += 32) {
