@@ -159,7 +159,7 @@ static void v_enc_key_group(const cq_params *p, const uint16_t *K, uint32_t g, u
 #define DOT_ROW(nhc, q, D, LOAD8, SCAL, out)                                                       \
     do {                                                                                           \
         __m256 a0[HC], a1[HC];                                                                     \
-        for (int h_ = 0; h_ < HC; h_++) a0[h_] = a1[h_] = _mm256_setzero_ps();                     \
+        _Pragma("GCC unroll 4") for (int h_ = 0; h_ < HC; h_++) a0[h_] = a1[h_] = _mm256_setzero_ps(); \
         uint32_t c_ = 0;                                                                           \
         for (; c_ + 16 <= (D); c_ += 16) {                                                         \
             __m256 x0 = LOAD8(c_), x1 = LOAD8(c_ + 8);                                             \
@@ -173,7 +173,7 @@ static void v_enc_key_group(const cq_params *p, const uint16_t *K, uint32_t g, u
             _Pragma("GCC unroll 4") for (uint32_t h_ = 0; h_ < (nhc); h_++)                             \
                 a0[h_] = _mm256_fmadd_ps(x0, _mm256_loadu_ps((q) + (size_t)h_ * (D) + c_), a0[h_]); \
         }                                                                                          \
-        for (int h_ = 0; h_ < HC; h_++) a0[h_] = _mm256_add_ps(a0[h_], a1[h_]);                    \
+        _Pragma("GCC unroll 4") for (int h_ = 0; h_ < HC; h_++) a0[h_] = _mm256_add_ps(a0[h_], a1[h_]); \
         _mm_storeu_ps((out), hsum4x8(a0[0], a0[1], a0[2], a0[3]));                                 \
         for (; c_ < (D); c_++) {                                                                   \
             float x_ = SCAL(c_);                                                                   \
@@ -288,7 +288,7 @@ static ALWAYS_INLINE void dot_i4_blk(const uint32_t nhc, const float *qperm, uin
     for (uint32_t t = 0; t < n; t++) {
         const uint8_t *row = k + (size_t)t * kb;
         __m256 a0[HC], a1[HC];
-        for (int h = 0; h < HC; h++) a0[h] = a1[h] = _mm256_setzero_ps();
+        _Pragma("GCC unroll 4") for (int h = 0; h < HC; h++) a0[h] = a1[h] = _mm256_setzero_ps();
         for (uint32_t b = 0; b < kp / 2; b += 8) {
             __m256 lo, hi;
             unpack16(row + b, &lo, &hi);
@@ -298,7 +298,7 @@ static ALWAYS_INLINE void dot_i4_blk(const uint32_t nhc, const float *qperm, uin
                 a1[h] = _mm256_fmadd_ps(hi, _mm256_loadu_ps(qc + (size_t)h * kp + 8), a1[h]);
             }
         }
-        for (int h = 0; h < HC; h++) a0[h] = _mm256_add_ps(a0[h], a1[h]);
+        _Pragma("GCC unroll 4") for (int h = 0; h < HC; h++) a0[h] = _mm256_add_ps(a0[h], a1[h]);
         float o[4];
         _mm_storeu_ps(o, hsum4x8(a0[0], a0[1], a0[2], a0[3]));
         for (uint32_t h = 0; h < nhc; h++) s[(size_t)h * ss + t] = o[h];
@@ -336,7 +336,7 @@ static void v_dot_i4(const float *qp, uint32_t nh, const uint8_t *k, uint32_t n,
         uint32_t c_ = 0;                                                                           \
         for (; c_ + 16 <= (D); c_ += 16) {                                                         \
             __m256 a0[HC], a1[HC];                                                                 \
-            for (uint32_t h_ = 0; h_ < HC; h_++) {                                                 \
+            _Pragma("GCC unroll 4") for (uint32_t h_ = 0; h_ < HC; h_++) {                         \
                 a0[h_] = a1[h_] = _mm256_setzero_ps();                                             \
                 if (h_ < (nhc)) {                                                                  \
                     a0[h_] = _mm256_loadu_ps((acc) + (size_t)h_ * (D) + c_);                       \
@@ -351,7 +351,7 @@ static void v_dot_i4(const float *qp, uint32_t nh, const uint8_t *k, uint32_t n,
                     a1[h_] = _mm256_fmadd_ps(b_, x1, a1[h_]);                                      \
                 }                                                                                  \
             }                                                                                      \
-            for (uint32_t h_ = 0; h_ < (nhc); h_++) {                                              \
+            _Pragma("GCC unroll 4") for (uint32_t h_ = 0; h_ < (nhc); h_++) {                      \
                 _mm256_storeu_ps((acc) + (size_t)h_ * (D) + c_, a0[h_]);                           \
                 _mm256_storeu_ps((acc) + (size_t)h_ * (D) + c_ + 8, a1[h_]);                       \
             }                                                                                      \
@@ -453,7 +453,7 @@ static ALWAYS_INLINE void acc_i4_blk(const uint32_t nhc, const float *wt, uint32
     for (uint32_t b = 0; b < vb; b += 8) {
         /* accumulate in (even | odd) order, interleave once at the end */
         __m256 a0[HC], a1[HC];
-        for (int h = 0; h < HC; h++) a0[h] = a1[h] = _mm256_setzero_ps();
+        _Pragma("GCC unroll 4") for (int h = 0; h < HC; h++) a0[h] = a1[h] = _mm256_setzero_ps();
         for (uint32_t t = 0; t < m; t++) {
             __m256 lo, hi;
             unpack16(base + (size_t)t * kb + b, &lo, &hi);
@@ -463,7 +463,7 @@ static ALWAYS_INLINE void acc_i4_blk(const uint32_t nhc, const float *wt, uint32
                 a1[h] = _mm256_fmadd_ps(bw, hi, a1[h]);
             }
         }
-        for (uint32_t h = 0; h < nhc; h++) {
+        _Pragma("GCC unroll 4") for (uint32_t h = 0; h < nhc; h++) {
             __m256 u0 = _mm256_unpacklo_ps(a0[h], a1[h]); /* c0..3 | c8..11 */
             __m256 u1 = _mm256_unpackhi_ps(a0[h], a1[h]); /* c4..7 | c12..15 */
             __m256 r0 = _mm256_permute2f128_ps(u0, u1, 0x20);
