@@ -370,9 +370,12 @@ static void v_dot_i4(const float *qp, uint32_t nh, const uint8_t *k, uint32_t n,
 static void weights_tile(const float *w, uint32_t ws, uint32_t h0, uint32_t nhc, uint32_t t0,
                          uint32_t n, const uint16_t *vs, float *wt) {
     float sc[TB];
-    for (uint32_t t = 0; t < n; t++) sc[t] = vs ? cq_f16_to_f32(vs[t0 + t]) : 1.0f;
+    uint32_t t = 0;
+    if (vs)
+        for (; t + 8 <= n; t += 8) _mm256_storeu_ps(sc + t, load_f16x8(vs + t0 + t));
+    for (; t < n; t++) sc[t] = vs ? cq_f16_to_f32(vs[t0 + t]) : 1.0f;
     for (uint32_t h = 0; h < nhc; h++)
-        for (uint32_t t = 0; t < n; t++) wt[h * n + t] = w[(size_t)(h0 + h) * ws + t0 + t] * sc[t];
+        for (t = 0; t < n; t++) wt[h * n + t] = w[(size_t)(h0 + h) * ws + t0 + t] * sc[t];
 }
 
 static ALWAYS_INLINE void acc_f16_blk(const uint32_t nhc, const float *wt, uint32_t m,
