@@ -81,6 +81,7 @@ $(BUILD)/tests/%: tests/%.c $(UTIL_OBJ) $(STATIC)
 # for FUZZ_SECONDS, adding new inputs to build-fuzz/corpus/<target>/.
 FUZZ_SRC     := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_NAMES   := $(FUZZ_SRC:tests/fuzz/%.c=%)
+FUZZ_TARGETS ?= $(FUZZ_NAMES)
 FUZZ_REPLAY  := $(FUZZ_NAMES:%=$(BUILD)/fuzz/%)
 FUZZ_HELPERS := tests/fuzz/common.c
 FUZZ_CC      ?= clang
@@ -99,12 +100,12 @@ fuzz:
 	$(MAKE) BUILD=$(FUZZ_BUILD) CC=$(FUZZ_CC) SAN=0 \
 	    EXTRA_CFLAGS="-fsanitize=fuzzer-no-link $(FUZZ_SAN)" $(FUZZ_BUILD)/libchannelquant.a
 	@mkdir -p $(FUZZ_BUILD)/fuzz
-	@set -e; for t in $(FUZZ_NAMES); do \
+	@set -e; for t in $(FUZZ_TARGETS); do \
 	    echo "$(FUZZ_CC) ... -o $(FUZZ_BUILD)/fuzz/$$t"; \
 	    $(FUZZ_CC) $(CFLAGS) -fsanitize=fuzzer $(FUZZ_SAN) -Itests/fuzz tests/fuzz/$$t.c \
 	        $(FUZZ_HELPERS) $(FUZZ_BUILD)/libchannelquant.a $(LDLIBS) -o $(FUZZ_BUILD)/fuzz/$$t; \
 	done
-	@set -e; for t in $(FUZZ_NAMES); do \
+	@set -e; for t in $(FUZZ_TARGETS); do \
 	    mkdir -p $(FUZZ_BUILD)/corpus/$$t tests/fuzz/corpus/$$t; \
 	    echo "fuzz: $$t for $(FUZZ_SECONDS) s"; \
 	    $(FUZZ_BUILD)/fuzz/$$t -max_total_time=$(FUZZ_SECONDS) -max_len=16384 -timeout=20 \

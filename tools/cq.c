@@ -12,6 +12,7 @@ static const cq_command commands[] = {
     {"vectors", "golden vectors: check, generate, replay real-model slices", cq_cmd_vectors},
     {"codecs", "list the codec registry", cq_cmd_codecs},
     {"engine", "the KV Cache Engine model: stream data through it, check, measure", cq_cmd_engine},
+    {"bench", "streaming-cache benchmark: append GB/s, decode attention vs read bandwidth", cq_cmd_bench},
 };
 
 static void usage(FILE *f) {
