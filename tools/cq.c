@@ -11,6 +11,8 @@ static const cq_command commands[] = {
     {"run", "the main job: a short end-to-end demonstration on built-in data", cq_cmd_run},
     {"vectors", "golden vectors: check, generate, replay real-model slices", cq_cmd_vectors},
     {"codecs", "list the codec registry", cq_cmd_codecs},
+    {"generate", "run the built-in model runtime: text generation through the cache", cq_cmd_generate},
+    {"eval", "model quality with a compressed cache: perplexity, KL divergence, bits", cq_cmd_eval},
 };
 
 static void usage(FILE *f) {
