@@ -26,7 +26,7 @@
 struct cq_session {
     const cq_model *m;
     cq_session_opts o;
-    cq_pool *pool;
+    cq_workers *pool;
     uint32_t n_threads, max_tokens, batch, pos;
     cq_cache *cache;   /* CQ_KV_CACHE */
     float *key_ref;    /* CQ_KV_REFERENCE: [n_layers][max_tokens][Hkv*D] */
@@ -115,7 +115,7 @@ static void matmul(cq_session *s, float *out, const float *x, uint32_t n, const 
     if (tasks > w->rows) tasks = w->rows;
     j.rows_per_task = (w->rows + tasks - 1) / tasks;
     tasks = (w->rows + j.rows_per_task - 1) / j.rows_per_task;
-    cq_pool_run(s->pool, tasks, mm_task, &j);
+    cq_workers_run(s->pool, tasks, mm_task, &j);
 }
 
 /* Rotate one head vector v [D] at table row pos (interleaved pairs or half split). */
@@ -168,7 +168,7 @@ static void ref_attn_task(void *ctx, uint32_t task, uint32_t thread) {
 
 void cq_session_free(cq_session *s) {
     if (!s) return;
-    cq_pool_free(s->pool);
+    cq_workers_free(s->pool);
     cq_cache_free(s->cache);
     free(s->key_ref);
     free(s->val_ref);
@@ -216,11 +216,11 @@ cq_status cq_session_create(const cq_model *m, const cq_session_opts *o, cq_sess
     s->batch = s->o.batch ? s->o.batch : 64;
     if (s->batch > s->max_tokens) s->batch = s->max_tokens;
     cq_status st;
-    if (cq_pool_create(s->n_threads, &s->pool) != CQ_OK) {
+    if (cq_workers_create(s->n_threads, &s->pool) != CQ_OK) {
         cq_session_free(s);
         return cq_err_set(err, CQ_ERR_NOMEM, -1, -1, "cannot start threads");
     }
-    s->n_threads = cq_pool_threads(s->pool);
+    s->n_threads = cq_workers_threads(s->pool);
     uint32_t D = c->head_dim, qd = c->n_heads * D, kvd = c->n_kv_heads * D, B = s->batch;
     uint32_t wide = c->dim > qd ? c->dim : qd;
     uint32_t cols = c->dim > c->hidden_dim ? c->dim : c->hidden_dim;
@@ -351,7 +351,7 @@ static cq_status forward_batch(cq_session *s, const int32_t *tokens, uint32_t n,
                                       "layer %u: non-finite key/value", l);
             }
             ref_job j = {s, l, pos0, n, s->q, s->xb};
-            cq_pool_run(s->pool, n * H, ref_attn_task, &j);
+            cq_workers_run(s->pool, n * H, ref_attn_task, &j);
         }
         /* x [n][dim] += xb Wo */
         matmul(s, s->xb2, s->xb, n, &w->wo, NULL);

@@ -87,13 +87,13 @@ cq_status cq_tokenizer_build(cq_tok_kind kind, uint32_t n_vocab, const char *con
 
 /* ---------------------------------------------------------------- threads */
 
-typedef struct cq_pool cq_pool;
-typedef void (*cq_pool_fn)(void *ctx, uint32_t task, uint32_t thread);
-cq_status cq_pool_create(uint32_t n_threads, cq_pool **out);
-void cq_pool_free(cq_pool *p);
-uint32_t cq_pool_threads(const cq_pool *p);
+typedef struct cq_workers cq_workers;
+typedef void (*cq_workers_fn)(void *ctx, uint32_t task, uint32_t thread);
+cq_status cq_workers_create(uint32_t n_threads, cq_workers **out);
+void cq_workers_free(cq_workers *p);
+uint32_t cq_workers_threads(const cq_workers *p);
 /* Run fn(ctx, task, thread) for task in [0, n_tasks) on the pool (the caller works too). */
-void cq_pool_run(cq_pool *p, uint32_t n_tasks, cq_pool_fn fn, void *ctx);
+void cq_workers_run(cq_workers *p, uint32_t n_tasks, cq_workers_fn fn, void *ctx);
 
 /* Checked size arithmetic: 0 on success, -1 on overflow. */
 static inline int cq_mul_sz(size_t a, size_t b, size_t *out) {

@@ -1,5 +1,5 @@
 /*
- * pool.c - a small pthread pool for the model's matrix products and
+ * workers.c - a small pthread pool for the model's matrix products and
  * attention: persistent workers, one job at a time, tasks handed out through
  * an atomic counter, the calling thread working alongside. Deliberately
  * minimal (no queue, no futures): the forward pass is a sequence of parallel
@@ -11,7 +11,7 @@
 
 #include "model_internal.h"
 
-struct cq_pool {
+struct cq_workers {
     uint32_t n_threads; /* including the caller */
     pthread_t *workers; /* [n_threads - 1] */
     pthread_mutex_t mu;
@@ -19,7 +19,7 @@ struct cq_pool {
     uint64_t generation; /* bumped for every job */
     int quit;
     /* the current job */
-    cq_pool_fn fn;
+    cq_workers_fn fn;
     void *ctx;
     uint32_t n_tasks;
     atomic_uint next;
@@ -27,11 +27,11 @@ struct cq_pool {
 };
 
 typedef struct worker_arg {
-    cq_pool *p;
+    cq_workers *p;
     uint32_t index;
 } worker_arg;
 
-static void work(cq_pool *p, uint32_t thread) {
+static void work(cq_workers *p, uint32_t thread) {
     for (;;) {
         uint32_t t = atomic_fetch_add(&p->next, 1u);
         if (t >= p->n_tasks) break;
@@ -41,7 +41,7 @@ static void work(cq_pool *p, uint32_t thread) {
 
 static void *worker_main(void *arg) {
     worker_arg *wa = arg;
-    cq_pool *p = wa->p;
+    cq_workers *p = wa->p;
     uint32_t index = wa->index;
     free(wa);
     uint64_t seen = 0;
@@ -59,12 +59,12 @@ static void *worker_main(void *arg) {
     return NULL;
 }
 
-cq_status cq_pool_create(uint32_t n_threads, cq_pool **out) {
+cq_status cq_workers_create(uint32_t n_threads, cq_workers **out) {
     if (!out) return CQ_ERR_NULL;
     *out = NULL;
     if (n_threads == 0) n_threads = 1;
     if (n_threads > 256) n_threads = 256;
-    cq_pool *p = calloc(1, sizeof *p);
+    cq_workers *p = calloc(1, sizeof *p);
     if (!p) return CQ_ERR_NOMEM;
     p->n_threads = 1;
     pthread_mutex_init(&p->mu, NULL);
@@ -74,7 +74,7 @@ cq_status cq_pool_create(uint32_t n_threads, cq_pool **out) {
     if (n_threads > 1) {
         p->workers = calloc(n_threads - 1, sizeof *p->workers);
         if (!p->workers) {
-            cq_pool_free(p);
+            cq_workers_free(p);
             return CQ_ERR_NOMEM;
         }
         for (uint32_t i = 0; i + 1 < n_threads; i++) {
@@ -93,9 +93,9 @@ cq_status cq_pool_create(uint32_t n_threads, cq_pool **out) {
     return CQ_OK;
 }
 
-uint32_t cq_pool_threads(const cq_pool *p) { return p ? p->n_threads : 1; }
+uint32_t cq_workers_threads(const cq_workers *p) { return p ? p->n_threads : 1; }
 
-void cq_pool_run(cq_pool *p, uint32_t n_tasks, cq_pool_fn fn, void *ctx) {
+void cq_workers_run(cq_workers *p, uint32_t n_tasks, cq_workers_fn fn, void *ctx) {
     if (n_tasks == 0) return;
     if (!p || p->n_threads == 1 || n_tasks == 1) {
         for (uint32_t t = 0; t < n_tasks; t++) fn(ctx, t, 0);
@@ -116,7 +116,7 @@ void cq_pool_run(cq_pool *p, uint32_t n_tasks, cq_pool_fn fn, void *ctx) {
     pthread_mutex_unlock(&p->mu);
 }
 
-void cq_pool_free(cq_pool *p) {
+void cq_workers_free(cq_workers *p) {
     if (!p) return;
     pthread_mutex_lock(&p->mu);
     p->quit = 1;
