@@ -52,6 +52,9 @@ typedef struct cq_cache_config {
     /* CQ-4+ key outlier masks: [n_layers][n_kv_heads][head_dim] bytes, 1 = outlier.
      * Required when any layer uses CQ-4+ keys; copied at create. */
     const uint8_t *outlier_masks;
+    /* Added by the cache implementation (zero = default, so older callers are unaffected): */
+    uint32_t force_generic;   /* 1: store every codec through the generic registry path (tests) */
+    const char *kernels;      /* NULL: auto (cpuid, CQ_KERNELS env); "scalar" or "avx2" to force */
 } cq_cache_config;
 
 void cq_cache_config_default(cq_cache_config *cfg, uint32_t n_layers, uint32_t n_kv_heads,
@@ -77,7 +80,8 @@ cq_status cq_cache_append(cq_cache *c, uint32_t layer, const uint16_t *K, const 
 /* Same from fp32 (rounded to fp16 RNE first; that rounding is the cache's input). */
 cq_status cq_cache_append_f32(cq_cache *c, uint32_t layer, const float *K, const float *V,
                               uint32_t n, cq_err *err);
-/* Quantize every partial key group now (end of sequence). */
+/* Quantize every partial key group now (end of sequence). After a flush the
+ * cache is sealed: further appends fail with CQ_ERR_STATE until cq_cache_reset. */
 cq_status cq_cache_flush(cq_cache *c, cq_err *err);
 
 uint32_t cq_cache_tokens(const cq_cache *c, uint32_t layer);
@@ -104,6 +108,22 @@ typedef struct cq_cache_mem {
 
 /* layer = -1 for the whole cache. */
 cq_status cq_cache_memory(const cq_cache *c, int32_t layer, cq_cache_mem *out);
+/* The allocator's own running count of bytes held (layer = -1: all); equals
+ * cq_cache_memory().total, which is computed independently from the structure. */
+uint64_t cq_cache_allocated_bytes(const cq_cache *c, int32_t layer);
+
+/* The committed (flushed or completed-unit) tokens of (layer, head, role) in the
+ * registry's packed form of the store's codec: for the fused tiers exactly the
+ * bytes traits->encode gives for the same tokens (payload | scales | sidecar);
+ * for a generic codec the concatenation of its units' packed blobs. Sink tokens
+ * are not included. dst NULL: only *len. CQ_ERR_BUFFER if cap < *len. */
+cq_status cq_cache_export(const cq_cache *c, uint32_t layer, uint32_t head, cq_role role,
+                          uint8_t *dst, size_t cap, size_t *len, cq_err *err);
+/* Tokens of (layer, head, role) committed to pages (excludes sinks and the in-flight group). */
+uint32_t cq_cache_committed(const cq_cache *c, uint32_t layer, uint32_t head, cq_role role);
+
+/* Name of the kernel table a cache (or, with NULL, a new cache) uses: "scalar" or "avx2". */
+const char *cq_cache_kernels(const cq_cache *c);
 
 /* ------------------------------------------------------------- attention */
 

@@ -1,0 +1,414 @@
+/*
+ * attend.c - attention straight over the compressed cache: decode (one query
+ * token, all query heads of a layer) and causal prefill, plus the double
+ * precision reference over the read-back cache.
+ *
+ * One (kv head, token range) is processed in runs of at most BLK tokens that
+ * never cross a page, key group, codec unit or the sink / in-flight borders.
+ * Per run: scores of all GQA query heads of the kv head (each packed token is
+ * unpacked once for all of them), an online-softmax step (running max m, sum
+ * l, rescaled accumulator), then the value accumulation. CQ-4 keys: the
+ * group's per-channel scales are folded into the query once per run
+ * (qp = q .* s); outlier channels add a small fp16 side dot. Values fold their
+ * per-token scale into the softmax weight inside the kernel.
+ *
+ * Threads: decode splits every kv head's tokens into fixed chunks of
+ * CHUNK tokens (independent of the thread count, so results do not depend on
+ * it) and merges the partial (m, l, acc) with a log-sum-exp merge in chunk
+ * order. Read-only: safe to call concurrently on one cache.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cache_internal.h"
+#include "cq_pool.h"
+
+#define BLK 128u
+#define CHUNK 4096u
+
+typedef struct run_scratch {
+    float *qp;              /* [nh][D] */
+    float *s;               /* [nh][BLK] */
+    float *ku, *vu;         /* decoded generic unit [unit][D] */
+    int64_t ku_id, vu_id;   /* which unit ku / vu hold */
+} run_scratch;
+
+typedef struct part {
+    float *m, *l, *acc; /* [nh], [nh], [nh][D] */
+} part;
+
+/* Contiguous tokens available at store position u (committed run or in-flight). */
+static uint32_t store_run(const cq_store *s, uint32_t u) {
+    if (u >= s->n_done) return s->n_done + s->n_resid - u;
+    if (cq_store_per_token(s)) {
+        uint32_t pe = (u / s->page_units + 1) * s->page_units;
+        return (pe < s->n_done ? pe : s->n_done) - u;
+    }
+    uint32_t uu = u / s->unit;
+    return uu * s->unit + cq_store_unit_len(s, uu) - u;
+}
+
+static cq_status gen_unit(const cq_store *s, uint32_t uu, float *buf, int64_t *id) {
+    if (*id == (int64_t)uu) return CQ_OK;
+    uint32_t g = cq_store_unit_len(s, uu);
+    cq_status st = s->codec->decode(&s->ccfg, s->role, cq_store_slot(s, uu),
+                                    s->codec->packed_bytes(&s->ccfg, s->role, g), g, buf);
+    *id = st ? -1 : (int64_t)uu;
+    return st;
+}
+
+/* scores of tokens [u, u+n) of the key store into sc->s */
+static cq_status key_scores(const cq_kernels *k, const cq_store *s, uint32_t u, uint32_t n,
+                            const float *q, uint32_t nh, run_scratch *sc) {
+    const uint32_t D = s->D;
+    if (u >= s->n_done) {
+        k->dot_f16(q, nh, s->resid + (size_t)(u - s->n_done) * D, n, D, sc->s, BLK);
+        return CQ_OK;
+    }
+    switch (s->kind) {
+    case ST_F16:
+        k->dot_f16(q, nh, (const uint16_t *)cq_store_codes(s, u), n, D, sc->s, BLK);
+        return CQ_OK;
+    case ST_I8:
+        k->dot_i8(q, nh, (const int8_t *)cq_store_codes(s, u), cq_store_scale(s, u), n, D, sc->s,
+                  BLK);
+        return CQ_OK;
+    case ST_I4K: {
+        const cq_params *p = s->params;
+        uint32_t uu = u / s->unit, r0 = u - uu * s->unit;
+        const uint8_t *slot = cq_store_slot(s, uu);
+        const uint16_t *scl = (const uint16_t *)(slot + s->off_scales);
+        const uint16_t *side = (const uint16_t *)(slot + s->off_sidecar);
+        const uint32_t kept = p->kept;
+        if (kept & 1) { /* tokens start mid-byte: decode rows, exact fp32 dot */
+            float *rows = sc->ku;
+            cq_decode_key_group_rows(p, slot, scl, side, cq_store_unit_len(s, uu), r0, r0 + n, rows);
+            k->dot_f32(q, nh, rows, n, D, sc->s, BLK);
+            return CQ_OK;
+        }
+        float sf[CQ_MAX_DIM];
+        for (uint32_t j = 0; j < kept; j++) sf[j] = cq_f16_to_f32(scl[j]);
+        for (uint32_t h = 0; h < nh; h++)
+            for (uint32_t j = 0; j < kept; j++)
+                sc->qp[(size_t)h * kept + j] = q[(size_t)h * D + p->kept_idx[j]] * sf[j];
+        k->dot_i4(sc->qp, nh, slot + (size_t)r0 * kept / 2, n, kept, sc->s, BLK);
+        for (uint32_t o = 0; o < p->k; o++) /* outlier lane: raw fp16 sidecar */
+            for (uint32_t t = 0; t < n; t++) {
+                float x = cq_f16_to_f32(side[(size_t)(r0 + t) * p->k + o]);
+                for (uint32_t h = 0; h < nh; h++)
+                    sc->s[(size_t)h * BLK + t] += q[(size_t)h * D + p->outlier[o]] * x;
+            }
+        return CQ_OK;
+    }
+    default: {
+        uint32_t uu = u / s->unit;
+        cq_status st = gen_unit(s, uu, sc->ku, &sc->ku_id);
+        if (st) return st;
+        k->dot_f32(q, nh, sc->ku + (size_t)(u - uu * s->unit) * D, n, D, sc->s, BLK);
+        return CQ_OK;
+    }
+    }
+}
+
+static cq_status val_acc(const cq_kernels *k, const cq_store *s, uint32_t u, uint32_t n,
+                         const float *w, uint32_t nh, float *acc, run_scratch *sc) {
+    const uint32_t D = s->D;
+    if (u >= s->n_done) {
+        k->acc_f16(w, BLK, nh, s->resid + (size_t)(u - s->n_done) * D, n, D, acc);
+        return CQ_OK;
+    }
+    switch (s->kind) {
+    case ST_F16:
+        k->acc_f16(w, BLK, nh, (const uint16_t *)cq_store_codes(s, u), n, D, acc);
+        return CQ_OK;
+    case ST_I8:
+        k->acc_i8(w, BLK, nh, (const int8_t *)cq_store_codes(s, u), cq_store_scale(s, u), n, D,
+                  acc);
+        return CQ_OK;
+    case ST_I4V:
+        k->acc_i4(w, BLK, nh, cq_store_codes(s, u), cq_store_scale(s, u), n, D, acc);
+        return CQ_OK;
+    default: {
+        uint32_t uu = u / s->unit;
+        cq_status st = gen_unit(s, uu, sc->vu, &sc->vu_id);
+        if (st) return st;
+        k->acc_f32(w, BLK, nh, sc->vu + (size_t)(u - uu * s->unit) * D, n, D, acc);
+        return CQ_OK;
+    }
+    }
+}
+
+/* Online-softmax attention of nh query rows q [nh][D] (pre-scaled) over tokens
+ * [a, b) of one (layer, kv head); leaves the unnormalized state in *pt. */
+static cq_status attend_range(const cq_cache *c, const cq_head *hd, uint32_t a, uint32_t b,
+                              const float *q, uint32_t nh, part *pt, run_scratch *sc) {
+    const cq_kernels *k = c->kern;
+    const uint32_t D = c->cfg.head_dim, S = c->cfg.n_sinks;
+    for (uint32_t h = 0; h < nh; h++) pt->m[h] = -INFINITY, pt->l[h] = 0.0f;
+    memset(pt->acc, 0, (size_t)nh * D * sizeof(float));
+    uint32_t t = a;
+    while (t < b) {
+        uint32_t n = b - t < BLK ? b - t : BLK;
+        int sink = t < S;
+        if (sink) {
+            if (S - t < n) n = S - t;
+            k->dot_f16(q, nh, hd->sink_k + (size_t)t * D, n, D, sc->s, BLK);
+        } else {
+            uint32_t u = t - S, rk = store_run(&hd->k, u), rv = store_run(&hd->v, u);
+            if (rk < n) n = rk;
+            if (rv < n) n = rv;
+            cq_status st = key_scores(k, &hd->k, u, n, q, nh, sc);
+            if (st) return st;
+        }
+        for (uint32_t h = 0; h < nh; h++) {
+            float *s = sc->s + (size_t)h * BLK, mx = s[0];
+            for (uint32_t i = 1; i < n; i++) mx = s[i] > mx ? s[i] : mx;
+            if (mx > pt->m[h]) {
+                float r = expf(pt->m[h] - mx); /* 0 on the first run (m = -inf) */
+                pt->l[h] *= r;
+                float *ac = pt->acc + (size_t)h * D;
+                for (uint32_t c2 = 0; c2 < D; c2++) ac[c2] *= r;
+                pt->m[h] = mx;
+            }
+            pt->l[h] += k->exp_sum(s, n, pt->m[h]);
+        }
+        if (sink) {
+            k->acc_f16(sc->s, BLK, nh, hd->sink_v + (size_t)t * D, n, D, pt->acc);
+        } else {
+            cq_status st = val_acc(k, &hd->v, t - S, n, sc->s, nh, pt->acc, sc);
+            if (st) return st;
+        }
+        t += n;
+    }
+    return CQ_OK;
+}
+
+static int scratch_init(run_scratch *sc, const cq_cache *c, const cq_head *hd, uint32_t nh) {
+    const uint32_t D = c->cfg.head_dim;
+    memset(sc, 0, sizeof *sc);
+    sc->ku_id = sc->vu_id = -1;
+    sc->qp = malloc((size_t)nh * D * sizeof(float));
+    sc->s = malloc((size_t)nh * BLK * sizeof(float));
+    uint32_t ku = hd->k.kind == ST_GEN ? hd->k.unit : (hd->k.kind == ST_I4K ? BLK : 0);
+    uint32_t vu = hd->v.kind == ST_GEN ? hd->v.unit : 0;
+    if (ku) sc->ku = malloc((size_t)ku * D * sizeof(float));
+    if (vu) sc->vu = malloc((size_t)vu * D * sizeof(float));
+    return sc->qp && sc->s && (!ku || sc->ku) && (!vu || sc->vu);
+}
+
+static void scratch_free(run_scratch *sc) {
+    free(sc->qp);
+    free(sc->s);
+    free(sc->ku);
+    free(sc->vu);
+}
+
+/* ------------------------------------------------------------- decode */
+
+typedef struct decode_job {
+    const cq_cache *c;
+    const cq_layer *l;
+    const float *q; /* [nq][D] pre-scaled */
+    uint32_t nh, n_chunks, T;
+    float *parts;   /* per task: m[nh] l[nh] acc[nh][D] */
+    _Atomic int status;
+} decode_job;
+
+static void decode_task(void *ctx, uint32_t task, uint32_t worker) {
+    (void)worker;
+    decode_job *j = ctx;
+    const uint32_t D = j->c->cfg.head_dim, nh = j->nh;
+    uint32_t h = task / j->n_chunks, ch = task % j->n_chunks;
+    uint32_t a = ch * CHUNK, b = a + CHUNK < j->T ? a + CHUNK : j->T;
+    float *base = j->parts + (size_t)task * nh * (D + 2);
+    part pt = {base, base + nh, base + 2 * nh};
+    run_scratch sc;
+    cq_status st = CQ_ERR_NOMEM;
+    if (scratch_init(&sc, j->c, &j->l->heads[h], nh))
+        st = attend_range(j->c, &j->l->heads[h], a, b, j->q + (size_t)h * nh * D, nh, &pt, &sc);
+    scratch_free(&sc);
+    if (st) atomic_store(&j->status, (int)st);
+}
+
+static cq_status check_common(const cq_cache *c, uint32_t layer, const float *q, float *out,
+                              uint32_t n_q_heads, size_t nq_rows, cq_err *err) {
+    if (!c || !q || !out) return cq_err_set(err, CQ_ERR_NULL, -1, -1, "cache, q or out is NULL");
+    if (layer >= c->cfg.n_layers)
+        return cq_err_set(err, CQ_ERR_RANGE, -1, -1, "layer %u out of range", layer);
+    const uint32_t H = c->cfg.n_kv_heads;
+    if (n_q_heads == 0 || n_q_heads % H)
+        return cq_err_set(err, CQ_ERR_SHAPE, -1, -1,
+                          "n_q_heads=%u must be a positive multiple of n_kv_heads=%u", n_q_heads, H);
+    for (size_t i = 0; i < nq_rows * c->cfg.head_dim; i++)
+        if (!isfinite(q[i]))
+            return cq_err_set(err, CQ_ERR_NONFINITE, -1, (int32_t)(i % c->cfg.head_dim),
+                              "non-finite query element %zu", i);
+    return CQ_OK;
+}
+
+static float attn_scale(const cq_cache *c, const cq_attn_opts *o) {
+    return o && o->scale != 0.0f ? o->scale : 1.0f / sqrtf((float)c->cfg.head_dim);
+}
+
+cq_status cq_cache_attend(const cq_cache *c, uint32_t layer, const float *q, uint32_t n_q_heads,
+                          float *out, const cq_attn_opts *opts, cq_err *err) {
+    cq_err_clear(err);
+    cq_status st = check_common(c, layer, q, out, n_q_heads, n_q_heads, err);
+    if (st) return st;
+    const cq_layer *l = &c->layers[layer];
+    const uint32_t H = c->cfg.n_kv_heads, D = c->cfg.head_dim, nh = n_q_heads / H, T = l->tokens;
+    if (T == 0) return cq_err_set(err, CQ_ERR_STATE, -1, -1, "layer %u holds no tokens", layer);
+    const float scale = attn_scale(c, opts);
+    decode_job j = {c, l, NULL, nh, (T + CHUNK - 1) / CHUNK, T, NULL, 0};
+    const uint32_t n_tasks = H * j.n_chunks;
+    float *qs = malloc((size_t)n_q_heads * D * sizeof *qs);
+    j.parts = malloc((size_t)n_tasks * nh * (D + 2) * sizeof(float));
+    if (!qs || !j.parts) {
+        free(qs);
+        free(j.parts);
+        return cq_err_set(err, CQ_ERR_NOMEM, -1, -1, "out of memory");
+    }
+    for (size_t i = 0; i < (size_t)n_q_heads * D; i++) qs[i] = q[i] * scale;
+    j.q = qs;
+    cq_pool_run(opts && opts->n_threads ? opts->n_threads : 1, n_tasks, decode_task, &j);
+    st = (cq_status)atomic_load(&j.status);
+    if (!st) { /* log-sum-exp merge of the chunks, in chunk order */
+        for (uint32_t h = 0; h < H; h++)
+            for (uint32_t g = 0; g < nh; g++) {
+                float M = -INFINITY, Lsum = 0.0f, *o = out + ((size_t)h * nh + g) * D;
+                for (uint32_t ch = 0; ch < j.n_chunks; ch++) {
+                    const float *b = j.parts + (size_t)(h * j.n_chunks + ch) * nh * (D + 2);
+                    if (b[g] > M) M = b[g];
+                }
+                memset(o, 0, D * sizeof *o);
+                for (uint32_t ch = 0; ch < j.n_chunks; ch++) {
+                    const float *b = j.parts + (size_t)(h * j.n_chunks + ch) * nh * (D + 2);
+                    float w = expf(b[g] - M);
+                    Lsum += w * b[nh + g];
+                    const float *acc = b + 2 * nh + (size_t)g * D;
+                    for (uint32_t d = 0; d < D; d++) o[d] += w * acc[d];
+                }
+                float inv = 1.0f / Lsum;
+                for (uint32_t d = 0; d < D; d++) o[d] *= inv;
+            }
+    } else {
+        cq_err_set(err, st, -1, -1, "attention failed (%s)", cq_status_name(st));
+    }
+    free(qs);
+    free(j.parts);
+    return st;
+}
+
+/* ------------------------------------------------------------ prefill */
+
+typedef struct prefill_job {
+    const cq_cache *c;
+    const cq_layer *l;
+    const float *q; /* [n_q][nq_heads][D] pre-scaled */
+    float *out;
+    uint32_t nh, pos0, n_q;
+    _Atomic int status;
+} prefill_job;
+
+static void prefill_task(void *ctx, uint32_t task, uint32_t worker) {
+    (void)worker;
+    prefill_job *j = ctx;
+    const uint32_t H = j->c->cfg.n_kv_heads, D = j->c->cfg.head_dim, nh = j->nh;
+    uint32_t i = task / H, h = task % H;
+    size_t row = ((size_t)i * H + h) * nh * D;
+    float *buf = malloc((size_t)nh * (D + 2) * sizeof(float));
+    run_scratch sc;
+    cq_status st = CQ_ERR_NOMEM;
+    if (buf && scratch_init(&sc, j->c, &j->l->heads[h], nh)) {
+        part pt = {buf, buf + nh, buf + 2 * nh};
+        st = attend_range(j->c, &j->l->heads[h], 0, j->pos0 + i + 1, j->q + row, nh, &pt, &sc);
+        if (!st)
+            for (uint32_t g = 0; g < nh; g++) {
+                float inv = 1.0f / pt.l[g];
+                for (uint32_t d = 0; d < D; d++)
+                    j->out[row + (size_t)g * D + d] = pt.acc[(size_t)g * D + d] * inv;
+            }
+    }
+    if (buf) scratch_free(&sc);
+    free(buf);
+    if (st) atomic_store(&j->status, (int)st);
+}
+
+cq_status cq_cache_attend_prefill(const cq_cache *c, uint32_t layer, const float *q, uint32_t n_q,
+                                  uint32_t pos0, uint32_t n_q_heads, float *out,
+                                  const cq_attn_opts *opts, cq_err *err) {
+    cq_err_clear(err);
+    cq_status st = check_common(c, layer, q, out, n_q_heads, (size_t)n_q * n_q_heads, err);
+    if (st) return st;
+    const cq_layer *l = &c->layers[layer];
+    if (n_q == 0) return CQ_OK;
+    if ((uint64_t)pos0 + n_q > l->tokens)
+        return cq_err_set(err, CQ_ERR_RANGE, pos0, -1,
+                          "queries at [%u, %llu) need that many tokens; layer %u holds %u", pos0,
+                          (unsigned long long)pos0 + n_q, layer, l->tokens);
+    const uint32_t H = c->cfg.n_kv_heads, D = c->cfg.head_dim;
+    const float scale = attn_scale(c, opts);
+    size_t N = (size_t)n_q * n_q_heads * D;
+    float *qs = malloc(N * sizeof *qs);
+    if (!qs) return cq_err_set(err, CQ_ERR_NOMEM, -1, -1, "out of memory");
+    for (size_t i = 0; i < N; i++) qs[i] = q[i] * scale;
+    prefill_job j = {c, l, qs, out, n_q_heads / H, pos0, n_q, 0};
+    cq_pool_run(opts && opts->n_threads ? opts->n_threads : 1, n_q * H, prefill_task, &j);
+    st = (cq_status)atomic_load(&j.status);
+    free(qs);
+    if (st) return cq_err_set(err, st, -1, -1, "attention failed (%s)", cq_status_name(st));
+    return CQ_OK;
+}
+
+/* ---------------------------------------------------------- reference */
+
+cq_status cq_cache_attend_ref(const cq_cache *c, uint32_t layer, const float *q, uint32_t n_q,
+                              uint32_t pos0, uint32_t n_q_heads, float *out, float scale,
+                              cq_err *err) {
+    cq_err_clear(err);
+    cq_status st = check_common(c, layer, q, out, n_q_heads, (size_t)n_q * n_q_heads, err);
+    if (st) return st;
+    const cq_layer *l = &c->layers[layer];
+    if ((uint64_t)pos0 + n_q > l->tokens || l->tokens == 0)
+        return cq_err_set(err, CQ_ERR_RANGE, pos0, -1, "query positions beyond the %u tokens",
+                          l->tokens);
+    const uint32_t H = c->cfg.n_kv_heads, D = c->cfg.head_dim, nh = n_q_heads / H;
+    const uint32_t T = pos0 + n_q;
+    const double sc = scale != 0.0f ? (double)scale : 1.0 / sqrt((double)D);
+    float *K = malloc((size_t)T * D * sizeof *K), *V = malloc((size_t)T * D * sizeof *V);
+    double *s = malloc((size_t)T * sizeof *s), *o = malloc((size_t)D * sizeof *o);
+    if (!K || !V || !s || !o) {
+        st = cq_err_set(err, CQ_ERR_NOMEM, -1, -1, "out of memory");
+        goto done;
+    }
+    for (uint32_t h = 0; h < H && !st; h++) {
+        if ((st = cq_cache_read(c, layer, h, 0, T, K, V, err))) break;
+        for (uint32_t i = 0; i < n_q; i++)
+            for (uint32_t g = 0; g < nh; g++) {
+                const float *qq = q + (((size_t)i * H + h) * nh + g) * D;
+                uint32_t n = pos0 + i + 1;
+                double mx = -INFINITY, sum = 0.0;
+                for (uint32_t t = 0; t < n; t++) {
+                    double a = 0.0;
+                    for (uint32_t d = 0; d < D; d++) a += (double)qq[d] * K[(size_t)t * D + d];
+                    s[t] = a * sc;
+                    if (s[t] > mx) mx = s[t];
+                }
+                memset(o, 0, D * sizeof *o);
+                for (uint32_t t = 0; t < n; t++) {
+                    double p = exp(s[t] - mx);
+                    sum += p;
+                    for (uint32_t d = 0; d < D; d++) o[d] += p * V[(size_t)t * D + d];
+                }
+                float *dst = out + (((size_t)i * H + h) * nh + g) * D;
+                for (uint32_t d = 0; d < D; d++) dst[d] = (float)(o[d] / sum);
+            }
+    }
+done:
+    free(K);
+    free(V);
+    free(s);
+    free(o);
+    return st;
+}

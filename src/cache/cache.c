@@ -1,0 +1,658 @@
+/*
+ * cache.c - the cq_cache object: configuration, lifecycle, all-or-nothing
+ * append (decode and prefill), flush, read-back, export and the memory
+ * accounting (include/cq_cache.h). Page mechanics live in store.c, attention
+ * in attend.c, the outlier-mask file in mask.c.
+ *
+ * Append order, so that nothing is half-written: (1) validate every input
+ * element and the state; (2) reserve every page the tokens will need (undone
+ * on failure); (3) feed the generic-codec stores, whose encoders may fail,
+ * with a snapshot to restore; (4) feed the fused stores and sinks, which
+ * cannot fail after (1) and (2).
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "cache_internal.h"
+
+#define DEFAULT_PAGE_TOKENS 1024u
+
+/* ---------------------------------------------------------- allocation */
+
+void *cq_cache_alloc_(cq_cache *c, cq_layer *l, size_t n, int zero) {
+    void *p = zero ? calloc(1, n ? n : 1) : malloc(n ? n : 1);
+    if (p) {
+        c->bytes += n;
+        if (l) l->bytes += n;
+    }
+    return p;
+}
+
+void *cq_cache_alloc_aligned_(cq_cache *c, cq_layer *l, size_t n) {
+    void *p = aligned_alloc(64, (n + 63) / 64 * 64);
+    if (p) {
+        c->bytes += n;
+        if (l) l->bytes += n;
+    }
+    return p;
+}
+
+void cq_cache_free_(cq_cache *c, cq_layer *l, void *p, size_t n) {
+    if (!p) return;
+    free(p);
+    c->bytes -= n;
+    if (l) l->bytes -= n;
+}
+
+/* ------------------------------------------------------------ lifecycle */
+
+void cq_cache_config_default(cq_cache_config *cfg, uint32_t n_layers, uint32_t n_kv_heads,
+                             uint32_t head_dim) {
+    if (!cfg) return;
+    memset(cfg, 0, sizeof *cfg);
+    cfg->n_layers = n_layers;
+    cfg->n_kv_heads = n_kv_heads;
+    cfg->head_dim = head_dim;
+    cfg->key_codec = CQ_CODEC_CQ4;
+    cfg->val_codec = CQ_CODEC_CQ4;
+    cfg->group = CQ_DEFAULT_GROUP;
+}
+
+static void destroy(cq_cache *c) {
+    if (!c) return;
+    const uint32_t H = c->cfg.n_kv_heads, D = c->cfg.head_dim, S = c->cfg.n_sinks;
+    for (uint32_t L = 0; c->layers && L < c->cfg.n_layers; L++) {
+        cq_layer *l = &c->layers[L];
+        if (!l->heads) continue;
+        for (uint32_t h = 0; h < H; h++) {
+            cq_head *hd = &l->heads[h];
+            cq_store_release(c, l, &hd->k);
+            cq_store_release(c, l, &hd->v);
+            cq_cache_free_(c, l, hd->sink_k, (size_t)S * D * 2);
+            cq_cache_free_(c, l, hd->sink_v, (size_t)S * D * 2);
+            cq_cache_free_(c, l, hd->kparams, sizeof *hd->kparams);
+        }
+        cq_cache_free_(c, l, l->heads, (size_t)H * sizeof *l->heads);
+    }
+    cq_cache_free_(c, NULL, c->layers, (size_t)c->cfg.n_layers * sizeof *c->layers);
+    cq_cache_free_(c, NULL, c->codecs, (size_t)c->cfg.n_layers * sizeof *c->codecs);
+    if (c->masks) cq_cache_free_(c, NULL, c->masks, (size_t)c->cfg.n_layers * H * D);
+    free(c);
+}
+
+void cq_cache_free(cq_cache *c) { destroy(c); }
+
+static int needs_masks(const cq_cache_config *cfg) {
+    for (uint32_t L = 0; L < cfg->n_layers; L++) {
+        cq_codec_id k = cfg->layer_codecs ? cfg->layer_codecs[L].key : cfg->key_codec;
+        if (k == CQ_CODEC_CQ4P) return 1;
+    }
+    return 0;
+}
+
+cq_status cq_cache_create(const cq_cache_config *cfg, cq_cache **out, cq_err *err) {
+    cq_err_clear(err);
+    if (!cfg || !out) return cq_err_set(err, CQ_ERR_NULL, -1, -1, "cfg or out is NULL");
+    *out = NULL;
+    const uint32_t D = cfg->head_dim;
+    if (cfg->n_layers == 0 || cfg->n_kv_heads == 0 || cfg->n_layers > 4096 ||
+        cfg->n_kv_heads > 4096)
+        return cq_err_set(err, CQ_ERR_SHAPE, -1, -1,
+                          "n_layers=%u, n_kv_heads=%u: both must be in [1, 4096]", cfg->n_layers,
+                          cfg->n_kv_heads);
+    if (D < CQ_MIN_DIM || D > CQ_MAX_DIM || (D & 1))
+        return cq_err_set(err, CQ_ERR_DIM, -1, -1, "head_dim D=%u must be even, in [%d, %d]", D,
+                          CQ_MIN_DIM, CQ_MAX_DIM);
+    const uint32_t G = cfg->group ? cfg->group : CQ_DEFAULT_GROUP;
+    if (G > 65536) return cq_err_set(err, CQ_ERR_GROUP, -1, -1, "group G=%u is too large", G);
+    if (cfg->n_sinks > (1u << 20))
+        return cq_err_set(err, CQ_ERR_ARG, -1, -1, "n_sinks=%u is too large", cfg->n_sinks);
+    const cq_kernels *kern = cq_kernels_get();
+    if (cfg->kernels) {
+        kern = cq_kernels_by_name(cfg->kernels);
+        if (!kern)
+            return cq_err_set(err, CQ_ERR_UNSUPPORTED, -1, -1,
+                              "kernels '%s' are not available here (scalar, avx2)", cfg->kernels);
+    }
+    int with_masks = needs_masks(cfg);
+    if (with_masks && !cfg->outlier_masks)
+        return cq_err_set(err, CQ_ERR_OUTLIERS, -1, -1,
+                          "CQ-4+ keys need outlier_masks [n_layers][n_kv_heads][head_dim]");
+
+    cq_cache *c = calloc(1, sizeof *c);
+    if (!c) return cq_err_set(err, CQ_ERR_NOMEM, -1, -1, "out of memory");
+    c->bytes = sizeof *c;
+    c->cfg = *cfg;
+    c->cfg.group = G;
+    c->kern = kern;
+    uint32_t pt = cfg->page_tokens ? cfg->page_tokens : DEFAULT_PAGE_TOKENS;
+    if (pt > (1u << 20)) pt = 1u << 20;
+    c->page_tokens = (pt + G - 1) / G * G;
+    const uint32_t NL = cfg->n_layers, H = cfg->n_kv_heads, S = cfg->n_sinks;
+    cq_status st = CQ_OK;
+    c->codecs = cq_cache_alloc_(c, NULL, (size_t)NL * sizeof *c->codecs, 1);
+    c->layers = cq_cache_alloc_(c, NULL, (size_t)NL * sizeof *c->layers, 1);
+    if (with_masks) c->masks = cq_cache_alloc_(c, NULL, (size_t)NL * H * D, 1);
+    if (!c->codecs || !c->layers || (with_masks && !c->masks)) {
+        st = cq_err_set(err, CQ_ERR_NOMEM, -1, -1, "out of memory");
+        goto fail;
+    }
+    if (with_masks) memcpy(c->masks, cfg->outlier_masks, (size_t)NL * H * D);
+    for (uint32_t L = 0; L < NL; L++) {
+        c->codecs[L].key = cfg->layer_codecs ? cfg->layer_codecs[L].key : cfg->key_codec;
+        c->codecs[L].val = cfg->layer_codecs ? cfg->layer_codecs[L].val : cfg->val_codec;
+    }
+    c->cfg.layer_codecs = c->codecs;
+    c->cfg.outlier_masks = c->masks;
+    c->cfg.kernels = NULL; /* the caller's string need not outlive the call; c->kern holds it */
+    for (uint32_t L = 0; L < NL; L++) {
+        cq_layer *l = &c->layers[L];
+        l->kid = c->codecs[L].key;
+        l->vid = c->codecs[L].val;
+        l->heads = cq_cache_alloc_(c, l, (size_t)H * sizeof *l->heads, 1);
+        if (!l->heads) {
+            st = cq_err_set(err, CQ_ERR_NOMEM, -1, -1, "out of memory");
+            goto fail;
+        }
+        for (uint32_t h = 0; h < H; h++) {
+            cq_head *hd = &l->heads[h];
+            const uint8_t *mask = c->masks ? c->masks + ((size_t)L * H + h) * D : NULL;
+            int i4k = !cfg->force_generic && (l->kid == CQ_CODEC_CQ4 || l->kid == CQ_CODEC_CQ4P);
+            if (i4k) {
+                hd->kparams = cq_cache_alloc_(c, l, sizeof *hd->kparams, 1);
+                if (!hd->kparams) {
+                    st = cq_err_set(err, CQ_ERR_NOMEM, -1, -1, "out of memory");
+                    goto fail;
+                }
+                st = l->kid == CQ_CODEC_CQ4P
+                         ? cq_params_init_mask(hd->kparams, CQ_TIER_CQ4P, D, G, mask, err)
+                         : cq_params_init(hd->kparams, CQ_TIER_CQ4, D, G, NULL, 0, err);
+                if (st) {
+                    if (err) {
+                        char m[sizeof err->msg];
+                        memcpy(m, err->msg, sizeof m);
+                        cq_err_set(err, st, -1, err->channel, "layer %u, kv head %u: %.180s", L,
+                                   h, m);
+                    }
+                    goto fail;
+                }
+            }
+            if ((st = cq_store_init(c, l, &hd->k, CQ_ROLE_KEY, l->kid, hd->kparams,
+                                    l->kid == CQ_CODEC_CQ4P ? mask : NULL, (int)cfg->force_generic,
+                                    err)) ||
+                (st = cq_store_init(c, l, &hd->v, CQ_ROLE_VALUE, l->vid, NULL, NULL,
+                                    (int)cfg->force_generic, err)))
+                goto fail;
+            if (S) {
+                hd->sink_k = cq_cache_alloc_(c, l, (size_t)S * D * 2, 1);
+                hd->sink_v = cq_cache_alloc_(c, l, (size_t)S * D * 2, 1);
+                if (!hd->sink_k || !hd->sink_v) {
+                    st = cq_err_set(err, CQ_ERR_NOMEM, -1, -1, "out of memory");
+                    goto fail;
+                }
+            }
+        }
+    }
+    *out = c;
+    return CQ_OK;
+fail:
+    destroy(c);
+    return st;
+}
+
+void cq_cache_reset(cq_cache *c) {
+    if (!c) return;
+    for (uint32_t L = 0; L < c->cfg.n_layers; L++) {
+        cq_layer *l = &c->layers[L];
+        l->tokens = 0;
+        for (uint32_t h = 0; h < c->cfg.n_kv_heads; h++) {
+            cq_store *ss[2] = {&l->heads[h].k, &l->heads[h].v};
+            for (int r = 0; r < 2; r++) ss[r]->n_done = ss[r]->n_resid = ss[r]->tail_g = 0;
+        }
+    }
+    c->sealed = 0;
+}
+
+static cq_status clone_store(cq_cache *nc, cq_layer *nl, cq_store *d, const cq_store *s) {
+    cq_status st = cq_store_reserve(nc, nl, d, (uint64_t)s->n_pages * s->page_units * s->unit);
+    if (st) return st;
+    for (uint32_t i = 0; i < s->n_pages; i++)
+        memcpy(d->pages[i] + CQ_PAGE_HDR, s->pages[i] + CQ_PAGE_HDR, s->page_bytes);
+    d->n_done = s->n_done;
+    d->n_resid = s->n_resid;
+    d->tail_g = s->tail_g;
+    if (s->resid) memcpy(d->resid, s->resid, (size_t)s->unit * s->D * 2);
+    return CQ_OK;
+}
+
+cq_status cq_cache_clone(const cq_cache *c, cq_cache **out, cq_err *err) {
+    cq_err_clear(err);
+    if (!c || !out) return cq_err_set(err, CQ_ERR_NULL, -1, -1, "cache or out is NULL");
+    cq_cache_config cfg = c->cfg;
+    cfg.kernels = c->kern->name;
+    cq_cache *nc;
+    cq_status st = cq_cache_create(&cfg, &nc, err);
+    if (st) return st;
+    const uint32_t H = c->cfg.n_kv_heads, D = c->cfg.head_dim, S = c->cfg.n_sinks;
+    for (uint32_t L = 0; L < c->cfg.n_layers; L++) {
+        cq_layer *l = &c->layers[L], *nl = &nc->layers[L];
+        nl->tokens = l->tokens;
+        for (uint32_t h = 0; h < H; h++) {
+            if ((st = clone_store(nc, nl, &nl->heads[h].k, &l->heads[h].k)) ||
+                (st = clone_store(nc, nl, &nl->heads[h].v, &l->heads[h].v))) {
+                cq_cache_free(nc);
+                return cq_err_set(err, st, -1, -1, "out of memory while cloning");
+            }
+            if (S) {
+                memcpy(nl->heads[h].sink_k, l->heads[h].sink_k, (size_t)S * D * 2);
+                memcpy(nl->heads[h].sink_v, l->heads[h].sink_v, (size_t)S * D * 2);
+            }
+        }
+    }
+    nc->sealed = c->sealed;
+    *out = nc;
+    return CQ_OK;
+}
+
+uint32_t cq_cache_tokens(const cq_cache *c, uint32_t layer) {
+    return c && layer < c->cfg.n_layers ? c->layers[layer].tokens : 0;
+}
+
+const cq_cache_config *cq_cache_get_config(const cq_cache *c) { return c ? &c->cfg : NULL; }
+
+const char *cq_cache_kernels(const cq_cache *c) {
+    return c ? c->kern->name : cq_kernels_get()->name;
+}
+
+/* --------------------------------------------------------------- append */
+
+/* Tokens of an append of n at layer position `tokens` that go to the stores (past the sinks). */
+static uint32_t store_share(uint32_t tokens, uint32_t n, uint32_t S) {
+    uint64_t end = (uint64_t)tokens + n;
+    if (end <= S) return 0;
+    return (uint32_t)(end - (tokens > S ? tokens : S));
+}
+
+static uint64_t committed_after(const cq_store *s, uint32_t m) {
+    if (s->unit == 1) return (uint64_t)s->n_done + m;
+    return s->n_done + (uint64_t)(s->n_resid + m) / s->unit * s->unit;
+}
+
+/* Feed m tokens x [m] rows of stride xs (fp16) into a store. Only generic encoders can fail. */
+static cq_status feed(cq_cache *c, cq_store *s, const uint16_t *x, size_t xs, uint32_t m,
+                      int64_t pos0, cq_err *err) {
+    const uint32_t D = s->D;
+    const cq_kernels *k = c->kern;
+    for (uint32_t i = 0; i < m; i++) {
+        const uint16_t *row = x + (size_t)i * xs;
+        switch (s->kind) {
+        case ST_F16:
+            memcpy(cq_store_codes(s, s->n_done), row, (size_t)D * 2);
+            s->n_done++;
+            break;
+        case ST_I8:
+        case ST_I4V:
+            k->enc_token(row, D, s->kind == ST_I8 ? 8 : 4, cq_store_codes(s, s->n_done),
+                         cq_store_scale(s, s->n_done));
+            s->n_done++;
+            break;
+        default:
+            memcpy(s->resid + (size_t)s->n_resid * D, row, (size_t)D * 2);
+            if (++s->n_resid < s->unit) break;
+            uint8_t *slot = cq_store_slot(s, s->n_done / s->unit);
+            if (s->kind == ST_I4K) {
+                k->enc_key_group(s->params, s->resid, s->unit, slot,
+                                 (uint16_t *)(slot + s->off_scales),
+                                 (uint16_t *)(slot + s->off_sidecar));
+            } else {
+                cq_status st = s->codec->encode(&s->ccfg, s->role, s->resid, s->unit, slot,
+                                                s->slot_bytes, err);
+                if (st) {
+                    s->n_resid--;
+                    if (err) err->token = pos0 + i;
+                    return st;
+                }
+            }
+            s->n_done += s->unit;
+            s->n_resid = 0;
+        }
+    }
+    return CQ_OK;
+}
+
+typedef struct gen_snap {
+    uint32_t n_done, n_resid;
+    uint16_t *resid; /* copy, or NULL when the append cannot touch it */
+} gen_snap;
+
+static cq_status check_finite(const uint16_t *X, uint32_t n, uint32_t H, uint32_t D,
+                              uint32_t tokens, const char *what, cq_err *err) {
+    size_t N = (size_t)n * H * D;
+    for (size_t i = 0; i < N; i++)
+        if (!cq_f16_is_finite(X[i])) {
+            uint32_t t = (uint32_t)(i / ((size_t)H * D)), h = (uint32_t)(i / D % H),
+                     ch = (uint32_t)(i % D);
+            return cq_err_set(err, CQ_ERR_NONFINITE, (int64_t)tokens + t, (int32_t)ch,
+                              "non-finite %s at token %u (kv head %u, channel %u, fp16 0x%04x): "
+                              "append refused, cache unchanged",
+                              what, tokens + t, h, ch, X[i]);
+        }
+    return CQ_OK;
+}
+
+cq_status cq_cache_append(cq_cache *c, uint32_t layer, const uint16_t *K, const uint16_t *V,
+                          uint32_t n, cq_err *err) {
+    cq_err_clear(err);
+    if (!c) return cq_err_set(err, CQ_ERR_NULL, -1, -1, "cache is NULL");
+    if (layer >= c->cfg.n_layers)
+        return cq_err_set(err, CQ_ERR_RANGE, -1, -1, "layer %u out of range (n_layers=%u)", layer,
+                          c->cfg.n_layers);
+    if (n == 0) return CQ_OK;
+    if (!K || !V) return cq_err_set(err, CQ_ERR_NULL, -1, -1, "K or V is NULL");
+    if (c->sealed)
+        return cq_err_set(err, CQ_ERR_STATE, -1, -1,
+                          "the cache was flushed (end of sequence); reset it to append again");
+    cq_layer *l = &c->layers[layer];
+    const uint32_t H = c->cfg.n_kv_heads, D = c->cfg.head_dim, S = c->cfg.n_sinks;
+    uint64_t end = (uint64_t)l->tokens + n;
+    if (end > 0xFFFFFFF0ull || (c->cfg.max_tokens && end > c->cfg.max_tokens))
+        return cq_err_set(err, CQ_ERR_RANGE, l->tokens, -1,
+                          "appending %u tokens to %u exceeds max_tokens=%u", n, l->tokens,
+                          c->cfg.max_tokens);
+    cq_status st;
+    if ((st = check_finite(K, n, H, D, l->tokens, "key", err)) ||
+        (st = check_finite(V, n, H, D, l->tokens, "value", err)))
+        return st;
+    const uint32_t m = store_share(l->tokens, n, S), skip = n - m;
+    /* reserve pages for every store; undo all of it on failure */
+    uint32_t *saved = malloc((size_t)H * 2 * sizeof *saved);
+    gen_snap *snap = calloc((size_t)H * 2, sizeof *snap);
+    if (!saved || !snap) {
+        free(saved);
+        free(snap);
+        return cq_err_set(err, CQ_ERR_NOMEM, -1, -1, "out of memory");
+    }
+    for (uint32_t i = 0; i < 2 * H; i++) {
+        cq_store *s = i & 1 ? &l->heads[i / 2].v : &l->heads[i / 2].k;
+        saved[i] = s->n_pages;
+        if (!st && m) st = cq_store_reserve(c, l, s, committed_after(s, m));
+        if (!st && s->kind == ST_GEN) {
+            snap[i].n_done = s->n_done;
+            snap[i].n_resid = s->n_resid;
+            if (s->n_resid + m >= s->unit) {
+                snap[i].resid = malloc((size_t)s->unit * D * 2);
+                if (!snap[i].resid) st = CQ_ERR_NOMEM;
+                else memcpy(snap[i].resid, s->resid, (size_t)s->unit * D * 2);
+            }
+        }
+    }
+    if (st) {
+        st = cq_err_set(err, st, -1, -1, "out of memory: append refused, cache unchanged");
+        goto undo;
+    }
+    /* generic stores first: the only step that can fail after validation */
+    for (uint32_t i = 0; i < 2 * H && m; i++) {
+        cq_store *s = i & 1 ? &l->heads[i / 2].v : &l->heads[i / 2].k;
+        if (s->kind != ST_GEN) continue;
+        const uint16_t *X = (i & 1 ? V : K) + (size_t)skip * H * D + (size_t)(i / 2) * D;
+        st = feed(c, s, X, (size_t)H * D, m, (int64_t)l->tokens + skip, err);
+        if (st) goto undo;
+    }
+    for (uint32_t h = 0; h < H; h++) {
+        cq_head *hd = &l->heads[h];
+        for (uint32_t i = 0; i < skip; i++) {
+            memcpy(hd->sink_k + (size_t)(l->tokens + i) * D, K + ((size_t)i * H + h) * D,
+                   (size_t)D * 2);
+            memcpy(hd->sink_v + (size_t)(l->tokens + i) * D, V + ((size_t)i * H + h) * D,
+                   (size_t)D * 2);
+        }
+        if (!m) continue;
+        if (hd->k.kind != ST_GEN)
+            (void)feed(c, &hd->k, K + ((size_t)skip * H + h) * D, (size_t)H * D, m, 0, NULL);
+        if (hd->v.kind != ST_GEN)
+            (void)feed(c, &hd->v, V + ((size_t)skip * H + h) * D, (size_t)H * D, m, 0, NULL);
+    }
+    l->tokens += n;
+    for (uint32_t i = 0; i < 2 * H; i++) free(snap[i].resid);
+    free(saved);
+    free(snap);
+    return CQ_OK;
+undo:
+    for (uint32_t i = 0; i < 2 * H; i++) {
+        cq_store *s = i & 1 ? &l->heads[i / 2].v : &l->heads[i / 2].k;
+        if (s->kind == ST_GEN) {
+            s->n_done = snap[i].n_done;
+            s->n_resid = snap[i].n_resid;
+            if (snap[i].resid) memcpy(s->resid, snap[i].resid, (size_t)s->unit * D * 2);
+        }
+        cq_store_trim(c, l, s, saved[i]);
+        free(snap[i].resid);
+    }
+    free(saved);
+    free(snap);
+    return st;
+}
+
+cq_status cq_cache_append_f32(cq_cache *c, uint32_t layer, const float *K, const float *V,
+                              uint32_t n, cq_err *err) {
+    cq_err_clear(err);
+    if (!c) return cq_err_set(err, CQ_ERR_NULL, -1, -1, "cache is NULL");
+    if (n == 0) return cq_cache_append(c, layer, NULL, NULL, 0, err);
+    if (!K || !V) return cq_err_set(err, CQ_ERR_NULL, -1, -1, "K or V is NULL");
+    size_t N = (size_t)n * c->cfg.n_kv_heads * c->cfg.head_dim;
+    uint16_t *k16 = malloc(N * 2), *v16 = malloc(N * 2);
+    if (!k16 || !v16) {
+        free(k16);
+        free(v16);
+        return cq_err_set(err, CQ_ERR_NOMEM, -1, -1, "out of memory");
+    }
+    cq_f32_to_f16_n(K, k16, N);
+    cq_f32_to_f16_n(V, v16, N);
+    cq_status st = cq_cache_append(c, layer, k16, v16, n, err);
+    free(k16);
+    free(v16);
+    return st;
+}
+
+/* ---------------------------------------------------------------- flush */
+
+cq_status cq_cache_flush(cq_cache *c, cq_err *err) {
+    cq_err_clear(err);
+    if (!c) return cq_err_set(err, CQ_ERR_NULL, -1, -1, "cache is NULL");
+    const uint32_t H = c->cfg.n_kv_heads, NL = c->cfg.n_layers;
+    /* (1) pages and sizes for every partial unit; (2) encode; (3) commit */
+    cq_status st = CQ_OK;
+    uint32_t *saved = malloc((size_t)NL * H * 2 * sizeof *saved);
+    if (!saved) return cq_err_set(err, CQ_ERR_NOMEM, -1, -1, "out of memory");
+    for (uint32_t L = 0; L < NL; L++)
+        for (uint32_t i = 0; i < 2 * H; i++) {
+            cq_layer *l = &c->layers[L];
+            cq_store *s = i & 1 ? &l->heads[i / 2].v : &l->heads[i / 2].k;
+            saved[(size_t)L * 2 * H + i] = s->n_pages;
+            if (st || !s->n_resid) continue;
+            if (s->kind == ST_GEN &&
+                s->codec->packed_bytes(&s->ccfg, s->role, s->n_resid) > s->slot_bytes)
+                st = cq_err_set(err, CQ_ERR_UNSUPPORTED, -1, -1,
+                                "codec %s: a partial unit packs larger than a full one",
+                                s->codec->name);
+            else if (cq_store_reserve(c, l, s, (uint64_t)s->n_done + s->n_resid))
+                st = cq_err_set(err, CQ_ERR_NOMEM, -1, -1, "out of memory: nothing flushed");
+        }
+    for (uint32_t L = 0; L < NL && !st; L++)
+        for (uint32_t i = 0; i < 2 * H && !st; i++) {
+            cq_layer *l = &c->layers[L];
+            cq_store *s = i & 1 ? &l->heads[i / 2].v : &l->heads[i / 2].k;
+            if (!s->n_resid) continue;
+            uint8_t *slot = cq_store_slot(s, s->n_done / s->unit);
+            if (s->kind == ST_I4K)
+                c->kern->enc_key_group(s->params, s->resid, s->n_resid, slot,
+                                       (uint16_t *)(slot + s->off_scales),
+                                       (uint16_t *)(slot + s->off_sidecar));
+            else
+                st = s->codec->encode(&s->ccfg, s->role, s->resid, s->n_resid, slot,
+                                      s->slot_bytes, err);
+        }
+    if (st) { /* nothing was committed: release the pages reserved above */
+        for (uint32_t L = 0; L < NL; L++)
+            for (uint32_t i = 0; i < 2 * H; i++) {
+                cq_layer *l = &c->layers[L];
+                cq_store *s = i & 1 ? &l->heads[i / 2].v : &l->heads[i / 2].k;
+                cq_store_trim(c, l, s, saved[(size_t)L * 2 * H + i]);
+            }
+        free(saved);
+        return st;
+    }
+    for (uint32_t L = 0; L < NL; L++)
+        for (uint32_t i = 0; i < 2 * H; i++) {
+            cq_layer *l = &c->layers[L];
+            cq_store *s = i & 1 ? &l->heads[i / 2].v : &l->heads[i / 2].k;
+            if (!s->n_resid) continue;
+            s->tail_g = s->n_resid;
+            s->n_done += s->n_resid;
+            s->n_resid = 0;
+        }
+    c->sealed = 1;
+    free(saved);
+    return CQ_OK;
+}
+
+/* ----------------------------------------------------------------- read */
+
+cq_status cq_cache_read(const cq_cache *c, uint32_t layer, uint32_t head, uint32_t t0,
+                        uint32_t t1, float *K, float *V, cq_err *err) {
+    cq_err_clear(err);
+    if (!c) return cq_err_set(err, CQ_ERR_NULL, -1, -1, "cache is NULL");
+    if (layer >= c->cfg.n_layers || head >= c->cfg.n_kv_heads)
+        return cq_err_set(err, CQ_ERR_RANGE, -1, -1, "layer %u / kv head %u out of range", layer,
+                          head);
+    const cq_layer *l = &c->layers[layer];
+    if (t0 > t1 || t1 > l->tokens)
+        return cq_err_set(err, CQ_ERR_RANGE, t1, -1, "token range [%u, %u) outside [0, %u)", t0,
+                          t1, l->tokens);
+    const cq_head *hd = &l->heads[head];
+    const uint32_t D = c->cfg.head_dim, S = c->cfg.n_sinks;
+    uint32_t t = t0;
+    for (; t < t1 && t < S; t++) {
+        if (K) c->kern->f16_to_f32(hd->sink_k + (size_t)t * D, K + (size_t)(t - t0) * D, D);
+        if (V) c->kern->f16_to_f32(hd->sink_v + (size_t)t * D, V + (size_t)(t - t0) * D, D);
+    }
+    if (t < t1) {
+        cq_status st = CQ_OK;
+        if (K) st = cq_store_read(&hd->k, c->kern, t - S, t1 - S, K + (size_t)(t - t0) * D);
+        if (!st && V) st = cq_store_read(&hd->v, c->kern, t - S, t1 - S, V + (size_t)(t - t0) * D);
+        if (st) return cq_err_set(err, st, -1, -1, "decoding the stored tokens failed");
+    }
+    return CQ_OK;
+}
+
+uint32_t cq_cache_committed(const cq_cache *c, uint32_t layer, uint32_t head, cq_role role) {
+    if (!c || layer >= c->cfg.n_layers || head >= c->cfg.n_kv_heads) return 0;
+    const cq_head *hd = &c->layers[layer].heads[head];
+    return role == CQ_ROLE_KEY ? hd->k.n_done : hd->v.n_done;
+}
+
+static void put_le16(uint8_t *d, const uint16_t *v, size_t n) {
+    for (size_t i = 0; i < n; i++) d[2 * i] = (uint8_t)v[i], d[2 * i + 1] = (uint8_t)(v[i] >> 8);
+}
+
+cq_status cq_cache_export(const cq_cache *c, uint32_t layer, uint32_t head, cq_role role,
+                          uint8_t *dst, size_t cap, size_t *len, cq_err *err) {
+    cq_err_clear(err);
+    if (!c || !len) return cq_err_set(err, CQ_ERR_NULL, -1, -1, "cache or len is NULL");
+    if (layer >= c->cfg.n_layers || head >= c->cfg.n_kv_heads)
+        return cq_err_set(err, CQ_ERR_RANGE, -1, -1, "layer %u / kv head %u out of range", layer,
+                          head);
+    const cq_head *hd = &c->layers[layer].heads[head];
+    const cq_store *s = role == CQ_ROLE_KEY ? &hd->k : &hd->v;
+    const uint32_t D = s->D, T = s->n_done, nu = (T + s->unit - 1) / s->unit;
+    size_t total = 0, pay = 0, sc = 0;
+    if (s->kind == ST_F16 || s->kind == ST_I8 || s->kind == ST_I4V) {
+        pay = (size_t)T * s->tok_bytes;
+        sc = s->kind == ST_F16 ? 0 : (size_t)T * 2;
+        total = pay + sc;
+    } else if (s->kind == ST_I4K) {
+        for (uint32_t u = 0; u < nu; u++) pay += cq_key_group_bytes(s->params, cq_store_unit_len(s, u));
+        sc = (size_t)nu * s->params->kept * 2;
+        total = pay + sc + (size_t)T * s->params->k * 2;
+    } else {
+        for (uint32_t u = 0; u < nu; u++)
+            total += s->codec->packed_bytes(&s->ccfg, s->role, cq_store_unit_len(s, u));
+    }
+    *len = total;
+    if (!dst) return CQ_OK;
+    if (cap < total)
+        return cq_err_set(err, CQ_ERR_BUFFER, -1, -1, "export needs %zu bytes, got %zu", total, cap);
+    if (s->kind == ST_F16 || s->kind == ST_I8 || s->kind == ST_I4V) {
+        for (uint32_t t = 0; t < T; t++) {
+            memcpy(dst + (size_t)t * s->tok_bytes, cq_store_codes(s, t), s->tok_bytes);
+            if (s->kind != ST_F16) put_le16(dst + pay + 2 * (size_t)t, cq_store_scale(s, t), 1);
+        }
+        if (s->kind == ST_F16) { /* stored native; the packed form is little-endian */
+            for (size_t i = 0; i < (size_t)T * D; i++) {
+                uint16_t v;
+                memcpy(&v, dst + 2 * i, 2);
+                put_le16(dst + 2 * i, &v, 1);
+            }
+        }
+    } else if (s->kind == ST_I4K) {
+        const cq_params *p = s->params;
+        size_t po = 0;
+        for (uint32_t u = 0; u < nu; u++) {
+            uint32_t g = cq_store_unit_len(s, u);
+            const uint8_t *slot = cq_store_slot(s, u);
+            memcpy(dst + po, slot, cq_key_group_bytes(p, g));
+            po += cq_key_group_bytes(p, g);
+            put_le16(dst + pay + (size_t)u * p->kept * 2, (const uint16_t *)(slot + s->off_scales),
+                     p->kept);
+            put_le16(dst + pay + sc + (size_t)u * p->group * p->k * 2,
+                     (const uint16_t *)(slot + s->off_sidecar), (size_t)g * p->k);
+        }
+    } else {
+        size_t o = 0;
+        for (uint32_t u = 0; u < nu; u++) {
+            size_t b = s->codec->packed_bytes(&s->ccfg, s->role, cq_store_unit_len(s, u));
+            memcpy(dst + o, cq_store_slot(s, u), b);
+            o += b;
+        }
+    }
+    return CQ_OK;
+}
+
+/* ------------------------------------------------------------ accounting */
+
+static void account_layer(const cq_cache *c, const cq_layer *l, cq_cache_mem *m) {
+    const uint32_t H = c->cfg.n_kv_heads, D = c->cfg.head_dim, S = c->cfg.n_sinks;
+    m->headers += (uint64_t)H * sizeof(cq_head);
+    for (uint32_t h = 0; h < H; h++) {
+        const cq_head *hd = &l->heads[h];
+        cq_store_account(&hd->k, m);
+        cq_store_account(&hd->v, m);
+        if (hd->kparams) m->headers += sizeof(cq_params);
+        m->sinks += 2ull * S * D * 2;
+    }
+    m->tokens += (uint64_t)l->tokens * H;
+}
+
+cq_status cq_cache_memory(const cq_cache *c, int32_t layer, cq_cache_mem *out) {
+    if (!c || !out) return CQ_ERR_NULL;
+    if (layer < -1 || layer >= (int32_t)c->cfg.n_layers) return CQ_ERR_RANGE;
+    memset(out, 0, sizeof *out);
+    const uint32_t NL = c->cfg.n_layers, H = c->cfg.n_kv_heads, D = c->cfg.head_dim;
+    if (layer >= 0) {
+        account_layer(c, &c->layers[layer], out);
+    } else {
+        for (uint32_t L = 0; L < NL; L++) account_layer(c, &c->layers[L], out);
+        out->headers += sizeof(cq_cache) + (uint64_t)NL * (sizeof(cq_layer) + sizeof(cq_layer_codecs));
+        if (c->masks) out->headers += (uint64_t)NL * H * D;
+    }
+    out->total = out->payload + out->scales + out->sidecar + out->residual + out->sinks +
+                 out->slack + out->headers;
+    out->bits_per_value = out->tokens ? 8.0 * (double)out->total / ((double)out->tokens * D * 2) : 0.0;
+    return CQ_OK;
+}
+
+uint64_t cq_cache_allocated_bytes(const cq_cache *c, int32_t layer) {
+    if (!c) return 0;
+    if (layer < 0) return c->bytes;
+    return layer < (int32_t)c->cfg.n_layers ? c->layers[layer].bytes : 0;
+}

@@ -1,0 +1,119 @@
+/*
+ * cache_internal.h - the private structure of cq_cache (include/cq_cache.h):
+ * per (layer, KV head) a key store and a value store, each a list of pages,
+ * plus the fp16 sink tokens. Shared by cache.c (lifecycle, append, read,
+ * accounting), store.c (pages and units) and attend.c (attention drivers).
+ *
+ * Store kinds. Per-token formats (fp16, INT8, INT4 values) keep a page as
+ * [P][token bytes] codes then [P] fp16 scales. Unit formats (CQ-4/CQ-4+ key
+ * groups of G tokens; generic registry codecs in units of U tokens) keep a page
+ * as P/U fixed slots; a CQ-4 slot is payload | scales | sidecar in the
+ * canonical byte form of cq_encode_key_group. Every page starts with a
+ * 64-byte header so its data is cache-line aligned.
+ */
+#ifndef CQ_CACHE_INTERNAL_H
+#define CQ_CACHE_INTERNAL_H
+
+#include <stdatomic.h>
+
+#include "cq_cache.h"
+#include "cq_codec.h"
+#include "../kernels/cq_kernels.h"
+
+enum { ST_F16 = 0, ST_I8 = 1, ST_I4V = 2, ST_I4K = 3, ST_GEN = 4 };
+
+#define CQ_PAGE_HDR 64u
+
+typedef struct cq_page_hdr {
+    uint32_t magic;   /* 0x43515047 "CQPG" */
+    uint32_t index;   /* page number within its store */
+    uint32_t kind;    /* ST_* */
+    uint32_t pad[13];
+} cq_page_hdr;
+
+typedef struct cq_store {
+    int kind;
+    cq_role role;
+    uint32_t D;
+    uint32_t unit;        /* tokens per coded unit (1 for per-token kinds) */
+    uint32_t tok_bytes;   /* per-token kinds: code bytes of a token */
+    size_t slot_bytes;    /* unit kinds: bytes of one slot */
+    size_t off_scales;    /* ST_I4K: offset of the scales in a slot */
+    size_t off_sidecar;   /* ST_I4K: offset of the sidecar in a slot */
+    uint32_t page_units;  /* units per page (tokens for per-token kinds) */
+    size_t page_bytes;    /* data bytes of a page, header excluded */
+    uint8_t **pages;
+    uint32_t n_pages, cap_pages;
+    uint32_t n_done;      /* tokens committed to pages */
+    uint16_t *resid;      /* [unit][D] fp16 in-flight tokens (unit kinds) */
+    uint32_t n_resid;
+    uint32_t tail_g;      /* tokens of the last unit when it is a flushed partial one, else 0 */
+    const cq_params *params;       /* ST_I4K */
+    const cq_codec_traits *codec;  /* ST_GEN */
+    cq_codec_cfg ccfg;             /* ST_GEN */
+} cq_store;
+
+typedef struct cq_head {
+    cq_store k, v;
+    uint16_t *sink_k, *sink_v; /* [n_sinks][D] fp16 each */
+    cq_params *kparams;        /* CQ-4 / CQ-4+ keys */
+} cq_head;
+
+typedef struct cq_layer {
+    cq_codec_id kid, vid;
+    uint32_t tokens;
+    cq_head *heads; /* [n_kv_heads] */
+    _Atomic uint64_t bytes; /* allocations charged to this layer */
+} cq_layer;
+
+struct cq_cache {
+    cq_cache_config cfg;       /* copy; pointers point at the copies below */
+    cq_layer_codecs *codecs;   /* [n_layers] */
+    uint8_t *masks;            /* [n_layers][n_kv_heads][D] or NULL */
+    cq_layer *layers;
+    uint32_t page_tokens;
+    int sealed;                /* flushed: appends refused until reset */
+    _Atomic uint64_t bytes;    /* every allocation, counted by the allocator wrappers */
+    const cq_kernels *kern;
+};
+
+/* Allocation wrappers: charge the cache (and the layer, if any). */
+void *cq_cache_alloc_(cq_cache *c, cq_layer *l, size_t n, int zero);
+void *cq_cache_alloc_aligned_(cq_cache *c, cq_layer *l, size_t n);
+void cq_cache_free_(cq_cache *c, cq_layer *l, void *p, size_t n);
+
+/* store.c */
+cq_status cq_store_init(cq_cache *c, cq_layer *l, cq_store *s, cq_role role, cq_codec_id id,
+                        const cq_params *kp, const uint8_t *mask, int force_generic,
+                        cq_err *err);
+void cq_store_release(cq_cache *c, cq_layer *l, cq_store *s);
+/* Make sure pages exist for committed tokens up to `tokens` (+ one partial unit if partial). */
+cq_status cq_store_reserve(cq_cache *c, cq_layer *l, cq_store *s, uint64_t tokens);
+uint32_t cq_store_tokens(const cq_store *s);
+/* Free pages beyond the first `keep` (undo of a failed reserve). */
+void cq_store_trim(cq_cache *c, cq_layer *l, cq_store *s, uint32_t keep);
+/* Bytes of a committed unit/token span, for accounting. */
+void cq_store_account(const cq_store *s, cq_cache_mem *m);
+/* fp16, INT8 and INT4-value stores code each token on its own; the others are unit stores. */
+static inline int cq_store_per_token(const cq_store *s) { return s->kind <= ST_I4V; }
+/* Pointer to slot u (unit kinds) or to token t's codes / scale (per-token kinds). */
+static inline uint8_t *cq_store_slot(const cq_store *s, uint32_t u) {
+    return s->pages[u / s->page_units] + CQ_PAGE_HDR + (size_t)(u % s->page_units) * s->slot_bytes;
+}
+static inline uint8_t *cq_store_codes(const cq_store *s, uint32_t t) {
+    return s->pages[t / s->page_units] + CQ_PAGE_HDR + (size_t)(t % s->page_units) * s->tok_bytes;
+}
+static inline uint16_t *cq_store_scale(const cq_store *s, uint32_t t) {
+    uint8_t *pg = s->pages[t / s->page_units] + CQ_PAGE_HDR;
+    return (uint16_t *)(pg + (size_t)s->page_units * s->tok_bytes) + t % s->page_units;
+}
+/* Tokens in committed unit u. */
+static inline uint32_t cq_store_unit_len(const cq_store *s, uint32_t u) {
+    uint32_t nu = (s->n_done + s->unit - 1) / s->unit;
+    return (s->tail_g && u + 1 == nu) ? s->tail_g : s->unit;
+}
+/* Decode rows [r0, r1) of the store (committed or in flight) to fp32 out [r1-r0][D]. */
+cq_status cq_store_read(const cq_store *s, const cq_kernels *kern, uint32_t r0, uint32_t r1,
+                        float *out);
+
+#endif

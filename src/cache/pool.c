@@ -1,0 +1,91 @@
+/*
+ * pool.c - a small persistent pthread pool shared by every cache in the
+ * process. A job is n tasks handed out through an atomic counter; the calling
+ * thread works too (worker 0). Workers are created on first need and reused.
+ * One job at a time: a caller that finds the pool busy (another thread is
+ * attending concurrently) runs its own tasks inline instead of waiting, so
+ * concurrent read-only callers never block each other.
+ */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "cq_pool.h"
+
+#define POOL_MAX 64
+
+static struct {
+    pthread_mutex_t submit; /* held for the duration of a job */
+    pthread_mutex_t m;
+    pthread_cond_t wake, done;
+    uint32_t n_workers;
+    uint64_t gen;
+    cq_task_fn fn;
+    void *ctx;
+    uint32_t n_tasks, want, active;
+    atomic_uint next;
+} P = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER,
+       PTHREAD_COND_INITIALIZER, 0, 0, NULL, NULL, 0, 0, 0, 0};
+
+static void run_tasks(cq_task_fn fn, void *ctx, uint32_t n_tasks, uint32_t worker) {
+    for (;;) {
+        uint32_t t = atomic_fetch_add(&P.next, 1u);
+        if (t >= n_tasks) break;
+        fn(ctx, t, worker);
+    }
+}
+
+static void *worker_main(void *arg) {
+    uint32_t id = (uint32_t)(uintptr_t)arg; /* 1.. */
+    pthread_mutex_lock(&P.m);
+    uint64_t seen = P.gen;
+    for (;;) {
+        while (P.gen == seen) pthread_cond_wait(&P.wake, &P.m);
+        seen = P.gen;
+        if (id >= P.want) continue;
+        cq_task_fn fn = P.fn;
+        void *ctx = P.ctx;
+        uint32_t n = P.n_tasks;
+        pthread_mutex_unlock(&P.m);
+        run_tasks(fn, ctx, n, id);
+        pthread_mutex_lock(&P.m);
+        if (--P.active == 0) pthread_cond_signal(&P.done);
+    }
+    return NULL;
+}
+
+uint32_t cq_pool_run(uint32_t n_threads, uint32_t n_tasks, cq_task_fn fn, void *ctx) {
+    if (n_threads > POOL_MAX) n_threads = POOL_MAX;
+    if (n_threads > n_tasks) n_threads = n_tasks;
+    if (n_threads <= 1 || pthread_mutex_trylock(&P.submit) != 0) {
+        for (uint32_t t = 0; t < n_tasks; t++) fn(ctx, t, 0);
+        return 1;
+    }
+    pthread_mutex_lock(&P.m);
+    while (P.n_workers + 1 < n_threads) { /* grow; on failure use what exists */
+        pthread_t th;
+        pthread_attr_t at;
+        pthread_attr_init(&at);
+        pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+        int rc = pthread_create(&th, &at, worker_main, (void *)(uintptr_t)(P.n_workers + 1));
+        pthread_attr_destroy(&at);
+        if (rc) break;
+        P.n_workers++;
+    }
+    if (n_threads > P.n_workers + 1) n_threads = P.n_workers + 1;
+    P.fn = fn;
+    P.ctx = ctx;
+    P.n_tasks = n_tasks;
+    P.want = n_threads; /* workers 1..n_threads-1 join the caller */
+    P.active = n_threads - 1;
+    atomic_store(&P.next, 0u);
+    P.gen++;
+    pthread_cond_broadcast(&P.wake);
+    pthread_mutex_unlock(&P.m);
+    run_tasks(fn, ctx, n_tasks, 0);
+    pthread_mutex_lock(&P.m);
+    while (P.active) pthread_cond_wait(&P.done, &P.m);
+    pthread_mutex_unlock(&P.m);
+    pthread_mutex_unlock(&P.submit);
+    return n_threads;
+}

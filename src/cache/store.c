@@ -1,0 +1,197 @@
+/*
+ * store.c - one role (keys or values) of one (layer, KV head): page layout,
+ * page growth, decode of token ranges and the byte accounting of a store.
+ * Pages are allocated one at a time and never moved; only the small table of
+ * page pointers grows (doubling). Not here: the append state machine
+ * (cache.c) and attention (attend.c).
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "cache_internal.h"
+
+static size_t round_up(size_t x, size_t a) { return (x + a - 1) / a * a; }
+
+cq_status cq_store_init(cq_cache *c, cq_layer *l, cq_store *s, cq_role role, cq_codec_id id,
+                        const cq_params *kp, const uint8_t *mask, int force_generic,
+                        cq_err *err) {
+    const uint32_t D = c->cfg.head_dim, P = c->page_tokens;
+    memset(s, 0, sizeof *s);
+    s->role = role;
+    s->D = D;
+    s->unit = 1;
+    const cq_codec_traits *tr = cq_codec_get(id);
+    if (!tr)
+        return cq_err_set(err, CQ_ERR_TIER, -1, -1, "unknown codec id %d for %s", (int)id,
+                          role == CQ_ROLE_KEY ? "keys" : "values");
+    int fused = !force_generic && (id == CQ_CODEC_FP16 || id == CQ_CODEC_CQ8 ||
+                                   id == CQ_CODEC_CQ4 || id == CQ_CODEC_CQ4P);
+    if (fused) {
+        if (id == CQ_CODEC_FP16) s->kind = ST_F16, s->tok_bytes = 2 * D;
+        else if (id == CQ_CODEC_CQ8) s->kind = ST_I8, s->tok_bytes = D;
+        else if (role == CQ_ROLE_VALUE) s->kind = ST_I4V, s->tok_bytes = D / 2;
+        else s->kind = ST_I4K;
+    } else {
+        s->kind = ST_GEN;
+        if (!(tr->flags & CQ_CODEC_F_STREAMING) || !tr->encode || !tr->decode ||
+            !tr->packed_bytes)
+            return cq_err_set(err, CQ_ERR_UNSUPPORTED, -1, -1,
+                              "codec %s is not a streaming codec: a cache cannot hold it",
+                              tr->name);
+        cq_codec_cfg_default(&s->ccfg, D);
+        s->ccfg.group = c->cfg.group;
+        s->ccfg.mask = mask;
+        cq_status st = cq_codec_supports(tr, &s->ccfg, role);
+        if (st)
+            return cq_err_set(err, st, -1, -1, "codec %s cannot code %s at head_dim %u", tr->name,
+                              role == CQ_ROLE_KEY ? "keys" : "values", D);
+        s->codec = tr;
+        s->unit = cq_codec_unit_tokens(tr, &s->ccfg, role);
+        if (s->unit > (1u << 16))
+            return cq_err_set(err, CQ_ERR_UNSUPPORTED, -1, -1, "codec %s: unit of %u tokens",
+                              tr->name, s->unit);
+        size_t b = tr->packed_bytes(&s->ccfg, role, s->unit);
+        if (b == 0)
+            return cq_err_set(err, CQ_ERR_UNSUPPORTED, -1, -1, "codec %s: zero packed size",
+                              tr->name);
+        s->slot_bytes = round_up(b, 8);
+    }
+    if (s->kind == ST_I4K) {
+        s->params = kp;
+        s->unit = kp->group;
+        s->off_scales = round_up(cq_key_group_bytes(kp, kp->group), 2);
+        s->off_sidecar = s->off_scales + 2 * (size_t)kp->kept;
+        s->slot_bytes = round_up(s->off_sidecar + 2 * (size_t)kp->group * kp->k, 32);
+    }
+    if (!cq_store_per_token(s)) {
+        s->page_units = P / s->unit ? P / s->unit : 1;
+        s->page_bytes = s->page_units * s->slot_bytes;
+        s->resid = cq_cache_alloc_(c, l, (size_t)s->unit * D * 2, 1);
+        if (!s->resid) return cq_err_set(err, CQ_ERR_NOMEM, -1, -1, "out of memory");
+    } else {
+        s->page_units = P;
+        s->page_bytes = (size_t)P * s->tok_bytes + (s->kind == ST_F16 ? 0 : 2 * (size_t)P);
+    }
+    s->page_bytes = round_up(s->page_bytes, 64);
+    return CQ_OK;
+}
+
+void cq_store_release(cq_cache *c, cq_layer *l, cq_store *s) {
+    for (uint32_t i = 0; i < s->n_pages; i++)
+        cq_cache_free_(c, l, s->pages[i], CQ_PAGE_HDR + s->page_bytes);
+    cq_cache_free_(c, l, s->pages, (size_t)s->cap_pages * sizeof *s->pages);
+    if (s->resid) cq_cache_free_(c, l, s->resid, (size_t)s->unit * s->D * 2);
+    s->pages = NULL;
+    s->resid = NULL;
+    s->n_pages = s->cap_pages = 0;
+}
+
+uint32_t cq_store_tokens(const cq_store *s) { return s->n_done + s->n_resid; }
+
+cq_status cq_store_reserve(cq_cache *c, cq_layer *l, cq_store *s, uint64_t tokens) {
+    uint64_t units = (tokens + s->unit - 1) / s->unit;
+    uint64_t need = (units + s->page_units - 1) / s->page_units;
+    if (need <= s->n_pages) return CQ_OK;
+    if (need > 0xFFFFFFFFull) return CQ_ERR_OVERFLOW;
+    if (need > s->cap_pages) {
+        uint32_t cap = s->cap_pages ? s->cap_pages : 4;
+        while (cap < need) cap *= 2;
+        uint8_t **np = cq_cache_alloc_(c, l, (size_t)cap * sizeof *np, 1);
+        if (!np) return CQ_ERR_NOMEM;
+        if (s->n_pages) memcpy(np, s->pages, s->n_pages * sizeof *np);
+        cq_cache_free_(c, l, s->pages, (size_t)s->cap_pages * sizeof *s->pages);
+        s->pages = np;
+        s->cap_pages = cap;
+    }
+    while (s->n_pages < need) {
+        uint8_t *pg = cq_cache_alloc_aligned_(c, l, CQ_PAGE_HDR + s->page_bytes);
+        if (!pg) return CQ_ERR_NOMEM; /* pages already added stay: they are empty capacity */
+        cq_page_hdr *h = (cq_page_hdr *)pg;
+        memset(h, 0, sizeof *h);
+        h->magic = 0x43515047u;
+        h->index = s->n_pages;
+        h->kind = (uint32_t)s->kind;
+        s->pages[s->n_pages++] = pg;
+    }
+    return CQ_OK;
+}
+
+void cq_store_account(const cq_store *s, cq_cache_mem *m) {
+    uint64_t used = 0;
+    if (cq_store_per_token(s)) {
+        uint64_t codes = (uint64_t)s->n_done * s->tok_bytes;
+        uint64_t sc = s->kind == ST_F16 ? 0 : 2ull * s->n_done;
+        m->payload += codes;
+        m->scales += sc;
+        used = codes + sc;
+    } else {
+        uint32_t nu = (s->n_done + s->unit - 1) / s->unit;
+        for (uint32_t u = 0; u < nu; u++) {
+            uint32_t g = cq_store_unit_len(s, u);
+            if (s->kind == ST_I4K) {
+                uint64_t pay = cq_key_group_bytes(s->params, g);
+                uint64_t sc = 2ull * s->params->kept, side = 2ull * g * s->params->k;
+                m->payload += pay;
+                m->scales += sc;
+                m->sidecar += side;
+                used += pay + sc + side;
+            } else {
+                uint64_t b = s->codec->packed_bytes(&s->ccfg, s->role, g);
+                m->payload += b; /* a generic codec's blob holds all its metadata */
+                used += b;
+            }
+        }
+    }
+    m->slack += (uint64_t)s->n_pages * s->page_bytes - used;
+    m->headers += (uint64_t)s->n_pages * CQ_PAGE_HDR + (uint64_t)s->cap_pages * sizeof(uint8_t *);
+    if (s->resid) m->residual += (uint64_t)s->unit * s->D * 2;
+}
+
+cq_status cq_store_read(const cq_store *s, const cq_kernels *kern, uint32_t r0, uint32_t r1,
+                        float *out) {
+    const uint32_t D = s->D;
+    uint32_t t = r0;
+    /* committed tokens */
+    while (t < r1 && t < s->n_done) {
+        if (cq_store_per_token(s)) {
+            const uint8_t *codes = cq_store_codes(s, t);
+            float *o = out + (size_t)(t - r0) * D;
+            if (s->kind == ST_F16) kern->f16_to_f32((const uint16_t *)codes, o, D);
+            else cq_decode_token(codes, *cq_store_scale(s, t), D, s->kind == ST_I8 ? 8 : 4, o);
+            t++;
+            continue;
+        }
+        uint32_t u = t / s->unit, g = cq_store_unit_len(s, u), a = t - u * s->unit;
+        uint32_t b = r1 - u * s->unit < g ? r1 - u * s->unit : g;
+        const uint8_t *slot = cq_store_slot(s, u);
+        if (s->kind == ST_I4K) {
+            const cq_params *p = s->params;
+            cq_decode_key_group_rows(p, slot, (const uint16_t *)(slot + s->off_scales),
+                                     (const uint16_t *)(slot + s->off_sidecar), g, a, b,
+                                     out + (size_t)(t - r0) * D);
+        } else {
+            float *tmp = malloc((size_t)g * D * sizeof *tmp);
+            if (!tmp) return CQ_ERR_NOMEM;
+            size_t len = s->codec->packed_bytes(&s->ccfg, s->role, g);
+            cq_status st = s->codec->decode(&s->ccfg, s->role, slot, len, g, tmp);
+            if (!st)
+                memcpy(out + (size_t)(t - r0) * D, tmp + (size_t)a * D,
+                       (size_t)(b - a) * D * sizeof *tmp);
+            free(tmp);
+            if (st) return st;
+        }
+        t = u * s->unit + b;
+    }
+    /* in flight: exactly the fp16 that was appended */
+    if (t < r1) kern->f16_to_f32(s->resid + (size_t)(t - s->n_done) * D, out + (size_t)(t - r0) * D,
+                                 (size_t)(r1 - t) * D);
+    return CQ_OK;
+}
+
+void cq_store_trim(cq_cache *c, cq_layer *l, cq_store *s, uint32_t keep) {
+    while (s->n_pages > keep) {
+        s->n_pages--;
+        cq_cache_free_(c, l, s->pages[s->n_pages], CQ_PAGE_HDR + s->page_bytes);
+        s->pages[s->n_pages] = NULL;
+    }
+}

@@ -1,0 +1,72 @@
+/*
+ * cq_kernels.h - internal table of the cache's hot loops (one implementation
+ * per ISA: kernels_scalar.c is the reference, kernels_avx2.c the fast path;
+ * dispatch.c picks one at run time). Not a public header: the cache
+ * (src/cache) and the differential tests use it.
+ *
+ * Conventions. q / qp: [nh][D] (or [nh][kept]) fp32 query rows, already
+ * multiplied by the attention scale. s: scores [nh] rows of stride ss.
+ * w: softmax weights [nh] rows of stride ws. acc: [nh][D] fp32, accumulated
+ * (+=). n tokens are contiguous in storage. Encoders assume finite input
+ * (the cache validates first) and must be bit-identical to cq_encode_token /
+ * cq_encode_key_group.
+ */
+#ifndef CQ_KERNELS_H
+#define CQ_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cq_codec.h"
+
+typedef struct cq_kernels {
+    const char *name; /* "scalar", "avx2" */
+    /* one token, per-token scale: codes D (bits 8) or D/2 (bits 4) bytes */
+    void (*enc_token)(const uint16_t *x, uint32_t D, unsigned bits, uint8_t *codes,
+                      uint16_t *scale);
+    /* one key group of g tokens K [g][D] (CQ-4 / CQ-4+), canonical bytes */
+    void (*enc_key_group)(const cq_params *p, const uint16_t *K, uint32_t g, uint8_t *payload,
+                          uint16_t *scales, uint16_t *sidecar);
+    /* scores s[h][t] = q[h] . k[t] */
+    void (*dot_f16)(const float *q, uint32_t nh, const uint16_t *k, uint32_t n, uint32_t D,
+                    float *s, uint32_t ss);
+    void (*dot_f32)(const float *q, uint32_t nh, const float *k, uint32_t n, uint32_t D, float *s,
+                    uint32_t ss);
+    /* s[h][t] = ks[t] * (q[h] . code[t]), INT8 per token */
+    void (*dot_i8)(const float *q, uint32_t nh, const int8_t *k, const uint16_t *ks, uint32_t n,
+                   uint32_t D, float *s, uint32_t ss);
+    /* s[h][t] = qp[h] . code[t] for INT4 codes of `kept` channels per token
+     * (kept even: a token is kept/2 contiguous bytes); qp already holds q .* scales */
+    void (*dot_i4)(const float *qp, uint32_t nh, const uint8_t *k, uint32_t n, uint32_t kept,
+                   float *s, uint32_t ss);
+    /* acc[h] += sum_t w[h][t] * v[t] */
+    void (*acc_f16)(const float *w, uint32_t ws, uint32_t nh, const uint16_t *v, uint32_t n,
+                    uint32_t D, float *acc);
+    void (*acc_f32)(const float *w, uint32_t ws, uint32_t nh, const float *v, uint32_t n,
+                    uint32_t D, float *acc);
+    /* acc[h] += sum_t (w[h][t] * vs[t]) * code[t], INT8 / INT4 per token */
+    void (*acc_i8)(const float *w, uint32_t ws, uint32_t nh, const int8_t *v, const uint16_t *vs,
+                   uint32_t n, uint32_t D, float *acc);
+    void (*acc_i4)(const float *w, uint32_t ws, uint32_t nh, const uint8_t *v, const uint16_t *vs,
+                   uint32_t n, uint32_t D, float *acc);
+    /* softmax step: x[i] = exp(x[i] - m) for n values, returns their sum */
+    float (*exp_sum)(float *x, uint32_t n, float m);
+    /* fp16 -> fp32, n values */
+    void (*f16_to_f32)(const uint16_t *x, float *y, size_t n);
+} cq_kernels;
+
+/* The scalar reference (always available). */
+const cq_kernels *cq_kernels_scalar(void);
+/* The AVX2+FMA+F16C table, or NULL when not compiled in or the CPU lacks it. */
+const cq_kernels *cq_kernels_avx2(void);
+/* The table in use: chosen once (CQ_KERNELS=scalar|avx2 overrides cpuid). */
+const cq_kernels *cq_kernels_get(void);
+/* Lookup by name ("scalar", "avx2"); NULL if unknown or unavailable here. */
+const cq_kernels *cq_kernels_by_name(const char *name);
+
+#ifndef CQ_NO_SIMD
+/* Defined in kernels_avx2.c (only reached through cq_kernels_avx2). */
+extern const cq_kernels cq_kernels_avx2_table;
+#endif
+
+#endif

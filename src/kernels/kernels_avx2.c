@@ -1,0 +1,496 @@
+/*
+ * kernels_avx2.c - AVX2 + FMA + F16C versions of the cache's hot loops.
+ * Compiled with -mavx2 -mfma -mf16c; reached only through dispatch.c after
+ * cpuid said yes. Encoders are bit-identical to the codec core (fp32 divide,
+ * RNE round, clamp: CONTRACT.md section 3's checked facts); attention loops
+ * reorder fp32 sums (8 lanes, split accumulators) and are tested against the
+ * scalar table within the bound of docs/CACHE.md.
+ *
+ * INT4 unpack: 8 packed bytes (16 channels) are zero-extended into 8 int32
+ * lanes; the low nibble of lane i is channel 2i, the high nibble 2i+1. Each
+ * is sign-extended with a shift pair (<<28 >>28, <<24 >>28) and converted.
+ * The query chunk is permuted once per call to the same (even | odd) order,
+ * so no shuffles sit in the per-token loop.
+ */
+#include <immintrin.h>
+#include <string.h>
+
+#include "cq_kernels.h"
+
+#define HC 4 /* query heads per register block (GQA heads share each unpack) */
+
+static inline float hsum8(__m256 v) {
+    __m128 a = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    a = _mm_add_ps(a, _mm_movehl_ps(a, a));
+    a = _mm_add_ss(a, _mm_movehdup_ps(a));
+    return _mm_cvtss_f32(a);
+}
+
+/* the four horizontal sums of a0..a3 in one __m128 */
+static inline __m128 hsum4x8(__m256 a0, __m256 a1, __m256 a2, __m256 a3) {
+    __m256 t0 = _mm256_hadd_ps(a0, a1), t1 = _mm256_hadd_ps(a2, a3);
+    __m256 t2 = _mm256_hadd_ps(t0, t1);
+    return _mm_add_ps(_mm256_castps256_ps128(t2), _mm256_extractf128_ps(t2, 1));
+}
+
+static inline __m256 load_f16x8(const uint16_t *p) {
+    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
+}
+
+/* ------------------------------------------------------------ encoders */
+
+static uint16_t amax_f16(const uint16_t *x, uint32_t D) {
+    __m256i m = _mm256_setzero_si256(), mask = _mm256_set1_epi16(0x7FFF);
+    uint32_t c = 0;
+    for (; c + 16 <= D; c += 16)
+        m = _mm256_max_epu16(m, _mm256_and_si256(_mm256_loadu_si256((const __m256i *)(x + c)), mask));
+    __m128i r = _mm_max_epu16(_mm256_castsi256_si128(m), _mm256_extracti128_si256(m, 1));
+    r = _mm_max_epu16(r, _mm_srli_si128(r, 8));
+    r = _mm_max_epu16(r, _mm_srli_si128(r, 4));
+    r = _mm_max_epu16(r, _mm_srli_si128(r, 2));
+    uint16_t a = (uint16_t)_mm_extract_epi16(r, 0);
+    for (; c < D; c++) {
+        uint16_t v = (uint16_t)(x[c] & 0x7FFF);
+        if (v > a) a = v;
+    }
+    return a;
+}
+
+/* 8 codes: clamp(rint(x / s)) as int32, bit-identical to cq_quantize */
+static inline __m256i quant8(__m256 x, __m256 s, __m256 lo, __m256 hi) {
+    __m256 r = _mm256_round_ps(_mm256_div_ps(x, s), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    r = _mm256_min_ps(_mm256_max_ps(r, lo), hi);
+    return _mm256_cvttps_epi32(r);
+}
+
+/* 32 int32 codes (4 vectors, in order) -> 32 int8 in order */
+static inline __m256i pack32(__m256i a, __m256i b, __m256i c, __m256i d) {
+    __m256i ab = _mm256_packs_epi32(a, b), cd = _mm256_packs_epi32(c, d);
+    __m256i x = _mm256_packs_epi16(ab, cd);
+    return _mm256_permutevar8x32_epi32(x, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+
+/* 32 int8 codes in order -> 16 bytes of nibbles (even channel low) */
+static inline __m128i nibbles32(__m256i x) {
+    __m256i w = _mm256_or_si256(_mm256_and_si256(x, _mm256_set1_epi16(0x000F)),
+                                _mm256_and_si256(_mm256_srli_epi16(x, 4), _mm256_set1_epi16(0x00F0)));
+    __m256i p = _mm256_packus_epi16(w, w);
+    return _mm256_castsi256_si128(_mm256_permute4x64_epi64(p, 0x08));
+}
+
+/* codes of 32 channels x[c..c+32) with per-lane scales sc[c..] (fp32) */
+static inline __m256i quant32(const uint16_t *x, const float *sc, __m256 lo, __m256 hi) {
+    __m256i a = quant8(load_f16x8(x), _mm256_loadu_ps(sc), lo, hi);
+    __m256i b = quant8(load_f16x8(x + 8), _mm256_loadu_ps(sc + 8), lo, hi);
+    __m256i c = quant8(load_f16x8(x + 16), _mm256_loadu_ps(sc + 16), lo, hi);
+    __m256i d = quant8(load_f16x8(x + 24), _mm256_loadu_ps(sc + 24), lo, hi);
+    return pack32(a, b, c, d);
+}
+
+static void v_enc_token(const uint16_t *x, uint32_t D, unsigned bits, uint8_t *codes,
+                        uint16_t *scale) {
+    const int qmax = bits == 8 ? 127 : 7;
+    uint16_t s = cq_scale_from_amax(amax_f16(x, D), qmax);
+    *scale = s;
+    float sf[32];
+    for (int i = 0; i < 32; i++) sf[i] = cq_f16_to_f32(s);
+    const __m256 lo = _mm256_set1_ps((float)(-qmax - 1)), hi = _mm256_set1_ps((float)qmax);
+    uint32_t c = 0;
+    for (; c + 32 <= D; c += 32) {
+        __m256i q = quant32(x + c, sf, lo, hi);
+        if (bits == 8) _mm256_storeu_si256((__m256i *)(codes + c), q);
+        else _mm_storeu_si128((__m128i *)(codes + c / 2), nibbles32(q));
+    }
+    for (; c < D; c++) { /* tail: the reference primitive itself */
+        int q = cq_quantize(x[c], s, qmax);
+        if (bits == 8) codes[c] = (uint8_t)(int8_t)q;
+        else cq_nibble_put(codes, c, q);
+    }
+}
+
+static void v_enc_key_group(const cq_params *p, const uint16_t *K, uint32_t g, uint8_t *payload,
+                            uint16_t *scales, uint16_t *sidecar) {
+    const uint32_t D = p->dim;
+    uint16_t amax[CQ_MAX_DIM];
+    float sf[CQ_MAX_DIM];
+    int8_t row8[CQ_MAX_DIM];
+    uint32_t c = 0;
+    const __m256i m7 = _mm256_set1_epi16(0x7FFF);
+    for (; c + 16 <= D; c += 16) {
+        __m256i m = _mm256_setzero_si256();
+        for (uint32_t t = 0; t < g; t++)
+            m = _mm256_max_epu16(m, _mm256_and_si256(
+                                        _mm256_loadu_si256((const __m256i *)(K + (size_t)t * D + c)), m7));
+        _mm256_storeu_si256((__m256i *)(amax + c), m);
+    }
+    for (; c < D; c++) amax[c] = cq_amax_f16(K + c, g, D);
+    uint16_t sfull[CQ_MAX_DIM];
+    for (c = 0; c < D; c++) {
+        sfull[c] = p->mask[c] ? 0x3C00 : cq_scale_from_amax(amax[c], 7); /* 1.0: outliers unused */
+        sf[c] = cq_f16_to_f32(sfull[c]);
+    }
+    for (uint32_t j = 0; j < p->kept; j++) scales[j] = sfull[p->kept_idx[j]];
+    const __m256 lo = _mm256_set1_ps(-8.0f), hi = _mm256_set1_ps(7.0f);
+    memset(payload, 0, cq_key_group_bytes(p, g));
+    const uint32_t kept = p->kept;
+    for (uint32_t t = 0; t < g; t++) {
+        const uint16_t *x = K + (size_t)t * D;
+        if (p->k == 0) { /* kept == D, even: a token is D/2 whole bytes */
+            uint8_t *dst = payload + (size_t)t * (D / 2);
+            for (c = 0; c + 32 <= D; c += 32)
+                _mm_storeu_si128((__m128i *)(dst + c / 2), nibbles32(quant32(x + c, sf + c, lo, hi)));
+            for (; c < D; c++) cq_nibble_put(dst, c, cq_quantize(x[c], sfull[c], 7));
+            continue;
+        }
+        for (c = 0; c + 32 <= D; c += 32)
+            _mm256_storeu_si256((__m256i *)(row8 + c), quant32(x + c, sf + c, lo, hi));
+        for (; c < D; c++) row8[c] = (int8_t)cq_quantize(x[c], sfull[c], 7);
+        size_t i = (size_t)t * kept;
+        for (uint32_t j = 0; j < kept; j++, i++) cq_nibble_put(payload, i, row8[p->kept_idx[j]]);
+        for (uint32_t o = 0; o < p->k; o++) sidecar[(size_t)t * p->k + o] = x[p->outlier[o]];
+    }
+}
+
+/* ---------------------------------------------------------- dot products */
+
+/* One token row against nhc <= HC query heads; LOAD8(c) gives channels c..c+7 as
+ * fp32, SCAL(c) one channel. Two accumulators per head for FMA latency. */
+#define DOT_ROW(nhc, q, D, LOAD8, SCAL, out)                                                       \
+    do {                                                                                           \
+        __m256 a0[HC], a1[HC];                                                                     \
+        for (int h_ = 0; h_ < HC; h_++) a0[h_] = a1[h_] = _mm256_setzero_ps();                     \
+        uint32_t c_ = 0;                                                                           \
+        for (; c_ + 16 <= (D); c_ += 16) {                                                         \
+            __m256 x0 = LOAD8(c_), x1 = LOAD8(c_ + 8);                                             \
+            _Pragma("GCC unroll 4") for (uint32_t h_ = 0; h_ < (nhc); h_++) {                           \
+                a0[h_] = _mm256_fmadd_ps(x0, _mm256_loadu_ps((q) + (size_t)h_ * (D) + c_), a0[h_]); \
+                a1[h_] = _mm256_fmadd_ps(x1, _mm256_loadu_ps((q) + (size_t)h_ * (D) + c_ + 8), a1[h_]); \
+            }                                                                                      \
+        }                                                                                          \
+        for (; c_ + 8 <= (D); c_ += 8) {                                                           \
+            __m256 x0 = LOAD8(c_);                                                                 \
+            _Pragma("GCC unroll 4") for (uint32_t h_ = 0; h_ < (nhc); h_++)                             \
+                a0[h_] = _mm256_fmadd_ps(x0, _mm256_loadu_ps((q) + (size_t)h_ * (D) + c_), a0[h_]); \
+        }                                                                                          \
+        for (int h_ = 0; h_ < HC; h_++) a0[h_] = _mm256_add_ps(a0[h_], a1[h_]);                    \
+        _mm_storeu_ps((out), hsum4x8(a0[0], a0[1], a0[2], a0[3]));                                 \
+        for (; c_ < (D); c_++) {                                                                   \
+            float x_ = SCAL(c_);                                                                   \
+            for (uint32_t h_ = 0; h_ < (nhc); h_++) (out)[h_] += (q)[(size_t)h_ * (D) + c_] * x_;       \
+        }                                                                                          \
+    } while (0)
+
+static void v_dot_f16(const float *q, uint32_t nh, const uint16_t *k, uint32_t n, uint32_t D,
+                      float *s, uint32_t ss) {
+    for (uint32_t h0 = 0; h0 < nh; h0 += HC) {
+        uint32_t nhc = nh - h0 < HC ? nh - h0 : HC;
+        const float *qh = q + (size_t)h0 * D;
+        for (uint32_t t = 0; t < n; t++) {
+            const uint16_t *row = k + (size_t)t * D;
+            float o[4];
+#define L8(c) load_f16x8(row + (c))
+#define S1(c) cq_f16_to_f32(row[c])
+            DOT_ROW(nhc, qh, D, L8, S1, o);
+#undef L8
+#undef S1
+            for (uint32_t h = 0; h < nhc; h++) s[(size_t)(h0 + h) * ss + t] = o[h];
+        }
+    }
+}
+
+static void v_dot_f32(const float *q, uint32_t nh, const float *k, uint32_t n, uint32_t D,
+                      float *s, uint32_t ss) {
+    for (uint32_t h0 = 0; h0 < nh; h0 += HC) {
+        uint32_t nhc = nh - h0 < HC ? nh - h0 : HC;
+        const float *qh = q + (size_t)h0 * D;
+        for (uint32_t t = 0; t < n; t++) {
+            const float *row = k + (size_t)t * D;
+            float o[4];
+#define L8(c) _mm256_loadu_ps(row + (c))
+#define S1(c) row[c]
+            DOT_ROW(nhc, qh, D, L8, S1, o);
+#undef L8
+#undef S1
+            for (uint32_t h = 0; h < nhc; h++) s[(size_t)(h0 + h) * ss + t] = o[h];
+        }
+    }
+}
+
+static inline __m256 load_i8x8(const int8_t *p) {
+    return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)p)));
+}
+
+static void v_dot_i8(const float *q, uint32_t nh, const int8_t *k, const uint16_t *ks, uint32_t n,
+                     uint32_t D, float *s, uint32_t ss) {
+    for (uint32_t h0 = 0; h0 < nh; h0 += HC) {
+        uint32_t nhc = nh - h0 < HC ? nh - h0 : HC;
+        const float *qh = q + (size_t)h0 * D;
+        for (uint32_t t = 0; t < n; t++) {
+            const int8_t *row = k + (size_t)t * D;
+            float o[4], sc = cq_f16_to_f32(ks[t]);
+#define L8(c) load_i8x8(row + (c))
+#define S1(c) (float)row[c]
+            DOT_ROW(nhc, qh, D, L8, S1, o);
+#undef L8
+#undef S1
+            for (uint32_t h = 0; h < nhc; h++) s[(size_t)(h0 + h) * ss + t] = o[h] * sc;
+        }
+    }
+}
+
+/* 16 INT4 channels from 8 bytes: lo = channels 0,2,..,14, hi = 1,3,..,15 */
+static inline void unpack16(const uint8_t *p, __m256 *lo, __m256 *hi) {
+    __m256i v = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)p));
+    *lo = _mm256_cvtepi32_ps(_mm256_srai_epi32(_mm256_slli_epi32(v, 28), 28));
+    *hi = _mm256_cvtepi32_ps(_mm256_srai_epi32(_mm256_slli_epi32(v, 24), 28));
+}
+
+static void v_dot_i4(const float *qp, uint32_t nh, const uint8_t *k, uint32_t n, uint32_t kept,
+                     float *s, uint32_t ss) {
+    const uint32_t kb = kept / 2, vb = kb & ~7u, vc = vb * 2; /* vectorized bytes / channels */
+    float qperm[HC * CQ_MAX_DIM];
+    for (uint32_t h0 = 0; h0 < nh; h0 += HC) {
+        uint32_t nhc = nh - h0 < HC ? nh - h0 : HC;
+        /* permute each 16-channel chunk of the query to (even | odd) order */
+        for (uint32_t h = 0; h < nhc; h++) {
+            const float *src = qp + (size_t)(h0 + h) * kept;
+            float *dst = qperm + (size_t)h * kept;
+            for (uint32_t c = 0; c < vc; c += 16)
+                for (int i = 0; i < 8; i++) {
+                    dst[c + i] = src[c + 2 * i];
+                    dst[c + 8 + i] = src[c + 2 * i + 1];
+                }
+            for (uint32_t c = vc; c < kept; c++) dst[c] = src[c];
+        }
+        for (uint32_t t = 0; t < n; t++) {
+            const uint8_t *row = k + (size_t)t * kb;
+            __m256 a0[HC], a1[HC];
+            for (int h = 0; h < HC; h++) a0[h] = a1[h] = _mm256_setzero_ps();
+            for (uint32_t b = 0; b < vb; b += 8) {
+                __m256 lo, hi;
+                unpack16(row + b, &lo, &hi);
+                const float *qc = qperm + 2 * b;
+                _Pragma("GCC unroll 4") for (uint32_t h = 0; h < nhc; h++) {
+                    a0[h] = _mm256_fmadd_ps(lo, _mm256_loadu_ps(qc + (size_t)h * kept), a0[h]);
+                    a1[h] = _mm256_fmadd_ps(hi, _mm256_loadu_ps(qc + (size_t)h * kept + 8), a1[h]);
+                }
+            }
+            for (int h = 0; h < HC; h++) a0[h] = _mm256_add_ps(a0[h], a1[h]);
+            float o[4];
+            _mm_storeu_ps(o, hsum4x8(a0[0], a0[1], a0[2], a0[3]));
+            for (uint32_t c = vc; c < kept; c++) {
+                float x = (float)cq_nibble_get(row, c);
+                for (uint32_t h = 0; h < nhc; h++) o[h] += qperm[(size_t)h * kept + c] * x;
+            }
+            for (uint32_t h = 0; h < nhc; h++) s[(size_t)(h0 + h) * ss + t] = o[h];
+        }
+    }
+}
+
+/* --------------------------------------------------- value accumulation */
+
+/* acc[h][c..c+16) += sum_t w[h][t] * x_t(c..c+16), for one 16-channel chunk at a time:
+ * accumulators stay in registers across the token loop. */
+#define ACC_CHUNKS(nhc, wt, n, D, acc, LOAD8, SCAL)                                                \
+    do {                                                                                           \
+        uint32_t c_ = 0;                                                                           \
+        for (; c_ + 16 <= (D); c_ += 16) {                                                         \
+            __m256 a0[HC], a1[HC];                                                                 \
+            for (int h_ = 0; h_ < HC; h_++) {                                                      \
+                a0[h_] = _mm256_loadu_ps((acc) + (size_t)h_ * (D) + c_);                           \
+                a1[h_] = _mm256_loadu_ps((acc) + (size_t)h_ * (D) + c_ + 8);                       \
+                if ((uint32_t)h_ >= (nhc)) a0[h_] = a1[h_] = _mm256_setzero_ps();                   \
+            }                                                                                      \
+            for (uint32_t t_ = 0; t_ < (n); t_++) {                                                \
+                __m256 x0 = LOAD8(t_, c_), x1 = LOAD8(t_, c_ + 8);                                 \
+                _Pragma("GCC unroll 4") for (uint32_t h_ = 0; h_ < (nhc); h_++) {                  \
+                    __m256 b_ = _mm256_broadcast_ss((wt) + (size_t)h_ * (n) + t_);                 \
+                    a0[h_] = _mm256_fmadd_ps(b_, x0, a0[h_]);                                      \
+                    a1[h_] = _mm256_fmadd_ps(b_, x1, a1[h_]);                                      \
+                }                                                                                  \
+            }                                                                                      \
+            for (uint32_t h_ = 0; h_ < (nhc); h_++) {                                              \
+                _mm256_storeu_ps((acc) + (size_t)h_ * (D) + c_, a0[h_]);                           \
+                _mm256_storeu_ps((acc) + (size_t)h_ * (D) + c_ + 8, a1[h_]);                       \
+            }                                                                                      \
+        }                                                                                          \
+        for (; c_ < (D); c_++)                                                                     \
+            for (uint32_t t_ = 0; t_ < (n); t_++) {                                                \
+                float x_ = SCAL(t_, c_);                                                           \
+                for (uint32_t h_ = 0; h_ < (nhc); h_++)                                            \
+                    (acc)[(size_t)h_ * (D) + c_] += (wt)[(size_t)h_ * (n) + t_] * x_;              \
+            }                                                                                      \
+    } while (0)
+
+#define TB 64 /* tokens per weight tile */
+
+/* copy w[h0..h0+nhc)[t0..t0+n) (times a per-token scale when vs != NULL) into wt [nhc][n] */
+static void weights_tile(const float *w, uint32_t ws, uint32_t h0, uint32_t nhc, uint32_t t0,
+                         uint32_t n, const uint16_t *vs, float *wt) {
+    float sc[TB];
+    for (uint32_t t = 0; t < n; t++) sc[t] = vs ? cq_f16_to_f32(vs[t0 + t]) : 1.0f;
+    for (uint32_t h = 0; h < nhc; h++)
+        for (uint32_t t = 0; t < n; t++) wt[h * n + t] = w[(size_t)(h0 + h) * ws + t0 + t] * sc[t];
+}
+
+static void v_acc_f16(const float *w, uint32_t ws, uint32_t nh, const uint16_t *v, uint32_t n,
+                      uint32_t D, float *acc) {
+    float wt[HC * TB];
+    for (uint32_t h0 = 0; h0 < nh; h0 += HC) {
+        uint32_t nhc = nh - h0 < HC ? nh - h0 : HC;
+        float *ah = acc + (size_t)h0 * D;
+        for (uint32_t t0 = 0; t0 < n; t0 += TB) {
+            uint32_t m = n - t0 < TB ? n - t0 : TB;
+            weights_tile(w, ws, h0, nhc, t0, m, NULL, wt);
+            const uint16_t *vb = v + (size_t)t0 * D;
+#define L8(t, c) load_f16x8(vb + (size_t)(t) * D + (c))
+#define S1(t, c) cq_f16_to_f32(vb[(size_t)(t) * D + (c)])
+            ACC_CHUNKS(nhc, wt, m, D, ah, L8, S1);
+#undef L8
+#undef S1
+        }
+    }
+}
+
+static void v_acc_f32(const float *w, uint32_t ws, uint32_t nh, const float *v, uint32_t n,
+                      uint32_t D, float *acc) {
+    float wt[HC * TB];
+    for (uint32_t h0 = 0; h0 < nh; h0 += HC) {
+        uint32_t nhc = nh - h0 < HC ? nh - h0 : HC;
+        float *ah = acc + (size_t)h0 * D;
+        for (uint32_t t0 = 0; t0 < n; t0 += TB) {
+            uint32_t m = n - t0 < TB ? n - t0 : TB;
+            weights_tile(w, ws, h0, nhc, t0, m, NULL, wt);
+            const float *vb = v + (size_t)t0 * D;
+#define L8(t, c) _mm256_loadu_ps(vb + (size_t)(t) * D + (c))
+#define S1(t, c) vb[(size_t)(t) * D + (c)]
+            ACC_CHUNKS(nhc, wt, m, D, ah, L8, S1);
+#undef L8
+#undef S1
+        }
+    }
+}
+
+static void v_acc_i8(const float *w, uint32_t ws, uint32_t nh, const int8_t *v, const uint16_t *vs,
+                     uint32_t n, uint32_t D, float *acc) {
+    float wt[HC * TB];
+    for (uint32_t h0 = 0; h0 < nh; h0 += HC) {
+        uint32_t nhc = nh - h0 < HC ? nh - h0 : HC;
+        float *ah = acc + (size_t)h0 * D;
+        for (uint32_t t0 = 0; t0 < n; t0 += TB) {
+            uint32_t m = n - t0 < TB ? n - t0 : TB;
+            weights_tile(w, ws, h0, nhc, t0, m, vs, wt);
+            const int8_t *vb = v + (size_t)t0 * D;
+#define L8(t, c) load_i8x8(vb + (size_t)(t) * D + (c))
+#define S1(t, c) (float)vb[(size_t)(t) * D + (c)]
+            ACC_CHUNKS(nhc, wt, m, D, ah, L8, S1);
+#undef L8
+#undef S1
+        }
+    }
+}
+
+static void v_acc_i4(const float *w, uint32_t ws, uint32_t nh, const uint8_t *v, const uint16_t *vs,
+                     uint32_t n, uint32_t D, float *acc) {
+    float wt[HC * TB];
+    const uint32_t kb = D / 2, vb = kb & ~7u;
+    for (uint32_t h0 = 0; h0 < nh; h0 += HC) {
+        uint32_t nhc = nh - h0 < HC ? nh - h0 : HC;
+        float *ah = acc + (size_t)h0 * D;
+        for (uint32_t t0 = 0; t0 < n; t0 += TB) {
+            uint32_t m = n - t0 < TB ? n - t0 : TB;
+            weights_tile(w, ws, h0, nhc, t0, m, vs, wt);
+            const uint8_t *base = v + (size_t)t0 * kb;
+            for (uint32_t b = 0; b < vb; b += 8) {
+                /* accumulate in (even | odd) order, interleave once at the end */
+                __m256 a0[HC], a1[HC];
+                for (int h = 0; h < HC; h++) a0[h] = a1[h] = _mm256_setzero_ps();
+                for (uint32_t t = 0; t < m; t++) {
+                    __m256 lo, hi;
+                    unpack16(base + (size_t)t * kb + b, &lo, &hi);
+                    _Pragma("GCC unroll 4") for (uint32_t h = 0; h < nhc; h++) {
+                        __m256 bw = _mm256_broadcast_ss(wt + (size_t)h * m + t);
+                        a0[h] = _mm256_fmadd_ps(bw, lo, a0[h]);
+                        a1[h] = _mm256_fmadd_ps(bw, hi, a1[h]);
+                    }
+                }
+                for (uint32_t h = 0; h < nhc; h++) {
+                    __m256 u0 = _mm256_unpacklo_ps(a0[h], a1[h]); /* c0..3 | c8..11 */
+                    __m256 u1 = _mm256_unpackhi_ps(a0[h], a1[h]); /* c4..7 | c12..15 */
+                    __m256 r0 = _mm256_permute2f128_ps(u0, u1, 0x20);
+                    __m256 r1 = _mm256_permute2f128_ps(u0, u1, 0x31);
+                    float *dst = ah + (size_t)h * D + 2 * b;
+                    _mm256_storeu_ps(dst, _mm256_add_ps(_mm256_loadu_ps(dst), r0));
+                    _mm256_storeu_ps(dst + 8, _mm256_add_ps(_mm256_loadu_ps(dst + 8), r1));
+                }
+            }
+            for (uint32_t c = 2 * vb; c < D; c++)
+                for (uint32_t t = 0; t < m; t++) {
+                    float x = (float)cq_nibble_get(base + (size_t)t * kb, c);
+                    for (uint32_t h = 0; h < nhc; h++) ah[(size_t)h * D + c] += wt[h * m + t] * x;
+                }
+        }
+    }
+}
+
+/* exp(x) for x <= 0 (softmax arguments): 2^n * p(r), r = x - n ln2 in [-ln2/2, ln2/2],
+ * degree-6 polynomial (Cephes expf coefficients), relative error ~2 ulp; inputs
+ * below -87 give 0-ish (2^-126 scale floor) which is what a softmax weight needs. */
+static inline __m256 exp8(__m256 x) {
+    x = _mm256_max_ps(x, _mm256_set1_ps(-87.0f));
+    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+    p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+}
+
+static float v_exp_sum(float *x, uint32_t n, float m) {
+    __m256 vm = _mm256_set1_ps(m), acc = _mm256_setzero_ps();
+    uint32_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(x + i), vm));
+        _mm256_storeu_ps(x + i, e);
+        acc = _mm256_add_ps(acc, e);
+    }
+    if (i < n) { /* tail through the same polynomial, so every weight has one definition */
+        float buf[8];
+        for (uint32_t j = 0; j < 8; j++) buf[j] = i + j < n ? x[i + j] - m : -87.0f;
+        __m256 e = exp8(_mm256_loadu_ps(buf));
+        _mm256_storeu_ps(buf, e);
+        for (uint32_t j = 0; i + j < n; j++) x[i + j] = buf[j];
+        for (uint32_t j = n - i; j < 8; j++) buf[j] = 0.0f;
+        acc = _mm256_add_ps(acc, _mm256_loadu_ps(buf));
+    }
+    return hsum8(acc);
+}
+
+static void v_f16_to_f32(const uint16_t *x, float *y, size_t n) {
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, load_f16x8(x + i));
+    for (; i < n; i++) y[i] = cq_f16_to_f32(x[i]);
+}
+
+const cq_kernels cq_kernels_avx2_table = {
+    .name = "avx2",
+    .enc_token = v_enc_token,
+    .enc_key_group = v_enc_key_group,
+    .dot_f16 = v_dot_f16,
+    .dot_f32 = v_dot_f32,
+    .dot_i8 = v_dot_i8,
+    .dot_i4 = v_dot_i4,
+    .acc_f16 = v_acc_f16,
+    .acc_f32 = v_acc_f32,
+    .acc_i8 = v_acc_i8,
+    .acc_i4 = v_acc_i4,
+    .exp_sum = v_exp_sum,
+    .f16_to_f32 = v_f16_to_f32,
+};
