@@ -13,6 +13,7 @@ static const cq_command commands[] = {
     {"codecs", "list the codec registry", cq_cmd_codecs},
     {"generate", "run the built-in model runtime: text generation through the cache", cq_cmd_generate},
     {"eval", "model quality with a compressed cache: perplexity, KL divergence, bits", cq_cmd_eval},
+    {"bench", "streaming-cache benchmark: append GB/s, decode attention vs read bandwidth", cq_cmd_bench},
 };
 
 static void usage(FILE *f) {

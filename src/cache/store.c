@@ -70,7 +70,8 @@ cq_status cq_store_init(cq_cache *c, cq_layer *l, cq_store *s, cq_role role, cq_
         if (!s->resid) return cq_err_set(err, CQ_ERR_NOMEM, -1, -1, "out of memory");
     } else {
         s->page_units = P;
-        s->page_bytes = (size_t)P * s->tok_bytes + (s->kind == ST_F16 ? 0 : 2 * (size_t)P);
+        s->off_tscales = round_up((size_t)P * s->tok_bytes, 64); /* scales 2-byte aligned */
+        s->page_bytes = s->off_tscales + (s->kind == ST_F16 ? 0 : 2 * (size_t)P);
     }
     s->page_bytes = round_up(s->page_bytes, 64);
     return CQ_OK;

@@ -51,6 +51,9 @@ typedef struct cq_kernels {
                    uint32_t n, uint32_t D, float *acc);
     /* softmax step: x[i] = exp(x[i] - m) for n values, returns their sum */
     float (*exp_sum)(float *x, uint32_t n, float m);
+    /* a streaming read of n bytes (n a multiple of 128, p 64-byte aligned): a checksum
+     * that keeps the loads alive; what the bandwidth measurement runs */
+    uint64_t (*read_sum)(const uint8_t *p, size_t n);
     /* fp16 -> fp32, n values */
     void (*f16_to_f32)(const uint16_t *x, float *y, size_t n);
 } cq_kernels;

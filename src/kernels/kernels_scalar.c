@@ -116,6 +116,13 @@ static float s_exp_sum(float *x, uint32_t n, float m) {
     return sum;
 }
 
+static uint64_t s_read_sum(const uint8_t *p, size_t n) {
+    const uint64_t *w = (const uint64_t *)(const void *)p;
+    uint64_t a = 0, b = 0, c = 0, d = 0;
+    for (size_t i = 0; i < n / 8; i += 4) a += w[i], b += w[i + 1], c += w[i + 2], d += w[i + 3];
+    return a ^ b ^ c ^ d;
+}
+
 static void s_f16_to_f32(const uint16_t *x, float *y, size_t n) {
     for (size_t i = 0; i < n; i++) y[i] = cq_f16_to_f32(x[i]);
 }
@@ -133,6 +140,7 @@ static const cq_kernels scalar_table = {
     .acc_i8 = s_acc_i8,
     .acc_i4 = s_acc_i4,
     .exp_sum = s_exp_sum,
+    .read_sum = s_read_sum,
     .f16_to_f32 = s_f16_to_f32,
 };
 
