@@ -162,13 +162,14 @@ typedef struct cq_ppl_opts {
     int fp16_first, fp16_last; /* keep the first / last layer in fp16 (both K and V) */
     const uint8_t *masks;  /* [n_layers][n_kv_heads][D] CQ-4+ outlier masks (NULL: none) */
     int ref_oracle;        /* reference = the oracle path with K/V rounded to fp16 (no cache) */
+    uint32_t page_tokens;  /* cache page size (0 = n_ctx: a cache sized for its context) */
     void (*progress)(void *user, uint32_t chunk, uint32_t n_chunks);
     void *progress_user;
 } cq_ppl_opts;
 
 /* The cache configuration of format f for a model: its codecs, and from o only
- * group, n_sinks, fp16_first/fp16_last (written to layer_buf [n_layers], which
- * must outlive cc) and masks. */
+ * group, n_sinks, page_tokens, fp16_first/fp16_last (written to layer_buf
+ * [n_layers], which must outlive cc) and masks. */
 void cq_kv_format_cache_config(const cq_model_config *c, const cq_kv_format *f,
                                const cq_ppl_opts *o, cq_layer_codecs *layer_buf,
                                cq_cache_config *cc);

@@ -650,9 +650,15 @@ static void run_case(const cfg *c, uint64_t seed) {
     float *o16 = run_model(m, tok, T, CQ_KV_REFERENCE, 1, 16);
     float *c16 = run_model(m, tok, T, CQ_KV_CACHE, 0, 16);
     CHECK(c16 != NULL, "%s: cache path failed", name);
-    if (o16 && c16) {
+    if (o16 && c16 && got) {
+        /* The cache attends in fp32 (scores as fp32 dot products, online softmax) where the
+         * oracle uses double; with scores of magnitude ~10-50 in these random models that
+         * alone moves logits by ~1e-5 relative. The bound: that order, and far below what
+         * rounding K/V to fp16 does (so the cache adds nothing beyond its fp16 input). */
         double re = rel_err(c16, o16, (size_t)T * c->vocab);
-        CHECK(re < 1e-5, "%s: fp16 cache vs oracle: rel err %.3g", name, re);
+        double r16 = rel_err(o16, got, (size_t)T * c->vocab);
+        CHECK(re < 5e-5 && re < r16 / 5, "%s: fp16 cache vs oracle: rel err %.3g (fp16 rounding itself %.3g)",
+              name, re, r16);
     }
     free(o16);
     free(c16);

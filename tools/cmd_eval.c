@@ -17,7 +17,7 @@ static void eval_usage(FILE *f) {
             "usage: cq eval ppl [--model FILE|DIR] [--tokenizer FILE] [--text FILE] [--ctx N]\n"
             "                   [--chunks N] [--formats F1,F2,...] [--mask FILE] [--sinks S]\n"
             "                   [--fp16-layers first,last] [--group G] [--threads N]\n"
-            "                   [--ref-oracle] [--csv | --json]\n"
+            "                   [--page-tokens P] [--ref-oracle] [--csv | --json]\n"
             "       cq eval calibrate [--model ...] [--text FILE] [--k K] [--seqs N] [--len L]\n"
             "                   [--out FILE]\n\n"
             "ppl        the llama.cpp protocol: the text (default $CQ_SHARED/eval/tinystories_val.txt)\n"
@@ -31,7 +31,9 @@ static void eval_usage(FILE *f) {
             "           and the cache's measured bits per value (cq_cache_memory, all bytes).\n"
             "           --sinks S keeps the first S tokens in fp16; --fp16-layers first,last keeps\n"
             "           those layers' K and V in fp16; --ref-oracle uses the fp32 path with K/V\n"
-            "           rounded to fp16 as the reference instead of the fp16 cache.\n"
+            "           rounded to fp16 as the reference instead of the fp16 cache. --page-tokens\n"
+            "           sets the cache page (default: --ctx, a cache sized for its context; the\n"
+            "           measured bits include all page slack).\n"
             "calibrate  run --seqs sequences (default 128) of --len tokens (default 160) taken\n"
             "           from the END of the text (held out from ppl's chunks, which start at the\n"
             "           beginning), take max |K| per (layer, kv head, channel) over all tokens and\n"
@@ -145,6 +147,8 @@ static int eval_ppl(int argc, char **argv) {
             if (cq_arg_u32(argv[++i], 1, 64, &cm.threads)) goto bad;
         } else if (!strcmp(a, "--fp16-layers") && has) {
             if (cq_tool_fp16_layers(argv[++i], &po.fp16_first, &po.fp16_last)) goto bad;
+        } else if (!strcmp(a, "--page-tokens") && has) {
+            if (cq_arg_u32(argv[++i], 1, 1u << 24, &po.page_tokens)) goto bad;
         } else if (!strcmp(a, "--ref-oracle")) po.ref_oracle = 1;
         else if (!strcmp(a, "--csv")) csv = 1;
         else if (!strcmp(a, "--json")) json = 1;

@@ -115,6 +115,9 @@ int cq_cmd_generate(int argc, char **argv) {
     cq_session_opts so;
     cq_session_opts_default(&so);
     so.n_threads = threads;
+    uint64_t total = n_prompt + (uint64_t)n_gen;
+    so.max_tokens = total < c->max_seq_len ? (uint32_t)total : c->max_seq_len;
+    po.page_tokens = so.max_tokens; /* one page per (layer, head): slack only from G rounding */
     cq_cache_config cc;
     if (fmt.reference) so.mode = CQ_KV_REFERENCE;
     else {
@@ -122,8 +125,6 @@ int cq_cmd_generate(int argc, char **argv) {
         cq_kv_format_cache_config(c, &fmt, &po, lbuf, &cc);
         so.cache = &cc;
     }
-    uint64_t total = n_prompt + (uint64_t)n_gen;
-    so.max_tokens = total < c->max_seq_len ? (uint32_t)total : c->max_seq_len;
     if ((st = cq_session_create(tm.model, &so, &s, &e))) {
         cq_report("generate", st, &e);
         goto out;

@@ -59,6 +59,7 @@ void cq_kv_format_cache_config(const cq_model_config *c, const cq_kv_format *f,
     cc->group = o->group;
     cc->n_sinks = o->n_sinks;
     cc->outlier_masks = o->masks;
+    cc->page_tokens = o->page_tokens;
     if (o->fp16_first || o->fp16_last) {
         for (uint32_t l = 0; l < c->n_layers; l++) {
             int keep = (o->fp16_first && l == 0) || (o->fp16_last && l + 1 == c->n_layers);
@@ -173,6 +174,7 @@ cq_status cq_eval_ppl(const cq_model *m, const int32_t *tokens, size_t n_tokens,
         } else {
             so.mode = CQ_KV_CACHE;
             cq_ppl_opts plain = *o;
+            if (!plain.page_tokens) plain.page_tokens = n_ctx;
             if (f == 0) plain.n_sinks = 0, plain.fp16_first = plain.fp16_last = 0, plain.masks = NULL;
             cq_kv_format_cache_config(c, fmt, &plain, lbuf + (size_t)f * c->n_layers, &cc);
             so.cache = &cc;

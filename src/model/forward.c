@@ -269,7 +269,10 @@ cq_status cq_session_create(const cq_model *m, const cq_session_opts *o, cq_sess
     if (s->o.mode == CQ_KV_CACHE) {
         cq_cache_config cc;
         if (s->o.cache) cc = *s->o.cache;
-        else cq_cache_config_default(&cc, c->n_layers, c->n_kv_heads, D);
+        else { /* fp16/fp16: the cache's own default is CQ-4 */
+            cq_cache_config_default(&cc, c->n_layers, c->n_kv_heads, D);
+            cc.key_codec = cc.val_codec = CQ_CODEC_FP16;
+        }
         if (cc.n_layers != c->n_layers || cc.n_kv_heads != c->n_kv_heads || cc.head_dim != D) {
             cq_session_free(s);
             return cq_err_set(err, CQ_ERR_SHAPE, -1, -1,
