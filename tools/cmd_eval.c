@@ -240,10 +240,16 @@ static int eval_ppl(int argc, char **argv) {
             const cq_ppl_result *r = &res[i];
             printf("  {\"format\": \"%s\", \"bits_per_value\": %.4f, \"ppl\": %.6f, \"ppl_se\": %.6f,"
                    " \"delta_ppl\": %.6f, \"kld_mean\": %.6g, \"kld_median\": %.6g, \"kld_p99\": %.6g,"
-                   " \"kld_max\": %.6g, \"same_top1\": %.6f, \"cache_bytes\": %llu}%s\n",
+                   " \"kld_max\": %.6g, \"same_top1\": %.6f, \"cache_bytes\": %llu,"
+                   " \"bytes\": {\"payload\": %llu, \"scales\": %llu, \"sidecar\": %llu,"
+                   " \"residual\": %llu, \"sinks\": %llu, \"slack\": %llu, \"headers\": %llu}}%s\n",
                    fmts[i].name, r->bits_per_value, r->ppl, r->ppl_se, r->delta_ppl, r->kld_mean,
                    r->kld_median, r->kld_p99, r->kld_max, r->same_top1,
-                   (unsigned long long)r->mem.total, i + 1 < nf ? "," : "");
+                   (unsigned long long)r->mem.total, (unsigned long long)r->mem.payload,
+                   (unsigned long long)r->mem.scales, (unsigned long long)r->mem.sidecar,
+                   (unsigned long long)r->mem.residual, (unsigned long long)r->mem.sinks,
+                   (unsigned long long)r->mem.slack, (unsigned long long)r->mem.headers,
+                   i + 1 < nf ? "," : "");
         }
         printf(" ]}\n");
     } else if (csv) {
@@ -269,6 +275,23 @@ static int eval_ppl(int argc, char **argv) {
             printf("| %s | %.3f | %.4f +- %.4f | %+.4f | %.3g | %.3g | %.3g | %.3g | %.4f |\n",
                    fmts[i].name, r->bits_per_value, r->ppl, r->ppl_se, r->delta_ppl, r->kld_mean,
                    r->kld_median, r->kld_p99, r->kld_max, r->same_top1);
+        }
+        /* where the bits go: measured cache bytes after the last chunk, as bits per value */
+        printf("\nmeasured cache memory after the last chunk (bits per value by role):\n\n"
+               "| K/V | payload | scales | sidecar | residual | sinks | slack | headers | total |\n"
+               "|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+        for (uint32_t i = 0; i < nf; i++) {
+            const cq_cache_mem *mm = &res[i].mem;
+            double per = mm->tokens ? 8.0 / ((double)mm->tokens * c->head_dim * 2) : 0;
+            if (!mm->total) {
+                printf("| %s | (no cache: fp32 arrays) | | | | | | | %.3f |\n", fmts[i].name,
+                       res[i].bits_per_value);
+                continue;
+            }
+            printf("| %s | %.3f | %.3f | %.3f | %.3f | %.3f | %.3f | %.3f | %.3f |\n", fmts[i].name,
+                   per * (double)mm->payload, per * (double)mm->scales, per * (double)mm->sidecar,
+                   per * (double)mm->residual, per * (double)mm->sinks, per * (double)mm->slack,
+                   per * (double)mm->headers, res[i].bits_per_value);
         }
     }
     rc = 0;
@@ -338,6 +361,7 @@ static int eval_calibrate(int argc, char **argv) {
     calib cb = {0, 0, NULL};
     cq_session *s = NULL;
     FILE *out = NULL;
+    char tmp_path[4200] = "";
     if (rc) goto done;
     rc = 1;
     const cq_model_config *c = cq_model_get_config(cm.tm.model);
@@ -370,14 +394,17 @@ static int eval_calibrate(int argc, char **argv) {
     for (uint32_t q = 0; !st && q < seqs; q++) {
         cq_session_reset(s);
         st = cq_session_forward(s, cm.tokens + start + (size_t)q * len, len, NULL, 0, &e);
-        fprintf(stderr, "\rcq eval calibrate: sequence %u/%u", q + 1, seqs);
+        if ((q + 1) % 16 == 0 || q + 1 == seqs)
+            fprintf(stderr, "\rcq eval calibrate: sequence %u/%u", q + 1, seqs);
     }
     fprintf(stderr, "\n");
     if (st) {
         cq_report("eval calibrate", st, &e);
         goto done;
     }
-    out = out_path ? fopen(out_path, "w") : stdout;
+    /* written to OUT.tmp and renamed: never a half-written mask */
+    if (out_path) snprintf(tmp_path, sizeof tmp_path, "%.4000s.tmp", out_path);
+    out = out_path ? fopen(tmp_path, "w") : stdout;
     if (!out) {
         fprintf(stderr, "cq eval calibrate: CQ_ERR_IO: cannot write %s\n", out_path);
         goto done;
@@ -404,7 +431,14 @@ static int eval_calibrate(int argc, char **argv) {
         }
     rc = 0;
 done:
-    if (out && out != stdout && fclose(out) != 0) rc = 1;
+    if (out && out != stdout) {
+        if (fclose(out) != 0) rc = 1;
+        if (rc == 0 && rename(tmp_path, out_path) != 0) rc = 1;
+        if (rc) {
+            remove(tmp_path);
+            fprintf(stderr, "cq eval calibrate: CQ_ERR_IO: cannot write %s\n", out_path);
+        }
+    }
     cq_session_free(s);
     free(cb.mx);
     free(cm.tokens);
