@@ -254,13 +254,15 @@ int main(void) {
         po.max_chunks = 2;
         st = cq_eval_ppl(m, all, n, cq_tokenizer_bos(tok), &po, &f[1], 1, r, &ref, &e);
         CHECK(st == CQ_OK, "fp16 cache eval: %s", e.msg);
-        /* the cache attends in fp32, the oracle in double: differences far below what the
-         * fp16 rounding of K/V itself does (r32 over the same chunks) */
+        /* The cache attends in fp32, the oracle in double. A wiring error (head map,
+         * position, scale, codec) moves the distributions at least as much as rounding K/V
+         * to fp16 does (r32, same chunks); fp32 accumulation noise stays well below it
+         * (measured: 29x below with the AVX2 kernels, 9x with the scalar ones). */
         cq_ppl_result r32[1];
         po.max_chunks = 2;
         CHECK(cq_eval_ppl(m, all, n, cq_tokenizer_bos(tok), &po, &f[0], 1, r32, &ref, &e) == CQ_OK, "%s", e.msg);
         if (st == CQ_OK)
-            CHECK(r[0].kld_max < r32[0].kld_max / 20 && r[0].same_top1 == 1.0 &&
+            CHECK(r[0].kld_max < r32[0].kld_max / 5 && r[0].same_top1 == 1.0 &&
                       r[0].bits_per_value > 16 && r[0].bits_per_value < 17, /* fp16 + bookkeeping */
                   "fp16 cache vs oracle: KLD max %.3g (fp16 rounding %.3g), top1 %.4f, bits %.3f",
                   r[0].kld_max, r32[0].kld_max, r[0].same_top1, r[0].bits_per_value);
