@@ -459,11 +459,13 @@ static void ref_forward(const cfg *c, const wts *w, const int32_t *tok, uint32_t
     free(x), free(xb), free(q), free(att), free(h1), free(h2), free(tmp), free(sc), free(K), free(V);
 }
 
-static float *run_model(const cq_model *m, const int32_t *tok, uint32_t T, cq_kv_mode mode, int fp16,
-                        uint32_t batch) {
+/* Logits [T][V] of tokens; cc: the cache configuration (CQ_KV_CACHE; NULL = fp16/fp16). */
+static float *run_model_cfg(const cq_model *m, const int32_t *tok, uint32_t T, cq_kv_mode mode,
+                            int fp16, uint32_t batch, const cq_cache_config *cc) {
     cq_session_opts o;
     cq_session_opts_default(&o);
     o.mode = mode;
+    o.cache = cc;
     o.ref_kv_fp16 = fp16;
     o.n_threads = 2;
     o.batch = batch;
@@ -482,6 +484,11 @@ static float *run_model(const cq_model *m, const int32_t *tok, uint32_t T, cq_kv
     }
     cq_session_free(s);
     return lg;
+}
+
+static float *run_model(const cq_model *m, const int32_t *tok, uint32_t T, cq_kv_mode mode, int fp16,
+                        uint32_t batch) {
+    return run_model_cfg(m, tok, T, mode, fp16, batch, NULL);
 }
 
 /* max |a-b| / max |b| */
@@ -659,6 +666,40 @@ static void run_case(const cfg *c, uint64_t seed) {
         double r16 = rel_err(o16, got, (size_t)T * c->vocab);
         CHECK(re < 5e-5 && re < r16 / 5, "%s: fp16 cache vs oracle: rel err %.3g (fp16 rounding itself %.3g)",
               name, re, r16);
+    }
+    /* decode path: token by token (cq_cache_attend) == prefill batches, within fp32 noise */
+    float *d16 = run_model(m, tok, T, CQ_KV_CACHE, 0, 1);
+    CHECK(d16 && c16 && rel_err(d16, c16, (size_t)T * c->vocab) < 5e-5, "%s: decode vs prefill %.3g",
+          name, d16 && c16 ? rel_err(d16, c16, (size_t)T * c->vocab) : -1.0);
+    free(d16);
+    /* compressed caches run through the same path: finite, CQ-8 closer than CQ-4, CQ-4+ runs
+     * (a mask of the two largest-|K| channels is not known here: channels 0 and D-1) */
+    if (o16) {
+        uint32_t hd = c->dim / c->heads;
+        cq_cache_config cc;
+        cq_cache_config_default(&cc, c->layers, c->kv_heads, hd);
+        cc.group = 16; /* several full groups in 48 tokens, plus an in-flight one */
+        uint8_t *mask = calloc((size_t)c->layers * c->kv_heads * hd, 1);
+        for (uint32_t i = 0; i < c->layers * c->kv_heads; i++) mask[i * hd] = mask[i * hd + hd - 1] = 1;
+        cc.outlier_masks = mask;
+        cq_codec_id ids[3] = {CQ_CODEC_CQ8, CQ_CODEC_CQ4, CQ_CODEC_CQ4P};
+        double err[3] = {0, 0, 0};
+        for (int k = 0; k < 3; k++) {
+            cc.key_codec = ids[k];
+            cc.val_codec = ids[k] == CQ_CODEC_CQ4P ? CQ_CODEC_CQ4 : ids[k];
+            float *lq = run_model_cfg(m, tok, T, CQ_KV_CACHE, 0, 16, &cc);
+            CHECK(lq != NULL, "%s: codec %d failed", name, (int)ids[k]);
+            if (!lq) continue;
+            int finite = 1;
+            for (size_t i = 0; i < (size_t)T * c->vocab; i++) finite &= isfinite(lq[i]) != 0;
+            CHECK(finite, "%s: codec %d gives non-finite logits", name, (int)ids[k]);
+            err[k] = rel_err(lq, o16, (size_t)T * c->vocab);
+            free(lq);
+        }
+        if (getenv("CQ_TEST_VERBOSE")) fprintf(stderr, "%s: cq8 %.3g cq4 %.3g cq4+ %.3g\n", name, err[0], err[1], err[2]);
+        CHECK(err[0] > 0 && err[0] < err[1] && err[1] < 0.5 && err[2] > 0 && err[2] < 0.5,
+              "%s: rel err vs fp16: cq8 %.3g cq4 %.3g cq4+ %.3g", name, err[0], err[1], err[2]);
+        free(mask);
     }
     free(o16);
     free(c16);
