@@ -286,6 +286,12 @@ int main(void) {
             CHECK(cq_session_forward(s2, all + i, k, l2 + (size_t)i * V, 0, &e) == CQ_OK, "%s", e.msg);
         }
         CHECK(!memcmp(l1, l2, (size_t)T * V * 4), "batching/threads change the logits");
+        /* last_only: the classifier on the last token alone gives that row, bit for bit */
+        cq_session_reset(s1);
+        float *last = malloc((size_t)V * 4);
+        CHECK(cq_session_forward(s1, all, T, last, 1, &e) == CQ_OK, "%s", e.msg);
+        CHECK(!memcmp(last, l1 + (size_t)(T - 1) * V, (size_t)V * 4), "last_only logits differ");
+        free(last);
         /* context overflow is refused */
         cq_session_reset(s1);
         CHECK(cq_session_forward(s1, all, 513, NULL, 0, &e) == CQ_ERR_RANGE, "overflow accepted");

@@ -39,7 +39,6 @@ struct cq_session {
     float *k, *v;      /* [B][Hkv*D] */
     float *hb, *hb2;   /* [B][F] */
     float *bias;       /* [H*D + 2*Hkv*D] q, k, v biases of the current layer */
-    float *logits;     /* [B][V] when all positions are needed; else [V] */
     float *rope_cos, *rope_sin; /* [max_tokens][D/2] */
     float *scratch;    /* [n_threads][max cols] dequantized weight rows */
     double *att;       /* [n_threads][max_tokens] reference attention scores */
@@ -181,7 +180,6 @@ void cq_session_free(cq_session *s) {
     free(s->hb);
     free(s->hb2);
     free(s->bias);
-    free(s->logits);
     free(s->rope_cos);
     free(s->rope_sin);
     free(s->scratch);
@@ -237,7 +235,6 @@ cq_status cq_session_create(const cq_model *m, const cq_session_opts *o, cq_sess
     s->hb = alloc_f(B, c->hidden_dim, &fail);
     s->hb2 = alloc_f(B, c->hidden_dim, &fail);
     s->bias = alloc_f(qd + 2 * kvd, 1, &fail);
-    s->logits = alloc_f(B, c->vocab_size, &fail);
     s->rope_cos = alloc_f(s->max_tokens, D / 2, &fail);
     s->rope_sin = alloc_f(s->max_tokens, D / 2, &fail);
     s->scratch = alloc_f(s->n_threads, cols, &fail);
@@ -302,9 +299,10 @@ cq_cache *cq_session_cache(cq_session *s) { return s ? s->cache : NULL; }
 
 /* ------------------------------------------------------------------ forward */
 
-/* One batch of n <= batch tokens at positions pos..pos+n-1. logits: [n][V] or NULL. */
+/* One batch of n <= batch tokens at positions pos..pos+n-1. logits: NULL, [n][V],
+ * or with last_only [V] (the last token's only: the classifier runs on one row). */
 static cq_status forward_batch(cq_session *s, const int32_t *tokens, uint32_t n, float *logits,
-                               cq_err *err) {
+                               int last_only, cq_err *err) {
     const cq_model *m = s->m;
     const cq_model_config *c = &m->cfg;
     const uint32_t dim = c->dim, D = c->head_dim, H = c->n_heads, Hkv = c->n_kv_heads;
@@ -373,10 +371,11 @@ static cq_status forward_batch(cq_session *s, const int32_t *tokens, uint32_t n,
     }
     s->pos += n;
     if (!logits) return CQ_OK;
-    /* logits [n][V] = rmsnorm(x) * out_norm  Wout */
-    for (uint32_t i = 0; i < n; i++)
+    /* logits [n][V] (or [1][V] of the last token) = rmsnorm(x) * out_norm  Wout */
+    uint32_t first = last_only ? n - 1 : 0;
+    for (uint32_t i = first; i < n; i++)
         rmsnorm(s->xb + (size_t)i * dim, s->x + (size_t)i * dim, &m->out_norm, dim, c->rms_eps, wrow);
-    matmul(s, logits, s->xb, n, &m->output, NULL);
+    matmul(s, logits, s->xb + (size_t)first * dim, n - first, &m->output, NULL);
     return CQ_OK;
 }
 
@@ -397,10 +396,9 @@ cq_status cq_session_forward(cq_session *s, const int32_t *tokens, uint32_t n, f
         int last_batch = done + b == n;
         float *dst = NULL;
         if (logits && !last_only) dst = logits + (size_t)done * V;
-        else if (logits && last_batch) dst = s->logits;
-        cq_status st = forward_batch(s, tokens + done, b, dst, err);
+        else if (logits && last_batch) dst = logits;
+        cq_status st = forward_batch(s, tokens + done, b, dst, last_only, err);
         if (st) return st;
-        if (logits && last_only && last_batch) memcpy(logits, s->logits + (size_t)(b - 1) * V, V * sizeof(float));
         done += b;
     }
     return CQ_OK;
