@@ -87,6 +87,9 @@ cq_tok_kind cq_tokenizer_kind(const cq_tokenizer *t);
 uint32_t cq_tokenizer_vocab(const cq_tokenizer *t);
 int32_t cq_tokenizer_bos(const cq_tokenizer *t); /* -1 when none */
 int32_t cq_tokenizer_eos(const cq_tokenizer *t);
+/* Whether the model expects BOS first (SentencePiece: yes; BPE: no unless the GGUF
+ * file says tokenizer.ggml.add_bos_token). The tools pass it as encode's bos. */
+int cq_tokenizer_add_bos(const cq_tokenizer *t);
 
 /* Encode UTF-8 text (len bytes). Writes at most cap tokens; *n_out receives the
  * number the text needs (CQ_ERR_BUFFER when that exceeds cap). bos: prepend BOS. */

@@ -562,7 +562,7 @@ static void check_spm(const cq_tokenizer *t, const vocab *v) {
     cq_err e;
     int32_t ids[64];
     size_t n = 0;
-    CHECK(cq_tokenizer_kind(t) == CQ_TOK_SPM, "kind");
+    CHECK(cq_tokenizer_kind(t) == CQ_TOK_SPM && cq_tokenizer_add_bos(t) == 1, "kind, add_bos");
     CHECK(cq_tokenizer_encode(t, "the abc x", 9, 1, ids, 64, &n, &e) == CQ_OK, "%s", e.msg);
     int32_t want[] = {1, vid(v, "\xE2\x96\x81the"), vid(v, "\xE2\x96\x81"), vid(v, "abc"),
                       vid(v, "\xE2\x96\x81"), 3 + 'x'};
@@ -586,7 +586,7 @@ static void check_bpe(const cq_tokenizer *t, const vocab *v) {
     cq_err e;
     int32_t ids[64];
     size_t n = 0;
-    CHECK(cq_tokenizer_kind(t) == CQ_TOK_BPE, "kind");
+    CHECK(cq_tokenizer_kind(t) == CQ_TOK_BPE && cq_tokenizer_add_bos(t) == 0, "kind, add_bos");
     CHECK(cq_tokenizer_encode(t, "the abc the", 11, 0, ids, 64, &n, &e) == CQ_OK, "%s", e.msg);
     int32_t want[] = {vid(v, "t"), vid(v, "he"), vid(v, "\xC4\xA0"), vid(v, "abc"), vid(v, "\xC4\xA0the")};
     CHECK(n == 5 && !memcmp(ids, want, sizeof want), "bpe encode: n=%zu [%d %d %d %d %d]", n, ids[0],

@@ -95,7 +95,8 @@ static int load_common(const char *cmd, common *c) {
     c->tokens = malloc(cap * sizeof *c->tokens);
     cq_err e;
     cq_err_clear(&e);
-    cq_status st = c->tokens ? cq_tokenizer_encode(c->tm.tok, text, len, 1, c->tokens, cap,
+    cq_status st = c->tokens ? cq_tokenizer_encode(c->tm.tok, text, len,
+                                                   cq_tokenizer_add_bos(c->tm.tok), c->tokens, cap,
                                                    &c->n_tokens, &e)
                              : CQ_ERR_NOMEM;
     free(text);
@@ -221,7 +222,8 @@ static int eval_ppl(int argc, char **argv) {
     res = calloc(nf, sizeof *res);
     if (!res) goto out;
     cq_ppl_result ref;
-    cq_status st = cq_eval_ppl(cm.tm.model, cm.tokens, cm.n_tokens, cq_tokenizer_bos(cm.tm.tok), &po,
+    int32_t bos = cq_tokenizer_add_bos(cm.tm.tok) ? cq_tokenizer_bos(cm.tm.tok) : -1;
+    cq_status st = cq_eval_ppl(cm.tm.model, cm.tokens, cm.n_tokens, bos, &po,
                                fmts, nf, res, &ref, &e);
     if (st) {
         fprintf(stderr, "\n");

@@ -104,12 +104,13 @@ int cq_cmd_generate(int argc, char **argv) {
     logits = malloc((size_t)c->vocab_size * sizeof *logits);
     lbuf = calloc(c->n_layers, sizeof *lbuf);
     if (!toks || !logits || !lbuf) goto out;
-    if ((st = cq_tokenizer_encode(tm.tok, prompt, plen, 1, toks, cap, &n_prompt, &e))) {
+    if ((st = cq_tokenizer_encode(tm.tok, prompt, plen, cq_tokenizer_add_bos(tm.tok), toks, cap,
+                                  &n_prompt, &e))) {
         cq_report("generate", st, &e);
         goto out;
     }
     if (n_prompt == 0) {
-        fprintf(stderr, "cq generate: empty prompt and no BOS token\n");
+        fprintf(stderr, "cq generate: empty prompt (and the model takes no BOS)\n");
         goto out;
     }
     cq_session_opts so;

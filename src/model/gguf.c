@@ -552,6 +552,7 @@ static cq_status build_tokenizer(const gguf *g, uint32_t n_vocab_model, cq_token
     t->eos = kv_uint(g, "tokenizer.ggml.eos_token_id", &v) == 1 && v < n_tok ? (int32_t)v : -1;
     if (kv_uint(g, "tokenizer.ggml.unknown_token_id", &v) == 1 && v < n_tok) t->unk = (int32_t)v;
     if (kv_uint(g, "tokenizer.ggml.add_space_prefix", &v) == 1) t->add_space_prefix = (int)v;
+    if (kv_uint(g, "tokenizer.ggml.add_bos_token", &v) == 1) t->add_bos = (int)v;
     t->space_is_u2581 = 1;
     const char *pre;
     uint64_t pre_n;

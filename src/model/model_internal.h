@@ -74,6 +74,7 @@ struct cq_tokenizer {
     uint32_t merge_hash_cap;
     int32_t byte_tok[256]; /* token of each byte (SPM <0xXX>, BPE mapped char), -1 if none */
     int32_t bos, eos, unk;
+    int add_bos;          /* the model expects BOS at the start (GGUF tokenizer.ggml.add_bos_token) */
     int space_is_u2581;   /* SPM: spaces are U+2581 in the vocabulary (GGUF) vs ' ' (llama2.c) */
     int add_space_prefix; /* SPM: prepend a space to the text */
     int qwen2_pre;        /* BPE: Qwen2 pre-tokenizer instead of GPT-2's */

@@ -139,6 +139,7 @@ cq_status cq_tokenizer_build(cq_tok_kind kind, uint32_t n_vocab, const char *con
     t->n_vocab = n_vocab;
     t->bos = t->eos = t->unk = -1;
     t->add_space_prefix = kind == CQ_TOK_SPM;
+    t->add_bos = kind == CQ_TOK_SPM; /* llama convention; GPT-2-style BPE models do not */
     t->space_is_u2581 = 1;
     uint64_t total = 0;
     for (uint32_t i = 0; i < n_vocab; i++) total += (uint64_t)lens[i] + 1;
@@ -301,6 +302,7 @@ cq_tok_kind cq_tokenizer_kind(const cq_tokenizer *t) { return t->kind; }
 uint32_t cq_tokenizer_vocab(const cq_tokenizer *t) { return t ? t->n_vocab : 0; }
 int32_t cq_tokenizer_bos(const cq_tokenizer *t) { return t ? t->bos : -1; }
 int32_t cq_tokenizer_eos(const cq_tokenizer *t) { return t ? t->eos : -1; }
+int cq_tokenizer_add_bos(const cq_tokenizer *t) { return t && t->bos >= 0 && t->add_bos; }
 
 /* ------------------------------------------------------------ merge heap */
 
