@@ -121,7 +121,7 @@ static void test_attention_loops(const cq_kernels *v) {
     uint16_t *k16 = malloc(NMAX * DMAX * 2), *sc = malloc(NMAX * 2);
     float *k32 = malloc(NMAX * DMAX * 4), *kabs = malloc(NMAX * DMAX * 4);
     int8_t *k8 = malloc(NMAX * DMAX);
-    uint8_t *k4 = malloc(NMAX * DMAX / 2);
+    uint8_t *k4 = malloc(NMAX * DMAX / 2 + 8); /* dot_i4 may read 7 bytes past the end */
     for (size_t di = 0; di < NDIMS; di++)
         for (size_t ni = 0; ni < 6; ni++)
             for (size_t hi = 0; hi < 6; hi++) {
@@ -238,6 +238,22 @@ int main(void) {
         test_enc_token(v);
         test_enc_key_group(v);
         test_attention_loops(v);
+    }
+    /* the non-finite scan: every position, every Inf/NaN class, awkward lengths */
+    if (v) {
+        uint16_t x[100];
+        int nbad = 0;
+        for (uint32_t n = 1; n < 100; n += 7)
+            for (uint32_t pos = 0; pos < n; pos++)
+                for (int kind = 0; kind < 4; kind++) {
+                    for (uint32_t i = 0; i < n; i++) x[i] = (uint16_t)(0x7BFF - i);
+                    static const uint16_t sp[4] = {0x7C00, 0xFC00, 0x7E00, 0xFFFF};
+                    x[pos] = sp[kind];
+                    nbad += !v->any_nonfinite(x, n) || !s->any_nonfinite(x, n);
+                    x[pos] = 0xFBFF;
+                    nbad += v->any_nonfinite(x, n) || s->any_nonfinite(x, n);
+                }
+        CHECK(nbad == 0, "any_nonfinite: %d wrong answers", nbad);
     }
     CHECK(cq_kernels_by_name("scalar") == s && cq_kernels_by_name("nope") == NULL, "by name");
     return cq_test_done("test_cache_kernels");

@@ -110,6 +110,12 @@ static void s_acc_i4(const float *w, uint32_t ws, uint32_t nh, const uint8_t *v,
     }
 }
 
+static int s_any_nonfinite(const uint16_t *x, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (!cq_f16_is_finite(x[i])) return 1;
+    return 0;
+}
+
 static float s_exp_sum(float *x, uint32_t n, float m) {
     float sum = 0.0f;
     for (uint32_t i = 0; i < n; i++) sum += (x[i] = expf(x[i] - m));
@@ -139,6 +145,7 @@ static const cq_kernels scalar_table = {
     .acc_f32 = s_acc_f32,
     .acc_i8 = s_acc_i8,
     .acc_i4 = s_acc_i4,
+    .any_nonfinite = s_any_nonfinite,
     .exp_sum = s_exp_sum,
     .read_sum = s_read_sum,
     .f16_to_f32 = s_f16_to_f32,
