@@ -238,19 +238,21 @@ int main(void) {
         po.n_ctx = 512;
         po.max_chunks = 6;
         po.n_threads = 2;
-        po.ref_oracle = 1; /* the fp32 path with K/V rounded to fp16 */
         cq_kv_format f[2];
         cq_kv_format_parse("fp32", &f[0], &e);
         CHECK(cq_kv_format_parse("fp16/fp16", &f[1], &e) == CQ_OK, "parse");
         cq_ppl_result r[2], ref;
+        /* reference = the fp16/fp16 cache; fp32 = the oracle path with fp32 K/V */
         cq_status st = cq_eval_ppl(m, all, n, cq_tokenizer_bos(tok), &po, f, 1, r, &ref, &e);
         CHECK(st == CQ_OK, "eval: %s", e.msg);
-        CHECK(fabs(ref.nll_mean - 1.30) < 0.08, "fp16 NLL %.4f nats, published 1.30", ref.nll_mean);
+        /* the published figure (about 1.30 nats) averages every position of stories that
+         * each start with BOS; this text has no BOS between stories: allow 0.08 */
+        CHECK(fabs(ref.nll_mean - 1.30) < 0.08, "fp16-cache NLL %.4f nats, published 1.30", ref.nll_mean);
         CHECK(ref.n_scored == 6 * 255, "scored %llu", (unsigned long long)ref.n_scored);
-        /* fp32 vs fp16-rounded K/V: nearly identical distributions */
-        CHECK(r[0].kld_mean < 1e-4 && r[0].same_top1 > 0.99, "fp32 vs fp16 KLD %.3g top1 %.4f",
+        CHECK(r[0].kld_mean < 1e-4 && r[0].same_top1 > 0.99, "fp32 vs fp16 cache: KLD %.3g top1 %.4f",
               r[0].kld_mean, r[0].same_top1);
-        /* through the cache: fp16/fp16 cache vs the oracle reference */
+        /* the fp16 cache against the oracle with K/V rounded to fp16 (ref_oracle) */
+        po.ref_oracle = 1;
         po.max_chunks = 2;
         st = cq_eval_ppl(m, all, n, cq_tokenizer_bos(tok), &po, &f[1], 1, r, &ref, &e);
         CHECK(st == CQ_OK, "fp16 cache eval: %s", e.msg);
@@ -259,7 +261,6 @@ int main(void) {
          * to fp16 does (r32, same chunks); fp32 accumulation noise stays well below it
          * (measured: 29x below with the AVX2 kernels, 9x with the scalar ones). */
         cq_ppl_result r32[1];
-        po.max_chunks = 2;
         CHECK(cq_eval_ppl(m, all, n, cq_tokenizer_bos(tok), &po, &f[0], 1, r32, &ref, &e) == CQ_OK, "%s", e.msg);
         if (st == CQ_OK)
             CHECK(r[0].kld_max < r32[0].kld_max / 5 && r[0].same_top1 == 1.0 &&
