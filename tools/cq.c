@@ -12,6 +12,8 @@ static const cq_command commands[] = {
     {"vectors", "golden vectors: check, generate, replay real-model slices", cq_cmd_vectors},
     {"codecs", "list the codec registry", cq_cmd_codecs},
     {"engine", "the KV Cache Engine model: stream data through it, check, measure", cq_cmd_engine},
+    {"generate", "run the built-in model runtime: text generation through the cache", cq_cmd_generate},
+    {"eval", "model quality with a compressed cache: perplexity, KL divergence, bits", cq_cmd_eval},
     {"bench", "streaming-cache benchmark: append GB/s, decode attention vs read bandwidth", cq_cmd_bench},
 };
 

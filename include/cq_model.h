@@ -1,0 +1,204 @@
+/*
+ * cq_model.h - the built-in model runtime: a Llama-family decoder (llama,
+ * qwen2) whose KV store is the ChannelQuant cache, its loaders (llama2.c
+ * checkpoints, GGUF v3), its tokenizers, and the perplexity / KL-divergence
+ * evaluation of a compressed cache against the fp16 one (docs/MODEL.md).
+ *
+ * Everything here is a library API: errors are cq_status values with a
+ * message in cq_err, loading never trusts a size it has not checked, and the
+ * model can be built from a file (mmap) or from a byte buffer (tests, fuzzers).
+ */
+#ifndef CQ_MODEL_H
+#define CQ_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cq_cache.h"
+#include "cq_error.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------------------ model */
+
+typedef enum cq_rope_style {
+    CQ_ROPE_INTERLEAVED = 0, /* rotate pairs (2i, 2i+1): llama2.c, GGUF llama */
+    CQ_ROPE_HALF = 1,        /* rotate pairs (i, i + D/2): HF / NeoX, GGUF qwen2 */
+} cq_rope_style;
+
+/* Storage type of a weight tensor (ggml's block formats where they differ from plain arrays). */
+typedef enum cq_wtype {
+    CQ_WTYPE_F32 = 0,
+    CQ_WTYPE_F16 = 1,
+    CQ_WTYPE_BF16 = 2,
+    CQ_WTYPE_Q8_0 = 3, /* blocks of 32: fp16 scale d, 32 x int8; x = d * q */
+} cq_wtype;
+
+typedef struct cq_model_config {
+    char arch[16];          /* "llama" or "qwen2" */
+    uint32_t dim;           /* residual width */
+    uint32_t hidden_dim;    /* SwiGLU inner width */
+    uint32_t n_layers;
+    uint32_t n_heads;       /* query heads */
+    uint32_t n_kv_heads;    /* key/value heads (GQA when < n_heads) */
+    uint32_t head_dim;      /* D */
+    uint32_t vocab_size;
+    uint32_t max_seq_len;   /* context length of the checkpoint */
+    float rope_theta;
+    float rms_eps;
+    cq_rope_style rope;
+    int tied_output;        /* classifier = token embedding */
+    int qkv_bias;           /* q/k/v projections have biases (qwen2) */
+} cq_model_config;
+
+typedef struct cq_model cq_model;
+typedef struct cq_tokenizer cq_tokenizer;
+
+/* Load a model file; the format is detected from its first bytes (GGUF magic,
+ * else a llama2.c checkpoint). The file is memory-mapped. A GGUF file brings
+ * its tokenizer (cq_model_tokenizer); a llama2.c checkpoint does not. */
+cq_status cq_model_load(const char *path, cq_model **out, cq_err *err);
+/* The same from a byte buffer (copied: the caller may free buf afterwards). */
+cq_status cq_model_load_llama2c_mem(const void *buf, size_t len, cq_model **out, cq_err *err);
+cq_status cq_model_load_gguf_mem(const void *buf, size_t len, cq_model **out, cq_err *err);
+void cq_model_free(cq_model *m); /* accepts NULL */
+const cq_model_config *cq_model_get_config(const cq_model *m);
+/* The tokenizer embedded in the model file (GGUF), or NULL. */
+const cq_tokenizer *cq_model_tokenizer(const cq_model *m);
+/* Bytes of weights (as stored, before any conversion). */
+uint64_t cq_model_weight_bytes(const cq_model *m);
+
+/* -------------------------------------------------------------- tokenizer */
+
+typedef enum cq_tok_kind {
+    CQ_TOK_SPM = 0, /* SentencePiece-style: scored merges, byte fallback <0xXX> */
+    CQ_TOK_BPE = 1, /* byte-level BPE (GPT-2 / Qwen2): ranked merges over mapped bytes */
+} cq_tok_kind;
+
+/* llama2.c tokenizer.bin (max_token_length, then per token: score f32, len i32, bytes). */
+cq_status cq_tokenizer_load_llama2c(const char *path, uint32_t vocab_size, cq_tokenizer **out,
+                                    cq_err *err);
+cq_status cq_tokenizer_llama2c_mem(const void *buf, size_t len, uint32_t vocab_size,
+                                   cq_tokenizer **out, cq_err *err);
+void cq_tokenizer_free(cq_tokenizer *t); /* accepts NULL (never free cq_model_tokenizer's) */
+cq_tok_kind cq_tokenizer_kind(const cq_tokenizer *t);
+uint32_t cq_tokenizer_vocab(const cq_tokenizer *t);
+int32_t cq_tokenizer_bos(const cq_tokenizer *t); /* -1 when none */
+int32_t cq_tokenizer_eos(const cq_tokenizer *t);
+/* Whether the model expects BOS first (SentencePiece: yes; BPE: no unless the GGUF
+ * file says tokenizer.ggml.add_bos_token). The tools pass it as encode's bos. */
+int cq_tokenizer_add_bos(const cq_tokenizer *t);
+
+/* Encode UTF-8 text (len bytes). Writes at most cap tokens; *n_out receives the
+ * number the text needs (CQ_ERR_BUFFER when that exceeds cap). bos: prepend BOS. */
+cq_status cq_tokenizer_encode(const cq_tokenizer *t, const char *text, size_t len, int bos,
+                              int32_t *tokens, size_t cap, size_t *n_out, cq_err *err);
+/* The bytes of one token as it continues prev (-1 at the start): SentencePiece
+ * strips the leading space after BOS; byte tokens give their byte; control
+ * tokens give nothing. Writes at most cap bytes (no terminator); returns the length,
+ * or -1 on an out-of-range token or a too-small buffer. */
+int cq_tokenizer_decode(const cq_tokenizer *t, int32_t prev, int32_t token, char *buf, size_t cap);
+
+/* ---------------------------------------------------------------- session */
+
+/* What a session keeps as its KV store. */
+typedef enum cq_kv_mode {
+    CQ_KV_REFERENCE = 0, /* plain fp32 K/V arrays and exact softmax in double: the test oracle */
+    CQ_KV_CACHE = 1,     /* the cq_cache (any codec pair, sinks, per-layer overrides) */
+} cq_kv_mode;
+
+/* Called after RoPE for every batch of a layer (capture, calibration):
+ * q [n][n_heads][D], k and v [n][n_kv_heads][D], tokens at positions pos0.. */
+typedef void (*cq_qkv_observer)(void *user, uint32_t layer, uint32_t pos0, uint32_t n,
+                                const float *q, const float *k, const float *v);
+
+typedef struct cq_session_opts {
+    cq_kv_mode mode;
+    const cq_cache_config *cache; /* CQ_KV_CACHE: its n_layers/n_kv_heads/head_dim must match
+                                     the model (NULL = fp16/fp16 defaults) */
+    int ref_kv_fp16;              /* CQ_KV_REFERENCE: round K and V to fp16 as they are stored */
+    uint32_t n_threads;           /* 0 = 1 */
+    uint32_t max_tokens;          /* context capacity (0 = the model's max_seq_len) */
+    uint32_t batch;               /* tokens per forward batch (0 = 64) */
+    cq_qkv_observer observer;
+    void *observer_user;
+} cq_session_opts;
+
+typedef struct cq_session cq_session;
+
+void cq_session_opts_default(cq_session_opts *o);
+cq_status cq_session_create(const cq_model *m, const cq_session_opts *o, cq_session **out,
+                            cq_err *err);
+void cq_session_free(cq_session *s); /* accepts NULL */
+/* Forget every token (the cache is reset, cq_cache_reset). */
+void cq_session_reset(cq_session *s);
+uint32_t cq_session_pos(const cq_session *s);
+/* The session's cache (CQ_KV_CACHE), for cq_cache_memory; NULL otherwise. */
+cq_cache *cq_session_cache(cq_session *s);
+
+/* Run n tokens at positions pos..pos+n-1 (appending them to the KV store).
+ * logits: NULL, or [n][vocab] (all positions), or with last_only [vocab]. */
+cq_status cq_session_forward(cq_session *s, const int32_t *tokens, uint32_t n, float *logits,
+                             int last_only, cq_err *err);
+
+/* ------------------------------------------------------------- evaluation */
+
+/* One K/V format of a perplexity run. */
+typedef struct cq_kv_format {
+    char name[48];      /* as given, e.g. "cq4+/cq4" */
+    int reference;      /* 1: the fp32 oracle path instead of a cache */
+    cq_codec_id key, val;
+} cq_kv_format;
+
+/* Parse "KEY/VAL" by registry codec name ("fp16/fp16", "cq4+/cq4"; "cq4p" also
+ * names CQ-4+), a single name for both, or "fp32" (the oracle path). */
+cq_status cq_kv_format_parse(const char *s, cq_kv_format *f, cq_err *err);
+
+typedef struct cq_ppl_opts {
+    uint32_t n_ctx;        /* chunk length (0 = 512, capped at the model's context) */
+    uint32_t max_chunks;   /* 0 = all */
+    uint32_t n_threads;
+    uint32_t group;        /* G of CQ-4 keys (0 = 128) */
+    uint32_t n_sinks;
+    int fp16_first, fp16_last; /* keep the first / last layer in fp16 (both K and V) */
+    const uint8_t *masks;  /* [n_layers][n_kv_heads][D] CQ-4+ outlier masks (NULL: none) */
+    int ref_oracle;        /* reference = the oracle path with K/V rounded to fp16 (no cache) */
+    uint32_t page_tokens;  /* cache page size (0 = n_ctx: a cache sized for its context) */
+    void (*progress)(void *user, uint32_t chunk, uint32_t n_chunks);
+    void *progress_user;
+} cq_ppl_opts;
+
+/* The cache configuration of format f for a model: its codecs, and from o only
+ * group, n_sinks, page_tokens, fp16_first/fp16_last (written to layer_buf
+ * [n_layers], which must outlive cc) and masks. */
+void cq_kv_format_cache_config(const cq_model_config *c, const cq_kv_format *f,
+                               const cq_ppl_opts *o, cq_layer_codecs *layer_buf,
+                               cq_cache_config *cc);
+
+typedef struct cq_ppl_result {
+    double ppl, ppl_se;       /* exp(mean NLL) and its standard error */
+    double nll_mean;
+    double kld_mean, kld_median, kld_p99, kld_max; /* KL(reference || this), nats */
+    double same_top1;         /* fraction of scored positions with the reference's argmax */
+    double delta_ppl;         /* ppl - reference ppl */
+    double bits_per_value;    /* measured (cq_cache_memory) after the last chunk; 32 for fp32 */
+    cq_cache_mem mem;
+    uint64_t n_scored;
+    uint32_t n_chunks;
+} cq_ppl_result;
+
+/* The chunked perplexity protocol (llama.cpp): tokens split into chunks of n_ctx,
+ * each evaluated from an empty cache with its first token replaced by BOS (when
+ * bos >= 0), scoring positions n_ctx/2 .. n_ctx-2 (predicting the next token).
+ * The reference is an fp16/fp16 cache; res[i] is formats[i] against it, and
+ * ref (optional) the reference itself. */
+cq_status cq_eval_ppl(const cq_model *m, const int32_t *tokens, size_t n_tokens, int32_t bos,
+                      const cq_ppl_opts *o, const cq_kv_format *formats, uint32_t n_formats,
+                      cq_ppl_result *res, cq_ppl_result *ref, cq_err *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* CQ_MODEL_H */

@@ -1,0 +1,405 @@
+/*
+ * forward.c - the Llama-family forward pass (llama, qwen2) over a batch of
+ * tokens, and the session that owns its activations and KV store.
+ *
+ * One readable pass, llama2.c style, every tensor's shape in a comment
+ * (B = tokens in the batch, dim = residual width, H = query heads,
+ * Hkv = key/value heads, D = head_dim, F = SwiGLU width, V = vocabulary):
+ *   x = embed(tokens)
+ *   per layer: xb = rmsnorm(x) * w; q,k,v = xb Wq,Wk,Wv (+ biases);
+ *              rope(q, k); append k, v to the KV store; o = attention(q);
+ *              x += o Wo; xb = rmsnorm(x) * w; x += (silu(xb Wg) * (xb Wu)) Wd
+ *   logits = rmsnorm(x) * w  Wout
+ * The KV store is either the ChannelQuant cache (cq_cache_append_f32, then
+ * cq_cache_attend_prefill / cq_cache_attend) or the reference store: plain
+ * fp32 arrays with exact softmax attention in double, kept as the oracle.
+ * Matrix products run on a small thread pool, split by output rows, so the
+ * result never depends on the thread count.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cq_fp16.h"
+#include "model_internal.h"
+
+struct cq_session {
+    const cq_model *m;
+    cq_session_opts o;
+    cq_workers *pool;
+    uint32_t n_threads, max_tokens, batch, pos;
+    cq_cache *cache;   /* CQ_KV_CACHE */
+    float *key_ref;    /* CQ_KV_REFERENCE: [n_layers][max_tokens][Hkv*D] */
+    float *val_ref;    /* same */
+    /* activations, [batch][...] */
+    float *x;          /* [B][dim] residual stream */
+    float *xb;         /* [B][max(dim, H*D)] normed input / attention output */
+    float *xb2;        /* [B][dim] */
+    float *q;          /* [B][H*D] */
+    float *k, *v;      /* [B][Hkv*D] */
+    float *hb, *hb2;   /* [B][F] */
+    float *bias;       /* [H*D + 2*Hkv*D] q, k, v biases of the current layer */
+    float *rope_cos, *rope_sin; /* [max_tokens][D/2] */
+    float *scratch;    /* [n_threads][max cols] dequantized weight rows */
+    double *att;       /* [n_threads][max_tokens] reference attention scores */
+    uint32_t scratch_cols;
+};
+
+void cq_session_opts_default(cq_session_opts *o) {
+    memset(o, 0, sizeof *o);
+    o->mode = CQ_KV_REFERENCE;
+    o->n_threads = 1;
+}
+
+/* ------------------------------------------------------------- building blocks */
+
+/* out[i] = x[i] / rms(x) * w[i];  x, out: [n] */
+static void rmsnorm(float *out, const float *x, const cq_wtensor *w, uint32_t n, float eps,
+                    float *wrow) {
+    double ss = 0;
+    for (uint32_t i = 0; i < n; i++) ss += (double)x[i] * x[i];
+    float inv = (float)(1.0 / sqrt(ss / n + eps));
+    cq_wtensor_row_f32(w, 0, wrow);
+    for (uint32_t i = 0; i < n; i++) out[i] = x[i] * inv * wrow[i];
+}
+
+static float dot_f32(const float *a, const float *b, uint32_t n) {
+    float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    uint32_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        s0 += a[i] * b[i];
+        s1 += a[i + 1] * b[i + 1];
+        s2 += a[i + 2] * b[i + 2];
+        s3 += a[i + 3] * b[i + 3];
+    }
+    for (; i < n; i++) s0 += a[i] * b[i];
+    return (s0 + s1) + (s2 + s3);
+}
+
+typedef struct mm_job {
+    cq_session *s;
+    float *out;          /* [n][rows] */
+    const float *x;      /* [n][cols] */
+    uint32_t n;
+    const cq_wtensor *w; /* [rows][cols] */
+    const float *bias;   /* [rows] or NULL */
+    uint32_t rows_per_task;
+} mm_job;
+
+static void mm_task(void *ctx, uint32_t task, uint32_t thread) {
+    mm_job *j = ctx;
+    const cq_wtensor *w = j->w;
+    float *row = j->s->scratch + (size_t)thread * j->s->scratch_cols;
+    uint32_t r0 = task * j->rows_per_task, r1 = r0 + j->rows_per_task;
+    if (r1 > w->rows) r1 = w->rows;
+    for (uint32_t r = r0; r < r1; r++) {
+        const float *wr;
+        if (w->type == CQ_WTYPE_F32) {
+            wr = (const float *)w->data + (size_t)r * w->cols;
+        } else {
+            cq_wtensor_row_f32(w, r, row);
+            wr = row;
+        }
+        float b = j->bias ? j->bias[r] : 0.0f;
+        for (uint32_t i = 0; i < j->n; i++)
+            j->out[(size_t)i * w->rows + r] = dot_f32(j->x + (size_t)i * w->cols, wr, w->cols) + b;
+    }
+}
+
+/* out [n][rows] = x [n][cols] . W^T (+ bias) */
+static void matmul(cq_session *s, float *out, const float *x, uint32_t n, const cq_wtensor *w,
+                   const float *bias) {
+    mm_job j = {s, out, x, n, w, bias, 0};
+    uint32_t tasks = s->n_threads * 8;
+    if (tasks > w->rows) tasks = w->rows;
+    j.rows_per_task = (w->rows + tasks - 1) / tasks;
+    tasks = (w->rows + j.rows_per_task - 1) / j.rows_per_task;
+    cq_workers_run(s->pool, tasks, mm_task, &j);
+}
+
+/* Rotate one head vector v [D] at table row pos (interleaved pairs or half split). */
+static void rope_head(float *v, uint32_t D, cq_rope_style style, const float *cs, const float *sn) {
+    for (uint32_t i = 0; i < D / 2; i++) {
+        uint32_t a = style == CQ_ROPE_INTERLEAVED ? 2 * i : i;
+        uint32_t b = style == CQ_ROPE_INTERLEAVED ? 2 * i + 1 : i + D / 2;
+        float x0 = v[a], x1 = v[b];
+        v[a] = x0 * cs[i] - x1 * sn[i];
+        v[b] = x0 * sn[i] + x1 * cs[i];
+    }
+}
+
+/* Reference attention: query token i (absolute position pos0 + i) over the stored
+ * tokens [0, pos0 + i], exact softmax in double. */
+typedef struct ref_job {
+    cq_session *s;
+    uint32_t layer, pos0, n;
+    const float *q; /* [n][H][D] */
+    float *out;     /* [n][H][D] */
+} ref_job;
+
+static void ref_attn_task(void *ctx, uint32_t task, uint32_t thread) {
+    ref_job *j = ctx;
+    const cq_model_config *c = &j->s->m->cfg;
+    uint32_t D = c->head_dim, H = c->n_heads, Hkv = c->n_kv_heads, kvd = Hkv * D;
+    uint32_t i = task / H, h = task % H, hk = h / (H / Hkv);
+    uint32_t len = j->pos0 + i + 1;
+    const float *q = j->q + ((size_t)i * H + h) * D;           /* [D] */
+    const float *K = j->s->key_ref + (size_t)j->layer * j->s->max_tokens * kvd + hk * D; /* row t at t*kvd */
+    const float *Vv = j->s->val_ref + (size_t)j->layer * j->s->max_tokens * kvd + hk * D;
+    double *sc = j->s->att + (size_t)thread * j->s->max_tokens; /* [len] */
+    double scale = 1.0 / sqrt((double)D), mx = -INFINITY, sum = 0;
+    for (uint32_t t = 0; t < len; t++) {
+        double d = 0;
+        for (uint32_t e = 0; e < D; e++) d += (double)q[e] * K[(size_t)t * kvd + e];
+        sc[t] = d * scale;
+        if (sc[t] > mx) mx = sc[t];
+    }
+    for (uint32_t t = 0; t < len; t++) sum += (sc[t] = exp(sc[t] - mx));
+    float *o = j->out + ((size_t)i * H + h) * D;
+    for (uint32_t e = 0; e < D; e++) {
+        double acc = 0;
+        for (uint32_t t = 0; t < len; t++) acc += sc[t] * Vv[(size_t)t * kvd + e];
+        o[e] = (float)(acc / sum);
+    }
+}
+
+/* ------------------------------------------------------------------ session */
+
+void cq_session_free(cq_session *s) {
+    if (!s) return;
+    cq_workers_free(s->pool);
+    cq_cache_free(s->cache);
+    free(s->key_ref);
+    free(s->val_ref);
+    free(s->x);
+    free(s->xb);
+    free(s->xb2);
+    free(s->q);
+    free(s->k);
+    free(s->v);
+    free(s->hb);
+    free(s->hb2);
+    free(s->bias);
+    free(s->rope_cos);
+    free(s->rope_sin);
+    free(s->scratch);
+    free(s->att);
+    free(s);
+}
+
+static float *alloc_f(size_t a, size_t b, int *fail) {
+    size_t n;
+    if (cq_mul_sz(a, b, &n) || cq_mul_sz(n, sizeof(float), &n)) {
+        *fail = 1;
+        return NULL;
+    }
+    float *p = calloc(n ? n / sizeof(float) : 1, sizeof(float));
+    if (!p) *fail = 1;
+    return p;
+}
+
+cq_status cq_session_create(const cq_model *m, const cq_session_opts *o, cq_session **out,
+                            cq_err *err) {
+    if (!m || !out) return cq_err_set(err, CQ_ERR_NULL, -1, -1, "model or out is NULL");
+    *out = NULL;
+    const cq_model_config *c = &m->cfg;
+    cq_session *s = calloc(1, sizeof *s);
+    if (!s) return cq_err_set(err, CQ_ERR_NOMEM, -1, -1, "out of memory");
+    if (o) s->o = *o;
+    else cq_session_opts_default(&s->o);
+    s->m = m;
+    s->n_threads = s->o.n_threads ? s->o.n_threads : 1;
+    if (s->n_threads > 64) s->n_threads = 64;
+    s->max_tokens = s->o.max_tokens ? s->o.max_tokens : c->max_seq_len;
+    s->batch = s->o.batch ? s->o.batch : 64;
+    if (s->batch > s->max_tokens) s->batch = s->max_tokens;
+    cq_status st;
+    if (cq_workers_create(s->n_threads, &s->pool) != CQ_OK) {
+        cq_session_free(s);
+        return cq_err_set(err, CQ_ERR_NOMEM, -1, -1, "cannot start threads");
+    }
+    s->n_threads = cq_workers_threads(s->pool);
+    uint32_t D = c->head_dim, qd = c->n_heads * D, kvd = c->n_kv_heads * D, B = s->batch;
+    uint32_t wide = c->dim > qd ? c->dim : qd;
+    uint32_t cols = c->dim > c->hidden_dim ? c->dim : c->hidden_dim;
+    if (qd > cols) cols = qd;
+    if (kvd > cols) cols = kvd;
+    s->scratch_cols = cols;
+    int fail = 0;
+    s->x = alloc_f(B, c->dim, &fail);
+    s->xb = alloc_f(B, wide, &fail);
+    s->xb2 = alloc_f(B, c->dim, &fail);
+    s->q = alloc_f(B, qd, &fail);
+    s->k = alloc_f(B, kvd, &fail);
+    s->v = alloc_f(B, kvd, &fail);
+    s->hb = alloc_f(B, c->hidden_dim, &fail);
+    s->hb2 = alloc_f(B, c->hidden_dim, &fail);
+    s->bias = alloc_f(qd + 2 * kvd, 1, &fail);
+    s->rope_cos = alloc_f(s->max_tokens, D / 2, &fail);
+    s->rope_sin = alloc_f(s->max_tokens, D / 2, &fail);
+    s->scratch = alloc_f(s->n_threads, cols, &fail);
+    if (!fail) {
+        size_t n;
+        if (cq_mul_sz(s->n_threads, s->max_tokens, &n) || !(s->att = calloc(n, sizeof(double))))
+            fail = 1;
+    }
+    if (!fail && s->o.mode == CQ_KV_REFERENCE) {
+        size_t n;
+        if (cq_mul_sz((size_t)c->n_layers * s->max_tokens, kvd, &n)) fail = 1;
+        else {
+            s->key_ref = alloc_f(n, 1, &fail);
+            s->val_ref = alloc_f(n, 1, &fail);
+        }
+    }
+    if (fail) {
+        uint32_t mt = s->max_tokens;
+        cq_session_free(s);
+        return cq_err_set(err, CQ_ERR_NOMEM, -1, -1, "cannot allocate a session of %u tokens", mt);
+    }
+    /* RoPE tables: angle(pos, i) = pos * theta^(-2i/D), computed in double */
+    for (uint32_t p = 0; p < s->max_tokens; p++)
+        for (uint32_t i = 0; i < D / 2; i++) {
+            double a = p * pow((double)c->rope_theta, -2.0 * i / D);
+            s->rope_cos[(size_t)p * (D / 2) + i] = (float)cos(a);
+            s->rope_sin[(size_t)p * (D / 2) + i] = (float)sin(a);
+        }
+    if (s->o.mode == CQ_KV_CACHE) {
+        cq_cache_config cc;
+        if (s->o.cache) cc = *s->o.cache;
+        else { /* fp16/fp16: the cache's own default is CQ-4 */
+            cq_cache_config_default(&cc, c->n_layers, c->n_kv_heads, D);
+            cc.key_codec = cc.val_codec = CQ_CODEC_FP16;
+        }
+        if (cc.n_layers != c->n_layers || cc.n_kv_heads != c->n_kv_heads || cc.head_dim != D) {
+            cq_session_free(s);
+            return cq_err_set(err, CQ_ERR_SHAPE, -1, -1,
+                              "cache is %u layers x %u kv heads x %u, model %u x %u x %u",
+                              cc.n_layers, cc.n_kv_heads, cc.head_dim, c->n_layers, c->n_kv_heads, D);
+        }
+        if ((st = cq_cache_create(&cc, &s->cache, err))) {
+            cq_session_free(s);
+            return st;
+        }
+    } else if (s->o.mode != CQ_KV_REFERENCE) {
+        cq_session_free(s);
+        return cq_err_set(err, CQ_ERR_ARG, -1, -1, "unknown KV mode %d", (int)s->o.mode);
+    }
+    *out = s;
+    return CQ_OK;
+}
+
+void cq_session_reset(cq_session *s) {
+    if (!s) return;
+    s->pos = 0;
+    if (s->cache) cq_cache_reset(s->cache);
+}
+
+uint32_t cq_session_pos(const cq_session *s) { return s ? s->pos : 0; }
+cq_cache *cq_session_cache(cq_session *s) { return s ? s->cache : NULL; }
+
+/* ------------------------------------------------------------------ forward */
+
+/* One batch of n <= batch tokens at positions pos..pos+n-1. logits: NULL, [n][V],
+ * or with last_only [V] (the last token's only: the classifier runs on one row). */
+static cq_status forward_batch(cq_session *s, const int32_t *tokens, uint32_t n, float *logits,
+                               int last_only, cq_err *err) {
+    const cq_model *m = s->m;
+    const cq_model_config *c = &m->cfg;
+    const uint32_t dim = c->dim, D = c->head_dim, H = c->n_heads, Hkv = c->n_kv_heads;
+    const uint32_t qd = H * D, kvd = Hkv * D, F = c->hidden_dim, pos0 = s->pos;
+    float *wrow = s->scratch; /* thread 0's row: the main thread is alone here */
+    cq_status st;
+
+    /* x [n][dim] = token embeddings */
+    for (uint32_t i = 0; i < n; i++) cq_wtensor_row_f32(&m->tok_embd, (uint32_t)tokens[i], s->x + (size_t)i * dim);
+
+    for (uint32_t l = 0; l < c->n_layers; l++) {
+        const cq_layer_w *w = &m->layers[l];
+        /* xb [n][dim] = rmsnorm(x) * attn_norm */
+        for (uint32_t i = 0; i < n; i++)
+            rmsnorm(s->xb + (size_t)i * dim, s->x + (size_t)i * dim, &w->attn_norm, dim, c->rms_eps, wrow);
+        /* q [n][H*D], k [n][Hkv*D], v [n][Hkv*D] (+ qwen2 biases, bias [H*D] scratch) */
+        float *bq = NULL, *bk = NULL, *bv = NULL;
+        if (w->bq.data) cq_wtensor_row_f32(&w->bq, 0, bq = s->bias);
+        if (w->bk.data) cq_wtensor_row_f32(&w->bk, 0, bk = s->bias + qd);
+        if (w->bv.data) cq_wtensor_row_f32(&w->bv, 0, bv = s->bias + qd + kvd);
+        matmul(s, s->q, s->xb, n, &w->wq, bq);
+        matmul(s, s->k, s->xb, n, &w->wk, bk);
+        matmul(s, s->v, s->xb, n, &w->wv, bv);
+        /* RoPE on every query and key head, at each token's absolute position */
+        for (uint32_t i = 0; i < n; i++) {
+            const float *cs = s->rope_cos + (size_t)(pos0 + i) * (D / 2);
+            const float *sn = s->rope_sin + (size_t)(pos0 + i) * (D / 2);
+            for (uint32_t h = 0; h < H; h++) rope_head(s->q + (size_t)i * qd + h * D, D, c->rope, cs, sn);
+            for (uint32_t h = 0; h < Hkv; h++) rope_head(s->k + (size_t)i * kvd + h * D, D, c->rope, cs, sn);
+        }
+        if (s->o.observer) s->o.observer(s->o.observer_user, l, pos0, n, s->q, s->k, s->v);
+        /* store k, v; attention: xb [n][H*D] */
+        if (s->cache) {
+            if ((st = cq_cache_append_f32(s->cache, l, s->k, s->v, n, err))) return st;
+            cq_attn_opts ao = {s->n_threads, 0.0f};
+            if (n == 1) st = cq_cache_attend(s->cache, l, s->q, H, s->xb, &ao, err);
+            else st = cq_cache_attend_prefill(s->cache, l, s->q, n, pos0, H, s->xb, &ao, err);
+            if (st) return st;
+        } else {
+            float *Kd = s->key_ref + ((size_t)l * s->max_tokens + pos0) * kvd; /* [n][Hkv*D] */
+            float *Vd = s->val_ref + ((size_t)l * s->max_tokens + pos0) * kvd;
+            for (size_t e = 0; e < (size_t)n * kvd; e++) {
+                Kd[e] = s->o.ref_kv_fp16 ? cq_f16_to_f32(cq_f32_to_f16(s->k[e])) : s->k[e];
+                Vd[e] = s->o.ref_kv_fp16 ? cq_f16_to_f32(cq_f32_to_f16(s->v[e])) : s->v[e];
+                if (!isfinite(Kd[e]) || !isfinite(Vd[e]))
+                    return cq_err_set(err, CQ_ERR_NONFINITE, (int64_t)(pos0 + e / kvd), (int32_t)(e % kvd),
+                                      "layer %u: non-finite key/value", l);
+            }
+            ref_job j = {s, l, pos0, n, s->q, s->xb};
+            cq_workers_run(s->pool, n * H, ref_attn_task, &j);
+        }
+        /* x [n][dim] += xb Wo */
+        matmul(s, s->xb2, s->xb, n, &w->wo, NULL);
+        for (size_t e = 0; e < (size_t)n * dim; e++) s->x[e] += s->xb2[e];
+        /* SwiGLU: x += (silu(xb Wg) * (xb Wu)) Wd;  hb, hb2 [n][F] */
+        for (uint32_t i = 0; i < n; i++)
+            rmsnorm(s->xb + (size_t)i * dim, s->x + (size_t)i * dim, &w->ffn_norm, dim, c->rms_eps, wrow);
+        matmul(s, s->hb, s->xb, n, &w->w_gate, NULL);
+        matmul(s, s->hb2, s->xb, n, &w->w_up, NULL);
+        for (size_t e = 0; e < (size_t)n * F; e++) {
+            float g = s->hb[e];
+            s->hb[e] = g / (1.0f + expf(-g)) * s->hb2[e];
+        }
+        matmul(s, s->xb2, s->hb, n, &w->w_down, NULL);
+        for (size_t e = 0; e < (size_t)n * dim; e++) s->x[e] += s->xb2[e];
+    }
+    s->pos += n;
+    if (!logits) return CQ_OK;
+    /* logits [n][V] (or [1][V] of the last token) = rmsnorm(x) * out_norm  Wout */
+    uint32_t first = last_only ? n - 1 : 0;
+    for (uint32_t i = first; i < n; i++)
+        rmsnorm(s->xb + (size_t)i * dim, s->x + (size_t)i * dim, &m->out_norm, dim, c->rms_eps, wrow);
+    matmul(s, logits, s->xb + (size_t)first * dim, n - first, &m->output, NULL);
+    return CQ_OK;
+}
+
+cq_status cq_session_forward(cq_session *s, const int32_t *tokens, uint32_t n, float *logits,
+                             int last_only, cq_err *err) {
+    if (!s || (!tokens && n)) return cq_err_set(err, CQ_ERR_NULL, -1, -1, "session or tokens NULL");
+    const cq_model_config *c = &s->m->cfg;
+    if (n > s->max_tokens - s->pos)
+        return cq_err_set(err, CQ_ERR_RANGE, (int64_t)s->pos, -1,
+                          "context full: %u + %u tokens exceed %u", s->pos, n, s->max_tokens);
+    for (uint32_t i = 0; i < n; i++)
+        if (tokens[i] < 0 || (uint32_t)tokens[i] >= c->vocab_size)
+            return cq_err_set(err, CQ_ERR_RANGE, (int64_t)i, -1, "token %d outside vocabulary %u",
+                              tokens[i], c->vocab_size);
+    const size_t V = c->vocab_size;
+    for (uint32_t done = 0; done < n;) {
+        uint32_t b = n - done < s->batch ? n - done : s->batch;
+        int last_batch = done + b == n;
+        float *dst = NULL;
+        if (logits && !last_only) dst = logits + (size_t)done * V;
+        else if (logits && last_batch) dst = logits;
+        cq_status st = forward_batch(s, tokens + done, b, dst, last_only, err);
+        if (st) return st;
+        done += b;
+    }
+    return CQ_OK;
+}
