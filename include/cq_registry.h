@@ -116,10 +116,16 @@ typedef struct cq_codec_traits {
      * this many tokens in fp16, then encodes them as one [unit][D] block).
      * NULL means 1 (per-token codecs). ChannelQuant keys: G. */
     uint32_t (*unit_tokens)(const cq_codec_cfg *cfg, cq_role role);
+    /* Streaming codecs that keep the newest W tokens in fp16 (a sliding window, as
+     * KIVI's values do): a cache holds them in fp16 and encodes each unit that leaves
+     * the window with cfg->residual = 0. NULL means 0 (no window). */
+    uint32_t (*window_tokens)(const cq_codec_cfg *cfg, cq_role role);
 } cq_codec_traits;
 
 /* Tokens per coded unit of a streaming codec (1 when the codec does not say). */
 uint32_t cq_codec_unit_tokens(const cq_codec_traits *c, const cq_codec_cfg *cfg, cq_role role);
+/* Sliding fp16 window of a streaming codec (0 when the codec does not say). */
+uint32_t cq_codec_window_tokens(const cq_codec_traits *c, const cq_codec_cfg *cfg, cq_role role);
 
 size_t cq_codec_count(void);
 const cq_codec_traits *cq_codec_at(size_t i);

@@ -52,8 +52,8 @@ static uint32_t store_run(const cq_store *s, uint32_t u) {
 static cq_status gen_unit(const cq_store *s, uint32_t uu, float *buf, int64_t *id) {
     if (*id == (int64_t)uu) return CQ_OK;
     uint32_t g = cq_store_unit_len(s, uu);
-    cq_status st = s->codec->decode(&s->ccfg, s->role, cq_store_slot(s, uu),
-                                    s->codec->packed_bytes(&s->ccfg, s->role, g), g, buf);
+    cq_status st = s->codec->decode(cq_store_ccfg(s, uu), s->role, cq_store_slot(s, uu),
+                                    cq_store_gen_bytes(s, uu), g, buf);
     *id = st ? -1 : (int64_t)uu;
     return st;
 }

@@ -221,7 +221,7 @@ static cq_status clone_store(cq_cache *nc, cq_layer *nl, cq_store *d, const cq_s
     d->n_done = s->n_done;
     d->n_resid = s->n_resid;
     d->tail_g = s->tail_g;
-    if (s->resid) memcpy(d->resid, s->resid, (size_t)s->unit * s->D * 2);
+    if (s->resid) memcpy(d->resid, s->resid, (size_t)s->resid_cap * s->D * 2);
     return CQ_OK;
 }
 
@@ -274,8 +274,10 @@ static uint32_t store_share(uint32_t tokens, uint32_t n, uint32_t S) {
 }
 
 static uint64_t committed_after(const cq_store *s, uint32_t m) {
-    if (s->unit == 1) return (uint64_t)s->n_done + m;
-    return s->n_done + (uint64_t)(s->n_resid + m) / s->unit * s->unit;
+    if (cq_store_per_token(s)) return (uint64_t)s->n_done + m;
+    /* a unit is committed each time the in-flight tokens reach unit + window */
+    uint64_t x = (uint64_t)s->n_resid + m;
+    return s->n_done + (x > s->window ? (x - s->window) / s->unit * s->unit : 0);
 }
 
 /* Feed m tokens x [m] rows of stride xs (fp16) into a store. Only generic encoders can fail. */
@@ -298,7 +300,7 @@ static cq_status feed(cq_cache *c, cq_store *s, const uint16_t *x, size_t xs, ui
             break;
         default:
             memcpy(s->resid + (size_t)s->n_resid * D, row, (size_t)D * 2);
-            if (++s->n_resid < s->unit) break;
+            if (++s->n_resid < s->resid_cap) break;
             uint8_t *slot = cq_store_slot(s, s->n_done / s->unit);
             if (s->kind == ST_I4K) {
                 k->enc_key_group(s->params, s->resid, s->unit, slot,
@@ -314,7 +316,9 @@ static cq_status feed(cq_cache *c, cq_store *s, const uint16_t *x, size_t xs, ui
                 }
             }
             s->n_done += s->unit;
-            s->n_resid = 0;
+            s->n_resid -= s->unit;
+            if (s->n_resid) /* a sliding window: the newest tokens move to the front */
+                memmove(s->resid, s->resid + (size_t)s->unit * D, (size_t)s->n_resid * D * 2);
         }
     }
     return CQ_OK;
@@ -381,10 +385,10 @@ cq_status cq_cache_append(cq_cache *c, uint32_t layer, const uint16_t *K, const 
         if (!st && s->kind == ST_GEN) {
             snap[i].n_done = s->n_done;
             snap[i].n_resid = s->n_resid;
-            if (s->n_resid + m >= s->unit) {
-                snap[i].resid = malloc((size_t)s->unit * D * 2);
+            if (s->n_resid + m >= s->resid_cap) {
+                snap[i].resid = malloc((size_t)s->resid_cap * D * 2);
                 if (!snap[i].resid) st = CQ_ERR_NOMEM;
-                else memcpy(snap[i].resid, s->resid, (size_t)s->unit * D * 2);
+                else memcpy(snap[i].resid, s->resid, (size_t)s->resid_cap * D * 2);
             }
         }
     }
@@ -425,7 +429,7 @@ undo:
         if (s->kind == ST_GEN) {
             s->n_done = snap[i].n_done;
             s->n_resid = snap[i].n_resid;
-            if (snap[i].resid) memcpy(s->resid, snap[i].resid, (size_t)s->unit * D * 2);
+            if (snap[i].resid) memcpy(s->resid, snap[i].resid, (size_t)s->resid_cap * D * 2);
         }
         cq_store_trim(c, l, s, saved[i]);
         free(snap[i].resid);
@@ -472,8 +476,8 @@ cq_status cq_cache_flush(cq_cache *c, cq_err *err) {
             cq_store *s = i & 1 ? &l->heads[i / 2].v : &l->heads[i / 2].k;
             saved[(size_t)L * 2 * H + i] = s->n_pages;
             if (st || !s->n_resid) continue;
-            if (s->kind == ST_GEN &&
-                s->codec->packed_bytes(&s->ccfg, s->role, s->n_resid) > s->slot_bytes)
+            if (s->kind == ST_GEN && s->n_resid % s->unit &&
+                s->codec->packed_bytes(&s->ccfg_tail, s->role, s->n_resid % s->unit) > s->slot_bytes)
                 st = cq_err_set(err, CQ_ERR_UNSUPPORTED, -1, -1,
                                 "codec %s: a partial unit packs larger than a full one",
                                 s->codec->name);
@@ -485,14 +489,18 @@ cq_status cq_cache_flush(cq_cache *c, cq_err *err) {
             cq_layer *l = &c->layers[L];
             cq_store *s = i & 1 ? &l->heads[i / 2].v : &l->heads[i / 2].k;
             if (!s->n_resid) continue;
-            uint8_t *slot = cq_store_slot(s, s->n_done / s->unit);
-            if (s->kind == ST_I4K)
-                c->kern->enc_key_group(s->params, s->resid, s->n_resid, slot,
-                                       (uint16_t *)(slot + s->off_scales),
-                                       (uint16_t *)(slot + s->off_sidecar));
-            else
-                st = s->codec->encode(&s->ccfg, s->role, s->resid, s->n_resid, slot,
-                                      s->slot_bytes, err);
+            for (uint32_t off = 0; off < s->n_resid && !st; off += s->unit) {
+                uint32_t g = s->n_resid - off < s->unit ? s->n_resid - off : s->unit;
+                uint8_t *slot = cq_store_slot(s, (s->n_done + off) / s->unit);
+                const uint16_t *x = s->resid + (size_t)off * s->D;
+                if (s->kind == ST_I4K)
+                    c->kern->enc_key_group(s->params, x, g, slot,
+                                           (uint16_t *)(slot + s->off_scales),
+                                           (uint16_t *)(slot + s->off_sidecar));
+                else
+                    st = s->codec->encode(g < s->unit ? &s->ccfg_tail : &s->ccfg, s->role, x, g,
+                                          slot, s->slot_bytes, err);
+            }
         }
     if (st) { /* nothing was committed: release the pages reserved above */
         for (uint32_t L = 0; L < NL; L++)
@@ -509,7 +517,7 @@ cq_status cq_cache_flush(cq_cache *c, cq_err *err) {
             cq_layer *l = &c->layers[L];
             cq_store *s = i & 1 ? &l->heads[i / 2].v : &l->heads[i / 2].k;
             if (!s->n_resid) continue;
-            s->tail_g = s->n_resid;
+            s->tail_g = s->n_resid % s->unit; /* 0: the last unit is a full one */
             s->n_done += s->n_resid;
             s->n_resid = 0;
         }
@@ -578,7 +586,7 @@ cq_status cq_cache_export(const cq_cache *c, uint32_t layer, uint32_t head, cq_r
         total = pay + sc + (size_t)T * s->params->k * 2;
     } else {
         for (uint32_t u = 0; u < nu; u++)
-            total += s->codec->packed_bytes(&s->ccfg, s->role, cq_store_unit_len(s, u));
+            total += cq_store_gen_bytes(s, u);
     }
     *len = total;
     if (!dst) return CQ_OK;
@@ -612,7 +620,7 @@ cq_status cq_cache_export(const cq_cache *c, uint32_t layer, uint32_t head, cq_r
     } else {
         size_t o = 0;
         for (uint32_t u = 0; u < nu; u++) {
-            size_t b = s->codec->packed_bytes(&s->ccfg, s->role, cq_store_unit_len(s, u));
+            size_t b = cq_store_gen_bytes(s, u);
             memcpy(dst + o, cq_store_slot(s, u), b);
             o += b;
         }

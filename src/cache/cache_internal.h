@@ -46,12 +46,16 @@ typedef struct cq_store {
     uint8_t **pages;
     uint32_t n_pages, cap_pages;
     uint32_t n_done;      /* tokens committed to pages */
-    uint16_t *resid;      /* [unit][D] fp16 in-flight tokens (unit kinds) */
+    uint16_t *resid;      /* [resid_cap][D] fp16 in-flight tokens (unit kinds) */
     uint32_t n_resid;
+    uint32_t window;      /* ST_GEN: newest tokens kept fp16 (sliding window), else 0 */
+    uint32_t resid_cap;   /* unit + window: a unit is encoded when resid holds this many */
     uint32_t tail_g;      /* tokens of the last unit when it is a flushed partial one, else 0 */
     const cq_params *params;       /* ST_I4K */
     const cq_codec_traits *codec;  /* ST_GEN */
-    cq_codec_cfg ccfg;             /* ST_GEN */
+    cq_codec_cfg ccfg;             /* ST_GEN: full units */
+    cq_codec_cfg ccfg_tail;        /* ST_GEN: the unit a flush closes early (no fp16 window:
+                                      cfg.residual = 0, so a flush really quantizes it) */
 } cq_store;
 
 typedef struct cq_head {
@@ -112,6 +116,15 @@ static inline uint16_t *cq_store_scale(const cq_store *s, uint32_t t) {
 static inline uint32_t cq_store_unit_len(const cq_store *s, uint32_t u) {
     uint32_t nu = (s->n_done + s->unit - 1) / s->unit;
     return (s->tail_g && u + 1 == nu) ? s->tail_g : s->unit;
+}
+/* The codec configuration unit u was coded with (the flushed tail has no window). */
+static inline const cq_codec_cfg *cq_store_ccfg(const cq_store *s, uint32_t u) {
+    uint32_t nu = (s->n_done + s->unit - 1) / s->unit;
+    return (s->tail_g && u + 1 == nu) ? &s->ccfg_tail : &s->ccfg;
+}
+/* Packed bytes of committed unit u (ST_GEN). */
+static inline size_t cq_store_gen_bytes(const cq_store *s, uint32_t u) {
+    return s->codec->packed_bytes(cq_store_ccfg(s, u), s->role, cq_store_unit_len(s, u));
 }
 /* Decode rows [r0, r1) of the store (committed or in flight) to fp32 out [r1-r0][D]. */
 cq_status cq_store_read(const cq_store *s, const cq_kernels *kern, uint32_t r0, uint32_t r1,

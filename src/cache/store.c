@@ -47,6 +47,14 @@ cq_status cq_store_init(cq_cache *c, cq_layer *l, cq_store *s, cq_role role, cq_
                               role == CQ_ROLE_KEY ? "keys" : "values", D);
         s->codec = tr;
         s->unit = cq_codec_unit_tokens(tr, &s->ccfg, role);
+        s->window = cq_codec_window_tokens(tr, &s->ccfg, role);
+        if (s->window > (1u << 16))
+            return cq_err_set(err, CQ_ERR_UNSUPPORTED, -1, -1, "codec %s: window of %u tokens",
+                              tr->name, s->window);
+        /* the cache holds the window itself: units leaving it are coded without one */
+        if (s->window) s->ccfg.residual = 0;
+        s->ccfg_tail = s->ccfg;
+        s->ccfg_tail.residual = 0;
         if (s->unit > (1u << 16))
             return cq_err_set(err, CQ_ERR_UNSUPPORTED, -1, -1, "codec %s: unit of %u tokens",
                               tr->name, s->unit);
@@ -67,7 +75,8 @@ cq_status cq_store_init(cq_cache *c, cq_layer *l, cq_store *s, cq_role role, cq_
     if (!cq_store_per_token(s)) {
         s->page_units = P / s->unit ? P / s->unit : 1;
         s->page_bytes = s->page_units * s->slot_bytes;
-        s->resid = cq_cache_alloc_(c, l, (size_t)s->unit * D * 2, 1);
+        s->resid_cap = s->unit + s->window;
+        s->resid = cq_cache_alloc_(c, l, (size_t)s->resid_cap * D * 2, 1);
         if (!s->resid) return cq_err_set(err, CQ_ERR_NOMEM, -1, -1, "out of memory");
     } else {
         s->page_units = P;
@@ -82,7 +91,7 @@ void cq_store_release(cq_cache *c, cq_layer *l, cq_store *s) {
     for (uint32_t i = 0; i < s->n_pages; i++)
         cq_cache_free_(c, l, s->pages[i], CQ_PAGE_HDR + s->page_bytes);
     cq_cache_free_(c, l, s->pages, (size_t)s->cap_pages * sizeof *s->pages);
-    if (s->resid) cq_cache_free_(c, l, s->resid, (size_t)s->unit * s->D * 2);
+    if (s->resid) cq_cache_free_(c, l, s->resid, (size_t)s->resid_cap * s->D * 2);
     s->pages = NULL;
     s->resid = NULL;
     s->n_pages = s->cap_pages = 0;
@@ -138,7 +147,7 @@ void cq_store_account(const cq_store *s, cq_cache_mem *m) {
                 m->sidecar += side;
                 used += pay + sc + side;
             } else {
-                uint64_t b = s->codec->packed_bytes(&s->ccfg, s->role, g);
+                uint64_t b = cq_store_gen_bytes(s, u);
                 m->payload += b; /* a generic codec's blob holds all its metadata */
                 used += b;
             }
@@ -146,7 +155,7 @@ void cq_store_account(const cq_store *s, cq_cache_mem *m) {
     }
     m->slack += (uint64_t)s->n_pages * s->page_bytes - used;
     m->headers += (uint64_t)s->n_pages * CQ_PAGE_HDR + (uint64_t)s->cap_pages * sizeof(uint8_t *);
-    if (s->resid) m->residual += (uint64_t)s->unit * s->D * 2;
+    if (s->resid) m->residual += (uint64_t)s->resid_cap * s->D * 2;
 }
 
 cq_status cq_store_read(const cq_store *s, const cq_kernels *kern, uint32_t r0, uint32_t r1,
@@ -174,8 +183,8 @@ cq_status cq_store_read(const cq_store *s, const cq_kernels *kern, uint32_t r0, 
         } else {
             float *tmp = malloc((size_t)g * D * sizeof *tmp);
             if (!tmp) return CQ_ERR_NOMEM;
-            size_t len = s->codec->packed_bytes(&s->ccfg, s->role, g);
-            cq_status st = s->codec->decode(&s->ccfg, s->role, slot, len, g, tmp);
+            cq_status st = s->codec->decode(cq_store_ccfg(s, u), s->role, slot,
+                                            cq_store_gen_bytes(s, u), g, tmp);
             if (!st)
                 memcpy(out + (size_t)(t - r0) * D, tmp + (size_t)a * D,
                        (size_t)(b - a) * D * sizeof *tmp);

@@ -213,6 +213,12 @@ static cq_status kivi_decode_b(const cq_codec_cfg *cfg, cq_role role, const uint
     return CQ_OK;
 }
 
+/* Values slide: the newest R tokens stay fp16, each token leaving the window is
+ * quantized on its own (cq_codec_traits.window_tokens). Keys: no window. */
+static uint32_t kivi_window(const cq_codec_cfg *cfg, cq_role role) {
+    return role == CQ_ROLE_VALUE ? cfg->residual : 0;
+}
+
 static uint32_t kivi_unit(const cq_codec_cfg *cfg, cq_role role) {
     if (role == CQ_ROLE_VALUE) return 1;
     return cfg->residual ? cfg->residual : KIVI_GROUP;
@@ -249,6 +255,7 @@ const cq_codec_traits cq_codec_kivi4 = {
     .flags = CQ_CODEC_F_KEYS | CQ_CODEC_F_VALUES | CQ_CODEC_F_STREAMING,
     .check = kivi4_check, .packed_bytes = kivi4_bytes, .encode = kivi4_encode,
     .decode = kivi4_decode, .modeled_bpv = kivi4_modeled, .unit_tokens = kivi_unit,
+    .window_tokens = kivi_window,
 };
 
 const cq_codec_traits cq_codec_kivi2 = {
@@ -258,4 +265,5 @@ const cq_codec_traits cq_codec_kivi2 = {
     .flags = CQ_CODEC_F_KEYS | CQ_CODEC_F_VALUES | CQ_CODEC_F_STREAMING,
     .check = kivi2_check, .packed_bytes = kivi2_bytes, .encode = kivi2_encode,
     .decode = kivi2_decode, .modeled_bpv = kivi2_modeled, .unit_tokens = kivi_unit,
+    .window_tokens = kivi_window,
 };

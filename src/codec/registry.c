@@ -138,3 +138,8 @@ uint32_t cq_codec_unit_tokens(const cq_codec_traits *c, const cq_codec_cfg *cfg,
     uint32_t u = c->unit_tokens(cfg, role);
     return u ? u : 1;
 }
+
+uint32_t cq_codec_window_tokens(const cq_codec_traits *c, const cq_codec_cfg *cfg, cq_role role) {
+    if (!c || !cfg || !c->window_tokens) return 0;
+    return c->window_tokens(cfg, role);
+}
