@@ -290,11 +290,16 @@ static double now_s(void) {
 
 static const char *role_name(cq_role r) { return r == CQ_ROLE_KEY ? "keys" : "values"; }
 
+/* --group / --residual: codec parameters shared by every case of one run */
+static uint32_t opt_group = CQ_DEFAULT_GROUP, opt_residual = 128;
+
 static void measure_case(const cq_codec_traits *c, const mcase *mc, cq_role role, double min_s,
                          role_stats *rs) {
     cq_codec_cfg cfg;
     cq_codec_cfg_default(&cfg, mc->D);
     cfg.mask = mc->mask;
+    cfg.group = opt_group;
+    cfg.residual = opt_residual;
     rs->cases++;
     cq_status st = cq_codec_supports(c, &cfg, role);
     if (st) {
@@ -532,7 +537,9 @@ static void measure_usage(FILE *f) {
             "                          Qwen2-like keys (hot channels, offsets, Student-t tails)\n"
             "                          and Gaussian values; the hot channels are the CQ-4+ mask.\n"
             "                          Defaults: D=64 T=512 hot=2 seed=1 cases=4.\n"
-            "--min-ms N   time each encode/decode for at least N ms (default 2)\n");
+            "--min-ms N   time each encode/decode for at least N ms (default 2)\n"
+            "--group G    ChannelQuant key group size (default 128)\n"
+            "--residual R KIVI's fp16 residual window (default 128; 0 = the quantizer alone)\n");
 }
 
 static int codecs_measure(int argc, char **argv) {
@@ -565,6 +572,8 @@ static int codecs_measure(int argc, char **argv) {
         else if (!strcmp(a, "--cases")) bad = cq_arg_u32(v, 1, 1024, &cases), synth = 1, i++;
         else if (!strcmp(a, "--seed")) bad = cq_arg_u64(v, &seed), synth = 1, i++;
         else if (!strcmp(a, "--min-ms")) bad = cq_arg_u32(v, 0, 10000, &min_ms), i++;
+        else if (!strcmp(a, "--group")) bad = cq_arg_u32(v, 1, 1u << 20, &opt_group), i++;
+        else if (!strcmp(a, "--residual")) bad = cq_arg_u32(v, 0, 1u << 20, &opt_residual), i++;
         else if (!strcmp(a, "--mask")) {
             nmask = cq_arg_u16_list(v, mask_ch, CQ_MAX_DIM);
             bad = nmask < 0, i++;
