@@ -291,7 +291,7 @@ int cq_eval_attn(int argc, char **argv) {
         double bpv = 0;
         cq_err e;
         cq_err_clear(&e);
-        cq_status st = cq_tool_attn_pair(pk[pi], pv[pi], &cfg, &x, &layers, &heads, &pos, &m, &bpv, &e);
+        cq_status st = cq_tool_attn_pair(pk[pi], pv[pi], &cfg, &x, &layers, &heads, &pos, NULL, &m, &bpv, &e);
         if (st) {
             printf("| %s | %s | n/a: %s | | | | | | |\n", pk[pi]->name, pv[pi]->name, e.msg);
             continue;

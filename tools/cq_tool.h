@@ -108,12 +108,13 @@ typedef struct cq_tool_qkv {
     uint32_t NL, NQH, NKV, T, D;
 } cq_tool_qkv;
 /* The attention-fidelity protocol over layers x query heads x positions for one codec
- * pair: mean metrics and measured bits per value (packed bytes over 2 L D values). */
+ * pair: mean metrics and measured bits per value (packed bytes over 2 L D values).
+ * masks: NULL (cfg->mask for every head) or per-head CQ-4+ masks [NL][NKV][D]. */
 cq_status cq_tool_attn_pair(const cq_codec_traits *kc, const cq_codec_traits *vc,
                             const cq_codec_cfg *cfg, const cq_tool_qkv *x,
                             const cq_tool_sel *layers, const cq_tool_sel *heads,
-                            const cq_tool_sel *pos, cq_attn_metrics *mean, double *bpv,
-                            cq_err *err);
+                            const cq_tool_sel *pos, const uint8_t *masks, cq_attn_metrics *mean,
+                            double *bpv, cq_err *err);
 
 /* Multiple choice (tools/cmd_eval_mc.c): one K/V format over an item set. */
 typedef struct cq_tool_mc_res {

@@ -287,13 +287,14 @@ void cq_tool_linspace(uint32_t lo, uint32_t hi, int n, cq_tool_sel *out) {
 cq_status cq_tool_attn_pair(const cq_codec_traits *kc, const cq_codec_traits *vc,
                             const cq_codec_cfg *cfg, const cq_tool_qkv *x,
                             const cq_tool_sel *layers, const cq_tool_sel *heads,
-                            const cq_tool_sel *pos, cq_attn_metrics *mean, double *bpv,
-                            cq_err *err) {
+                            const cq_tool_sel *pos, const uint8_t *masks, cq_attn_metrics *mean,
+                            double *bpv, cq_err *err) {
     const uint32_t D = x->D, grp = x->NQH / x->NKV;
     float *qbuf = malloc((size_t)grp * D * sizeof(float));
     if (!qbuf) return cq_err_set(err, CQ_ERR_NOMEM, -1, -1, "out of memory");
     cq_attn_metrics acc;
     cq_attn_metrics_clear(&acc);
+    cq_codec_cfg hc = *cfg;
     double bits = 0, vals = 0;
     cq_status st = CQ_OK;
     for (int li = 0; li < layers->n && !st; li++)
@@ -312,11 +313,12 @@ cq_status cq_tool_attn_pair(const cq_codec_traits *kc, const cq_codec_traits *vc
                 }
                 if (!nq) continue;
                 size_t base = ((size_t)layers->v[li] * x->NKV + kv) * x->T * D;
-                st = cq_attn_fidelity_case(kc, vc, cfg, x->K + base, x->V + base, L, qbuf, nq, &acc,
+                if (masks) hc.mask = masks + ((size_t)layers->v[li] * x->NKV + kv) * D;
+                st = cq_attn_fidelity_case(kc, vc, &hc, x->K + base, x->V + base, L, qbuf, nq, &acc,
                                            err);
                 if (!st) {
-                    bits += 8.0 * (double)(kc->packed_bytes(cfg, CQ_ROLE_KEY, L) +
-                                           vc->packed_bytes(cfg, CQ_ROLE_VALUE, L));
+                    bits += 8.0 * (double)(kc->packed_bytes(&hc, CQ_ROLE_KEY, L) +
+                                           vc->packed_bytes(&hc, CQ_ROLE_VALUE, L));
                     vals += 2.0 * L * D;
                 }
             }
