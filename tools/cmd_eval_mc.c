@@ -288,6 +288,12 @@ int cq_eval_mc(int argc, char **argv) {
     int rc = cq_tool_parse_formats("eval mc", formats, fmts + 1, 32, &nf);
     if (rc) return rc;
     nf++;
+    /* the reference is always run first; a listed fp16/fp16 would only repeat it */
+    for (uint32_t i = 1; i < nf; i++)
+        if (!fmts[i].reference && fmts[i].key == CQ_CODEC_FP16 && fmts[i].val == CQ_CODEC_FP16) {
+            memmove(&fmts[i], &fmts[i + 1], (nf - i - 1) * sizeof fmts[0]);
+            nf--, i--;
+        }
     for (uint32_t i = 1; i < nf; i++)
         if ((fmts[i].key == CQ_CODEC_CQ4P || fmts[i].val == CQ_CODEC_CQ4P) && !mask_path) {
             fprintf(stderr, "cq eval mc: format %s needs --mask FILE\n", fmts[i].name);
