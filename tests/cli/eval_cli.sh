@@ -114,4 +114,5 @@ for p in kld cos; do
 done
 expect "sweep nothing" 2 "$CQ" sweep --no-groups --no-zoo
 expect "sweep bad groups" 2 "$CQ" sweep --groups 0,x
+[ $fail = 0 ] && echo "eval_cli: ok (mc, calibrate, capture + attn, sweep)"
 exit $fail
