@@ -12,16 +12,19 @@
 #include "cq_eval.h"
 #include "cq_tool.h"
 
-#define MAX_SEL 64
 #define MAX_PAIRS 64
 
 static void attn_usage(FILE *f) {
     fprintf(f,
-            "usage: cq eval attn --q Q.npy --k K.npy --v V.npy [--codecs LIST] [--preset megaquant]\n"
+            "usage: cq eval attn (--q Q.npy --k K.npy --v V.npy | --model FILE|DIR --text FILE\n"
+            "                    [--tokens N]) [--codecs LIST] [--preset megaquant]\n"
             "                    [--layers a,b] [--heads a,b] [--positions a,b] [--group G]\n"
             "                    [--mask-channels a,b] [--csv FILE] [--json FILE]\n\n"
             "Attention fidelity (EVAL.md section 1). Q is [layers][q_heads][tokens][D], K and V are\n"
-            "[layers][kv_heads][tokens][D] (fp16, fp32 or fp64 .npy; a 3-D array is one layer).\n"
+            "[layers][kv_heads][tokens][D] (fp16, fp32 or fp64 .npy; a 3-D array is one layer;\n"
+            "`cq eval capture` writes them from the built-in runtime). With --model/--text instead,\n"
+            "the first --tokens tokens (default 384, at most the model's context) of the text are\n"
+            "run through the runtime and Q/K/V captured in memory (K/V post-RoPE, as cached).\n"
             "For each case (layer, query head, position p) K and V of tokens 0..p are quantized once\n"
             "per KV head with the codecs (whole block, partial groups flushed) and the query of\n"
             "token p is scored against them: score cosine, attention-output cosine, top-1 and\n"
@@ -33,27 +36,72 @@ static void attn_usage(FILE *f) {
             "(a static, calibrated channel list applied to every KV head).\n");
 }
 
-typedef struct sel {
-    uint32_t v[MAX_SEL];
-    int n;
-} sel;
+typedef cq_tool_sel sel;
 
 static int parse_sel(const char *s, sel *out) {
-    uint16_t tmp[MAX_SEL];
-    int n = cq_arg_u16_list(s, tmp, MAX_SEL);
+    uint16_t tmp[CQ_TOOL_MAX_SEL];
+    int n = cq_arg_u16_list(s, tmp, CQ_TOOL_MAX_SEL);
     if (n <= 0) return -1;
     for (int i = 0; i < n; i++) out->v[i] = tmp[i];
     out->n = n;
     return 0;
 }
 
-static void linspace_sel(uint32_t lo, uint32_t hi, int n, sel *out) {
-    out->n = 0;
-    for (int i = 0; i < n; i++) {
-        uint32_t v = n == 1 ? lo : (uint32_t)(lo + (double)(hi - lo) * i / (n - 1)); /* int() truncation */
-        if (out->n && out->v[out->n - 1] == v) continue;
-        out->v[out->n++] = v;
+static void linspace_sel(uint32_t lo, uint32_t hi, int n, sel *out) { cq_tool_linspace(lo, hi, n, out); }
+
+/* f32 [n] to fp16 bits, allocated */
+static uint16_t *to_f16(const float *x, size_t n) {
+    uint16_t *o = malloc(n * 2 + 2);
+    if (o)
+        for (size_t i = 0; i < n; i++) o[i] = cq_f32_to_f16(x[i]);
+    return o;
+}
+
+/* Capture Q/K/V from the runtime (the first ntok tokens of the text). */
+static int capture_mem(const char *model, const char *text, uint32_t ntok, uint16_t **Q, uint16_t **K,
+                       uint16_t **V, uint64_t qs[4], uint64_t ks[4], uint64_t vs[4]) {
+    cq_tool_model tm;
+    int rc = cq_tool_model_load("eval attn", model, NULL, &tm);
+    if (rc) return -1;
+    char tb[4096];
+    if (!text) text = cq_tool_default_text(tb, sizeof tb);
+    int32_t *tokens = NULL;
+    size_t n = 0;
+    float *q = NULL, *k = NULL, *v = NULL;
+    rc = -1;
+    if (cq_tool_tokenize_file("eval attn", tm.tok, text, &tokens, &n)) goto out;
+    const cq_model_config *c = cq_model_get_config(tm.model);
+    if (ntok > c->max_seq_len) ntok = c->max_seq_len;
+    if (n < ntok) {
+        fprintf(stderr, "cq eval attn: %s has %zu tokens, need %u\n", text, n, ntok);
+        goto out;
     }
+    cq_err e;
+    cq_err_clear(&e);
+    cq_status st = cq_tool_capture(tm.model, tokens, ntok, 2, &q, &k, &v, &e);
+    if (st) {
+        cq_report("eval attn", st, &e);
+        goto out;
+    }
+    qs[0] = ks[0] = c->n_layers;
+    qs[1] = c->n_heads;
+    ks[1] = c->n_kv_heads;
+    qs[2] = ks[2] = ntok;
+    qs[3] = ks[3] = c->head_dim;
+    memcpy(vs, ks, 4 * sizeof *ks);
+    size_t nq = (size_t)qs[0] * qs[1] * qs[2] * qs[3], nk = (size_t)ks[0] * ks[1] * ks[2] * ks[3];
+    *Q = to_f16(q, nq);
+    *K = to_f16(k, nk);
+    *V = to_f16(v, nk);
+    if (*Q && *K && *V) rc = 0;
+    fprintf(stderr, "cq eval attn: captured %u tokens of %s through %s\n", ntok, text, tm.path);
+out:
+    free(q);
+    free(k);
+    free(v);
+    free(tokens);
+    cq_tool_model_free(&tm);
+    return rc;
 }
 
 /* load as fp16 bits [L][H][T][D] (3-D arrays get L = 1) */
@@ -84,7 +132,8 @@ static int load4(const char *path, uint16_t **data, uint64_t shape[4]) {
 
 int cq_eval_attn(int argc, char **argv) {
     const char *qp = NULL, *kp = NULL, *vp = NULL, *codecs = NULL, *csv = NULL, *json = NULL;
-    const char *mask_s = NULL;
+    const char *mask_s = NULL, *model = NULL, *text = NULL;
+    uint32_t ntok = 384;
     int preset_mq = 0;
     sel layers = {{0}, 0}, heads = {{0}, 0}, pos = {{0}, 0};
     uint32_t group = CQ_DEFAULT_GROUP;
@@ -102,6 +151,11 @@ int cq_eval_attn(int argc, char **argv) {
         else if (OPT("--csv")) csv = v;
         else if (OPT("--json")) json = v;
         else if (OPT("--mask-channels")) mask_s = v;
+        else if (OPT("--model")) model = v;
+        else if (OPT("--text")) text = v;
+        else if (OPT("--tokens")) {
+            if (cq_arg_u32(v, 2, 1u << 20, &ntok)) goto bad;
+        }
         else if (OPT("--preset")) {
             if (strcmp(v, "megaquant")) {
                 fprintf(stderr, "cq eval attn: unknown preset '%s'\n", v);
@@ -126,15 +180,19 @@ int cq_eval_attn(int argc, char **argv) {
         fprintf(stderr, "cq eval attn: bad value '%s' for %s\n", v, a);
         return 2;
     }
-    if (!qp || !kp || !vp) {
-        fprintf(stderr, "cq eval attn: --q, --k and --v are required\n");
+    int from_model = model || text;
+    if (from_model ? (qp || kp || vp) : (!qp || !kp || !vp)) {
+        fprintf(stderr, "cq eval attn: give either --q, --k and --v, or --model/--text\n");
         attn_usage(stderr);
         return 2;
     }
     uint16_t *Q = NULL, *K = NULL, *V = NULL;
     uint64_t qs[4], ks[4], vs[4];
     int rc = 1;
-    if (load4(qp, &Q, qs) || load4(kp, &K, ks) || load4(vp, &V, vs)) goto out;
+    if (from_model) {
+        if (capture_mem(model, text, ntok, &Q, &K, &V, qs, ks, vs)) goto out;
+    } else if (load4(qp, &Q, qs) || load4(kp, &K, ks) || load4(vp, &V, vs))
+        goto out;
     if (memcmp(ks, vs, sizeof ks) || qs[0] != ks[0] || qs[2] != ks[2] || qs[3] != ks[3] ||
         ks[1] == 0 || qs[1] % ks[1] || ks[2] == 0) {
         fprintf(stderr, "cq eval attn: shapes disagree: Q [%llu][%llu][%llu][%llu], K/V [%llu][%llu][%llu][%llu] "
@@ -159,8 +217,8 @@ int cq_eval_attn(int argc, char **argv) {
         linspace_sel(0, NQH - 1, NQH < 4 ? (int)NQH : 4, &heads);
         linspace_sel(96, 383, 4, &pos);
     }
-    if (!layers.n) linspace_sel(0, NL - 1, NL < MAX_SEL ? (int)NL : MAX_SEL, &layers);
-    if (!heads.n) linspace_sel(0, NQH - 1, NQH < MAX_SEL ? (int)NQH : MAX_SEL, &heads);
+    if (!layers.n) linspace_sel(0, NL - 1, NL < CQ_TOOL_MAX_SEL ? (int)NL : CQ_TOOL_MAX_SEL, &layers);
+    if (!heads.n) linspace_sel(0, NQH - 1, NQH < CQ_TOOL_MAX_SEL ? (int)NQH : CQ_TOOL_MAX_SEL, &heads);
     if (!pos.n) linspace_sel(T / 4, T - 1, 4, &pos);
     for (int i = 0; i < layers.n; i++)
         if (layers.v[i] >= NL) { fprintf(stderr, "cq eval attn: layer %u out of range\n", layers.v[i]); goto out; }
@@ -226,43 +284,18 @@ int cq_eval_attn(int argc, char **argv) {
     if (fc) fprintf(fc, "key_codec,val_codec,bits_per_value,score_cos,out_cos,top1,top5,k_nmse,v_nmse,cases\n");
     if (fj) fprintf(fj, "{\"cases\": %u, \"dim\": %u, \"results\": [\n", n_cases, D);
     rc = 0;
-    float *qbuf = malloc((size_t)grp * D * 4);
+    cq_tool_qkv x = {Q, K, V, NL, NQH, NKV, T, D};
     int first_json = 1;
-    for (int pi = 0; pi < np && qbuf; pi++) {
-        cq_attn_metrics acc, m;
-        cq_attn_metrics_clear(&acc);
-        double bits = 0, vals = 0;
+    for (int pi = 0; pi < np; pi++) {
+        cq_attn_metrics m;
+        double bpv = 0;
         cq_err e;
-        cq_status st = CQ_OK;
-        for (int li = 0; li < layers.n && !st; li++)
-            for (int pj = 0; pj < pos.n && !st; pj++) {
-                uint32_t L = pos.v[pj] + 1;
-                for (uint32_t kv = 0; kv < NKV && !st; kv++) {
-                    /* the selected query heads of this kv head, query of token p */
-                    uint32_t nq = 0;
-                    for (int hi = 0; hi < heads.n; hi++) {
-                        uint32_t h = heads.v[hi];
-                        if (h / grp != kv) continue;
-                        const uint16_t *src = Q + (((size_t)layers.v[li] * NQH + h) * T + pos.v[pj]) * D;
-                        for (uint32_t c = 0; c < D; c++) qbuf[(size_t)nq * D + c] = cq_f16_to_f32(src[c]);
-                        nq++;
-                    }
-                    if (!nq) continue;
-                    size_t base = ((size_t)layers.v[li] * NKV + kv) * T * D;
-                    st = cq_attn_fidelity_case(pk[pi], pv[pi], &cfg, K + base, V + base, L, qbuf, nq, &acc, &e);
-                    if (!st) {
-                        bits += 8.0 * (double)(pk[pi]->packed_bytes(&cfg, CQ_ROLE_KEY, L) +
-                                               pv[pi]->packed_bytes(&cfg, CQ_ROLE_VALUE, L));
-                        vals += 2.0 * L * D;
-                    }
-                }
-            }
+        cq_err_clear(&e);
+        cq_status st = cq_tool_attn_pair(pk[pi], pv[pi], &cfg, &x, &layers, &heads, &pos, NULL, &m, &bpv, &e);
         if (st) {
             printf("| %s | %s | n/a: %s | | | | | | |\n", pk[pi]->name, pv[pi]->name, e.msg);
             continue;
         }
-        cq_attn_metrics_mean(&acc, &m);
-        double bpv = bits / vals;
         printf("| %s | %s | %.4f | %.6f | %.6f | %.4f | %.4f | %.3e | %.3e |\n", pk[pi]->name, pv[pi]->name,
                bpv, m.score_cos, m.out_cos, m.top1, m.top5, m.k_nmse, m.v_nmse);
         if (fc)
@@ -277,7 +310,6 @@ int cq_eval_attn(int argc, char **argv) {
             first_json = 0;
         }
     }
-    free(qbuf);
     if (fj) {
         fprintf(fj, "\n]}\n");
         fclose(fj);

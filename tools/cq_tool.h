@@ -25,6 +25,10 @@ int cq_cmd_engine(int argc, char **argv);
 int cq_cmd_generate(int argc, char **argv);
 int cq_cmd_eval(int argc, char **argv);
 int cq_cmd_bench(int argc, char **argv);
+int cq_cmd_calibrate(int argc, char **argv); /* `cq calibrate` = `cq eval calibrate` */
+int cq_cmd_sweep(int argc, char **argv);
+int cq_eval_mc(int argc, char **argv);      /* `cq eval mc` */
+int cq_eval_capture(int argc, char **argv); /* `cq eval capture` */
 
 /* Strict number parsing: whole string, range checked. Return 0 on success. */
 int cq_arg_u32(const char *s, uint32_t lo, uint32_t hi, uint32_t *out);
@@ -54,5 +58,82 @@ int cq_tool_model_load(const char *cmd, const char *model_path, const char *tok_
 void cq_tool_model_free(cq_tool_model *tm);
 /* Parse "first,last" / "first" / "last" / "none" for --fp16-layers. Returns 0 or -1. */
 int cq_tool_fp16_layers(const char *s, int *first, int *last);
+
+
+/* ---- evaluation helpers (tools/eval_common.c) ---- */
+#include "cq_eval.h"
+/* Whole file, NUL-terminated (len excludes it); NULL when unreadable. */
+char *cq_tool_read_file(const char *path, size_t *len);
+/* $CQ_SHARED/eval/tinystories_val.txt (default ../shared). */
+const char *cq_tool_default_text(char *buf, size_t cap);
+/* Read and tokenize a text (with BOS when the tokenizer wants it). 0 or exit code. */
+int cq_tool_tokenize_file(const char *cmd, const cq_tokenizer *tok, const char *path,
+                          int32_t **tokens, size_t *n_tokens);
+/* Comma-separated K/V formats (cq_kv_format_parse). 0 or exit code 2. */
+int cq_tool_parse_formats(const char *cmd, const char *list, cq_kv_format *f, uint32_t max,
+                          uint32_t *n);
+/* Why format f cannot run in the streaming cache of model c (NULL: it can). */
+const char *cq_tool_format_na(const cq_model_config *c, const cq_kv_format *f, uint32_t group,
+                              const uint8_t *masks, char *buf, size_t cap);
+
+/* Outlier calibration (EVAL.md section 4) on the LAST seqs*len tokens of the text,
+ * in file order, split into `batches` contiguous batches. */
+typedef struct cq_tool_calib_opts {
+    uint32_t seqs, len, batches, threads;
+    int quiet;
+    /* filled in: */
+    uint32_t used_seqs, used_len, used_batches;
+    size_t start; /* first token used */
+} cq_tool_calib_opts;
+cq_status cq_tool_calibrate(const cq_model *m, const int32_t *tokens, size_t n_tokens, int32_t bos,
+                            cq_tool_calib_opts *o, cq_calib **out, cq_err *err);
+/* Top-k of all data as CQ-4+ masks [n_layers][n_kv_heads][D]. */
+cq_status cq_tool_calib_masks(const cq_calib *cal, const cq_model_config *c, uint32_t k,
+                              uint8_t *masks);
+/* Run T tokens through an fp16/fp16 session; q [L][H][T][D], k, v [L][Hkv][T][D] fp32
+ * (post-RoPE, what the cache is given). Caller frees. */
+cq_status cq_tool_capture(const cq_model *m, const int32_t *tokens, uint32_t T, uint32_t threads,
+                          float **q, float **k, float **v, cq_err *err);
+
+#define CQ_TOOL_MAX_SEL 64
+typedef struct cq_tool_sel {
+    uint32_t v[CQ_TOOL_MAX_SEL];
+    int n;
+} cq_tool_sel;
+/* n values int(linspace(lo, hi, n)), duplicates dropped. */
+void cq_tool_linspace(uint32_t lo, uint32_t hi, int n, cq_tool_sel *out);
+/* Q [NL][NQH][T][D], K/V [NL][NKV][T][D] as fp16 bits. */
+typedef struct cq_tool_qkv {
+    const uint16_t *Q, *K, *V;
+    uint32_t NL, NQH, NKV, T, D;
+} cq_tool_qkv;
+/* The attention-fidelity protocol over layers x query heads x positions for one codec
+ * pair: mean metrics and measured bits per value (packed bytes over 2 L D values).
+ * masks: NULL (cfg->mask for every head) or per-head CQ-4+ masks [NL][NKV][D]. */
+cq_status cq_tool_attn_pair(const cq_codec_traits *kc, const cq_codec_traits *vc,
+                            const cq_codec_cfg *cfg, const cq_tool_qkv *x,
+                            const cq_tool_sel *layers, const cq_tool_sel *heads,
+                            const cq_tool_sel *pos, const uint8_t *masks, cq_attn_metrics *mean,
+                            double *bpv, cq_err *err);
+
+/* Multiple choice (tools/cmd_eval_mc.c): one K/V format over an item set. */
+typedef struct cq_tool_mc_res {
+    uint64_t n, correct, correct_norm;
+    uint32_t *choice_norm; /* [n] acc_norm choices (for agreement); caller frees */
+    uint8_t *right_norm;   /* [n] */
+    double bits_per_value; /* measured cache bits, all bytes, mean over the sequences */
+    double bits_no_slack;  /* the same without unused page space (short items, G-sized pages) */
+    uint64_t retok;        /* items whose joint tokenization did not extend the context's */
+} cq_tool_mc_res;
+typedef struct cq_tool_mc_opts {
+    uint32_t threads, group, n_sinks;
+    int fp16_first, fp16_last;
+    const uint8_t *masks;
+    const char *progress; /* label for stderr progress, or NULL for silence */
+} cq_tool_mc_opts;
+cq_status cq_tool_mc_score(const cq_model *m, const cq_tokenizer *tok, const cq_mc_set *set,
+                           const cq_kv_format *f, const cq_tool_mc_opts *o, cq_tool_mc_res *r,
+                           cq_err *err);
+void cq_tool_mc_res_free(cq_tool_mc_res *r);
 
 #endif

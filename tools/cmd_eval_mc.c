@@ -1,0 +1,534 @@
+/*
+ * cmd_eval_mc.c - `cq eval mc`: multiple choice with a compressed cache
+ * (EVAL.md section 2, lm-eval-harness definitions) on HellaSwag jsonl or a
+ * cloze set built from plain text, every K/V format against the fp16 cache;
+ * and `cq eval capture`: Q/K/V of a text through the runtime as .npy files
+ * for `cq eval attn`. Item sets and statistics are the library's (src/eval).
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cq_tool.h"
+
+/* ------------------------------------------------------------- scoring */
+
+/* Tokens of one (item, ending): in [n] = context tokens + continuation, the
+ * continuation starting at cont. */
+typedef struct mc_seq {
+    int32_t *in;
+    uint32_t n, cont;
+    int retok; /* the joint tokenization did not start with the context's */
+} mc_seq;
+
+static cq_status encode_alloc(const cq_tokenizer *tok, const char *s, int bos, int32_t **out,
+                              size_t *n, cq_err *err) {
+    size_t len = strlen(s), cap = len + 8;
+    *out = malloc(cap * sizeof **out);
+    if (!*out) return cq_err_set(err, CQ_ERR_NOMEM, -1, -1, "out of memory");
+    cq_status st = cq_tokenizer_encode(tok, s, len, bos, *out, cap, n, err);
+    if (st) {
+        free(*out);
+        *out = NULL;
+    }
+    return st;
+}
+
+/* lm-eval-harness's pair encoding: whole = tok(context + ending), ctx = tok(context),
+ * continuation = whole[len(ctx):], fed after ctx. When whole does not extend ctx
+ * (a merge across the boundary), the harness still cuts at len(ctx); so do we, and
+ * count it. At least one continuation token is always scored. Sequences longer than
+ * max_len lose context tokens from the left (after BOS). */
+static cq_status prepare(const cq_tokenizer *tok, const char *ctx, const char *ending, uint32_t max_len,
+                         mc_seq *q, cq_err *err) {
+    memset(q, 0, sizeof *q);
+    int bos = cq_tokenizer_add_bos(tok);
+    size_t lc = strlen(ctx), le = strlen(ending);
+    char *joint = malloc(lc + le + 1);
+    if (!joint) return cq_err_set(err, CQ_ERR_NOMEM, -1, -1, "out of memory");
+    memcpy(joint, ctx, lc);
+    memcpy(joint + lc, ending, le + 1);
+    int32_t *tc = NULL, *tw = NULL;
+    size_t nc = 0, nw = 0;
+    cq_status st = encode_alloc(tok, ctx, bos, &tc, &nc, err);
+    if (!st) st = encode_alloc(tok, joint, bos, &tw, &nw, err);
+    free(joint);
+    if (st) {
+        free(tc);
+        return st;
+    }
+    size_t cut = nc < nw ? nc : (nw ? nw - 1 : 0);
+    for (size_t i = 0; i < cut && i < nc; i++)
+        if (tc[i] != tw[i]) q->retok = 1;
+    if (nc >= nw) q->retok = 1;
+    size_t ncont = nw - cut, n = cut + ncont;
+    if (ncont == 0 || n < 2) {
+        free(tc);
+        free(tw);
+        return cq_err_set(err, CQ_ERR_ARG, -1, -1, "item with an empty ending or context");
+    }
+    q->in = malloc(n * sizeof *q->in);
+    if (!q->in) {
+        free(tc);
+        free(tw);
+        return cq_err_set(err, CQ_ERR_NOMEM, -1, -1, "out of memory");
+    }
+    memcpy(q->in, tc, cut * sizeof *q->in);
+    memcpy(q->in + cut, tw + cut, ncont * sizeof *q->in);
+    q->n = (uint32_t)n;
+    q->cont = (uint32_t)cut;
+    free(tc);
+    free(tw);
+    if (q->n > max_len) { /* drop the oldest context tokens, keep the first (BOS) */
+        uint32_t drop = q->n - max_len;
+        if (drop >= q->cont) return cq_err_set(err, CQ_ERR_RANGE, -1, -1, "ending longer than the context window");
+        memmove(q->in + 1, q->in + 1 + drop, (q->n - 1 - drop) * sizeof *q->in);
+        q->n -= drop;
+        q->cont -= drop;
+    }
+    return CQ_OK;
+}
+
+static double logprob_of(const float *logits, uint32_t V, int32_t t) {
+    double mx = -INFINITY, s = 0;
+    for (uint32_t i = 0; i < V; i++) mx = logits[i] > mx ? logits[i] : mx;
+    for (uint32_t i = 0; i < V; i++) s += exp((double)logits[i] - mx);
+    return (double)logits[t] - mx - log(s);
+}
+
+void cq_tool_mc_res_free(cq_tool_mc_res *r) {
+    free(r->choice_norm);
+    free(r->right_norm);
+    r->choice_norm = NULL;
+    r->right_norm = NULL;
+}
+
+cq_status cq_tool_mc_score(const cq_model *m, const cq_tokenizer *tok, const cq_mc_set *set,
+                           const cq_kv_format *f, const cq_tool_mc_opts *o, cq_tool_mc_res *r,
+                           cq_err *err) {
+    const cq_model_config *c = cq_model_get_config(m);
+    memset(r, 0, sizeof *r);
+    r->choice_norm = calloc(set->n + 1, sizeof *r->choice_norm);
+    r->right_norm = calloc(set->n + 1, 1);
+    const uint32_t V = c->vocab_size, max_len = c->max_seq_len;
+    float *logits = malloc((size_t)max_len * V * sizeof(float)); /* [n][V] */
+    cq_layer_codecs *lbuf = calloc(c->n_layers, sizeof *lbuf);
+    if (!r->choice_norm || !r->right_norm || !logits || !lbuf) {
+        free(logits);
+        free(lbuf);
+        cq_tool_mc_res_free(r);
+        return cq_err_set(err, CQ_ERR_NOMEM, -1, -1, "out of memory");
+    }
+    /* pages sized to the longest sequence of the set (as eval ppl sizes them to its context) */
+    uint32_t longest = 16;
+    cq_status st = CQ_OK;
+    for (size_t i = 0; i < set->n && !st; i++)
+        for (uint32_t j = 0; j < set->items[i].n_endings && !st; j++) {
+            mc_seq q;
+            st = prepare(tok, set->items[i].context, set->items[i].endings[j], max_len, &q, err);
+            if (!st && q.n > longest) longest = q.n;
+            free(q.in);
+        }
+    cq_session_opts so;
+    cq_session_opts_default(&so);
+    so.n_threads = o->threads;
+    so.max_tokens = longest;
+    so.batch = longest;
+    cq_cache_config cc;
+    cq_ppl_opts po;
+    memset(&po, 0, sizeof po);
+    po.group = o->group;
+    po.n_sinks = o->n_sinks;
+    po.fp16_first = o->fp16_first;
+    po.fp16_last = o->fp16_last;
+    po.masks = o->masks;
+    po.page_tokens = longest;
+    if (f->reference) {
+        so.mode = CQ_KV_REFERENCE;
+    } else {
+        so.mode = CQ_KV_CACHE;
+        cq_kv_format_cache_config(c, f, &po, lbuf, &cc);
+        so.cache = &cc;
+    }
+    cq_session *s = NULL;
+    if (!st) st = cq_session_create(m, &so, &s, err);
+    double bits = 0, bits_ns = 0;
+    uint64_t n_fw = 0;
+    for (size_t i = 0; i < set->n && !st; i++) {
+        const cq_mc_item *it = &set->items[i];
+        double best = -INFINITY, best_n = -INFINITY;
+        uint32_t arg = 0, arg_n = 0;
+        int retok = 0;
+        for (uint32_t j = 0; j < it->n_endings && !st; j++) {
+            mc_seq q;
+            st = prepare(tok, it->context, it->endings[j], max_len, &q, err);
+            if (st) break;
+            retok |= q.retok;
+            cq_session_reset(s);
+            st = cq_session_forward(s, q.in, q.n, logits, 0, err);
+            if (!st) {
+                double ll = 0;
+                for (uint32_t t = q.cont; t < q.n; t++)
+                    ll += logprob_of(logits + (size_t)(t - 1) * V, V, q.in[t]);
+                double lln = ll / (double)(strlen(it->endings[j]) ? strlen(it->endings[j]) : 1);
+                if (ll > best) best = ll, arg = j; /* ties: the lower index, as argmax does */
+                if (lln > best_n) best_n = lln, arg_n = j;
+                cq_cache *cache = cq_session_cache(s);
+                cq_cache_mem mem;
+                if (cache && cq_cache_memory(cache, -1, &mem) == CQ_OK && mem.tokens) {
+                    bits += mem.bits_per_value;
+                    bits_ns += 8.0 * (double)(mem.total - mem.slack) /
+                               ((double)mem.tokens * c->head_dim * 2);
+                } else {
+                    bits += 32.0, bits_ns += 32.0;
+                }
+                n_fw++;
+            }
+            free(q.in);
+        }
+        if (st) break;
+        r->retok += retok;
+        r->correct += arg == it->label;
+        r->correct_norm += arg_n == it->label;
+        r->choice_norm[i] = arg_n;
+        r->right_norm[i] = arg_n == it->label;
+        r->n++;
+        if (o->progress && ((i + 1) % 10 == 0 || i + 1 == set->n))
+            fprintf(stderr, "\rcq eval mc: %s: item %zu/%zu", o->progress, i + 1, set->n);
+    }
+    if (o->progress) fprintf(stderr, "\n");
+    r->bits_per_value = n_fw ? bits / (double)n_fw : NAN;
+    r->bits_no_slack = n_fw ? bits_ns / (double)n_fw : NAN;
+    cq_session_free(s);
+    free(logits);
+    free(lbuf);
+    if (st) cq_tool_mc_res_free(r);
+    return st;
+}
+
+/* ---------------------------------------------------------------- mc */
+
+static void mc_usage(FILE *f) {
+    fprintf(f,
+            "usage: cq eval mc [--hellaswag FILE.jsonl | --cloze TEXTFILE] [--items N] [--seed S]\n"
+            "                  [--model FILE|DIR] [--tokenizer FILE] [--formats F1,F2,...]\n"
+            "                  [--mask FILE] [--group G] [--sinks S] [--fp16-layers first,last]\n"
+            "                  [--threads N] [--csv | --json]\n\n"
+            "Multiple choice (EVAL.md section 2, lm-eval-harness definitions). Items come from a\n"
+            "HellaSwag jsonl file or a cloze set built from a plain text (default: the cloze set of\n"
+            "$CQ_SHARED/eval/tinystories_val.txt, built from its first paragraphs; --items N, default\n"
+            "200; --seed for the distractors, default 1). Each ending is scored by the sum of the\n"
+            "log-probabilities of its tokens given the context (context + ending tokenized jointly;\n"
+            "the continuation is what follows the context's own tokens); acc = argmax of the sum,\n"
+            "acc_norm = argmax of the sum over the ending's length in bytes. Every format of\n"
+            "--formats (default fp16/fp16,cq8/cq8,cq4/cq4; syntax of eval ppl; cq4+ needs --mask)\n"
+            "runs after the fp16/fp16 reference: acc and acc_norm with Wilson 95%% intervals, the\n"
+            "agreement of its acc_norm choices with the reference and the McNemar p-value of\n"
+            "acc_norm correctness against it, and the measured bits per value of the cache (mean\n"
+            "over the sequences, all bytes; and without unused page space, since pages hold a\n"
+            "multiple of G tokens and items are short). Note: with the default G = 128 a short item never\n"
+            "fills a CQ-4 key group, so its keys stay fp16 (the bits column shows it); --group\n"
+            "changes G. Formats the cache cannot run at this model are listed as n/a.\n");
+}
+
+int cq_eval_mc(int argc, char **argv) {
+    const char *model = NULL, *tokp = NULL, *hs = NULL, *cloze = NULL, *mask_path = NULL;
+    const char *formats = "fp16/fp16,cq8/cq8,cq4/cq4";
+    uint32_t items = 200, seed = 1;
+    int csv = 0, json = 0;
+    cq_tool_mc_opts mo;
+    memset(&mo, 0, sizeof mo);
+    mo.threads = 2;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        int has = i + 1 < argc;
+        if (cq_is_help(a)) {
+            mc_usage(stdout);
+            return 0;
+        } else if (!strcmp(a, "--model") && has) model = argv[++i];
+        else if (!strcmp(a, "--tokenizer") && has) tokp = argv[++i];
+        else if (!strcmp(a, "--hellaswag") && has) hs = argv[++i];
+        else if (!strcmp(a, "--cloze") && has) cloze = argv[++i];
+        else if (!strcmp(a, "--mask") && has) mask_path = argv[++i];
+        else if (!strcmp(a, "--formats") && has) formats = argv[++i];
+        else if (!strcmp(a, "--items") && has) {
+            if (cq_arg_u32(argv[++i], 1, 1u << 24, &items)) goto bad;
+        } else if (!strcmp(a, "--seed") && has) {
+            if (cq_arg_u32(argv[++i], 0, 0xFFFFFFFFu, &seed)) goto bad;
+        } else if (!strcmp(a, "--group") && has) {
+            if (cq_arg_u32(argv[++i], 1, 65536, &mo.group)) goto bad;
+        } else if (!strcmp(a, "--sinks") && has) {
+            if (cq_arg_u32(argv[++i], 0, 1u << 20, &mo.n_sinks)) goto bad;
+        } else if (!strcmp(a, "--threads") && has) {
+            if (cq_arg_u32(argv[++i], 1, 64, &mo.threads)) goto bad;
+        } else if (!strcmp(a, "--fp16-layers") && has) {
+            if (cq_tool_fp16_layers(argv[++i], &mo.fp16_first, &mo.fp16_last)) goto bad;
+        } else if (!strcmp(a, "--csv")) csv = 1;
+        else if (!strcmp(a, "--json")) json = 1;
+        else {
+            fprintf(stderr, "cq eval mc: unknown or incomplete option '%s'\n", a);
+            mc_usage(stderr);
+            return 2;
+        }
+        continue;
+    bad:
+        fprintf(stderr, "cq eval mc: bad value for %s: '%s'\n", a, argv[i]);
+        return 2;
+    }
+    if ((csv && json) || (hs && cloze)) {
+        fprintf(stderr, "cq eval mc: --csv/--json and --hellaswag/--cloze are exclusive pairs\n");
+        return 2;
+    }
+    cq_kv_format fmts[33];
+    uint32_t nf = 0;
+    memset(&fmts[0], 0, sizeof fmts[0]);
+    strcpy(fmts[0].name, "fp16/fp16");
+    fmts[0].key = fmts[0].val = CQ_CODEC_FP16; /* the reference, always first */
+    int rc = cq_tool_parse_formats("eval mc", formats, fmts + 1, 32, &nf);
+    if (rc) return rc;
+    nf++;
+    /* the reference is always run first; a listed fp16/fp16 would only repeat it */
+    for (uint32_t i = 1; i < nf; i++)
+        if (!fmts[i].reference && fmts[i].key == CQ_CODEC_FP16 && fmts[i].val == CQ_CODEC_FP16) {
+            memmove(&fmts[i], &fmts[i + 1], (nf - i - 1) * sizeof fmts[0]);
+            nf--, i--;
+        }
+    for (uint32_t i = 1; i < nf; i++)
+        if ((fmts[i].key == CQ_CODEC_CQ4P || fmts[i].val == CQ_CODEC_CQ4P) && !mask_path) {
+            fprintf(stderr, "cq eval mc: format %s needs --mask FILE\n", fmts[i].name);
+            return 2;
+        }
+    cq_tool_model tm;
+    rc = cq_tool_model_load("eval mc", model, tokp, &tm);
+    if (rc) return rc;
+    rc = 1;
+    cq_mc_set set = {NULL, 0};
+    uint8_t *masks = NULL;
+    cq_tool_mc_res *res = calloc(nf, sizeof *res);
+    char *na[33] = {0}, nabuf[33][160];
+    char tb[4096];
+    const char *src = hs ? hs : cloze ? cloze : cq_tool_default_text(tb, sizeof tb);
+    cq_err e;
+    cq_err_clear(&e);
+    cq_status st;
+    if (!res) goto out;
+    if (hs) {
+        st = cq_mc_load_hellaswag(hs, items, &set, &e);
+    } else {
+        size_t len;
+        char *text = cq_tool_read_file(src, &len);
+        if (!text) {
+            fprintf(stderr, "cq eval mc: CQ_ERR_IO: cannot read %s\n", src);
+            goto out;
+        }
+        st = cq_mc_build_cloze(text, len, items, seed, &set, &e);
+        free(text);
+    }
+    if (st) {
+        cq_report("eval mc", st, &e);
+        goto out;
+    }
+    if (!set.n) {
+        fprintf(stderr, "cq eval mc: CQ_ERR_FORMAT: no items in %s\n", src);
+        goto out;
+    }
+    const cq_model_config *c = cq_model_get_config(tm.model);
+    if (mask_path) {
+        masks = calloc((size_t)c->n_layers * c->n_kv_heads * c->head_dim, 1);
+        st = masks ? cq_mask_load(mask_path, c->n_layers, c->n_kv_heads, c->head_dim, masks, &e)
+                   : CQ_ERR_NOMEM;
+        if (st) {
+            cq_report("eval mc", st, &e);
+            goto out;
+        }
+        mo.masks = masks;
+    }
+    fprintf(stderr, "cq eval mc: %zu items (%s %s), %s\n", set.n, hs ? "HellaSwag" : "cloze from", src,
+            tm.path);
+    for (uint32_t i = 0; i < nf; i++) {
+        na[i] = (char *)cq_tool_format_na(c, &fmts[i], mo.group, masks, nabuf[i], sizeof nabuf[i]);
+        if (na[i]) {
+            fprintf(stderr, "cq eval mc: %s: n/a (%s)\n", fmts[i].name, na[i]);
+            continue;
+        }
+        cq_tool_mc_opts o = mo;
+        o.progress = fmts[i].name;
+        if (i == 0) o.n_sinks = 0, o.fp16_first = o.fp16_last = 0, o.masks = NULL;
+        st = cq_tool_mc_score(tm.model, tm.tok, &set, &fmts[i], &o, &res[i], &e);
+        if (st) {
+            cq_report("eval mc", st, &e);
+            goto out;
+        }
+    }
+    if (res[0].retok)
+        fprintf(stderr, "cq eval mc: %llu items had an ending whose joint tokenization does not "
+                        "extend the context's (cut at the context's length, as lm-eval-harness)\n",
+                (unsigned long long)res[0].retok);
+    const double z = 1.959964;
+    if (json)
+        printf("{\"model\": \"%s\", \"items_source\": \"%s\", \"kind\": \"%s\", \"items\": %zu, \"group\": %u,"
+               " \"formats\": [\n",
+               tm.path, src, hs ? "hellaswag" : "cloze", set.n, mo.group ? mo.group : 128);
+    else if (csv)
+        printf("format,bits_per_value,bits_no_slack,n,acc,acc_lo,acc_hi,acc_norm,acc_norm_lo,acc_norm_hi,"
+               "agree_fp16,mcnemar_p\n");
+    else
+        printf("multiple choice: %zu items (%s %s), model %s, G %u\n\n"
+               "| K/V | bits/value | w/o slack | acc | acc 95%% CI | acc_norm | acc_norm 95%% CI | agree w/ fp16 |"
+               " McNemar p |\n|---|---:|---:|---:|---|---:|---|---:|---:|\n",
+               set.n, hs ? "HellaSwag" : "cloze from", src, tm.path, mo.group ? mo.group : 128);
+    int first = 1;
+    for (uint32_t i = 0; i < nf; i++) {
+        if (na[i]) {
+            if (json)
+                printf("%s  {\"format\": \"%s\", \"not_applicable\": \"%s\"}", first ? "" : ",\n",
+                       fmts[i].name, na[i]);
+            else if (csv)
+                printf("%s,n/a,,,,,,,,,,\n", fmts[i].name);
+            else
+                printf("| %s | n/a: %s | | | | | | | |\n", fmts[i].name, na[i]);
+            first = 0;
+            continue;
+        }
+        const cq_tool_mc_res *r = &res[i];
+        double a_lo, a_hi, n_lo, n_hi;
+        cq_wilson(r->correct, r->n, z, &a_lo, &a_hi);
+        cq_wilson(r->correct_norm, r->n, z, &n_lo, &n_hi);
+        uint64_t agree = 0, b = 0, cc = 0;
+        for (size_t k = 0; k < r->n; k++) {
+            agree += r->choice_norm[k] == res[0].choice_norm[k];
+            b += res[0].right_norm[k] && !r->right_norm[k];
+            cc += !res[0].right_norm[k] && r->right_norm[k];
+        }
+        double acc = (double)r->correct / r->n, accn = (double)r->correct_norm / r->n;
+        double ag = (double)agree / r->n, p = cq_mcnemar_p(b, cc);
+        if (json)
+            printf("%s  {\"format\": \"%s\", \"bits_per_value\": %.4f, \"bits_no_slack\": %.4f,"
+                   " \"n\": %llu, \"acc\": %.6f,"
+                   " \"acc_ci\": [%.6f, %.6f], \"acc_norm\": %.6f, \"acc_norm_ci\": [%.6f, %.6f],"
+                   " \"agree_fp16\": %.6f, \"mcnemar_b\": %llu, \"mcnemar_c\": %llu, \"mcnemar_p\": %.6g}",
+                   first ? "" : ",\n", fmts[i].name, r->bits_per_value, r->bits_no_slack,
+                   (unsigned long long)r->n, acc,
+                   a_lo, a_hi, accn, n_lo, n_hi, ag, (unsigned long long)b, (unsigned long long)cc, p);
+        else if (csv)
+            printf("%s,%.4f,%.4f,%llu,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6g\n", fmts[i].name,
+                   r->bits_per_value, r->bits_no_slack, (unsigned long long)r->n, acc, a_lo, a_hi, accn, n_lo, n_hi, ag, p);
+        else
+            printf("| %s | %.3f | %.3f | %.4f | [%.3f, %.3f] | %.4f | [%.3f, %.3f] | %.4f | %.3g |\n",
+                   fmts[i].name, r->bits_per_value, r->bits_no_slack, acc, a_lo, a_hi, accn, n_lo, n_hi, ag, p);
+        first = 0;
+    }
+    if (json) printf("\n]}\n");
+    rc = 0;
+out:
+    if (res)
+        for (uint32_t i = 0; i < nf; i++) cq_tool_mc_res_free(&res[i]);
+    free(res);
+    free(masks);
+    cq_mc_free(&set);
+    cq_tool_model_free(&tm);
+    return rc;
+}
+
+/* ------------------------------------------------------------- capture */
+
+static void capture_usage(FILE *f) {
+    fprintf(f,
+            "usage: cq eval capture --out PREFIX [--model FILE|DIR] [--tokenizer FILE]\n"
+            "                       [--text FILE] [--tokens N] [--offset N] [--threads N]\n\n"
+            "Runs --tokens tokens (default 384, at most the model's context) of --text (default\n"
+            "$CQ_SHARED/eval/tinystories_val.txt) from token --offset (default 0; the first token\n"
+            "is set to BOS) through the runtime with an fp16 cache and writes PREFIX_q.npy\n"
+            "[layers][heads][tokens][D] and PREFIX_k.npy, PREFIX_v.npy [layers][kv_heads][tokens][D]\n"
+            "as fp32: post-RoPE, exactly what the cache is given (it stores their fp16 rounding).\n"
+            "`cq eval attn --q PREFIX_q.npy --k PREFIX_k.npy --v PREFIX_v.npy` reads them.\n");
+}
+
+int cq_eval_capture(int argc, char **argv) {
+    const char *model = NULL, *tokp = NULL, *text = NULL, *prefix = NULL;
+    uint32_t ntok = 384, offset = 0, threads = 2;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        int has = i + 1 < argc;
+        if (cq_is_help(a)) {
+            capture_usage(stdout);
+            return 0;
+        } else if (!strcmp(a, "--model") && has) model = argv[++i];
+        else if (!strcmp(a, "--tokenizer") && has) tokp = argv[++i];
+        else if (!strcmp(a, "--text") && has) text = argv[++i];
+        else if (!strcmp(a, "--out") && has) prefix = argv[++i];
+        else if (!strcmp(a, "--tokens") && has) {
+            if (cq_arg_u32(argv[++i], 2, 1u << 20, &ntok)) goto bad;
+        } else if (!strcmp(a, "--offset") && has) {
+            if (cq_arg_u32(argv[++i], 0, 0xFFFFFFFFu, &offset)) goto bad;
+        } else if (!strcmp(a, "--threads") && has) {
+            if (cq_arg_u32(argv[++i], 1, 64, &threads)) goto bad;
+        } else {
+            fprintf(stderr, "cq eval capture: unknown or incomplete option '%s'\n", a);
+            capture_usage(stderr);
+            return 2;
+        }
+        continue;
+    bad:
+        fprintf(stderr, "cq eval capture: bad value for %s: '%s'\n", a, argv[i]);
+        return 2;
+    }
+    if (!prefix || strlen(prefix) > 4000) {
+        fprintf(stderr, "cq eval capture: --out PREFIX is required\n");
+        return 2;
+    }
+    cq_tool_model tm;
+    int rc = cq_tool_model_load("eval capture", model, tokp, &tm);
+    if (rc) return rc;
+    char tb[4096];
+    if (!text) text = cq_tool_default_text(tb, sizeof tb);
+    int32_t *tokens = NULL;
+    size_t n = 0;
+    float *q = NULL, *k = NULL, *v = NULL;
+    rc = 1;
+    if (cq_tool_tokenize_file("eval capture", tm.tok, text, &tokens, &n)) goto out;
+    const cq_model_config *c = cq_model_get_config(tm.model);
+    if (ntok > c->max_seq_len) ntok = c->max_seq_len;
+    if ((uint64_t)offset + ntok > n) {
+        fprintf(stderr, "cq eval capture: CQ_ERR_RANGE: %s has %zu tokens, need %llu\n", text, n,
+                (unsigned long long)offset + ntok);
+        goto out;
+    }
+    int32_t bos = cq_tokenizer_bos(tm.tok);
+    if (bos >= 0 && cq_tokenizer_add_bos(tm.tok)) tokens[offset] = bos;
+    cq_err e;
+    cq_err_clear(&e);
+    cq_status st = cq_tool_capture(tm.model, tokens + offset, ntok, threads, &q, &k, &v, &e);
+    char path[4100];
+    uint64_t qs[4] = {c->n_layers, c->n_heads, ntok, c->head_dim};
+    uint64_t ks[4] = {c->n_layers, c->n_kv_heads, ntok, c->head_dim};
+    if (!st) {
+        snprintf(path, sizeof path, "%s_q.npy", prefix);
+        st = cq_npy_save(path, CQ_NPY_F32, qs, 4, q, &e);
+    }
+    if (!st) {
+        snprintf(path, sizeof path, "%s_k.npy", prefix);
+        st = cq_npy_save(path, CQ_NPY_F32, ks, 4, k, &e);
+    }
+    if (!st) {
+        snprintf(path, sizeof path, "%s_v.npy", prefix);
+        st = cq_npy_save(path, CQ_NPY_F32, ks, 4, v, &e);
+    }
+    if (st) {
+        cq_report("eval capture", st, &e);
+        goto out;
+    }
+    printf("captured %u tokens of %s (from token %u) through %s: %s_{q,k,v}.npy, Q [%u][%u][%u][%u], "
+           "K/V [%u][%u][%u][%u] fp32\n",
+           ntok, text, offset, tm.path, prefix, c->n_layers, c->n_heads, ntok, c->head_dim,
+           c->n_layers, c->n_kv_heads, ntok, c->head_dim);
+    rc = 0;
+out:
+    free(q);
+    free(k);
+    free(v);
+    free(tokens);
+    cq_tool_model_free(&tm);
+    return rc;
+}
