@@ -62,7 +62,7 @@ cq_status cq_store_init(cq_cache *c, cq_layer *l, cq_store *s, cq_role role, cq_
         if (b == 0)
             return cq_err_set(err, CQ_ERR_UNSUPPORTED, -1, -1, "codec %s: zero packed size",
                               tr->name);
-        s->slot_bytes = round_up(b, 8);
+        s->slot_bytes = b; /* byte-packed: registry decoders take any alignment */
     }
     if (s->kind == ST_I4K) {
         s->params = kp;
