@@ -127,26 +127,10 @@ const char *cq_cache_kernels(const cq_cache *c);
 
 /* ------------------------------------------------------------- attention */
 
-/* Arithmetic of the key scores over CQ-4 / CQ-4+ keys (docs/CACHE.md, "Tolerance").
- * EXACT: fp32 dot of the codes with q .* scales. FAST: q .* scales rounded once per
- * (key group, query head) to int16 with one scale, integer dot products (exact), one
- * fp32 multiply per score. Every other format and the softmax / value side are the
- * same in both. DEFAULT: the environment variable CQ_ATTN_PRECISION=exact|fast if
- * set, else FAST. */
-typedef enum cq_attn_precision {
-    CQ_ATTN_DEFAULT = 0,
-    CQ_ATTN_EXACT = 1,
-    CQ_ATTN_FAST = 2
-} cq_attn_precision;
-
 typedef struct cq_attn_opts {
     uint32_t n_threads; /* 0 = 1 */
     float scale;        /* 0 = 1/sqrt(head_dim) */
-    uint32_t precision; /* cq_attn_precision; 0 = default (added field: zero keeps old callers valid) */
 } cq_attn_opts;
-
-/* The precision a call with opts->precision = p would use (resolves DEFAULT). */
-cq_attn_precision cq_attn_precision_resolve(uint32_t p);
 
 /* Decode attention: one query token attending to all tokens of the layer.
  * q, out: [n_q_heads][D] fp32; n_q_heads a multiple of n_kv_heads (GQA: query

@@ -63,7 +63,7 @@ static int check_decode(const cq_cache *c, uint32_t layer, const float *q, uint3
                         const char *what) {
     const uint32_t D = cq_cache_get_config(c)->head_dim;
     float *o = malloc((size_t)nq * D * 4), *ref = malloc((size_t)nq * D * 4);
-    cq_attn_opts op = {thr, 0.0f, 0};
+    cq_attn_opts op = {thr, 0.0f};
     cq_err e;
     cq_status s1 = cq_cache_attend(c, layer, q, nq, o, &op, &e);
     uint32_t T = cq_cache_tokens(c, layer);
@@ -143,7 +143,7 @@ static void test_long(void) {
         CHECK(cq_cache_append(c, 0, K, V, T, NULL) == CQ_OK, "append");
         CHECK(check_decode(c, 0, q, nq, 2, "long"), "long context variant %d", variant);
         float o1[8 * 128], o2[8 * 128], o3[8 * 128];
-        cq_attn_opts a1 = {1, 0, 0}, a2 = {2, 0, 0}, a3 = {3, 0, 0};
+        cq_attn_opts a1 = {1, 0}, a2 = {2, 0}, a3 = {3, 0};
         cq_cache_attend(c, 0, q, nq, o1, &a1, NULL);
         cq_cache_attend(c, 0, q, nq, o2, &a2, NULL);
         cq_cache_attend(c, 0, q, nq, o3, &a3, NULL);
@@ -168,7 +168,7 @@ static void test_prefill(void) {
     for (int ki = 0; ki < 3; ki++) {
         cq_cache *c = make(2, H, D, FMT[ki], FMT[2 - ki], 32, 3, NULL, 0, NULL);
         cq_cache_append(c, 1, K, V, T, NULL);
-        cq_attn_opts op = {2, 0.1f, 0};
+        cq_attn_opts op = {2, 0.1f};
         cq_err e;
         CHECK(cq_cache_attend_prefill(c, 1, q, NQ, pos0, nqh, o, &op, &e) == CQ_OK, "prefill %s",
               e.msg);
@@ -203,7 +203,7 @@ typedef struct conc_arg {
 
 static void *conc_main(void *p) {
     conc_arg *a = p;
-    cq_attn_opts op = {2, 0, 0};
+    cq_attn_opts op = {2, 0};
     for (int i = 0; i < 20; i++) cq_cache_attend(a->c, 0, a->q, 8, a->out, &op, NULL);
     return NULL;
 }

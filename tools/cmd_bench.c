@@ -221,7 +221,7 @@ static int run_point(const bench_opts *o, uint32_t D, uint32_t T, const fmt_pair
     cq_cache_attend_ref(c, 0, q, 1, T - 1, NQ, ref, 0.0f, NULL);
     for (uint32_t ti = 0; ti < o->n_thr; ti++) {
         const uint32_t thr = o->thr[ti];
-        cq_attn_opts op = {thr, 0.0f, 0};
+        cq_attn_opts op = {thr, 0.0f};
         for (uint32_t L = 0; L < layers; L++) /* warm pass: the results every timed pass must match */
             ok &= cq_cache_attend(c, L, q, NQ, first + (size_t)L * NQ * D, &op, &e) == CQ_OK;
         double err = 0.0, den = 1e-30;

@@ -19,8 +19,6 @@
 
 #include "cq_codec.h"
 
-#define CQ_ACC_TILE 64u /* tokens per weight-quantization tile of acc_i4q */
-
 typedef struct cq_kernels {
     const char *name; /* "scalar", "avx2" */
     /* one token, per-token scale: codes D (bits 8) or D/2 (bits 4) bytes */
@@ -42,22 +40,6 @@ typedef struct cq_kernels {
      * May read up to 7 bytes past the last token's codes (callers keep them readable). */
     void (*dot_i4)(const float *qp, uint32_t nh, const uint8_t *k, uint32_t n, uint32_t kept,
                    float *s, uint32_t ss);
-    /* Quantized-query INT4 key scores (the "fast" attention precision):
-     * s[h][t] = (float)(sum_j q16[h][j] * code[t][j]) * qs[h], q16: [nh][kept] int16 in
-     * channel order, |q16| <= 32767. The integer sum is exact (int32: kept <= CQ_MAX_DIM),
-     * so every table gives the same bits. Same layout and over-read rule as dot_i4. */
-    void (*dot_i4q)(const int16_t *q16, const float *qs, uint32_t nh, const uint8_t *k,
-                    uint32_t n, uint32_t kept, float *s, uint32_t ss);
-    /* FAST precision, INT4 values: per query head and per tile of CQ_ACC_TILE tokens
-     * (counted from the first token of the call), w'[t] = w[h][t] * vs[t] (fp32) is
-     * rounded with quant_i16 to int16 wi[t] and scale sc; then for every channel
-     * acc[h][c] += (float)(sum_t wi[t] * code[t][c]) * sc (exact int32 sum, one fp32
-     * multiply and one add: every table gives the same bits). */
-    void (*acc_i4q)(const float *w, uint32_t ws, uint32_t nh, const uint8_t *v, const uint16_t *vs,
-                    uint32_t n, uint32_t D, float *acc);
-    /* x[n] (finite) -> q[j] = rint(x[j] * (32767 / amax)) clamped to +-32767, *scale =
-     * amax / 32767, amax = max |x|; all zero and scale 0 when amax == 0 */
-    void (*quant_i16)(const float *x, uint32_t n, int16_t *q, float *scale);
     /* acc[h] += sum_t w[h][t] * v[t] */
     void (*acc_f16)(const float *w, uint32_t ws, uint32_t nh, const uint16_t *v, uint32_t n,
                     uint32_t D, float *acc);

@@ -13,7 +13,6 @@
  * so no shuffles sit in the per-token loop.
  */
 #include <immintrin.h>
-#include <math.h>
 #include <string.h>
 
 #include "cq_kernels.h"
@@ -328,108 +327,6 @@ static void v_dot_i4(const float *qp, uint32_t nh, const uint8_t *k, uint32_t n,
     }
 }
 
-/* Quantized-query INT4 scores. A 32-channel chunk is 16 bytes: XOR 0x88 turns both
- * two's-complement nibbles into u = code + 8 in [0, 15]; zero-extended to 16 int16
- * lanes, lane j holds channel 2j (u & 15) and 2j+1 (u >> 4). vpmaddwd against the
- * query permuted once to (even | odd) order per chunk gives exact int32 pair sums;
- * sum(q16 * u) - 8 * sum(q16) is the exact integer dot, as in the scalar table. */
-static inline __m128i load_chunk16(const uint8_t *p, uint32_t avail) {
-    if (avail >= 16) return _mm_loadu_si128((const __m128i *)p);
-    __m128i lo = _mm_loadl_epi64((const __m128i *)p); /* over-reads at most 7 bytes */
-    if (avail <= 8) return lo;
-    return _mm_unpacklo_epi64(lo, _mm_loadl_epi64((const __m128i *)(p + 8)));
-}
-
-/* int32 lanes of a[0..3] summed per vector -> 4 sums */
-static inline __m128i hsum4_epi32(const __m256i *a) {
-    __m256i t0 = _mm256_hadd_epi32(a[0], a[1]), t1 = _mm256_hadd_epi32(a[2], a[3]);
-    __m256i t2 = _mm256_hadd_epi32(t0, t1);
-    return _mm_add_epi32(_mm256_castsi256_si128(t2), _mm256_extracti128_si256(t2, 1));
-}
-
-static inline void i4q_store(__m128i r, __m128i corr, __m128 qs4, uint32_t nhc, float *s,
-                             uint32_t ss, uint32_t t) {
-    float o[4];
-    _mm_storeu_ps(o, _mm_mul_ps(_mm_cvtepi32_ps(_mm_sub_epi32(r, corr)), qs4));
-    for (uint32_t h = 0; h < nhc; h++) s[(size_t)h * ss + t] = o[h];
-}
-
-/* Two tokens per iteration share every query load (the loop is load-port bound). */
-static ALWAYS_INLINE void dot_i4q_blk(const uint32_t nhc, const int16_t *qperm, uint32_t kp,
-                                      __m128i corr, __m128 qs4, const uint8_t *k, uint32_t n,
-                                      uint32_t kept, float *s, uint32_t ss) {
-    const uint32_t kb = kept / 2;
-    const __m128i x88 = _mm_set1_epi8((char)0x88);
-    const __m256i m15 = _mm256_set1_epi16(0x000F);
-    uint32_t t = 0;
-    for (; t + 2 <= n; t += 2) {
-        const uint8_t *r0 = k + (size_t)t * kb, *r1 = r0 + kb;
-        __m256i a[HC], b[HC];
-        _Pragma("GCC unroll 4") for (int h = 0; h < HC; h++) a[h] = b[h] = _mm256_setzero_si256();
-        for (uint32_t c = 0; c < kb; c += 16) {
-            __m256i v0 = _mm256_cvtepu8_epi16(_mm_xor_si128(load_chunk16(r0 + c, kb - c), x88));
-            __m256i v1 = _mm256_cvtepu8_epi16(_mm_xor_si128(load_chunk16(r1 + c, kb - c), x88));
-            __m256i lo0 = _mm256_and_si256(v0, m15), hi0 = _mm256_srli_epi16(v0, 4);
-            __m256i lo1 = _mm256_and_si256(v1, m15), hi1 = _mm256_srli_epi16(v1, 4);
-            const int16_t *qc = qperm + 2 * c;
-            _Pragma("GCC unroll 4") for (uint32_t h = 0; h < nhc; h++) {
-                __m256i qe = _mm256_load_si256((const __m256i *)(qc + (size_t)h * kp));
-                __m256i qo = _mm256_load_si256((const __m256i *)(qc + (size_t)h * kp + 16));
-                a[h] = _mm256_add_epi32(a[h], _mm256_add_epi32(_mm256_madd_epi16(lo0, qe),
-                                                               _mm256_madd_epi16(hi0, qo)));
-                b[h] = _mm256_add_epi32(b[h], _mm256_add_epi32(_mm256_madd_epi16(lo1, qe),
-                                                               _mm256_madd_epi16(hi1, qo)));
-            }
-        }
-        i4q_store(hsum4_epi32(a), corr, qs4, nhc, s, ss, t);
-        i4q_store(hsum4_epi32(b), corr, qs4, nhc, s, ss, t + 1);
-    }
-    if (t < n) {
-        const uint8_t *r0 = k + (size_t)t * kb;
-        __m256i a[HC];
-        _Pragma("GCC unroll 4") for (int h = 0; h < HC; h++) a[h] = _mm256_setzero_si256();
-        for (uint32_t c = 0; c < kb; c += 16) {
-            __m256i v0 = _mm256_cvtepu8_epi16(_mm_xor_si128(load_chunk16(r0 + c, kb - c), x88));
-            __m256i lo0 = _mm256_and_si256(v0, m15), hi0 = _mm256_srli_epi16(v0, 4);
-            const int16_t *qc = qperm + 2 * c;
-            _Pragma("GCC unroll 4") for (uint32_t h = 0; h < nhc; h++) {
-                __m256i qe = _mm256_load_si256((const __m256i *)(qc + (size_t)h * kp));
-                __m256i qo = _mm256_load_si256((const __m256i *)(qc + (size_t)h * kp + 16));
-                a[h] = _mm256_add_epi32(a[h], _mm256_add_epi32(_mm256_madd_epi16(lo0, qe),
-                                                               _mm256_madd_epi16(hi0, qo)));
-            }
-        }
-        i4q_store(hsum4_epi32(a), corr, qs4, nhc, s, ss, t);
-    }
-}
-
-static void v_dot_i4q(const int16_t *q16, const float *qs, uint32_t nh, const uint8_t *k,
-                      uint32_t n, uint32_t kept, float *s, uint32_t ss) {
-    const uint32_t kp = (kept + 31) & ~31u;
-    int16_t qperm[HC * (CQ_MAX_DIM + 32)] __attribute__((aligned(32)));
-    for (uint32_t h0 = 0; h0 < nh; h0 += HC) {
-        uint32_t nhc = nh - h0 < HC ? nh - h0 : HC;
-        int32_t cr[4] = {0, 0, 0, 0};
-        float sc[4] = {0, 0, 0, 0};
-        for (uint32_t h = 0; h < nhc; h++) {
-            const int16_t *src = q16 + (size_t)(h0 + h) * kept;
-            int16_t *dst = qperm + (size_t)h * kp;
-            for (uint32_t c = 0; c < kp; c += 32)
-                for (uint32_t i = 0; i < 16; i++) {
-                    dst[c + i] = c + 2 * i < kept ? src[c + 2 * i] : 0;
-                    dst[c + 16 + i] = c + 2 * i + 1 < kept ? src[c + 2 * i + 1] : 0;
-                }
-            for (uint32_t c = 0; c < kept; c++) cr[h] += 8 * (int32_t)src[c];
-            sc[h] = qs[h0 + h];
-        }
-        const __m128i corr = _mm_loadu_si128((const __m128i *)cr);
-        const __m128 qs4 = _mm_loadu_ps(sc);
-#define B(NH) dot_i4q_blk(NH, qperm, kp, corr, qs4, k, n, kept, s + (size_t)h0 * ss, ss)
-        NH_SWITCH(nhc, B)
-#undef B
-    }
-}
-
 /* --------------------------------------------------- value accumulation */
 
 /* acc[h][c..c+16) += sum_t w[h][t] * x_t(c..c+16), for one 16-channel chunk at a time:
@@ -601,115 +498,6 @@ static void v_acc_i4(const float *w, uint32_t ws, uint32_t nh, const uint8_t *v,
     }
 }
 
-static void v_quant_i16(const float *x, uint32_t n, int16_t *q, float *scale) {
-    const __m256 abs = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
-    __m256 m = _mm256_setzero_ps();
-    uint32_t j = 0;
-    for (; j + 8 <= n; j += 8) m = _mm256_max_ps(m, _mm256_and_ps(_mm256_loadu_ps(x + j), abs));
-    __m128 r = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
-    r = _mm_max_ps(r, _mm_movehl_ps(r, r));
-    r = _mm_max_ss(r, _mm_movehdup_ps(r));
-    float amax = _mm_cvtss_f32(r);
-    for (; j < n; j++) amax = fabsf(x[j]) > amax ? fabsf(x[j]) : amax;
-    if (!(amax > 0.0f)) {
-        memset(q, 0, n * sizeof *q);
-        *scale = 0.0f;
-        return;
-    }
-    const float inv = 32767.0f / amax;
-    const __m256 vi = _mm256_set1_ps(inv), hi = _mm256_set1_ps(32767.0f), lo = _mm256_set1_ps(-32767.0f);
-    for (j = 0; j + 16 <= n; j += 16) {
-        __m256 a = _mm256_round_ps(_mm256_mul_ps(_mm256_loadu_ps(x + j), vi),
-                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-        __m256 b = _mm256_round_ps(_mm256_mul_ps(_mm256_loadu_ps(x + j + 8), vi),
-                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-        a = _mm256_min_ps(_mm256_max_ps(a, lo), hi);
-        b = _mm256_min_ps(_mm256_max_ps(b, lo), hi);
-        __m256i p = _mm256_packs_epi32(_mm256_cvttps_epi32(a), _mm256_cvttps_epi32(b));
-        _mm256_storeu_si256((__m256i *)(q + j), _mm256_permute4x64_epi64(p, 0xD8));
-    }
-    for (; j < n; j++) {
-        float v = nearbyintf(x[j] * inv);
-        v = v > 32767.0f ? 32767.0f : (v < -32767.0f ? -32767.0f : v);
-        q[j] = (int16_t)v;
-    }
-    *scale = amax / 32767.0f;
-}
-
-/* FAST INT4 values: weights of a tile rounded to int16 (quant_i16), two tokens per
- * vpmaddwd. Their code bytes are interleaved (unpacklo_epi8), XOR 0x88 makes both
- * nibbles u = code + 8, zero-extension gives int16 lanes (t, t+1) per byte; u & 15 are
- * the even channels, u >> 4 the odd ones; the broadcast weight pair (wi[t], wi[t+1])
- * makes each int32 lane w_t u_t + w_t+1 u_t+1. sum(w u) - 8 sum(w) is exact. */
-static ALWAYS_INLINE void acc_i4q_blk(const uint32_t nhc, const int32_t *wp, const int32_t *corr,
-                                      const float *sc, uint32_t m, const uint8_t *base,
-                                      uint32_t D, float *ah) {
-    const uint32_t kb = D / 2, vb = kb & ~7u, np = (m + 1) / 2;
-    const __m128i x88 = _mm_set1_epi8((char)0x88);
-    const __m256i m15 = _mm256_set1_epi16(0x000F);
-    for (uint32_t b = 0; b < vb; b += 8) {
-        __m256i a0[HC], a1[HC];
-        _Pragma("GCC unroll 4") for (int h = 0; h < HC; h++) a0[h] = a1[h] = _mm256_setzero_si256();
-        for (uint32_t i = 0; i < np; i++) {
-            const uint8_t *r0 = base + (size_t)(2 * i) * kb + b;
-            const uint8_t *r1 = 2 * i + 1 < m ? r0 + kb : r0; /* odd tail: weight 0 */
-            __m128i x = _mm_unpacklo_epi8(_mm_loadl_epi64((const __m128i *)r0),
-                                          _mm_loadl_epi64((const __m128i *)r1));
-            __m256i v = _mm256_cvtepu8_epi16(_mm_xor_si128(x, x88));
-            __m256i lo = _mm256_and_si256(v, m15), hi = _mm256_srli_epi16(v, 4);
-            _Pragma("GCC unroll 4") for (uint32_t h = 0; h < nhc; h++) {
-                __m256i w = _mm256_set1_epi32(wp[(size_t)h * (CQ_ACC_TILE / 2) + i]);
-                a0[h] = _mm256_add_epi32(a0[h], _mm256_madd_epi16(lo, w));
-                a1[h] = _mm256_add_epi32(a1[h], _mm256_madd_epi16(hi, w));
-            }
-        }
-        _Pragma("GCC unroll 4") for (uint32_t h = 0; h < nhc; h++) {
-            const __m256i cr = _mm256_set1_epi32(corr[h]);
-            __m256i e = _mm256_sub_epi32(a0[h], cr), o = _mm256_sub_epi32(a1[h], cr);
-            __m256i u0 = _mm256_unpacklo_epi32(e, o), u1 = _mm256_unpackhi_epi32(e, o);
-            __m256i r0 = _mm256_permute2x128_si256(u0, u1, 0x20);
-            __m256i r1 = _mm256_permute2x128_si256(u0, u1, 0x31);
-            const __m256 s8 = _mm256_set1_ps(sc[h]);
-            float *dst = ah + (size_t)h * D + 2 * b;
-            _mm256_storeu_ps(dst, _mm256_add_ps(_mm256_loadu_ps(dst), _mm256_mul_ps(_mm256_cvtepi32_ps(r0), s8)));
-            _mm256_storeu_ps(dst + 8, _mm256_add_ps(_mm256_loadu_ps(dst + 8), _mm256_mul_ps(_mm256_cvtepi32_ps(r1), s8)));
-        }
-    }
-    for (uint32_t c = 2 * vb; c < D; c++) /* D % 16 tail: the reference arithmetic */
-        for (uint32_t h = 0; h < nhc; h++) {
-            const int16_t *wi = (const int16_t *)(const void *)(wp + (size_t)h * (CQ_ACC_TILE / 2));
-            int32_t a = 0;
-            for (uint32_t t = 0; t < m; t++) a += (int32_t)wi[t] * cq_nibble_get(base + (size_t)t * kb, c);
-            ah[(size_t)h * D + c] += (float)a * sc[h];
-        }
-}
-
-static void v_acc_i4q(const float *w, uint32_t ws, uint32_t nh, const uint8_t *v,
-                      const uint16_t *vs, uint32_t n, uint32_t D, float *acc) {
-    float wt[HC * CQ_ACC_TILE];
-    int32_t wp[HC * CQ_ACC_TILE / 2]; /* [h][pair]: int16 weights, pairs packed (t low) */
-    for (uint32_t h0 = 0; h0 < nh; h0 += HC) {
-        uint32_t nhc = nh - h0 < HC ? nh - h0 : HC;
-        for (uint32_t t0 = 0; t0 < n; t0 += CQ_ACC_TILE) {
-            uint32_t m = n - t0 < CQ_ACC_TILE ? n - t0 : CQ_ACC_TILE;
-            weights_tile(w, ws, h0, nhc, t0, m, vs, wt);
-            int32_t corr[HC];
-            float sc[HC];
-            for (uint32_t h = 0; h < nhc; h++) {
-                int16_t *wi = (int16_t *)(void *)(wp + (size_t)h * (CQ_ACC_TILE / 2));
-                v_quant_i16(wt + (size_t)h * m, m, wi, &sc[h]);
-                if (m & 1) wi[m] = 0;
-                int32_t sum = 0;
-                for (uint32_t t = 0; t < m; t++) sum += wi[t];
-                corr[h] = 8 * sum;
-            }
-#define B(NH) acc_i4q_blk(NH, wp, corr, sc, m, v + (size_t)t0 * (D / 2), D, acc + (size_t)h0 * D)
-            NH_SWITCH(nhc, B)
-#undef B
-        }
-    }
-}
-
 static int v_any_nonfinite(const uint16_t *x, size_t n) {
     const __m256i m = _mm256_set1_epi16(0x7C00);
     __m256i bad = _mm256_setzero_si256();
@@ -789,9 +577,6 @@ const cq_kernels cq_kernels_avx2_table = {
     .dot_f32 = v_dot_f32,
     .dot_i8 = v_dot_i8,
     .dot_i4 = v_dot_i4,
-    .dot_i4q = v_dot_i4q,
-    .acc_i4q = v_acc_i4q,
-    .quant_i16 = v_quant_i16,
     .acc_f16 = v_acc_f16,
     .acc_f32 = v_acc_f32,
     .acc_i8 = v_acc_i8,

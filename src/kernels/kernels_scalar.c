@@ -66,56 +66,6 @@ static void s_dot_i4(const float *qp, uint32_t nh, const uint8_t *k, uint32_t n,
     }
 }
 
-static void s_dot_i4q(const int16_t *q16, const float *qs, uint32_t nh, const uint8_t *k,
-                      uint32_t n, uint32_t kept, float *s, uint32_t ss) {
-    for (uint32_t t = 0; t < n; t++) {
-        const uint8_t *row = k + (size_t)t * (kept / 2);
-        for (uint32_t h = 0; h < nh; h++) {
-            int32_t a = 0; /* |a| <= 32767 * 8 * 512 < 2^31: exact */
-            for (uint32_t c = 0; c < kept; c++)
-                a += (int32_t)q16[(size_t)h * kept + c] * cq_nibble_get(row, c);
-            s[(size_t)h * ss + t] = (float)a * qs[h];
-        }
-    }
-}
-
-static void s_quant_i16(const float *x, uint32_t n, int16_t *q, float *scale) {
-    float amax = 0.0f;
-    for (uint32_t j = 0; j < n; j++) amax = fabsf(x[j]) > amax ? fabsf(x[j]) : amax;
-    if (!(amax > 0.0f)) {
-        for (uint32_t j = 0; j < n; j++) q[j] = 0;
-        *scale = 0.0f;
-        return;
-    }
-    const float inv = 32767.0f / amax;
-    for (uint32_t j = 0; j < n; j++) {
-        float r = rintf(x[j] * inv); /* the default rounding mode: nearest-even */
-        r = r > 32767.0f ? 32767.0f : (r < -32767.0f ? -32767.0f : r);
-        q[j] = (int16_t)r;
-    }
-    *scale = amax / 32767.0f;
-}
-
-static void s_acc_i4q(const float *w, uint32_t ws, uint32_t nh, const uint8_t *v,
-                      const uint16_t *vs, uint32_t n, uint32_t D, float *acc) {
-    float wf[CQ_ACC_TILE];
-    int16_t wi[CQ_ACC_TILE];
-    for (uint32_t h = 0; h < nh; h++)
-        for (uint32_t t0 = 0; t0 < n; t0 += CQ_ACC_TILE) {
-            uint32_t m = n - t0 < CQ_ACC_TILE ? n - t0 : CQ_ACC_TILE;
-            float sc;
-            for (uint32_t t = 0; t < m; t++)
-                wf[t] = w[(size_t)h * ws + t0 + t] * cq_f16_to_f32(vs[t0 + t]);
-            s_quant_i16(wf, m, wi, &sc);
-            for (uint32_t c = 0; c < D; c++) {
-                int32_t a = 0; /* |a| <= 64 * 32767 * 8 < 2^31 */
-                for (uint32_t t = 0; t < m; t++)
-                    a += (int32_t)wi[t] * cq_nibble_get(v + (size_t)(t0 + t) * (D / 2), c);
-                acc[(size_t)h * D + c] += (float)a * sc;
-            }
-        }
-}
-
 static void s_acc_f16(const float *w, uint32_t ws, uint32_t nh, const uint16_t *v, uint32_t n,
                       uint32_t D, float *acc) {
     for (uint32_t t = 0; t < n; t++)
@@ -191,9 +141,6 @@ static const cq_kernels scalar_table = {
     .dot_f32 = s_dot_f32,
     .dot_i8 = s_dot_i8,
     .dot_i4 = s_dot_i4,
-    .dot_i4q = s_dot_i4q,
-    .acc_i4q = s_acc_i4q,
-    .quant_i16 = s_quant_i16,
     .acc_f16 = s_acc_f16,
     .acc_f32 = s_acc_f32,
     .acc_i8 = s_acc_i8,
