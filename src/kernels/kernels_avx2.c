@@ -13,7 +13,6 @@
  * so no shuffles sit in the per-token loop.
  */
 #include <immintrin.h>
-#include <math.h>
 #include <string.h>
 
 #include "cq_kernels.h"
@@ -451,77 +450,57 @@ static void v_dot_i4q(const int8_t *q8, const uint8_t *sh, const float *qs, uint
     }
 }
 
-/* The rule of the scalar table's s_quant_q8 (its comment is the spec), vectorized. The
- * block exponent e_b (largest e <= 11 with a_b 2^e <= amax) comes from the float
- * fields: with a = a_b, A = amax normal, a 2^k <= A iff (Ea + k, Ma) <= (EA, MA), so
- * e = EA - Ea - (Ma > MA), clamped to [0, 11]; tiny amax (< 2^-100, where a block
- * may be subnormal) takes the reference loop. Rounding: vroundps nearest-even equals
- * the reference's 1.5 * 2^23 addition for |y| <= 128. */
+/* The rule of the scalar table's s_quant_q8 (its comment is the spec), vectorized for
+ * 4-channel blocks: two permutes give every lane its block's max a_b; the block exponent
+ * e_b (largest e <= 11 with a_b 2^e <= amax) comes from the float fields: for normal
+ * a, A, a 2^k <= A iff (Ea + k, Ma) <= (EA, MA), so e = EA - Ea - (Ma > MA), clamped to
+ * [0, 11] (a_b = 0 gives a huge e: 11). A tiny amax (< 2^-100, where blocks may be
+ * subnormal) takes the scalar table. The factor 127 / amax * 2^e is exact in its power
+ * of two; vroundps nearest-even equals the reference's 1.5 * 2^23 rounding for |y| <= 128. */
+_Static_assert(CQ_Q8_BLOCK == 4, "v_quant_q8 computes block maxima of 4 lanes");
 static void v_quant_q8(const float *x, uint32_t kept, int8_t *q8, uint8_t *sh, float *qs) {
-    const uint32_t nb = (kept + CQ_Q8_BLOCK - 1) / CQ_Q8_BLOCK;
-    float ax[CQ_MAX_DIM + 32], fac[CQ_MAX_DIM + 32];
+    const uint32_t nb = (kept + 3) / 4, k32 = (kept + 31) & ~31u;
+    float xs[CQ_MAX_DIM + 32] __attribute__((aligned(32)));
+    int32_t et[CQ_MAX_DIM + 32] __attribute__((aligned(32)));
+    int8_t qt[CQ_MAX_DIM + 32] __attribute__((aligned(32)));
+    memcpy(xs, x, kept * sizeof *x);
+    memset(xs + kept, 0, (k32 - kept) * sizeof *x);
     const __m256 absm = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
     __m256 m = _mm256_setzero_ps();
-    uint32_t c = 0;
-    for (; c + 8 <= kept; c += 8) {
-        __m256 a = _mm256_and_ps(_mm256_loadu_ps(x + c), absm);
-        _mm256_storeu_ps(ax + c, a);
-        m = _mm256_max_ps(m, a);
-    }
+    for (uint32_t c = 0; c < k32; c += 8) m = _mm256_max_ps(m, _mm256_and_ps(_mm256_load_ps(xs + c), absm));
     __m128 r = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
     r = _mm_max_ps(r, _mm_movehl_ps(r, r));
     r = _mm_max_ss(r, _mm_movehdup_ps(r));
-    float amax = _mm_cvtss_f32(r);
-    for (; c < kept; c++) {
-        ax[c] = fabsf(x[c]);
-        amax = ax[c] > amax ? ax[c] : amax;
-    }
-    if (!(amax > 0.0f)) {
-        memset(q8, 0, kept);
-        memset(sh, 0, nb);
-        *qs = 0.0f;
+    const float amax = _mm_cvtss_f32(r);
+    if (!(amax > 0.0f) || amax < 0x1p-100f) {
+        cq_kernels_scalar()->quant_q8(x, kept, q8, sh, qs);
         return;
     }
-    const float inv = 127.0f / amax;
     uint32_t ua;
     memcpy(&ua, &amax, 4);
-    const int EA = (int)(ua >> 23), MA = (int)(ua & 0x7FFFFF), tiny = EA < 27;
-    for (uint32_t b = 0; b < nb; b++) {
-        const uint32_t c0 = b * CQ_Q8_BLOCK, c1 = c0 + CQ_Q8_BLOCK < kept ? c0 + CQ_Q8_BLOCK : kept;
-        float ab = 0.0f;
-        for (c = c0; c < c1; c++) ab = ax[c] > ab ? ax[c] : ab;
-        int e;
-        if (ab == 0.0f) {
-            e = CQ_Q8_SHIFT_MAX;
-        } else if (!tiny) {
-            uint32_t ub;
-            memcpy(&ub, &ab, 4);
-            int Eb = (int)(ub >> 23), Mb = (int)(ub & 0x7FFFFF);
-            e = EA - Eb - (Mb > MA);
-            e = e < 0 ? 0 : (e > (int)CQ_Q8_SHIFT_MAX ? (int)CQ_Q8_SHIFT_MAX : e);
-        } else {
-            float p2 = 1.0f;
-            for (e = 0; e < (int)CQ_Q8_SHIFT_MAX && ab * (2.0f * p2) <= amax; e++) p2 *= 2.0f;
-        }
-        sh[b] = (uint8_t)(CQ_Q8_SHIFT_MAX - (uint32_t)e);
-        const float f = inv * (float)(1u << e);
-        for (c = c0; c < c1; c++) fac[c] = f;
-    }
-    const __m256 lo = _mm256_set1_ps(-127.0f), hi = _mm256_set1_ps(127.0f);
-    for (c = 0; c + 32 <= kept; c += 32) {
+    const __m256i EA = _mm256_set1_epi32((int)(ua >> 23)), MA = _mm256_set1_epi32((int)(ua & 0x7FFFFF));
+    const __m256i mm = _mm256_set1_epi32(0x7FFFFF), emax = _mm256_set1_epi32((int)CQ_Q8_SHIFT_MAX);
+    const __m256i b127 = _mm256_set1_epi32(127), zero = _mm256_setzero_si256();
+    const __m256 inv = _mm256_set1_ps(127.0f / amax), lo = _mm256_set1_ps(-127.0f), hi = _mm256_set1_ps(127.0f);
+    for (uint32_t c = 0; c < k32; c += 32) {
         __m256i v[4];
         for (int i = 0; i < 4; i++) {
-            __m256 y = _mm256_round_ps(_mm256_mul_ps(_mm256_loadu_ps(x + c + 8 * i), _mm256_loadu_ps(fac + c + 8 * i)),
-                                       _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+            __m256 xv = _mm256_load_ps(xs + c + 8 * i), a = _mm256_and_ps(xv, absm);
+            a = _mm256_max_ps(a, _mm256_permute_ps(a, 0xB1));
+            a = _mm256_max_ps(a, _mm256_permute_ps(a, 0x4E)); /* block max in every lane */
+            __m256i bits = _mm256_castps_si256(a);
+            __m256i e = _mm256_sub_epi32(EA, _mm256_srli_epi32(bits, 23));
+            e = _mm256_add_epi32(e, _mm256_cmpgt_epi32(_mm256_and_si256(bits, mm), MA));
+            e = _mm256_min_epi32(_mm256_max_epi32(e, zero), emax);
+            _mm256_store_si256((__m256i *)(et + c + 8 * i), e);
+            __m256 f = _mm256_mul_ps(inv, _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(e, b127), 23)));
+            __m256 y = _mm256_round_ps(_mm256_mul_ps(xv, f), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
             v[i] = _mm256_cvttps_epi32(_mm256_min_ps(_mm256_max_ps(y, lo), hi));
         }
-        _mm256_storeu_si256((__m256i *)(q8 + c), pack32(v[0], v[1], v[2], v[3]));
+        _mm256_store_si256((__m256i *)(qt + c), pack32(v[0], v[1], v[2], v[3]));
     }
-    for (; c < kept; c++) {
-        float y = nearbyintf(x[c] * fac[c]);
-        y = y > 127.0f ? 127.0f : (y < -127.0f ? -127.0f : y);
-        q8[c] = (int8_t)y;
-    }
+    memcpy(q8, qt, kept);
+    for (uint32_t b = 0; b < nb; b++) sh[b] = (uint8_t)(CQ_Q8_SHIFT_MAX - (uint32_t)et[4 * b]);
     *qs = (amax / 127.0f) / (float)(1u << CQ_Q8_SHIFT_MAX);
 }
 
