@@ -273,8 +273,11 @@ static int run_point(const bench_opts *o, uint32_t D, uint32_t T, const fmt_pair
 
 static void print_rows(const bench_opts *o, const row *rows, int n) {
     if (o->json) {
-        printf("{\"kernels\": \"%s\", \"kv_heads\": %u, \"gqa\": %u, \"llc_mib\": %u, \"rows\": [\n",
-               cq_cache_kernels(NULL), o->kv_heads, o->gqa, o->llc_mib);
+        printf("{\"kernels\": \"%s\", \"precision\": \"%s\", \"kv_heads\": %u, \"gqa\": %u, "
+               "\"llc_mib\": %u, \"rows\": [\n",
+               cq_cache_kernels(NULL),
+               cq_attn_precision_resolve(o->precision) == CQ_ATTN_FAST ? "fast" : "exact",
+               o->kv_heads, o->gqa, o->llc_mib);
         for (int i = 0; i < n; i++) {
             const row *w = &rows[i];
             printf("  {\"D\": %u, \"T\": %u, \"format\": \"%s\", \"threads\": %u, \"layers\": %u, "

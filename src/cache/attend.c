@@ -9,8 +9,10 @@
  * unpacked once for all of them), an online-softmax step (running max m, sum
  * l, rescaled accumulator), then the value accumulation. CQ-4 keys: the
  * group's per-channel scales are folded into the query once per run
- * (qp = q .* s); outlier channels add a small fp16 side dot. Values fold their
- * per-token scale into the softmax weight inside the kernel.
+ * (qp = q .* s); outlier channels add a small fp16 side dot. With the FAST
+ * precision (cq_attn_opts.precision) qp is then rounded to 8-bit blocks
+ * (kernel quant_q8) and the codes are dotted in integers (dot_i4q). Values fold
+ * their per-token scale into the softmax weight inside the kernel.
  *
  * Threads: decode splits every kv head's tokens into fixed chunks of
  * CHUNK tokens (independent of the thread count, so results do not depend on

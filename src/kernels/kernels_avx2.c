@@ -4,7 +4,9 @@
  * cpuid said yes. Encoders are bit-identical to the codec core (fp32 divide,
  * RNE round, clamp: CONTRACT.md section 3's checked facts); attention loops
  * reorder fp32 sums (8 lanes, split accumulators) and are tested against the
- * scalar table within the bound of docs/CACHE.md.
+ * scalar table within the bound of docs/CACHE.md; the FAST-precision query
+ * quantization and integer key scores (vpmaddubsw / vpmaddwd) are bit-identical
+ * to the scalar table.
  *
  * INT4 unpack: 8 packed bytes (16 channels) are zero-extended into 8 int32
  * lanes; the low nibble of lane i is channel 2i, the high nibble 2i+1. Each

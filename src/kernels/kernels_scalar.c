@@ -3,7 +3,9 @@
  * Encoders call the codec core itself (the contract), so they are the spec the
  * AVX2 encoders are tested against bit for bit. The attention loops are plain
  * fp32 loops in token order; the AVX2 versions reorder sums and agree within
- * the bound stated in docs/CACHE.md.
+ * the bound stated in docs/CACHE.md. The FAST-precision query quantization
+ * (s_quant_q8, whose comment is the rule) and integer key scores (s_dot_i4q)
+ * are specs every table matches bit for bit.
  * Not here: SIMD code (kernels_avx2.c), the choice of table (dispatch.c).
  */
 #include <math.h>
