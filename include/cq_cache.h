@@ -127,10 +127,28 @@ const char *cq_cache_kernels(const cq_cache *c);
 
 /* ------------------------------------------------------------- attention */
 
+/* Arithmetic of the key scores over CQ-4 / CQ-4+ keys (docs/CACHE.md, "Tolerance").
+ * EXACT: fp32 dot of the codes with q .* scales (the tight bound). FAST: q .* scales
+ * rounded once per (key group, query head) to int8 in blocks of 32 channels with
+ * power-of-two block steps, exact integer dot products (vpmaddubsw), one fp32 multiply
+ * per score: cheaper, with a score error of up to half a step per channel times the
+ * code (ggml-class accuracy). Every other format and the softmax / value side are the
+ * same in both. DEFAULT: CQ_ATTN_PRECISION=exact|fast from the environment if set,
+ * else EXACT. */
+typedef enum cq_attn_precision {
+    CQ_ATTN_DEFAULT = 0,
+    CQ_ATTN_EXACT = 1,
+    CQ_ATTN_FAST = 2
+} cq_attn_precision;
+
 typedef struct cq_attn_opts {
     uint32_t n_threads; /* 0 = 1 */
     float scale;        /* 0 = 1/sqrt(head_dim) */
+    uint32_t precision; /* cq_attn_precision; 0 = default (added field: zero keeps old callers valid) */
 } cq_attn_opts;
+
+/* The precision a call with opts->precision = p would use (resolves DEFAULT). */
+cq_attn_precision cq_attn_precision_resolve(uint32_t p);
 
 /* Decode attention: one query token attending to all tokens of the layer.
  * q, out: [n_q_heads][D] fp32; n_q_heads a multiple of n_kv_heads (GQA: query

@@ -7,6 +7,9 @@
  * The bound (docs/CACHE.md): per call, max |out - ref| / max |ref| <=
  * TOL + 8 * 2^-23 * Lmax, where Lmax = max over query rows and tokens of
  * scale * sum_c |q_c k_c| (fp32 score rounding grows with the logit size).
+ * FAST precision (8-bit query blocks for CQ-4 / CQ-4+ keys) adds
+ * (exp(2 delta) - 1) * max|V| / max|ref|, delta the largest score error its
+ * rounding allows (fast_delta below); every call is checked in both precisions.
  */
 #include <math.h>
 #include <pthread.h>
@@ -17,11 +20,12 @@
 #include "cq_test.h"
 #include "cq_vectors.h"
 #include "util/cache_testutil.h"
+#include "../src/kernels/cq_kernels.h" /* CQ_Q8_BLOCK, CQ_Q8_SHIFT_MAX */
 
 #define TOL 2e-5
 
 static const cq_codec_id FMT[] = {CQ_CODEC_FP16, CQ_CODEC_CQ8, CQ_CODEC_CQ4, CQ_CODEC_CQ4P};
-static double worst;
+static double worst, worst_fast, worst_fast_rel;
 
 static cq_cache *make(uint32_t NL, uint32_t H, uint32_t D, cq_codec_id k, cq_codec_id v, uint32_t G,
                       uint32_t S, const char *kern, int generic, const uint8_t *masks) {
@@ -59,21 +63,108 @@ static double logit_l1(const cq_cache *c, uint32_t layer, const float *q, uint32
     return mx / sqrt((double)D);
 }
 
+/* FAST precision: the largest key-score error the 8-bit query rounding allows, over
+ * query rows and CQ-4 / CQ-4+ key tokens: per key group, s_c = max_t |K_tc| / 7 (the
+ * stored scale: the group's largest code is +-7), codes K_tc / s_c, the folded query
+ * x_c = scale * q_c * s_c over the kept channels in blocks of CQ_Q8_BLOCK, block step
+ * d_b <= max(2 a_b, amax / 2^11) / 127 (a_b = max |x| over the block, amax over all),
+ * error <= sum_b d_b / 2 * sum_{c in b} |code_c|. Sinks and fp16 tokens count as
+ * keys too (an upper bound). 0 for other key formats. */
+static double fast_delta(const cq_cache *c, uint32_t layer, const float *q, uint32_t nq) {
+    const cq_cache_config *cfg = cq_cache_get_config(c);
+    if (cfg->key_codec != CQ_CODEC_CQ4 && cfg->key_codec != CQ_CODEC_CQ4P) return 0.0;
+    const uint32_t D = cfg->head_dim, H = cfg->n_kv_heads, T = cq_cache_tokens(c, layer);
+    const uint32_t G = cfg->group ? cfg->group : 128, S = cfg->n_sinks;
+    const double scale = 1.0 / sqrt((double)D);
+    float *K = malloc((size_t)T * D * 4);
+    double *s = malloc(D * sizeof *s), *x = malloc(D * sizeof *x), best = 0.0;
+    uint32_t *kept = malloc(D * sizeof *kept);
+    for (uint32_t h = 0; h < H; h++) {
+        cq_cache_read(c, layer, h, 0, T, K, NULL, NULL);
+        const uint8_t *mask = cfg->key_codec == CQ_CODEC_CQ4P && cfg->outlier_masks
+                                  ? cfg->outlier_masks + ((size_t)layer * H + h) * D : NULL;
+        uint32_t nk = 0;
+        for (uint32_t d = 0; d < D; d++)
+            if (!mask || !mask[d]) kept[nk++] = d;
+        for (uint32_t g0 = 0; g0 < T; g0 = g0 < S ? S : g0 + G) {
+            uint32_t g1 = g0 < S ? S : (g0 + G < T ? g0 + G : T);
+            if (g1 > T) g1 = T;
+            for (uint32_t d = 0; d < D; d++) {
+                double m = 0.0;
+                for (uint32_t t = g0; t < g1; t++) m = fmax(m, fabs((double)K[(size_t)t * D + d]));
+                s[d] = m / 7.0;
+            }
+            for (uint32_t row = h * (nq / H); row < (h + 1) * (nq / H); row++) {
+                double amax = 0.0;
+                for (uint32_t j = 0; j < nk; j++) {
+                    x[j] = fabs(scale * q[(size_t)row * D + kept[j]] * s[kept[j]]);
+                    amax = fmax(amax, x[j]);
+                }
+                for (uint32_t t = g0; t < g1; t++) {
+                    double e = 0.0;
+                    for (uint32_t b = 0; b < nk; b += CQ_Q8_BLOCK) {
+                        double ab = 0.0, codes = 0.0;
+                        for (uint32_t j = b; j < nk && j < b + CQ_Q8_BLOCK; j++) {
+                            ab = fmax(ab, x[j]);
+                            uint32_t d = kept[j];
+                            if (s[d] > 0.0) codes += fabs((double)K[(size_t)t * D + d]) / s[d];
+                        }
+                        e += fmax(2.0 * ab, ldexp(amax, -(int)CQ_Q8_SHIFT_MAX)) / 127.0 / 2.0 * codes;
+                    }
+                    best = fmax(best, e);
+                }
+            }
+        }
+    }
+    free(K);
+    free(s);
+    free(x);
+    free(kept);
+    return best * (1.0 + 1e-4) + 1e-12; /* slack for the fp32 folding of x */
+}
+
+static double max_abs_v(const cq_cache *c, uint32_t layer) {
+    const cq_cache_config *cfg = cq_cache_get_config(c);
+    const uint32_t D = cfg->head_dim, T = cq_cache_tokens(c, layer);
+    float *V = malloc((size_t)T * D * 4);
+    double m = 0.0;
+    for (uint32_t h = 0; h < cfg->n_kv_heads; h++) {
+        cq_cache_read(c, layer, h, 0, T, NULL, V, NULL);
+        for (size_t i = 0; i < (size_t)T * D; i++) m = fmax(m, fabs((double)V[i]));
+    }
+    free(V);
+    return m;
+}
+
 static int check_decode(const cq_cache *c, uint32_t layer, const float *q, uint32_t nq, uint32_t thr,
                         const char *what) {
     const uint32_t D = cq_cache_get_config(c)->head_dim;
     float *o = malloc((size_t)nq * D * 4), *ref = malloc((size_t)nq * D * 4);
-    cq_attn_opts op = {thr, 0.0f};
-    cq_err e;
-    cq_status s1 = cq_cache_attend(c, layer, q, nq, o, &op, &e);
     uint32_t T = cq_cache_tokens(c, layer);
     cq_status s2 = cq_cache_attend_ref(c, layer, q, 1, T - 1, nq, ref, 0.0f, NULL);
-    double err = ctu_rel_err(o, ref, (size_t)nq * D);
-    double bound = TOL + 8.0 * ldexp(1.0, -23) * logit_l1(c, layer, q, nq);
-    if (err / bound > worst) worst = err / bound;
-    int ok = !s1 && !s2 && err <= bound;
-    if (!ok) fprintf(stderr, "%s: status %s/%s rel err %.3g bound %.3g\n", what,
-                     cq_status_name(s1), cq_status_name(s2), err, bound);
+    double den = 1e-30;
+    for (size_t i = 0; i < (size_t)nq * D; i++) den = fmax(den, fabs((double)ref[i]));
+    const double exact = TOL + 8.0 * ldexp(1.0, -23) * logit_l1(c, layer, q, nq);
+    const double delta = fast_delta(c, layer, q, nq);
+    int ok = !s2;
+    for (uint32_t prec = CQ_ATTN_EXACT; prec <= CQ_ATTN_FAST; prec++) {
+        cq_attn_opts op = {thr, 0.0f, prec};
+        cq_err e;
+        cq_status s1 = cq_cache_attend(c, layer, q, nq, o, &op, &e);
+        double err = ctu_rel_err(o, ref, (size_t)nq * D);
+        double bound = exact;
+        if (prec == CQ_ATTN_FAST) bound += expm1(2.0 * delta) * max_abs_v(c, layer) / den;
+        double *w = prec == CQ_ATTN_FAST ? &worst_fast : &worst;
+        if (err / bound > *w) *w = err / bound;
+        if (prec == CQ_ATTN_FAST && err > worst_fast_rel) worst_fast_rel = err;
+
+        if (s1 || err > bound) {
+            ok = 0;
+            fprintf(stderr, "%s (%s): status %s/%s rel err %.3g bound %.3g\n", what,
+                    prec == CQ_ATTN_FAST ? "fast" : "exact", cq_status_name(s1),
+                    cq_status_name(s2), err, bound);
+        }
+    }
     free(o);
     free(ref);
     return ok;
@@ -143,12 +234,14 @@ static void test_long(void) {
         CHECK(cq_cache_append(c, 0, K, V, T, NULL) == CQ_OK, "append");
         CHECK(check_decode(c, 0, q, nq, 2, "long"), "long context variant %d", variant);
         float o1[8 * 128], o2[8 * 128], o3[8 * 128];
-        cq_attn_opts a1 = {1, 0}, a2 = {2, 0}, a3 = {3, 0};
-        cq_cache_attend(c, 0, q, nq, o1, &a1, NULL);
-        cq_cache_attend(c, 0, q, nq, o2, &a2, NULL);
-        cq_cache_attend(c, 0, q, nq, o3, &a3, NULL);
-        CHECK(ctu_first_diff(o1, o2, nq * D) < 0 && ctu_first_diff(o1, o3, nq * D) < 0,
-              "results independent of the thread count");
+        for (uint32_t prec = CQ_ATTN_EXACT; prec <= CQ_ATTN_FAST; prec++) {
+            cq_attn_opts a1 = {1, 0, prec}, a2 = {2, 0, prec}, a3 = {3, 0, prec};
+            cq_cache_attend(c, 0, q, nq, o1, &a1, NULL);
+            cq_cache_attend(c, 0, q, nq, o2, &a2, NULL);
+            cq_cache_attend(c, 0, q, nq, o3, &a3, NULL);
+            CHECK(ctu_first_diff(o1, o2, nq * D) < 0 && ctu_first_diff(o1, o3, nq * D) < 0,
+                  "results independent of the thread count (precision %u)", prec);
+        }
         cq_cache_free(c);
     }
     free(K);
@@ -168,7 +261,7 @@ static void test_prefill(void) {
     for (int ki = 0; ki < 3; ki++) {
         cq_cache *c = make(2, H, D, FMT[ki], FMT[2 - ki], 32, 3, NULL, 0, NULL);
         cq_cache_append(c, 1, K, V, T, NULL);
-        cq_attn_opts op = {2, 0.1f};
+        cq_attn_opts op = {2, 0.1f, 0};
         cq_err e;
         CHECK(cq_cache_attend_prefill(c, 1, q, NQ, pos0, nqh, o, &op, &e) == CQ_OK, "prefill %s",
               e.msg);
@@ -203,7 +296,7 @@ typedef struct conc_arg {
 
 static void *conc_main(void *p) {
     conc_arg *a = p;
-    cq_attn_opts op = {2, 0};
+    cq_attn_opts op = {2, 0, 0};
     for (int i = 0; i < 20; i++) cq_cache_attend(a->c, 0, a->q, 8, a->out, &op, NULL);
     return NULL;
 }
@@ -266,7 +359,9 @@ static void test_qwen(void) {
                 q[d] = cq_f16_to_f32(s.key[(size_t)(T - 1) * D + d]);
                 q[D + d] = cq_f16_to_f32(s.key[(size_t)(T / 3) * D + d]) * 0.5f;
             }
-            bad += !check_decode(c, 0, q, 2, 1, "qwen");
+            char what[64];
+            snprintf(what, sizeof what, "qwen slice %u variant %d", i, variant);
+            bad += !check_decode(c, 0, q, 2, 1, what);
             n++;
             cq_cache_free(c);
         }
@@ -276,12 +371,51 @@ static void test_qwen(void) {
     CHECK(bad == 0 && n == 80, "qwen slices: %d of %d outside the bound", bad, n);
 }
 
+/* the precision option: validation, the default, the environment override */
+static void test_precision_opt(void) {
+    cq_rng r;
+    cq_rng_seed(&r, 12);
+    const uint32_t D = 64, H = 1, T = 300, nq = 2;
+    uint16_t *K = malloc((size_t)T * H * D * 2), *V = malloc((size_t)T * H * D * 2);
+    ctu_fill_f16(&r, K, (size_t)T * H * D, 1.0f, 0);
+    ctu_fill_f16(&r, V, (size_t)T * H * D, 1.0f, 0);
+    float q[2 * 64], od[2 * 64], oe[2 * 64], of[2 * 64];
+    for (uint32_t i = 0; i < nq * D; i++) q[i] = (float)cq_rng_normal(&r);
+    cq_cache *c = make(1, H, D, CQ_CODEC_CQ4, CQ_CODEC_CQ4, 128, 0, NULL, 0, NULL);
+    cq_cache_append(c, 0, K, V, T, NULL);
+    cq_attn_opts o0 = {1, 0, 0}, oE = {1, 0, CQ_ATTN_EXACT}, oF = {1, 0, CQ_ATTN_FAST},
+                 bad = {1, 0, 7};
+    cq_err e;
+    CHECK(cq_cache_attend(c, 0, q, nq, od, &bad, &e) == CQ_ERR_ARG, "unknown precision refused");
+    CHECK(cq_cache_attend_prefill(c, 0, q, 1, T - 1, nq, od, &bad, &e) == CQ_ERR_ARG,
+          "unknown precision refused (prefill)");
+    unsetenv("CQ_ATTN_PRECISION");
+    CHECK(cq_attn_precision_resolve(0) == CQ_ATTN_EXACT, "default is exact");
+    cq_cache_attend(c, 0, q, nq, od, &o0, NULL);
+    cq_cache_attend(c, 0, q, nq, oe, &oE, NULL);
+    cq_cache_attend(c, 0, q, nq, of, &oF, NULL);
+    CHECK(ctu_first_diff(od, oe, nq * D) < 0, "default = exact");
+    CHECK(ctu_first_diff(oe, of, nq * D) >= 0, "fast differs from exact (the test can tell them apart)");
+    setenv("CQ_ATTN_PRECISION", "fast", 1);
+    CHECK(cq_attn_precision_resolve(0) == CQ_ATTN_FAST, "env selects fast");
+    cq_cache_attend(c, 0, q, nq, od, &o0, NULL);
+    CHECK(ctu_first_diff(od, of, nq * D) < 0, "env default = fast");
+    cq_cache_attend(c, 0, q, nq, od, &oE, NULL);
+    CHECK(ctu_first_diff(od, oe, nq * D) < 0, "explicit exact wins over the environment");
+    unsetenv("CQ_ATTN_PRECISION");
+    cq_cache_free(c);
+    free(K);
+    free(V);
+}
+
 int main(void) {
+    test_precision_opt();
     test_formats();
     test_long();
     test_prefill();
     test_concurrent();
     test_qwen();
-    printf("worst error seen: %.3g of the bound\n", worst);
+    printf("worst error seen: %.3g of the bound (exact), %.3g of the bound and %.3g relative "
+           "(fast)\n", worst, worst_fast, worst_fast_rel);
     return cq_test_done("test_cache_attn");
 }

@@ -229,11 +229,86 @@ static void test_attention_loops(const cq_kernels *v) {
     free(k16); free(sc); free(k32); free(kabs); free(k8); free(k4);
 }
 
+/* FAST precision: quant_q8 against its stated rule (scalar) and bit for bit across tables;
+ * dot_i4q against an independent 64-bit integer dot (scalar) and bit for bit across tables */
+static void test_quantized_query(const cq_kernels *s, const cq_kernels *v) {
+    cq_rng r;
+    cq_rng_seed(&r, 17);
+    int bad_rule = 0, bad_q = 0, bad_int = 0, bad_dot = 0, n = 0;
+    float x[512];
+    int8_t qa[8 * 512], qb[512];
+    uint8_t sha[8 * 128], shb[128];
+    float qsa[8], qsb;
+    uint8_t *k4 = malloc(128 * 256 + 8); /* dot_i4q may read 7 bytes past the end */
+    float *sa = malloc(8 * 128 * 4), *sb = malloc(8 * 128 * 4);
+    for (size_t di = 0; di < NDIMS; di++)
+        for (int rep = 0; rep < 12; rep++) {
+            const uint32_t kept = DIMS[di], nb = (kept + CQ_Q8_BLOCK - 1) / CQ_Q8_BLOCK;
+            const uint32_t nh = 1 + cq_rng_below(&r, 8), N = 1 + cq_rng_below(&r, 128);
+            for (uint32_t h = 0; h < nh; h++) {
+                /* magnitudes spread over 2^-30..2^10 per block, zero blocks, exact ties */
+                for (uint32_t c = 0; c < kept; c++) {
+                    int blk = (int)(c / CQ_Q8_BLOCK);
+                    double m = ldexp(1.0, (blk * 7 + rep * 3) % 41 - 30);
+                    x[c] = (float)(cq_rng_normal(&r) * m);
+                    if (rep == 3 && blk % 3 == 1) x[c] = 0.0f;
+                    if (rep == 4) x[c] = (float)((int)(c % 9) - 4) + 0.5f; /* ties on the grid */
+                }
+                if (rep == 5) memset(x, 0, kept * 4); /* all zero: qs = 0 */
+                int8_t *q8 = qa + (size_t)h * kept;
+                uint8_t *sh = sha + (size_t)h * nb;
+                s->quant_q8(x, kept, q8, sh, &qsa[h]);
+                double amax = 0.0;
+                for (uint32_t c = 0; c < kept; c++) amax = fmax(amax, fabs((double)x[c]));
+                for (uint32_t b = 0; b < nb; b++) {
+                    double ab = 0.0, step = ldexp((double)qsa[h], sh[b]);
+                    for (uint32_t c = b * CQ_Q8_BLOCK; c < kept && c < (b + 1) * CQ_Q8_BLOCK; c++)
+                        ab = fmax(ab, fabs((double)x[c]));
+                    if (sh[b] > CQ_Q8_SHIFT_MAX) bad_rule++;
+                    if (amax > 0 && step > fmax(2.0 * ab, ldexp(amax, -(int)CQ_Q8_SHIFT_MAX)) / 127.0 * (1 + 1e-6))
+                        bad_rule++;
+                    for (uint32_t c = b * CQ_Q8_BLOCK; c < kept && c < (b + 1) * CQ_Q8_BLOCK; c++)
+                        if (q8[c] < -127 || !(fabs(q8[c] * step - x[c]) <= step / 2 + fabs(x[c]) * 0x1p-21))
+                            bad_rule++;
+                }
+                if (v) {
+                    v->quant_q8(x, kept, qb, shb, &qsb);
+                    if (memcmp(qb, q8, kept) || memcmp(shb, sh, nb) || memcmp(&qsb, &qsa[h], 4)) bad_q++;
+                }
+            }
+            for (uint32_t i = 0; i < N * kept / 2 + 8; i++) k4[i] = (uint8_t)cq_rng_below(&r, 256);
+            s->dot_i4q(qa, sha, qsa, nh, k4, N, kept, sa, 128);
+            for (uint32_t t = 0; t < N; t++)
+                for (uint32_t h = 0; h < nh; h++) {
+                    int64_t I = 0;
+                    for (uint32_t c = 0; c < kept; c++)
+                        I += (int64_t)qa[(size_t)h * kept + c] * cq_nibble_get(k4 + (size_t)t * (kept / 2), c) *
+                             ((int64_t)1 << sha[(size_t)h * nb + c / CQ_Q8_BLOCK]);
+                    float want = (float)I * qsa[h];
+                    if (memcmp(&want, &sa[(size_t)h * 128 + t], 4)) bad_int++;
+                }
+            if (v) {
+                v->dot_i4q(qa, sha, qsa, nh, k4, N, kept, sb, 128);
+                for (uint32_t h = 0; h < nh; h++)
+                    if (memcmp(sa + (size_t)h * 128, sb + (size_t)h * 128, N * 4)) bad_dot++;
+            }
+            n++;
+        }
+    CHECK(bad_rule == 0, "%s quant_q8: %d elements/blocks break the stated rule", s->name, bad_rule);
+    CHECK(bad_int == 0, "%s dot_i4q: %d scores differ from the exact integer dot", s->name, bad_int);
+    CHECK(bad_q == 0, "avx2 quant_q8: %d of %d rows differ from the scalar table", bad_q, n);
+    CHECK(bad_dot == 0, "avx2 dot_i4q: %d of %d calls differ from the scalar table", bad_dot, n);
+    free(k4);
+    free(sa);
+    free(sb);
+}
+
 int main(void) {
     const cq_kernels *s = cq_kernels_scalar(), *v = cq_kernels_avx2();
     printf("kernels in use: %s; avx2 %s\n", cq_kernels_get()->name, v ? "available" : "not available");
     test_enc_token(s);
     test_enc_key_group(s);
+    test_quantized_query(s, v);
     if (v) {
         test_enc_token(v);
         test_enc_key_group(v);

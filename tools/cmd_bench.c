@@ -39,6 +39,7 @@ typedef struct bench_opts {
     int fmts[8], n_fmts;
     uint32_t kv_heads, gqa, llc_mib, reps, bw_mib;
     int json, csv;
+    uint32_t precision; /* cq_attn_precision: 0 = the library default */
 } bench_opts;
 
 typedef struct row {
@@ -57,7 +58,8 @@ static void usage(FILE *f) {
     fprintf(f,
             "usage: cq bench [--quick] [--dims 64,128] [--contexts 1024,4096,16384,65536]\n"
             "                [--threads 1,2] [--formats fp16,cq8,cq4,cq4+] [--kv-heads 8]\n"
-            "                [--gqa 4] [--llc-mib 32] [--reps 5] [--json | --csv]\n\n"
+            "                [--gqa 4] [--llc-mib 32] [--reps 5] [--precision exact|fast]\n"
+            "                [--json | --csv]\n\n"
             "Append throughput (GB/s of fp16 K+V input, one thread: token by token as in\n"
             "decode, and 512-token chunks as in prefill) and decode-attention time per step\n"
             "of the streaming cache. A step attends one query token (kv-heads x gqa query\n"
@@ -72,7 +74,9 @@ static void usage(FILE *f) {
             "matches the double-precision reference over the read-back cache, and every timed\n"
             "pass reproduces the first bit for bit; a failure exits 1.\n"
             "--quick: D 64 and 128, contexts 1024 and 4096, fp16 and cq4, 1 and 2 threads,\n"
-            "a 2 MiB 'LLC' and 2 reps (a smoke run, not a measurement).\n");
+            "a 2 MiB 'LLC' and 2 reps (a smoke run, not a measurement).\n"
+            "--precision: the attention arithmetic for CQ-4/CQ-4+ keys (cq_attn_opts.precision;\n"
+            "default: the library's, i.e. CQ_ATTN_PRECISION or exact).\n");
 }
 
 static int parse_list(const char *s, uint32_t *out, uint32_t max, uint32_t lo, uint32_t hi) {
@@ -221,7 +225,7 @@ static int run_point(const bench_opts *o, uint32_t D, uint32_t T, const fmt_pair
     cq_cache_attend_ref(c, 0, q, 1, T - 1, NQ, ref, 0.0f, NULL);
     for (uint32_t ti = 0; ti < o->n_thr; ti++) {
         const uint32_t thr = o->thr[ti];
-        cq_attn_opts op = {thr, 0.0f};
+        cq_attn_opts op = {thr, 0.0f, o->precision};
         for (uint32_t L = 0; L < layers; L++) /* warm pass: the results every timed pass must match */
             ok &= cq_cache_attend(c, L, q, NQ, first + (size_t)L * NQ * D, &op, &e) == CQ_OK;
         double err = 0.0, den = 1e-30;
@@ -230,7 +234,8 @@ static int run_point(const bench_opts *o, uint32_t D, uint32_t T, const fmt_pair
             den = fmax(den, fabs((double)ref[i]));
         }
         err /= den;
-        ok &= err <= 1e-3; /* far above the tested bound: this is a sanity check of the run */
+        /* far above the tested bounds: a sanity check of the run (FAST: 8-bit query) */
+        ok &= err <= (cq_attn_precision_resolve(o->precision) == CQ_ATTN_FAST ? 5e-2 : 1e-3);
         double bw = cq_read_bandwidth(bwbuf, bwbytes, thr, 3);
         double best = 1e30;
         for (uint32_t rep = 0; rep < o->reps && ok; rep++) {
@@ -268,8 +273,11 @@ static int run_point(const bench_opts *o, uint32_t D, uint32_t T, const fmt_pair
 
 static void print_rows(const bench_opts *o, const row *rows, int n) {
     if (o->json) {
-        printf("{\"kernels\": \"%s\", \"kv_heads\": %u, \"gqa\": %u, \"llc_mib\": %u, \"rows\": [\n",
-               cq_cache_kernels(NULL), o->kv_heads, o->gqa, o->llc_mib);
+        printf("{\"kernels\": \"%s\", \"precision\": \"%s\", \"kv_heads\": %u, \"gqa\": %u, "
+               "\"llc_mib\": %u, \"rows\": [\n",
+               cq_cache_kernels(NULL),
+               cq_attn_precision_resolve(o->precision) == CQ_ATTN_FAST ? "fast" : "exact",
+               o->kv_heads, o->gqa, o->llc_mib);
         for (int i = 0; i < n; i++) {
             const row *w = &rows[i];
             printf("  {\"D\": %u, \"T\": %u, \"format\": \"%s\", \"threads\": %u, \"layers\": %u, "
@@ -296,8 +304,11 @@ static void print_rows(const bench_opts *o, const row *rows, int n) {
         }
         return;
     }
-    printf("kernels: %s; %u KV heads x GQA %u; cache >= 4 x %u MiB per step\n\n",
-           cq_cache_kernels(NULL), o->kv_heads, o->gqa, o->llc_mib);
+    printf("kernels: %s; attention precision %s; %u KV heads x GQA %u; cache >= 4 x %u MiB "
+           "per step\n\n",
+           cq_cache_kernels(NULL),
+           cq_attn_precision_resolve(o->precision) == CQ_ATTN_FAST ? "fast" : "exact",
+           o->kv_heads, o->gqa, o->llc_mib);
     printf("| D | T | K/V | thr | layers | cache MiB | bits/val | append GB/s (1 tok) | append "
            "GB/s (512) | attn us/layer | step ms | MB/step | GB/s | read GB/s | of read |\n");
     printf("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
@@ -325,7 +336,7 @@ static void print_rows(const bench_opts *o, const row *rows, int n) {
 
 int cq_cmd_bench(int argc, char **argv) {
     bench_opts o = {{64, 128}, 2, {1024, 4096, 16384, 65536}, 4, {1, 2}, 2, {0, 1, 2, 3}, 4,
-                    8, 4, 32, 5, 512, 0, 0};
+                    8, 4, 32, 5, 512, 0, 0, 0};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         int bad = 0;
@@ -370,6 +381,10 @@ int cq_cmd_bench(int argc, char **argv) {
         else if (!strcmp(a, "--gqa")) bad = cq_arg_u32(v, 1, 16, &o.gqa), i++;
         else if (!strcmp(a, "--llc-mib")) bad = cq_arg_u32(v, 1, 4096, &o.llc_mib), i++;
         else if (!strcmp(a, "--reps")) bad = cq_arg_u32(v, 1, 1000, &o.reps), i++;
+        else if (!strcmp(a, "--precision")) {
+            o.precision = !strcmp(v, "exact") ? CQ_ATTN_EXACT : !strcmp(v, "fast") ? CQ_ATTN_FAST : 0;
+            bad = o.precision == 0, i++;
+        }
         else bad = 1;
         if (bad) {
             fprintf(stderr, "cq bench: CQ_ERR_ARG: bad or unknown option '%s'%s%s\n", a,

@@ -9,8 +9,10 @@
  * unpacked once for all of them), an online-softmax step (running max m, sum
  * l, rescaled accumulator), then the value accumulation. CQ-4 keys: the
  * group's per-channel scales are folded into the query once per run
- * (qp = q .* s); outlier channels add a small fp16 side dot. Values fold their
- * per-token scale into the softmax weight inside the kernel.
+ * (qp = q .* s); outlier channels add a small fp16 side dot. With the FAST
+ * precision (cq_attn_opts.precision) qp is then rounded to 8-bit blocks
+ * (kernel quant_q8) and the codes are dotted in integers (dot_i4q). Values fold
+ * their per-token scale into the softmax weight inside the kernel.
  *
  * Threads: decode splits every kv head's tokens into fixed chunks of
  * CHUNK tokens (independent of the thread count, so results do not depend on
@@ -29,6 +31,10 @@
 
 typedef struct run_scratch {
     float *qp;              /* [nh][D] */
+    int8_t *q8;             /* [nh][D]: FAST precision, qp rounded to int8 per block */
+    uint8_t *qsh;           /* [nh][D / CQ_Q8_BLOCK + 1]: block shifts */
+    float *qsc;             /* [nh]: scales */
+    int prec;               /* CQ_ATTN_EXACT or CQ_ATTN_FAST */
     float *s;               /* [nh][BLK] */
     float *ku, *vu;         /* decoded generic unit [unit][D] */
     int64_t ku_id, vu_id;   /* which unit ku / vu hold */
@@ -90,14 +96,23 @@ static cq_status key_scores(const cq_kernels *k, const cq_store *s, uint32_t u, 
         float sf[CQ_MAX_DIM];
         k->f16_to_f32(scl, sf, kept);
         for (uint32_t h = 0; h < nh; h++) {
-            float *qp = sc->qp + (size_t)h * kept;
-            const float *qh = q + (size_t)h * D;
+            float *restrict qp = sc->qp + (size_t)h * kept;
+            const float *restrict qh = q + (size_t)h * D;
             if (p->k == 0) /* identity channel map: a straight product */
                 for (uint32_t j = 0; j < kept; j++) qp[j] = qh[j] * sf[j];
             else
                 for (uint32_t j = 0; j < kept; j++) qp[j] = qh[p->kept_idx[j]] * sf[j];
         }
-        k->dot_i4(sc->qp, nh, slot + (size_t)r0 * kept / 2, n, kept, sc->s, BLK);
+        if (sc->prec == CQ_ATTN_FAST) {
+            const uint32_t nb = (kept + CQ_Q8_BLOCK - 1) / CQ_Q8_BLOCK;
+            for (uint32_t h = 0; h < nh; h++)
+                k->quant_q8(sc->qp + (size_t)h * kept, kept, sc->q8 + (size_t)h * kept,
+                                sc->qsh + (size_t)h * nb, &sc->qsc[h]);
+            k->dot_i4q(sc->q8, sc->qsh, sc->qsc, nh, slot + (size_t)r0 * kept / 2, n, kept, sc->s,
+                       BLK);
+        } else {
+            k->dot_i4(sc->qp, nh, slot + (size_t)r0 * kept / 2, n, kept, sc->s, BLK);
+        }
         for (uint32_t o = 0; o < p->k; o++) /* outlier lane: raw fp16 sidecar */
             for (uint32_t t = 0; t < n; t++) {
                 float x = cq_f16_to_f32(side[(size_t)(r0 + t) * p->k + o]);
@@ -167,8 +182,13 @@ static cq_status attend_range(const cq_cache *c, const cq_head *hd, uint32_t a, 
             if (st) return st;
         }
         for (uint32_t h = 0; h < nh; h++) {
-            float *s = sc->s + (size_t)h * BLK, mx = s[0];
-            for (uint32_t i = 1; i < n; i++) mx = s[i] > mx ? s[i] : mx;
+            float *s = sc->s + (size_t)h * BLK, m4[4] = {s[0], s[0], s[0], s[0]};
+            uint32_t i = 1;
+            for (; i + 4 <= n; i += 4) /* four independent chains; max is exact in any order */
+                for (uint32_t j = 0; j < 4; j++) m4[j] = s[i + j] > m4[j] ? s[i + j] : m4[j];
+            for (; i < n; i++) m4[0] = s[i] > m4[0] ? s[i] : m4[0];
+            float mx = m4[0] > m4[1] ? m4[0] : m4[1], my = m4[2] > m4[3] ? m4[2] : m4[3];
+            mx = my > mx ? my : mx;
             if (mx > pt->m[h]) {
                 float r = expf(pt->m[h] - mx); /* 0 on the first run (m = -inf) */
                 pt->l[h] *= r;
@@ -189,21 +209,29 @@ static cq_status attend_range(const cq_cache *c, const cq_head *hd, uint32_t a, 
     return CQ_OK;
 }
 
-static int scratch_init(run_scratch *sc, const cq_cache *c, const cq_head *hd, uint32_t nh) {
+static int scratch_init(run_scratch *sc, const cq_cache *c, const cq_head *hd, uint32_t nh,
+                        int prec) {
     const uint32_t D = c->cfg.head_dim;
     memset(sc, 0, sizeof *sc);
     sc->ku_id = sc->vu_id = -1;
+    sc->prec = prec;
     sc->qp = malloc((size_t)nh * D * sizeof(float));
+    sc->q8 = malloc((size_t)nh * D);
+    sc->qsh = malloc((size_t)nh * (D / CQ_Q8_BLOCK + 1));
+    sc->qsc = malloc((size_t)nh * sizeof(float));
     sc->s = malloc((size_t)nh * BLK * sizeof(float));
     uint32_t ku = hd->k.kind == ST_GEN ? hd->k.unit : (hd->k.kind == ST_I4K ? BLK : 0);
     uint32_t vu = hd->v.kind == ST_GEN ? hd->v.unit : 0;
     if (ku) sc->ku = malloc((size_t)ku * D * sizeof(float));
     if (vu) sc->vu = malloc((size_t)vu * D * sizeof(float));
-    return sc->qp && sc->s && (!ku || sc->ku) && (!vu || sc->vu);
+    return sc->qp && sc->q8 && sc->qsh && sc->qsc && sc->s && (!ku || sc->ku) && (!vu || sc->vu);
 }
 
 static void scratch_free(run_scratch *sc) {
     free(sc->qp);
+    free(sc->q8);
+    free(sc->qsh);
+    free(sc->qsc);
     free(sc->s);
     free(sc->ku);
     free(sc->vu);
@@ -216,6 +244,7 @@ typedef struct decode_job {
     const cq_layer *l;
     const float *q; /* [nq][D] pre-scaled */
     uint32_t nh, n_chunks, T;
+    int prec;
     float *parts;   /* per task: m[nh] l[nh] acc[nh][D] */
     _Atomic int status;
 } decode_job;
@@ -230,7 +259,7 @@ static void decode_task(void *ctx, uint32_t task, uint32_t worker) {
     part pt = {base, base + nh, base + 2 * nh};
     run_scratch sc;
     cq_status st = CQ_ERR_NOMEM;
-    if (scratch_init(&sc, j->c, &j->l->heads[h], nh))
+    if (scratch_init(&sc, j->c, &j->l->heads[h], nh, j->prec))
         st = attend_range(j->c, &j->l->heads[h], a, b, j->q + (size_t)h * nh * D, nh, &pt, &sc);
     scratch_free(&sc);
     if (st) atomic_store(&j->status, (int)st);
@@ -252,6 +281,19 @@ static cq_status check_common(const cq_cache *c, uint32_t layer, const float *q,
     return CQ_OK;
 }
 
+cq_attn_precision cq_attn_precision_resolve(uint32_t p) {
+    if (p == CQ_ATTN_EXACT || p == CQ_ATTN_FAST) return (cq_attn_precision)p;
+    const char *e = getenv("CQ_ATTN_PRECISION");
+    if (e && !strcmp(e, "fast")) return CQ_ATTN_FAST;
+    return CQ_ATTN_EXACT;
+}
+
+static cq_status check_precision(const cq_attn_opts *o, cq_err *err) {
+    if (o && o->precision > CQ_ATTN_FAST)
+        return cq_err_set(err, CQ_ERR_ARG, -1, -1, "unknown attention precision %u", o->precision);
+    return CQ_OK;
+}
+
 static float attn_scale(const cq_cache *c, const cq_attn_opts *o) {
     return o && o->scale != 0.0f ? o->scale : 1.0f / sqrtf((float)c->cfg.head_dim);
 }
@@ -265,7 +307,9 @@ cq_status cq_cache_attend(const cq_cache *c, uint32_t layer, const float *q, uin
     const uint32_t H = c->cfg.n_kv_heads, D = c->cfg.head_dim, nh = n_q_heads / H, T = l->tokens;
     if (T == 0) return cq_err_set(err, CQ_ERR_STATE, -1, -1, "layer %u holds no tokens", layer);
     const float scale = attn_scale(c, opts);
-    decode_job j = {c, l, NULL, nh, (T + CHUNK - 1) / CHUNK, T, NULL, 0};
+    if ((st = check_precision(opts, err))) return st;
+    decode_job j = {c, l, NULL, nh, (T + CHUNK - 1) / CHUNK, T,
+                    cq_attn_precision_resolve(opts ? opts->precision : 0), NULL, 0};
     const uint32_t n_tasks = H * j.n_chunks;
     float *qs = malloc((size_t)n_q_heads * D * sizeof *qs);
     j.parts = malloc((size_t)n_tasks * nh * (D + 2) * sizeof(float));
@@ -313,6 +357,7 @@ typedef struct prefill_job {
     const float *q; /* [n_q][nq_heads][D] pre-scaled */
     float *out;
     uint32_t nh, pos0, n_q;
+    int prec;
     _Atomic int status;
 } prefill_job;
 
@@ -325,7 +370,7 @@ static void prefill_task(void *ctx, uint32_t task, uint32_t worker) {
     float *buf = malloc((size_t)nh * (D + 2) * sizeof(float));
     run_scratch sc;
     cq_status st = CQ_ERR_NOMEM;
-    if (buf && scratch_init(&sc, j->c, &j->l->heads[h], nh)) {
+    if (buf && scratch_init(&sc, j->c, &j->l->heads[h], nh, j->prec)) {
         part pt = {buf, buf + nh, buf + 2 * nh};
         st = attend_range(j->c, &j->l->heads[h], 0, j->pos0 + i + 1, j->q + row, nh, &pt, &sc);
         if (!st)
@@ -355,10 +400,12 @@ cq_status cq_cache_attend_prefill(const cq_cache *c, uint32_t layer, const float
     const uint32_t H = c->cfg.n_kv_heads, D = c->cfg.head_dim;
     const float scale = attn_scale(c, opts);
     size_t N = (size_t)n_q * n_q_heads * D;
+    if ((st = check_precision(opts, err))) return st;
     float *qs = malloc(N * sizeof *qs);
     if (!qs) return cq_err_set(err, CQ_ERR_NOMEM, -1, -1, "out of memory");
     for (size_t i = 0; i < N; i++) qs[i] = q[i] * scale;
-    prefill_job j = {c, l, qs, out, n_q_heads / H, pos0, n_q, 0};
+    prefill_job j = {c, l, qs, out, n_q_heads / H, pos0, n_q,
+                     cq_attn_precision_resolve(opts ? opts->precision : 0), 0};
     cq_pool_run(opts && opts->n_threads ? opts->n_threads : 1, n_q * H, prefill_task, &j);
     st = (cq_status)atomic_load(&j.status);
     free(qs);

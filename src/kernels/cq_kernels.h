@@ -19,6 +19,9 @@
 
 #include "cq_codec.h"
 
+#define CQ_Q8_SHIFT_MAX 11u /* 2^11 * 127 * 8 * CQ_MAX_DIM < 2^31 */
+#define CQ_Q8_BLOCK 4u      /* channels per query block of dot_i4q (divides 64) */
+
 typedef struct cq_kernels {
     const char *name; /* "scalar", "avx2" */
     /* one token, per-token scale: codes D (bits 8) or D/2 (bits 4) bytes */
@@ -40,6 +43,19 @@ typedef struct cq_kernels {
      * May read up to 7 bytes past the last token's codes (callers keep them readable). */
     void (*dot_i4)(const float *qp, uint32_t nh, const uint8_t *k, uint32_t n, uint32_t kept,
                    float *s, uint32_t ss);
+    /* Quantized-query INT4 key scores (the FAST attention precision, docs/CACHE.md):
+     * q8: [nh][kept] int8 in channel order (|q8| <= 127), in blocks of CQ_Q8_BLOCK kept
+     * channels (the last may be partial); sh: [nh][ceil(kept / CQ_Q8_BLOCK)] shifts in
+     * [0, CQ_Q8_SHIFT_MAX]; qs: [nh] scales. With I = sum_b 2^sh[b] * sum_{c in b}
+     * q8[c] * code[t][c] (exact in int32 for kept <= CQ_MAX_DIM),
+     * s[h][t] = (float)I * qs[h]: every table gives the same bits. Same layout and
+     * over-read rule as dot_i4. */
+    void (*dot_i4q)(const int8_t *q8, const uint8_t *sh, const float *qs, uint32_t nh,
+                    const uint8_t *k, uint32_t n, uint32_t kept, float *s, uint32_t ss);
+    /* FAST: the folded query x[kept] (finite) to q8 [kept], sh [ceil(kept / CQ_Q8_BLOCK)], *qs
+     * for dot_i4q; the scalar table's comment states the rule, the others match it bit
+     * for bit */
+    void (*quant_q8)(const float *x, uint32_t kept, int8_t *q8, uint8_t *sh, float *qs);
     /* acc[h] += sum_t w[h][t] * v[t] */
     void (*acc_f16)(const float *w, uint32_t ws, uint32_t nh, const uint16_t *v, uint32_t n,
                     uint32_t D, float *acc);

@@ -4,7 +4,9 @@
  * cpuid said yes. Encoders are bit-identical to the codec core (fp32 divide,
  * RNE round, clamp: CONTRACT.md section 3's checked facts); attention loops
  * reorder fp32 sums (8 lanes, split accumulators) and are tested against the
- * scalar table within the bound of docs/CACHE.md.
+ * scalar table within the bound of docs/CACHE.md; the FAST-precision query
+ * quantization and integer key scores (vpmaddubsw / vpmaddwd) are bit-identical
+ * to the scalar table.
  *
  * INT4 unpack: 8 packed bytes (16 channels) are zero-extended into 8 int32
  * lanes; the low nibble of lane i is channel 2i, the high nibble 2i+1. Each
@@ -327,6 +329,183 @@ static void v_dot_i4(const float *qp, uint32_t nh, const uint8_t *k, uint32_t n,
     }
 }
 
+/* Quantized-query INT4 scores (FAST). A 64-channel chunk is 32 bytes: XOR 0x88 turns
+ * both two's-complement nibbles into u = code + 8 in [0, 15]; u & 15 (byte j: channel
+ * 2j) and u >> 4 (channel 2j+1) are the unsigned operands of vpmaddubsw against the
+ * query bytes permuted once per call to the same even / odd order. Bytes 0-15 of the
+ * chunk are one 32-channel block, bytes 16-31 the next, so the int16 pair sums of a
+ * block sit in lanes 0-7 / 8-15 and one vpmaddwd by 2^sh per lane applies the block
+ * shifts and widens to int32. |int16 sums| <= 4 * 15 * 127 < 2^15: no saturation.
+ * sum(q8 * u) - 8 * sum(q8) (shift-weighted) is the exact integer of the scalar table
+ * (int32 wrap-around in between cancels: the final value fits). */
+static inline __m128i load_chunk16(const uint8_t *p, uint32_t avail) {
+    if (avail >= 16) return _mm_loadu_si128((const __m128i *)p);
+    __m128i lo = _mm_loadl_epi64((const __m128i *)p); /* over-reads at most 7 bytes */
+    if (avail <= 8) return lo;
+    return _mm_unpacklo_epi64(lo, _mm_loadl_epi64((const __m128i *)(p + 8)));
+}
+
+static inline __m256i load_chunk32(const uint8_t *p, uint32_t avail) {
+    if (avail >= 32) return _mm256_loadu_si256((const __m256i *)p);
+    __m128i hi = avail > 16 ? load_chunk16(p + 16, avail - 16) : _mm_setzero_si128();
+    return _mm256_inserti128_si256(_mm256_castsi128_si256(load_chunk16(p, avail)), hi, 1);
+}
+
+/* int32 lanes of a[0..3] summed per vector -> 4 sums */
+static inline __m128i hsum4_epi32(const __m256i *a) {
+    __m256i t0 = _mm256_hadd_epi32(a[0], a[1]), t1 = _mm256_hadd_epi32(a[2], a[3]);
+    __m256i t2 = _mm256_hadd_epi32(t0, t1);
+    return _mm_add_epi32(_mm256_castsi256_si128(t2), _mm256_extracti128_si256(t2, 1));
+}
+
+static inline void i4q_store(__m128i r, __m128i corr, __m128 qs4, uint32_t nhc, float *s,
+                             uint32_t ss, uint32_t t) {
+    float o[4];
+    _mm_storeu_ps(o, _mm_mul_ps(_mm_cvtepi32_ps(_mm_sub_epi32(r, corr)), qs4));
+    for (uint32_t h = 0; h < nhc; h++) s[(size_t)h * ss + t] = o[h];
+}
+
+/* qp: per head [kp / 64] chunks of {even bytes [32], odd bytes [32]}; pw: per head
+ * [kp / 64] x 16 int16 block multipliers. Two tokens per iteration share the query
+ * loads (an odd last token is paired with itself and stored once). */
+static ALWAYS_INLINE void dot_i4q_blk(const uint32_t nhc, const int8_t *qp, const int16_t *pw,
+                                      uint32_t kp, __m128i corr, __m128 qs4, const uint8_t *k,
+                                      uint32_t n, uint32_t kept, float *s, uint32_t ss) {
+    const uint32_t kb = kept / 2;
+    const __m256i x88 = _mm256_set1_epi8((char)0x88), m15 = _mm256_set1_epi8(0x0F);
+    for (uint32_t t = 0; t < n; t += 2) {
+        const int two = t + 1 < n;
+        const uint8_t *r0 = k + (size_t)t * kb, *r1 = two ? r0 + kb : r0;
+        __m256i a[HC], b[HC];
+        _Pragma("GCC unroll 4") for (int h = 0; h < HC; h++) a[h] = b[h] = _mm256_setzero_si256();
+        for (uint32_t c = 0; c < kb; c += 32) {
+            __m256i x0 = _mm256_xor_si256(load_chunk32(r0 + c, kb - c), x88);
+            __m256i x1 = _mm256_xor_si256(load_chunk32(r1 + c, kb - c), x88);
+            __m256i lo0 = _mm256_and_si256(x0, m15), hi0 = _mm256_and_si256(_mm256_srli_epi16(x0, 4), m15);
+            __m256i lo1 = _mm256_and_si256(x1, m15), hi1 = _mm256_and_si256(_mm256_srli_epi16(x1, 4), m15);
+            _Pragma("GCC unroll 4") for (uint32_t h = 0; h < nhc; h++) {
+                const int8_t *qc = qp + (size_t)h * kp + 2 * c;
+                __m256i qe = _mm256_load_si256((const __m256i *)qc);
+                __m256i qo = _mm256_load_si256((const __m256i *)(qc + 32));
+                __m256i p2 = _mm256_load_si256((const __m256i *)(pw + (size_t)h * (kp / 4) + c / 2));
+                __m256i s0 = _mm256_add_epi16(_mm256_maddubs_epi16(lo0, qe), _mm256_maddubs_epi16(hi0, qo));
+                __m256i s1 = _mm256_add_epi16(_mm256_maddubs_epi16(lo1, qe), _mm256_maddubs_epi16(hi1, qo));
+                a[h] = _mm256_add_epi32(a[h], _mm256_madd_epi16(s0, p2));
+                b[h] = _mm256_add_epi32(b[h], _mm256_madd_epi16(s1, p2));
+            }
+        }
+        i4q_store(hsum4_epi32(a), corr, qs4, nhc, s, ss, t);
+        if (two) i4q_store(hsum4_epi32(b), corr, qs4, nhc, s, ss, t + 1);
+    }
+}
+
+static void v_dot_i4q(const int8_t *q8, const uint8_t *sh, const float *qs, uint32_t nh,
+                      const uint8_t *k, uint32_t n, uint32_t kept, float *s, uint32_t ss) {
+    const uint32_t kp = (kept + 63) & ~63u, nb = (kept + CQ_Q8_BLOCK - 1) / CQ_Q8_BLOCK;
+    int8_t qp[HC * (CQ_MAX_DIM + 64)] __attribute__((aligned(32)));
+    int16_t pw[HC * (CQ_MAX_DIM + 64) / 4] __attribute__((aligned(32)));
+    int8_t tmp[CQ_MAX_DIM + 64] __attribute__((aligned(32)));
+    /* per 16-byte lane: even bytes to the low 8, odd bytes to the high 8 */
+    const __m256i deint = _mm256_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15,
+                                           0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15);
+    const __m256i eights = _mm256_set1_epi8(8);
+    for (uint32_t h0 = 0; h0 < nh; h0 += HC) {
+        uint32_t nhc = nh - h0 < HC ? nh - h0 : HC;
+        int32_t cr[4] = {0, 0, 0, 0};
+        float sc[4] = {0, 0, 0, 0};
+        for (uint32_t h = 0; h < nhc; h++) {
+            const uint8_t *shh = sh + (size_t)(h0 + h) * nb;
+            int8_t *dst = qp + (size_t)h * kp;
+            int16_t *pd = pw + (size_t)h * (kp / 4);
+            memcpy(tmp, q8 + (size_t)(h0 + h) * kept, kept);
+            memset(tmp + kept, 0, kp - kept);
+            __m256i cv = _mm256_setzero_si256();
+            for (uint32_t c = 0; c < kp; c += 64) {
+                __m256i v0 = _mm256_shuffle_epi8(_mm256_load_si256((const __m256i *)(tmp + c)), deint);
+                __m256i v1 = _mm256_shuffle_epi8(_mm256_load_si256((const __m256i *)(tmp + c + 32)), deint);
+                v0 = _mm256_permute4x64_epi64(v0, 0xD8); /* evens 0-30 | odds 1-31 */
+                v1 = _mm256_permute4x64_epi64(v1, 0xD8);
+                __m256i e = _mm256_permute2x128_si256(v0, v1, 0x20);
+                __m256i o = _mm256_permute2x128_si256(v0, v1, 0x31);
+                _mm256_store_si256((__m256i *)(dst + c), e);
+                _mm256_store_si256((__m256i *)(dst + c + 32), o);
+                for (uint32_t i = 0; i < 16; i++) { /* int16 lane i: channels c + 4i .. c + 4i + 3 */
+                    uint32_t bb = (c + 4 * i) / CQ_Q8_BLOCK;
+                    pd[c / 4 + i] = (int16_t)(bb < nb ? 1 << shh[bb] : 1);
+                }
+                __m256i p2 = _mm256_load_si256((const __m256i *)(pd + c / 4));
+                /* the correction 8 * sum(q8) through the same arithmetic with u = 8 */
+                __m256i s16 = _mm256_add_epi16(_mm256_maddubs_epi16(eights, e), _mm256_maddubs_epi16(eights, o));
+                cv = _mm256_add_epi32(cv, _mm256_madd_epi16(s16, p2));
+            }
+            __m128i c4 = _mm_add_epi32(_mm256_castsi256_si128(cv), _mm256_extracti128_si256(cv, 1));
+            c4 = _mm_add_epi32(c4, _mm_shuffle_epi32(c4, 0x4E));
+            c4 = _mm_add_epi32(c4, _mm_shuffle_epi32(c4, 0xB1));
+            cr[h] = _mm_cvtsi128_si32(c4);
+            sc[h] = qs[h0 + h];
+        }
+        const __m128i corr = _mm_loadu_si128((const __m128i *)cr);
+        const __m128 qs4 = _mm_loadu_ps(sc);
+#define B(NH) dot_i4q_blk(NH, qp, pw, kp, corr, qs4, k, n, kept, s + (size_t)h0 * ss, ss)
+        NH_SWITCH(nhc, B)
+#undef B
+    }
+}
+
+/* The rule of the scalar table's s_quant_q8 (its comment is the spec), vectorized for
+ * 4-channel blocks: two permutes give every lane its block's max a_b; the block exponent
+ * e_b (largest e <= 11 with a_b 2^e <= amax) comes from the float fields: for normal
+ * a, A, a 2^k <= A iff (Ea + k, Ma) <= (EA, MA), so e = EA - Ea - (Ma > MA), clamped to
+ * [0, 11] (a_b = 0 gives a huge e: 11). A tiny amax (< 2^-100, where blocks may be
+ * subnormal) takes the scalar table. The factor 127 / amax * 2^e is exact in its power
+ * of two; vroundps nearest-even equals the reference's 1.5 * 2^23 rounding for |y| <= 128. */
+_Static_assert(CQ_Q8_BLOCK == 4, "v_quant_q8 computes block maxima of 4 lanes");
+static void v_quant_q8(const float *x, uint32_t kept, int8_t *q8, uint8_t *sh, float *qs) {
+    const uint32_t nb = (kept + 3) / 4, k32 = (kept + 31) & ~31u;
+    float xs[CQ_MAX_DIM + 32] __attribute__((aligned(32)));
+    int32_t et[CQ_MAX_DIM + 32] __attribute__((aligned(32)));
+    int8_t qt[CQ_MAX_DIM + 32] __attribute__((aligned(32)));
+    memcpy(xs, x, kept * sizeof *x);
+    memset(xs + kept, 0, (k32 - kept) * sizeof *x);
+    const __m256 absm = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
+    __m256 m = _mm256_setzero_ps();
+    for (uint32_t c = 0; c < k32; c += 8) m = _mm256_max_ps(m, _mm256_and_ps(_mm256_load_ps(xs + c), absm));
+    __m128 r = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+    r = _mm_max_ps(r, _mm_movehl_ps(r, r));
+    r = _mm_max_ss(r, _mm_movehdup_ps(r));
+    const float amax = _mm_cvtss_f32(r);
+    if (!(amax > 0.0f) || amax < 0x1p-100f) {
+        cq_kernels_scalar()->quant_q8(x, kept, q8, sh, qs);
+        return;
+    }
+    uint32_t ua;
+    memcpy(&ua, &amax, 4);
+    const __m256i EA = _mm256_set1_epi32((int)(ua >> 23)), MA = _mm256_set1_epi32((int)(ua & 0x7FFFFF));
+    const __m256i mm = _mm256_set1_epi32(0x7FFFFF), emax = _mm256_set1_epi32((int)CQ_Q8_SHIFT_MAX);
+    const __m256i b127 = _mm256_set1_epi32(127), zero = _mm256_setzero_si256();
+    const __m256 inv = _mm256_set1_ps(127.0f / amax), lo = _mm256_set1_ps(-127.0f), hi = _mm256_set1_ps(127.0f);
+    for (uint32_t c = 0; c < k32; c += 32) {
+        __m256i v[4];
+        for (int i = 0; i < 4; i++) {
+            __m256 xv = _mm256_load_ps(xs + c + 8 * i), a = _mm256_and_ps(xv, absm);
+            a = _mm256_max_ps(a, _mm256_permute_ps(a, 0xB1));
+            a = _mm256_max_ps(a, _mm256_permute_ps(a, 0x4E)); /* block max in every lane */
+            __m256i bits = _mm256_castps_si256(a);
+            __m256i e = _mm256_sub_epi32(EA, _mm256_srli_epi32(bits, 23));
+            e = _mm256_add_epi32(e, _mm256_cmpgt_epi32(_mm256_and_si256(bits, mm), MA));
+            e = _mm256_min_epi32(_mm256_max_epi32(e, zero), emax);
+            _mm256_store_si256((__m256i *)(et + c + 8 * i), e);
+            __m256 f = _mm256_mul_ps(inv, _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(e, b127), 23)));
+            __m256 y = _mm256_round_ps(_mm256_mul_ps(xv, f), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+            v[i] = _mm256_cvttps_epi32(_mm256_min_ps(_mm256_max_ps(y, lo), hi));
+        }
+        _mm256_store_si256((__m256i *)(qt + c), pack32(v[0], v[1], v[2], v[3]));
+    }
+    memcpy(q8, qt, kept);
+    for (uint32_t b = 0; b < nb; b++) sh[b] = (uint8_t)(CQ_Q8_SHIFT_MAX - (uint32_t)et[4 * b]);
+    *qs = (amax / 127.0f) / (float)(1u << CQ_Q8_SHIFT_MAX);
+}
+
 /* --------------------------------------------------- value accumulation */
 
 /* acc[h][c..c+16) += sum_t w[h][t] * x_t(c..c+16), for one 16-channel chunk at a time:
@@ -374,8 +553,13 @@ static void weights_tile(const float *w, uint32_t ws, uint32_t h0, uint32_t nhc,
     if (vs)
         for (; t + 8 <= n; t += 8) _mm256_storeu_ps(sc + t, load_f16x8(vs + t0 + t));
     for (; t < n; t++) sc[t] = vs ? cq_f16_to_f32(vs[t0 + t]) : 1.0f;
-    for (uint32_t h = 0; h < nhc; h++)
-        for (t = 0; t < n; t++) wt[h * n + t] = w[(size_t)(h0 + h) * ws + t0 + t] * sc[t];
+    for (uint32_t h = 0; h < nhc; h++) {
+        const float *src = w + (size_t)(h0 + h) * ws + t0;
+        float *dst = wt + h * n;
+        for (t = 0; t + 8 <= n; t += 8)
+            _mm256_storeu_ps(dst + t, _mm256_mul_ps(_mm256_loadu_ps(src + t), _mm256_loadu_ps(sc + t)));
+        for (; t < n; t++) dst[t] = src[t] * sc[t];
+    }
 }
 
 static ALWAYS_INLINE void acc_f16_blk(const uint32_t nhc, const float *wt, uint32_t m,
@@ -577,6 +761,8 @@ const cq_kernels cq_kernels_avx2_table = {
     .dot_f32 = v_dot_f32,
     .dot_i8 = v_dot_i8,
     .dot_i4 = v_dot_i4,
+    .dot_i4q = v_dot_i4q,
+    .quant_q8 = v_quant_q8,
     .acc_f16 = v_acc_f16,
     .acc_f32 = v_acc_f32,
     .acc_i8 = v_acc_i8,

@@ -3,10 +3,13 @@
  * Encoders call the codec core itself (the contract), so they are the spec the
  * AVX2 encoders are tested against bit for bit. The attention loops are plain
  * fp32 loops in token order; the AVX2 versions reorder sums and agree within
- * the bound stated in docs/CACHE.md.
+ * the bound stated in docs/CACHE.md. The FAST-precision query quantization
+ * (s_quant_q8, whose comment is the rule) and integer key scores (s_dot_i4q)
+ * are specs every table matches bit for bit.
  * Not here: SIMD code (kernels_avx2.c), the choice of table (dispatch.c).
  */
 #include <math.h>
+#include <string.h>
 
 #include "cq_kernels.h"
 
@@ -62,6 +65,63 @@ static void s_dot_i4(const float *qp, uint32_t nh, const uint8_t *k, uint32_t n,
             for (uint32_t c = 0; c < kept; c++)
                 a += qp[(size_t)h * kept + c] * (float)cq_nibble_get(row, c);
             s[(size_t)h * ss + t] = a;
+        }
+    }
+}
+
+/* FAST precision, the spec: the folded query x[kept] (q .* scales, finite) to int8 in
+ * blocks of CQ_Q8_BLOCK kept channels (the last may be partial) with power-of-two block
+ * steps. amax = max |x|, d = amax / 127; block b (a_b = max |x| over it) gets the step
+ * d * 2^-e_b with e_b the largest e in [0, CQ_Q8_SHIFT_MAX] such that
+ * a_b * 2^e <= amax (so |x / step| <= 127 and the step is below 2 a_b / 127, or
+ * d * 2^-11 for tiny blocks); q8 = rint(x * (127 / amax) * 2^e_b) (nearest-even, by the
+ * 1.5 * 2^23 addition, exact for |y| < 2^22; then clamped to +-127), sh[b] = 11 - e_b,
+ * *qs = d * 2^-11, so that score = I * qs with I the exact integer of dot_i4q. All
+ * zero (qs = 0) when amax is 0. */
+static void s_quant_q8(const float *x, uint32_t kept, int8_t *q8, uint8_t *sh, float *qs) {
+    const uint32_t nb = (kept + CQ_Q8_BLOCK - 1) / CQ_Q8_BLOCK;
+    float amax = 0.0f;
+    for (uint32_t c = 0; c < kept; c++) amax = fabsf(x[c]) > amax ? fabsf(x[c]) : amax;
+    if (!(amax > 0.0f)) {
+        memset(q8, 0, kept);
+        memset(sh, 0, nb);
+        *qs = 0.0f;
+        return;
+    }
+    const float inv = 127.0f / amax, magic = 12582912.0f; /* 1.5 * 2^23 */
+    for (uint32_t b = 0; b < nb; b++) {
+        const uint32_t c0 = b * CQ_Q8_BLOCK, c1 = c0 + CQ_Q8_BLOCK < kept ? c0 + CQ_Q8_BLOCK : kept;
+        float ab = 0.0f;
+        for (uint32_t c = c0; c < c1; c++) ab = fabsf(x[c]) > ab ? fabsf(x[c]) : ab;
+        uint32_t e = 0;
+        float p2 = 1.0f;
+        while (e < CQ_Q8_SHIFT_MAX && ab * (2.0f * p2) <= amax) e++, p2 *= 2.0f;
+        sh[b] = (uint8_t)(CQ_Q8_SHIFT_MAX - e);
+        const float f = inv * p2; /* exact: p2 is a power of two */
+        for (uint32_t c = c0; c < c1; c++) {
+            float y = x[c] * f + magic; /* not folded: C11 semantics, no -ffast-math */
+            float r = y - magic;
+            r = r > 127.0f ? 127.0f : (r < -127.0f ? -127.0f : r);
+            q8[c] = (int8_t)r;
+        }
+    }
+    *qs = (amax / 127.0f) / (float)(1u << CQ_Q8_SHIFT_MAX);
+}
+
+static void s_dot_i4q(const int8_t *q8, const uint8_t *sh, const float *qs, uint32_t nh,
+                      const uint8_t *k, uint32_t n, uint32_t kept, float *s, uint32_t ss) {
+    const uint32_t nb = (kept + CQ_Q8_BLOCK - 1) / CQ_Q8_BLOCK;
+    for (uint32_t t = 0; t < n; t++) {
+        const uint8_t *row = k + (size_t)t * (kept / 2);
+        for (uint32_t h = 0; h < nh; h++) {
+            int32_t a = 0; /* |a| <= 2^11 * 127 * 8 * 512 < 2^31: exact */
+            for (uint32_t b = 0; b < nb; b++) {
+                int32_t ab = 0;
+                for (uint32_t c = b * CQ_Q8_BLOCK; c < kept && c < (b + 1) * CQ_Q8_BLOCK; c++)
+                    ab += (int32_t)q8[(size_t)h * kept + c] * cq_nibble_get(row, c);
+                a += ab * (int32_t)(1u << sh[(size_t)h * nb + b]);
+            }
+            s[(size_t)h * ss + t] = (float)a * qs[h];
         }
     }
 }
@@ -141,6 +201,8 @@ static const cq_kernels scalar_table = {
     .dot_f32 = s_dot_f32,
     .dot_i8 = s_dot_i8,
     .dot_i4 = s_dot_i4,
+    .dot_i4q = s_dot_i4q,
+    .quant_q8 = s_quant_q8,
     .acc_f16 = s_acc_f16,
     .acc_f32 = s_acc_f32,
     .acc_i8 = s_acc_i8,

@@ -18,6 +18,14 @@ CQ_KERNELS=scalar "$CQ" bench --quick --dims 64 --contexts 512 --formats cq4 >"$
     { echo "bench_smoke: scalar kernels failed"; cat "$tmp/err"; fail=1; }
 grep -q '^| 64 | 512 | cq4 | 2 |' "$tmp/md" || { echo "bench_smoke: markdown row missing"; cat "$tmp/md"; fail=1; }
 grep -q 'kernels: scalar' "$tmp/md" || { echo "bench_smoke: CQ_KERNELS=scalar not honoured"; fail=1; }
+"$CQ" bench --quick --dims 64 --contexts 512 --formats cq4,cq4+ --precision fast >"$tmp/fast" 2>"$tmp/err" ||
+    { echo "bench_smoke: --precision fast failed"; cat "$tmp/err"; fail=1; }
+grep -q 'attention precision fast' "$tmp/fast" || { echo "bench_smoke: --precision fast not honoured"; fail=1; }
+CQ_ATTN_PRECISION=fast "$CQ" bench --quick --dims 64 --contexts 512 --formats cq4 >"$tmp/fast2" 2>"$tmp/err" ||
+    { echo "bench_smoke: CQ_ATTN_PRECISION=fast failed"; cat "$tmp/err"; fail=1; }
+grep -q 'attention precision fast' "$tmp/fast2" || { echo "bench_smoke: CQ_ATTN_PRECISION=fast not honoured"; fail=1; }
+"$CQ" bench --precision sloppy >/dev/null 2>&1
+[ $? = 2 ] || { echo "bench_smoke: a bad precision must exit 2"; fail=1; }
 "$CQ" bench --formats q9 >/dev/null 2>&1
 [ $? = 2 ] || { echo "bench_smoke: a bad format must exit 2"; fail=1; }
 "$CQ" bench --json --csv >/dev/null 2>&1
