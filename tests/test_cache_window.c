@@ -107,7 +107,7 @@ static void run(cq_codec_id id, uint32_t D, uint32_t T, uint32_t chunk) {
                   differ);
         float q[2 * 2 * CQ_MAX_DIM], out[2 * 2 * CQ_MAX_DIM], ref_out[2 * 2 * CQ_MAX_DIM];
         for (uint32_t i = 0; i < 2 * H * D; i++) q[i] = (float)cq_rng_normal(&r);
-        cq_attn_opts o = {1, 0};
+        cq_attn_opts o = {.n_threads = 1};
         st = cq_cache_attend(c, 0, q, 2 * H, out, &o, &e);
         cq_status st2 = cq_cache_attend_ref(c, 0, q, 1, T - 1, 2 * H, ref_out, 0, &e);
         double md = 0, mx = 0;

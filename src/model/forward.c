@@ -337,7 +337,7 @@ static cq_status forward_batch(cq_session *s, const int32_t *tokens, uint32_t n,
         /* store k, v; attention: xb [n][H*D] */
         if (s->cache) {
             if ((st = cq_cache_append_f32(s->cache, l, s->k, s->v, n, err))) return st;
-            cq_attn_opts ao = {s->n_threads, 0.0f};
+            cq_attn_opts ao = {.n_threads = s->n_threads, .scale = 0.0f, .precision = CQ_ATTN_DEFAULT};
             if (n == 1) st = cq_cache_attend(s->cache, l, s->q, H, s->xb, &ao, err);
             else st = cq_cache_attend_prefill(s->cache, l, s->q, n, pos0, H, s->xb, &ao, err);
             if (st) return st;
