@@ -34,6 +34,11 @@ void cq_fwht_f32(float *x, uint32_t n);
 void cq_fwht_orthonormal_f32(float *x, uint32_t n);
 static inline int cq_is_pow2(uint32_t n) { return n && (n & (n - 1)) == 0; }
 
+/* ---------------------------------------------------------------- crc32c */
+/* CRC-32C (Castagnoli, reflected 0x82F63B78), as in iSCSI/ext4: crc32c("123456789") = 0xE3069283.
+ * Start with crc = 0; feed chunks by passing the previous result. */
+uint32_t cq_crc32c(uint32_t crc, const void *data, size_t n);
+
 /* ------------------------------------------------------------------- npy */
 typedef enum cq_npy_dtype { CQ_NPY_F16 = 0, CQ_NPY_F32 = 1, CQ_NPY_F64 = 2 } cq_npy_dtype;
 
