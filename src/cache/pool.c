@@ -27,6 +27,11 @@ static struct {
 } P = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER,
        PTHREAD_COND_INITIALIZER, 0, 0, NULL, NULL, 0, 0, 0, 0};
 
+/* Generation current when worker i was created: a worker that starts running only after
+ * the job that created it was published must still take part in that job (reading
+ * P.gen at start would miss it, and the caller would wait forever for it). */
+static uint64_t start_gen[POOL_MAX];
+
 static void run_tasks(cq_task_fn fn, void *ctx, uint32_t n_tasks, uint32_t worker) {
     for (;;) {
         uint32_t t = atomic_fetch_add(&P.next, 1u);
@@ -38,7 +43,7 @@ static void run_tasks(cq_task_fn fn, void *ctx, uint32_t n_tasks, uint32_t worke
 static void *worker_main(void *arg) {
     uint32_t id = (uint32_t)(uintptr_t)arg; /* 1.. */
     pthread_mutex_lock(&P.m);
-    uint64_t seen = P.gen;
+    uint64_t seen = start_gen[id];
     for (;;) {
         while (P.gen == seen) pthread_cond_wait(&P.wake, &P.m);
         seen = P.gen;
@@ -67,6 +72,7 @@ uint32_t cq_pool_run(uint32_t n_threads, uint32_t n_tasks, cq_task_fn fn, void *
         pthread_attr_t at;
         pthread_attr_init(&at);
         pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+        start_gen[P.n_workers + 1] = P.gen;
         int rc = pthread_create(&th, &at, worker_main, (void *)(uintptr_t)(P.n_workers + 1));
         pthread_attr_destroy(&at);
         if (rc) break;
