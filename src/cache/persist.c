@@ -551,9 +551,14 @@ static cq_status parse_conf(const uint8_t *p, uint64_t len, uint32_t n_sections,
         return cq_err_set(err, CQ_ERR_FORMAT, -1, -1,
                           "configuration: flags force_generic=%u sealed=%u has_masks=%u must be 0 "
                           "or 1", v[9], v[10], v[11]);
-    if (NL == 0 || H == 0 || NL > 4096 || H > 4096 || D < CQ_MIN_DIM || D > CQ_MAX_DIM)
+    if (NL == 0 || H == 0 || NL > 4096 || H > 4096)
         return cq_err_set(err, CQ_ERR_SHAPE, -1, -1,
-                          "configuration: shape %u layers x %u kv heads x D=%u is invalid", NL, H, D);
+                          "configuration: %u layers x %u kv heads: both must be in [1, 4096]", NL,
+                          H);
+    if (D < CQ_MIN_DIM || D > CQ_MAX_DIM || (D & 1))
+        return cq_err_set(err, CQ_ERR_DIM, -1, -1,
+                          "configuration: head_dim D=%u must be even, in [%d, %d]", D, CQ_MIN_DIM,
+                          CQ_MAX_DIM);
     if (v[3] == 0)
         return cq_err_set(err, CQ_ERR_GROUP, -1, -1, "configuration: group G is 0");
     if ((uint64_t)n_sections != 1ull + NL)
