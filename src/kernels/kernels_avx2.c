@@ -297,9 +297,10 @@ static void v_dot_i4(const float *qp, uint32_t nh, const uint8_t *k, uint32_t n,
         for (; c_ + 16 <= (D); c_ += 16) {                                                         \
             __m256 a0[HC], a1[HC];                                                                 \
             for (int h_ = 0; h_ < HC; h_++) {                                                      \
+                a0[h_] = a1[h_] = _mm256_setzero_ps(); /* rows >= nhc lie past acc */           \
+                if ((uint32_t)h_ >= (nhc)) continue;                                               \
                 a0[h_] = _mm256_loadu_ps((acc) + (size_t)h_ * (D) + c_);                           \
                 a1[h_] = _mm256_loadu_ps((acc) + (size_t)h_ * (D) + c_ + 8);                       \
-                if ((uint32_t)h_ >= (nhc)) a0[h_] = a1[h_] = _mm256_setzero_ps();                   \
             }                                                                                      \
             for (uint32_t t_ = 0; t_ < (n); t_++) {                                                \
                 __m256 x0 = LOAD8(t_, c_), x1 = LOAD8(t_, c_ + 8);                                 \
