@@ -284,7 +284,7 @@ static void create_matrix(void) {
         {"D = 512", 1, 1, CQ_MAX_DIM, 8, CQ_CODEC_CQ4, 0, NULL, CQ_OK},
         {"D = 2", 1, 1, 2, 8, CQ_CODEC_CQ4, 0, NULL, CQ_OK},
     };
-    uint8_t masks[2 * 2 * CQ_MAX_DIM];
+    uint8_t masks[4 * (CQ_MAX_DIM + 2)];
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         cq_cache_config cfg;
         cq_cache_config_default(&cfg, cases[i].nl, cases[i].h, cases[i].d);
@@ -293,7 +293,7 @@ static void create_matrix(void) {
         cfg.kernels = cases[i].kernels;
         memset(masks, 0, sizeof masks);
         for (uint32_t j = 0; j < 4; j++)
-            for (uint32_t d = 0; d < cases[i].d && d < CQ_MAX_DIM; d++)
+            for (uint32_t d = 0; d < cases[i].d && d < CQ_MAX_DIM + 2; d++)
                 masks[j * cases[i].d + d] =
                     cases[i].masks == 2 || (cases[i].masks == 3 && d > 0) ||
                     (cases[i].masks == 1 && d == 1);
