@@ -3,6 +3,7 @@
 #   make test         build and run the whole test suite
 #   make SAN=1 test   the same under AddressSanitizer + UBSan (build-san/)
 #   make SIMD=0 ...   build without the AVX2 kernels (scalar floor only)
+#   make tsan         the cache tests under ThreadSanitizer (build-tsan/)
 #   make clean
 # Every source under src/*/ is part of the library; files named *_avx2.c are
 # compiled with the AVX2/FMA/F16C flags and only reached through the dispatcher.
@@ -10,6 +11,7 @@
 CC      ?= cc
 SAN     ?= 0
 SIMD    ?= 1
+TSAN    ?= 0
 BUILD   ?= build
 OPT     ?= -O2
 
@@ -23,6 +25,11 @@ ifeq ($(SAN),1)
   BUILD  := build-san
   CFLAGS += -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
   LDFLAGS += -fsanitize=address,undefined
+endif
+ifeq ($(TSAN),1)
+  BUILD  := build-tsan
+  CFLAGS += -fsanitize=thread -fno-omit-frame-pointer
+  LDFLAGS += -fsanitize=thread
 endif
 ifeq ($(SIMD),0)
   CFLAGS += -DCQ_NO_SIMD
@@ -47,7 +54,7 @@ STATIC    := $(BUILD)/libchannelquant.a
 SHARED    := $(BUILD)/libchannelquant.so
 CQ        := $(BUILD)/cq
 
-.PHONY: all test clean run
+.PHONY: all test clean run tsan tsan-run
 all: $(STATIC) $(SHARED) $(CQ)
 
 $(BUILD)/%.o: %.c
@@ -77,6 +84,17 @@ test: all $(TEST_BIN)
 
 run: all
 	$(CQ) run
+
+# The cache tests (test_cache*, test_persist) under ThreadSanitizer, both kernel tables.
+TSAN_BIN := $(filter $(BUILD)/tests/test_cache% $(BUILD)/tests/test_persist,$(TEST_BIN))
+tsan:
+	@$(MAKE) --no-print-directory TSAN=1 tsan-run
+tsan-run: $(TSAN_BIN)
+	@export TSAN_OPTIONS="halt_on_error=1 exitcode=66 $(TSAN_OPTIONS)" CQ_SHARED=$${CQ_SHARED:-../shared}; \
+	for k in auto scalar; do for t in $(TSAN_BIN); do \
+		echo "tsan ($$k kernels): $$t"; \
+		if [ $$k = auto ]; then $$t || exit 1; else CQ_KERNELS=$$k $$t || exit 1; fi; \
+	done; done
 
 clean:
 	rm -rf build build-san build-*
