@@ -15,6 +15,7 @@
 #define CQ_VERSION_PATCH 0
 #define CQ_VERSION_STRING "0.1.0"
 
+#include "cq_cache.h"
 #include "cq_codec.h"
 #include "cq_error.h"
 #include "cq_fp16.h"

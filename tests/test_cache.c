@@ -434,7 +434,7 @@ static void test_memory(void) {
     /* keys: 7 full groups of 128 committed (896 tokens), 104 in flight */
     uint64_t kp = 7ull * 128 * 128 / 2, ks = 7ull * 128 * 2;
     uint64_t vp = 1000ull * 64, vs = 1000ull * 2;
-    uint64_t kslot = 8192 + 256, kpage = 8 * kslot, vpage = 1024ull * 64 + 1024 * 2;
+    uint64_t kslot = 8192 + 256 + 32 /* read padding, rounded to 32 */, kpage = 8 * kslot, vpage = 1024ull * 64 + 1024 * 2;
     CHECK(m.payload == H * (kp + vp), "payload %llu", (unsigned long long)m.payload);
     CHECK(m.scales == H * (ks + vs), "scales %llu", (unsigned long long)m.scales);
     CHECK(m.sidecar == 0 && m.sinks == 0, "sidecar/sinks");

@@ -11,6 +11,7 @@ static const cq_command commands[] = {
     {"run", "the main job: a short end-to-end demonstration on built-in data", cq_cmd_run},
     {"vectors", "golden vectors: check, generate, replay real-model slices", cq_cmd_vectors},
     {"codecs", "list the codec registry", cq_cmd_codecs},
+    {"bench", "streaming-cache benchmark: append GB/s, decode attention vs read bandwidth", cq_cmd_bench},
 };
 
 static void usage(FILE *f) {

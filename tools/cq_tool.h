@@ -20,6 +20,7 @@ typedef struct cq_command {
 int cq_cmd_vectors(int argc, char **argv);
 int cq_cmd_codecs(int argc, char **argv);
 int cq_cmd_run(int argc, char **argv);
+int cq_cmd_bench(int argc, char **argv);
 
 /* Strict number parsing: whole string, range checked. Return 0 on success. */
 int cq_arg_u32(const char *s, uint32_t lo, uint32_t hi, uint32_t *out);

@@ -88,10 +88,15 @@ static cq_status key_scores(const cq_kernels *k, const cq_store *s, uint32_t u, 
             return CQ_OK;
         }
         float sf[CQ_MAX_DIM];
-        for (uint32_t j = 0; j < kept; j++) sf[j] = cq_f16_to_f32(scl[j]);
-        for (uint32_t h = 0; h < nh; h++)
-            for (uint32_t j = 0; j < kept; j++)
-                sc->qp[(size_t)h * kept + j] = q[(size_t)h * D + p->kept_idx[j]] * sf[j];
+        k->f16_to_f32(scl, sf, kept);
+        for (uint32_t h = 0; h < nh; h++) {
+            float *qp = sc->qp + (size_t)h * kept;
+            const float *qh = q + (size_t)h * D;
+            if (p->k == 0) /* identity channel map: a straight product */
+                for (uint32_t j = 0; j < kept; j++) qp[j] = qh[j] * sf[j];
+            else
+                for (uint32_t j = 0; j < kept; j++) qp[j] = qh[p->kept_idx[j]] * sf[j];
+        }
         k->dot_i4(sc->qp, nh, slot + (size_t)r0 * kept / 2, n, kept, sc->s, BLK);
         for (uint32_t o = 0; o < p->k; o++) /* outlier lane: raw fp16 sidecar */
             for (uint32_t t = 0; t < n; t++) {

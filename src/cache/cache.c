@@ -325,9 +325,11 @@ typedef struct gen_snap {
     uint16_t *resid; /* copy, or NULL when the append cannot touch it */
 } gen_snap;
 
-static cq_status check_finite(const uint16_t *X, uint32_t n, uint32_t H, uint32_t D,
-                              uint32_t tokens, const char *what, cq_err *err) {
+/* The kernel table's scan finds whether anything is wrong; the exact place only then. */
+static cq_status check_finite(const cq_kernels *k, const uint16_t *X, uint32_t n, uint32_t H,
+                              uint32_t D, uint32_t tokens, const char *what, cq_err *err) {
     size_t N = (size_t)n * H * D;
+    if (!k->any_nonfinite(X, N)) return CQ_OK;
     for (size_t i = 0; i < N; i++)
         if (!cq_f16_is_finite(X[i])) {
             uint32_t t = (uint32_t)(i / ((size_t)H * D)), h = (uint32_t)(i / D % H),
@@ -360,8 +362,8 @@ cq_status cq_cache_append(cq_cache *c, uint32_t layer, const uint16_t *K, const 
                           "appending %u tokens to %u exceeds max_tokens=%u", n, l->tokens,
                           c->cfg.max_tokens);
     cq_status st;
-    if ((st = check_finite(K, n, H, D, l->tokens, "key", err)) ||
-        (st = check_finite(V, n, H, D, l->tokens, "value", err)))
+    if ((st = check_finite(c->kern, K, n, H, D, l->tokens, "key", err)) ||
+        (st = check_finite(c->kern, V, n, H, D, l->tokens, "value", err)))
         return st;
     const uint32_t m = store_share(l->tokens, n, S), skip = n - m;
     /* reserve pages for every store; undo all of it on failure */

@@ -40,6 +40,7 @@ typedef struct cq_store {
     size_t slot_bytes;    /* unit kinds: bytes of one slot */
     size_t off_scales;    /* ST_I4K: offset of the scales in a slot */
     size_t off_sidecar;   /* ST_I4K: offset of the sidecar in a slot */
+    size_t off_tscales;   /* per-token kinds: offset of the scale array in a page (aligned) */
     uint32_t page_units;  /* units per page (tokens for per-token kinds) */
     size_t page_bytes;    /* data bytes of a page, header excluded */
     uint8_t **pages;
@@ -105,7 +106,7 @@ static inline uint8_t *cq_store_codes(const cq_store *s, uint32_t t) {
 }
 static inline uint16_t *cq_store_scale(const cq_store *s, uint32_t t) {
     uint8_t *pg = s->pages[t / s->page_units] + CQ_PAGE_HDR;
-    return (uint16_t *)(pg + (size_t)s->page_units * s->tok_bytes) + t % s->page_units;
+    return (uint16_t *)(pg + s->off_tscales) + t % s->page_units;
 }
 /* Tokens in committed unit u. */
 static inline uint32_t cq_store_unit_len(const cq_store *s, uint32_t u) {

@@ -27,10 +27,7 @@ static struct {
 } P = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER,
        PTHREAD_COND_INITIALIZER, 0, 0, NULL, NULL, 0, 0, 0, 0};
 
-/* Generation current when worker i was created: a worker that starts running only after
- * the job that created it was published must still take part in that job (reading
- * P.gen at start would miss it, and the caller would wait forever for it). */
-static uint64_t start_gen[POOL_MAX];
+static uint64_t start_gen[POOL_MAX + 1];
 
 static void run_tasks(cq_task_fn fn, void *ctx, uint32_t n_tasks, uint32_t worker) {
     for (;;) {
@@ -43,6 +40,8 @@ static void run_tasks(cq_task_fn fn, void *ctx, uint32_t n_tasks, uint32_t worke
 static void *worker_main(void *arg) {
     uint32_t id = (uint32_t)(uintptr_t)arg; /* 1.. */
     pthread_mutex_lock(&P.m);
+    /* the generation current when this worker was created: the job being
+     * published right after its creation must not be skipped */
     uint64_t seen = start_gen[id];
     for (;;) {
         while (P.gen == seen) pthread_cond_wait(&P.wake, &P.m);

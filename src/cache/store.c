@@ -61,7 +61,8 @@ cq_status cq_store_init(cq_cache *c, cq_layer *l, cq_store *s, cq_role role, cq_
         s->unit = kp->group;
         s->off_scales = round_up(cq_key_group_bytes(kp, kp->group), 2);
         s->off_sidecar = s->off_scales + 2 * (size_t)kp->kept;
-        s->slot_bytes = round_up(s->off_sidecar + 2 * (size_t)kp->group * kp->k, 32);
+        /* + 8: the INT4 dot kernel may read 7 bytes past the last token's codes */
+        s->slot_bytes = round_up(s->off_sidecar + 2 * (size_t)kp->group * kp->k + 8, 32);
     }
     if (!cq_store_per_token(s)) {
         s->page_units = P / s->unit ? P / s->unit : 1;
@@ -70,7 +71,8 @@ cq_status cq_store_init(cq_cache *c, cq_layer *l, cq_store *s, cq_role role, cq_
         if (!s->resid) return cq_err_set(err, CQ_ERR_NOMEM, -1, -1, "out of memory");
     } else {
         s->page_units = P;
-        s->page_bytes = (size_t)P * s->tok_bytes + (s->kind == ST_F16 ? 0 : 2 * (size_t)P);
+        s->off_tscales = round_up((size_t)P * s->tok_bytes, 64); /* scales 2-byte aligned */
+        s->page_bytes = s->off_tscales + (s->kind == ST_F16 ? 0 : 2 * (size_t)P);
     }
     s->page_bytes = round_up(s->page_bytes, 64);
     return CQ_OK;

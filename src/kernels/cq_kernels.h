@@ -36,7 +36,8 @@ typedef struct cq_kernels {
     void (*dot_i8)(const float *q, uint32_t nh, const int8_t *k, const uint16_t *ks, uint32_t n,
                    uint32_t D, float *s, uint32_t ss);
     /* s[h][t] = qp[h] . code[t] for INT4 codes of `kept` channels per token
-     * (kept even: a token is kept/2 contiguous bytes); qp already holds q .* scales */
+     * (kept even: a token is kept/2 contiguous bytes); qp already holds q .* scales.
+     * May read up to 7 bytes past the last token's codes (callers keep them readable). */
     void (*dot_i4)(const float *qp, uint32_t nh, const uint8_t *k, uint32_t n, uint32_t kept,
                    float *s, uint32_t ss);
     /* acc[h] += sum_t w[h][t] * v[t] */
@@ -49,8 +50,13 @@ typedef struct cq_kernels {
                    uint32_t n, uint32_t D, float *acc);
     void (*acc_i4)(const float *w, uint32_t ws, uint32_t nh, const uint8_t *v, const uint16_t *vs,
                    uint32_t n, uint32_t D, float *acc);
+    /* nonzero when any of n fp16 values is Inf or NaN (the append's input check) */
+    int (*any_nonfinite)(const uint16_t *x, size_t n);
     /* softmax step: x[i] = exp(x[i] - m) for n values, returns their sum */
     float (*exp_sum)(float *x, uint32_t n, float m);
+    /* a streaming read of n bytes (n a multiple of 128, p 64-byte aligned): a checksum
+     * that keeps the loads alive; what the bandwidth measurement runs */
+    uint64_t (*read_sum)(const uint8_t *p, size_t n);
     /* fp16 -> fp32, n values */
     void (*f16_to_f32)(const uint16_t *x, float *y, size_t n);
 } cq_kernels;

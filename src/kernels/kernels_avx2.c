@@ -93,7 +93,8 @@ static void v_enc_token(const uint16_t *x, uint32_t D, unsigned bits, uint8_t *c
     uint16_t s = cq_scale_from_amax(amax_f16(x, D), qmax);
     *scale = s;
     float sf[32];
-    for (int i = 0; i < 32; i++) sf[i] = cq_f16_to_f32(s);
+    const float s32 = cq_f16_to_f32(s);
+    for (int i = 0; i < 32; i++) sf[i] = s32;
     const __m256 lo = _mm256_set1_ps((float)(-qmax - 1)), hi = _mm256_set1_ps((float)qmax);
     uint32_t c = 0;
     for (; c + 32 <= D; c += 32) {
@@ -158,7 +159,7 @@ static void v_enc_key_group(const cq_params *p, const uint16_t *K, uint32_t g, u
 #define DOT_ROW(nhc, q, D, LOAD8, SCAL, out)                                                       \
     do {                                                                                           \
         __m256 a0[HC], a1[HC];                                                                     \
-        for (int h_ = 0; h_ < HC; h_++) a0[h_] = a1[h_] = _mm256_setzero_ps();                     \
+        _Pragma("GCC unroll 4") for (int h_ = 0; h_ < HC; h_++) a0[h_] = a1[h_] = _mm256_setzero_ps(); \
         uint32_t c_ = 0;                                                                           \
         for (; c_ + 16 <= (D); c_ += 16) {                                                         \
             __m256 x0 = LOAD8(c_), x1 = LOAD8(c_ + 8);                                             \
@@ -172,7 +173,7 @@ static void v_enc_key_group(const cq_params *p, const uint16_t *K, uint32_t g, u
             _Pragma("GCC unroll 4") for (uint32_t h_ = 0; h_ < (nhc); h_++)                             \
                 a0[h_] = _mm256_fmadd_ps(x0, _mm256_loadu_ps((q) + (size_t)h_ * (D) + c_), a0[h_]); \
         }                                                                                          \
-        for (int h_ = 0; h_ < HC; h_++) a0[h_] = _mm256_add_ps(a0[h_], a1[h_]);                    \
+        _Pragma("GCC unroll 4") for (int h_ = 0; h_ < HC; h_++) a0[h_] = _mm256_add_ps(a0[h_], a1[h_]); \
         _mm_storeu_ps((out), hsum4x8(a0[0], a0[1], a0[2], a0[3]));                                 \
         for (; c_ < (D); c_++) {                                                                   \
             float x_ = SCAL(c_);                                                                   \
@@ -180,21 +181,53 @@ static void v_enc_key_group(const cq_params *p, const uint16_t *K, uint32_t g, u
         }                                                                                          \
     } while (0)
 
+#define ALWAYS_INLINE inline __attribute__((always_inline))
+
+/* Run BLK(NH) with NH a compile-time constant 1..4, so that the per-head
+ * accumulator arrays are unrolled into registers. */
+#define NH_SWITCH(nhc, BLK)                                                                        \
+    switch (nhc) {                                                                                 \
+    case 1: BLK(1); break;                                                                         \
+    case 2: BLK(2); break;                                                                         \
+    case 3: BLK(3); break;                                                                         \
+    default: BLK(4); break;                                                                        \
+    }
+
+static ALWAYS_INLINE void dot_f16_blk(const uint32_t nhc, const float *qh, const uint16_t *k,
+                                      uint32_t n, uint32_t D, float *s, uint32_t ss) {
+    for (uint32_t t = 0; t < n; t++) {
+        const uint16_t *row = k + (size_t)t * D;
+        float o[4];
+#define L8(c) load_f16x8(row + (c))
+#define S1(c) cq_f16_to_f32(row[c])
+        DOT_ROW(nhc, qh, D, L8, S1, o);
+#undef L8
+#undef S1
+        for (uint32_t h = 0; h < nhc; h++) s[(size_t)h * ss + t] = o[h];
+    }
+}
+
 static void v_dot_f16(const float *q, uint32_t nh, const uint16_t *k, uint32_t n, uint32_t D,
                       float *s, uint32_t ss) {
     for (uint32_t h0 = 0; h0 < nh; h0 += HC) {
         uint32_t nhc = nh - h0 < HC ? nh - h0 : HC;
-        const float *qh = q + (size_t)h0 * D;
-        for (uint32_t t = 0; t < n; t++) {
-            const uint16_t *row = k + (size_t)t * D;
-            float o[4];
-#define L8(c) load_f16x8(row + (c))
-#define S1(c) cq_f16_to_f32(row[c])
-            DOT_ROW(nhc, qh, D, L8, S1, o);
+#define B(NH) dot_f16_blk(NH, q + (size_t)h0 * D, k, n, D, s + (size_t)h0 * ss, ss)
+        NH_SWITCH(nhc, B)
+#undef B
+    }
+}
+
+static ALWAYS_INLINE void dot_f32_blk(const uint32_t nhc, const float *qh, const float *k,
+                                      uint32_t n, uint32_t D, float *s, uint32_t ss) {
+    for (uint32_t t = 0; t < n; t++) {
+        const float *row = k + (size_t)t * D;
+        float o[4];
+#define L8(c) _mm256_loadu_ps(row + (c))
+#define S1(c) row[c]
+        DOT_ROW(nhc, qh, D, L8, S1, o);
 #undef L8
 #undef S1
-            for (uint32_t h = 0; h < nhc; h++) s[(size_t)(h0 + h) * ss + t] = o[h];
-        }
+        for (uint32_t h = 0; h < nhc; h++) s[(size_t)h * ss + t] = o[h];
     }
 }
 
@@ -202,17 +235,9 @@ static void v_dot_f32(const float *q, uint32_t nh, const float *k, uint32_t n, u
                       float *s, uint32_t ss) {
     for (uint32_t h0 = 0; h0 < nh; h0 += HC) {
         uint32_t nhc = nh - h0 < HC ? nh - h0 : HC;
-        const float *qh = q + (size_t)h0 * D;
-        for (uint32_t t = 0; t < n; t++) {
-            const float *row = k + (size_t)t * D;
-            float o[4];
-#define L8(c) _mm256_loadu_ps(row + (c))
-#define S1(c) row[c]
-            DOT_ROW(nhc, qh, D, L8, S1, o);
-#undef L8
-#undef S1
-            for (uint32_t h = 0; h < nhc; h++) s[(size_t)(h0 + h) * ss + t] = o[h];
-        }
+#define B(NH) dot_f32_blk(NH, q + (size_t)h0 * D, k, n, D, s + (size_t)h0 * ss, ss)
+        NH_SWITCH(nhc, B)
+#undef B
     }
 }
 
@@ -220,21 +245,28 @@ static inline __m256 load_i8x8(const int8_t *p) {
     return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)p)));
 }
 
+static ALWAYS_INLINE void dot_i8_blk(const uint32_t nhc, const float *qh, const int8_t *k,
+                                     const uint16_t *ks, uint32_t n, uint32_t D, float *s,
+                                     uint32_t ss) {
+    for (uint32_t t = 0; t < n; t++) {
+        const int8_t *row = k + (size_t)t * D;
+        float o[4], sc = cq_f16_to_f32(ks[t]);
+#define L8(c) load_i8x8(row + (c))
+#define S1(c) (float)row[c]
+        DOT_ROW(nhc, qh, D, L8, S1, o);
+#undef L8
+#undef S1
+        for (uint32_t h = 0; h < nhc; h++) s[(size_t)h * ss + t] = o[h] * sc;
+    }
+}
+
 static void v_dot_i8(const float *q, uint32_t nh, const int8_t *k, const uint16_t *ks, uint32_t n,
                      uint32_t D, float *s, uint32_t ss) {
     for (uint32_t h0 = 0; h0 < nh; h0 += HC) {
         uint32_t nhc = nh - h0 < HC ? nh - h0 : HC;
-        const float *qh = q + (size_t)h0 * D;
-        for (uint32_t t = 0; t < n; t++) {
-            const int8_t *row = k + (size_t)t * D;
-            float o[4], sc = cq_f16_to_f32(ks[t]);
-#define L8(c) load_i8x8(row + (c))
-#define S1(c) (float)row[c]
-            DOT_ROW(nhc, qh, D, L8, S1, o);
-#undef L8
-#undef S1
-            for (uint32_t h = 0; h < nhc; h++) s[(size_t)(h0 + h) * ss + t] = o[h] * sc;
-        }
+#define B(NH) dot_i8_blk(NH, q + (size_t)h0 * D, k, ks, n, D, s + (size_t)h0 * ss, ss)
+        NH_SWITCH(nhc, B)
+#undef B
     }
 }
 
@@ -245,45 +277,53 @@ static inline void unpack16(const uint8_t *p, __m256 *lo, __m256 *hi) {
     *hi = _mm256_cvtepi32_ps(_mm256_srai_epi32(_mm256_slli_epi32(v, 24), 28));
 }
 
+/* qperm: [nhc][kp] in (even | odd) order per 16-channel chunk, kp = kept rounded up
+ * to 16 with zero weights, so a partial last chunk needs no scalar tail: its extra
+ * nibbles (the next token's, or the slot's padding) are multiplied by 0. Reads up to
+ * 7 bytes past the last token (the cache's slots guarantee they are readable). */
+static ALWAYS_INLINE void dot_i4_blk(const uint32_t nhc, const float *qperm, uint32_t kp,
+                                     const uint8_t *k, uint32_t n, uint32_t kept, float *s,
+                                     uint32_t ss) {
+    const uint32_t kb = kept / 2;
+    for (uint32_t t = 0; t < n; t++) {
+        const uint8_t *row = k + (size_t)t * kb;
+        __m256 a0[HC], a1[HC];
+        _Pragma("GCC unroll 4") for (int h = 0; h < HC; h++) a0[h] = a1[h] = _mm256_setzero_ps();
+        for (uint32_t b = 0; b < kp / 2; b += 8) {
+            __m256 lo, hi;
+            unpack16(row + b, &lo, &hi);
+            const float *qc = qperm + 2 * b;
+            _Pragma("GCC unroll 4") for (uint32_t h = 0; h < nhc; h++) {
+                a0[h] = _mm256_fmadd_ps(lo, _mm256_loadu_ps(qc + (size_t)h * kp), a0[h]);
+                a1[h] = _mm256_fmadd_ps(hi, _mm256_loadu_ps(qc + (size_t)h * kp + 8), a1[h]);
+            }
+        }
+        _Pragma("GCC unroll 4") for (int h = 0; h < HC; h++) a0[h] = _mm256_add_ps(a0[h], a1[h]);
+        float o[4];
+        _mm_storeu_ps(o, hsum4x8(a0[0], a0[1], a0[2], a0[3]));
+        for (uint32_t h = 0; h < nhc; h++) s[(size_t)h * ss + t] = o[h];
+    }
+}
+
 static void v_dot_i4(const float *qp, uint32_t nh, const uint8_t *k, uint32_t n, uint32_t kept,
                      float *s, uint32_t ss) {
-    const uint32_t kb = kept / 2, vb = kb & ~7u, vc = vb * 2; /* vectorized bytes / channels */
-    float qperm[HC * CQ_MAX_DIM];
+    const uint32_t kp = (kept + 15) & ~15u;
+    float qperm[HC * (CQ_MAX_DIM + 16)];
     for (uint32_t h0 = 0; h0 < nh; h0 += HC) {
         uint32_t nhc = nh - h0 < HC ? nh - h0 : HC;
-        /* permute each 16-channel chunk of the query to (even | odd) order */
+        /* permute each 16-channel chunk of the query to (even | odd) order, zero-padded */
         for (uint32_t h = 0; h < nhc; h++) {
             const float *src = qp + (size_t)(h0 + h) * kept;
-            float *dst = qperm + (size_t)h * kept;
-            for (uint32_t c = 0; c < vc; c += 16)
-                for (int i = 0; i < 8; i++) {
-                    dst[c + i] = src[c + 2 * i];
-                    dst[c + 8 + i] = src[c + 2 * i + 1];
+            float *dst = qperm + (size_t)h * kp;
+            for (uint32_t c = 0; c < kp; c += 16)
+                for (uint32_t i = 0; i < 8; i++) {
+                    dst[c + i] = c + 2 * i < kept ? src[c + 2 * i] : 0.0f;
+                    dst[c + 8 + i] = c + 2 * i + 1 < kept ? src[c + 2 * i + 1] : 0.0f;
                 }
-            for (uint32_t c = vc; c < kept; c++) dst[c] = src[c];
         }
-        for (uint32_t t = 0; t < n; t++) {
-            const uint8_t *row = k + (size_t)t * kb;
-            __m256 a0[HC], a1[HC];
-            for (int h = 0; h < HC; h++) a0[h] = a1[h] = _mm256_setzero_ps();
-            for (uint32_t b = 0; b < vb; b += 8) {
-                __m256 lo, hi;
-                unpack16(row + b, &lo, &hi);
-                const float *qc = qperm + 2 * b;
-                _Pragma("GCC unroll 4") for (uint32_t h = 0; h < nhc; h++) {
-                    a0[h] = _mm256_fmadd_ps(lo, _mm256_loadu_ps(qc + (size_t)h * kept), a0[h]);
-                    a1[h] = _mm256_fmadd_ps(hi, _mm256_loadu_ps(qc + (size_t)h * kept + 8), a1[h]);
-                }
-            }
-            for (int h = 0; h < HC; h++) a0[h] = _mm256_add_ps(a0[h], a1[h]);
-            float o[4];
-            _mm_storeu_ps(o, hsum4x8(a0[0], a0[1], a0[2], a0[3]));
-            for (uint32_t c = vc; c < kept; c++) {
-                float x = (float)cq_nibble_get(row, c);
-                for (uint32_t h = 0; h < nhc; h++) o[h] += qperm[(size_t)h * kept + c] * x;
-            }
-            for (uint32_t h = 0; h < nhc; h++) s[(size_t)(h0 + h) * ss + t] = o[h];
-        }
+#define B(NH) dot_i4_blk(NH, qperm, kp, k, n, kept, s + (size_t)h0 * ss, ss)
+        NH_SWITCH(nhc, B)
+#undef B
     }
 }
 
@@ -296,11 +336,12 @@ static void v_dot_i4(const float *qp, uint32_t nh, const uint8_t *k, uint32_t n,
         uint32_t c_ = 0;                                                                           \
         for (; c_ + 16 <= (D); c_ += 16) {                                                         \
             __m256 a0[HC], a1[HC];                                                                 \
-            for (int h_ = 0; h_ < HC; h_++) {                                                      \
-                a0[h_] = a1[h_] = _mm256_setzero_ps(); /* rows >= nhc lie past acc */           \
-                if ((uint32_t)h_ >= (nhc)) continue;                                               \
-                a0[h_] = _mm256_loadu_ps((acc) + (size_t)h_ * (D) + c_);                           \
-                a1[h_] = _mm256_loadu_ps((acc) + (size_t)h_ * (D) + c_ + 8);                       \
+            _Pragma("GCC unroll 4") for (uint32_t h_ = 0; h_ < HC; h_++) {                         \
+                a0[h_] = a1[h_] = _mm256_setzero_ps();                                             \
+                if (h_ < (nhc)) {                                                                  \
+                    a0[h_] = _mm256_loadu_ps((acc) + (size_t)h_ * (D) + c_);                       \
+                    a1[h_] = _mm256_loadu_ps((acc) + (size_t)h_ * (D) + c_ + 8);                   \
+                }                                                                                  \
             }                                                                                      \
             for (uint32_t t_ = 0; t_ < (n); t_++) {                                                \
                 __m256 x0 = LOAD8(t_, c_), x1 = LOAD8(t_, c_ + 8);                                 \
@@ -310,7 +351,7 @@ static void v_dot_i4(const float *qp, uint32_t nh, const uint8_t *k, uint32_t n,
                     a1[h_] = _mm256_fmadd_ps(b_, x1, a1[h_]);                                      \
                 }                                                                                  \
             }                                                                                      \
-            for (uint32_t h_ = 0; h_ < (nhc); h_++) {                                              \
+            _Pragma("GCC unroll 4") for (uint32_t h_ = 0; h_ < (nhc); h_++) {                      \
                 _mm256_storeu_ps((acc) + (size_t)h_ * (D) + c_, a0[h_]);                           \
                 _mm256_storeu_ps((acc) + (size_t)h_ * (D) + c_ + 8, a1[h_]);                       \
             }                                                                                      \
@@ -329,9 +370,39 @@ static void v_dot_i4(const float *qp, uint32_t nh, const uint8_t *k, uint32_t n,
 static void weights_tile(const float *w, uint32_t ws, uint32_t h0, uint32_t nhc, uint32_t t0,
                          uint32_t n, const uint16_t *vs, float *wt) {
     float sc[TB];
-    for (uint32_t t = 0; t < n; t++) sc[t] = vs ? cq_f16_to_f32(vs[t0 + t]) : 1.0f;
+    uint32_t t = 0;
+    if (vs)
+        for (; t + 8 <= n; t += 8) _mm256_storeu_ps(sc + t, load_f16x8(vs + t0 + t));
+    for (; t < n; t++) sc[t] = vs ? cq_f16_to_f32(vs[t0 + t]) : 1.0f;
     for (uint32_t h = 0; h < nhc; h++)
-        for (uint32_t t = 0; t < n; t++) wt[h * n + t] = w[(size_t)(h0 + h) * ws + t0 + t] * sc[t];
+        for (t = 0; t < n; t++) wt[h * n + t] = w[(size_t)(h0 + h) * ws + t0 + t] * sc[t];
+}
+
+static ALWAYS_INLINE void acc_f16_blk(const uint32_t nhc, const float *wt, uint32_t m,
+                                      const uint16_t *vb, uint32_t D, float *ah) {
+#define L8(t, c) load_f16x8(vb + (size_t)(t) * D + (c))
+#define S1(t, c) cq_f16_to_f32(vb[(size_t)(t) * D + (c)])
+    ACC_CHUNKS(nhc, wt, m, D, ah, L8, S1);
+#undef L8
+#undef S1
+}
+
+static ALWAYS_INLINE void acc_f32_blk(const uint32_t nhc, const float *wt, uint32_t m,
+                                      const float *vb, uint32_t D, float *ah) {
+#define L8(t, c) _mm256_loadu_ps(vb + (size_t)(t) * D + (c))
+#define S1(t, c) vb[(size_t)(t) * D + (c)]
+    ACC_CHUNKS(nhc, wt, m, D, ah, L8, S1);
+#undef L8
+#undef S1
+}
+
+static ALWAYS_INLINE void acc_i8_blk(const uint32_t nhc, const float *wt, uint32_t m,
+                                     const int8_t *vb, uint32_t D, float *ah) {
+#define L8(t, c) load_i8x8(vb + (size_t)(t) * D + (c))
+#define S1(t, c) (float)vb[(size_t)(t) * D + (c)]
+    ACC_CHUNKS(nhc, wt, m, D, ah, L8, S1);
+#undef L8
+#undef S1
 }
 
 static void v_acc_f16(const float *w, uint32_t ws, uint32_t nh, const uint16_t *v, uint32_t n,
@@ -339,16 +410,12 @@ static void v_acc_f16(const float *w, uint32_t ws, uint32_t nh, const uint16_t *
     float wt[HC * TB];
     for (uint32_t h0 = 0; h0 < nh; h0 += HC) {
         uint32_t nhc = nh - h0 < HC ? nh - h0 : HC;
-        float *ah = acc + (size_t)h0 * D;
         for (uint32_t t0 = 0; t0 < n; t0 += TB) {
             uint32_t m = n - t0 < TB ? n - t0 : TB;
             weights_tile(w, ws, h0, nhc, t0, m, NULL, wt);
-            const uint16_t *vb = v + (size_t)t0 * D;
-#define L8(t, c) load_f16x8(vb + (size_t)(t) * D + (c))
-#define S1(t, c) cq_f16_to_f32(vb[(size_t)(t) * D + (c)])
-            ACC_CHUNKS(nhc, wt, m, D, ah, L8, S1);
-#undef L8
-#undef S1
+#define B(NH) acc_f16_blk(NH, wt, m, v + (size_t)t0 * D, D, acc + (size_t)h0 * D)
+            NH_SWITCH(nhc, B)
+#undef B
         }
     }
 }
@@ -358,16 +425,12 @@ static void v_acc_f32(const float *w, uint32_t ws, uint32_t nh, const float *v, 
     float wt[HC * TB];
     for (uint32_t h0 = 0; h0 < nh; h0 += HC) {
         uint32_t nhc = nh - h0 < HC ? nh - h0 : HC;
-        float *ah = acc + (size_t)h0 * D;
         for (uint32_t t0 = 0; t0 < n; t0 += TB) {
             uint32_t m = n - t0 < TB ? n - t0 : TB;
             weights_tile(w, ws, h0, nhc, t0, m, NULL, wt);
-            const float *vb = v + (size_t)t0 * D;
-#define L8(t, c) _mm256_loadu_ps(vb + (size_t)(t) * D + (c))
-#define S1(t, c) vb[(size_t)(t) * D + (c)]
-            ACC_CHUNKS(nhc, wt, m, D, ah, L8, S1);
-#undef L8
-#undef S1
+#define B(NH) acc_f32_blk(NH, wt, m, v + (size_t)t0 * D, D, acc + (size_t)h0 * D)
+            NH_SWITCH(nhc, B)
+#undef B
         }
     }
 }
@@ -377,61 +440,75 @@ static void v_acc_i8(const float *w, uint32_t ws, uint32_t nh, const int8_t *v, 
     float wt[HC * TB];
     for (uint32_t h0 = 0; h0 < nh; h0 += HC) {
         uint32_t nhc = nh - h0 < HC ? nh - h0 : HC;
-        float *ah = acc + (size_t)h0 * D;
         for (uint32_t t0 = 0; t0 < n; t0 += TB) {
             uint32_t m = n - t0 < TB ? n - t0 : TB;
             weights_tile(w, ws, h0, nhc, t0, m, vs, wt);
-            const int8_t *vb = v + (size_t)t0 * D;
-#define L8(t, c) load_i8x8(vb + (size_t)(t) * D + (c))
-#define S1(t, c) (float)vb[(size_t)(t) * D + (c)]
-            ACC_CHUNKS(nhc, wt, m, D, ah, L8, S1);
-#undef L8
-#undef S1
+#define B(NH) acc_i8_blk(NH, wt, m, v + (size_t)t0 * D, D, acc + (size_t)h0 * D)
+            NH_SWITCH(nhc, B)
+#undef B
         }
     }
+}
+
+static ALWAYS_INLINE void acc_i4_blk(const uint32_t nhc, const float *wt, uint32_t m,
+                                     const uint8_t *base, uint32_t D, float *ah) {
+    const uint32_t kb = D / 2, vb = kb & ~7u;
+    for (uint32_t b = 0; b < vb; b += 8) {
+        /* accumulate in (even | odd) order, interleave once at the end */
+        __m256 a0[HC], a1[HC];
+        _Pragma("GCC unroll 4") for (int h = 0; h < HC; h++) a0[h] = a1[h] = _mm256_setzero_ps();
+        for (uint32_t t = 0; t < m; t++) {
+            __m256 lo, hi;
+            unpack16(base + (size_t)t * kb + b, &lo, &hi);
+            _Pragma("GCC unroll 4") for (uint32_t h = 0; h < nhc; h++) {
+                __m256 bw = _mm256_broadcast_ss(wt + (size_t)h * m + t);
+                a0[h] = _mm256_fmadd_ps(bw, lo, a0[h]);
+                a1[h] = _mm256_fmadd_ps(bw, hi, a1[h]);
+            }
+        }
+        _Pragma("GCC unroll 4") for (uint32_t h = 0; h < nhc; h++) {
+            __m256 u0 = _mm256_unpacklo_ps(a0[h], a1[h]); /* c0..3 | c8..11 */
+            __m256 u1 = _mm256_unpackhi_ps(a0[h], a1[h]); /* c4..7 | c12..15 */
+            __m256 r0 = _mm256_permute2f128_ps(u0, u1, 0x20);
+            __m256 r1 = _mm256_permute2f128_ps(u0, u1, 0x31);
+            float *dst = ah + (size_t)h * D + 2 * b;
+            _mm256_storeu_ps(dst, _mm256_add_ps(_mm256_loadu_ps(dst), r0));
+            _mm256_storeu_ps(dst + 8, _mm256_add_ps(_mm256_loadu_ps(dst + 8), r1));
+        }
+    }
+    for (uint32_t c = 2 * vb; c < D; c++)
+        for (uint32_t t = 0; t < m; t++) {
+            float x = (float)cq_nibble_get(base + (size_t)t * kb, c);
+            for (uint32_t h = 0; h < nhc; h++) ah[(size_t)h * D + c] += wt[h * m + t] * x;
+        }
 }
 
 static void v_acc_i4(const float *w, uint32_t ws, uint32_t nh, const uint8_t *v, const uint16_t *vs,
                      uint32_t n, uint32_t D, float *acc) {
     float wt[HC * TB];
-    const uint32_t kb = D / 2, vb = kb & ~7u;
     for (uint32_t h0 = 0; h0 < nh; h0 += HC) {
         uint32_t nhc = nh - h0 < HC ? nh - h0 : HC;
-        float *ah = acc + (size_t)h0 * D;
         for (uint32_t t0 = 0; t0 < n; t0 += TB) {
             uint32_t m = n - t0 < TB ? n - t0 : TB;
             weights_tile(w, ws, h0, nhc, t0, m, vs, wt);
-            const uint8_t *base = v + (size_t)t0 * kb;
-            for (uint32_t b = 0; b < vb; b += 8) {
-                /* accumulate in (even | odd) order, interleave once at the end */
-                __m256 a0[HC], a1[HC];
-                for (int h = 0; h < HC; h++) a0[h] = a1[h] = _mm256_setzero_ps();
-                for (uint32_t t = 0; t < m; t++) {
-                    __m256 lo, hi;
-                    unpack16(base + (size_t)t * kb + b, &lo, &hi);
-                    _Pragma("GCC unroll 4") for (uint32_t h = 0; h < nhc; h++) {
-                        __m256 bw = _mm256_broadcast_ss(wt + (size_t)h * m + t);
-                        a0[h] = _mm256_fmadd_ps(bw, lo, a0[h]);
-                        a1[h] = _mm256_fmadd_ps(bw, hi, a1[h]);
-                    }
-                }
-                for (uint32_t h = 0; h < nhc; h++) {
-                    __m256 u0 = _mm256_unpacklo_ps(a0[h], a1[h]); /* c0..3 | c8..11 */
-                    __m256 u1 = _mm256_unpackhi_ps(a0[h], a1[h]); /* c4..7 | c12..15 */
-                    __m256 r0 = _mm256_permute2f128_ps(u0, u1, 0x20);
-                    __m256 r1 = _mm256_permute2f128_ps(u0, u1, 0x31);
-                    float *dst = ah + (size_t)h * D + 2 * b;
-                    _mm256_storeu_ps(dst, _mm256_add_ps(_mm256_loadu_ps(dst), r0));
-                    _mm256_storeu_ps(dst + 8, _mm256_add_ps(_mm256_loadu_ps(dst + 8), r1));
-                }
-            }
-            for (uint32_t c = 2 * vb; c < D; c++)
-                for (uint32_t t = 0; t < m; t++) {
-                    float x = (float)cq_nibble_get(base + (size_t)t * kb, c);
-                    for (uint32_t h = 0; h < nhc; h++) ah[(size_t)h * D + c] += wt[h * m + t] * x;
-                }
+#define B(NH) acc_i4_blk(NH, wt, m, v + (size_t)t0 * (D / 2), D, acc + (size_t)h0 * D)
+            NH_SWITCH(nhc, B)
+#undef B
         }
     }
+}
+
+static int v_any_nonfinite(const uint16_t *x, size_t n) {
+    const __m256i m = _mm256_set1_epi16(0x7C00);
+    __m256i bad = _mm256_setzero_si256();
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m256i v = _mm256_and_si256(_mm256_loadu_si256((const __m256i *)(x + i)), m);
+        bad = _mm256_or_si256(bad, _mm256_cmpeq_epi16(v, m));
+    }
+    int any = !_mm256_testz_si256(bad, bad);
+    for (; i < n; i++) any |= (x[i] & 0x7C00) == 0x7C00;
+    return any;
 }
 
 /* exp(x) for x <= 0 (softmax arguments): 2^n * p(r), r = x - n ln2 in [-ln2/2, ln2/2],
@@ -474,6 +551,18 @@ static float v_exp_sum(float *x, uint32_t n, float m) {
     return hsum8(acc);
 }
 
+static uint64_t v_read_sum(const uint8_t *p, size_t n) {
+    __m256i a = _mm256_setzero_si256(), b = a, c = a, d = a;
+    for (size_t i = 0; i < n; i += 128) {
+        a = _mm256_add_epi64(a, _mm256_load_si256((const __m256i *)(p + i)));
+        b = _mm256_add_epi64(b, _mm256_load_si256((const __m256i *)(p + i + 32)));
+        c = _mm256_add_epi64(c, _mm256_load_si256((const __m256i *)(p + i + 64)));
+        d = _mm256_add_epi64(d, _mm256_load_si256((const __m256i *)(p + i + 96)));
+    }
+    a = _mm256_xor_si256(_mm256_xor_si256(a, b), _mm256_xor_si256(c, d));
+    return (uint64_t)_mm256_extract_epi64(a, 0) ^ (uint64_t)_mm256_extract_epi64(a, 3);
+}
+
 static void v_f16_to_f32(const uint16_t *x, float *y, size_t n) {
     size_t i = 0;
     for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, load_f16x8(x + i));
@@ -492,6 +581,8 @@ const cq_kernels cq_kernels_avx2_table = {
     .acc_f32 = v_acc_f32,
     .acc_i8 = v_acc_i8,
     .acc_i4 = v_acc_i4,
+    .any_nonfinite = v_any_nonfinite,
     .exp_sum = v_exp_sum,
+    .read_sum = v_read_sum,
     .f16_to_f32 = v_f16_to_f32,
 };

@@ -110,10 +110,23 @@ static void s_acc_i4(const float *w, uint32_t ws, uint32_t nh, const uint8_t *v,
     }
 }
 
+static int s_any_nonfinite(const uint16_t *x, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (!cq_f16_is_finite(x[i])) return 1;
+    return 0;
+}
+
 static float s_exp_sum(float *x, uint32_t n, float m) {
     float sum = 0.0f;
     for (uint32_t i = 0; i < n; i++) sum += (x[i] = expf(x[i] - m));
     return sum;
+}
+
+static uint64_t s_read_sum(const uint8_t *p, size_t n) {
+    const uint64_t *w = (const uint64_t *)(const void *)p;
+    uint64_t a = 0, b = 0, c = 0, d = 0;
+    for (size_t i = 0; i < n / 8; i += 4) a += w[i], b += w[i + 1], c += w[i + 2], d += w[i + 3];
+    return a ^ b ^ c ^ d;
 }
 
 static void s_f16_to_f32(const uint16_t *x, float *y, size_t n) {
@@ -132,7 +145,9 @@ static const cq_kernels scalar_table = {
     .acc_f32 = s_acc_f32,
     .acc_i8 = s_acc_i8,
     .acc_i4 = s_acc_i4,
+    .any_nonfinite = s_any_nonfinite,
     .exp_sum = s_exp_sum,
+    .read_sum = s_read_sum,
     .f16_to_f32 = s_f16_to_f32,
 };
 

@@ -1,0 +1,25 @@
+#!/bin/sh
+# Smoke test of `cq bench --quick`: it runs, verifies its own outputs (the bench
+# exits 1 when an append or an attention result fails verification), and prints
+# every row in markdown, --json and --csv. Timings are never asserted.
+CQ=${1:-build/cq}
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+fail=0
+"$CQ" bench --help >"$tmp/help" 2>&1 || { echo "bench_smoke: --help failed"; fail=1; }
+"$CQ" bench --quick --json >"$tmp/json" 2>"$tmp/err" || { echo "bench_smoke: --quick --json failed"; cat "$tmp/err"; fail=1; }
+rows=$(grep -c '"D":' "$tmp/json")
+[ "$rows" = 16 ] || { echo "bench_smoke: expected 16 json rows, got $rows"; fail=1; }
+grep -q '"fraction": 0.0000' "$tmp/json" && { echo "bench_smoke: a row has no bandwidth fraction"; fail=1; }
+"$CQ" bench --quick --csv --dims 40 --contexts 300 --threads 2 --formats cq4+,cq8 >"$tmp/csv" 2>"$tmp/err" ||
+    { echo "bench_smoke: --csv with odd sizes failed"; cat "$tmp/err"; fail=1; }
+[ "$(wc -l <"$tmp/csv")" = 3 ] || { echo "bench_smoke: expected header + 2 csv rows"; cat "$tmp/csv"; fail=1; }
+CQ_KERNELS=scalar "$CQ" bench --quick --dims 64 --contexts 512 --formats cq4 >"$tmp/md" 2>"$tmp/err" ||
+    { echo "bench_smoke: scalar kernels failed"; cat "$tmp/err"; fail=1; }
+grep -q '^| 64 | 512 | cq4 | 2 |' "$tmp/md" || { echo "bench_smoke: markdown row missing"; cat "$tmp/md"; fail=1; }
+grep -q 'kernels: scalar' "$tmp/md" || { echo "bench_smoke: CQ_KERNELS=scalar not honoured"; fail=1; }
+"$CQ" bench --formats q9 >/dev/null 2>&1
+[ $? = 2 ] || { echo "bench_smoke: a bad format must exit 2"; fail=1; }
+"$CQ" bench --json --csv >/dev/null 2>&1
+[ $? = 2 ] || { echo "bench_smoke: --json with --csv must exit 2"; fail=1; }
+exit $fail

@@ -1,0 +1,260 @@
+/*
+ * test_cache_kernels.c - differential tests of the kernel tables: the AVX2
+ * encoders against the codec core bit for bit (every finite fp16 value, ties,
+ * specials, awkward D, g, G and outlier sets), and the AVX2 attention loops
+ * against the scalar reference within the stated bound, over awkward sizes.
+ * In a SIMD=0 build (or on a CPU without AVX2) only the scalar table is
+ * checked against the core.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../src/kernels/cq_kernels.h"
+#include "cq_test.h"
+#include "util/cache_testutil.h"
+
+static const uint32_t DIMS[] = {2, 4, 6, 8, 14, 16, 18, 30, 32, 34, 40, 62, 64, 66, 96, 126, 128, 130, 256, 510, 512};
+#define NDIMS (sizeof DIMS / sizeof DIMS[0])
+
+static void test_enc_token(const cq_kernels *k) {
+    cq_rng r;
+    cq_rng_seed(&r, 1);
+    int bad = 0, n = 0;
+    uint16_t x[512];
+    uint8_t a[512], b[512];
+    for (size_t di = 0; di < NDIMS; di++)
+        for (unsigned bits = 4; bits <= 8; bits += 4)
+            for (int rep = 0; rep < 40; rep++) {
+                const uint32_t D = DIMS[di];
+                ctu_fill_f16(&r, x, D, rep < 20 ? 1.0f : 1e-3f, rep & 1);
+                if (rep == 5) memset(x, 0, D * 2); /* all zero: scale 2^-14 */
+                if (rep == 6)
+                    for (uint32_t c = 0; c < D; c++) x[c] = 0x8000; /* all -0.0 */
+                if (rep == 7) { /* exact ties: x = (j + 1/2) * scale with scale = 1 */
+                    int qm = bits == 8 ? 127 : 7;
+                    for (uint32_t c = 0; c < D; c++)
+                        x[c] = cq_f32_to_f16((float)((int)(c % (2 * qm)) - qm) + 0.5f);
+                    x[0] = cq_f32_to_f16((float)qm); /* amax = qmax: scale 1.0 */
+                }
+                uint16_t sa, sb;
+                memset(a, 0xAA, sizeof a);
+                memset(b, 0xAA, sizeof b);
+                cq_encode_token(x, D, bits, a, &sa, 0, NULL);
+                k->enc_token(x, D, bits, b, &sb);
+                n++;
+                if (sa != sb || memcmp(a, b, sizeof a)) bad++;
+            }
+    /* every finite fp16 value, as D=64 tokens with a large anchor to vary the scale */
+    for (uint32_t base = 0; base < 0x10000; base += 63)
+        for (unsigned bits = 4; bits <= 8; bits += 4) {
+            uint32_t D = 64;
+            for (uint32_t c = 0; c < 63; c++) {
+                uint16_t h = (uint16_t)(base + c);
+                x[c] = cq_f16_is_finite(h) ? h : 0x3C00;
+            }
+            x[63] = (uint16_t)(0x3C00 + (base % 0x3000)); /* anchor */
+            uint16_t sa, sb;
+            cq_encode_token(x, D, bits, a, &sa, 0, NULL);
+            k->enc_token(x, D, bits, b, &sb);
+            n++;
+            if (sa != sb || memcmp(a, b, cq_token_bytes(D, bits))) bad++;
+        }
+    CHECK(bad == 0, "%s enc_token: %d of %d tokens differ from cq_encode_token", k->name, bad, n);
+}
+
+static void test_enc_key_group(const cq_kernels *k) {
+    cq_rng r;
+    cq_rng_seed(&r, 2);
+    int bad = 0, n = 0;
+    static const uint32_t gs[] = {1, 2, 3, 7, 16, 33, 128};
+    uint16_t *K = malloc(128 * 512 * 2);
+    uint8_t *pa = malloc(128 * 512), *pb = malloc(128 * 512);
+    uint16_t sa[512], sb[512], *ca = malloc(128 * 512 * 2), *cb = malloc(128 * 512 * 2);
+    for (size_t di = 0; di < NDIMS; di++)
+        for (size_t gi = 0; gi < sizeof gs / sizeof gs[0]; gi++)
+            for (uint32_t kk = 0; kk < 4; kk++) {
+                const uint32_t D = DIMS[di], g = gs[gi], G = g + (uint32_t)(gi & 1) * 5;
+                uint32_t nk = kk == 3 ? 5 : kk;
+                if (nk >= D) continue;
+                uint8_t mask[512];
+                ctu_random_masks(&r, mask, 1, D, nk);
+                cq_params p;
+                if (cq_params_init_mask(&p, nk ? CQ_TIER_CQ4P : CQ_TIER_CQ4, D, G, mask, NULL)) {
+                    bad++;
+                    continue;
+                }
+                ctu_fill_f16(&r, K, (size_t)g * D, (kk & 1) ? 1.0f : 0.01f, 1);
+                if (gi == 2) memset(K, 0, (size_t)g * D * 2); /* all-zero group */
+                size_t nb = cq_key_group_bytes(&p, g);
+                memset(pa, 0x5A, nb + 8);
+                memset(pb, 0x5A, nb + 8);
+                cq_encode_key_group(&p, K, g, pa, sa, ca, 0, NULL);
+                k->enc_key_group(&p, K, g, pb, sb, cb);
+                n++;
+                if (memcmp(pa, pb, nb + 8) || memcmp(sa, sb, p.kept * 2) ||
+                    memcmp(ca, cb, (size_t)g * p.k * 2))
+                    bad++;
+            }
+    CHECK(bad == 0, "%s enc_key_group: %d of %d groups differ from cq_encode_key_group", k->name,
+          bad, n);
+    free(K);
+    free(pa);
+    free(pb);
+    free(ca);
+    free(cb);
+}
+
+/* AVX2 attention loops vs the scalar reference: |a - b| <= 1e-5 * (sum of |terms|) per output */
+static void test_attention_loops(const cq_kernels *v) {
+    const cq_kernels *s = cq_kernels_scalar();
+    cq_rng r;
+    cq_rng_seed(&r, 3);
+    static const uint32_t ns[] = {1, 3, 17, 64, 65, 128};
+    static const uint32_t nhs[] = {1, 2, 3, 4, 5, 8};
+    int bad = 0, n = 0;
+    const uint32_t NMAX = 128, HMAX = 8, DMAX = 512;
+    float *q = malloc(HMAX * DMAX * 4), *w = malloc(HMAX * NMAX * 4);
+    float *sa = malloc(HMAX * NMAX * 4), *sb = malloc(HMAX * NMAX * 4), *mag = malloc(HMAX * NMAX * 4);
+    float *aa = malloc(HMAX * DMAX * 4), *ab = malloc(HMAX * DMAX * 4), *am = malloc(HMAX * DMAX * 4);
+    uint16_t *k16 = malloc(NMAX * DMAX * 2), *sc = malloc(NMAX * 2);
+    float *k32 = malloc(NMAX * DMAX * 4), *kabs = malloc(NMAX * DMAX * 4);
+    int8_t *k8 = malloc(NMAX * DMAX);
+    uint8_t *k4 = malloc(NMAX * DMAX / 2 + 8); /* dot_i4 may read 7 bytes past the end */
+    for (size_t di = 0; di < NDIMS; di++)
+        for (size_t ni = 0; ni < 6; ni++)
+            for (size_t hi = 0; hi < 6; hi++) {
+                const uint32_t D = DIMS[di], N = ns[ni], nh = nhs[hi];
+                for (uint32_t i = 0; i < nh * D; i++) q[i] = (float)cq_rng_normal(&r);
+                for (uint32_t i = 0; i < nh * NMAX; i++) w[i] = (float)cq_rng_uniform(&r);
+                ctu_fill_f16(&r, k16, (size_t)N * D, 1.0f, 0);
+                for (uint32_t i = 0; i < N * D; i++) {
+                    k32[i] = (float)cq_rng_normal(&r);
+                    k8[i] = (int8_t)(cq_rng_below(&r, 256) - 128);
+                }
+                for (uint32_t i = 0; i < N * D / 2; i++) k4[i] = (uint8_t)cq_rng_below(&r, 256);
+                for (uint32_t t = 0; t < N; t++) sc[t] = cq_f32_to_f16((float)cq_rng_uniform(&r) + 0.01f);
+                for (int kind = 0; kind < 8; kind++) {
+                    /* magnitudes: the same loop over |x| gives the error scale */
+                    memset(aa, 0, nh * D * 4);
+                    memset(ab, 0, nh * D * 4);
+                    memset(am, 0, nh * D * 4);
+                    float qa[8 * 512], wa[8 * 128];
+                    for (uint32_t i = 0; i < nh * D; i++) qa[i] = fabsf(q[i]);
+                    for (uint32_t i = 0; i < nh * NMAX; i++) wa[i] = fabsf(w[i]);
+                    for (uint32_t i = 0; i < N * D; i++) kabs[i] = fabsf(k32[i]);
+                    int is_dot = kind < 4;
+                    switch (kind) {
+                    case 0:
+                        s->dot_f16(q, nh, k16, N, D, sa, NMAX);
+                        v->dot_f16(q, nh, k16, N, D, sb, NMAX);
+                        for (uint32_t i = 0; i < N * D; i++) kabs[i] = fabsf(cq_f16_to_f32(k16[i]));
+                        s->dot_f32(qa, nh, kabs, N, D, mag, NMAX);
+                        break;
+                    case 1:
+                        s->dot_f32(q, nh, k32, N, D, sa, NMAX);
+                        v->dot_f32(q, nh, k32, N, D, sb, NMAX);
+                        s->dot_f32(qa, nh, kabs, N, D, mag, NMAX);
+                        break;
+                    case 2:
+                        s->dot_i8(q, nh, k8, sc, N, D, sa, NMAX);
+                        v->dot_i8(q, nh, k8, sc, N, D, sb, NMAX);
+                        for (uint32_t i = 0; i < N * D; i++) kabs[i] = 128.0f * 2.0f;
+                        s->dot_f32(qa, nh, kabs, N, D, mag, NMAX);
+                        break;
+                    case 3:
+                        s->dot_i4(q, nh, k4, N, D, sa, NMAX);
+                        v->dot_i4(q, nh, k4, N, D, sb, NMAX);
+                        for (uint32_t i = 0; i < N * D; i++) kabs[i] = 8.0f;
+                        s->dot_f32(qa, nh, kabs, N, D, mag, NMAX);
+                        break;
+                    case 4:
+                        s->acc_f16(w, NMAX, nh, k16, N, D, aa);
+                        v->acc_f16(w, NMAX, nh, k16, N, D, ab);
+                        for (uint32_t i = 0; i < N * D; i++) kabs[i] = fabsf(cq_f16_to_f32(k16[i]));
+                        s->acc_f32(wa, NMAX, nh, kabs, N, D, am);
+                        break;
+                    case 5:
+                        s->acc_f32(w, NMAX, nh, k32, N, D, aa);
+                        v->acc_f32(w, NMAX, nh, k32, N, D, ab);
+                        s->acc_f32(wa, NMAX, nh, kabs, N, D, am);
+                        break;
+                    case 6:
+                        s->acc_i8(w, NMAX, nh, k8, sc, N, D, aa);
+                        v->acc_i8(w, NMAX, nh, k8, sc, N, D, ab);
+                        for (uint32_t i = 0; i < N * D; i++) kabs[i] = 128.0f * 2.0f;
+                        s->acc_f32(wa, NMAX, nh, kabs, N, D, am);
+                        break;
+                    default:
+                        s->acc_i4(w, NMAX, nh, k4, sc, N, D, aa);
+                        v->acc_i4(w, NMAX, nh, k4, sc, N, D, ab);
+                        for (uint32_t i = 0; i < N * D; i++) kabs[i] = 8.0f * 2.0f;
+                        s->acc_f32(wa, NMAX, nh, kabs, N, D, am);
+                        break;
+                    }
+                    n++;
+                    int fail = 0;
+                    if (is_dot) {
+                        for (uint32_t h = 0; h < nh; h++)
+                            for (uint32_t t = 0; t < N; t++) {
+                                size_t i = (size_t)h * NMAX + t;
+                                if (!(fabsf(sa[i] - sb[i]) <= 1e-5f * mag[i] + 1e-30f)) fail = 1;
+                            }
+                    } else {
+                        for (uint32_t i = 0; i < nh * D; i++)
+                            if (!(fabsf(aa[i] - ab[i]) <= 1e-5f * am[i] + 1e-30f)) fail = 1;
+                    }
+                    if (fail) {
+                        bad++;
+                        if (bad < 5) fprintf(stderr, "kernel %d D=%u n=%u nh=%u differs\n", kind, D, N, nh);
+                    }
+                }
+            }
+    CHECK(bad == 0, "%d of %d attention-loop cases outside 1e-5 of the term magnitudes", bad, n);
+    /* exp_sum: relative 4e-7 per element, same sum within n ulps */
+    float x[300], y[300];
+    int ebad = 0;
+    for (uint32_t nn = 1; nn < 300; nn += 13) {
+        for (uint32_t i = 0; i < nn; i++) x[i] = y[i] = (float)(cq_rng_normal(&r) * 30.0);
+        float m = -1e30f;
+        for (uint32_t i = 0; i < nn; i++) m = x[i] > m ? x[i] : m;
+        float s1 = s->exp_sum(x, nn, m), s2 = v->exp_sum(y, nn, m);
+        for (uint32_t i = 0; i < nn; i++)
+            if (!(fabsf(x[i] - y[i]) <= 4e-7f * x[i] + 1e-37f)) ebad++;
+        if (!(fabsf(s1 - s2) <= 1e-6f * s1)) ebad++;
+    }
+    CHECK(ebad == 0, "exp_sum: %d differences", ebad);
+    free(q); free(w); free(sa); free(sb); free(mag); free(aa); free(ab); free(am);
+    free(k16); free(sc); free(k32); free(kabs); free(k8); free(k4);
+}
+
+int main(void) {
+    const cq_kernels *s = cq_kernels_scalar(), *v = cq_kernels_avx2();
+    printf("kernels in use: %s; avx2 %s\n", cq_kernels_get()->name, v ? "available" : "not available");
+    test_enc_token(s);
+    test_enc_key_group(s);
+    if (v) {
+        test_enc_token(v);
+        test_enc_key_group(v);
+        test_attention_loops(v);
+    }
+    /* the non-finite scan: every position, every Inf/NaN class, awkward lengths */
+    if (v) {
+        uint16_t x[100];
+        int nbad = 0;
+        for (uint32_t n = 1; n < 100; n += 7)
+            for (uint32_t pos = 0; pos < n; pos++)
+                for (int kind = 0; kind < 4; kind++) {
+                    for (uint32_t i = 0; i < n; i++) x[i] = (uint16_t)(0x7BFF - i);
+                    static const uint16_t sp[4] = {0x7C00, 0xFC00, 0x7E00, 0xFFFF};
+                    x[pos] = sp[kind];
+                    nbad += !v->any_nonfinite(x, n) || !s->any_nonfinite(x, n);
+                    x[pos] = 0xFBFF;
+                    nbad += v->any_nonfinite(x, n) || s->any_nonfinite(x, n);
+                }
+        CHECK(nbad == 0, "any_nonfinite: %d wrong answers", nbad);
+    }
+    CHECK(cq_kernels_by_name("scalar") == s && cq_kernels_by_name("nope") == NULL, "by name");
+    return cq_test_done("test_cache_kernels");
+}
