@@ -150,6 +150,14 @@ cq_status cq_cache_attend_ref(const cq_cache *c, uint32_t layer, const float *q,
                               uint32_t pos0, uint32_t n_q_heads, float *out, float scale,
                               cq_err *err);
 
+/* ------------------------------------------------------------ measurement */
+
+/* Best-of-reps streaming read bandwidth in GB/s (1e9 bytes/s) over buf (64-byte
+ * aligned, bytes far larger than the last-level cache), split across n_threads
+ * threads of the attention thread pool. 0 on bad arguments. */
+double cq_read_bandwidth(const void *buf, size_t bytes, uint32_t n_threads, uint32_t reps);
+
+/* ======================================================================
  * Persistence (issue 7): save / restore a whole cache, compare two caches.
  * File format: docs/CACHE_FILE.md (magic "CQKVCACH", format version 1,
  * little-endian, a CRC-32C per section). Implemented in src/cache/persist.c.
@@ -191,15 +199,7 @@ cq_status cq_cache_load_mem_ex(const void *buf, size_t len, const cq_cache_load_
  * the kernel table are not compared); else CQ_ERR_MISMATCH naming the first
  * difference. */
 cq_status cq_cache_compare(const cq_cache *a, const cq_cache *b, cq_err *err);
-=======
-/* ------------------------------------------------------------ measurement */
 
-/* Best-of-reps streaming read bandwidth in GB/s (1e9 bytes/s) over buf (64-byte
- * aligned, bytes far larger than the last-level cache), split across n_threads
- * threads of the attention thread pool. 0 on bad arguments. */
-double cq_read_bandwidth(const void *buf, size_t bytes, uint32_t n_threads, uint32_t reps);
-
-/* ===============================================================
 #ifdef __cplusplus
 }
 #endif
