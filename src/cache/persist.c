@@ -396,7 +396,28 @@ static cq_status check_data(const cq_store *s, const uint8_t *d, uint32_t n_done
         if (!all_finite(sc + (size_t)nu * p->kept * 2, (size_t)n_done * p->k))
             return cq_err_set(err, CQ_ERR_FORMAT, -1, -1, "%s: non-finite fp16 outlier", where);
     }
-    /* generic codecs: opaque blobs; their decoders are safe on arbitrary bytes */
+    if (s->kind == ST_GEN) {
+        /* opaque blobs: decoders are memory-safe on any bytes but may refuse some
+         * (e.g. a rotation that overflows fp16); decode each unit once so that a
+         * restored cache never fails later in read or attention */
+        const uint32_t nu = (n_done + s->unit - 1) / s->unit;
+        float *tmp = nu ? malloc((size_t)s->unit * D * sizeof *tmp) : NULL;
+        if (nu && !tmp) return cq_err_set(err, CQ_ERR_NOMEM, -1, -1, "out of memory");
+        size_t o = 0;
+        for (uint32_t u = 0; u < nu; u++) {
+            uint32_t g = (tail_g && u + 1 == nu) ? tail_g : s->unit;
+            size_t b = s->codec->packed_bytes(&s->ccfg, s->role, g);
+            cq_status st = s->codec->decode(&s->ccfg, s->role, d + o, b, g, tmp);
+            if (st) {
+                free(tmp);
+                return cq_err_set(err, CQ_ERR_FORMAT, (int64_t)u * s->unit, -1,
+                                  "%s: unit %u does not decode with codec %s (%s)", where, u,
+                                  s->codec->name, cq_status_name(st));
+            }
+            o += b;
+        }
+        free(tmp);
+    }
     return CQ_OK;
 }
 

@@ -15,6 +15,7 @@
  * tests/test_fuzz_cache_file.c replays the corpus through this function in `make test`.
  */
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -24,11 +25,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 /* Non-zero (and aborts under the fuzzer) when a loaded cache misbehaves. */
 static int fuzz_fail(const char *what) {
+    fprintf(stderr, "fuzz_cache_file: %s\n", what);
 #ifdef FUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION
-    (void)what;
     abort();
 #else
-    (void)what;
     return 1;
 #endif
 }
