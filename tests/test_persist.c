@@ -191,6 +191,35 @@ static void round_trip(const spec *s) {
     cq_cache_free(b);
 }
 
+/* After cq_cache_reset the original keeps its pages as capacity; the file holds only
+ * tokens, so the restored cache is identical in content and holds no more memory. */
+static void after_reset(void) {
+    spec s = {"reset", 2, 2, 32, 8, 1, 16, 200, CQ_CODEC_CQ4, CQ_CODEC_CQ8, 0, 0, 0};
+    cq_cache *a = build(&s, 21), *b = NULL;
+    if (!a) return;
+    cq_cache_reset(a);
+    cq_rng r;
+    cq_rng_seed(&r, 5);
+    uint16_t K[2 * 2 * 32 * 10];
+    ctu_fill_f16(&r, K, sizeof K / 2, 1.0f, 1);
+    CHECK(cq_cache_append(a, 1, K, K, 20, NULL) == CQ_OK, "append after reset");
+    uint8_t *img = NULL;
+    size_t len = 0;
+    cq_err e;
+    CHECK(cq_cache_save_mem(a, &img, &len, &e) == CQ_OK && cq_cache_load_mem(img, len, &b, &e) == CQ_OK,
+          "reset: %s", e.msg);
+    CHECK(b && cq_cache_compare(a, b, &e) == CQ_OK, "reset: restored differs: %s", e.msg);
+    CHECK(b && cq_cache_allocated_bytes(b, -1) < cq_cache_allocated_bytes(a, -1),
+          "reset: spare pages are not restored");
+    cq_rng_seed(&r, 6);
+    CHECK(b && append_both(a, b, 30, &r) && cq_cache_compare(a, b, NULL) == CQ_OK &&
+              same_attention(a, b, &r),
+          "reset: continues identically");
+    free(img);
+    cq_cache_free(a);
+    cq_cache_free(b);
+}
+
 /* ------------------------------------------------- corruption of a saved file */
 
 static int load_fails(const uint8_t *buf, size_t len, cq_status *st_out) {
@@ -486,6 +515,7 @@ int main(void) {
         {"empty flushed", 1, 1, 16, 8, 0, 0, 0, CQ_CODEC_CQ4, CQ_CODEC_CQ4, 0, 1, 0},
     };
     for (size_t i = 0; i < sizeof specs / sizeof specs[0]; i++) round_trip(&specs[i]);
+    after_reset();
 
     /* exhaustive on a small file: 1 layer, 1 head, D = 8, sinks, a partial group */
     spec small = {"small", 1, 1, 8, 4, 1, 0, 7, CQ_CODEC_CQ4P, CQ_CODEC_CQ8, 0, 0, 0};
