@@ -4,6 +4,7 @@
 #   make SAN=1 test   the same under AddressSanitizer + UBSan (build-san/)
 #   make SIMD=0 ...   build without the AVX2 kernels (scalar floor only)
 #   make fuzz         libFuzzer targets (clang) of tests/fuzz/, each run FUZZ_SECONDS
+#   make tsan         the cache tests under ThreadSanitizer (build-tsan/)
 #   make clean
 # Every source under src/*/ is part of the library; files named *_avx2.c are
 # compiled with the AVX2/FMA/F16C flags and only reached through the dispatcher.
@@ -11,6 +12,7 @@
 CC      ?= cc
 SAN     ?= 0
 SIMD    ?= 1
+TSAN    ?= 0
 BUILD   ?= build
 OPT     ?= -O2
 
@@ -24,6 +26,11 @@ ifeq ($(SAN),1)
   BUILD  := build-san
   CFLAGS += -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
   LDFLAGS += -fsanitize=address,undefined
+endif
+ifeq ($(TSAN),1)
+  BUILD  := build-tsan
+  CFLAGS += -fsanitize=thread -fno-omit-frame-pointer
+  LDFLAGS += -fsanitize=thread
 endif
 ifeq ($(SIMD),0)
   CFLAGS += -DCQ_NO_SIMD
@@ -48,7 +55,7 @@ STATIC    := $(BUILD)/libchannelquant.a
 SHARED    := $(BUILD)/libchannelquant.so
 CQ        := $(BUILD)/cq
 
-.PHONY: all test clean run fuzz
+.PHONY: all test clean run fuzz tsan tsan-run
 # test helpers are only reached through the test pattern rule: keep them (no relink every run)
 .SECONDARY: $(UTIL_OBJ)
 all: $(STATIC) $(SHARED) $(CQ)
@@ -98,7 +105,7 @@ test: all $(TEST_BIN) $(FUZZ_REPLAY)
 
 fuzz:
 	$(MAKE) BUILD=$(FUZZ_BUILD) CC=$(FUZZ_CC) SAN=0 \
-	    EXTRA_CFLAGS="-fsanitize=fuzzer-no-link $(FUZZ_SAN)" $(FUZZ_BUILD)/libchannelquant.a
+	    EXTRA_CFLAGS="-fsanitize=fuzzer-no-link $(FUZZ_SAN) -DFUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION" $(FUZZ_BUILD)/libchannelquant.a
 	@mkdir -p $(FUZZ_BUILD)/fuzz
 	@set -e; for t in $(FUZZ_TARGETS); do \
 	    echo "$(FUZZ_CC) ... -o $(FUZZ_BUILD)/fuzz/$$t"; \
@@ -115,6 +122,17 @@ fuzz:
 
 run: all
 	$(CQ) run
+
+# The cache tests (test_cache*, test_persist) under ThreadSanitizer, both kernel tables.
+TSAN_BIN := $(filter $(BUILD)/tests/test_cache% $(BUILD)/tests/test_persist,$(TEST_BIN))
+tsan:
+	@$(MAKE) --no-print-directory TSAN=1 tsan-run
+tsan-run: $(TSAN_BIN)
+	@export TSAN_OPTIONS="halt_on_error=1 exitcode=66 $(TSAN_OPTIONS)" CQ_SHARED=$${CQ_SHARED:-../shared}; \
+	for k in auto scalar; do for t in $(TSAN_BIN); do \
+		echo "tsan ($$k kernels): $$t"; \
+		if [ $$k = auto ]; then $$t || exit 1; else CQ_KERNELS=$$k $$t || exit 1; fi; \
+	done; done
 
 clean:
 	rm -rf build build-san build-*

@@ -175,6 +175,49 @@ cq_status cq_cache_attend_ref(const cq_cache *c, uint32_t layer, const float *q,
  * threads of the attention thread pool. 0 on bad arguments. */
 double cq_read_bandwidth(const void *buf, size_t bytes, uint32_t n_threads, uint32_t reps);
 
+/* ======================================================================
+ * Persistence (issue 7): save / restore a whole cache, compare two caches.
+ * File format: docs/CACHE_FILE.md (magic "CQKVCACH", format version 1,
+ * little-endian, a CRC-32C per section). Implemented in src/cache/persist.c.
+ * ====================================================================== */
+
+/* Save the whole cache (configuration, every committed token in its packed
+ * form, in-flight key groups, sinks, flushed state) atomically: a temporary
+ * file in the same directory, fsync, rename, fsync of the directory. A crash
+ * mid-write leaves the previous file intact. The cache is not modified
+ * (read-only: may run concurrently with attention, not with append). */
+cq_status cq_cache_save(const cq_cache *c, const char *path, cq_err *err);
+/* The same image in memory: *buf (free() it) of *len bytes. */
+cq_status cq_cache_save_mem(const cq_cache *c, uint8_t **buf, size_t *len, cq_err *err);
+
+typedef struct cq_cache_load_opts {
+    /* Refuse a file whose restored cache would hold more than this many bytes
+     * (checked before anything is allocated). 0 = 256 MiB + 16 x file size. */
+    uint64_t max_bytes;
+    const char *kernels; /* as cq_cache_config.kernels (NULL: auto) */
+} cq_cache_load_opts;
+
+/* Restore a cache saved by cq_cache_save. The file carries the configuration.
+ * Everything is validated before it is trusted; on any error *out is NULL and
+ * err names the failed check: CQ_ERR_FORMAT (magic, size/truncation, section
+ * layout, shape, counts, invariants), CQ_ERR_CHECKSUM (header or section CRC),
+ * CQ_ERR_VERSION, CQ_ERR_RANGE (memory limit, max_tokens), CQ_ERR_IO, or the
+ * cq_cache_create status of an invalid configuration. The restored cache is
+ * bit-identical (cq_cache_compare) and continues exactly as the original. */
+cq_status cq_cache_load(const char *path, cq_cache **out, cq_err *err);
+cq_status cq_cache_load_ex(const char *path, const cq_cache_load_opts *opts, cq_cache **out,
+                           cq_err *err);
+/* From memory (tests, fuzzers); buf is not retained. */
+cq_status cq_cache_load_mem(const void *buf, size_t len, cq_cache **out, cq_err *err);
+cq_status cq_cache_load_mem_ex(const void *buf, size_t len, const cq_cache_load_opts *opts,
+                               cq_cache **out, cq_err *err);
+
+/* CQ_OK when a and b hold the same configuration, flushed state, token counts,
+ * packed bytes of every store, in-flight tokens and sinks (page capacity and
+ * the kernel table are not compared); else CQ_ERR_MISMATCH naming the first
+ * difference. */
+cq_status cq_cache_compare(const cq_cache *a, const cq_cache *b, cq_err *err);
+
 #ifdef __cplusplus
 }
 #endif

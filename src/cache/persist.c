@@ -1,0 +1,903 @@
+/*
+ * persist.c - save and restore a whole cq_cache (include/cq_cache.h, the
+ * "persistence" section) in the versioned, checksummed file format of
+ * docs/CACHE_FILE.md, and compare two caches byte for byte.
+ *
+ * Saving builds the whole image in memory (the stores' committed tokens in the
+ * registry's packed form, as cq_cache_export gives them; in-flight tokens and
+ * sinks as fp16) and writes it atomically: temporary file in the target's
+ * directory, fsync, rename, fsync of the directory. A crash at any point
+ * leaves either the old file or the new one.
+ *
+ * Loading treats the bytes as hostile. Order: (1) file header, every section
+ * header and every section CRC, before anything is parsed; (2) the
+ * configuration, and a bound on the memory the empty cache would take, before
+ * it is created (creation re-validates shapes, codecs and masks); (3) every
+ * layer section is validated against the created cache's store geometry
+ * (counts, lengths, the invariants append maintains: finite fp16, normal
+ * positive scales, zero pad nibbles) with no allocation; (4) only then pages
+ * are allocated and filled. Any failure frees everything: nothing partial is
+ * ever returned, and the error names the check that failed.
+ *
+ * Not here: the cache's own mechanics (cache.c, store.c), attention (attend.c).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cache_internal.h"
+#include "cq_util.h"
+
+#define FILE_MAGIC "CQKVCACH"
+#define FILE_VERSION 1u
+#define FILE_HDR 40u
+#define SEC_HDR 24u
+#define CONF_FIXED 48u /* 12 u32 */
+#define TAG_CONF 0x464E4F43u /* "CONF" little-endian */
+#define TAG_LAYR 0x5259414Cu /* "LAYR" */
+#define STORE_HDR 24u        /* kind, n_done, n_resid, tail_g, u64 data bytes */
+#define DEFAULT_LIMIT_BASE (256ull << 20)
+#define DEFAULT_LIMIT_MULT 16ull
+
+/* Fuzzing builds ignore CRC mismatches so that mutated inputs reach the parser
+ * behind the checksums (never defined in the library's own builds). */
+#ifdef FUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION
+#define CRC_BAD(stored, computed) ((void)(stored), (void)(computed), 0)
+#else
+#define CRC_BAD(stored, computed) ((stored) != (computed))
+#endif
+
+/* ------------------------------------------------------- little-endian io */
+
+static void put32(uint8_t *p, uint32_t v) {
+    p[0] = (uint8_t)v, p[1] = (uint8_t)(v >> 8), p[2] = (uint8_t)(v >> 16), p[3] = (uint8_t)(v >> 24);
+}
+static void put64(uint8_t *p, uint64_t v) {
+    put32(p, (uint32_t)v);
+    put32(p + 4, (uint32_t)(v >> 32));
+}
+static uint16_t get16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
+static uint32_t get32(const uint8_t *p) {
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+static uint64_t get64(const uint8_t *p) { return get32(p) | (uint64_t)get32(p + 4) << 32; }
+static void put16n(uint8_t *d, const uint16_t *v, size_t n) {
+    for (size_t i = 0; i < n; i++) d[2 * i] = (uint8_t)v[i], d[2 * i + 1] = (uint8_t)(v[i] >> 8);
+}
+static void get16n(uint16_t *d, const uint8_t *s, size_t n) {
+    for (size_t i = 0; i < n; i++) d[i] = get16(s + 2 * i);
+}
+
+/* a + b and a * b on uint64 with overflow flagged (sticky) */
+static uint64_t add_ov(uint64_t a, uint64_t b, int *ov) {
+    if (a > UINT64_MAX - b) *ov = 1;
+    return a + b;
+}
+static uint64_t mul_ov(uint64_t a, uint64_t b, int *ov) {
+    if (a && b > UINT64_MAX / a) *ov = 1;
+    return a * b;
+}
+
+/* ------------------------------------------------------------------ save */
+
+static const cq_store *store_of(const cq_cache *c, uint32_t L, uint32_t h, int r) {
+    return r ? &c->layers[L].heads[h].v : &c->layers[L].heads[h].k;
+}
+
+static uint32_t sink_count(const cq_cache *c, uint32_t tokens) {
+    return tokens < c->cfg.n_sinks ? tokens : c->cfg.n_sinks;
+}
+
+/* Payload bytes of layer L's section; export lengths are computed by cq_cache_export. */
+static cq_status layer_bytes(const cq_cache *c, uint32_t L, uint64_t *out, cq_err *err) {
+    const uint32_t H = c->cfg.n_kv_heads, D = c->cfg.head_dim;
+    const uint32_t ns = sink_count(c, c->layers[L].tokens);
+    uint64_t b = 8;
+    for (uint32_t h = 0; h < H; h++) {
+        b += 2ull * ns * D * 2;
+        for (int r = 0; r < 2; r++) {
+            size_t len;
+            cq_status st = cq_cache_export(c, L, h, r ? CQ_ROLE_VALUE : CQ_ROLE_KEY, NULL, 0, &len,
+                                           err);
+            if (st) return st;
+            b += STORE_HDR + (uint64_t)len + (uint64_t)store_of(c, L, h, r)->n_resid * D * 2;
+        }
+    }
+    *out = b;
+    return CQ_OK;
+}
+
+static void sec_header(uint8_t *p, uint32_t tag, uint32_t index, uint64_t len) {
+    put32(p, tag);
+    put32(p + 4, index);
+    put64(p + 8, len);
+    put32(p + 16, cq_crc32c(0, p + SEC_HDR, (size_t)len));
+    put32(p + 20, cq_crc32c(0, p, 20));
+}
+
+static size_t conf_bytes(const cq_cache *c) {
+    const uint32_t NL = c->cfg.n_layers;
+    return CONF_FIXED + (size_t)NL * 8 +
+           (c->masks ? (size_t)NL * c->cfg.n_kv_heads * c->cfg.head_dim : 0);
+}
+
+static void write_conf(const cq_cache *c, uint8_t *p) {
+    const cq_cache_config *g = &c->cfg;
+    const uint32_t v[12] = {g->n_layers,  g->n_kv_heads,          g->head_dim,
+                            g->group,     g->n_sinks,             g->page_tokens,
+                            g->max_tokens, (uint32_t)g->key_codec, (uint32_t)g->val_codec,
+                            g->force_generic, (uint32_t)c->sealed, c->masks ? 1u : 0u};
+    for (int i = 0; i < 12; i++) put32(p + 4 * i, v[i]);
+    p += CONF_FIXED;
+    for (uint32_t L = 0; L < g->n_layers; L++, p += 8) {
+        put32(p, (uint32_t)c->codecs[L].key);
+        put32(p + 4, (uint32_t)c->codecs[L].val);
+    }
+    if (c->masks) memcpy(p, c->masks, (size_t)g->n_layers * g->n_kv_heads * g->head_dim);
+}
+
+static cq_status write_layer(const cq_cache *c, uint32_t L, uint8_t *p, cq_err *err) {
+    const uint32_t H = c->cfg.n_kv_heads, D = c->cfg.head_dim;
+    const cq_layer *l = &c->layers[L];
+    const uint32_t ns = sink_count(c, l->tokens);
+    put32(p, L);
+    put32(p + 4, l->tokens);
+    p += 8;
+    for (uint32_t h = 0; h < H; h++) {
+        put16n(p, l->heads[h].sink_k, (size_t)ns * D);
+        p += (size_t)ns * D * 2;
+        put16n(p, l->heads[h].sink_v, (size_t)ns * D);
+        p += (size_t)ns * D * 2;
+        for (int r = 0; r < 2; r++) {
+            const cq_store *s = store_of(c, L, h, r);
+            size_t len;
+            cq_status st = cq_cache_export(c, L, h, r ? CQ_ROLE_VALUE : CQ_ROLE_KEY, NULL, 0, &len,
+                                           err);
+            if (st) return st;
+            put32(p, (uint32_t)s->kind);
+            put32(p + 4, s->n_done);
+            put32(p + 8, s->n_resid);
+            put32(p + 12, s->tail_g);
+            put64(p + 16, len);
+            p += STORE_HDR;
+            st = cq_cache_export(c, L, h, r ? CQ_ROLE_VALUE : CQ_ROLE_KEY, p, len, &len, err);
+            if (st) return st;
+            p += len;
+            put16n(p, s->resid, (size_t)s->n_resid * D);
+            p += (size_t)s->n_resid * D * 2;
+        }
+    }
+    return CQ_OK;
+}
+
+cq_status cq_cache_save_mem(const cq_cache *c, uint8_t **buf, size_t *len, cq_err *err) {
+    cq_err_clear(err);
+    if (!c || !buf || !len) return cq_err_set(err, CQ_ERR_NULL, -1, -1, "cache, buf or len is NULL");
+    *buf = NULL;
+    *len = 0;
+    const uint32_t NL = c->cfg.n_layers;
+    uint64_t *lb = malloc((size_t)NL * sizeof *lb);
+    if (!lb) return cq_err_set(err, CQ_ERR_NOMEM, -1, -1, "out of memory");
+    int ov = 0;
+    uint64_t total = FILE_HDR + SEC_HDR + conf_bytes(c);
+    for (uint32_t L = 0; L < NL; L++) {
+        cq_status st = layer_bytes(c, L, &lb[L], err);
+        if (st) {
+            free(lb);
+            return st;
+        }
+        total = add_ov(total, add_ov(SEC_HDR, lb[L], &ov), &ov);
+    }
+    if (ov || total > SIZE_MAX) {
+        free(lb);
+        return cq_err_set(err, CQ_ERR_OVERFLOW, -1, -1, "the cache image does not fit in memory");
+    }
+    uint8_t *img = malloc((size_t)total);
+    if (!img) {
+        free(lb);
+        return cq_err_set(err, CQ_ERR_NOMEM, -1, -1, "out of memory (%llu-byte cache image)",
+                          (unsigned long long)total);
+    }
+    memset(img, 0, FILE_HDR);
+    memcpy(img, FILE_MAGIC, 8);
+    put32(img + 8, FILE_VERSION);
+    put32(img + 12, FILE_HDR);
+    put64(img + 16, total);
+    put32(img + 24, 1 + NL);
+    put32(img + 36, cq_crc32c(0, img, 36));
+    uint8_t *p = img + FILE_HDR;
+    write_conf(c, p + SEC_HDR);
+    sec_header(p, TAG_CONF, 0, conf_bytes(c));
+    p += SEC_HDR + conf_bytes(c);
+    for (uint32_t L = 0; L < NL; L++) {
+        cq_status st = write_layer(c, L, p + SEC_HDR, err);
+        if (st) {
+            free(img);
+            free(lb);
+            return st;
+        }
+        sec_header(p, TAG_LAYR, L, lb[L]);
+        p += SEC_HDR + lb[L];
+    }
+    free(lb);
+    *buf = img;
+    *len = (size_t)total;
+    return CQ_OK;
+}
+
+/* Atomic replace: temporary file beside the target, fsync, rename, fsync the directory. */
+static cq_status write_atomic(const char *path, const uint8_t *data, size_t len, cq_err *err) {
+    size_t pl = strlen(path);
+    char *tmp = malloc(pl + 16), *dir = malloc(pl + 2);
+    if (!tmp || !dir) {
+        free(tmp);
+        free(dir);
+        return cq_err_set(err, CQ_ERR_NOMEM, -1, -1, "out of memory");
+    }
+    memcpy(tmp, path, pl);
+    memcpy(tmp + pl, ".tmp.XXXXXX", 12);
+    const char *slash = strrchr(path, '/');
+    if (!slash) memcpy(dir, ".", 2);
+    else if (slash == path) memcpy(dir, "/", 2);
+    else {
+        memcpy(dir, path, (size_t)(slash - path));
+        dir[slash - path] = 0;
+    }
+    cq_status st = CQ_OK;
+    int fd = mkstemp(tmp);
+    if (fd < 0) {
+        st = cq_err_set(err, CQ_ERR_IO, -1, -1, "%s: cannot create a temporary file: %s", path,
+                        strerror(errno));
+        goto out;
+    }
+    size_t left = len;
+    const uint8_t *p = data;
+    int e = 0;
+    while (left) {
+        ssize_t w = write(fd, p, left);
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            e = errno;
+            break;
+        }
+        p += w;
+        left -= (size_t)w;
+    }
+    if (!e && fsync(fd) != 0) e = errno;
+    if (close(fd) != 0 && !e) e = errno;
+    if (!e && chmod(tmp, 0644) != 0) e = errno; /* mkstemp makes 0600 */
+    if (!e && rename(tmp, path) != 0) e = errno;
+    if (e) {
+        unlink(tmp);
+        st = cq_err_set(err, CQ_ERR_IO, -1, -1, "%s: write failed: %s (old file left intact)", path,
+                        strerror(e));
+        goto out;
+    }
+    /* make the rename itself durable; failure here cannot un-write the file */
+    int dfd = open(dir, O_RDONLY);
+    if (dfd >= 0) {
+        (void)fsync(dfd);
+        close(dfd);
+    }
+out:
+    free(tmp);
+    free(dir);
+    return st;
+}
+
+cq_status cq_cache_save(const cq_cache *c, const char *path, cq_err *err) {
+    cq_err_clear(err);
+    if (!c || !path) return cq_err_set(err, CQ_ERR_NULL, -1, -1, "cache or path is NULL");
+    uint8_t *img;
+    size_t len;
+    cq_status st = cq_cache_save_mem(c, &img, &len, err);
+    if (st) return st;
+    st = write_atomic(path, img, len, err);
+    free(img);
+    return st;
+}
+
+/* ------------------------------------------------------------------ load */
+
+typedef struct rd {
+    const uint8_t *p;
+    uint64_t n;
+} rd;
+
+static const uint8_t *take(rd *r, uint64_t n) {
+    if (n > r->n) return NULL;
+    const uint8_t *q = r->p;
+    r->p += n;
+    r->n -= n;
+    return q;
+}
+
+/* The configuration section, decoded (not yet trusted beyond its own checks). */
+typedef struct conf {
+    cq_cache_config cfg;
+    uint32_t sealed, has_masks;
+    cq_layer_codecs *codecs; /* points into a malloc'd copy */
+    const uint8_t *masks;    /* points into the file image */
+} conf;
+
+static int is_scale(uint16_t s) { /* what cq_scale_from_amax yields: positive, normal, finite */
+    uint32_t e = (s >> 10) & 0x1F;
+    return !(s & 0x8000) && e >= 1 && e <= 30;
+}
+
+static int all_finite(const uint8_t *p, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (!cq_f16_is_finite(get16(p + 2 * i))) return 0;
+    return 1;
+}
+
+static const char *role_name(int r) { return r ? "values" : "keys"; }
+
+/* Exact bytes of the packed committed tokens of a store holding n_done tokens whose last unit
+ * has tail_g tokens (0 = whole). 0 on overflow or an impossible partial unit (*bad set). */
+static uint64_t store_data_len(const cq_store *s, uint32_t n_done, uint32_t tail_g, int *bad) {
+    int ov = 0;
+    if (cq_store_per_token(s))
+        return mul_ov(n_done, (uint64_t)s->tok_bytes + (s->kind == ST_F16 ? 0 : 2), &ov);
+    uint64_t nu = ((uint64_t)n_done + s->unit - 1) / s->unit, full = nu - (tail_g ? 1 : 0), b;
+    if (s->kind == ST_I4K) {
+        const cq_params *p = s->params;
+        uint64_t per = cq_key_group_bytes(p, s->unit) + 2ull * p->kept + 2ull * s->unit * p->k;
+        b = full * per;
+        if (tail_g) b += cq_key_group_bytes(p, tail_g) + 2ull * p->kept + 2ull * tail_g * p->k;
+        return b; /* < 2^32 units x < 2^25 bytes: no overflow */
+    }
+    b = mul_ov(full, s->codec->packed_bytes(&s->ccfg, s->role, s->unit), &ov);
+    if (tail_g) {
+        size_t tb = s->codec->packed_bytes(&s->ccfg_tail, s->role, tail_g);
+        if (tb > s->slot_bytes) *bad = 1; /* could not have been flushed into a slot */
+        b = add_ov(b, tb, &ov);
+    }
+    if (ov) *bad = 1;
+    return b;
+}
+
+/* Check the packed tokens of a store against the invariants append maintains. */
+static cq_status check_data(const cq_store *s, const uint8_t *d, uint32_t n_done, uint32_t tail_g,
+                            const char *where, cq_err *err) {
+    const uint32_t D = s->D;
+    if (s->kind == ST_F16) {
+        if (!all_finite(d, (size_t)n_done * D))
+            return cq_err_set(err, CQ_ERR_FORMAT, -1, -1, "%s: non-finite fp16 token", where);
+    } else if (s->kind == ST_I8 || s->kind == ST_I4V) {
+        const uint8_t *sc = d + (size_t)n_done * s->tok_bytes;
+        for (uint32_t t = 0; t < n_done; t++)
+            if (!is_scale(get16(sc + 2 * (size_t)t)))
+                return cq_err_set(err, CQ_ERR_FORMAT, t, -1,
+                                  "%s: token %u has scale 0x%04x (not a positive normal fp16)",
+                                  where, t, get16(sc + 2 * (size_t)t));
+    } else if (s->kind == ST_I4K) {
+        const cq_params *p = s->params;
+        const uint32_t nu = (n_done + s->unit - 1) / s->unit;
+        size_t pay = 0;
+        for (uint32_t u = 0; u < nu; u++) {
+            uint32_t g = (tail_g && u + 1 == nu) ? tail_g : s->unit;
+            size_t gb = cq_key_group_bytes(p, g);
+            if (((size_t)g * p->kept) & 1 && (d[pay + gb - 1] & 0xF0))
+                return cq_err_set(err, CQ_ERR_FORMAT, -1, -1,
+                                  "%s: key group %u: nonzero pad nibble", where, u);
+            pay += gb;
+        }
+        const uint8_t *sc = d + pay;
+        for (size_t i = 0; i < (size_t)nu * p->kept; i++)
+            if (!is_scale(get16(sc + 2 * i)))
+                return cq_err_set(err, CQ_ERR_FORMAT, -1, -1,
+                                  "%s: key group %zu: channel scale 0x%04x is not a positive "
+                                  "normal fp16", where, i / p->kept, get16(sc + 2 * i));
+        if (!all_finite(sc + (size_t)nu * p->kept * 2, (size_t)n_done * p->k))
+            return cq_err_set(err, CQ_ERR_FORMAT, -1, -1, "%s: non-finite fp16 outlier", where);
+    }
+    if (s->kind == ST_GEN) {
+        /* opaque blobs: decoders are memory-safe on any bytes but may refuse some
+         * (e.g. a rotation that overflows fp16); decode each unit once so that a
+         * restored cache never fails later in read or attention */
+        const uint32_t nu = (n_done + s->unit - 1) / s->unit;
+        float *tmp = nu ? malloc((size_t)s->unit * D * sizeof *tmp) : NULL;
+        if (nu && !tmp) return cq_err_set(err, CQ_ERR_NOMEM, -1, -1, "out of memory");
+        size_t o = 0;
+        for (uint32_t u = 0; u < nu; u++) {
+            uint32_t g = (tail_g && u + 1 == nu) ? tail_g : s->unit;
+            /* the unit a flush closed early was coded without a window (cq_store_ccfg) */
+            const cq_codec_cfg *cc = (tail_g && u + 1 == nu) ? &s->ccfg_tail : &s->ccfg;
+            size_t b = s->codec->packed_bytes(cc, s->role, g);
+            cq_status st = s->codec->decode(cc, s->role, d + o, b, g, tmp);
+            if (st) {
+                free(tmp);
+                return cq_err_set(err, CQ_ERR_FORMAT, (int64_t)u * s->unit, -1,
+                                  "%s: unit %u does not decode with codec %s (%s)", where, u,
+                                  s->codec->name, cq_status_name(st));
+            }
+            o += b;
+        }
+        free(tmp);
+    }
+    return CQ_OK;
+}
+
+/* Copy packed tokens (the cq_cache_export form) into the store's slots. Pages exist. */
+static void import_data(cq_store *s, const uint8_t *d) {
+    const uint32_t T = s->n_done, nu = (T + s->unit - 1) / s->unit;
+    if (cq_store_per_token(s)) {
+        const uint8_t *sc = d + (size_t)T * s->tok_bytes;
+        for (uint32_t t = 0; t < T; t++) {
+            uint8_t *dst = cq_store_codes(s, t);
+            if (s->kind == ST_F16) get16n((uint16_t *)dst, d + (size_t)t * s->tok_bytes, s->D);
+            else {
+                memcpy(dst, d + (size_t)t * s->tok_bytes, s->tok_bytes);
+                *cq_store_scale(s, t) = get16(sc + 2 * (size_t)t);
+            }
+        }
+        return;
+    }
+    if (s->kind == ST_I4K) {
+        const cq_params *p = s->params;
+        size_t pay = 0;
+        for (uint32_t u = 0; u < nu; u++) pay += cq_key_group_bytes(p, cq_store_unit_len(s, u));
+        const uint8_t *sc = d + pay, *side = sc + (size_t)nu * p->kept * 2;
+        size_t po = 0;
+        for (uint32_t u = 0; u < nu; u++) {
+            uint32_t g = cq_store_unit_len(s, u);
+            uint8_t *slot = cq_store_slot(s, u);
+            memcpy(slot, d + po, cq_key_group_bytes(p, g));
+            po += cq_key_group_bytes(p, g);
+            get16n((uint16_t *)(slot + s->off_scales), sc + (size_t)u * p->kept * 2, p->kept);
+            get16n((uint16_t *)(slot + s->off_sidecar), side + (size_t)u * s->unit * p->k * 2,
+                   (size_t)g * p->k);
+        }
+        return;
+    }
+    size_t o = 0;
+    for (uint32_t u = 0; u < nu; u++) {
+        size_t b = cq_store_gen_bytes(s, u);
+        memcpy(cq_store_slot(s, u), d + o, b);
+        o += b;
+    }
+}
+
+/* Bytes the pages of a store holding n_done committed tokens take. */
+static uint64_t store_page_bytes(const cq_store *s, uint32_t n_done) {
+    uint64_t units = ((uint64_t)n_done + s->unit - 1) / s->unit;
+    uint64_t pages = (units + s->page_units - 1) / s->page_units, cap = pages ? 4 : 0;
+    while (cap < pages) cap *= 2;
+    return pages * (CQ_PAGE_HDR + s->page_bytes) + cap * sizeof(uint8_t *);
+}
+
+/* Validate (fill = 0: no allocation, *need += page bytes) or fill (fill = 1) layer L. */
+static cq_status do_layer(cq_cache *c, const conf *cf, uint32_t L, const uint8_t *pay, uint64_t len,
+                          int fill, uint64_t *need, cq_err *err) {
+    const uint32_t H = c->cfg.n_kv_heads, D = c->cfg.head_dim, S = c->cfg.n_sinks;
+    cq_layer *l = &c->layers[L];
+    rd r = {pay, len};
+    const uint8_t *q = take(&r, 8);
+    if (!q) return cq_err_set(err, CQ_ERR_FORMAT, -1, -1, "layer %u: section too short", L);
+    uint32_t idx = get32(q), tokens = get32(q + 4);
+    if (idx != L)
+        return cq_err_set(err, CQ_ERR_FORMAT, -1, -1, "layer %u: section says layer %u", L, idx);
+    if (tokens > 0xFFFFFFF0u || (c->cfg.max_tokens && tokens > c->cfg.max_tokens))
+        return cq_err_set(err, CQ_ERR_RANGE, -1, -1, "layer %u: %u tokens exceed max_tokens=%u", L,
+                          tokens, c->cfg.max_tokens);
+    const uint32_t ns = tokens < S ? tokens : S, st_tokens = tokens - ns;
+    char where[96];
+    for (uint32_t h = 0; h < H; h++) {
+        for (int r2 = 0; r2 < 2; r2++) {
+            const uint8_t *sk = take(&r, (uint64_t)ns * D * 2);
+            if (!sk)
+                return cq_err_set(err, CQ_ERR_FORMAT, -1, -1, "layer %u, kv head %u: sinks: section too short", L, h);
+            if (!fill && !all_finite(sk, (size_t)ns * D))
+                return cq_err_set(err, CQ_ERR_FORMAT, -1, -1,
+                                  "layer %u, kv head %u: non-finite fp16 sink %s", L, h,
+                                  role_name(r2));
+            if (fill) get16n(r2 ? l->heads[h].sink_v : l->heads[h].sink_k, sk, (size_t)ns * D);
+        }
+        for (int r2 = 0; r2 < 2; r2++) {
+            cq_store *s = r2 ? &l->heads[h].v : &l->heads[h].k;
+            snprintf(where, sizeof where, "layer %u, kv head %u, %s", L, h, role_name(r2));
+            q = take(&r, STORE_HDR);
+            if (!q) return cq_err_set(err, CQ_ERR_FORMAT, -1, -1, "%s: section too short", where);
+            uint32_t kind = get32(q), n_done = get32(q + 4), n_resid = get32(q + 8),
+                     tail_g = get32(q + 12);
+            uint64_t dlen = get64(q + 16);
+            if (kind != (uint32_t)s->kind)
+                return cq_err_set(err, CQ_ERR_FORMAT, -1, -1,
+                                  "%s: storage kind %u, but the configuration implies %d", where,
+                                  kind, s->kind);
+            if ((uint64_t)n_done + n_resid != st_tokens)
+                return cq_err_set(err, CQ_ERR_FORMAT, -1, -1,
+                                  "%s: %u committed + %u in-flight tokens, but the layer holds "
+                                  "%u past the sinks", where, n_done, n_resid, st_tokens);
+            int bad = 0;
+            if (cq_store_per_token(s)) bad = n_resid || tail_g;
+            else if (n_resid >= s->resid_cap || tail_g >= s->unit) bad = 1;
+            else if (tail_g) bad = n_done % s->unit != tail_g || n_resid || !cf->sealed;
+            else bad = n_done % s->unit != 0;
+            if (cf->sealed && n_resid) bad = 1;
+            if (bad)
+                return cq_err_set(err, CQ_ERR_FORMAT, -1, -1,
+                                  "%s: inconsistent unit state (committed %u, in flight %u, "
+                                  "partial unit %u, unit %u, sealed %u)", where, n_done, n_resid,
+                                  tail_g, s->unit, cf->sealed);
+            uint64_t want = store_data_len(s, n_done, tail_g, &bad);
+            if (bad || dlen != want)
+                return cq_err_set(err, CQ_ERR_FORMAT, -1, -1,
+                                  "%s: packed size %llu, expected %llu for %u tokens", where,
+                                  (unsigned long long)dlen, (unsigned long long)want, n_done);
+            const uint8_t *d = take(&r, dlen);
+            const uint8_t *rs = d ? take(&r, (uint64_t)n_resid * D * 2) : NULL;
+            if (!d || !rs)
+                return cq_err_set(err, CQ_ERR_FORMAT, -1, -1, "%s: section too short", where);
+            if (!fill) {
+                cq_status st = check_data(s, d, n_done, tail_g, where, err);
+                if (st) return st;
+                if (!all_finite(rs, (size_t)n_resid * D))
+                    return cq_err_set(err, CQ_ERR_FORMAT, -1, -1,
+                                      "%s: non-finite fp16 in-flight token", where);
+                *need += store_page_bytes(s, n_done);
+                continue;
+            }
+            if (cq_store_reserve(c, l, s, n_done))
+                return cq_err_set(err, CQ_ERR_NOMEM, -1, -1, "%s: out of memory", where);
+            s->n_done = n_done;
+            s->tail_g = tail_g;
+            s->n_resid = n_resid;
+            import_data(s, d);
+            if (n_resid) get16n(s->resid, rs, (size_t)n_resid * D);
+        }
+    }
+    if (r.n)
+        return cq_err_set(err, CQ_ERR_FORMAT, -1, -1, "layer %u: %llu trailing bytes in section",
+                          L, (unsigned long long)r.n);
+    if (fill) l->tokens = tokens;
+    return CQ_OK;
+}
+
+static cq_status parse_conf(const uint8_t *p, uint64_t len, uint32_t n_sections, conf *cf,
+                            cq_err *err) {
+    memset(cf, 0, sizeof *cf);
+    if (len < CONF_FIXED)
+        return cq_err_set(err, CQ_ERR_FORMAT, -1, -1, "configuration: %llu bytes, need %u",
+                          (unsigned long long)len, CONF_FIXED);
+    uint32_t v[12];
+    for (int i = 0; i < 12; i++) v[i] = get32(p + 4 * i);
+    cq_cache_config_default(&cf->cfg, v[0], v[1], v[2]);
+    cf->cfg.group = v[3];
+    cf->cfg.n_sinks = v[4];
+    cf->cfg.page_tokens = v[5];
+    cf->cfg.max_tokens = v[6];
+    cf->cfg.key_codec = (cq_codec_id)v[7];
+    cf->cfg.val_codec = (cq_codec_id)v[8];
+    cf->cfg.force_generic = v[9];
+    cf->sealed = v[10];
+    cf->has_masks = v[11];
+    const uint32_t NL = v[0], H = v[1], D = v[2];
+    if (cf->cfg.force_generic > 1 || cf->sealed > 1 || cf->has_masks > 1)
+        return cq_err_set(err, CQ_ERR_FORMAT, -1, -1,
+                          "configuration: flags force_generic=%u sealed=%u has_masks=%u must be 0 "
+                          "or 1", v[9], v[10], v[11]);
+    if (NL == 0 || H == 0 || NL > 4096 || H > 4096)
+        return cq_err_set(err, CQ_ERR_SHAPE, -1, -1,
+                          "configuration: %u layers x %u kv heads: both must be in [1, 4096]", NL,
+                          H);
+    if (D < CQ_MIN_DIM || D > CQ_MAX_DIM || (D & 1))
+        return cq_err_set(err, CQ_ERR_DIM, -1, -1,
+                          "configuration: head_dim D=%u must be even, in [%d, %d]", D, CQ_MIN_DIM,
+                          CQ_MAX_DIM);
+    if (v[3] == 0)
+        return cq_err_set(err, CQ_ERR_GROUP, -1, -1, "configuration: group G is 0");
+    if ((uint64_t)n_sections != 1ull + NL)
+        return cq_err_set(err, CQ_ERR_FORMAT, -1, -1,
+                          "configuration: %u layers, but the file has %u sections", NL, n_sections);
+    uint64_t want = CONF_FIXED + 8ull * NL + (cf->has_masks ? (uint64_t)NL * H * D : 0);
+    if (len != want)
+        return cq_err_set(err, CQ_ERR_FORMAT, -1, -1,
+                          "configuration: %llu bytes, expected %llu", (unsigned long long)len,
+                          (unsigned long long)want);
+    cf->codecs = malloc((size_t)NL * sizeof *cf->codecs);
+    if (!cf->codecs) return cq_err_set(err, CQ_ERR_NOMEM, -1, -1, "out of memory");
+    int any4p = 0;
+    for (uint32_t L = 0; L < NL; L++) {
+        cf->codecs[L].key = (cq_codec_id)get32(p + CONF_FIXED + 8 * (size_t)L);
+        cf->codecs[L].val = (cq_codec_id)get32(p + CONF_FIXED + 8 * (size_t)L + 4);
+        if (!cq_codec_get(cf->codecs[L].key) || !cq_codec_get(cf->codecs[L].val))
+            return cq_err_set(err, CQ_ERR_TIER, -1, -1,
+                              "configuration: layer %u: unknown codec id (key %u, value %u)", L,
+                              (uint32_t)cf->codecs[L].key, (uint32_t)cf->codecs[L].val);
+        any4p |= cf->codecs[L].key == CQ_CODEC_CQ4P;
+    }
+    if (any4p != (int)cf->has_masks)
+        return cq_err_set(err, CQ_ERR_FORMAT, -1, -1,
+                          "configuration: outlier masks %s, but %s layer has CQ-4+ keys",
+                          cf->has_masks ? "present" : "absent", any4p ? "a" : "no");
+    cf->cfg.layer_codecs = cf->codecs;
+    if (cf->has_masks) {
+        cf->masks = p + CONF_FIXED + 8ull * NL;
+        for (size_t i = 0; i < (size_t)NL * H * D; i++)
+            if (cf->masks[i] > 1)
+                return cq_err_set(err, CQ_ERR_FORMAT, -1, -1,
+                                  "configuration: outlier mask byte %zu is %u (must be 0 or 1)", i,
+                                  cf->masks[i]);
+        cf->cfg.outlier_masks = cf->masks;
+    }
+    return CQ_OK;
+}
+
+/* Upper bound of what cq_cache_create allocates for this configuration. */
+static uint64_t empty_cache_bytes(const conf *cf) {
+    const cq_cache_config *g = &cf->cfg;
+    const uint64_t H = g->n_kv_heads, D = g->head_dim;
+    uint64_t b = sizeof(cq_cache) + (uint64_t)g->n_layers * (sizeof(cq_layer) + 8 + H * D);
+    for (uint32_t L = 0; L < g->n_layers; L++) {
+        uint64_t units = 0;
+        for (int r = 0; r < 2; r++) {
+            cq_codec_id id = r ? cf->codecs[L].val : cf->codecs[L].key;
+            const cq_codec_traits *tr = cq_codec_get(id);
+            int fused = !g->force_generic && (id == CQ_CODEC_FP16 || id == CQ_CODEC_CQ8 ||
+                                              id == CQ_CODEC_CQ4 || id == CQ_CODEC_CQ4P);
+            if (fused) units += (r == 0 && (id == CQ_CODEC_CQ4 || id == CQ_CODEC_CQ4P)) ? g->group : 0;
+            else if (tr) {
+                cq_codec_cfg cc;
+                cq_codec_cfg_default(&cc, g->head_dim);
+                cc.group = g->group;
+                cq_role role = r ? CQ_ROLE_VALUE : CQ_ROLE_KEY;
+                uint32_t u = cq_codec_unit_tokens(tr, &cc, role), w = cq_codec_window_tokens(tr, &cc, role);
+                units += (u < (1u << 16) ? u : (1u << 16)) + (w < (1u << 16) ? w : (1u << 16));
+            }
+        }
+        b += H * (sizeof(cq_head) + sizeof(cq_params) + 4ull * D * g->n_sinks + 2ull * D * units);
+    }
+    return b;
+}
+
+static cq_status check_sections(const uint8_t *b, size_t n, uint32_t *n_sec, cq_err *err) {
+    if (n < FILE_HDR)
+        return cq_err_set(err, CQ_ERR_FORMAT, -1, -1,
+                          "size: %zu bytes, shorter than the %u-byte file header (truncated?)", n,
+                          FILE_HDR);
+    if (memcmp(b, FILE_MAGIC, 8) != 0)
+        return cq_err_set(err, CQ_ERR_FORMAT, -1, -1, "magic: not a ChannelQuant cache file");
+    uint32_t crc = cq_crc32c(0, b, 36);
+    if (CRC_BAD(get32(b + 36), crc))
+        return cq_err_set(err, CQ_ERR_CHECKSUM, -1, -1,
+                          "header CRC: stored 0x%08x, computed 0x%08x", get32(b + 36), crc);
+    if (get32(b + 8) != FILE_VERSION)
+        return cq_err_set(err, CQ_ERR_VERSION, -1, -1,
+                          "version: file format version %u, this library reads version %u",
+                          get32(b + 8), FILE_VERSION);
+    if (get32(b + 12) != FILE_HDR || get32(b + 28) != 0 || get32(b + 32) != 0)
+        return cq_err_set(err, CQ_ERR_FORMAT, -1, -1,
+                          "header: header size %u, flags 0x%x, reserved 0x%x (expected %u, 0, 0)",
+                          get32(b + 12), get32(b + 28), get32(b + 32), FILE_HDR);
+    uint64_t fsz = get64(b + 16);
+    if (fsz != n)
+        return cq_err_set(err, CQ_ERR_FORMAT, -1, -1,
+                          "size: file is %zu bytes, its header says %llu (truncated or extended)",
+                          n, (unsigned long long)fsz);
+    *n_sec = get32(b + 24);
+    if (*n_sec < 2 || *n_sec > 4097)
+        return cq_err_set(err, CQ_ERR_FORMAT, -1, -1, "header: %u sections (expected 2..4097)",
+                          *n_sec);
+    rd r = {b + FILE_HDR, n - FILE_HDR};
+    for (uint32_t i = 0; i < *n_sec; i++) {
+        const uint8_t *h = take(&r, SEC_HDR);
+        if (!h)
+            return cq_err_set(err, CQ_ERR_FORMAT, -1, -1, "section %u: header missing (truncated)", i);
+        crc = cq_crc32c(0, h, 20);
+        if (CRC_BAD(get32(h + 20), crc))
+            return cq_err_set(err, CQ_ERR_CHECKSUM, -1, -1,
+                              "section %u: header CRC: stored 0x%08x, computed 0x%08x", i,
+                              get32(h + 20), crc);
+        uint32_t tag = get32(h), idx = get32(h + 4);
+        uint32_t want_tag = i ? TAG_LAYR : TAG_CONF, want_idx = i ? i - 1 : 0;
+        if (tag != want_tag || idx != want_idx)
+            return cq_err_set(err, CQ_ERR_FORMAT, -1, -1,
+                              "section %u: tag 0x%08x index %u, expected 0x%08x index %u", i, tag,
+                              idx, want_tag, want_idx);
+        uint64_t len = get64(h + 8);
+        const uint8_t *pay = take(&r, len);
+        if (!pay)
+            return cq_err_set(err, CQ_ERR_FORMAT, -1, -1,
+                              "section %u: %llu payload bytes run past the end of the file", i,
+                              (unsigned long long)len);
+        crc = cq_crc32c(0, pay, (size_t)len);
+        if (CRC_BAD(get32(h + 16), crc))
+            return cq_err_set(err, CQ_ERR_CHECKSUM, -1, -1,
+                              "section %u (%s): payload CRC: stored 0x%08x, computed 0x%08x", i,
+                              i ? "layer" : "configuration", get32(h + 16), crc);
+    }
+    if (r.n)
+        return cq_err_set(err, CQ_ERR_FORMAT, -1, -1, "size: %llu bytes after the last section",
+                          (unsigned long long)r.n);
+    return CQ_OK;
+}
+
+cq_status cq_cache_load_mem_ex(const void *buf, size_t len, const cq_cache_load_opts *opts,
+                               cq_cache **out, cq_err *err) {
+    cq_err_clear(err);
+    if (!out || (!buf && len)) return cq_err_set(err, CQ_ERR_NULL, -1, -1, "buf or out is NULL");
+    *out = NULL;
+    const uint8_t *b = buf;
+    uint32_t n_sec = 0;
+    cq_status st = check_sections(b, len, &n_sec, err);
+    if (st) return st;
+    uint64_t limit = opts && opts->max_bytes ? opts->max_bytes
+                                             : DEFAULT_LIMIT_BASE + DEFAULT_LIMIT_MULT * (uint64_t)len;
+    /* sections are contiguous and verified: walk them again without checks */
+    const uint8_t *p = b + FILE_HDR;
+    uint64_t conf_len = get64(p + 8);
+    conf cf;
+    st = parse_conf(p + SEC_HDR, conf_len, n_sec, &cf, err);
+    if (st) {
+        free(cf.codecs);
+        return st;
+    }
+    uint64_t fixed = empty_cache_bytes(&cf);
+    if (fixed > limit) {
+        free(cf.codecs);
+        return cq_err_set(err, CQ_ERR_RANGE, -1, -1,
+                          "memory limit: the configuration alone needs %llu bytes, limit %llu",
+                          (unsigned long long)fixed, (unsigned long long)limit);
+    }
+    cf.cfg.kernels = opts ? opts->kernels : NULL;
+    cq_cache *c = NULL;
+    st = cq_cache_create(&cf.cfg, &c, err);
+    free(cf.codecs);
+    if (st) {
+        if (err) {
+            char m[sizeof err->msg];
+            memcpy(m, err->msg, sizeof m);
+            cq_err_set(err, st, err->token, err->channel, "configuration: %.190s", m);
+        }
+        return st;
+    }
+    c->sealed = (int)cf.sealed;
+    /* pass 1: validate every layer, sum the page memory; pass 2: allocate and fill */
+    const uint32_t NL = c->cfg.n_layers;
+    uint64_t need = cq_cache_allocated_bytes(c, -1);
+    for (int fill = 0; fill < 2 && !st; fill++) {
+        const uint8_t *q = p + SEC_HDR + conf_len;
+        for (uint32_t L = 0; L < NL && !st; L++) {
+            uint64_t ll = get64(q + 8);
+            st = do_layer(c, &cf, L, q + SEC_HDR, ll, fill, &need, err);
+            q += SEC_HDR + ll;
+        }
+        if (!st && !fill && need > limit)
+            st = cq_err_set(err, CQ_ERR_RANGE, -1, -1,
+                            "memory limit: the restored cache would hold %llu bytes, limit %llu",
+                            (unsigned long long)need, (unsigned long long)limit);
+    }
+    if (st) {
+        cq_cache_free(c);
+        return st;
+    }
+    *out = c;
+    return CQ_OK;
+}
+
+cq_status cq_cache_load_mem(const void *buf, size_t len, cq_cache **out, cq_err *err) {
+    return cq_cache_load_mem_ex(buf, len, NULL, out, err);
+}
+
+cq_status cq_cache_load_ex(const char *path, const cq_cache_load_opts *opts, cq_cache **out,
+                           cq_err *err) {
+    cq_err_clear(err);
+    if (!path || !out) return cq_err_set(err, CQ_ERR_NULL, -1, -1, "path or out is NULL");
+    *out = NULL;
+    int fd = open(path, O_RDONLY);
+    if (fd < 0)
+        return cq_err_set(err, CQ_ERR_IO, -1, -1, "%s: cannot open: %s", path, strerror(errno));
+    struct stat sb;
+    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode) || (uint64_t)sb.st_size > SIZE_MAX / 2) {
+        close(fd);
+        return cq_err_set(err, CQ_ERR_IO, -1, -1, "%s: not a readable regular file", path);
+    }
+    size_t n = (size_t)sb.st_size, got = 0;
+    uint8_t *buf = malloc(n ? n : 1);
+    if (!buf) {
+        close(fd);
+        return cq_err_set(err, CQ_ERR_NOMEM, -1, -1, "%s: out of memory (%zu bytes)", path, n);
+    }
+    while (got < n) {
+        ssize_t r = read(fd, buf + got, n - got);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) break;
+        got += (size_t)r;
+    }
+    close(fd);
+    cq_status st = cq_cache_load_mem_ex(buf, got, opts, out, err);
+    free(buf);
+    if (st && err) {
+        char m[sizeof err->msg];
+        memcpy(m, err->msg, sizeof m);
+        cq_err_set(err, st, err->token, err->channel, "%s: %.200s", path, m);
+    }
+    return st;
+}
+
+cq_status cq_cache_load(const char *path, cq_cache **out, cq_err *err) {
+    return cq_cache_load_ex(path, NULL, out, err);
+}
+
+/* --------------------------------------------------------------- compare */
+
+#define DIFF(...) cq_err_set(err, CQ_ERR_MISMATCH, -1, -1, __VA_ARGS__)
+
+static cq_status compare_store(const cq_cache *a, const cq_cache *b, uint32_t L, uint32_t h,
+                               int r, cq_err *err) {
+    const cq_store *x = store_of(a, L, h, r), *y = store_of(b, L, h, r);
+    if (x->kind != y->kind || x->n_done != y->n_done || x->n_resid != y->n_resid ||
+        x->tail_g != y->tail_g)
+        return DIFF("layer %u, kv head %u, %s: state differs (kind %d/%d, committed %u/%u, in "
+                    "flight %u/%u, partial %u/%u)", L, h, role_name(r), x->kind, y->kind,
+                    x->n_done, y->n_done, x->n_resid, y->n_resid, x->tail_g, y->tail_g);
+    if (x->n_resid && memcmp(x->resid, y->resid, (size_t)x->n_resid * x->D * 2))
+        return DIFF("layer %u, kv head %u, %s: in-flight tokens differ", L, h, role_name(r));
+    cq_role role = r ? CQ_ROLE_VALUE : CQ_ROLE_KEY;
+    size_t la = 0, lb = 0;
+    cq_status st;
+    if ((st = cq_cache_export(a, L, h, role, NULL, 0, &la, err)) ||
+        (st = cq_cache_export(b, L, h, role, NULL, 0, &lb, err)))
+        return st;
+    if (la != lb)
+        return DIFF("layer %u, kv head %u, %s: %zu vs %zu packed bytes", L, h, role_name(r), la, lb);
+    uint8_t *ba = malloc(la + 1), *bb = malloc(la + 1);
+    if (!ba || !bb) {
+        free(ba);
+        free(bb);
+        return cq_err_set(err, CQ_ERR_NOMEM, -1, -1, "out of memory");
+    }
+    st = cq_cache_export(a, L, h, role, ba, la, &la, err);
+    if (!st) st = cq_cache_export(b, L, h, role, bb, lb, &lb, err);
+    if (!st) {
+        for (size_t i = 0; i < la; i++)
+            if (ba[i] != bb[i]) {
+                st = DIFF("layer %u, kv head %u, %s: packed byte %zu differs (0x%02x vs 0x%02x)",
+                          L, h, role_name(r), i, ba[i], bb[i]);
+                break;
+            }
+    }
+    free(ba);
+    free(bb);
+    return st;
+}
+
+cq_status cq_cache_compare(const cq_cache *a, const cq_cache *b, cq_err *err) {
+    cq_err_clear(err);
+    if (!a || !b) return cq_err_set(err, CQ_ERR_NULL, -1, -1, "cache is NULL");
+    const cq_cache_config *x = &a->cfg, *y = &b->cfg;
+    if (x->n_layers != y->n_layers || x->n_kv_heads != y->n_kv_heads ||
+        x->head_dim != y->head_dim || x->group != y->group || x->n_sinks != y->n_sinks ||
+        x->page_tokens != y->page_tokens || a->page_tokens != b->page_tokens ||
+        x->max_tokens != y->max_tokens || x->force_generic != y->force_generic ||
+        x->key_codec != y->key_codec || x->val_codec != y->val_codec)
+        return DIFF("configurations differ");
+    const uint32_t NL = x->n_layers, H = x->n_kv_heads, D = x->head_dim;
+    if (memcmp(a->codecs, b->codecs, (size_t)NL * sizeof *a->codecs))
+        return DIFF("per-layer codecs differ");
+    if (!a->masks != !b->masks || (a->masks && memcmp(a->masks, b->masks, (size_t)NL * H * D)))
+        return DIFF("outlier masks differ");
+    if (a->sealed != b->sealed) return DIFF("sealed (flushed) state differs");
+    for (uint32_t L = 0; L < NL; L++) {
+        const cq_layer *la = &a->layers[L], *lb = &b->layers[L];
+        if (la->tokens != lb->tokens)
+            return DIFF("layer %u: %u vs %u tokens", L, la->tokens, lb->tokens);
+        const uint32_t ns = sink_count(a, la->tokens);
+        for (uint32_t h = 0; h < H; h++) {
+            if (ns && (memcmp(la->heads[h].sink_k, lb->heads[h].sink_k, (size_t)ns * D * 2) ||
+                       memcmp(la->heads[h].sink_v, lb->heads[h].sink_v, (size_t)ns * D * 2)))
+                return DIFF("layer %u, kv head %u: sink tokens differ", L, h);
+            for (int r = 0; r < 2; r++) {
+                cq_status st = compare_store(a, b, L, h, r, err);
+                if (st) return st;
+            }
+        }
+    }
+    return CQ_OK;
+}
