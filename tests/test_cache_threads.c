@@ -57,7 +57,7 @@ static void *reader(void *arg) {
     float *k = malloc((size_t)T_TOK * D * 4), *v = malloc((size_t)T_TOK * D * 4);
     for (int it = 0; it < 6; it++) {
         uint32_t L = cq_rng_below(&r, NL), qi = cq_rng_below(&r, NQRY);
-        cq_attn_opts o = {1 + cq_rng_below(&r, 3), 0.0f};
+        cq_attn_opts o = {.n_threads = 1 + cq_rng_below(&r, 3)};
         if (cq_cache_attend(sh->c, L, sh->q + (size_t)qi * NQ * D, NQ, out, &o, NULL) != CQ_OK ||
             memcmp(out, sh->ref + ((size_t)L * NQRY + qi) * NQ * D, (size_t)NQ * D * 4))
             w->bad++;
@@ -116,7 +116,7 @@ static void *build_one(void *arg) {
     if (b->ok) {
         float q[NQ * D], out[NQ * D];
         for (int i = 0; i < NQ * D; i++) q[i] = (float)(i % 7) * 0.25f - 0.5f;
-        cq_attn_opts o = {2, 0.0f};
+        cq_attn_opts o = {.n_threads = 2};
         b->ok = cq_cache_attend(b->c, 0, q, NQ, out, &o, NULL) == CQ_OK;
     }
     return NULL;
@@ -159,7 +159,7 @@ int main(void) {
     for (size_t i = 0; i < (size_t)PF * NQ * D; i++) qp[i] = (float)cq_rng_normal(&r);
     float *ref = malloc((size_t)NL * NQRY * NQ * D * 4), *ref_pf = malloc((size_t)NL * PF * NQ * D * 4);
     float *ref_read = malloc((size_t)2 * NL * H * T_TOK * D * 4);
-    cq_attn_opts one = {1, 0.0f}, three = {3, 0.0f};
+    cq_attn_opts one = {.n_threads = 1}, three = {.n_threads = 3};
     float *tmp = malloc((size_t)NQ * D * 4);
     int ok = 1;
     for (uint32_t L = 0; L < NL; L++) {

@@ -113,7 +113,7 @@ static int same_attention(const cq_cache *a, const cq_cache *b, cq_rng *r) {
     for (uint32_t L = 0; L < cfg->n_layers && ok; L++) {
         for (size_t i = 0; i < (size_t)nq * D; i++) q[i] = (float)cq_rng_normal(r);
         for (uint32_t th = 1; th <= 3 && ok; th += 2) {
-            cq_attn_opts o = {th, 0.0f};
+            cq_attn_opts o = {.n_threads = th};
             cq_status sa = cq_cache_attend(a, L, q, nq, oa, &o, NULL);
             cq_status sb = cq_cache_attend(b, L, q, nq, ob, &o, NULL);
             ok = sa == sb && (sa || ctu_first_diff(oa, ob, (size_t)nq * D) < 0);
@@ -511,6 +511,10 @@ int main(void) {
         {"generic cq4+ flushed", 1, 2, 32, 16, 0, 0, 41, CQ_CODEC_CQ4P, CQ_CODEC_CQ8, 1, 1, 0},
         {"generic cq3rot values", 1, 2, 64, 16, 0, 0, 50, CQ_CODEC_CQ8, CQ_CODEC_CQ3ROT, 0, 0, 0},
         {"mixed layers", 4, 2, 32, 8, 3, 8, 53, CQ_CODEC_CQ4, CQ_CODEC_CQ4, 0, 0, 1},
+        {"kivi-4 (units of R, sliding value window)", 2, 2, 32, 8, 0, 64, 300, CQ_CODEC_KIVI4,
+         CQ_CODEC_KIVI4, 0, 0, 0},
+        {"kivi-2 flushed", 1, 2, 64, 8, 3, 0, 200, CQ_CODEC_KIVI2, CQ_CODEC_KIVI2, 0, 1, 0},
+        {"q4_0/q8_0", 1, 2, 128, 8, 0, 0, 37, CQ_CODEC_Q4_0, CQ_CODEC_Q8_0, 0, 0, 0},
         {"empty", 2, 2, 16, 8, 2, 0, 0, CQ_CODEC_CQ4P, CQ_CODEC_CQ4, 0, 0, 0},
         {"empty flushed", 1, 1, 16, 8, 0, 0, 0, CQ_CODEC_CQ4, CQ_CODEC_CQ4, 0, 1, 0},
     };
