@@ -2,10 +2,12 @@
  * crc32c.c - CRC-32C (Castagnoli), slice-by-8 table implementation (portable
  * scalar). Used by the persisted cache format for per-section checksums.
  */
+#include <pthread.h>
+
 #include "cq_util.h"
 
 static uint32_t table[8][256];
-static int table_ready;
+static pthread_once_t table_once = PTHREAD_ONCE_INIT;
 
 static void build_tables(void) {
     for (uint32_t i = 0; i < 256; i++) {
@@ -15,12 +17,10 @@ static void build_tables(void) {
     }
     for (uint32_t i = 0; i < 256; i++)
         for (int s = 1; s < 8; s++) table[s][i] = (table[s - 1][i] >> 8) ^ table[0][table[s - 1][i] & 0xFF];
-    __atomic_store_n(&table_ready, 1, __ATOMIC_RELEASE);
 }
 
 uint32_t cq_crc32c(uint32_t crc, const void *data, size_t n) {
-    /* building twice concurrently is harmless: both write identical tables */
-    if (!__atomic_load_n(&table_ready, __ATOMIC_ACQUIRE)) build_tables();
+    pthread_once(&table_once, build_tables); /* first use from any thread builds it once */
     const unsigned char *p = data;
     crc = ~crc;
     while (n >= 8) {
