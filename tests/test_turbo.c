@@ -132,6 +132,45 @@ static void test_hand_bytes(void) {
     for (int i = 0; i < 48; i++) qs_ok &= got[i] == (uint8_t[]){0x92, 0x24, 0x49}[i % 3];
     CHECK(qs_ok, "tbq3 e0: codes %02x %02x %02x", got[0], got[1], got[2]);
     CHECK(got[48] == 0x7C && got[49] == 0x2F, "tbq3 e0 norm %02x%02x", got[49], got[48]);
+
+    /* The other widths, same input. turbo: y_j = -0.0883883 s2_j, |y| = 1/sqrt(128);
+     * indices count the centroids in ascending order (negatives first); s2 bits 0..7
+     * are 0,0,0,0,1,0,0,1 (bit set = -1, i.e. y_j = +0.0884).
+     * turbo2 {+-0.039994, +-0.133462}: midpoint 0.086728 < 0.0884 -> outer 0.133462:
+     * idx 3 (0b11) where s2 = -1, idx 0 where s2 = +1; index j at bits 2(j%4) of byte
+     * j/4 -> byte 0 (j 0..3) = 0x00, byte 1 (j 4..7) = 0b11000011 = 0xC3.
+     * r = sqrt(128) 0.133462, n/r = 0.6622735 -> fp16 (1024 + 332)/2048 = 0x394C. */
+    memset(got, 0, sizeof got);
+    encode_f16("turbo2", 128, x, 1, got, 34);
+    CHECK(got[0] == 0x4C && got[1] == 0x39, "turbo2 e0 norm %02x%02x", got[1], got[0]);
+    CHECK(got[2] == 0x00 && got[3] == 0xC3, "turbo2 e0 codes %02x %02x", got[2], got[3]);
+    /* turbo4 (Gaussian table): 0.0884 lies between 0.083317 and 0.111065 (midpoint
+     * 0.097191) -> 0.083317: idx 8+3 = 11 (0xB) where s2 = -1, 7-3 = 4 where s2 = +1;
+     * low nibble = even j -> byte 0 = 0x44, byte 2 (j 4, 5) = 0x4B, byte 3 (j 6, 7) = 0xB4.
+     * n/r = 1/(sqrt(128) 0.083317) = 1.0608681 -> fp16 1086/1024 = 0x3C3E. */
+    memset(got, 0, sizeof got);
+    encode_f16("turbo4", 128, x, 1, got, 66);
+    CHECK(got[0] == 0x3E && got[1] == 0x3C, "turbo4 e0 norm %02x%02x", got[1], got[0]);
+    CHECK(got[2] == 0x44 && got[4] == 0x4B && got[5] == 0xB4, "turbo4 e0 codes %02x %02x %02x",
+          got[2], got[4], got[5]);
+    /* turbo4_old (first-shipped table): 0.0884 between 0.068756 and 0.089527 (midpoint
+     * 0.0791415) -> 0.089527: idx 8+5 = 13 (0xD) / 7-5 = 2 -> bytes 0x22, 0x2D, 0xD2.
+     * n/r = 1/(sqrt(128) 0.089527) = 0.9872815 -> fp16 (1024 + 998)/2048 = 0x3BE6. */
+    memset(got, 0, sizeof got);
+    encode_f16("turbo4_old", 128, x, 1, got, 66);
+    CHECK(got[0] == 0xE6 && got[1] == 0x3B, "turbo4_old e0 norm %02x%02x", got[1], got[0]);
+    CHECK(got[2] == 0x22 && got[4] == 0x2D && got[5] == 0xD2, "turbo4_old e0 codes %02x %02x %02x",
+          got[2], got[4], got[5]);
+    /* tbq4: H(-e0) = -1 everywhere; the fork's 4-bit N(0,1) table has -0.9718584055 and
+     * -1.2904430627 around -1 (midpoint -1.1311507): -0.9718584 is idx 4 (ascending) for
+     * all 128 codes, nibbles LSB first -> 64 bytes of 0x44. Norm 1/(sqrt(128) 0.9718584)
+     * = 0.0909478 -> fp16 (1024 + 466) 2^-14 = 0x2DD2, stored after the codes. */
+    memset(got, 0, sizeof got);
+    encode_f16("tbq4", 128, x, 1, got, 66);
+    int q4_ok = 1;
+    for (int i = 0; i < 64; i++) q4_ok &= got[i] == 0x44;
+    CHECK(q4_ok, "tbq4 e0: codes %02x %02x", got[0], got[1]);
+    CHECK(got[64] == 0xD2 && got[65] == 0x2D, "tbq4 e0 norm %02x%02x", got[65], got[64]);
 }
 
 /* Every type, both block widths, against the double reference. */
