@@ -33,6 +33,8 @@ ifeq ($(TSAN),1)
   LDFLAGS += -fsanitize=thread
 endif
 ifeq ($(SIMD),0)
+  # its own build directory: objects built with the AVX2 files must not be reused
+  BUILD  := $(BUILD)-nosimd
   CFLAGS += -DCQ_NO_SIMD
 endif
 
