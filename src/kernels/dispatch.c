@@ -1,6 +1,6 @@
 /*
  * dispatch.c - picks the kernel table once: the CPU's features (cpuid via
- * __builtin_cpu_supports), overridden by CQ_KERNELS=scalar|avx2. Compiled
+ * __builtin_cpu_supports and <cpuid.h>), overridden by CQ_KERNELS=scalar|avx2. Compiled
  * without any ISA flags, and without reference to the AVX2 file when the
  * library is built with SIMD=0 (CQ_NO_SIMD).
  */
@@ -11,13 +11,24 @@
 
 #include "cq_kernels.h"
 
+#if !defined(CQ_NO_SIMD) && (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
+#include <cpuid.h>
+
+/* F16C is CPUID.1:ECX bit 29. Asked directly: clang's __builtin_cpu_supports does not
+ * know "f16c" (gcc's does); avx2 and fma go through the builtin, which also checks
+ * that the OS saves the YMM state. */
+static int cpu_has_f16c(void) {
+    unsigned a, b, c, d;
+    return __get_cpuid(1, &a, &b, &c, &d) && (c & (1u << 29));
+}
+#endif
+
 const cq_kernels *cq_kernels_avx2(void) {
 #if !defined(CQ_NO_SIMD) && (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
     static int ok = -1;
     if (ok < 0) {
         __builtin_cpu_init();
-        ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-             __builtin_cpu_supports("f16c");
+        ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && cpu_has_f16c();
     }
     return ok ? &cq_kernels_avx2_table : NULL;
 #else
