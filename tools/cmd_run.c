@@ -14,16 +14,6 @@
 
 #include "cq_tool.h"
 
-static uint64_t mix(uint64_t *s) {
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-static double normal(uint64_t *s) {
-    double u = ((double)(mix(s) >> 11) + 0.5) * 0x1.0p-53, v = (double)(mix(s) >> 11) * 0x1.0p-53;
-    return sqrt(-2.0 * log(u)) * cos(6.283185307179586 * v);
-}
 
 /* The attention-fidelity protocol on synthetic data: 1 layer, 4 query heads over
  * 2 KV heads, T = 384, D = 128, keys with two hot channels and a RoPE-like
@@ -36,16 +26,17 @@ static int synthetic_attention(void) {
         free(Q), free(K), free(V);
         return 1;
     }
-    uint64_t s = 7;
+    cq_rng s;
+    cq_rng_seed(&s, 7);
     for (size_t i = 0; i < nk; i++) {
         size_t c = i % D;
         double hot = (c == 17 || c == 93) ? 12.0 : 1.0;
-        K[i] = cq_f64_to_f16(normal(&s) * hot + (c % 5 == 0 ? 2.0 : 0.0));
-        V[i] = cq_f64_to_f16(normal(&s) * 0.7);
+        K[i] = cq_f64_to_f16(cq_rng_normal(&s) * hot + (c % 5 == 0 ? 2.0 : 0.0));
+        V[i] = cq_f64_to_f16(cq_rng_normal(&s) * 0.7);
     }
     for (size_t i = 0; i < nq; i++) {
         size_t c = i % D;
-        Q[i] = cq_f64_to_f16(normal(&s) * ((c == 17 || c == 93) ? 0.6 : 1.0));
+        Q[i] = cq_f64_to_f16(cq_rng_normal(&s) * ((c == 17 || c == 93) ? 0.6 : 1.0));
     }
     cq_tool_qkv x = {Q, K, V, 1, NQH, NKV, T, D};
     cq_tool_sel ls, hs, ps;
@@ -273,11 +264,12 @@ int cq_cmd_run(int argc, char **argv) {
     float *out = malloc((size_t)T * D * 4);
     uint8_t mask[CQ_MAX_DIM] = {0};
     mask[17] = mask[93] = 1;
-    uint64_t s = 42;
+    cq_rng s;
+    cq_rng_seed(&s, 42);
     for (size_t i = 0; i < (size_t)T * D; i++) {
         size_t c = i % D;
-        K[i] = cq_f64_to_f16(normal(&s) * (mask[c] ? 15.0 : 1.0) + (c % 7 == 0 ? 1.5 : 0.0));
-        V[i] = cq_f64_to_f16(normal(&s) * 0.5);
+        K[i] = cq_f64_to_f16(cq_rng_normal(&s) * (mask[c] ? 15.0 : 1.0) + (c % 7 == 0 ? 1.5 : 0.0));
+        V[i] = cq_f64_to_f16(cq_rng_normal(&s) * 0.5);
     }
     printf("## round trip, synthetic K/V, D=%u T=%u, hot key channels 17 and 93\n\n", D, T);
     printf("| codec | K bits/value | V bits/value | K NMSE | V NMSE |\n|---|---:|---:|---:|---:|\n");

@@ -45,6 +45,11 @@ static int vectors_check(int argc, char **argv) {
         vectors_usage(stderr);
         return 2;
     }
+    for (int i = 1; i < argc; i++)
+        if (cq_is_help(argv[i])) {
+            vectors_usage(stdout);
+            return 0;
+        }
     int failed = 0, passed = 0;
     for (int i = 1; i < argc; i++) {
         cq_golden g;
@@ -75,31 +80,17 @@ static int vectors_check(int argc, char **argv) {
     return failed ? 1 : 0;
 }
 
-/* splitmix64: small, portable, reproducible across machines */
-static uint64_t rng_next(uint64_t *s) {
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-static double rng_uniform(uint64_t *s) { return (double)(rng_next(s) >> 11) * 0x1.0p-53; }
-static double rng_normal(uint64_t *s) {
-    double u = rng_uniform(s), v = rng_uniform(s);
-    if (u < 1e-300) u = 1e-300;
-    return sqrt(-2.0 * log(u)) * cos(6.283185307179586 * v);
-}
-
-static uint16_t special_value(uint64_t *s) {
+static uint16_t special_value(cq_rng *s) {
     static const uint16_t specials[] = {0x0000, 0x8000, 0x0001, 0x8001, 0x03FF, 0x83FF, 0x0400,
                                         0x7BFF, 0xFBFF, 0x3C00, 0xBC00, 0x3800};
-    return specials[rng_next(s) % (sizeof specials / sizeof specials[0])];
+    return specials[cq_rng_u64(s) % (sizeof specials / sizeof specials[0])];
 }
 
 static int vectors_gen(int argc, char **argv) {
     const char *tier_s = NULL, *out = NULL, *outl_s = NULL;
     uint32_t D = 0, T = 0, G = 0;
     uint64_t seed = 1;
-    int specials = 0, have_seed = 0;
+    int specials = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -119,7 +110,6 @@ static int vectors_gen(int argc, char **argv) {
         } else if (!strcmp(a, "--outliers") && v) outl_s = v, i++;
         else if (!strcmp(a, "--seed") && v) {
             if (cq_arg_u64(v, &seed)) goto bad_num;
-            have_seed = 1;
             i++;
         } else if (!strcmp(a, "--specials")) specials = 1;
         else if (a[0] == '-') {
@@ -135,7 +125,6 @@ static int vectors_gen(int argc, char **argv) {
         fprintf(stderr, "cq vectors gen: bad value '%s' for %s\n", v, a);
         return 2;
     }
-    (void)have_seed;
     if (!tier_s || !D || !T || !out) {
         fprintf(stderr, "cq vectors gen: --tier, --dim, --tokens and OUTDIR are required\n");
         vectors_usage(stderr);
@@ -149,7 +138,8 @@ static int vectors_gen(int argc, char **argv) {
     if (G == 0 && tier == CQ_TIER_CQ8) G = CQ_DEFAULT_GROUP;
     uint16_t planted[CQ_MAX_DIM];
     int np = 0;
-    uint64_t s = seed;
+    cq_rng s;
+    cq_rng_seed(&s, seed);
     if (outl_s) {
         np = cq_arg_u16_list(outl_s, planted, CQ_MAX_DIM);
         if (np < 0) {
@@ -157,8 +147,8 @@ static int vectors_gen(int argc, char **argv) {
             return 2;
         }
     } else if (D >= 4) {
-        planted[0] = (uint16_t)(rng_next(&s) % D);
-        do planted[1] = (uint16_t)(rng_next(&s) % D);
+        planted[0] = (uint16_t)(cq_rng_u64(&s) % D);
+        do planted[1] = (uint16_t)(cq_rng_u64(&s) % D);
         while (planted[1] == planted[0]);
         if (planted[0] > planted[1]) {
             uint16_t t = planted[0];
@@ -198,16 +188,16 @@ static int vectors_gen(int argc, char **argv) {
     }
     uint8_t is_planted[CQ_MAX_DIM] = {0};
     for (int j = 0; j < np; j++) is_planted[planted[j]] = 1;
-    uint32_t zero_token = specials ? (uint32_t)(rng_next(&s) % T) : UINT32_MAX;
+    uint32_t zero_token = specials ? (uint32_t)(cq_rng_u64(&s) % T) : UINT32_MAX;
     for (uint32_t t = 0; t < T; t++)
         for (uint32_t c = 0; c < D; c++) {
             size_t i = (size_t)t * D + c;
-            double kx = rng_normal(&s), vx = rng_normal(&s);
-            if (is_planted[c]) kx *= 12.0 + 4.0 * rng_uniform(&s);
+            double kx = cq_rng_normal(&s), vx = cq_rng_normal(&s);
+            if (is_planted[c]) kx *= 12.0 + 4.0 * cq_rng_uniform(&s);
             g.input_k[i] = cq_f64_to_f16(kx);
             g.input_v[i] = cq_f64_to_f16(vx);
-            if (specials && rng_next(&s) % 8 == 0) g.input_k[i] = special_value(&s);
-            if (specials && rng_next(&s) % 8 == 0) g.input_v[i] = special_value(&s);
+            if (specials && cq_rng_u64(&s) % 8 == 0) g.input_k[i] = special_value(&s);
+            if (specials && cq_rng_u64(&s) % 8 == 0) g.input_v[i] = special_value(&s);
             if (t == zero_token) g.input_k[i] = g.input_v[i] = (c & 1) ? 0x8000 : 0x0000;
         }
     memcpy(g.mask, p.mask, D);
@@ -231,6 +221,10 @@ static int vectors_gen(int argc, char **argv) {
 }
 
 static int vectors_replay(int argc, char **argv) {
+    if (argc == 2 && cq_is_help(argv[1])) {
+        vectors_usage(stdout);
+        return 0;
+    }
     if (argc != 2) {
         vectors_usage(stderr);
         return 2;
