@@ -302,7 +302,15 @@ int cq_cmd_run(int argc, char **argv) {
             nmse[r] = num / den;
             free(buf);
         }
-        printf("| %s | %.4f | %.4f | %.3e | %.3e |\n", c->name, bpv[0], bpv[1], nmse[0], nmse[1]);
+        char cell[4][32];
+        for (int r = 0; r < 2; r++) {
+            /* a role the codec cannot code is n/a, never a number */
+            if (isnan(bpv[r])) snprintf(cell[r], sizeof cell[r], "n/a");
+            else snprintf(cell[r], sizeof cell[r], "%.4f", bpv[r]);
+            if (isnan(nmse[r])) snprintf(cell[2 + r], sizeof cell[2 + r], "n/a");
+            else snprintf(cell[2 + r], sizeof cell[2 + r], "%.3e", nmse[r]);
+        }
+        printf("| %s | %s | %s | %s | %s |\n", c->name, cell[0], cell[1], cell[2], cell[3]);
     }
     free(K);
     free(V);
