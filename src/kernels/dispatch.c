@@ -11,13 +11,22 @@
 
 #include "cq_kernels.h"
 
+#if !defined(CQ_NO_SIMD) && (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
+#include <cpuid.h>
+/* F16C is CPUID leaf 1, ECX bit 29; read directly because clang before 15
+ * rejects __builtin_cpu_supports("f16c") (which broke `make fuzz`). */
+static int cpu_has_f16c(void) {
+    unsigned a, b, c, d;
+    return __get_cpuid(1, &a, &b, &c, &d) && (c & (1u << 29)) != 0;
+}
+#endif
+
 const cq_kernels *cq_kernels_avx2(void) {
 #if !defined(CQ_NO_SIMD) && (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
     static int ok = -1;
     if (ok < 0) {
         __builtin_cpu_init();
-        ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-             __builtin_cpu_supports("f16c");
+        ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && cpu_has_f16c();
     }
     return ok ? &cq_kernels_avx2_table : NULL;
 #else
