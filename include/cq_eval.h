@@ -52,7 +52,8 @@ cq_status cq_mc_parse_hellaswag(const char *text, size_t len, size_t max_items, 
                                 cq_err *err);
 /* Cloze set from plain text (see docs/EVAL_IMPL.md): each paragraph with at least 4 sentences
  * gives an item: context = its first 3 sentences, endings = its 4th sentence and the 4th
- * sentences of 3 other paragraphs (chosen by seed), the true one at a seeded position. */
+ * sentences of 3 other paragraphs (chosen by seed), the true one at a seeded position.
+ * A paragraph without 3 others whose 4th sentence differs in text gives no item. */
 cq_status cq_mc_build_cloze(const char *text, size_t len, size_t max_items, uint64_t seed,
                             cq_mc_set *set, cq_err *err);
 void cq_mc_free(cq_mc_set *set);

@@ -108,6 +108,19 @@ static void test_cloze(void) {
     cq_mc_free(&set);
     st = cq_mc_build_cloze("A. B. C. D.\n", 12, 0, 1, &set, &e);
     CHECK(st == CQ_ERR_SHAPE, "too few paragraphs refused");
+    /* paragraphs without 3 textually different distractors give no item (the draw used to
+     * spin forever on them: fuzz_jsonl); here only the two odd ones qualify */
+    const char *same = "1. 2. 3. Same.\n4. 5. 6. Same.\n7. 8. 9. Same.\n1. 2. 3. X.\n4. 5. 6. Y.\n";
+    st = cq_mc_build_cloze(same, strlen(same), 0, 3, &set, &e);
+    CHECK(st == CQ_OK && set.n == 2, "cloze with repeated endings: %s, %zu items", e.msg, set.n);
+    for (size_t i = 0; st == CQ_OK && i < set.n; i++) {
+        const char *truth = set.items[i].endings[set.items[i].label];
+        CHECK(!strcmp(truth, i ? " Y." : " X."), "item %zu true ending '%s'", i, truth);
+    }
+    cq_mc_free(&set);
+    const char *all_same = "1. 2. 3. Same.\n4. 5. 6. Same.\n7. 8. 9. Same.\n1. 2. 3. Same.\n";
+    st = cq_mc_build_cloze(all_same, strlen(all_same), 0, 3, &set, &e);
+    CHECK(st == CQ_ERR_SHAPE && set.n == 0, "no usable paragraph refused (%s)", cq_status_name(st));
 }
 
 static void test_attn_fidelity(void) {

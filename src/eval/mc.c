@@ -443,8 +443,17 @@ cq_status cq_mc_build_cloze(const char *text, size_t len, size_t max_items, uint
     cq_rng r;
     cq_rng_seed(&r, seed);
     cq_status st = CQ_OK;
-    for (size_t i = 0; i < n_items && !st; i++) {
-        cq_mc_item *it = &set->items[i];
+    size_t n_out = 0;
+    for (size_t i = 0; i < np && n_out < n_items && !st; i++) {
+        /* A paragraph needs 3 others whose 4th sentence differs in text from its own;
+         * without them the draw below would never end (found by fuzz_jsonl), so such a
+         * paragraph gives no item. Stops counting at 3: O(1) on real text. */
+        size_t usable = 0;
+        for (size_t o = 0; o < np && usable < 3; o++)
+            usable += o != i && !(fourth[o].n == fourth[i].n &&
+                                  !memcmp(fourth[o].p, fourth[i].p, fourth[i].n));
+        if (usable < 3) continue;
+        cq_mc_item *it = &set->items[n_out];
         size_t others[3];
         for (int k = 0; k < 3; k++) {
             size_t o;
@@ -465,10 +474,17 @@ cq_status cq_mc_build_cloze(const char *text, size_t len, size_t max_items, uint
             const span *sp = e == it->label ? &fourth[i] : &fourth[others[k++]];
             it->endings[e] = dup_span(sp->p, sp->n, 1);
         }
-        set->n = i + 1;
+        set->n = ++n_out;
         if (!it->context) st = CQ_ERR_NOMEM;
         for (uint32_t e = 0; e < 4; e++)
             if (!it->endings[e]) st = CQ_ERR_NOMEM;
+    }
+    if (!st && n_out == 0) {
+        free(ctx);
+        free(fourth);
+        cq_mc_free(set);
+        return cq_err_set(err, CQ_ERR_SHAPE, -1, -1,
+                          "cloze: no paragraph has 3 others with a different 4th sentence");
     }
     free(ctx);
     free(fourth);

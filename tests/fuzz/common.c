@@ -1,8 +1,11 @@
 /*
  * common.c - helpers shared by the fuzz targets: input splitting and a
- * private scratch directory for the loaders that read files.
+ * private scratch directory for the loaders that read files; the checks
+ * shared by the model and tokenizer targets.
  */
 #include "fuzz.h"
+
+#include "cq_model.h"
 
 #include <dirent.h>
 #include <string.h>
@@ -63,4 +66,97 @@ int fuzz_write(const char *dir, const char *name, const uint8_t *data, size_t le
     size_t w = len ? fwrite(data, 1, len, f) : 0;
     int bad = fclose(f) != 0 || w != len;
     return bad ? -1 : 0;
+}
+
+/* ------------------------------------------------------ tokenizer and model */
+
+void fuzz_exercise_tokenizer(const cq_tokenizer *t) {
+    static const char *texts[] = {"", "Hello world", " the abc\n\t\xC3\xA9\xE2\x96\x81 x<0x41>",
+                                  "\xFF\xFE broken utf-8 \xC3"};
+    uint32_t nv = cq_tokenizer_vocab(t);
+    int32_t bos = cq_tokenizer_bos(t), eos = cq_tokenizer_eos(t);
+    if (nv == 0) fuzz_fail("tokenizer with an empty vocabulary");
+    if (bos >= (int32_t)nv || eos >= (int32_t)nv || bos < -1 || eos < -1)
+        fuzz_fail("bos %d / eos %d outside vocab %u", bos, eos, nv);
+    int32_t tok[256];
+    char piece[512];
+    for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++) {
+        for (int b = 0; b < 2; b++) {
+            size_t len = strlen(texts[i]), n = 0, n2 = 0;
+            cq_err e;
+            cq_status st = cq_tokenizer_encode(t, texts[i], len, b, tok, 256, &n, &e);
+            if (st != CQ_OK) {
+                /* SentencePiece without byte fallback may be unable to spell a byte */
+                if (e.code != st || !e.msg[0]) fuzz_fail("encode failed without a message");
+                continue;
+            }
+            if (n > 256) fuzz_fail("encode wrote %zu tokens into 256", n);
+            if (b && bos >= 0 && (n == 0 || tok[0] != bos)) fuzz_fail("BOS requested, not first");
+            for (size_t k = 0; k < n; k++) {
+                if (tok[k] < 0 || (uint32_t)tok[k] >= nv) fuzz_fail("token %d outside vocab %u", tok[k], nv);
+                int r = cq_tokenizer_decode(t, k ? tok[k - 1] : -1, tok[k], piece, sizeof piece);
+                if (r < -1 || r > (int)sizeof piece) fuzz_fail("decode returned %d", r);
+            }
+            if (n > 0) {
+                /* a too-small buffer reports the count it needs */
+                st = cq_tokenizer_encode(t, texts[i], len, b, tok, n - 1, &n2, &e);
+                if (st != CQ_ERR_BUFFER || n2 != n)
+                    fuzz_fail("encode with cap %zu: %s, needs %zu (full: %zu)", n - 1,
+                              cq_status_name(st), n2, n);
+            }
+        }
+    }
+    /* decode of out-of-range tokens is refused; of any id, bounded */
+    if (cq_tokenizer_decode(t, -1, (int32_t)nv, piece, sizeof piece) != -1 ||
+        cq_tokenizer_decode(t, -1, -5, piece, sizeof piece) != -1)
+        fuzz_fail("decode of an out-of-range token not refused");
+    for (uint32_t id = 0; id < nv && id < 512; id++) {
+        int r = cq_tokenizer_decode(t, (int32_t)id - 1, (int32_t)id, piece, 8);
+        if (r < -1 || r > 8) fuzz_fail("decode of %u into 8 bytes returned %d", id, r);
+    }
+}
+
+void fuzz_exercise_model(const cq_model *m, uint64_t max_weight_bytes) {
+    const cq_model_config *c = cq_model_get_config(m);
+    if (!c || !c->dim || !c->n_layers || !c->n_heads || !c->n_kv_heads || !c->head_dim ||
+        !c->vocab_size || !c->hidden_dim || !c->max_seq_len)
+        fuzz_fail("loaded model with a zero dimension");
+    if (c->n_heads % c->n_kv_heads) fuzz_fail("n_heads %u not a multiple of n_kv_heads %u", c->n_heads, c->n_kv_heads);
+    const cq_tokenizer *t = cq_model_tokenizer(m);
+    if (t) fuzz_exercise_tokenizer(t);
+    uint64_t wb = cq_model_weight_bytes(m);
+    /* forward cost ~ weights; logits and activations ~ vocab, dim, hidden */
+    if (wb > max_weight_bytes || c->vocab_size > (1u << 16) || c->hidden_dim > (1u << 16) ||
+        c->dim > (1u << 14) || (uint64_t)c->n_heads * c->head_dim > (1u << 14))
+        return;
+    float *logits = malloc((size_t)c->vocab_size * sizeof *logits);
+    if (!logits) return;
+    for (int mode = 0; mode < 2; mode++) {
+        cq_session_opts o;
+        cq_session_opts_default(&o);
+        o.mode = mode ? CQ_KV_CACHE : CQ_KV_REFERENCE;
+        o.max_tokens = 4;
+        cq_session *s = NULL;
+        cq_err e;
+        cq_status st = cq_session_create(m, &o, &s, &e);
+        if (st != CQ_OK) {
+            /* the cache refuses some head_dim (e.g. odd or above its maximum) */
+            if (mode && (st == CQ_ERR_DIM || st == CQ_ERR_ARG)) continue;
+            fuzz_fail("session (mode %d) on a loaded model: %s", mode, e.msg);
+        }
+        int32_t tok = t && cq_tokenizer_bos(t) >= 0 ? cq_tokenizer_bos(t) : 0;
+        if ((uint32_t)tok >= c->vocab_size) tok = 0;
+        st = cq_session_forward(s, &tok, 1, logits, 1, &e);
+        if (st == CQ_OK) {
+            if (cq_session_pos(s) != 1) fuzz_fail("position %u after one token", cq_session_pos(s));
+        } else if ((st == CQ_ERR_NONFINITE || st == CQ_ERR_OVERFLOW) && e.code == st) {
+            /* extreme or NaN weights give non-finite K/V (or past fp16 in the cache): both
+             * KV stores refuse them, and nothing is appended */
+            if (cq_session_pos(s) != 0) fuzz_fail("refused forward moved to %u", cq_session_pos(s));
+        } else {
+            fuzz_fail("forward (mode %d) on a loaded model: %s: %s", mode, cq_status_name(st), e.msg);
+        }
+        cq_session_free(s);
+    }
+    free(logits);
 }

@@ -31,4 +31,15 @@ const char *fuzz_scratch_dir(void);
 /* Write a file inside dir (name relative); returns 0 on success. */
 int fuzz_write(const char *dir, const char *name, const uint8_t *data, size_t len);
 
+struct cq_model;
+struct cq_tokenizer;
+/* Encode a few fixed strings and decode every token back (fuzz_tokenizer,
+ * fuzz_gguf); fuzz_fail on any broken invariant of cq_tokenizer_encode/decode. */
+void fuzz_exercise_tokenizer(const struct cq_tokenizer *t);
+/* A model that loaded: sane config; when its weights are at most max_weight_bytes,
+ * one forward step of one token through a reference session and through the
+ * fp16 cache: it runs, or refuses non-finite K/V (NONFINITE / OVERFLOW) without
+ * appending anything. */
+void fuzz_exercise_model(const struct cq_model *m, uint64_t max_weight_bytes);
+
 #endif
