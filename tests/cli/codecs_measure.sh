@@ -5,20 +5,8 @@
 # arguments exit non-zero (2 for usage, 1 for unreadable input).
 CQ=${1:-build/cq}
 SHARED=${CQ_SHARED:-../shared}
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-fail=0
-expect() { # description, expected-exit, command...
-    desc=$1; want=$2; shift 2
-    "$@" >"$tmp/out" 2>"$tmp/err"
-    got=$?
-    if [ "$got" != "$want" ]; then
-        echo "codecs_measure: $desc: exit $got, expected $want"; sed 's/^/  /' "$tmp/out" "$tmp/err"; fail=1
-    fi
-}
-expect_grep() { # description, pattern
-    grep -q -- "$2" "$tmp/out" || { echo "codecs_measure: $1: output lacks '$2'"; sed 's/^/  /' "$tmp/out"; fail=1; }
-}
+NAME=codecs_measure
+. "$(dirname "$0")/cli_lib.sh.inc"
 SL="$SHARED/vectors/qwen2-0.5b"
 few=turbo3,tbq4,cq4+,cq3rot,sink1_channelwise_four_level_2bit,iso3
 expect "slices table" 0 "$CQ" codecs --measure --slices "$SL" --codec "$few" --min-ms 0

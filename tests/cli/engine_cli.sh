@@ -5,20 +5,9 @@
 # bad arguments exit 2.
 CQ=${1:-build/cq}
 SHARED=${CQ_SHARED:-../shared}
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-fail=0
-expect() { # description, expected-exit, command...
-    desc=$1; want=$2; shift 2
-    "$@" >"$tmp/out" 2>&1
-    got=$?
-    if [ "$got" != "$want" ]; then
-        echo "engine_cli: $desc: exit $got, expected $want"; sed 's/^/  /' "$tmp/out" | head -20; fail=1
-    fi
-}
-expect_grep() { # description, pattern
-    grep -q "$2" "$tmp/out" || { echo "engine_cli: $1: output lacks '$2'"; sed 's/^/  /' "$tmp/out" | head -20; fail=1; }
-}
+NAME=engine_cli
+COMBINED=1
+. "$(dirname "$0")/cli_lib.sh.inc"
 V="$SHARED/vectors/channelquant"
 expect "golden vectors, both revisions" 0 "$CQ" engine run --csv "$V"/d*_T*_G*__*
 n=$(grep -c ',0,0,' "$tmp/out")

@@ -12,20 +12,8 @@ if [ ! -d "$SHARED/models/stories260K" ]; then
     echo "eval_cli: no $SHARED/models/stories260K, skipped"
     exit 0
 fi
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-fail=0
-expect() { # description, expected-exit, command...
-    desc=$1; want=$2; shift 2
-    "$@" >"$tmp/out" 2>"$tmp/err"
-    got=$?
-    if [ "$got" != "$want" ]; then
-        echo "eval_cli: $desc: exit $got, expected $want"; sed 's/^/  /' "$tmp/out" "$tmp/err"; fail=1
-    fi
-}
-expect_grep() { # description, pattern, file
-    grep -q -- "$2" "$tmp/$3" || { echo "eval_cli: $1: $3 lacks '$2'"; sed 's/^/  /' "$tmp/$3"; fail=1; }
-}
+NAME=eval_cli
+. "$(dirname "$0")/cli_lib.sh.inc"
 json_ok() { # description, file: valid JSON when python3 is there
     if command -v python3 >/dev/null 2>&1; then
         python3 -c "import json,sys; json.load(open(sys.argv[1]))" "$tmp/$2" ||

@@ -5,20 +5,8 @@
 # clean refusals (bad options exit 2, missing files exit 1 with a named error).
 CQ=${1:-build/cq}
 SHARED=${CQ_SHARED:-../shared}
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-fail=0
-expect() { # description, expected-exit, command...
-    desc=$1; want=$2; shift 2
-    "$@" >"$tmp/out" 2>"$tmp/err"
-    got=$?
-    if [ "$got" != "$want" ]; then
-        echo "model_cli: $desc: exit $got, expected $want"; sed 's/^/  /' "$tmp/out" "$tmp/err"; fail=1
-    fi
-}
-expect_grep() { # description, pattern, file
-    grep -q -- "$2" "$tmp/$3" || { echo "model_cli: $1: $3 lacks '$2'"; sed 's/^/  /' "$tmp/$3"; fail=1; }
-}
+NAME=model_cli
+. "$(dirname "$0")/cli_lib.sh.inc"
 story="Once upon a time, there was a little girl named Lily. She loved to play outside in the park."
 expect "generate --help" 0 "$CQ" generate --help
 expect "eval --help" 0 "$CQ" eval --help

@@ -4,20 +4,9 @@
 # overwrites, and bad arguments are refused with a non-zero exit.
 CQ=${1:-build/cq}
 SHARED=${CQ_SHARED:-../shared}
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-fail=0
-expect() { # description, expected-exit, command...
-    desc=$1; want=$2; shift 2
-    "$@" >"$tmp/out" 2>&1
-    got=$?
-    if [ "$got" != "$want" ]; then
-        echo "vectors_cli: $desc: exit $got, expected $want"; sed 's/^/  /' "$tmp/out"; fail=1
-    fi
-}
-expect_grep() { # description, pattern
-    grep -q "$2" "$tmp/out" || { echo "vectors_cli: $1: output lacks '$2'"; sed 's/^/  /' "$tmp/out"; fail=1; }
-}
+NAME=vectors_cli
+COMBINED=1
+. "$(dirname "$0")/cli_lib.sh.inc"
 src="$SHARED/vectors/channelquant/d64_T70_G64__CQ4plus"
 v="$tmp/d64_T70_G64__CQ4plus"
 cp -r "$src" "$v"
