@@ -9,7 +9,9 @@
  * scale * sum_c |q_c k_c| (fp32 score rounding grows with the logit size).
  * FAST precision (8-bit query blocks for CQ-4 / CQ-4+ keys) adds
  * (exp(2 delta) - 1) * max|V| / max|ref|, delta the largest score error its
- * rounding allows (fast_delta below); every call is checked in both precisions.
+ * rounding allows (fast_delta below), and for INT4 values (7-bit dithered weights per
+ * tile of CQ_V8_TILE tokens) the term of fast_vterm; every call is checked in both
+ * precisions.
  */
 #include <math.h>
 #include <pthread.h>
@@ -123,6 +125,56 @@ static double fast_delta(const cq_cache *c, uint32_t layer, const float *q, uint
     return best * (1.0 + 1e-4) + 1e-12; /* slack for the fp32 folding of x */
 }
 
+/* FAST precision, INT4 values: a token's weighted value w_t vs_t is rounded to a step of
+ * d = A / CQ_V8_MAX (A the largest w vs of its tile, dithered rounding: error < d), and a
+ * code is at most 8 in magnitude, so max_c |acc error| <= 8 / CQ_V8_MAX * sum_t A(t), A(t)
+ * <= max of w vs over the tokens within CQ_V8_TILE - 1 of t (any tile holding t lies
+ * there). Weights here are the exact softmax's, times exp(2 delta) for the FAST key
+ * scores; vs_t = max_c |V_tc| / 7 (the stored scale). Per query row, over L = sum w.
+ * 0 unless the values are INT4. */
+static double fast_vterm(const cq_cache *c, uint32_t layer, const float *q, uint32_t nq,
+                         double delta) {
+    const cq_cache_config *cfg = cq_cache_get_config(c);
+    if (cfg->val_codec != CQ_CODEC_CQ4 && cfg->val_codec != CQ_CODEC_CQ4P) return 0.0;
+    const uint32_t D = cfg->head_dim, H = cfg->n_kv_heads, T = cq_cache_tokens(c, layer);
+    const int R = (int)CQ_V8_TILE - 1;
+    float *K = malloc((size_t)T * D * 4), *V = malloc((size_t)T * D * 4);
+    double *wv = malloc(T * sizeof *wv), *vs = malloc(T * sizeof *vs), best = 0.0;
+    for (uint32_t h = 0; h < H; h++) {
+        cq_cache_read(c, layer, h, 0, T, K, V, NULL);
+        for (uint32_t t = 0; t < T; t++) {
+            double m = 0.0;
+            for (uint32_t d = 0; d < D; d++) m = fmax(m, fabs((double)V[(size_t)t * D + d]));
+            vs[t] = m / 7.0;
+        }
+        for (uint32_t row = h * (nq / H); row < (h + 1) * (nq / H); row++) {
+            double mx = -INFINITY, L = 0.0, sum = 0.0;
+            for (uint32_t t = 0; t < T; t++) {
+                double a = 0.0;
+                for (uint32_t d = 0; d < D; d++) a += (double)q[(size_t)row * D + d] * K[(size_t)t * D + d];
+                wv[t] = a / sqrt((double)D);
+                mx = fmax(mx, wv[t]);
+            }
+            for (uint32_t t = 0; t < T; t++) {
+                double w = exp(wv[t] - mx);
+                L += w;
+                wv[t] = w * vs[t];
+            }
+            for (int t = 0; t < (int)T; t++) {
+                double a = 0.0;
+                for (int u = t - R < 0 ? 0 : t - R; u <= t + R && u < (int)T; u++) a = fmax(a, wv[u]);
+                sum += a;
+            }
+            best = fmax(best, 8.0 / CQ_V8_MAX * exp(2.0 * delta) * sum / L);
+        }
+    }
+    free(K);
+    free(V);
+    free(wv);
+    free(vs);
+    return best;
+}
+
 static double max_abs_v(const cq_cache *c, uint32_t layer) {
     const cq_cache_config *cfg = cq_cache_get_config(c);
     const uint32_t D = cfg->head_dim, T = cq_cache_tokens(c, layer);
@@ -153,7 +205,8 @@ static int check_decode(const cq_cache *c, uint32_t layer, const float *q, uint3
         cq_status s1 = cq_cache_attend(c, layer, q, nq, o, &op, &e);
         double err = ctu_rel_err(o, ref, (size_t)nq * D);
         double bound = exact;
-        if (prec == CQ_ATTN_FAST) bound += expm1(2.0 * delta) * max_abs_v(c, layer) / den;
+        if (prec == CQ_ATTN_FAST)
+            bound += (expm1(2.0 * delta) * max_abs_v(c, layer) + fast_vterm(c, layer, q, nq, delta)) / den;
         double *w = prec == CQ_ATTN_FAST ? &worst_fast : &worst;
         if (err / bound > *w) *w = err / bound;
         if (prec == CQ_ATTN_FAST && err > worst_fast_rel) worst_fast_rel = err;

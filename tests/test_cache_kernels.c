@@ -303,12 +303,94 @@ static void test_quantized_query(const cq_kernels *s, const cq_kernels *v) {
     free(sb);
 }
 
+/* FAST INT4 values (acc_i4q): against the exact acc_i4 within the rule's bound (each
+ * token's w vs off by less than one step d = A / CQ_V8_MAX of its tile, |code| <= 8);
+ * the dither keeps a flat run of sub-step weights' mass; bit for bit across tables over
+ * awkward n, D, head counts, zero scales, zero and tiny weights. */
+static void test_quantized_values(const cq_kernels *s, const cq_kernels *v) {
+    cq_rng r;
+    cq_rng_seed(&r, 23);
+    enum { NMAX = 160 };
+    int bad_bound = 0, bad_tab = 0, n = 0;
+    float *w = malloc(9 * NMAX * 4), *aa = malloc(9 * 512 * 4), *ab = malloc(9 * 512 * 4),
+          *ae = malloc(9 * 512 * 4);
+    uint8_t *k4 = malloc(NMAX * 256 + 8);
+    uint16_t sc[NMAX];
+    for (size_t di = 0; di < NDIMS; di++)
+        for (int rep = 0; rep < 10; rep++) {
+            const uint32_t D = DIMS[di] & ~1u, nh = 1 + cq_rng_below(&r, 9),
+                           N = 1 + cq_rng_below(&r, NMAX);
+            for (uint32_t i = 0; i < N * D / 2 + 8; i++) k4[i] = (uint8_t)cq_rng_below(&r, 256);
+            for (uint32_t t = 0; t < N; t++) {
+                float m = (float)ldexp(1.0, (int)cq_rng_below(&r, 12) - 8);
+                sc[t] = cq_f32_to_f16(rep == 2 && t % 5 == 0 ? 0.0f : m * (float)cq_rng_uniform(&r));
+            }
+            for (uint32_t h = 0; h < nh; h++)
+                for (uint32_t t = 0; t < N; t++) {
+                    float x = (float)exp(-fabs(cq_rng_normal(&r)) * (rep % 4) * 4.0);
+                    if (rep == 5) x = t % 17 ? 1e-3f : 1.0f;         /* a flat sub-step tail */
+                    if (rep == 6 && h == 0) x = t % 3 ? 0.0f : 1e-35f; /* tiles below 2^-100 */
+                    w[(size_t)h * NMAX + t] = x;
+                }
+            for (size_t i = 0; i < (size_t)nh * D; i++) aa[i] = ab[i] = ae[i] = (float)i * 0.25f;
+            s->acc_i4q(w, NMAX, nh, k4, sc, N, D, aa);
+            s->acc_i4(w, NMAX, nh, k4, sc, N, D, ae);
+            for (uint32_t h = 0; h < nh; h++) {
+                double lim = 0.0, tot = 0.0;
+                for (uint32_t t0 = 0; t0 < N; t0 += CQ_V8_TILE) {
+                    double A = 0.0;
+                    for (uint32_t t = t0; t < N && t < t0 + CQ_V8_TILE; t++) {
+                        double a = (double)w[(size_t)h * NMAX + t] * cq_f16_to_f32(sc[t]);
+                        A = fmax(A, a);
+                        tot += a * 8.0;
+                    }
+                    /* a tile with A <= 2^-100 is dropped whole: error up to its full sum */
+                    lim += (N - t0 < CQ_V8_TILE ? N - t0 : CQ_V8_TILE) * 8.0 * A /
+                           (A > 0x1p-100 ? CQ_V8_MAX : 1);
+                }
+                for (uint32_t c = 0; c < D; c++) {
+                    double e = fabs((double)aa[(size_t)h * D + c] - ae[(size_t)h * D + c]);
+                    if (!(e <= lim * (1 + 1e-5) + 1e-5 * (tot + fabs(ae[(size_t)h * D + c]))))
+                        bad_bound++;
+                }
+            }
+            if (v) {
+                v->acc_i4q(w, NMAX, nh, k4, sc, N, D, ab);
+                if (memcmp(aa, ab, (size_t)nh * D * 4)) bad_tab++;
+            }
+            n++;
+        }
+    CHECK(bad_bound == 0, "%s acc_i4q: %d outputs outside the rounding bound", s->name, bad_bound);
+    CHECK(bad_tab == 0, "avx2 acc_i4q: %d of %d calls differ from the scalar table", bad_tab, n);
+    /* dither: 31 tokens at 1/8 of a step beside one full-scale token, value codes all +7:
+     * plain rounding would drop the tail (3.9 steps of mass); dithered rounding keeps it */
+    {
+        const uint32_t D = 8, N = 32;
+        for (uint32_t i = 0; i < N * D / 2 + 8; i++) k4[i] = 0x77;
+        for (uint32_t t = 0; t < N; t++) {
+            sc[t] = cq_f32_to_f16(1.0f);
+            w[t] = t == 0 ? 1.0f : 1.0f / (8.0f * CQ_V8_MAX);
+        }
+        memset(aa, 0, D * 4);
+        memset(ae, 0, D * 4);
+        s->acc_i4q(w, NMAX, 1, k4, sc, N, D, aa);
+        s->acc_i4(w, NMAX, 1, k4, sc, N, D, ae);
+        CHECK(fabsf(aa[0] - ae[0]) <= 7.0f / CQ_V8_MAX, "dithered tail mass: %g vs exact %g", aa[0], ae[0]);
+    }
+    free(w);
+    free(aa);
+    free(ab);
+    free(ae);
+    free(k4);
+}
+
 int main(void) {
     const cq_kernels *s = cq_kernels_scalar(), *v = cq_kernels_avx2();
     printf("kernels in use: %s; avx2 %s\n", cq_kernels_get()->name, v ? "available" : "not available");
     test_enc_token(s);
     test_enc_key_group(s);
     test_quantized_query(s, v);
+    test_quantized_values(s, v);
     if (v) {
         test_enc_token(v);
         test_enc_key_group(v);

@@ -21,6 +21,16 @@
 
 #define CQ_Q8_SHIFT_MAX 11u /* 2^11 * 127 * 8 * CQ_MAX_DIM < 2^31 */
 #define CQ_Q8_BLOCK 4u      /* channels per query block of dot_i4q (divides 64) */
+#define CQ_V8_TILE 32u      /* tokens per weight tile of acc_i4q (multiple of 8) */
+#define CQ_V8_MAX 127       /* largest weight code of acc_i4q (7 bits) */
+
+/* acc_i4q's rounding offsets: (bitreverse5(i) + 0.5) / 32, a low-discrepancy set in (0, 1),
+ * so k equal sub-step weights in a tile round up in proportion to their size. */
+static const float cq_v8_dither[32] __attribute__((aligned(32))) = {
+    0.015625f, 0.515625f, 0.265625f, 0.765625f, 0.140625f, 0.640625f, 0.390625f, 0.890625f,
+    0.078125f, 0.578125f, 0.328125f, 0.828125f, 0.203125f, 0.703125f, 0.453125f, 0.953125f,
+    0.046875f, 0.546875f, 0.296875f, 0.796875f, 0.171875f, 0.671875f, 0.421875f, 0.921875f,
+    0.109375f, 0.609375f, 0.359375f, 0.859375f, 0.234375f, 0.734375f, 0.484375f, 0.984375f};
 
 typedef struct cq_kernels {
     const char *name; /* "scalar", "avx2" */
@@ -66,6 +76,17 @@ typedef struct cq_kernels {
                    uint32_t n, uint32_t D, float *acc);
     void (*acc_i4)(const float *w, uint32_t ws, uint32_t nh, const uint8_t *v, const uint16_t *vs,
                    uint32_t n, uint32_t D, float *acc);
+    /* FAST INT4 value accumulation (docs/CACHE.md, "FAST precision"). Tokens go in tiles
+     * of CQ_V8_TILE from t = 0. Per head h and tile: a_t = w[h][t] * vs_t (fp32), A = the
+     * tile's max a_t; when A > 2^-100 (else the tile adds nothing), with M = CQ_V8_MAX,
+     * a8_t = min(M, (int)(a_t * (M / A) + cq_v8_dither[t - t0])) (dithered rounding: a
+     * run of weights below one step keeps its mass on average instead of all rounding
+     * to 0), d = A / M and u = code + 8 in [0, 15]:
+     *   acc[h][c] += (float)(sum_t a8_t * u_t[c] - 8 * sum_t a8_t) * d   (exact integers).
+     * The softmax normalizer stays the exact sum of w. Bit-identical across tables.
+     * w >= 0 finite, vs finite >= 0. Reads up to 7 bytes past the last token's codes. */
+    void (*acc_i4q)(const float *w, uint32_t ws, uint32_t nh, const uint8_t *v,
+                    const uint16_t *vs, uint32_t n, uint32_t D, float *acc);
     /* nonzero when any of n fp16 values is Inf or NaN (the append's input check) */
     int (*any_nonfinite)(const uint16_t *x, size_t n);
     /* softmax step: x[i] = exp(x[i] - m) for n values, returns their sum */

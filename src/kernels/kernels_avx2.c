@@ -20,11 +20,21 @@
 #include "cq_kernels.h"
 
 #define HC 4 /* query heads per register block (GQA heads share each unpack) */
+/* Software prefetch distance of the INT4 streaming loops, in bytes (a prefetch may
+ * point past the buffer: prefetches never fault). */
+#define PF_AHEAD 2048
 
 static inline float hsum8(__m256 v) {
     __m128 a = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     a = _mm_add_ps(a, _mm_movehl_ps(a, a));
     a = _mm_add_ss(a, _mm_movehdup_ps(a));
+    return _mm_cvtss_f32(a);
+}
+
+static inline float hmax8(__m256 v) { /* exact in any order */
+    __m128 a = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    a = _mm_max_ps(a, _mm_movehl_ps(a, a));
+    a = _mm_max_ss(a, _mm_movehdup_ps(a));
     return _mm_cvtss_f32(a);
 }
 
@@ -351,51 +361,65 @@ static inline __m256i load_chunk32(const uint8_t *p, uint32_t avail) {
     return _mm256_inserti128_si256(_mm256_castsi128_si256(load_chunk16(p, avail)), hi, 1);
 }
 
-/* int32 lanes of a[0..3] summed per vector -> 4 sums */
-static inline __m128i hsum4_epi32(const __m256i *a) {
-    __m256i t0 = _mm256_hadd_epi32(a[0], a[1]), t1 = _mm256_hadd_epi32(a[2], a[3]);
-    __m256i t2 = _mm256_hadd_epi32(t0, t1);
-    return _mm_add_epi32(_mm256_castsi256_si128(t2), _mm256_extracti128_si256(t2, 1));
-}
-
-static inline void i4q_store(__m128i r, __m128i corr, __m128 qs4, uint32_t nhc, float *s,
-                             uint32_t ss, uint32_t t) {
-    float o[4];
-    _mm_storeu_ps(o, _mm_mul_ps(_mm_cvtepi32_ps(_mm_sub_epi32(r, corr)), qs4));
-    for (uint32_t h = 0; h < nhc; h++) s[(size_t)h * ss + t] = o[h];
+/* 8 int32 vectors (one per token) -> their 8 horizontal sums, token order */
+static inline __m256i hsum8x8_epi32(const __m256i *a) {
+    __m256i h0 = _mm256_hadd_epi32(a[0], a[1]), h1 = _mm256_hadd_epi32(a[2], a[3]);
+    __m256i h2 = _mm256_hadd_epi32(a[4], a[5]), h3 = _mm256_hadd_epi32(a[6], a[7]);
+    __m256i x = _mm256_hadd_epi32(h0, h1), y = _mm256_hadd_epi32(h2, h3);
+    return _mm256_add_epi32(_mm256_permute2x128_si256(x, y, 0x20), _mm256_permute2x128_si256(x, y, 0x31));
 }
 
 /* qp: per head [kp / 64] chunks of {even bytes [32], odd bytes [32]}; pw: per head
- * [kp / 64] x 16 int16 block multipliers. Two tokens per iteration share the query
- * loads (an odd last token is paired with itself and stored once). */
+ * [kp / 64] x 16 int16 block multipliers. Tokens go in groups of 8: two per inner
+ * iteration share the query loads, the per-token int32 lane vectors wait in acc8 and
+ * one transposing reduction per head gives the group's 8 scores (tokens past n are
+ * computed on the last token's codes and not stored). */
 static ALWAYS_INLINE void dot_i4q_blk(const uint32_t nhc, const int8_t *qp, const int16_t *pw,
-                                      uint32_t kp, __m128i corr, __m128 qs4, const uint8_t *k,
-                                      uint32_t n, uint32_t kept, float *s, uint32_t ss) {
+                                      uint32_t kp, const int32_t *corr, const float *qsc,
+                                      const uint8_t *k, uint32_t n, uint32_t kept, float *s,
+                                      uint32_t ss) {
     const uint32_t kb = kept / 2;
     const __m256i x88 = _mm256_set1_epi8((char)0x88), m15 = _mm256_set1_epi8(0x0F);
-    for (uint32_t t = 0; t < n; t += 2) {
-        const int two = t + 1 < n;
-        const uint8_t *r0 = k + (size_t)t * kb, *r1 = two ? r0 + kb : r0;
-        __m256i a[HC], b[HC];
-        _Pragma("GCC unroll 4") for (int h = 0; h < HC; h++) a[h] = b[h] = _mm256_setzero_si256();
-        for (uint32_t c = 0; c < kb; c += 32) {
-            __m256i x0 = _mm256_xor_si256(load_chunk32(r0 + c, kb - c), x88);
-            __m256i x1 = _mm256_xor_si256(load_chunk32(r1 + c, kb - c), x88);
-            __m256i lo0 = _mm256_and_si256(x0, m15), hi0 = _mm256_and_si256(_mm256_srli_epi16(x0, 4), m15);
-            __m256i lo1 = _mm256_and_si256(x1, m15), hi1 = _mm256_and_si256(_mm256_srli_epi16(x1, 4), m15);
-            _Pragma("GCC unroll 4") for (uint32_t h = 0; h < nhc; h++) {
-                const int8_t *qc = qp + (size_t)h * kp + 2 * c;
-                __m256i qe = _mm256_load_si256((const __m256i *)qc);
-                __m256i qo = _mm256_load_si256((const __m256i *)(qc + 32));
-                __m256i p2 = _mm256_load_si256((const __m256i *)(pw + (size_t)h * (kp / 4) + c / 2));
-                __m256i s0 = _mm256_add_epi16(_mm256_maddubs_epi16(lo0, qe), _mm256_maddubs_epi16(hi0, qo));
-                __m256i s1 = _mm256_add_epi16(_mm256_maddubs_epi16(lo1, qe), _mm256_maddubs_epi16(hi1, qo));
-                a[h] = _mm256_add_epi32(a[h], _mm256_madd_epi16(s0, p2));
-                b[h] = _mm256_add_epi32(b[h], _mm256_madd_epi16(s1, p2));
+    __m256i acc8[HC][8];
+    for (uint32_t t0 = 0; t0 < n; t0 += 8) {
+        for (uint32_t j = 0; j < 8; j += 2) {
+            const uint32_t ta = t0 + j < n ? t0 + j : n - 1, tb = t0 + j + 1 < n ? t0 + j + 1 : n - 1;
+            const uint8_t *r0 = k + (size_t)ta * kb, *r1 = k + (size_t)tb * kb;
+            _mm_prefetch((const char *)(r0 + PF_AHEAD), _MM_HINT_T0); /* streams from DRAM */
+            _mm_prefetch((const char *)(r0 + PF_AHEAD + 64), _MM_HINT_T0);
+            __m256i a[HC], b[HC];
+            _Pragma("GCC unroll 4") for (int h = 0; h < HC; h++) a[h] = b[h] = _mm256_setzero_si256();
+            for (uint32_t c = 0; c < kb; c += 32) {
+                __m256i x0 = _mm256_xor_si256(load_chunk32(r0 + c, kb - c), x88);
+                __m256i x1 = _mm256_xor_si256(load_chunk32(r1 + c, kb - c), x88);
+                __m256i lo0 = _mm256_and_si256(x0, m15), hi0 = _mm256_and_si256(_mm256_srli_epi16(x0, 4), m15);
+                __m256i lo1 = _mm256_and_si256(x1, m15), hi1 = _mm256_and_si256(_mm256_srli_epi16(x1, 4), m15);
+                _Pragma("GCC unroll 4") for (uint32_t h = 0; h < nhc; h++) {
+                    const int8_t *qc = qp + (size_t)h * kp + 2 * c;
+                    __m256i qe = _mm256_load_si256((const __m256i *)qc);
+                    __m256i qo = _mm256_load_si256((const __m256i *)(qc + 32));
+                    __m256i p2 = _mm256_load_si256((const __m256i *)(pw + (size_t)h * (kp / 4) + c / 2));
+                    __m256i s0 = _mm256_add_epi16(_mm256_maddubs_epi16(lo0, qe), _mm256_maddubs_epi16(hi0, qo));
+                    __m256i s1 = _mm256_add_epi16(_mm256_maddubs_epi16(lo1, qe), _mm256_maddubs_epi16(hi1, qo));
+                    a[h] = _mm256_add_epi32(a[h], _mm256_madd_epi16(s0, p2));
+                    b[h] = _mm256_add_epi32(b[h], _mm256_madd_epi16(s1, p2));
+                }
+            }
+            _Pragma("GCC unroll 4") for (uint32_t h = 0; h < nhc; h++) acc8[h][j] = a[h], acc8[h][j + 1] = b[h];
+        }
+        const uint32_t m = n - t0 < 8 ? n - t0 : 8;
+        for (uint32_t h = 0; h < nhc; h++) {
+            __m256i r = _mm256_sub_epi32(hsum8x8_epi32(acc8[h]), _mm256_set1_epi32(corr[h]));
+            __m256 f = _mm256_mul_ps(_mm256_cvtepi32_ps(r), _mm256_set1_ps(qsc[h]));
+            float *dst = s + (size_t)h * ss + t0;
+            if (m == 8) {
+                _mm256_storeu_ps(dst, f);
+            } else {
+                float o[8];
+                _mm256_storeu_ps(o, f);
+                memcpy(dst, o, m * sizeof *o);
             }
         }
-        i4q_store(hsum4_epi32(a), corr, qs4, nhc, s, ss, t);
-        if (two) i4q_store(hsum4_epi32(b), corr, qs4, nhc, s, ss, t + 1);
     }
 }
 
@@ -444,9 +468,7 @@ static void v_dot_i4q(const int8_t *q8, const uint8_t *sh, const float *qs, uint
             cr[h] = _mm_cvtsi128_si32(c4);
             sc[h] = qs[h0 + h];
         }
-        const __m128i corr = _mm_loadu_si128((const __m128i *)cr);
-        const __m128 qs4 = _mm_loadu_ps(sc);
-#define B(NH) dot_i4q_blk(NH, qp, pw, kp, corr, qs4, k, n, kept, s + (size_t)h0 * ss, ss)
+#define B(NH) dot_i4q_blk(NH, qp, pw, kp, cr, sc, k, n, kept, s + (size_t)h0 * ss, ss)
         NH_SWITCH(nhc, B)
 #undef B
     }
@@ -682,6 +704,137 @@ static void v_acc_i4(const float *w, uint32_t ws, uint32_t nh, const uint8_t *v,
     }
 }
 
+/* FAST value accumulation (cq_kernels.h acc_i4q). A token pair's 16-byte chunks are
+ * byte-interleaved (lane 0: bytes 0-7, lane 1: bytes 8-15), XOR 0x88 makes both
+ * nibbles u = code + 8, and vpmaddubsw against the pair's two 7-bit weights gives per
+ * 16-bit lane a8_t u_t + a8_t' u_t' <= 3810 for the even (low nibble) and odd (high
+ * nibble) channel of that byte. The 16 pairs of a tile sum to <= 60960 < 2^16: exact
+ * as unsigned 16-bit, widened by zero-extension once per tile. */
+_Static_assert(CQ_V8_TILE % 8 == 0 && CQ_V8_TILE / 2 * 2 * 15 * CQ_V8_MAX < 65536,
+               "a tile's 16-bit sums must not wrap");
+#define TG ((int)(CQ_V8_TILE / 8)) /* 8-token groups per tile */
+typedef struct i4q_tile {
+    uint8_t wb[HC][CQ_V8_TILE] __attribute__((aligned(16))); /* a8, zero past m */
+    int32_t S8[HC];                                           /* 8 * sum a8 */
+    float d[HC];
+    int on[HC];                                               /* A > 2^-100 */
+} i4q_tile;
+
+static inline __m256i pair_chunk(const uint8_t *r0, const uint8_t *r1, uint32_t avail) {
+    __m128i x0 = load_chunk16(r0, avail), x1 = load_chunk16(r1, avail);
+    return _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_unpacklo_epi8(x0, x1)),
+                                   _mm_unpackhi_epi8(x0, x1), 1);
+}
+
+/* acc[h][c0 .. c0 + 32) += (I - 8 S) * d from the unsigned 16-bit sums of one chunk
+ * (lo: even channels, hi: odd; lane j of either is byte j of the chunk) */
+static inline void i4q_flush(__m256i lo, __m256i hi, int32_t S8, float d, float *dst,
+                             uint32_t valid) {
+    const __m256i z = _mm256_setzero_si256();
+    __m256i e0 = _mm256_unpacklo_epi16(lo, z), e1 = _mm256_unpackhi_epi16(lo, z);
+    __m256i o0 = _mm256_unpacklo_epi16(hi, z), o1 = _mm256_unpackhi_epi16(hi, z);
+    __m256i a0 = _mm256_unpacklo_epi32(e0, o0), a1 = _mm256_unpackhi_epi32(e0, o0);
+    __m256i b0 = _mm256_unpacklo_epi32(e1, o1), b1 = _mm256_unpackhi_epi32(e1, o1);
+    __m256i r[4] = {_mm256_permute2x128_si256(a0, a1, 0x20), _mm256_permute2x128_si256(b0, b1, 0x20),
+                    _mm256_permute2x128_si256(a0, a1, 0x31), _mm256_permute2x128_si256(b0, b1, 0x31)};
+    const __m256i s8 = _mm256_set1_epi32(S8);
+    const __m256 dv = _mm256_set1_ps(d);
+    if (valid >= 32) {
+        for (int i = 0; i < 4; i++) {
+            __m256 f = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(r[i], s8)), dv);
+            _mm256_storeu_ps(dst + 8 * i, _mm256_add_ps(_mm256_loadu_ps(dst + 8 * i), f));
+        }
+        return;
+    }
+    float tmp[32];
+    for (int i = 0; i < 4; i++)
+        _mm256_storeu_ps(tmp + 8 * i, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(r[i], s8)), dv));
+    for (uint32_t c = 0; c < valid; c++) dst[c] += tmp[c];
+}
+
+static ALWAYS_INLINE void acc_i4q_blk(const uint32_t nhc, const i4q_tile *tl, const uint8_t *base,
+                                      uint32_t m, uint32_t D, float *ah) {
+    const uint32_t kb = D / 2;
+    const __m256i x88 = _mm256_set1_epi8((char)0x88), m15 = _mm256_set1_epi8(0x0F);
+    for (uint32_t c = 0; c < kb; c += 16) {
+        __m256i lo[HC], hi[HC];
+        _Pragma("GCC unroll 4") for (int h = 0; h < HC; h++) lo[h] = hi[h] = _mm256_setzero_si256();
+        for (uint32_t t = 0; t < m; t += 2) {
+            const uint8_t *r0 = base + (size_t)t * kb + c, *r1 = t + 1 < m ? r0 + kb : r0;
+            if (c == 0) { /* first pass over the tile's rows: fetch ahead from DRAM */
+                _mm_prefetch((const char *)(r0 + PF_AHEAD), _MM_HINT_T0);
+                _mm_prefetch((const char *)(r0 + PF_AHEAD + 64), _MM_HINT_T0);
+            }
+            __m256i x = _mm256_xor_si256(pair_chunk(r0, r1, kb - c), x88);
+            __m256i xl = _mm256_and_si256(x, m15), xh = _mm256_and_si256(_mm256_srli_epi16(x, 4), m15);
+            _Pragma("GCC unroll 4") for (uint32_t h = 0; h < nhc; h++) {
+                uint16_t wp;
+                memcpy(&wp, &tl->wb[h][t], 2);
+                __m256i wv = _mm256_set1_epi16((short)wp);
+                lo[h] = _mm256_add_epi16(lo[h], _mm256_maddubs_epi16(wv, xl));
+                hi[h] = _mm256_add_epi16(hi[h], _mm256_maddubs_epi16(wv, xh));
+            }
+        }
+        const uint32_t valid = D - 2 * c < 32 ? D - 2 * c : 32;
+        _Pragma("GCC unroll 4") for (uint32_t h = 0; h < nhc; h++)
+            if (tl->on[h]) i4q_flush(lo[h], hi[h], tl->S8[h], tl->d[h], ah + (size_t)h * D + 2 * c, valid);
+    }
+}
+
+static void v_acc_i4q(const float *w, uint32_t ws, uint32_t nh, const uint8_t *v, const uint16_t *vs,
+                      uint32_t n, uint32_t D, float *acc) {
+    const __m256 zero = _mm256_setzero_ps();
+    const __m256i cmax = _mm256_set1_epi32(CQ_V8_MAX);
+    for (uint32_t t0 = 0; t0 < n; t0 += CQ_V8_TILE) {
+        const uint32_t m = n - t0 < CQ_V8_TILE ? n - t0 : CQ_V8_TILE;
+        float wt[CQ_V8_TILE] __attribute__((aligned(32)));
+        uint16_t vh[CQ_V8_TILE] = {0};
+        memcpy(vh, vs + t0, m * sizeof *vh);
+        __m256 vf[TG];
+        for (int g = 0; g < TG; g++) vf[g] = load_f16x8(vh + 8 * g);
+        for (uint32_t h0 = 0; h0 < nh; h0 += HC) {
+            const uint32_t nhc = nh - h0 < HC ? nh - h0 : HC;
+            i4q_tile tl;
+            for (uint32_t h = 0; h < nhc; h++) {
+                memcpy(wt, w + (size_t)(h0 + h) * ws + t0, m * sizeof *wt);
+                for (uint32_t t = m; t < CQ_V8_TILE; t++) wt[t] = 0.0f;
+                __m256 a[TG], mx = zero;
+                for (int g = 0; g < TG; g++) {
+                    a[g] = _mm256_mul_ps(_mm256_load_ps(wt + 8 * g), vf[g]);
+                    mx = _mm256_max_ps(mx, a[g]);
+                }
+                const float A = hmax8(mx);
+                tl.on[h] = A > 0x1p-100f;
+                if (!tl.on[h]) {
+                    memset(tl.wb[h], 0, CQ_V8_TILE);
+                    continue;
+                }
+                const float inv = (float)CQ_V8_MAX / A, d = A / (float)CQ_V8_MAX;
+                const __m256 iv = _mm256_set1_ps(inv);
+                __m256i sum = _mm256_setzero_si256(), q[TG];
+                for (int g = 0; g < TG; g++) {
+                    __m256 y = _mm256_add_ps(_mm256_mul_ps(a[g], iv), _mm256_load_ps(cq_v8_dither + 8 * g));
+                    q[g] = _mm256_min_epi32(_mm256_cvttps_epi32(y), cmax);
+                    sum = _mm256_add_epi32(sum, q[g]);
+                }
+                __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(sum), _mm256_extracti128_si256(sum, 1));
+                s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0x4E));
+                s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0xB1));
+                tl.S8[h] = 8 * _mm_cvtsi128_si32(s4);
+                tl.d[h] = d;
+                for (int g = 0; g < TG; g += 2) {
+                    __m256i p16 = _mm256_permute4x64_epi64(_mm256_packus_epi32(q[g], q[g + 1]), 0xD8);
+                    __m128i p8 = _mm_packus_epi16(_mm256_castsi256_si128(p16), _mm256_extracti128_si256(p16, 1));
+                    _mm_store_si128((__m128i *)(tl.wb[h] + 8 * g), p8);
+                }
+            }
+#define B(NH) acc_i4q_blk(NH, &tl, v + (size_t)t0 * (D / 2), m, D, acc + (size_t)h0 * D)
+            NH_SWITCH(nhc, B)
+#undef B
+        }
+    }
+}
+
 static int v_any_nonfinite(const uint16_t *x, size_t n) {
     const __m256i m = _mm256_set1_epi16(0x7C00);
     __m256i bad = _mm256_setzero_si256();
@@ -767,6 +920,7 @@ const cq_kernels cq_kernels_avx2_table = {
     .acc_f32 = v_acc_f32,
     .acc_i8 = v_acc_i8,
     .acc_i4 = v_acc_i4,
+    .acc_i4q = v_acc_i4q,
     .any_nonfinite = v_any_nonfinite,
     .exp_sum = v_exp_sum,
     .read_sum = v_read_sum,

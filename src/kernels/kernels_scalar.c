@@ -170,6 +170,38 @@ static void s_acc_i4(const float *w, uint32_t ws, uint32_t nh, const uint8_t *v,
     }
 }
 
+/* The rule of cq_kernels.acc_i4q (cq_kernels.h), written out plainly: this is the spec. */
+static void s_acc_i4q(const float *w, uint32_t ws, uint32_t nh, const uint8_t *v,
+                      const uint16_t *vs, uint32_t n, uint32_t D, float *acc) {
+    for (uint32_t t0 = 0; t0 < n; t0 += CQ_V8_TILE) {
+        const uint32_t m = n - t0 < CQ_V8_TILE ? n - t0 : CQ_V8_TILE;
+        float vf[CQ_V8_TILE];
+        for (uint32_t t = 0; t < m; t++) vf[t] = cq_f16_to_f32(vs[t0 + t]);
+        for (uint32_t h = 0; h < nh; h++) {
+            const float *wh = w + (size_t)h * ws + t0;
+            float a[CQ_V8_TILE], A = 0.0f;
+            for (uint32_t t = 0; t < m; t++) {
+                a[t] = wh[t] * vf[t];
+                A = a[t] > A ? a[t] : A;
+            }
+            if (!(A > 0x1p-100f)) continue; /* negligible tile; keeps M / A finite */
+            const float inv = (float)CQ_V8_MAX / A, d = A / (float)CQ_V8_MAX;
+            int32_t a8[CQ_V8_TILE], S = 0;
+            for (uint32_t t = 0; t < m; t++) {
+                int32_t q = (int32_t)(a[t] * inv + cq_v8_dither[t]); /* C11: no contraction */
+                a8[t] = q > CQ_V8_MAX ? CQ_V8_MAX : q;
+                S += a8[t];
+            }
+            for (uint32_t c = 0; c < D; c++) {
+                int32_t I = 0;
+                for (uint32_t t = 0; t < m; t++)
+                    I += a8[t] * (cq_nibble_get(v + (size_t)(t0 + t) * (D / 2), c) + 8);
+                acc[(size_t)h * D + c] += (float)(I - 8 * S) * d;
+            }
+        }
+    }
+}
+
 static int s_any_nonfinite(const uint16_t *x, size_t n) {
     for (size_t i = 0; i < n; i++)
         if (!cq_f16_is_finite(x[i])) return 1;
@@ -207,6 +239,7 @@ static const cq_kernels scalar_table = {
     .acc_f32 = s_acc_f32,
     .acc_i8 = s_acc_i8,
     .acc_i4 = s_acc_i4,
+    .acc_i4q = s_acc_i4q,
     .any_nonfinite = s_any_nonfinite,
     .exp_sum = s_exp_sum,
     .read_sum = s_read_sum,
