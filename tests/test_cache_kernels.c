@@ -384,6 +384,38 @@ static void test_quantized_values(const cq_kernels *s, const cq_kernels *v) {
     free(k4);
 }
 
+/* fold_q: one fp32 product per element, so the tables agree bit for bit, with and without
+ * a channel map (CQ-4+ kept channels) */
+static void test_fold(const cq_kernels *s, const cq_kernels *v) {
+    cq_rng r;
+    cq_rng_seed(&r, 29);
+    float q[4 * 512], a[4 * 512], b[4 * 512];
+    uint16_t sc[512], idx[512];
+    int bad = 0, bad_rule = 0;
+    for (size_t di = 0; di < NDIMS; di++) {
+        const uint32_t D = DIMS[di];
+        for (int mapped = 0; mapped < 2; mapped++) {
+            uint32_t kept = 0;
+            for (uint32_t c = 0; c < D; c++)
+                if (!mapped || cq_rng_below(&r, 5)) idx[kept++] = (uint16_t)c;
+            for (uint32_t i = 0; i < 4 * D; i++) q[i] = (float)cq_rng_normal(&r);
+            for (uint32_t j = 0; j < kept; j++) sc[j] = (uint16_t)cq_rng_below(&r, 0x7C00);
+            s->fold_q(q, 4, D, mapped ? idx : NULL, sc, kept, a);
+            for (uint32_t h = 0; h < 4; h++)
+                for (uint32_t j = 0; j < kept; j++) {
+                    float want = q[h * D + idx[j]] * cq_f16_to_f32(sc[j]);
+                    if (memcmp(&want, &a[h * kept + j], 4)) bad_rule++;
+                }
+            if (v) {
+                v->fold_q(q, 4, D, mapped ? idx : NULL, sc, kept, b);
+                if (memcmp(a, b, (size_t)4 * kept * 4)) bad++;
+            }
+        }
+    }
+    CHECK(bad_rule == 0, "scalar fold_q: %d products differ from q * scale", bad_rule);
+    CHECK(bad == 0, "avx2 fold_q: %d calls differ from the scalar table", bad);
+}
+
 int main(void) {
     const cq_kernels *s = cq_kernels_scalar(), *v = cq_kernels_avx2();
     printf("kernels in use: %s; avx2 %s\n", cq_kernels_get()->name, v ? "available" : "not available");
@@ -391,6 +423,7 @@ int main(void) {
     test_enc_key_group(s);
     test_quantized_query(s, v);
     test_quantized_values(s, v);
+    test_fold(s, v);
     if (v) {
         test_enc_token(v);
         test_enc_key_group(v);

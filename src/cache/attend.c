@@ -93,16 +93,12 @@ static cq_status key_scores(const cq_kernels *k, const cq_store *s, uint32_t u, 
             k->dot_f32(q, nh, rows, n, D, sc->s, BLK);
             return CQ_OK;
         }
-        float sf[CQ_MAX_DIM];
-        k->f16_to_f32(scl, sf, kept);
-        for (uint32_t h = 0; h < nh; h++) {
-            float *restrict qp = sc->qp + (size_t)h * kept;
-            const float *restrict qh = q + (size_t)h * D;
-            if (p->k == 0) /* identity channel map: a straight product */
-                for (uint32_t j = 0; j < kept; j++) qp[j] = qh[j] * sf[j];
-            else
-                for (uint32_t j = 0; j < kept; j++) qp[j] = qh[p->kept_idx[j]] * sf[j];
+        if ((uu + 1) * s->unit < s->n_done) { /* the next group's scales, ahead of time:
+                                                the payload stream does not reach them */
+            const uint8_t *nx = cq_store_slot(s, uu + 1) + s->off_scales;
+            for (size_t o = 0; o < (size_t)kept * 2; o += 64) __builtin_prefetch(nx + o);
         }
+        k->fold_q(q, nh, D, p->k ? p->kept_idx : NULL, scl, kept, sc->qp);
         if (sc->prec == CQ_ATTN_FAST) {
             const uint32_t nb = (kept + CQ_Q8_BLOCK - 1) / CQ_Q8_BLOCK;
             for (uint32_t h = 0; h < nh; h++)

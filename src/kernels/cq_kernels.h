@@ -94,6 +94,11 @@ typedef struct cq_kernels {
     /* a streaming read of n bytes (n a multiple of 128, p 64-byte aligned): a checksum
      * that keeps the loads alive; what the bandwidth measurement runs */
     uint64_t (*read_sum)(const uint8_t *p, size_t n);
+    /* fold the key group's scales into the query: qp[h][j] = q[h][idx ? idx[j] : j] *
+     * f16(sc[j]) for j < kept, h < nh (q rows of stride D); one fp32 product, so every
+     * table gives the same bits */
+    void (*fold_q)(const float *q, uint32_t nh, uint32_t D, const uint16_t *idx,
+                   const uint16_t *sc, uint32_t kept, float *qp);
     /* fp16 -> fp32, n values */
     void (*f16_to_f32)(const uint16_t *x, float *y, size_t n);
 } cq_kernels;

@@ -900,6 +900,21 @@ static uint64_t v_read_sum(const uint8_t *p, size_t n) {
     return (uint64_t)_mm256_extract_epi64(a, 0) ^ (uint64_t)_mm256_extract_epi64(a, 3);
 }
 
+static void v_fold_q(const float *q, uint32_t nh, uint32_t D, const uint16_t *idx,
+                     const uint16_t *sc, uint32_t kept, float *qp) {
+    for (uint32_t h = 0; h < nh; h++) {
+        const float *qh = q + (size_t)h * D;
+        float *dst = qp + (size_t)h * kept;
+        uint32_t j = 0;
+        for (; j + 8 <= kept; j += 8) {
+            __m256 x = idx ? _mm256_i32gather_ps(qh, _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(idx + j))), 4)
+                           : _mm256_loadu_ps(qh + j);
+            _mm256_storeu_ps(dst + j, _mm256_mul_ps(x, load_f16x8(sc + j)));
+        }
+        for (; j < kept; j++) dst[j] = qh[idx ? idx[j] : j] * cq_f16_to_f32(sc[j]);
+    }
+}
+
 static void v_f16_to_f32(const uint16_t *x, float *y, size_t n) {
     size_t i = 0;
     for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, load_f16x8(x + i));
@@ -924,5 +939,6 @@ const cq_kernels cq_kernels_avx2_table = {
     .any_nonfinite = v_any_nonfinite,
     .exp_sum = v_exp_sum,
     .read_sum = v_read_sum,
+    .fold_q = v_fold_q,
     .f16_to_f32 = v_f16_to_f32,
 };

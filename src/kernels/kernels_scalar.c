@@ -221,6 +221,13 @@ static uint64_t s_read_sum(const uint8_t *p, size_t n) {
     return a ^ b ^ c ^ d;
 }
 
+static void s_fold_q(const float *q, uint32_t nh, uint32_t D, const uint16_t *idx,
+                     const uint16_t *sc, uint32_t kept, float *qp) {
+    for (uint32_t h = 0; h < nh; h++)
+        for (uint32_t j = 0; j < kept; j++)
+            qp[(size_t)h * kept + j] = q[(size_t)h * D + (idx ? idx[j] : j)] * cq_f16_to_f32(sc[j]);
+}
+
 static void s_f16_to_f32(const uint16_t *x, float *y, size_t n) {
     for (size_t i = 0; i < n; i++) y[i] = cq_f16_to_f32(x[i]);
 }
@@ -243,6 +250,7 @@ static const cq_kernels scalar_table = {
     .any_nonfinite = s_any_nonfinite,
     .exp_sum = s_exp_sum,
     .read_sum = s_read_sum,
+    .fold_q = s_fold_q,
     .f16_to_f32 = s_f16_to_f32,
 };
 
