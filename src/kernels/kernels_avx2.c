@@ -753,19 +753,25 @@ static inline void i4q_flush(__m256i lo, __m256i hi, int32_t S8, float d, float 
 }
 
 static ALWAYS_INLINE void acc_i4q_blk(const uint32_t nhc, const i4q_tile *tl, const uint8_t *base,
-                                      uint32_t m, uint32_t D, float *ah) {
+                                      uint32_t m, uint32_t D, float *ah, const int full) {
+    /* full: m == CQ_V8_TILE and whole 16-byte chunks, so the loop has no tail tests */
     const uint32_t kb = D / 2;
     const __m256i x88 = _mm256_set1_epi8((char)0x88), m15 = _mm256_set1_epi8(0x0F);
     for (uint32_t c = 0; c < kb; c += 16) {
         __m256i lo[HC], hi[HC];
         _Pragma("GCC unroll 4") for (int h = 0; h < HC; h++) lo[h] = hi[h] = _mm256_setzero_si256();
-        for (uint32_t t = 0; t < m; t += 2) {
-            const uint8_t *r0 = base + (size_t)t * kb + c, *r1 = t + 1 < m ? r0 + kb : r0;
-            if (c == 0) { /* first pass over the tile's rows: fetch ahead from DRAM */
-                _mm_prefetch((const char *)(r0 + PF_AHEAD), _MM_HINT_T0);
-                _mm_prefetch((const char *)(r0 + PF_AHEAD + 64), _MM_HINT_T0);
+        const uint32_t mm = full ? CQ_V8_TILE : m;
+        for (uint32_t t = 0; t < mm; t += 2) {
+            const uint8_t *r0 = base + (size_t)t * kb + c, *r1 = full || t + 1 < m ? r0 + kb : r0;
+            __m256i x;
+            if (full) {
+                __m128i x0 = _mm_loadu_si128((const __m128i *)r0), x1 = _mm_loadu_si128((const __m128i *)r1);
+                x = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_unpacklo_epi8(x0, x1)),
+                                            _mm_unpackhi_epi8(x0, x1), 1);
+            } else {
+                x = pair_chunk(r0, r1, kb - c);
             }
-            __m256i x = _mm256_xor_si256(pair_chunk(r0, r1, kb - c), x88);
+            x = _mm256_xor_si256(x, x88);
             __m256i xl = _mm256_and_si256(x, m15), xh = _mm256_and_si256(_mm256_srli_epi16(x, 4), m15);
             _Pragma("GCC unroll 4") for (uint32_t h = 0; h < nhc; h++) {
                 uint16_t wp;
@@ -790,6 +796,10 @@ static void v_acc_i4q(const float *w, uint32_t ws, uint32_t nh, const uint8_t *v
         float wt[CQ_V8_TILE] __attribute__((aligned(32)));
         uint16_t vh[CQ_V8_TILE] = {0};
         memcpy(vh, vs + t0, m * sizeof *vh);
+        /* the codes stream from DRAM: ask for the tile after next (prefetches never fault) */
+        const uint8_t *ahead = v + (size_t)(t0 + 2 * CQ_V8_TILE) * (D / 2);
+        for (size_t o = 0; o < (size_t)CQ_V8_TILE * (D / 2); o += 64)
+            _mm_prefetch((const char *)ahead + o, _MM_HINT_T0);
         __m256 vf[TG];
         for (int g = 0; g < TG; g++) vf[g] = load_f16x8(vh + 8 * g);
         for (uint32_t h0 = 0; h0 < nh; h0 += HC) {
@@ -828,9 +838,16 @@ static void v_acc_i4q(const float *w, uint32_t ws, uint32_t nh, const uint8_t *v
                     _mm_store_si128((__m128i *)(tl.wb[h] + 8 * g), p8);
                 }
             }
-#define B(NH) acc_i4q_blk(NH, &tl, v + (size_t)t0 * (D / 2), m, D, acc + (size_t)h0 * D)
-            NH_SWITCH(nhc, B)
+            const uint8_t *vb = v + (size_t)t0 * (D / 2);
+            if (m == CQ_V8_TILE && D % 32 == 0) {
+#define B(NH) acc_i4q_blk(NH, &tl, vb, m, D, acc + (size_t)h0 * D, 1)
+                NH_SWITCH(nhc, B)
 #undef B
+            } else {
+#define B(NH) acc_i4q_blk(NH, &tl, vb, m, D, acc + (size_t)h0 * D, 0)
+                NH_SWITCH(nhc, B)
+#undef B
+            }
         }
     }
 }
