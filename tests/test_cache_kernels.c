@@ -416,6 +416,43 @@ static void test_fold(const cq_kernels *s, const cq_kernels *v) {
     CHECK(bad == 0, "avx2 fold_q: %d calls differ from the scalar table", bad);
 }
 
+/* side_dot (the CQ-4+ outlier lane): against its definition, and bit for bit across
+ * tables, for k = 1..70 (the vector path, and the scalar fallback above 64) and 1-200 tokens */
+static void test_side_dot(const cq_kernels *s, const cq_kernels *v) {
+    cq_rng r;
+    cq_rng_seed(&r, 31);
+    enum { NM = 200, KM = 70, SS = 208 };
+    float *qo = malloc(4 * KM * 4), *a = malloc(4 * SS * 4), *b = malloc(4 * SS * 4),
+          *e = malloc(4 * SS * 4);
+    uint16_t *side = malloc(NM * KM * 2);
+    int bad = 0, bad_rule = 0;
+    static const uint32_t KS[] = {1, 2, 3, 4, 7, 8, 9, 16, 33, 64, 65, 70};
+    for (size_t ki = 0; ki < sizeof KS / sizeof KS[0]; ki++)
+        for (int rep = 0; rep < 4; rep++) {
+            const uint32_t k = KS[ki], n = 1 + cq_rng_below(&r, NM), nh = 1 + cq_rng_below(&r, 4);
+            for (uint32_t i = 0; i < nh * k; i++) qo[i] = (float)cq_rng_normal(&r);
+            for (uint32_t i = 0; i < n * k; i++) side[i] = cq_f32_to_f16((float)cq_rng_normal(&r) * 30.0f);
+            for (uint32_t i = 0; i < 4 * SS; i++) a[i] = b[i] = e[i] = (float)cq_rng_normal(&r);
+            for (uint32_t h = 0; h < nh; h++)
+                for (uint32_t t = 0; t < n; t++)
+                    for (uint32_t o = 0; o < k; o++)
+                        e[h * SS + t] += qo[h * k + o] * cq_f16_to_f32(side[(size_t)t * k + o]);
+            s->side_dot(qo, nh, side, n, k, a, SS);
+            if (memcmp(a, e, 4 * SS * 4)) bad_rule++;
+            if (v) {
+                v->side_dot(qo, nh, side, n, k, b, SS);
+                if (memcmp(a, b, 4 * SS * 4)) bad++;
+            }
+        }
+    CHECK(bad_rule == 0, "scalar side_dot: %d calls differ from the definition", bad_rule);
+    CHECK(bad == 0, "avx2 side_dot: %d calls differ from the scalar table", bad);
+    free(qo);
+    free(a);
+    free(b);
+    free(e);
+    free(side);
+}
+
 int main(void) {
     const cq_kernels *s = cq_kernels_scalar(), *v = cq_kernels_avx2();
     printf("kernels in use: %s; avx2 %s\n", cq_kernels_get()->name, v ? "available" : "not available");
@@ -424,6 +461,7 @@ int main(void) {
     test_quantized_query(s, v);
     test_quantized_values(s, v);
     test_fold(s, v);
+    test_side_dot(s, v);
     if (v) {
         test_enc_token(v);
         test_enc_key_group(v);

@@ -109,12 +109,16 @@ static cq_status key_scores(const cq_kernels *k, const cq_store *s, uint32_t u, 
         } else {
             k->dot_i4(sc->qp, nh, slot + (size_t)r0 * kept / 2, n, kept, sc->s, BLK);
         }
-        for (uint32_t o = 0; o < p->k; o++) /* outlier lane: raw fp16 sidecar */
-            for (uint32_t t = 0; t < n; t++) {
-                float x = cq_f16_to_f32(side[(size_t)(r0 + t) * p->k + o]);
-                for (uint32_t h = 0; h < nh; h++)
-                    sc->s[(size_t)h * BLK + t] += q[(size_t)h * D + p->outlier[o]] * x;
+        if (p->k) { /* outlier lane: raw fp16 sidecar */
+            float qo[4 * CQ_MAX_DIM];
+            for (uint32_t h0 = 0; h0 < nh; h0 += 4) {
+                const uint32_t hn = nh - h0 < 4 ? nh - h0 : 4;
+                for (uint32_t h = 0; h < hn; h++)
+                    for (uint32_t o = 0; o < p->k; o++)
+                        qo[h * p->k + o] = q[(size_t)(h0 + h) * D + p->outlier[o]];
+                k->side_dot(qo, hn, side + (size_t)r0 * p->k, n, p->k, sc->s + (size_t)h0 * BLK, BLK);
             }
+        }
         return CQ_OK;
     }
     default: {

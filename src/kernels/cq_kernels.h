@@ -99,6 +99,11 @@ typedef struct cq_kernels {
      * table gives the same bits */
     void (*fold_q)(const float *q, uint32_t nh, uint32_t D, const uint16_t *idx,
                    const uint16_t *sc, uint32_t kept, float *qp);
+    /* CQ-4+ outlier lane: s[h][t] += qo[h][o] * f16(side[t][o]) for o = 0..k-1 in that
+     * order (one product and one sum each: the same bits in every table); qo: [nh][k]
+     * query values at the outlier channels, side: [n][k] fp16, k <= CQ_MAX_DIM */
+    void (*side_dot)(const float *qo, uint32_t nh, const uint16_t *side, uint32_t n, uint32_t k,
+                     float *s, uint32_t ss);
     /* fp16 -> fp32, n values */
     void (*f16_to_f32)(const uint16_t *x, float *y, size_t n);
 } cq_kernels;

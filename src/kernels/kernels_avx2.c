@@ -932,6 +932,40 @@ static void v_fold_q(const float *q, uint32_t nh, uint32_t D, const uint16_t *id
     }
 }
 
+static void v_f16_to_f32(const uint16_t *x, float *y, size_t n);
+
+/* 8 tokens at a time: the sidecar's column o gathered with stride k (after one fp16
+ * conversion of the block), then per head a product and a sum, as in the scalar table */
+static void v_side_dot(const float *qo, uint32_t nh, const uint16_t *side, uint32_t n, uint32_t k,
+                       float *s, uint32_t ss) {
+    float xs[64 * 8];
+    const uint32_t tb = k <= 8 ? 64 : 8; /* tokens per converted block (xs holds tb * k) */
+    const __m256i step = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+                                            _mm256_set1_epi32((int)k));
+    for (uint32_t t0 = 0; t0 < n; t0 += tb) {
+        const uint32_t m = n - t0 < tb ? n - t0 : tb;
+        if (k > 64) { /* huge outlier sets: not worth a vector path */
+            cq_kernels_scalar()->side_dot(qo, nh, side + (size_t)t0 * k, m, k, s + t0, ss);
+            continue;
+        }
+        v_f16_to_f32(side + (size_t)t0 * k, xs, (size_t)m * k);
+        for (uint32_t o = 0; o < k; o++) {
+            uint32_t t = 0;
+            for (; t + 8 <= m; t += 8) {
+                __m256 x = _mm256_i32gather_ps(xs + (size_t)t * k + o, step, 4);
+                for (uint32_t h = 0; h < nh; h++) {
+                    float *dst = s + (size_t)h * ss + t0 + t;
+                    __m256 p = _mm256_mul_ps(_mm256_set1_ps(qo[(size_t)h * k + o]), x);
+                    _mm256_storeu_ps(dst, _mm256_add_ps(_mm256_loadu_ps(dst), p));
+                }
+            }
+            for (; t < m; t++)
+                for (uint32_t h = 0; h < nh; h++)
+                    s[(size_t)h * ss + t0 + t] += qo[(size_t)h * k + o] * xs[(size_t)t * k + o];
+        }
+    }
+}
+
 static void v_f16_to_f32(const uint16_t *x, float *y, size_t n) {
     size_t i = 0;
     for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, load_f16x8(x + i));
@@ -957,5 +991,6 @@ const cq_kernels cq_kernels_avx2_table = {
     .exp_sum = v_exp_sum,
     .read_sum = v_read_sum,
     .fold_q = v_fold_q,
+    .side_dot = v_side_dot,
     .f16_to_f32 = v_f16_to_f32,
 };

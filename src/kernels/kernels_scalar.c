@@ -228,6 +228,15 @@ static void s_fold_q(const float *q, uint32_t nh, uint32_t D, const uint16_t *id
             qp[(size_t)h * kept + j] = q[(size_t)h * D + (idx ? idx[j] : j)] * cq_f16_to_f32(sc[j]);
 }
 
+static void s_side_dot(const float *qo, uint32_t nh, const uint16_t *side, uint32_t n,
+                       uint32_t k, float *s, uint32_t ss) {
+    for (uint32_t o = 0; o < k; o++)
+        for (uint32_t t = 0; t < n; t++) {
+            float x = cq_f16_to_f32(side[(size_t)t * k + o]);
+            for (uint32_t h = 0; h < nh; h++) s[(size_t)h * ss + t] += qo[(size_t)h * k + o] * x;
+        }
+}
+
 static void s_f16_to_f32(const uint16_t *x, float *y, size_t n) {
     for (size_t i = 0; i < n; i++) y[i] = cq_f16_to_f32(x[i]);
 }
@@ -251,6 +260,7 @@ static const cq_kernels scalar_table = {
     .exp_sum = s_exp_sum,
     .read_sum = s_read_sum,
     .fold_q = s_fold_q,
+    .side_dot = s_side_dot,
     .f16_to_f32 = s_f16_to_f32,
 };
 
