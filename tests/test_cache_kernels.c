@@ -296,8 +296,8 @@ static void test_quantized_query(const cq_kernels *s, const cq_kernels *v) {
         }
     CHECK(bad_rule == 0, "%s quant_q8: %d elements/blocks break the stated rule", s->name, bad_rule);
     CHECK(bad_int == 0, "%s dot_i4q: %d scores differ from the exact integer dot", s->name, bad_int);
-    CHECK(bad_q == 0, "avx2 quant_q8: %d of %d rows differ from the scalar table", bad_q, n);
-    CHECK(bad_dot == 0, "avx2 dot_i4q: %d of %d calls differ from the scalar table", bad_dot, n);
+    CHECK(bad_q == 0, "%s quant_q8: %d of %d rows differ from the scalar table", v ? v->name : "-", bad_q, n);
+    CHECK(bad_dot == 0, "%s dot_i4q: %d of %d calls differ from the scalar table", v ? v->name : "-", bad_dot, n);
     free(k4);
     free(sa);
     free(sb);
@@ -361,7 +361,7 @@ static void test_quantized_values(const cq_kernels *s, const cq_kernels *v) {
             n++;
         }
     CHECK(bad_bound == 0, "%s acc_i4q: %d outputs outside the rounding bound", s->name, bad_bound);
-    CHECK(bad_tab == 0, "avx2 acc_i4q: %d of %d calls differ from the scalar table", bad_tab, n);
+    CHECK(bad_tab == 0, "%s acc_i4q: %d of %d calls differ from the scalar table", v ? v->name : "-", bad_tab, n);
     /* dither: 31 tokens at 1/8 of a step beside one full-scale token, value codes all +7:
      * plain rounding would drop the tail (3.9 steps of mass); dithered rounding keeps it */
     {
@@ -413,7 +413,7 @@ static void test_fold(const cq_kernels *s, const cq_kernels *v) {
         }
     }
     CHECK(bad_rule == 0, "scalar fold_q: %d products differ from q * scale", bad_rule);
-    CHECK(bad == 0, "avx2 fold_q: %d calls differ from the scalar table", bad);
+    CHECK(bad == 0, "%s fold_q: %d calls differ from the scalar table", v ? v->name : "-", bad);
 }
 
 /* side_dot (the CQ-4+ outlier lane): against its definition, and bit for bit across
@@ -445,7 +445,7 @@ static void test_side_dot(const cq_kernels *s, const cq_kernels *v) {
             }
         }
     CHECK(bad_rule == 0, "scalar side_dot: %d calls differ from the definition", bad_rule);
-    CHECK(bad == 0, "avx2 side_dot: %d calls differ from the scalar table", bad);
+    CHECK(bad == 0, "%s side_dot: %d calls differ from the scalar table", v ? v->name : "-", bad);
     free(qo);
     free(a);
     free(b);
@@ -454,35 +454,46 @@ static void test_side_dot(const cq_kernels *s, const cq_kernels *v) {
 }
 
 int main(void) {
-    const cq_kernels *s = cq_kernels_scalar(), *v = cq_kernels_avx2();
-    printf("kernels in use: %s; avx2 %s\n", cq_kernels_get()->name, v ? "available" : "not available");
+    const cq_kernels *s = cq_kernels_scalar();
+    /* every SIMD table this CPU runs, each against the scalar reference */
+    const cq_kernels *simd[2] = {cq_kernels_avx2(), cq_kernels_avx512()};
+    printf("kernels in use: %s; avx2 %s; avx512 %s\n", cq_kernels_get()->name,
+           simd[0] ? "available" : "not available", simd[1] ? "available" : "not available");
     test_enc_token(s);
     test_enc_key_group(s);
-    test_quantized_query(s, v);
-    test_quantized_values(s, v);
-    test_fold(s, v);
-    test_side_dot(s, v);
-    if (v) {
+    if (!simd[0]) { /* the scalar table's own rule checks still run */
+        test_quantized_query(s, NULL);
+        test_quantized_values(s, NULL);
+        test_fold(s, NULL);
+        test_side_dot(s, NULL);
+    }
+    for (int i = 0; i < 2; i++) {
+        const cq_kernels *v = simd[i];
+        if (!v) continue;
+        test_quantized_query(s, v);
+        test_quantized_values(s, v);
+        test_fold(s, v);
+        test_side_dot(s, v);
         test_enc_token(v);
         test_enc_key_group(v);
         test_attention_loops(v);
-    }
-    /* the non-finite scan: every position, every Inf/NaN class, awkward lengths */
-    if (v) {
+        /* the non-finite scan: every position, every Inf/NaN class, awkward lengths */
         uint16_t x[100];
         int nbad = 0;
         for (uint32_t n = 1; n < 100; n += 7)
             for (uint32_t pos = 0; pos < n; pos++)
                 for (int kind = 0; kind < 4; kind++) {
-                    for (uint32_t i = 0; i < n; i++) x[i] = (uint16_t)(0x7BFF - i);
+                    for (uint32_t j = 0; j < n; j++) x[j] = (uint16_t)(0x7BFF - j);
                     static const uint16_t sp[4] = {0x7C00, 0xFC00, 0x7E00, 0xFFFF};
                     x[pos] = sp[kind];
                     nbad += !v->any_nonfinite(x, n) || !s->any_nonfinite(x, n);
                     x[pos] = 0xFBFF;
                     nbad += v->any_nonfinite(x, n) || s->any_nonfinite(x, n);
                 }
-        CHECK(nbad == 0, "any_nonfinite: %d wrong answers", nbad);
+        CHECK(nbad == 0, "%s any_nonfinite: %d wrong answers", v->name, nbad);
     }
     CHECK(cq_kernels_by_name("scalar") == s && cq_kernels_by_name("nope") == NULL, "by name");
+    CHECK(cq_kernels_by_name("avx2") == simd[0] && cq_kernels_by_name("avx512") == simd[1],
+          "by name: the SIMD tables");
     return cq_test_done("test_cache_kernels");
 }

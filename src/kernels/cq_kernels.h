@@ -112,14 +112,19 @@ typedef struct cq_kernels {
 const cq_kernels *cq_kernels_scalar(void);
 /* The AVX2+FMA+F16C table, or NULL when not compiled in or the CPU lacks it. */
 const cq_kernels *cq_kernels_avx2(void);
-/* The table in use: chosen once (CQ_KERNELS=scalar|avx2 overrides cpuid). */
+/* The AVX2 table with the loops AVX-512 VNNI speeds up replaced (256-bit AVX512VL
+ * encodings), or NULL when not compiled in or the CPU lacks AVX512F/BW/VL/VNNI. */
+const cq_kernels *cq_kernels_avx512(void);
+/* The table in use: chosen once (CQ_KERNELS=scalar|avx2|avx512 overrides cpuid). */
 const cq_kernels *cq_kernels_get(void);
-/* Lookup by name ("scalar", "avx2"); NULL if unknown or unavailable here. */
+/* Lookup by name ("scalar", "avx2", "avx512"); NULL if unknown or unavailable here. */
 const cq_kernels *cq_kernels_by_name(const char *name);
 
 #ifndef CQ_NO_SIMD
 /* Defined in kernels_avx2.c (only reached through cq_kernels_avx2). */
 extern const cq_kernels cq_kernels_avx2_table;
+/* Defined in kernels_avx512.c: writes the avx512 table (only called after cpuid said yes). */
+void cq_kernels_avx512_fill(cq_kernels *t);
 #endif
 
 #endif

@@ -1,8 +1,9 @@
 /*
  * dispatch.c - picks the kernel table once: the CPU's features (cpuid via
- * __builtin_cpu_supports and <cpuid.h>), overridden by CQ_KERNELS=scalar|avx2. Compiled
- * without any ISA flags, and without reference to the AVX2 file when the
- * library is built with SIMD=0 (CQ_NO_SIMD).
+ * __builtin_cpu_supports and <cpuid.h>), overridden by CQ_KERNELS=scalar|avx2|avx512.
+ * Order of preference: avx512 (AVX2 + AVX512F/BW/VL/VNNI), avx2, scalar. Compiled
+ * without any ISA flags, and without reference to the SIMD files when the library
+ * is built with SIMD=0 (CQ_NO_SIMD).
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -36,10 +37,35 @@ const cq_kernels *cq_kernels_avx2(void) {
 #endif
 }
 
+#if !defined(CQ_NO_SIMD) && (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
+static cq_kernels avx512_table;
+static int avx512_ok;
+static pthread_once_t avx512_once = PTHREAD_ONCE_INIT;
+
+static void avx512_init(void) {
+    __builtin_cpu_init();
+    /* the builtin also checks that the OS saves the opmask and upper ZMM state */
+    avx512_ok = cq_kernels_avx2() && __builtin_cpu_supports("avx512f") &&
+                __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+                __builtin_cpu_supports("avx512vnni");
+    if (avx512_ok) cq_kernels_avx512_fill(&avx512_table);
+}
+#endif
+
+const cq_kernels *cq_kernels_avx512(void) {
+#if !defined(CQ_NO_SIMD) && (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
+    pthread_once(&avx512_once, avx512_init);
+    return avx512_ok ? &avx512_table : NULL;
+#else
+    return NULL;
+#endif
+}
+
 const cq_kernels *cq_kernels_by_name(const char *name) {
     if (!name) return NULL;
     if (!strcmp(name, "scalar")) return cq_kernels_scalar();
     if (!strcmp(name, "avx2")) return cq_kernels_avx2();
+    if (!strcmp(name, "avx512")) return cq_kernels_avx512();
     return NULL;
 }
 
@@ -54,6 +80,7 @@ static void choose(void) {
         /* an unknown or unavailable request falls back to the best table, said once */
         if (!k) fprintf(stderr, "channelquant: CQ_KERNELS=%s is not available here; using auto\n", env);
     }
+    if (!k) k = cq_kernels_avx512();
     if (!k) k = cq_kernels_avx2();
     if (!k) k = cq_kernels_scalar();
     chosen = k;

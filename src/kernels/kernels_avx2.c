@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "cq_kernels.h"
+#include "kernels_x86.h"
 
 #define HC 4 /* query heads per register block (GQA heads share each unpack) */
 /* Software prefetch distance of the INT4 streaming loops, in bytes (a prefetch may
@@ -713,12 +714,7 @@ static void v_acc_i4(const float *w, uint32_t ws, uint32_t nh, const uint8_t *v,
 _Static_assert(CQ_V8_TILE % 8 == 0 && CQ_V8_TILE / 2 * 2 * 15 * CQ_V8_MAX < 65536,
                "a tile's 16-bit sums must not wrap");
 #define TG ((int)(CQ_V8_TILE / 8)) /* 8-token groups per tile */
-typedef struct i4q_tile {
-    uint8_t wb[HC][CQ_V8_TILE] __attribute__((aligned(16))); /* a8, zero past m */
-    int32_t S8[HC];                                           /* 8 * sum a8 */
-    float d[HC];
-    int on[HC];                                               /* A > 2^-100 */
-} i4q_tile;
+typedef cq_i4q_tile i4q_tile;
 
 static inline __m256i pair_chunk(const uint8_t *r0, const uint8_t *r1, uint32_t avail) {
     __m128i x0 = load_chunk16(r0, avail), x1 = load_chunk16(r1, avail);
@@ -787,57 +783,63 @@ static ALWAYS_INLINE void acc_i4q_blk(const uint32_t nhc, const i4q_tile *tl, co
     }
 }
 
-static void v_acc_i4q(const float *w, uint32_t ws, uint32_t nh, const uint8_t *v, const uint16_t *vs,
-                      uint32_t n, uint32_t D, float *acc) {
+/* The weights of one tile for heads [0, nhc): kernels_x86.h. */
+void cq_avx2_i4q_prep(const float *w, uint32_t ws, uint32_t nhc, uint32_t m, const uint16_t *vs,
+                      cq_i4q_tile *tl) {
     const __m256 zero = _mm256_setzero_ps();
     const __m256i cmax = _mm256_set1_epi32(CQ_V8_MAX);
+    float wt[CQ_V8_TILE] __attribute__((aligned(32)));
+    uint16_t vh[CQ_V8_TILE] = {0};
+    memcpy(vh, vs, m * sizeof *vh);
+    __m256 vf[TG];
+    for (int g = 0; g < TG; g++) vf[g] = load_f16x8(vh + 8 * g);
+    for (uint32_t h = 0; h < nhc; h++) {
+        memcpy(wt, w + (size_t)h * ws, m * sizeof *wt);
+        for (uint32_t t = m; t < CQ_V8_TILE; t++) wt[t] = 0.0f;
+        __m256 a[TG], mx = zero;
+        for (int g = 0; g < TG; g++) {
+            a[g] = _mm256_mul_ps(_mm256_load_ps(wt + 8 * g), vf[g]);
+            mx = _mm256_max_ps(mx, a[g]);
+        }
+        const float A = hmax8(mx);
+        tl->on[h] = A > 0x1p-100f;
+        if (!tl->on[h]) {
+            memset(tl->wb[h], 0, CQ_V8_TILE);
+            continue;
+        }
+        const float inv = (float)CQ_V8_MAX / A, d = A / (float)CQ_V8_MAX;
+        const __m256 iv = _mm256_set1_ps(inv);
+        __m256i sum = _mm256_setzero_si256(), q[TG];
+        for (int g = 0; g < TG; g++) {
+            __m256 y = _mm256_add_ps(_mm256_mul_ps(a[g], iv), _mm256_load_ps(cq_v8_dither + 8 * g));
+            q[g] = _mm256_min_epi32(_mm256_cvttps_epi32(y), cmax);
+            sum = _mm256_add_epi32(sum, q[g]);
+        }
+        __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(sum), _mm256_extracti128_si256(sum, 1));
+        s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0x4E));
+        s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0xB1));
+        tl->S8[h] = 8 * _mm_cvtsi128_si32(s4);
+        tl->d[h] = d;
+        for (int g = 0; g < TG; g += 2) {
+            __m256i p16 = _mm256_permute4x64_epi64(_mm256_packus_epi32(q[g], q[g + 1]), 0xD8);
+            __m128i p8 = _mm_packus_epi16(_mm256_castsi256_si128(p16), _mm256_extracti128_si256(p16, 1));
+            _mm_store_si128((__m128i *)(tl->wb[h] + 8 * g), p8);
+        }
+    }
+}
+
+static void v_acc_i4q(const float *w, uint32_t ws, uint32_t nh, const uint8_t *v, const uint16_t *vs,
+                      uint32_t n, uint32_t D, float *acc) {
     for (uint32_t t0 = 0; t0 < n; t0 += CQ_V8_TILE) {
         const uint32_t m = n - t0 < CQ_V8_TILE ? n - t0 : CQ_V8_TILE;
-        float wt[CQ_V8_TILE] __attribute__((aligned(32)));
-        uint16_t vh[CQ_V8_TILE] = {0};
-        memcpy(vh, vs + t0, m * sizeof *vh);
         /* the codes stream from DRAM: ask for the tile after next (prefetches never fault) */
         const uint8_t *ahead = v + (size_t)(t0 + 2 * CQ_V8_TILE) * (D / 2);
         for (size_t o = 0; o < (size_t)CQ_V8_TILE * (D / 2); o += 64)
             _mm_prefetch((const char *)ahead + o, _MM_HINT_T0);
-        __m256 vf[TG];
-        for (int g = 0; g < TG; g++) vf[g] = load_f16x8(vh + 8 * g);
         for (uint32_t h0 = 0; h0 < nh; h0 += HC) {
             const uint32_t nhc = nh - h0 < HC ? nh - h0 : HC;
             i4q_tile tl;
-            for (uint32_t h = 0; h < nhc; h++) {
-                memcpy(wt, w + (size_t)(h0 + h) * ws + t0, m * sizeof *wt);
-                for (uint32_t t = m; t < CQ_V8_TILE; t++) wt[t] = 0.0f;
-                __m256 a[TG], mx = zero;
-                for (int g = 0; g < TG; g++) {
-                    a[g] = _mm256_mul_ps(_mm256_load_ps(wt + 8 * g), vf[g]);
-                    mx = _mm256_max_ps(mx, a[g]);
-                }
-                const float A = hmax8(mx);
-                tl.on[h] = A > 0x1p-100f;
-                if (!tl.on[h]) {
-                    memset(tl.wb[h], 0, CQ_V8_TILE);
-                    continue;
-                }
-                const float inv = (float)CQ_V8_MAX / A, d = A / (float)CQ_V8_MAX;
-                const __m256 iv = _mm256_set1_ps(inv);
-                __m256i sum = _mm256_setzero_si256(), q[TG];
-                for (int g = 0; g < TG; g++) {
-                    __m256 y = _mm256_add_ps(_mm256_mul_ps(a[g], iv), _mm256_load_ps(cq_v8_dither + 8 * g));
-                    q[g] = _mm256_min_epi32(_mm256_cvttps_epi32(y), cmax);
-                    sum = _mm256_add_epi32(sum, q[g]);
-                }
-                __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(sum), _mm256_extracti128_si256(sum, 1));
-                s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0x4E));
-                s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0xB1));
-                tl.S8[h] = 8 * _mm_cvtsi128_si32(s4);
-                tl.d[h] = d;
-                for (int g = 0; g < TG; g += 2) {
-                    __m256i p16 = _mm256_permute4x64_epi64(_mm256_packus_epi32(q[g], q[g + 1]), 0xD8);
-                    __m128i p8 = _mm_packus_epi16(_mm256_castsi256_si128(p16), _mm256_extracti128_si256(p16, 1));
-                    _mm_store_si128((__m128i *)(tl.wb[h] + 8 * g), p8);
-                }
-            }
+            cq_avx2_i4q_prep(w + (size_t)h0 * ws + t0, ws, nhc, m, vs + t0, &tl);
             const uint8_t *vb = v + (size_t)t0 * (D / 2);
             if (m == CQ_V8_TILE && D % 32 == 0) {
 #define B(NH) acc_i4q_blk(NH, &tl, vb, m, D, acc + (size_t)h0 * D, 1)
