@@ -20,10 +20,6 @@
 #include "cq_kernels.h"
 #include "kernels_x86.h"
 
-#define HC 4 /* query heads per register block (GQA heads share each unpack) */
-/* Software prefetch distance of the INT4 streaming loops, in bytes (a prefetch may
- * point past the buffer: prefetches never fault). */
-#define PF_AHEAD 2048
 
 static inline float hsum8(__m256 v) {
     __m128 a = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -194,17 +190,6 @@ static void v_enc_key_group(const cq_params *p, const uint16_t *K, uint32_t g, u
         }                                                                                          \
     } while (0)
 
-#define ALWAYS_INLINE inline __attribute__((always_inline))
-
-/* Run BLK(NH) with NH a compile-time constant 1..4, so that the per-head
- * accumulator arrays are unrolled into registers. */
-#define NH_SWITCH(nhc, BLK)                                                                        \
-    switch (nhc) {                                                                                 \
-    case 1: BLK(1); break;                                                                         \
-    case 2: BLK(2); break;                                                                         \
-    case 3: BLK(3); break;                                                                         \
-    default: BLK(4); break;                                                                        \
-    }
 
 static ALWAYS_INLINE void dot_f16_blk(const uint32_t nhc, const float *qh, const uint16_t *k,
                                       uint32_t n, uint32_t D, float *s, uint32_t ss) {
@@ -340,140 +325,11 @@ static void v_dot_i4(const float *qp, uint32_t nh, const uint8_t *k, uint32_t n,
     }
 }
 
-/* Quantized-query INT4 scores (FAST). A 64-channel chunk is 32 bytes: XOR 0x88 turns
- * both two's-complement nibbles into u = code + 8 in [0, 15]; u & 15 (byte j: channel
- * 2j) and u >> 4 (channel 2j+1) are the unsigned operands of vpmaddubsw against the
- * query bytes permuted once per call to the same even / odd order. Bytes 0-15 of the
- * chunk are one 32-channel block, bytes 16-31 the next, so the int16 pair sums of a
- * block sit in lanes 0-7 / 8-15 and one vpmaddwd by 2^sh per lane applies the block
- * shifts and widens to int32. |int16 sums| <= 4 * 15 * 127 < 2^15: no saturation.
- * sum(q8 * u) - 8 * sum(q8) (shift-weighted) is the exact integer of the scalar table
- * (int32 wrap-around in between cancels: the final value fits). */
-static inline __m128i load_chunk16(const uint8_t *p, uint32_t avail) {
-    if (avail >= 16) return _mm_loadu_si128((const __m128i *)p);
-    __m128i lo = _mm_loadl_epi64((const __m128i *)p); /* over-reads at most 7 bytes */
-    if (avail <= 8) return lo;
-    return _mm_unpacklo_epi64(lo, _mm_loadl_epi64((const __m128i *)(p + 8)));
-}
-
-static inline __m256i load_chunk32(const uint8_t *p, uint32_t avail) {
-    if (avail >= 32) return _mm256_loadu_si256((const __m256i *)p);
-    __m128i hi = avail > 16 ? load_chunk16(p + 16, avail - 16) : _mm_setzero_si128();
-    return _mm256_inserti128_si256(_mm256_castsi128_si256(load_chunk16(p, avail)), hi, 1);
-}
-
-/* 8 int32 vectors (one per token) -> their 8 horizontal sums, token order */
-static inline __m256i hsum8x8_epi32(const __m256i *a) {
-    __m256i h0 = _mm256_hadd_epi32(a[0], a[1]), h1 = _mm256_hadd_epi32(a[2], a[3]);
-    __m256i h2 = _mm256_hadd_epi32(a[4], a[5]), h3 = _mm256_hadd_epi32(a[6], a[7]);
-    __m256i x = _mm256_hadd_epi32(h0, h1), y = _mm256_hadd_epi32(h2, h3);
-    return _mm256_add_epi32(_mm256_permute2x128_si256(x, y, 0x20), _mm256_permute2x128_si256(x, y, 0x31));
-}
-
-/* qp: per head [kp / 64] chunks of {even bytes [32], odd bytes [32]}; pw: per head
- * [kp / 64] x 16 int16 block multipliers. Tokens go in groups of 8: two per inner
- * iteration share the query loads, the per-token int32 lane vectors wait in acc8 and
- * one transposing reduction per head gives the group's 8 scores (tokens past n are
- * computed on the last token's codes and not stored). */
-static ALWAYS_INLINE void dot_i4q_blk(const uint32_t nhc, const int8_t *qp, const int16_t *pw,
-                                      uint32_t kp, const int32_t *corr, const float *qsc,
-                                      const uint8_t *k, uint32_t n, uint32_t kept, float *s,
-                                      uint32_t ss) {
-    const uint32_t kb = kept / 2;
-    const __m256i x88 = _mm256_set1_epi8((char)0x88), m15 = _mm256_set1_epi8(0x0F);
-    __m256i acc8[HC][8];
-    for (uint32_t t0 = 0; t0 < n; t0 += 8) {
-        for (uint32_t j = 0; j < 8; j += 2) {
-            const uint32_t ta = t0 + j < n ? t0 + j : n - 1, tb = t0 + j + 1 < n ? t0 + j + 1 : n - 1;
-            const uint8_t *r0 = k + (size_t)ta * kb, *r1 = k + (size_t)tb * kb;
-            _mm_prefetch((const char *)(r0 + PF_AHEAD), _MM_HINT_T0); /* streams from DRAM */
-            _mm_prefetch((const char *)(r0 + PF_AHEAD + 64), _MM_HINT_T0);
-            __m256i a[HC], b[HC];
-            _Pragma("GCC unroll 4") for (int h = 0; h < HC; h++) a[h] = b[h] = _mm256_setzero_si256();
-            for (uint32_t c = 0; c < kb; c += 32) {
-                __m256i x0 = _mm256_xor_si256(load_chunk32(r0 + c, kb - c), x88);
-                __m256i x1 = _mm256_xor_si256(load_chunk32(r1 + c, kb - c), x88);
-                __m256i lo0 = _mm256_and_si256(x0, m15), hi0 = _mm256_and_si256(_mm256_srli_epi16(x0, 4), m15);
-                __m256i lo1 = _mm256_and_si256(x1, m15), hi1 = _mm256_and_si256(_mm256_srli_epi16(x1, 4), m15);
-                _Pragma("GCC unroll 4") for (uint32_t h = 0; h < nhc; h++) {
-                    const int8_t *qc = qp + (size_t)h * kp + 2 * c;
-                    __m256i qe = _mm256_load_si256((const __m256i *)qc);
-                    __m256i qo = _mm256_load_si256((const __m256i *)(qc + 32));
-                    __m256i p2 = _mm256_load_si256((const __m256i *)(pw + (size_t)h * (kp / 4) + c / 2));
-                    __m256i s0 = _mm256_add_epi16(_mm256_maddubs_epi16(lo0, qe), _mm256_maddubs_epi16(hi0, qo));
-                    __m256i s1 = _mm256_add_epi16(_mm256_maddubs_epi16(lo1, qe), _mm256_maddubs_epi16(hi1, qo));
-                    a[h] = _mm256_add_epi32(a[h], _mm256_madd_epi16(s0, p2));
-                    b[h] = _mm256_add_epi32(b[h], _mm256_madd_epi16(s1, p2));
-                }
-            }
-            _Pragma("GCC unroll 4") for (uint32_t h = 0; h < nhc; h++) acc8[h][j] = a[h], acc8[h][j + 1] = b[h];
-        }
-        const uint32_t m = n - t0 < 8 ? n - t0 : 8;
-        for (uint32_t h = 0; h < nhc; h++) {
-            __m256i r = _mm256_sub_epi32(hsum8x8_epi32(acc8[h]), _mm256_set1_epi32(corr[h]));
-            __m256 f = _mm256_mul_ps(_mm256_cvtepi32_ps(r), _mm256_set1_ps(qsc[h]));
-            float *dst = s + (size_t)h * ss + t0;
-            if (m == 8) {
-                _mm256_storeu_ps(dst, f);
-            } else {
-                float o[8];
-                _mm256_storeu_ps(o, f);
-                memcpy(dst, o, m * sizeof *o);
-            }
-        }
-    }
-}
-
-static void v_dot_i4q(const int8_t *q8, const uint8_t *sh, const float *qs, uint32_t nh,
-                      const uint8_t *k, uint32_t n, uint32_t kept, float *s, uint32_t ss) {
-    const uint32_t kp = (kept + 63) & ~63u, nb = (kept + CQ_Q8_BLOCK - 1) / CQ_Q8_BLOCK;
-    int8_t qp[HC * (CQ_MAX_DIM + 64)] __attribute__((aligned(32)));
-    int16_t pw[HC * (CQ_MAX_DIM + 64) / 4] __attribute__((aligned(32)));
-    int8_t tmp[CQ_MAX_DIM + 64] __attribute__((aligned(32)));
-    /* per 16-byte lane: even bytes to the low 8, odd bytes to the high 8 */
-    const __m256i deint = _mm256_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15,
-                                           0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15);
-    const __m256i eights = _mm256_set1_epi8(8);
-    for (uint32_t h0 = 0; h0 < nh; h0 += HC) {
-        uint32_t nhc = nh - h0 < HC ? nh - h0 : HC;
-        int32_t cr[4] = {0, 0, 0, 0};
-        float sc[4] = {0, 0, 0, 0};
-        for (uint32_t h = 0; h < nhc; h++) {
-            const uint8_t *shh = sh + (size_t)(h0 + h) * nb;
-            int8_t *dst = qp + (size_t)h * kp;
-            int16_t *pd = pw + (size_t)h * (kp / 4);
-            memcpy(tmp, q8 + (size_t)(h0 + h) * kept, kept);
-            memset(tmp + kept, 0, kp - kept);
-            __m256i cv = _mm256_setzero_si256();
-            for (uint32_t c = 0; c < kp; c += 64) {
-                __m256i v0 = _mm256_shuffle_epi8(_mm256_load_si256((const __m256i *)(tmp + c)), deint);
-                __m256i v1 = _mm256_shuffle_epi8(_mm256_load_si256((const __m256i *)(tmp + c + 32)), deint);
-                v0 = _mm256_permute4x64_epi64(v0, 0xD8); /* evens 0-30 | odds 1-31 */
-                v1 = _mm256_permute4x64_epi64(v1, 0xD8);
-                __m256i e = _mm256_permute2x128_si256(v0, v1, 0x20);
-                __m256i o = _mm256_permute2x128_si256(v0, v1, 0x31);
-                _mm256_store_si256((__m256i *)(dst + c), e);
-                _mm256_store_si256((__m256i *)(dst + c + 32), o);
-                for (uint32_t i = 0; i < 16; i++) { /* int16 lane i: channels c + 4i .. c + 4i + 3 */
-                    uint32_t bb = (c + 4 * i) / CQ_Q8_BLOCK;
-                    pd[c / 4 + i] = (int16_t)(bb < nb ? 1 << shh[bb] : 1);
-                }
-                __m256i p2 = _mm256_load_si256((const __m256i *)(pd + c / 4));
-                /* the correction 8 * sum(q8) through the same arithmetic with u = 8 */
-                __m256i s16 = _mm256_add_epi16(_mm256_maddubs_epi16(eights, e), _mm256_maddubs_epi16(eights, o));
-                cv = _mm256_add_epi32(cv, _mm256_madd_epi16(s16, p2));
-            }
-            __m128i c4 = _mm_add_epi32(_mm256_castsi256_si128(cv), _mm256_extracti128_si256(cv, 1));
-            c4 = _mm_add_epi32(c4, _mm_shuffle_epi32(c4, 0x4E));
-            c4 = _mm_add_epi32(c4, _mm_shuffle_epi32(c4, 0xB1));
-            cr[h] = _mm_cvtsi128_si32(c4);
-            sc[h] = qs[h0 + h];
-        }
-#define B(NH) dot_i4q_blk(NH, qp, pw, kp, cr, sc, k, n, kept, s + (size_t)h0 * ss, ss)
-        NH_SWITCH(nhc, B)
-#undef B
-    }
-}
+#define DOT_I4Q_NAME v_dot_i4q
+#define I4Q_MADD(acc, s16, w16) _mm256_add_epi32((acc), _mm256_madd_epi16((s16), (w16)))
+#include "dot_i4q_x86.inc"
+#undef I4Q_MADD
+#undef DOT_I4Q_NAME
 
 /* The rule of the scalar table's s_quant_q8 (its comment is the spec), vectorized for
  * 4-channel blocks: two permutes give every lane its block's max a_b; the block exponent
@@ -789,16 +645,21 @@ void cq_avx2_i4q_prep(const float *w, uint32_t ws, uint32_t nhc, uint32_t m, con
     const __m256 zero = _mm256_setzero_ps();
     const __m256i cmax = _mm256_set1_epi32(CQ_V8_MAX);
     float wt[CQ_V8_TILE] __attribute__((aligned(32)));
+    const int full = m == CQ_V8_TILE; /* else copies padded with zero weights */
     uint16_t vh[CQ_V8_TILE] = {0};
-    memcpy(vh, vs, m * sizeof *vh);
+    if (!full) memcpy(vh, vs, m * sizeof *vh);
     __m256 vf[TG];
-    for (int g = 0; g < TG; g++) vf[g] = load_f16x8(vh + 8 * g);
+    for (int g = 0; g < TG; g++) vf[g] = load_f16x8((full ? vs : vh) + 8 * g);
     for (uint32_t h = 0; h < nhc; h++) {
-        memcpy(wt, w + (size_t)h * ws, m * sizeof *wt);
-        for (uint32_t t = m; t < CQ_V8_TILE; t++) wt[t] = 0.0f;
+        const float *wr = w + (size_t)h * ws;
+        if (!full) {
+            memcpy(wt, wr, m * sizeof *wt);
+            for (uint32_t t = m; t < CQ_V8_TILE; t++) wt[t] = 0.0f;
+            wr = wt;
+        }
         __m256 a[TG], mx = zero;
         for (int g = 0; g < TG; g++) {
-            a[g] = _mm256_mul_ps(_mm256_load_ps(wt + 8 * g), vf[g]);
+            a[g] = _mm256_mul_ps(_mm256_loadu_ps(wr + 8 * g), vf[g]);
             mx = _mm256_max_ps(mx, a[g]);
         }
         const float A = hmax8(mx);

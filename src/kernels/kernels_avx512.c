@@ -6,6 +6,9 @@
  * the AVX2 table with these entries replaced. Same rules, same bits as the
  * scalar table (tests/test_cache_kernels.c checks every table).
  *
+ * dot_i4q (FAST key scores): the AVX2 loop of dot_i4q_x86.inc with each
+ * vpmaddwd + vpaddd pair fused into one vpdpwssd.
+ *
  * acc_i4q (FAST INT4 values, cq_kernels.h): four tokens at a time. Their
  * 16-byte chunks are transposed so that dword j holds byte j of all four
  * (two unpack levels); one vpternlogd per nibble side makes u = code + 8 of
@@ -20,8 +23,14 @@
 #include "cq_kernels.h"
 #include "kernels_x86.h"
 
-#define HC 4
 #define TERN_XOR_AND 0x28 /* vpternlogd: (a ^ b) & c */
+
+/* dot_i4q: the shared x86 loop with vpmaddwd + vpaddd fused into vpdpwssd */
+#define DOT_I4Q_NAME x_dot_i4q
+#define I4Q_MADD(acc, s16, w16) _mm256_dpwssd_epi32((acc), (s16), (w16))
+#include "dot_i4q_x86.inc"
+#undef I4Q_MADD
+#undef DOT_I4Q_NAME
 
 /* acc[0 .. 32) += (I - 8 S) * d from the int32 sums of one 32-channel chunk: e0 / o0 hold
  * channels 2j / 2j+1 of bytes j = 0..7, e1 / o1 of bytes 8..15 */
@@ -41,10 +50,8 @@ static inline void flush32(__m256i e0, __m256i o0, __m256i e1, __m256i o1, int32
 }
 
 /* One whole tile (CQ_V8_TILE tokens, D a multiple of 32) for nhc <= 4 heads. */
-static inline __attribute__((always_inline)) void tile_vnni(const uint32_t nhc,
-                                                             const cq_i4q_tile *tl,
-                                                             const uint8_t *base, uint32_t D,
-                                                             float *ah) {
+static ALWAYS_INLINE void tile_vnni(const uint32_t nhc, const cq_i4q_tile *tl,
+                                    const uint8_t *base, uint32_t D, float *ah) {
     const uint32_t kb = D / 2;
     const __m256i c88 = _mm256_set1_epi8((char)0x88), c08 = _mm256_set1_epi8(0x08),
                   c0f = _mm256_set1_epi8(0x0F);
@@ -105,12 +112,9 @@ static void x_acc_i4q(const float *w, uint32_t ws, uint32_t nh, const uint8_t *v
             cq_avx2_i4q_prep(w + (size_t)h0 * ws + t0, ws, nhc, m, vs + t0, &tl);
             const uint8_t *vb = v + (size_t)t0 * kb;
             float *ah = acc + (size_t)h0 * D;
-            switch (nhc) {
-            case 1: tile_vnni(1, &tl, vb, D, ah); break;
-            case 2: tile_vnni(2, &tl, vb, D, ah); break;
-            case 3: tile_vnni(3, &tl, vb, D, ah); break;
-            default: tile_vnni(4, &tl, vb, D, ah); break;
-            }
+#define B(NH) tile_vnni(NH, &tl, vb, D, ah)
+            NH_SWITCH(nhc, B)
+#undef B
         }
     }
 }
@@ -120,4 +124,5 @@ void cq_kernels_avx512_fill(cq_kernels *t) {
     *t = cq_kernels_avx2_table;
     t->name = "avx512";
     t->acc_i4q = x_acc_i4q;
+    t->dot_i4q = x_dot_i4q;
 }

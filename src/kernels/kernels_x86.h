@@ -9,6 +9,22 @@
 
 #include "cq_kernels.h"
 
+#define HC 4 /* query heads per register block (GQA heads share each unpack) */
+/* Software prefetch distance of the INT4 streaming loops, in bytes (a prefetch may
+ * point past the buffer: prefetches never fault). */
+#define PF_AHEAD 2048
+#define ALWAYS_INLINE inline __attribute__((always_inline))
+
+/* Run BLK(NH) with NH a compile-time constant 1..4, so that the per-head
+ * accumulator arrays are unrolled into registers. */
+#define NH_SWITCH(nhc, BLK)                                                                        \
+    switch (nhc) {                                                                                 \
+    case 1: BLK(1); break;                                                                         \
+    case 2: BLK(2); break;                                                                         \
+    case 3: BLK(3); break;                                                                         \
+    default: BLK(4); break;                                                                        \
+    }
+
 /* The 7-bit weights of one acc_i4q tile for up to 4 query heads (cq_kernels.h rule). */
 typedef struct cq_i4q_tile {
     uint8_t wb[4][CQ_V8_TILE] __attribute__((aligned(32))); /* a8 per token, 0 past m */
