@@ -54,7 +54,7 @@ typedef struct cq_cache_config {
     const uint8_t *outlier_masks;
     /* Added by the cache implementation (zero = default, so older callers are unaffected): */
     uint32_t force_generic;   /* 1: store every codec through the generic registry path (tests) */
-    const char *kernels;      /* NULL: auto (cpuid, CQ_KERNELS env); "scalar" or "avx2" to force */
+    const char *kernels;      /* NULL: auto (cpuid, CQ_KERNELS env); "scalar", "avx2" or "avx512" to force */
 } cq_cache_config;
 
 void cq_cache_config_default(cq_cache_config *cfg, uint32_t n_layers, uint32_t n_kv_heads,
@@ -122,7 +122,7 @@ cq_status cq_cache_export(const cq_cache *c, uint32_t layer, uint32_t head, cq_r
 /* Tokens of (layer, head, role) committed to pages (excludes sinks and the in-flight group). */
 uint32_t cq_cache_committed(const cq_cache *c, uint32_t layer, uint32_t head, cq_role role);
 
-/* Name of the kernel table a cache (or, with NULL, a new cache) uses: "scalar" or "avx2". */
+/* Name of the kernel table a cache (or, with NULL, a new cache) uses: "scalar", "avx2" or "avx512". */
 const char *cq_cache_kernels(const cq_cache *c);
 
 /* ------------------------------------------------------------- attention */

@@ -112,7 +112,7 @@ cq_status cq_cache_create(const cq_cache_config *cfg, cq_cache **out, cq_err *er
         kern = cq_kernels_by_name(cfg->kernels);
         if (!kern)
             return cq_err_set(err, CQ_ERR_UNSUPPORTED, -1, -1,
-                              "kernels '%s' are not available here (scalar, avx2)", cfg->kernels);
+                              "kernels '%s' are not available here (scalar, avx2, avx512)", cfg->kernels);
     }
     int with_masks = needs_masks(cfg);
     if (with_masks && !cfg->outlier_masks)
