@@ -491,6 +491,16 @@ int main(void) {
                     nbad += v->any_nonfinite(x, n) || s->any_nonfinite(x, n);
                 }
         CHECK(nbad == 0, "%s any_nonfinite: %d wrong answers", v->name, nbad);
+        /* max_f32: the maximum at every position of 1..40 values, negatives, -0.0 ties */
+        float xm[40];
+        int mbad = 0;
+        for (uint32_t n = 1; n <= 40; n++)
+            for (uint32_t pos = 0; pos < n; pos++) {
+                for (uint32_t j = 0; j < n; j++) xm[j] = -100.0f - (float)((j * 7) % 13);
+                xm[pos] = -1.5f;
+                mbad += v->max_f32(xm, n) != -1.5f || s->max_f32(xm, n) != -1.5f;
+            }
+        CHECK(mbad == 0, "%s max_f32: %d wrong maxima", v->name, mbad);
     }
     CHECK(cq_kernels_by_name("scalar") == s && cq_kernels_by_name("nope") == NULL, "by name");
     CHECK(cq_kernels_by_name("avx2") == simd[0] && cq_kernels_by_name("avx512") == simd[1],

@@ -184,13 +184,7 @@ static cq_status attend_range(const cq_cache *c, const cq_head *hd, uint32_t a, 
             vq = sc->prec == CQ_ATTN_FAST && hd->v.kind == ST_I4V && u < hd->v.n_done;
         }
         for (uint32_t h = 0; h < nh; h++) {
-            float *s = sc->s + (size_t)h * BLK, m4[4] = {s[0], s[0], s[0], s[0]};
-            uint32_t i = 1;
-            for (; i + 4 <= n; i += 4) /* four independent chains; max is exact in any order */
-                for (uint32_t j = 0; j < 4; j++) m4[j] = s[i + j] > m4[j] ? s[i + j] : m4[j];
-            for (; i < n; i++) m4[0] = s[i] > m4[0] ? s[i] : m4[0];
-            float mx = m4[0] > m4[1] ? m4[0] : m4[1], my = m4[2] > m4[3] ? m4[2] : m4[3];
-            mx = my > mx ? my : mx;
+            float *s = sc->s + (size_t)h * BLK, mx = k->max_f32(s, n);
             if (mx > pt->m[h]) {
                 float r = expf(pt->m[h] - mx); /* 0 on the first run (m = -inf) */
                 pt->l[h] *= r;

@@ -89,6 +89,8 @@ typedef struct cq_kernels {
                     const uint16_t *vs, uint32_t n, uint32_t D, float *acc);
     /* nonzero when any of n fp16 values is Inf or NaN (the append's input check) */
     int (*any_nonfinite)(const uint16_t *x, size_t n);
+    /* max of n >= 1 finite values (exact in any order) */
+    float (*max_f32)(const float *x, uint32_t n);
     /* softmax step: x[i] = exp(x[i] - m) for n values, returns their sum */
     float (*exp_sum)(float *x, uint32_t n, float m);
     /* a streaming read of n bytes (n a multiple of 128, p 64-byte aligned): a checksum

@@ -748,6 +748,15 @@ static inline __m256 exp8(__m256 x) {
     return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
 }
 
+static float v_max_f32(const float *x, uint32_t n) {
+    __m256 m = _mm256_set1_ps(x[0]);
+    uint32_t i = 0;
+    for (; i + 8 <= n; i += 8) m = _mm256_max_ps(m, _mm256_loadu_ps(x + i));
+    float r = hmax8(m);
+    for (; i < n; i++) r = x[i] > r ? x[i] : r;
+    return r;
+}
+
 static float v_exp_sum(float *x, uint32_t n, float m) {
     __m256 vm = _mm256_set1_ps(m), acc = _mm256_setzero_ps();
     uint32_t i = 0;
@@ -851,6 +860,7 @@ const cq_kernels cq_kernels_avx2_table = {
     .acc_i4 = v_acc_i4,
     .acc_i4q = v_acc_i4q,
     .any_nonfinite = v_any_nonfinite,
+    .max_f32 = v_max_f32,
     .exp_sum = v_exp_sum,
     .read_sum = v_read_sum,
     .fold_q = v_fold_q,

@@ -208,6 +208,12 @@ static int s_any_nonfinite(const uint16_t *x, size_t n) {
     return 0;
 }
 
+static float s_max_f32(const float *x, uint32_t n) {
+    float m = x[0];
+    for (uint32_t i = 1; i < n; i++) m = x[i] > m ? x[i] : m;
+    return m;
+}
+
 static float s_exp_sum(float *x, uint32_t n, float m) {
     float sum = 0.0f;
     for (uint32_t i = 0; i < n; i++) sum += (x[i] = expf(x[i] - m));
@@ -257,6 +263,7 @@ static const cq_kernels scalar_table = {
     .acc_i4 = s_acc_i4,
     .acc_i4q = s_acc_i4q,
     .any_nonfinite = s_any_nonfinite,
+    .max_f32 = s_max_f32,
     .exp_sum = s_exp_sum,
     .read_sum = s_read_sum,
     .fold_q = s_fold_q,
