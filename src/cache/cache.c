@@ -73,7 +73,10 @@ static void destroy(cq_cache *c) {
             cq_cache_free_(c, l, hd->kparams, sizeof *hd->kparams);
         }
         for (int r = 0; r < 2; r++)
-            if (l->has_row[r]) cq_store_release(c, l, &l->row[r]);
+            if (l->row[r]) {
+                cq_store_release(c, l, l->row[r]);
+                cq_cache_free_(c, l, l->row[r], sizeof *l->row[r]);
+            }
         cq_cache_free_(c, l, l->heads, (size_t)H * sizeof *l->heads);
     }
     cq_cache_free_(c, NULL, c->layers, (size_t)c->cfg.n_layers * sizeof *c->layers);
@@ -162,8 +165,12 @@ cq_status cq_cache_create(const cq_cache_config *cfg, cq_cache **out, cq_err *er
             cq_role role = r ? CQ_ROLE_VALUE : CQ_ROLE_KEY;
             if (cq_layout_rule(id, role, H, D, G) != CQ_LAYOUT_ROW)
                 continue;
-            l->has_row[r] = 1;
-            if ((st = cq_store_init(c, l, &l->row[r], role, id, H * D, NULL, NULL, 1, err))) {
+            l->row[r] = cq_cache_alloc_(c, l, sizeof *l->row[r], 1);
+            if (!l->row[r]) {
+                st = cq_err_set(err, CQ_ERR_NOMEM, -1, -1, "out of memory");
+                goto fail;
+            }
+            if ((st = cq_store_init(c, l, l->row[r], role, id, H * D, NULL, NULL, 1, err))) {
                 if (err) {
                     char m[sizeof err->msg];
                     memcpy(m, err->msg, sizeof m);
@@ -195,14 +202,14 @@ cq_status cq_cache_create(const cq_cache_config *cfg, cq_cache **out, cq_err *er
                     goto fail;
                 }
             }
-            if (l->has_row[0])
-                cq_store_init_view(&hd->k, CQ_ROLE_KEY, D, &l->row[0], h * D);
+            if (l->row[0])
+                cq_store_init_view(&hd->k, CQ_ROLE_KEY, D, l->row[0], h * D);
             else if ((st = cq_store_init(c, l, &hd->k, CQ_ROLE_KEY, l->kid, D, hd->kparams,
                                          l->kid == CQ_CODEC_CQ4P ? mask : NULL,
                                          (int)cfg->force_generic, err)))
                 goto fail;
-            if (l->has_row[1])
-                cq_store_init_view(&hd->v, CQ_ROLE_VALUE, D, &l->row[1], h * D);
+            if (l->row[1])
+                cq_store_init_view(&hd->v, CQ_ROLE_VALUE, D, l->row[1], h * D);
             else if ((st = cq_store_init(c, l, &hd->v, CQ_ROLE_VALUE, l->vid, D, NULL, NULL,
                                          (int)cfg->force_generic, err)))
                 goto fail;
@@ -317,7 +324,7 @@ cq_cache_layout cq_cache_layout_for(cq_codec_id id, cq_role role, uint32_t n_kv_
 cq_cache_layout cq_cache_get_layout(const cq_cache *c, uint32_t layer, cq_role role) {
     if (!c || layer >= c->cfg.n_layers || (role != CQ_ROLE_KEY && role != CQ_ROLE_VALUE))
         return CQ_LAYOUT_HEAD;
-    return c->layers[layer].has_row[role] ? CQ_LAYOUT_ROW : CQ_LAYOUT_HEAD;
+    return c->layers[layer].row[role] ? CQ_LAYOUT_ROW : CQ_LAYOUT_HEAD;
 }
 
 /* --------------------------------------------------------------- append */
@@ -644,7 +651,10 @@ static void account_layer(const cq_cache *c, const cq_layer *l, cq_cache_mem *m)
         m->sinks += 2ull * S * D * 2;
     }
     for (int r = 0; r < 2; r++)
-        if (l->has_row[r]) cq_store_account(&l->row[r], m);
+        if (l->row[r]) {
+            cq_store_account(l->row[r], m);
+            m->headers += sizeof *l->row[r]; /* the store's own bookkeeping */
+        }
     m->tokens += (uint64_t)l->tokens * H;
 }
 

@@ -77,10 +77,9 @@ typedef struct cq_layer {
     cq_codec_id kid, vid;
     uint32_t tokens;
     cq_head *heads; /* [n_kv_heads] */
-    /* Row layout: row[role] is a generic store of D = n_kv_heads * head_dim when
-     * has_row[role], else all zero (unused). */
-    cq_store row[2];
-    int has_row[2];
+    /* Row layout: row[role] is a generic store of D = n_kv_heads * head_dim (allocated
+     * and charged to the layer), or NULL for a per-head role. */
+    cq_store *row[2];
     _Atomic uint64_t bytes; /* allocations charged to this layer */
 } cq_layer;
 
@@ -106,7 +105,7 @@ void cq_cache_free_(cq_cache *c, cq_layer *l, void *p, size_t n);
  * slice in a token's [n_kv_heads][head_dim] input row. */
 static inline uint32_t cq_layer_n_stores(uint32_t H) { return 2 * H + 2; }
 static inline cq_store *cq_layer_store(cq_layer *l, uint32_t H, uint32_t i) {
-    if (i >= 2 * H) return l->has_row[i - 2 * H] ? &l->row[i - 2 * H] : NULL;
+    if (i >= 2 * H) return l->row[i - 2 * H];
     cq_store *s = i & 1 ? &l->heads[i / 2].v : &l->heads[i / 2].k;
     return s->kind == ST_ROW ? NULL : s;
 }

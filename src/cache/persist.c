@@ -96,7 +96,7 @@ static const cq_store *store_of(const cq_cache *c, uint32_t L, uint32_t h, int r
 
 static int any_row(const cq_cache *c) {
     for (uint32_t L = 0; L < c->cfg.n_layers; L++)
-        if (c->layers[L].has_row[0] || c->layers[L].has_row[1]) return 1;
+        if (c->layers[L].row[0] || c->layers[L].row[1]) return 1;
     return 0;
 }
 
@@ -152,8 +152,8 @@ static cq_status layer_bytes(const cq_cache *c, uint32_t L, uint64_t *out, cq_er
         }
     }
     for (int r = 0; r < 2; r++) {
-        if (!l->has_row[r]) continue;
-        cq_status st = record_bytes(&l->row[r], &rb, err);
+        if (!l->row[r]) continue;
+        cq_status st = record_bytes(l->row[r], &rb, err);
         if (st) return st;
         b += rb;
     }
@@ -207,7 +207,7 @@ static cq_status write_layer(const cq_cache *c, uint32_t L, uint8_t *p, cq_err *
             if ((st = write_record(store_of(c, L, h, r), &p, err))) return st;
     }
     for (int r = 0; r < 2; r++)
-        if (l->has_row[r] && (st = write_record(&l->row[r], &p, err))) return st;
+        if (l->row[r] && (st = write_record(l->row[r], &p, err))) return st;
     return CQ_OK;
 }
 
@@ -580,7 +580,7 @@ static cq_status do_layer(cq_cache *c, const conf *cf, uint32_t L, const uint8_t
                           int fill, uint64_t *need, cq_err *err) {
     const uint32_t H = c->cfg.n_kv_heads, D = c->cfg.head_dim, S = c->cfg.n_sinks;
     cq_layer *l = &c->layers[L];
-    if (cf->version < 2 && (l->has_row[0] || l->has_row[1]))
+    if (cf->version < 2 && (l->row[0] || l->row[1]))
         return cq_err_set(err, CQ_ERR_FORMAT, -1, -1,
                           "layer %u: the configuration needs the row layout, which a version %u "
                           "file cannot hold (version 2)", L, cf->version);
@@ -615,9 +615,9 @@ static cq_status do_layer(cq_cache *c, const conf *cf, uint32_t L, const uint8_t
         }
     }
     for (int r2 = 0; r2 < 2; r2++) { /* version 2: the row-layout stores after the heads */
-        if (!l->has_row[r2]) continue;
+        if (!l->row[r2]) continue;
         snprintf(where, sizeof where, "layer %u, row store, %s", L, role_name(r2));
-        st = do_record(c, cf, l, &l->row[r2], &r, st_tokens, fill, need, where, err);
+        st = do_record(c, cf, l, l->row[r2], &r, st_tokens, fill, need, where, err);
         if (st) return st;
     }
     if (r.n)
@@ -717,6 +717,7 @@ static uint64_t empty_cache_bytes(const conf *cf) {
                 int row = cq_layout_rule(id, role, g->n_kv_heads, g->head_dim, g->group) ==
                           CQ_LAYOUT_ROW;
                 cq_codec_cfg_default(&cc, row ? g->n_kv_heads * g->head_dim : g->head_dim);
+                if (row) b += sizeof(cq_store);
                 cc.group = g->group;
                 uint32_t u = cq_codec_unit_tokens(tr, &cc, role), w = cq_codec_window_tokens(tr, &cc, role);
                 units += (u < (1u << 16) ? u : (1u << 16)) + (w < (1u << 16) ? w : (1u << 16));
@@ -970,12 +971,12 @@ cq_status cq_cache_compare(const cq_cache *a, const cq_cache *b, cq_err *err) {
             }
         }
         for (int r = 0; r < 2; r++) {
-            if (la->has_row[r] != lb->has_row[r])
+            if (!la->row[r] != !lb->row[r])
                 return DIFF("layer %u, %s: layouts differ", L, role_name(r));
-            if (!la->has_row[r]) continue;
+            if (!la->row[r]) continue;
             char what[64];
             snprintf(what, sizeof what, "layer %u, row store, %s", L, role_name(r));
-            cq_status st = compare_store(&la->row[r], &lb->row[r], what, err);
+            cq_status st = compare_store(la->row[r], lb->row[r], what, err);
             if (st) return st;
         }
     }
