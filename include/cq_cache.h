@@ -87,8 +87,28 @@ cq_status cq_cache_flush(cq_cache *c, cq_err *err);
 uint32_t cq_cache_tokens(const cq_cache *c, uint32_t layer);
 const cq_cache_config *cq_cache_get_config(const cq_cache *c);
 
+/* Storage layout of one role of one layer (docs/CACHE.md, "Row layout").
+ * HEAD: each KV head has its own store, coded [T][head_dim] (the default).
+ * ROW: the codec codes one token's row of all KV heads, [T][n_kv_heads * head_dim]
+ * (llama.cpp's cache layout), in one store of the layer; each head reads its slice
+ * [h * head_dim, (h + 1) * head_dim) of the decoded row. Chosen automatically and
+ * only when the per-head layout cannot code the role: a streaming registry codec
+ * (not fp16, not a ChannelQuant tier) of one token per unit (a sliding fp16 window,
+ * as KIVI's values keep, is allowed) that cannot code head_dim channels but can
+ * code n_kv_heads * head_dim (e.g. q4_0's 32-channel blocks at head_dim 8 with 4
+ * KV heads). Sinks stay per head. */
+typedef enum cq_cache_layout { CQ_LAYOUT_HEAD = 0, CQ_LAYOUT_ROW = 1 } cq_cache_layout;
+
+/* The layout a cache of n_kv_heads x head_dim (key group `group`, 0 = 128) gives codec
+ * id in role. HEAD also when the codec cannot be cached at all (create then fails). */
+cq_cache_layout cq_cache_layout_for(cq_codec_id id, cq_role role, uint32_t n_kv_heads,
+                                    uint32_t head_dim, uint32_t group);
+/* The layout of (layer, role) of a cache (HEAD for a bad layer). */
+cq_cache_layout cq_cache_get_layout(const cq_cache *c, uint32_t layer, cq_role role);
+
 /* Decode tokens [t0, t1) of (layer, kv head) to fp32: K, V [t1-t0][D] (either may be NULL).
- * In-flight (unflushed) tokens come back exactly as their fp16. */
+ * In-flight (unflushed) tokens come back exactly as their fp16. A row-layout role
+ * decodes the token rows and returns the head's slice. */
 cq_status cq_cache_read(const cq_cache *c, uint32_t layer, uint32_t head, uint32_t t0,
                         uint32_t t1, float *K, float *V, cq_err *err);
 
@@ -116,10 +136,13 @@ uint64_t cq_cache_allocated_bytes(const cq_cache *c, int32_t layer);
  * registry's packed form of the store's codec: for the fused tiers exactly the
  * bytes traits->encode gives for the same tokens (payload | scales | sidecar);
  * for a generic codec the concatenation of its units' packed blobs. Sink tokens
- * are not included. dst NULL: only *len. CQ_ERR_BUFFER if cap < *len. */
+ * are not included. A row-layout role (cq_cache_get_layout) has one packed stream
+ * for all heads, coded [T][n_kv_heads * head_dim]: every head returns that same
+ * stream. dst NULL: only *len. CQ_ERR_BUFFER if cap < *len. */
 cq_status cq_cache_export(const cq_cache *c, uint32_t layer, uint32_t head, cq_role role,
                           uint8_t *dst, size_t cap, size_t *len, cq_err *err);
-/* Tokens of (layer, head, role) committed to pages (excludes sinks and the in-flight group). */
+/* Tokens of (layer, head, role) committed to pages (excludes sinks and the in-flight group;
+ * a row-layout role: the row store's, the same for every head). */
 uint32_t cq_cache_committed(const cq_cache *c, uint32_t layer, uint32_t head, cq_role role);
 
 /* Name of the kernel table a cache (or, with NULL, a new cache) uses: "scalar", "avx2" or "avx512". */
@@ -177,8 +200,9 @@ double cq_read_bandwidth(const void *buf, size_t bytes, uint32_t n_threads, uint
 
 /* ======================================================================
  * Persistence (issue 7): save / restore a whole cache, compare two caches.
- * File format: docs/CACHE_FILE.md (magic "CQKVCACH", format version 1,
- * little-endian, a CRC-32C per section). Implemented in src/cache/persist.c.
+ * File format: docs/CACHE_FILE.md (magic "CQKVCACH", format version 2 when a
+ * layer has a row-layout store, else version 1; both load; little-endian, a
+ * CRC-32C per section). Implemented in src/cache/persist.c.
  * ====================================================================== */
 
 /* Save the whole cache (configuration, every committed token in its packed

@@ -2,7 +2,8 @@
  * cq_eval.h - evaluation building blocks (../shared/docs/EVAL.md): statistics
  * (Wilson interval, McNemar, percentiles), multiple-choice item sets
  * (HellaSwag jsonl, a cloze set built from plain text) and the
- * attention-fidelity protocol over any pair of registry codecs.
+ * attention-fidelity protocol over any pair of registry codecs; multiple-choice
+ * scoring of a K/V format through the model runtime.
  * The model runtime (include/cq_model.h) drives these for the eval commands.
  */
 #ifndef CQ_EVAL_H
@@ -12,6 +13,7 @@
 #include <stdint.h>
 
 #include "cq_error.h"
+#include "cq_model.h"
 #include "cq_registry.h"
 
 #ifdef __cplusplus
@@ -57,6 +59,54 @@ cq_status cq_mc_parse_hellaswag(const char *text, size_t len, size_t max_items, 
 cq_status cq_mc_build_cloze(const char *text, size_t len, size_t max_items, uint64_t seed,
                             cq_mc_set *set, cq_err *err);
 void cq_mc_free(cq_mc_set *set);
+
+/* ------------------------------------------------ multiple-choice scoring */
+
+/* One (item, ending) as the model sees it: in [n] = the context's tokens, then the
+ * continuation from index cont (lm-eval-harness pair encoding: whole = tok(context +
+ * ending), continuation = whole[len(tok(context)):]; when the joint tokenization does
+ * not extend the context's, the cut is still at len(tok(context)) and retok is set).
+ * At least one continuation token. Longer than max_len: the oldest context tokens after
+ * the first (BOS) are dropped; CQ_ERR_RANGE if the ending alone does not fit. */
+typedef struct cq_mc_seq {
+    int32_t *in;
+    uint32_t n, cont;
+    int retok;
+} cq_mc_seq;
+cq_status cq_mc_prepare(const cq_tokenizer *tok, const char *context, const char *ending,
+                        uint32_t max_len, cq_mc_seq *q, cq_err *err);
+void cq_mc_seq_free(cq_mc_seq *q); /* accepts NULL and a zeroed seq */
+
+/* log softmax(logits)[t] over V logits, in double. */
+double cq_mc_logprob(const float *logits, uint32_t V, int32_t t);
+
+typedef struct cq_mc_opts {
+    uint32_t threads, group, n_sinks; /* as cq_ppl_opts (0 = defaults) */
+    int fp16_first, fp16_last;
+    const uint8_t *masks;             /* CQ-4+ masks [n_layers][n_kv_heads][head_dim] */
+    void (*progress)(void *user, size_t done, size_t total); /* after each item, or NULL */
+    void *progress_user;
+} cq_mc_opts;
+
+typedef struct cq_mc_result {
+    uint64_t n, correct, correct_norm;
+    uint32_t *choice_norm; /* [n] acc_norm choices (for agreement); cq_mc_result_free */
+    uint8_t *right_norm;   /* [n] 1 if the acc_norm choice is the label */
+    double bits_per_value; /* measured cache bits, all bytes, mean over the sequences (32 for
+                              the fp32 reference path, which has no cache) */
+    double bits_no_slack;  /* the same without unused page space */
+    uint64_t retok;        /* items with an ending whose joint tokenization did not extend
+                              the context's */
+} cq_mc_result;
+
+/* Score every item of set with K/V format f: per ending, the sum of the log-probabilities
+ * of its continuation tokens given the context (one forward pass of the whole sequence
+ * through a fresh cache of format f, pages sized to the set's longest sequence); acc =
+ * argmax of the sum, acc_norm = argmax of the sum divided by the ending's length in bytes
+ * (ties: the lower index). o may be NULL. On error *r holds nothing to free. */
+cq_status cq_mc_score(const cq_model *m, const cq_tokenizer *tok, const cq_mc_set *set,
+                      const cq_kv_format *f, const cq_mc_opts *o, cq_mc_result *r, cq_err *err);
+void cq_mc_result_free(cq_mc_result *r);
 
 /* ----------------------------------------------------- attention fidelity */
 

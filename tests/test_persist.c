@@ -337,7 +337,8 @@ static void crafted(void) {
         uint32_t val;
         cq_status want;
     } cases[] = {
-        {"version 2", 8, 2, CQ_ERR_VERSION},
+        {"version 3 (newer than this library)", 8, 3, CQ_ERR_VERSION},
+        {"version 0", 8, 0, CQ_ERR_VERSION},
         {"flags", 28, 1, CQ_ERR_FORMAT},
         {"n_sections", 24, 3, CQ_ERR_FORMAT},
         {"D odd", conf + 8, 7, CQ_ERR_DIM},
@@ -515,6 +516,11 @@ int main(void) {
          CQ_CODEC_KIVI4, 0, 0, 0},
         {"kivi-2 flushed", 1, 2, 64, 8, 3, 0, 200, CQ_CODEC_KIVI2, CQ_CODEC_KIVI2, 0, 1, 0},
         {"q4_0/q8_0", 1, 2, 128, 8, 0, 0, 37, CQ_CODEC_Q4_0, CQ_CODEC_Q8_0, 0, 0, 0},
+        /* row layout (format version 2): 32-channel blocks over 4 heads of 8 */
+        {"q4_0/q8_0 rows", 2, 4, 8, 8, 2, 16, 40, CQ_CODEC_Q4_0, CQ_CODEC_Q8_0, 0, 0, 0},
+        {"kivi-4 rows (value window across heads)", 1, 4, 8, 8, 0, 64, 200, CQ_CODEC_KIVI4,
+         CQ_CODEC_KIVI4, 0, 0, 0},
+        {"kivi-2 rows flushed", 1, 2, 16, 8, 1, 0, 150, CQ_CODEC_KIVI2, CQ_CODEC_KIVI2, 0, 1, 0},
         {"empty", 2, 2, 16, 8, 2, 0, 0, CQ_CODEC_CQ4P, CQ_CODEC_CQ4, 0, 0, 0},
         {"empty flushed", 1, 1, 16, 8, 0, 0, 0, CQ_CODEC_CQ4, CQ_CODEC_CQ4, 0, 1, 0},
     };
@@ -526,6 +532,8 @@ int main(void) {
     corruption(&small, 1, 0);
     spec small2 = {"small generic flushed", 1, 1, 8, 4, 0, 0, 6, CQ_CODEC_CQ4, CQ_CODEC_CQ4, 1, 1, 0};
     corruption(&small2, 1, 0);
+    spec small3 = {"small rows", 1, 2, 16, 4, 1, 0, 5, CQ_CODEC_Q4_0, CQ_CODEC_CQ8, 0, 0, 0};
+    corruption(&small3, 1, 0);
     /* random on a large one */
     spec large = {"large", 3, 4, 128, 64, 4, 0, 300, CQ_CODEC_CQ4P, CQ_CODEC_CQ4, 0, 0, 0};
     corruption(&large, 0, 300);

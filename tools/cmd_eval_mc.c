@@ -3,7 +3,8 @@
  * (EVAL.md section 2, lm-eval-harness definitions) on HellaSwag jsonl or a
  * cloze set built from plain text, every K/V format against the fp16 cache;
  * and `cq eval capture`: Q/K/V of a text through the runtime as .npy files
- * for `cq eval attn`. Item sets and statistics are the library's (src/eval).
+ * for `cq eval attn`. Item sets, scoring and statistics are the library's
+ * (src/eval: mc.c, mc_score.c, stats.c); this file parses and prints.
  */
 #include <math.h>
 #include <stdio.h>
@@ -14,200 +15,12 @@
 
 /* ------------------------------------------------------------- scoring */
 
-/* Tokens of one (item, ending): in [n] = context tokens + continuation, the
- * continuation starting at cont. */
-typedef struct mc_seq {
-    int32_t *in;
-    uint32_t n, cont;
-    int retok; /* the joint tokenization did not start with the context's */
-} mc_seq;
-
-static cq_status encode_alloc(const cq_tokenizer *tok, const char *s, int bos, int32_t **out,
-                              size_t *n, cq_err *err) {
-    size_t len = strlen(s), cap = len + 8;
-    *out = malloc(cap * sizeof **out);
-    if (!*out) return cq_err_set(err, CQ_ERR_NOMEM, -1, -1, "out of memory");
-    cq_status st = cq_tokenizer_encode(tok, s, len, bos, *out, cap, n, err);
-    if (st) {
-        free(*out);
-        *out = NULL;
-    }
-    return st;
-}
-
-/* lm-eval-harness's pair encoding: whole = tok(context + ending), ctx = tok(context),
- * continuation = whole[len(ctx):], fed after ctx. When whole does not extend ctx
- * (a merge across the boundary), the harness still cuts at len(ctx); so do we, and
- * count it. At least one continuation token is always scored. Sequences longer than
- * max_len lose context tokens from the left (after BOS). */
-static cq_status prepare(const cq_tokenizer *tok, const char *ctx, const char *ending, uint32_t max_len,
-                         mc_seq *q, cq_err *err) {
-    memset(q, 0, sizeof *q);
-    int bos = cq_tokenizer_add_bos(tok);
-    size_t lc = strlen(ctx), le = strlen(ending);
-    char *joint = malloc(lc + le + 1);
-    if (!joint) return cq_err_set(err, CQ_ERR_NOMEM, -1, -1, "out of memory");
-    memcpy(joint, ctx, lc);
-    memcpy(joint + lc, ending, le + 1);
-    int32_t *tc = NULL, *tw = NULL;
-    size_t nc = 0, nw = 0;
-    cq_status st = encode_alloc(tok, ctx, bos, &tc, &nc, err);
-    if (!st) st = encode_alloc(tok, joint, bos, &tw, &nw, err);
-    free(joint);
-    if (st) {
-        free(tc);
-        return st;
-    }
-    size_t cut = nc < nw ? nc : (nw ? nw - 1 : 0);
-    for (size_t i = 0; i < cut && i < nc; i++)
-        if (tc[i] != tw[i]) q->retok = 1;
-    if (nc >= nw) q->retok = 1;
-    size_t ncont = nw - cut, n = cut + ncont;
-    if (ncont == 0 || n < 2) {
-        free(tc);
-        free(tw);
-        return cq_err_set(err, CQ_ERR_ARG, -1, -1, "item with an empty ending or context");
-    }
-    q->in = malloc(n * sizeof *q->in);
-    if (!q->in) {
-        free(tc);
-        free(tw);
-        return cq_err_set(err, CQ_ERR_NOMEM, -1, -1, "out of memory");
-    }
-    memcpy(q->in, tc, cut * sizeof *q->in);
-    memcpy(q->in + cut, tw + cut, ncont * sizeof *q->in);
-    q->n = (uint32_t)n;
-    q->cont = (uint32_t)cut;
-    free(tc);
-    free(tw);
-    if (q->n > max_len) { /* drop the oldest context tokens, keep the first (BOS) */
-        uint32_t drop = q->n - max_len;
-        if (drop >= q->cont) return cq_err_set(err, CQ_ERR_RANGE, -1, -1, "ending longer than the context window");
-        memmove(q->in + 1, q->in + 1 + drop, (q->n - 1 - drop) * sizeof *q->in);
-        q->n -= drop;
-        q->cont -= drop;
-    }
-    return CQ_OK;
-}
-
-static double logprob_of(const float *logits, uint32_t V, int32_t t) {
-    double mx = -INFINITY, s = 0;
-    for (uint32_t i = 0; i < V; i++) mx = logits[i] > mx ? logits[i] : mx;
-    for (uint32_t i = 0; i < V; i++) s += exp((double)logits[i] - mx);
-    return (double)logits[t] - mx - log(s);
-}
-
-void cq_tool_mc_res_free(cq_tool_mc_res *r) {
-    free(r->choice_norm);
-    free(r->right_norm);
-    r->choice_norm = NULL;
-    r->right_norm = NULL;
-}
-
-cq_status cq_tool_mc_score(const cq_model *m, const cq_tokenizer *tok, const cq_mc_set *set,
-                           const cq_kv_format *f, const cq_tool_mc_opts *o, cq_tool_mc_res *r,
-                           cq_err *err) {
-    const cq_model_config *c = cq_model_get_config(m);
-    memset(r, 0, sizeof *r);
-    r->choice_norm = calloc(set->n + 1, sizeof *r->choice_norm);
-    r->right_norm = calloc(set->n + 1, 1);
-    const uint32_t V = c->vocab_size, max_len = c->max_seq_len;
-    float *logits = malloc((size_t)max_len * V * sizeof(float)); /* [n][V] */
-    cq_layer_codecs *lbuf = calloc(c->n_layers, sizeof *lbuf);
-    if (!r->choice_norm || !r->right_norm || !logits || !lbuf) {
-        free(logits);
-        free(lbuf);
-        cq_tool_mc_res_free(r);
-        return cq_err_set(err, CQ_ERR_NOMEM, -1, -1, "out of memory");
-    }
-    /* pages sized to the longest sequence of the set (as eval ppl sizes them to its context) */
-    uint32_t longest = 16;
-    cq_status st = CQ_OK;
-    for (size_t i = 0; i < set->n && !st; i++)
-        for (uint32_t j = 0; j < set->items[i].n_endings && !st; j++) {
-            mc_seq q;
-            st = prepare(tok, set->items[i].context, set->items[i].endings[j], max_len, &q, err);
-            if (!st && q.n > longest) longest = q.n;
-            free(q.in);
-        }
-    cq_session_opts so;
-    cq_session_opts_default(&so);
-    so.n_threads = o->threads;
-    so.max_tokens = longest;
-    so.batch = longest;
-    cq_cache_config cc;
-    cq_ppl_opts po;
-    memset(&po, 0, sizeof po);
-    po.group = o->group;
-    po.n_sinks = o->n_sinks;
-    po.fp16_first = o->fp16_first;
-    po.fp16_last = o->fp16_last;
-    po.masks = o->masks;
-    po.page_tokens = longest;
-    if (f->reference) {
-        so.mode = CQ_KV_REFERENCE;
-    } else {
-        so.mode = CQ_KV_CACHE;
-        cq_kv_format_cache_config(c, f, &po, lbuf, &cc);
-        so.cache = &cc;
-    }
-    cq_session *s = NULL;
-    if (!st) st = cq_session_create(m, &so, &s, err);
-    double bits = 0, bits_ns = 0;
-    uint64_t n_fw = 0;
-    for (size_t i = 0; i < set->n && !st; i++) {
-        const cq_mc_item *it = &set->items[i];
-        double best = -INFINITY, best_n = -INFINITY;
-        uint32_t arg = 0, arg_n = 0;
-        int retok = 0;
-        for (uint32_t j = 0; j < it->n_endings && !st; j++) {
-            mc_seq q;
-            st = prepare(tok, it->context, it->endings[j], max_len, &q, err);
-            if (st) break;
-            retok |= q.retok;
-            cq_session_reset(s);
-            st = cq_session_forward(s, q.in, q.n, logits, 0, err);
-            if (!st) {
-                double ll = 0;
-                for (uint32_t t = q.cont; t < q.n; t++)
-                    ll += logprob_of(logits + (size_t)(t - 1) * V, V, q.in[t]);
-                double lln = ll / (double)(strlen(it->endings[j]) ? strlen(it->endings[j]) : 1);
-                if (ll > best) best = ll, arg = j; /* ties: the lower index, as argmax does */
-                if (lln > best_n) best_n = lln, arg_n = j;
-                cq_cache *cache = cq_session_cache(s);
-                cq_cache_mem mem;
-                if (cache && cq_cache_memory(cache, -1, &mem) == CQ_OK && mem.tokens) {
-                    bits += mem.bits_per_value;
-                    bits_ns += 8.0 * (double)(mem.total - mem.slack) /
-                               ((double)mem.tokens * c->head_dim * 2);
-                } else {
-                    bits += 32.0, bits_ns += 32.0;
-                }
-                n_fw++;
-            }
-            free(q.in);
-        }
-        if (st) break;
-        r->retok += retok;
-        r->correct += arg == it->label;
-        r->correct_norm += arg_n == it->label;
-        r->choice_norm[i] = arg_n;
-        r->right_norm[i] = arg_n == it->label;
-        r->n++;
-        if (o->progress && ((i + 1) % 10 == 0 || i + 1 == set->n))
-            fprintf(stderr, "\rcq eval mc: %s: item %zu/%zu", o->progress, i + 1, set->n);
-    }
-    if (o->progress) fprintf(stderr, "\n");
-    r->bits_per_value = n_fw ? bits / (double)n_fw : NAN;
-    r->bits_no_slack = n_fw ? bits_ns / (double)n_fw : NAN;
-    cq_session_free(s);
-    free(logits);
-    free(lbuf);
-    if (st) cq_tool_mc_res_free(r);
-    return st;
-}
-
 /* ---------------------------------------------------------------- mc */
+
+void cq_tool_mc_progress(void *user, size_t done, size_t total) {
+    if (done % 10 == 0 || done == total)
+        fprintf(stderr, "\rcq eval mc: %s: item %zu/%zu", (const char *)user, done, total);
+}
 
 static void mc_usage(FILE *f) {
     fprintf(f,
@@ -237,7 +50,7 @@ int cq_eval_mc(int argc, char **argv) {
     const char *formats = "fp16/fp16,cq8/cq8,cq4/cq4";
     uint32_t items = 200, seed = 1;
     int csv = 0, json = 0;
-    cq_tool_mc_opts mo;
+    cq_mc_opts mo;
     memset(&mo, 0, sizeof mo);
     mo.threads = 2;
     for (int i = 1; i < argc; i++) {
@@ -305,7 +118,7 @@ int cq_eval_mc(int argc, char **argv) {
     rc = 1;
     cq_mc_set set = {NULL, 0};
     uint8_t *masks = NULL;
-    cq_tool_mc_res *res = calloc(nf, sizeof *res);
+    cq_mc_result *res = calloc(nf, sizeof *res);
     char *na[33] = {0}, nabuf[33][160];
     char tb[4096];
     const char *src = hs ? hs : cloze ? cloze : cq_tool_default_text(tb, sizeof tb);
@@ -352,10 +165,12 @@ int cq_eval_mc(int argc, char **argv) {
             fprintf(stderr, "cq eval mc: %s: n/a (%s)\n", fmts[i].name, na[i]);
             continue;
         }
-        cq_tool_mc_opts o = mo;
-        o.progress = fmts[i].name;
+        cq_mc_opts o = mo;
+        o.progress = cq_tool_mc_progress;
+        o.progress_user = (void *)fmts[i].name;
         if (i == 0) o.n_sinks = 0, o.fp16_first = o.fp16_last = 0, o.masks = NULL;
-        st = cq_tool_mc_score(tm.model, tm.tok, &set, &fmts[i], &o, &res[i], &e);
+        st = cq_mc_score(tm.model, tm.tok, &set, &fmts[i], &o, &res[i], &e);
+        fprintf(stderr, "\n");
         if (st) {
             cq_report("eval mc", st, &e);
             goto out;
@@ -391,7 +206,7 @@ int cq_eval_mc(int argc, char **argv) {
             first = 0;
             continue;
         }
-        const cq_tool_mc_res *r = &res[i];
+        const cq_mc_result *r = &res[i];
         double a_lo, a_hi, n_lo, n_hi;
         cq_wilson(r->correct, r->n, z, &a_lo, &a_hi);
         cq_wilson(r->correct_norm, r->n, z, &n_lo, &n_hi);
@@ -423,7 +238,7 @@ int cq_eval_mc(int argc, char **argv) {
     rc = 0;
 out:
     if (res)
-        for (uint32_t i = 0; i < nf; i++) cq_tool_mc_res_free(&res[i]);
+        for (uint32_t i = 0; i < nf; i++) cq_mc_result_free(&res[i]);
     free(res);
     free(masks);
     cq_mc_free(&set);

@@ -171,29 +171,29 @@ static int model_eval(const char *shared) {
         cq_kv_format mf[4];
         cq_kv_format_parse("fp16/fp16", &mf[0], &e);
         for (int i = 0; i < 3; i++) mf[i + 1] = f[i];
-        cq_tool_mc_opts mo;
+        cq_mc_opts mo;
         memset(&mo, 0, sizeof mo);
         mo.threads = 2;
         mo.masks = masks;
         printf("\ncloze multiple choice, %zu items from the start of the text (acc_norm):\n\n"
                "| K/V | acc_norm | 95%% CI | agree w/ fp16 |\n|---|---:|---|---:|\n", set.n);
-        cq_tool_mc_res r0, r;
+        cq_mc_result r0, r;
         memset(&r0, 0, sizeof r0);
         for (int i = 0; i < 4; i++) {
-            if ((st = cq_tool_mc_score(tm.model, tm.tok, &set, &mf[i], &mo, i ? &r : &r0, &e))) {
-                cq_tool_mc_res_free(&r0);
+            if ((st = cq_mc_score(tm.model, tm.tok, &set, &mf[i], &mo, i ? &r : &r0, &e))) {
+                cq_mc_result_free(&r0);
                 goto fail;
             }
-            const cq_tool_mc_res *rr = i ? &r : &r0;
+            const cq_mc_result *rr = i ? &r : &r0;
             double lo, hi;
             cq_wilson(rr->correct_norm, rr->n, 1.959964, &lo, &hi);
             uint64_t ag = 0;
             for (size_t k = 0; k < rr->n; k++) ag += rr->choice_norm[k] == r0.choice_norm[k];
             printf("| %s | %.3f | [%.3f, %.3f] | %.3f |\n", mf[i].name, (double)rr->correct_norm / rr->n,
                    lo, hi, (double)ag / rr->n);
-            if (i) cq_tool_mc_res_free(&r);
+            if (i) cq_mc_result_free(&r);
         }
-        cq_tool_mc_res_free(&r0);
+        cq_mc_result_free(&r0);
         printf("\n(full tables: cq eval ppl, cq eval mc, cq calibrate, cq sweep; docs/EVAL_RESULTS.md)\n");
     }
     rc = 0;

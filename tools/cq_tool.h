@@ -116,24 +116,8 @@ cq_status cq_tool_attn_pair(const cq_codec_traits *kc, const cq_codec_traits *vc
                             const cq_tool_sel *pos, const uint8_t *masks, cq_attn_metrics *mean,
                             double *bpv, cq_err *err);
 
-/* Multiple choice (tools/cmd_eval_mc.c): one K/V format over an item set. */
-typedef struct cq_tool_mc_res {
-    uint64_t n, correct, correct_norm;
-    uint32_t *choice_norm; /* [n] acc_norm choices (for agreement); caller frees */
-    uint8_t *right_norm;   /* [n] */
-    double bits_per_value; /* measured cache bits, all bytes, mean over the sequences */
-    double bits_no_slack;  /* the same without unused page space (short items, G-sized pages) */
-    uint64_t retok;        /* items whose joint tokenization did not extend the context's */
-} cq_tool_mc_res;
-typedef struct cq_tool_mc_opts {
-    uint32_t threads, group, n_sinks;
-    int fp16_first, fp16_last;
-    const uint8_t *masks;
-    const char *progress; /* label for stderr progress, or NULL for silence */
-} cq_tool_mc_opts;
-cq_status cq_tool_mc_score(const cq_model *m, const cq_tokenizer *tok, const cq_mc_set *set,
-                           const cq_kv_format *f, const cq_tool_mc_opts *o, cq_tool_mc_res *r,
-                           cq_err *err);
-void cq_tool_mc_res_free(cq_tool_mc_res *r);
+/* Multiple choice: progress of cq_mc_score on stderr ("cq eval mc: LABEL: item i/n");
+ * user is the label (const char *). */
+void cq_tool_mc_progress(void *user, size_t done, size_t total);
 
 #endif

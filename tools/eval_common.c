@@ -126,8 +126,16 @@ const char *cq_tool_format_na(const cq_model_config *c, const cq_kv_format *f, u
             snprintf(buf, cap, "cq4+ keys need an outlier mask");
             return buf;
         }
-        if (cq_codec_supports(t, &cfg, role) != CQ_OK) {
-            snprintf(buf, cap, "%s cannot code %s at head_dim %u", t->name, rn, c->head_dim);
+        /* the cache codes a per-token codec over each token's row of all kv heads when
+         * a head is too narrow for its blocks (docs/CACHE.md, "Row layout") */
+        if (cq_codec_supports(t, &cfg, role) != CQ_OK &&
+            cq_cache_layout_for(t->id, role, c->n_kv_heads, c->head_dim, group) != CQ_LAYOUT_ROW) {
+            if (c->n_kv_heads > 1)
+                snprintf(buf, cap, "%s cannot code %s at head_dim %u, nor as a row of %u kv heads "
+                         "x %u = %u channels", t->name, rn, c->head_dim, c->n_kv_heads,
+                         c->head_dim, c->n_kv_heads * c->head_dim);
+            else
+                snprintf(buf, cap, "%s cannot code %s at head_dim %u", t->name, rn, c->head_dim);
             return buf;
         }
     }

@@ -18,6 +18,9 @@
  * CHUNK tokens (independent of the thread count, so results do not depend on
  * it) and merges the partial (m, l, acc) with a log-sum-exp merge in chunk
  * order. Read-only: safe to call concurrently on one cache.
+ *
+ * Row layout: a head whose role is held in the layer's row store reads its
+ * slice of each decoded row (view_scores / view_acc), then the same kernels.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -38,6 +41,8 @@ typedef struct run_scratch {
     float *s;               /* [nh][BLK] */
     float *ku, *vu;         /* decoded generic unit [unit][D] */
     int64_t ku_id, vu_id;   /* which unit ku / vu hold */
+    float *rowbuf;          /* row layout: a decoded row-store unit [unit][H * D] */
+    uint16_t *h16;          /* row layout: in-flight tokens of the head's slice [BLK][D] */
 } run_scratch;
 
 typedef struct part {
@@ -46,6 +51,7 @@ typedef struct part {
 
 /* Contiguous tokens available at store position u (committed run or in-flight). */
 static uint32_t store_run(const cq_store *s, uint32_t u) {
+    s = cq_store_data(s); /* a row-layout view runs as its row store */
     if (u >= s->n_done) return s->n_done + s->n_resid - u;
     if (cq_store_per_token(s)) {
         uint32_t pe = (u / s->page_units + 1) * s->page_units;
@@ -64,9 +70,65 @@ static cq_status gen_unit(const cq_store *s, uint32_t uu, float *buf, int64_t *i
     return st;
 }
 
+/* Row layout (docs/CACHE.md): a head's view of the layer's row store. Its tokens
+ * [u, u + n) come back as the head's slice of the row, contiguous [n][D], so the
+ * same kernels as a per-head store apply: in flight as fp16 (into sc->h16),
+ * committed as the decoded unit (the row unit into sc->rowbuf, the slice into buf). */
+static const uint16_t *view_resid(const cq_store *s, uint32_t u, uint32_t n, run_scratch *sc) {
+    const cq_store *rs = s->row;
+    const uint32_t D = s->D, W = rs->D;
+    const uint16_t *src = rs->resid + (size_t)(u - rs->n_done) * W + s->row_off;
+    for (uint32_t t = 0; t < n; t++) memcpy(sc->h16 + (size_t)t * D, src + (size_t)t * W, (size_t)D * 2);
+    return sc->h16;
+}
+
+static cq_status view_unit(const cq_store *s, uint32_t uu, float *buf, int64_t *id,
+                           run_scratch *sc) {
+    if (*id == (int64_t)uu) return CQ_OK;
+    const cq_store *rs = s->row;
+    const uint32_t D = s->D, W = rs->D, g = cq_store_unit_len(rs, uu);
+    int64_t none = -1;
+    cq_status st = gen_unit(rs, uu, sc->rowbuf, &none);
+    *id = -1;
+    if (st) return st;
+    for (uint32_t t = 0; t < g; t++)
+        memcpy(buf + (size_t)t * D, sc->rowbuf + (size_t)t * W + s->row_off, (size_t)D * sizeof *buf);
+    *id = (int64_t)uu;
+    return CQ_OK;
+}
+
+static cq_status view_scores(const cq_kernels *k, const cq_store *s, uint32_t u, uint32_t n,
+                             const float *q, uint32_t nh, run_scratch *sc) {
+    const uint32_t D = s->D;
+    if (u >= s->row->n_done) {
+        k->dot_f16(q, nh, view_resid(s, u, n, sc), n, D, sc->s, BLK);
+        return CQ_OK;
+    }
+    uint32_t uu = u / s->unit;
+    cq_status st = view_unit(s, uu, sc->ku, &sc->ku_id, sc);
+    if (st) return st;
+    k->dot_f32(q, nh, sc->ku + (size_t)(u - uu * s->unit) * D, n, D, sc->s, BLK);
+    return CQ_OK;
+}
+
+static cq_status view_acc(const cq_kernels *k, const cq_store *s, uint32_t u, uint32_t n,
+                          const float *w, uint32_t nh, float *acc, run_scratch *sc) {
+    const uint32_t D = s->D;
+    if (u >= s->row->n_done) {
+        k->acc_f16(w, BLK, nh, view_resid(s, u, n, sc), n, D, acc);
+        return CQ_OK;
+    }
+    uint32_t uu = u / s->unit;
+    cq_status st = view_unit(s, uu, sc->vu, &sc->vu_id, sc);
+    if (st) return st;
+    k->acc_f32(w, BLK, nh, sc->vu + (size_t)(u - uu * s->unit) * D, n, D, acc);
+    return CQ_OK;
+}
+
 /* scores of tokens [u, u+n) of the key store into sc->s */
 static cq_status key_scores(const cq_kernels *k, const cq_store *s, uint32_t u, uint32_t n,
                             const float *q, uint32_t nh, run_scratch *sc) {
+    if (s->kind == ST_ROW) return view_scores(k, s, u, n, q, nh, sc);
     const uint32_t D = s->D;
     if (u >= s->n_done) {
         k->dot_f16(q, nh, s->resid + (size_t)(u - s->n_done) * D, n, D, sc->s, BLK);
@@ -133,6 +195,7 @@ static cq_status key_scores(const cq_kernels *k, const cq_store *s, uint32_t u, 
 
 static cq_status val_acc(const cq_kernels *k, const cq_store *s, uint32_t u, uint32_t n,
                          const float *w, uint32_t nh, float *acc, run_scratch *sc) {
+    if (s->kind == ST_ROW) return view_acc(k, s, u, n, w, nh, acc, sc);
     const uint32_t D = s->D;
     if (u >= s->n_done) {
         k->acc_f16(w, BLK, nh, s->resid + (size_t)(u - s->n_done) * D, n, D, acc);
@@ -220,11 +283,22 @@ static int scratch_init(run_scratch *sc, const cq_cache *c, const cq_head *hd, u
     sc->qsh = malloc((size_t)nh * (D / CQ_Q8_BLOCK + 1));
     sc->qsc = malloc((size_t)nh * sizeof(float));
     sc->s = malloc((size_t)nh * BLK * sizeof(float));
-    uint32_t ku = hd->k.kind == ST_GEN ? hd->k.unit : (hd->k.kind == ST_I4K ? BLK : 0);
-    uint32_t vu = hd->v.kind == ST_GEN ? hd->v.unit : 0;
+    uint32_t ku = hd->k.kind == ST_GEN || hd->k.kind == ST_ROW ? hd->k.unit
+                                                               : (hd->k.kind == ST_I4K ? BLK : 0);
+    uint32_t vu = hd->v.kind == ST_GEN || hd->v.kind == ST_ROW ? hd->v.unit : 0;
     if (ku) sc->ku = malloc((size_t)ku * D * sizeof(float));
     if (vu) sc->vu = malloc((size_t)vu * D * sizeof(float));
-    return sc->qp && sc->q8 && sc->qsh && sc->qsc && sc->s && (!ku || sc->ku) && (!vu || sc->vu);
+    /* row layout: one decoded row unit and one run of in-flight slices */
+    size_t rw = 0;
+    if (hd->k.kind == ST_ROW) rw = (size_t)hd->k.row->unit * hd->k.row->D;
+    if (hd->v.kind == ST_ROW && (size_t)hd->v.row->unit * hd->v.row->D > rw)
+        rw = (size_t)hd->v.row->unit * hd->v.row->D;
+    if (rw) {
+        sc->rowbuf = malloc(rw * sizeof(float));
+        sc->h16 = malloc((size_t)BLK * D * 2);
+    }
+    return sc->qp && sc->q8 && sc->qsh && sc->qsc && sc->s && (!ku || sc->ku) && (!vu || sc->vu) &&
+           (!rw || (sc->rowbuf && sc->h16));
 }
 
 static void scratch_free(run_scratch *sc) {
@@ -235,6 +309,8 @@ static void scratch_free(run_scratch *sc) {
     free(sc->s);
     free(sc->ku);
     free(sc->vu);
+    free(sc->rowbuf);
+    free(sc->h16);
 }
 
 /* ------------------------------------------------------------- decode */

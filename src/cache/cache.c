@@ -72,6 +72,11 @@ static void destroy(cq_cache *c) {
             cq_cache_free_(c, l, hd->sink_v, (size_t)S * D * 2);
             cq_cache_free_(c, l, hd->kparams, sizeof *hd->kparams);
         }
+        for (int r = 0; r < 2; r++)
+            if (l->row[r]) {
+                cq_store_release(c, l, l->row[r]);
+                cq_cache_free_(c, l, l->row[r], sizeof *l->row[r]);
+            }
         cq_cache_free_(c, l, l->heads, (size_t)H * sizeof *l->heads);
     }
     cq_cache_free_(c, NULL, c->layers, (size_t)c->cfg.n_layers * sizeof *c->layers);
@@ -154,6 +159,26 @@ cq_status cq_cache_create(const cq_cache_config *cfg, cq_cache **out, cq_err *er
             st = cq_err_set(err, CQ_ERR_NOMEM, -1, -1, "out of memory");
             goto fail;
         }
+        /* row layout: one store of the layer codes each token's row of all heads */
+        for (int r = 0; r < 2; r++) {
+            cq_codec_id id = r ? l->vid : l->kid;
+            cq_role role = r ? CQ_ROLE_VALUE : CQ_ROLE_KEY;
+            if (cq_layout_rule(id, role, H, D, G) != CQ_LAYOUT_ROW)
+                continue;
+            l->row[r] = cq_cache_alloc_(c, l, sizeof *l->row[r], 1);
+            if (!l->row[r]) {
+                st = cq_err_set(err, CQ_ERR_NOMEM, -1, -1, "out of memory");
+                goto fail;
+            }
+            if ((st = cq_store_init(c, l, l->row[r], role, id, H * D, NULL, NULL, 1, err))) {
+                if (err) {
+                    char m[sizeof err->msg];
+                    memcpy(m, err->msg, sizeof m);
+                    cq_err_set(err, st, -1, -1, "layer %u, row layout: %.190s", L, m);
+                }
+                goto fail;
+            }
+        }
         for (uint32_t h = 0; h < H; h++) {
             cq_head *hd = &l->heads[h];
             const uint8_t *mask = c->masks ? c->masks + ((size_t)L * H + h) * D : NULL;
@@ -177,11 +202,16 @@ cq_status cq_cache_create(const cq_cache_config *cfg, cq_cache **out, cq_err *er
                     goto fail;
                 }
             }
-            if ((st = cq_store_init(c, l, &hd->k, CQ_ROLE_KEY, l->kid, hd->kparams,
-                                    l->kid == CQ_CODEC_CQ4P ? mask : NULL, (int)cfg->force_generic,
-                                    err)) ||
-                (st = cq_store_init(c, l, &hd->v, CQ_ROLE_VALUE, l->vid, NULL, NULL,
-                                    (int)cfg->force_generic, err)))
+            if (l->row[0])
+                cq_store_init_view(&hd->k, CQ_ROLE_KEY, D, l->row[0], h * D);
+            else if ((st = cq_store_init(c, l, &hd->k, CQ_ROLE_KEY, l->kid, D, hd->kparams,
+                                         l->kid == CQ_CODEC_CQ4P ? mask : NULL,
+                                         (int)cfg->force_generic, err)))
+                goto fail;
+            if (l->row[1])
+                cq_store_init_view(&hd->v, CQ_ROLE_VALUE, D, l->row[1], h * D);
+            else if ((st = cq_store_init(c, l, &hd->v, CQ_ROLE_VALUE, l->vid, D, NULL, NULL,
+                                         (int)cfg->force_generic, err)))
                 goto fail;
             if (S) {
                 hd->sink_k = cq_cache_alloc_(c, l, (size_t)S * D * 2, 1);
@@ -205,9 +235,9 @@ void cq_cache_reset(cq_cache *c) {
     for (uint32_t L = 0; L < c->cfg.n_layers; L++) {
         cq_layer *l = &c->layers[L];
         l->tokens = 0;
-        for (uint32_t h = 0; h < c->cfg.n_kv_heads; h++) {
-            cq_store *ss[2] = {&l->heads[h].k, &l->heads[h].v};
-            for (int r = 0; r < 2; r++) ss[r]->n_done = ss[r]->n_resid = ss[r]->tail_g = 0;
+        for (uint32_t i = 0; i < cq_layer_n_stores(c->cfg.n_kv_heads); i++) {
+            cq_store *s = cq_layer_store(l, c->cfg.n_kv_heads, i);
+            if (s) s->n_done = s->n_resid = s->tail_g = 0;
         }
     }
     c->sealed = 0;
@@ -237,12 +267,14 @@ cq_status cq_cache_clone(const cq_cache *c, cq_cache **out, cq_err *err) {
     for (uint32_t L = 0; L < c->cfg.n_layers; L++) {
         cq_layer *l = &c->layers[L], *nl = &nc->layers[L];
         nl->tokens = l->tokens;
-        for (uint32_t h = 0; h < H; h++) {
-            if ((st = clone_store(nc, nl, &nl->heads[h].k, &l->heads[h].k)) ||
-                (st = clone_store(nc, nl, &nl->heads[h].v, &l->heads[h].v))) {
+        for (uint32_t i = 0; i < cq_layer_n_stores(H); i++) {
+            const cq_store *s = cq_layer_store_c(l, H, i);
+            if (s && (st = clone_store(nc, nl, cq_layer_store(nl, H, i), s))) {
                 cq_cache_free(nc);
                 return cq_err_set(err, st, -1, -1, "out of memory while cloning");
             }
+        }
+        for (uint32_t h = 0; h < H; h++) {
             if (S) {
                 memcpy(nl->heads[h].sink_k, l->heads[h].sink_k, (size_t)S * D * 2);
                 memcpy(nl->heads[h].sink_v, l->heads[h].sink_v, (size_t)S * D * 2);
@@ -262,6 +294,37 @@ const cq_cache_config *cq_cache_get_config(const cq_cache *c) { return c ? &c->c
 
 const char *cq_cache_kernels(const cq_cache *c) {
     return c ? c->kern->name : cq_kernels_get()->name;
+}
+
+/* The row layout only where the per-head layout cannot code the role (docs/CACHE.md). */
+cq_cache_layout cq_layout_rule(cq_codec_id id, cq_role role, uint32_t H, uint32_t D,
+                               uint32_t group) {
+    const cq_codec_traits *tr = cq_codec_get(id);
+    if (!tr || H < 2 || id == CQ_CODEC_FP16 || (tr->flags & CQ_CODEC_F_OURS) ||
+        !(tr->flags & CQ_CODEC_F_STREAMING) || !tr->encode || !tr->decode || !tr->packed_bytes ||
+        (uint64_t)H * D > CQ_MAX_DIM)
+        return CQ_LAYOUT_HEAD;
+    cq_codec_cfg head, row;
+    cq_codec_cfg_default(&head, D);
+    cq_codec_cfg_default(&row, H * D);
+    head.group = row.group = group ? group : CQ_DEFAULT_GROUP;
+    if (cq_codec_supports(tr, &head, role) == CQ_OK || cq_codec_supports(tr, &row, role) != CQ_OK)
+        return CQ_LAYOUT_HEAD;
+    /* one token per unit: a unit of several tokens would code a [U][H * D] block */
+    return cq_codec_unit_tokens(tr, &row, role) == 1 ? CQ_LAYOUT_ROW : CQ_LAYOUT_HEAD;
+}
+
+cq_cache_layout cq_cache_layout_for(cq_codec_id id, cq_role role, uint32_t n_kv_heads,
+                                    uint32_t head_dim, uint32_t group) {
+    if (n_kv_heads == 0 || n_kv_heads > 4096 || head_dim < CQ_MIN_DIM || head_dim > CQ_MAX_DIM)
+        return CQ_LAYOUT_HEAD;
+    return cq_layout_rule(id, role, n_kv_heads, head_dim, group);
+}
+
+cq_cache_layout cq_cache_get_layout(const cq_cache *c, uint32_t layer, cq_role role) {
+    if (!c || layer >= c->cfg.n_layers || (role != CQ_ROLE_KEY && role != CQ_ROLE_VALUE))
+        return CQ_LAYOUT_HEAD;
+    return c->layers[layer].row[role] ? CQ_LAYOUT_ROW : CQ_LAYOUT_HEAD;
 }
 
 /* --------------------------------------------------------------- append */
@@ -369,26 +432,27 @@ cq_status cq_cache_append(cq_cache *c, uint32_t layer, const uint16_t *K, const 
     if ((st = check_finite(c->kern, K, n, H, D, l->tokens, "key", err)) ||
         (st = check_finite(c->kern, V, n, H, D, l->tokens, "value", err)))
         return st;
-    const uint32_t m = store_share(l->tokens, n, S), skip = n - m;
-    /* reserve pages for every store; undo all of it on failure */
-    uint32_t *saved = malloc((size_t)H * 2 * sizeof *saved);
-    gen_snap *snap = calloc((size_t)H * 2, sizeof *snap);
+    const uint32_t m = store_share(l->tokens, n, S), skip = n - m, NS = cq_layer_n_stores(H);
+    /* reserve pages for every store (per head, then the row stores); undo all of it on failure */
+    uint32_t *saved = calloc(NS, sizeof *saved);
+    gen_snap *snap = calloc(NS, sizeof *snap);
     if (!saved || !snap) {
         free(saved);
         free(snap);
         return cq_err_set(err, CQ_ERR_NOMEM, -1, -1, "out of memory");
     }
-    for (uint32_t i = 0; i < 2 * H; i++) {
-        cq_store *s = i & 1 ? &l->heads[i / 2].v : &l->heads[i / 2].k;
+    for (uint32_t i = 0; i < NS; i++) {
+        cq_store *s = cq_layer_store(l, H, i);
+        if (!s) continue;
         saved[i] = s->n_pages;
         if (!st && m) st = cq_store_reserve(c, l, s, committed_after(s, m));
         if (!st && s->kind == ST_GEN) {
             snap[i].n_done = s->n_done;
             snap[i].n_resid = s->n_resid;
             if (s->n_resid + m >= s->resid_cap) {
-                snap[i].resid = malloc((size_t)s->resid_cap * D * 2);
+                snap[i].resid = malloc((size_t)s->resid_cap * s->D * 2);
                 if (!snap[i].resid) st = CQ_ERR_NOMEM;
-                else memcpy(snap[i].resid, s->resid, (size_t)s->resid_cap * D * 2);
+                else memcpy(snap[i].resid, s->resid, (size_t)s->resid_cap * s->D * 2);
             }
         }
     }
@@ -396,11 +460,13 @@ cq_status cq_cache_append(cq_cache *c, uint32_t layer, const uint16_t *K, const 
         st = cq_err_set(err, st, -1, -1, "out of memory: append refused, cache unchanged");
         goto undo;
     }
-    /* generic stores first: the only step that can fail after validation */
-    for (uint32_t i = 0; i < 2 * H && m; i++) {
-        cq_store *s = i & 1 ? &l->heads[i / 2].v : &l->heads[i / 2].k;
-        if (s->kind != ST_GEN) continue;
-        const uint16_t *X = (i & 1 ? V : K) + (size_t)skip * H * D + (size_t)(i / 2) * D;
+    /* generic stores first: the only step that can fail after validation. A store's input
+     * is its slice of each token's [H][D] row (the whole row for a row store), stride H * D. */
+    for (uint32_t i = 0; i < NS && m; i++) {
+        cq_store *s = cq_layer_store(l, H, i);
+        if (!s || s->kind != ST_GEN) continue;
+        const int val = i < 2 * H ? (int)(i & 1) : (int)(i - 2 * H);
+        const uint16_t *X = (val ? V : K) + (size_t)skip * H * D + cq_layer_store_off(H, D, i);
         st = feed(c, s, X, (size_t)H * D, m, (int64_t)l->tokens + skip, err);
         if (st) goto undo;
     }
@@ -413,23 +479,24 @@ cq_status cq_cache_append(cq_cache *c, uint32_t layer, const uint16_t *K, const 
                    (size_t)D * 2);
         }
         if (!m) continue;
-        if (hd->k.kind != ST_GEN)
+        if (hd->k.kind != ST_GEN && hd->k.kind != ST_ROW)
             (void)feed(c, &hd->k, K + ((size_t)skip * H + h) * D, (size_t)H * D, m, 0, NULL);
-        if (hd->v.kind != ST_GEN)
+        if (hd->v.kind != ST_GEN && hd->v.kind != ST_ROW)
             (void)feed(c, &hd->v, V + ((size_t)skip * H + h) * D, (size_t)H * D, m, 0, NULL);
     }
     l->tokens += n;
-    for (uint32_t i = 0; i < 2 * H; i++) free(snap[i].resid);
+    for (uint32_t i = 0; i < NS; i++) free(snap[i].resid);
     free(saved);
     free(snap);
     return CQ_OK;
 undo:
-    for (uint32_t i = 0; i < 2 * H; i++) {
-        cq_store *s = i & 1 ? &l->heads[i / 2].v : &l->heads[i / 2].k;
+    for (uint32_t i = 0; i < NS; i++) {
+        cq_store *s = cq_layer_store(l, H, i);
+        if (!s) continue;
         if (s->kind == ST_GEN) {
             s->n_done = snap[i].n_done;
             s->n_resid = snap[i].n_resid;
-            if (snap[i].resid) memcpy(s->resid, snap[i].resid, (size_t)s->resid_cap * D * 2);
+            if (snap[i].resid) memcpy(s->resid, snap[i].resid, (size_t)s->resid_cap * s->D * 2);
         }
         cq_store_trim(c, l, s, saved[i]);
         free(snap[i].resid);
@@ -465,16 +532,17 @@ cq_status cq_cache_append_f32(cq_cache *c, uint32_t layer, const float *K, const
 cq_status cq_cache_flush(cq_cache *c, cq_err *err) {
     cq_err_clear(err);
     if (!c) return cq_err_set(err, CQ_ERR_NULL, -1, -1, "cache is NULL");
-    const uint32_t H = c->cfg.n_kv_heads, NL = c->cfg.n_layers;
+    const uint32_t H = c->cfg.n_kv_heads, NL = c->cfg.n_layers, NS = cq_layer_n_stores(H);
     /* (1) pages and sizes for every partial unit; (2) encode; (3) commit */
     cq_status st = CQ_OK;
-    uint32_t *saved = malloc((size_t)NL * H * 2 * sizeof *saved);
+    uint32_t *saved = calloc((size_t)NL * NS, sizeof *saved);
     if (!saved) return cq_err_set(err, CQ_ERR_NOMEM, -1, -1, "out of memory");
     for (uint32_t L = 0; L < NL; L++)
-        for (uint32_t i = 0; i < 2 * H; i++) {
+        for (uint32_t i = 0; i < NS; i++) {
             cq_layer *l = &c->layers[L];
-            cq_store *s = i & 1 ? &l->heads[i / 2].v : &l->heads[i / 2].k;
-            saved[(size_t)L * 2 * H + i] = s->n_pages;
+            cq_store *s = cq_layer_store(l, H, i);
+            if (!s) continue;
+            saved[(size_t)L * NS + i] = s->n_pages;
             if (st || !s->n_resid) continue;
             if (s->kind == ST_GEN && s->n_resid % s->unit &&
                 s->codec->packed_bytes(&s->ccfg_tail, s->role, s->n_resid % s->unit) > s->slot_bytes)
@@ -485,10 +553,9 @@ cq_status cq_cache_flush(cq_cache *c, cq_err *err) {
                 st = cq_err_set(err, CQ_ERR_NOMEM, -1, -1, "out of memory: nothing flushed");
         }
     for (uint32_t L = 0; L < NL && !st; L++)
-        for (uint32_t i = 0; i < 2 * H && !st; i++) {
-            cq_layer *l = &c->layers[L];
-            cq_store *s = i & 1 ? &l->heads[i / 2].v : &l->heads[i / 2].k;
-            if (!s->n_resid) continue;
+        for (uint32_t i = 0; i < NS && !st; i++) {
+            cq_store *s = cq_layer_store(&c->layers[L], H, i);
+            if (!s || !s->n_resid) continue;
             for (uint32_t off = 0; off < s->n_resid && !st; off += s->unit) {
                 uint32_t g = s->n_resid - off < s->unit ? s->n_resid - off : s->unit;
                 uint8_t *slot = cq_store_slot(s, (s->n_done + off) / s->unit);
@@ -504,19 +571,18 @@ cq_status cq_cache_flush(cq_cache *c, cq_err *err) {
         }
     if (st) { /* nothing was committed: release the pages reserved above */
         for (uint32_t L = 0; L < NL; L++)
-            for (uint32_t i = 0; i < 2 * H; i++) {
+            for (uint32_t i = 0; i < NS; i++) {
                 cq_layer *l = &c->layers[L];
-                cq_store *s = i & 1 ? &l->heads[i / 2].v : &l->heads[i / 2].k;
-                cq_store_trim(c, l, s, saved[(size_t)L * 2 * H + i]);
+                cq_store *s = cq_layer_store(l, H, i);
+                if (s) cq_store_trim(c, l, s, saved[(size_t)L * NS + i]);
             }
         free(saved);
         return st;
     }
     for (uint32_t L = 0; L < NL; L++)
-        for (uint32_t i = 0; i < 2 * H; i++) {
-            cq_layer *l = &c->layers[L];
-            cq_store *s = i & 1 ? &l->heads[i / 2].v : &l->heads[i / 2].k;
-            if (!s->n_resid) continue;
+        for (uint32_t i = 0; i < NS; i++) {
+            cq_store *s = cq_layer_store(&c->layers[L], H, i);
+            if (!s || !s->n_resid) continue;
             s->tail_g = s->n_resid % s->unit; /* 0: the last unit is a full one */
             s->n_done += s->n_resid;
             s->n_resid = 0;
@@ -558,11 +624,7 @@ cq_status cq_cache_read(const cq_cache *c, uint32_t layer, uint32_t head, uint32
 uint32_t cq_cache_committed(const cq_cache *c, uint32_t layer, uint32_t head, cq_role role) {
     if (!c || layer >= c->cfg.n_layers || head >= c->cfg.n_kv_heads) return 0;
     const cq_head *hd = &c->layers[layer].heads[head];
-    return role == CQ_ROLE_KEY ? hd->k.n_done : hd->v.n_done;
-}
-
-static void put_le16(uint8_t *d, const uint16_t *v, size_t n) {
-    for (size_t i = 0; i < n; i++) d[2 * i] = (uint8_t)v[i], d[2 * i + 1] = (uint8_t)(v[i] >> 8);
+    return cq_store_data(role == CQ_ROLE_KEY ? &hd->k : &hd->v)->n_done;
 }
 
 cq_status cq_cache_export(const cq_cache *c, uint32_t layer, uint32_t head, cq_role role,
@@ -573,59 +635,7 @@ cq_status cq_cache_export(const cq_cache *c, uint32_t layer, uint32_t head, cq_r
         return cq_err_set(err, CQ_ERR_RANGE, -1, -1, "layer %u / kv head %u out of range", layer,
                           head);
     const cq_head *hd = &c->layers[layer].heads[head];
-    const cq_store *s = role == CQ_ROLE_KEY ? &hd->k : &hd->v;
-    const uint32_t D = s->D, T = s->n_done, nu = (T + s->unit - 1) / s->unit;
-    size_t total = 0, pay = 0, sc = 0;
-    if (s->kind == ST_F16 || s->kind == ST_I8 || s->kind == ST_I4V) {
-        pay = (size_t)T * s->tok_bytes;
-        sc = s->kind == ST_F16 ? 0 : (size_t)T * 2;
-        total = pay + sc;
-    } else if (s->kind == ST_I4K) {
-        for (uint32_t u = 0; u < nu; u++) pay += cq_key_group_bytes(s->params, cq_store_unit_len(s, u));
-        sc = (size_t)nu * s->params->kept * 2;
-        total = pay + sc + (size_t)T * s->params->k * 2;
-    } else {
-        for (uint32_t u = 0; u < nu; u++)
-            total += cq_store_gen_bytes(s, u);
-    }
-    *len = total;
-    if (!dst) return CQ_OK;
-    if (cap < total)
-        return cq_err_set(err, CQ_ERR_BUFFER, -1, -1, "export needs %zu bytes, got %zu", total, cap);
-    if (s->kind == ST_F16 || s->kind == ST_I8 || s->kind == ST_I4V) {
-        for (uint32_t t = 0; t < T; t++) {
-            memcpy(dst + (size_t)t * s->tok_bytes, cq_store_codes(s, t), s->tok_bytes);
-            if (s->kind != ST_F16) put_le16(dst + pay + 2 * (size_t)t, cq_store_scale(s, t), 1);
-        }
-        if (s->kind == ST_F16) { /* stored native; the packed form is little-endian */
-            for (size_t i = 0; i < (size_t)T * D; i++) {
-                uint16_t v;
-                memcpy(&v, dst + 2 * i, 2);
-                put_le16(dst + 2 * i, &v, 1);
-            }
-        }
-    } else if (s->kind == ST_I4K) {
-        const cq_params *p = s->params;
-        size_t po = 0;
-        for (uint32_t u = 0; u < nu; u++) {
-            uint32_t g = cq_store_unit_len(s, u);
-            const uint8_t *slot = cq_store_slot(s, u);
-            memcpy(dst + po, slot, cq_key_group_bytes(p, g));
-            po += cq_key_group_bytes(p, g);
-            put_le16(dst + pay + (size_t)u * p->kept * 2, (const uint16_t *)(slot + s->off_scales),
-                     p->kept);
-            put_le16(dst + pay + sc + (size_t)u * p->group * p->k * 2,
-                     (const uint16_t *)(slot + s->off_sidecar), (size_t)g * p->k);
-        }
-    } else {
-        size_t o = 0;
-        for (uint32_t u = 0; u < nu; u++) {
-            size_t b = cq_store_gen_bytes(s, u);
-            memcpy(dst + o, cq_store_slot(s, u), b);
-            o += b;
-        }
-    }
-    return CQ_OK;
+    return cq_store_export(role == CQ_ROLE_KEY ? &hd->k : &hd->v, dst, cap, len, err);
 }
 
 /* ------------------------------------------------------------ accounting */
@@ -635,11 +645,16 @@ static void account_layer(const cq_cache *c, const cq_layer *l, cq_cache_mem *m)
     m->headers += (uint64_t)H * sizeof(cq_head);
     for (uint32_t h = 0; h < H; h++) {
         const cq_head *hd = &l->heads[h];
-        cq_store_account(&hd->k, m);
+        cq_store_account(&hd->k, m); /* a view holds nothing: adds 0 */
         cq_store_account(&hd->v, m);
         if (hd->kparams) m->headers += sizeof(cq_params);
         m->sinks += 2ull * S * D * 2;
     }
+    for (int r = 0; r < 2; r++)
+        if (l->row[r]) {
+            cq_store_account(l->row[r], m);
+            m->headers += sizeof *l->row[r]; /* the store's own bookkeeping */
+        }
     m->tokens += (uint64_t)l->tokens * H;
 }
 

@@ -10,6 +10,13 @@
  * as P/U fixed slots; a CQ-4 slot is payload | scales | sidecar in the
  * canonical byte form of cq_encode_key_group. Every page starts with a
  * 64-byte header so its data is cache-line aligned.
+ *
+ * Row layout (docs/CACHE.md, "Row layout"): a role whose per-token block codec
+ * cannot code one head but can code the token's row of all KV heads
+ * (n_kv_heads * head_dim channels, llama.cpp's layout) is held in one generic
+ * store of the layer (cq_layer.row[role], D = H * head_dim); each head's store
+ * of that role is then a view (ST_ROW: no pages, no tokens of its own) that
+ * names the row store and the head's channel offset in the row.
  */
 #ifndef CQ_CACHE_INTERNAL_H
 #define CQ_CACHE_INTERNAL_H
@@ -20,7 +27,7 @@
 #include "cq_codec.h"
 #include "../kernels/cq_kernels.h"
 
-enum { ST_F16 = 0, ST_I8 = 1, ST_I4V = 2, ST_I4K = 3, ST_GEN = 4 };
+enum { ST_F16 = 0, ST_I8 = 1, ST_I4V = 2, ST_I4K = 3, ST_GEN = 4, ST_ROW = 5 };
 
 #define CQ_PAGE_HDR 64u
 
@@ -56,6 +63,8 @@ typedef struct cq_store {
     cq_codec_cfg ccfg;             /* ST_GEN: full units */
     cq_codec_cfg ccfg_tail;        /* ST_GEN: the unit a flush closes early (no fp16 window:
                                       cfg.residual = 0, so a flush really quantizes it) */
+    const struct cq_store *row;    /* ST_ROW: the layer's row store of this role */
+    uint32_t row_off;              /* ST_ROW: first channel of this head in the row */
 } cq_store;
 
 typedef struct cq_head {
@@ -68,6 +77,9 @@ typedef struct cq_layer {
     cq_codec_id kid, vid;
     uint32_t tokens;
     cq_head *heads; /* [n_kv_heads] */
+    /* Row layout: row[role] is a generic store of D = n_kv_heads * head_dim (allocated
+     * and charged to the layer), or NULL for a per-head role. */
+    cq_store *row[2];
     _Atomic uint64_t bytes; /* allocations charged to this layer */
 } cq_layer;
 
@@ -87,10 +99,40 @@ void *cq_cache_alloc_(cq_cache *c, cq_layer *l, size_t n, int zero);
 void *cq_cache_alloc_aligned_(cq_cache *c, cq_layer *l, size_t n);
 void cq_cache_free_(cq_cache *c, cq_layer *l, void *p, size_t n);
 
+/* Every store of a layer that holds data, for i in [0, cq_layer_n_stores(H)): the per-head
+ * stores (i = 2h keys, 2h + 1 values), then the two row stores (i = 2H + role). NULL for a
+ * view (ST_ROW) or an unused row store. cq_layer_store_off: the channel offset of store i's
+ * slice in a token's [n_kv_heads][head_dim] input row. */
+static inline uint32_t cq_layer_n_stores(uint32_t H) { return 2 * H + 2; }
+static inline cq_store *cq_layer_store(cq_layer *l, uint32_t H, uint32_t i) {
+    if (i >= 2 * H) return l->row[i - 2 * H];
+    cq_store *s = i & 1 ? &l->heads[i / 2].v : &l->heads[i / 2].k;
+    return s->kind == ST_ROW ? NULL : s;
+}
+static inline const cq_store *cq_layer_store_c(const cq_layer *l, uint32_t H, uint32_t i) {
+    return cq_layer_store((cq_layer *)l, H, i);
+}
+static inline size_t cq_layer_store_off(uint32_t H, uint32_t D, uint32_t i) {
+    return i < 2 * H ? (size_t)(i / 2) * D : 0;
+}
+/* The store that holds the tokens of a per-head store (itself, or a view's row store). */
+static inline const cq_store *cq_store_data(const cq_store *s) {
+    return s->kind == ST_ROW ? s->row : s;
+}
+
+/* The layout rule (cq_cache_layout_for) for a cache's configuration. */
+cq_cache_layout cq_layout_rule(cq_codec_id id, cq_role role, uint32_t H, uint32_t D,
+                               uint32_t group);
+
 /* store.c */
+/* A store of dim D channels per token (head_dim, or n_kv_heads * head_dim for a row store). */
 cq_status cq_store_init(cq_cache *c, cq_layer *l, cq_store *s, cq_role role, cq_codec_id id,
-                        const cq_params *kp, const uint8_t *mask, int force_generic,
+                        uint32_t D, const cq_params *kp, const uint8_t *mask, int force_generic,
                         cq_err *err);
+/* Make s a view of head slice [off, off + head_dim) of the row store `row`. */
+void cq_store_init_view(cq_store *s, cq_role role, uint32_t D, const cq_store *row, uint32_t off);
+/* The committed tokens of a store in the registry's packed form (cq_cache_export). */
+cq_status cq_store_export(const cq_store *s, uint8_t *dst, size_t cap, size_t *len, cq_err *err);
 void cq_store_release(cq_cache *c, cq_layer *l, cq_store *s);
 /* Make sure pages exist for committed tokens up to `tokens` (+ one partial unit if partial). */
 cq_status cq_store_reserve(cq_cache *c, cq_layer *l, cq_store *s, uint64_t tokens);
@@ -126,7 +168,8 @@ static inline const cq_codec_cfg *cq_store_ccfg(const cq_store *s, uint32_t u) {
 static inline size_t cq_store_gen_bytes(const cq_store *s, uint32_t u) {
     return s->codec->packed_bytes(cq_store_ccfg(s, u), s->role, cq_store_unit_len(s, u));
 }
-/* Decode rows [r0, r1) of the store (committed or in flight) to fp32 out [r1-r0][D]. */
+/* Decode rows [r0, r1) of the store (committed or in flight) to fp32 out [r1-r0][D]; a view
+ * decodes the row store's rows and returns its head's slice. */
 cq_status cq_store_read(const cq_store *s, const cq_kernels *kern, uint32_t r0, uint32_t r1,
                         float *out);
 

@@ -19,6 +19,11 @@
  * are allocated and filled. Any failure frees everything: nothing partial is
  * ever returned, and the error names the check that failed.
  *
+ * Row layout (version 2): a layer's row stores follow its heads as ordinary
+ * store records; each head's record of a row-layout role is an empty view
+ * record. A cache without row stores is written as version 1, byte for byte
+ * what earlier versions of the library wrote; both versions load.
+ *
  * Not here: the cache's own mechanics (cache.c, store.c), attention (attend.c).
  */
 #include <errno.h>
@@ -33,7 +38,8 @@
 #include "cq_util.h"
 
 #define FILE_MAGIC "CQKVCACH"
-#define FILE_VERSION 1u
+#define FILE_VERSION 2u  /* the newest version this library reads and writes */
+#define FILE_VERSION_MIN 1u
 #define FILE_HDR 40u
 #define SEC_HDR 24u
 #define CONF_FIXED 48u /* 12 u32 */
@@ -88,24 +94,68 @@ static const cq_store *store_of(const cq_cache *c, uint32_t L, uint32_t h, int r
     return r ? &c->layers[L].heads[h].v : &c->layers[L].heads[h].k;
 }
 
+static int any_row(const cq_cache *c) {
+    for (uint32_t L = 0; L < c->cfg.n_layers; L++)
+        if (c->layers[L].row[0] || c->layers[L].row[1]) return 1;
+    return 0;
+}
+
+/* Bytes of one store record (a row-layout view's record is empty: kind 5, all counts 0). */
+static cq_status record_bytes(const cq_store *s, uint64_t *out, cq_err *err) {
+    size_t len = 0;
+    if (s->kind != ST_ROW) {
+        cq_status st = cq_store_export(s, NULL, 0, &len, err);
+        if (st) return st;
+    }
+    *out = STORE_HDR + (uint64_t)len + (s->kind == ST_ROW ? 0 : (uint64_t)s->n_resid * s->D * 2);
+    return CQ_OK;
+}
+
+static cq_status write_record(const cq_store *s, uint8_t **pp, cq_err *err) {
+    uint8_t *p = *pp;
+    size_t len = 0;
+    int view = s->kind == ST_ROW;
+    cq_status st = view ? CQ_OK : cq_store_export(s, NULL, 0, &len, err);
+    if (st) return st;
+    put32(p, (uint32_t)s->kind);
+    put32(p + 4, view ? 0 : s->n_done);
+    put32(p + 8, view ? 0 : s->n_resid);
+    put32(p + 12, view ? 0 : s->tail_g);
+    put64(p + 16, len);
+    p += STORE_HDR;
+    if (!view) {
+        if ((st = cq_store_export(s, p, len, &len, err))) return st;
+        p += len;
+        put16n(p, s->resid, (size_t)s->n_resid * s->D);
+        p += (size_t)s->n_resid * s->D * 2;
+    }
+    *pp = p;
+    return CQ_OK;
+}
+
 static uint32_t sink_count(const cq_cache *c, uint32_t tokens) {
     return tokens < c->cfg.n_sinks ? tokens : c->cfg.n_sinks;
 }
 
-/* Payload bytes of layer L's section; export lengths are computed by cq_cache_export. */
+/* Payload bytes of layer L's section. */
 static cq_status layer_bytes(const cq_cache *c, uint32_t L, uint64_t *out, cq_err *err) {
     const uint32_t H = c->cfg.n_kv_heads, D = c->cfg.head_dim;
-    const uint32_t ns = sink_count(c, c->layers[L].tokens);
-    uint64_t b = 8;
+    const cq_layer *l = &c->layers[L];
+    const uint32_t ns = sink_count(c, l->tokens);
+    uint64_t b = 8, rb;
     for (uint32_t h = 0; h < H; h++) {
         b += 2ull * ns * D * 2;
         for (int r = 0; r < 2; r++) {
-            size_t len;
-            cq_status st = cq_cache_export(c, L, h, r ? CQ_ROLE_VALUE : CQ_ROLE_KEY, NULL, 0, &len,
-                                           err);
+            cq_status st = record_bytes(store_of(c, L, h, r), &rb, err);
             if (st) return st;
-            b += STORE_HDR + (uint64_t)len + (uint64_t)store_of(c, L, h, r)->n_resid * D * 2;
+            b += rb;
         }
+    }
+    for (int r = 0; r < 2; r++) {
+        if (!l->row[r]) continue;
+        cq_status st = record_bytes(l->row[r], &rb, err);
+        if (st) return st;
+        b += rb;
     }
     *out = b;
     return CQ_OK;
@@ -147,30 +197,17 @@ static cq_status write_layer(const cq_cache *c, uint32_t L, uint8_t *p, cq_err *
     put32(p, L);
     put32(p + 4, l->tokens);
     p += 8;
+    cq_status st;
     for (uint32_t h = 0; h < H; h++) {
         put16n(p, l->heads[h].sink_k, (size_t)ns * D);
         p += (size_t)ns * D * 2;
         put16n(p, l->heads[h].sink_v, (size_t)ns * D);
         p += (size_t)ns * D * 2;
-        for (int r = 0; r < 2; r++) {
-            const cq_store *s = store_of(c, L, h, r);
-            size_t len;
-            cq_status st = cq_cache_export(c, L, h, r ? CQ_ROLE_VALUE : CQ_ROLE_KEY, NULL, 0, &len,
-                                           err);
-            if (st) return st;
-            put32(p, (uint32_t)s->kind);
-            put32(p + 4, s->n_done);
-            put32(p + 8, s->n_resid);
-            put32(p + 12, s->tail_g);
-            put64(p + 16, len);
-            p += STORE_HDR;
-            st = cq_cache_export(c, L, h, r ? CQ_ROLE_VALUE : CQ_ROLE_KEY, p, len, &len, err);
-            if (st) return st;
-            p += len;
-            put16n(p, s->resid, (size_t)s->n_resid * D);
-            p += (size_t)s->n_resid * D * 2;
-        }
+        for (int r = 0; r < 2; r++)
+            if ((st = write_record(store_of(c, L, h, r), &p, err))) return st;
     }
+    for (int r = 0; r < 2; r++)
+        if (l->row[r] && (st = write_record(l->row[r], &p, err))) return st;
     return CQ_OK;
 }
 
@@ -204,7 +241,7 @@ cq_status cq_cache_save_mem(const cq_cache *c, uint8_t **buf, size_t *len, cq_er
     }
     memset(img, 0, FILE_HDR);
     memcpy(img, FILE_MAGIC, 8);
-    put32(img + 8, FILE_VERSION);
+    put32(img + 8, any_row(c) ? 2u : 1u); /* version 1 readers keep reading row-free caches */
     put32(img + 12, FILE_HDR);
     put64(img + 16, total);
     put32(img + 24, 1 + NL);
@@ -319,6 +356,7 @@ static const uint8_t *take(rd *r, uint64_t n) {
 /* The configuration section, decoded (not yet trusted beyond its own checks). */
 typedef struct conf {
     cq_cache_config cfg;
+    uint32_t version; /* file format version (1: no row-layout stores) */
     uint32_t sealed, has_masks;
     cq_layer_codecs *codecs; /* points into a malloc'd copy */
     const uint8_t *masks;    /* points into the file image */
@@ -471,11 +509,81 @@ static uint64_t store_page_bytes(const cq_store *s, uint32_t n_done) {
     return pages * (CQ_PAGE_HDR + s->page_bytes) + cap * sizeof(uint8_t *);
 }
 
+/* One store record of a layer section: validate (fill = 0: no allocation, *need += page
+ * bytes) or fill (fill = 1) store s, which holds st_tokens tokens past the sinks. A view of a
+ * row-layout store has an empty record: kind 5 and every count 0. */
+static cq_status do_record(cq_cache *c, const conf *cf, cq_layer *l, cq_store *s, rd *r,
+                           uint32_t st_tokens, int fill, uint64_t *need, const char *where,
+                           cq_err *err) {
+    const uint8_t *q = take(r, STORE_HDR);
+    if (!q) return cq_err_set(err, CQ_ERR_FORMAT, -1, -1, "%s: section too short", where);
+    uint32_t kind = get32(q), n_done = get32(q + 4), n_resid = get32(q + 8),
+             tail_g = get32(q + 12);
+    uint64_t dlen = get64(q + 16);
+    if (kind != (uint32_t)s->kind)
+        return cq_err_set(err, CQ_ERR_FORMAT, -1, -1,
+                          "%s: storage kind %u, but the configuration implies %d", where, kind,
+                          s->kind);
+    if (s->kind == ST_ROW) {
+        if (n_done || n_resid || tail_g || dlen)
+            return cq_err_set(err, CQ_ERR_FORMAT, -1, -1,
+                              "%s: a row-layout view holds no tokens (record says %u committed, "
+                              "%u in flight, %u partial, %llu bytes)", where, n_done, n_resid,
+                              tail_g, (unsigned long long)dlen);
+        return CQ_OK;
+    }
+    const uint32_t D = s->D;
+    if ((uint64_t)n_done + n_resid != st_tokens)
+        return cq_err_set(err, CQ_ERR_FORMAT, -1, -1,
+                          "%s: %u committed + %u in-flight tokens, but the layer holds "
+                          "%u past the sinks", where, n_done, n_resid, st_tokens);
+    int bad = 0;
+    if (cq_store_per_token(s)) bad = n_resid || tail_g;
+    else if (n_resid >= s->resid_cap || tail_g >= s->unit) bad = 1;
+    else if (tail_g) bad = n_done % s->unit != tail_g || n_resid || !cf->sealed;
+    else bad = n_done % s->unit != 0;
+    if (cf->sealed && n_resid) bad = 1;
+    if (bad)
+        return cq_err_set(err, CQ_ERR_FORMAT, -1, -1,
+                          "%s: inconsistent unit state (committed %u, in flight %u, "
+                          "partial unit %u, unit %u, sealed %u)", where, n_done, n_resid,
+                          tail_g, s->unit, cf->sealed);
+    uint64_t want = store_data_len(s, n_done, tail_g, &bad);
+    if (bad || dlen != want)
+        return cq_err_set(err, CQ_ERR_FORMAT, -1, -1,
+                          "%s: packed size %llu, expected %llu for %u tokens", where,
+                          (unsigned long long)dlen, (unsigned long long)want, n_done);
+    const uint8_t *d = take(r, dlen);
+    const uint8_t *rs = d ? take(r, (uint64_t)n_resid * D * 2) : NULL;
+    if (!d || !rs) return cq_err_set(err, CQ_ERR_FORMAT, -1, -1, "%s: section too short", where);
+    if (!fill) {
+        cq_status st = check_data(s, d, n_done, tail_g, where, err);
+        if (st) return st;
+        if (!all_finite(rs, (size_t)n_resid * D))
+            return cq_err_set(err, CQ_ERR_FORMAT, -1, -1, "%s: non-finite fp16 in-flight token",
+                              where);
+        *need += store_page_bytes(s, n_done);
+        return CQ_OK;
+    }
+    if (cq_store_reserve(c, l, s, n_done))
+        return cq_err_set(err, CQ_ERR_NOMEM, -1, -1, "%s: out of memory", where);
+    s->n_done = n_done;
+    s->tail_g = tail_g;
+    s->n_resid = n_resid;
+    import_data(s, d);
+    if (n_resid) get16n(s->resid, rs, (size_t)n_resid * D);
+    return CQ_OK;
+}
+
 /* Validate (fill = 0: no allocation, *need += page bytes) or fill (fill = 1) layer L. */
 static cq_status do_layer(cq_cache *c, const conf *cf, uint32_t L, const uint8_t *pay, uint64_t len,
                           int fill, uint64_t *need, cq_err *err) {
     const uint32_t H = c->cfg.n_kv_heads, D = c->cfg.head_dim, S = c->cfg.n_sinks;
     cq_layer *l = &c->layers[L];
+    if (cf->version < 2 && (l->row[0] || l->row[1]))
+        return cq_err_set(err, CQ_ERR_FORMAT, -1, -1,
+                          "layer %u: the configuration needs the row layout, which a version %u "
+                          "file cannot hold (version 2)", L, cf->version);
     rd r = {pay, len};
     const uint8_t *q = take(&r, 8);
     if (!q) return cq_err_set(err, CQ_ERR_FORMAT, -1, -1, "layer %u: section too short", L);
@@ -487,6 +595,7 @@ static cq_status do_layer(cq_cache *c, const conf *cf, uint32_t L, const uint8_t
                           tokens, c->cfg.max_tokens);
     const uint32_t ns = tokens < S ? tokens : S, st_tokens = tokens - ns;
     char where[96];
+    cq_status st;
     for (uint32_t h = 0; h < H; h++) {
         for (int r2 = 0; r2 < 2; r2++) {
             const uint8_t *sk = take(&r, (uint64_t)ns * D * 2);
@@ -499,58 +608,17 @@ static cq_status do_layer(cq_cache *c, const conf *cf, uint32_t L, const uint8_t
             if (fill) get16n(r2 ? l->heads[h].sink_v : l->heads[h].sink_k, sk, (size_t)ns * D);
         }
         for (int r2 = 0; r2 < 2; r2++) {
-            cq_store *s = r2 ? &l->heads[h].v : &l->heads[h].k;
             snprintf(where, sizeof where, "layer %u, kv head %u, %s", L, h, role_name(r2));
-            q = take(&r, STORE_HDR);
-            if (!q) return cq_err_set(err, CQ_ERR_FORMAT, -1, -1, "%s: section too short", where);
-            uint32_t kind = get32(q), n_done = get32(q + 4), n_resid = get32(q + 8),
-                     tail_g = get32(q + 12);
-            uint64_t dlen = get64(q + 16);
-            if (kind != (uint32_t)s->kind)
-                return cq_err_set(err, CQ_ERR_FORMAT, -1, -1,
-                                  "%s: storage kind %u, but the configuration implies %d", where,
-                                  kind, s->kind);
-            if ((uint64_t)n_done + n_resid != st_tokens)
-                return cq_err_set(err, CQ_ERR_FORMAT, -1, -1,
-                                  "%s: %u committed + %u in-flight tokens, but the layer holds "
-                                  "%u past the sinks", where, n_done, n_resid, st_tokens);
-            int bad = 0;
-            if (cq_store_per_token(s)) bad = n_resid || tail_g;
-            else if (n_resid >= s->resid_cap || tail_g >= s->unit) bad = 1;
-            else if (tail_g) bad = n_done % s->unit != tail_g || n_resid || !cf->sealed;
-            else bad = n_done % s->unit != 0;
-            if (cf->sealed && n_resid) bad = 1;
-            if (bad)
-                return cq_err_set(err, CQ_ERR_FORMAT, -1, -1,
-                                  "%s: inconsistent unit state (committed %u, in flight %u, "
-                                  "partial unit %u, unit %u, sealed %u)", where, n_done, n_resid,
-                                  tail_g, s->unit, cf->sealed);
-            uint64_t want = store_data_len(s, n_done, tail_g, &bad);
-            if (bad || dlen != want)
-                return cq_err_set(err, CQ_ERR_FORMAT, -1, -1,
-                                  "%s: packed size %llu, expected %llu for %u tokens", where,
-                                  (unsigned long long)dlen, (unsigned long long)want, n_done);
-            const uint8_t *d = take(&r, dlen);
-            const uint8_t *rs = d ? take(&r, (uint64_t)n_resid * D * 2) : NULL;
-            if (!d || !rs)
-                return cq_err_set(err, CQ_ERR_FORMAT, -1, -1, "%s: section too short", where);
-            if (!fill) {
-                cq_status st = check_data(s, d, n_done, tail_g, where, err);
-                if (st) return st;
-                if (!all_finite(rs, (size_t)n_resid * D))
-                    return cq_err_set(err, CQ_ERR_FORMAT, -1, -1,
-                                      "%s: non-finite fp16 in-flight token", where);
-                *need += store_page_bytes(s, n_done);
-                continue;
-            }
-            if (cq_store_reserve(c, l, s, n_done))
-                return cq_err_set(err, CQ_ERR_NOMEM, -1, -1, "%s: out of memory", where);
-            s->n_done = n_done;
-            s->tail_g = tail_g;
-            s->n_resid = n_resid;
-            import_data(s, d);
-            if (n_resid) get16n(s->resid, rs, (size_t)n_resid * D);
+            st = do_record(c, cf, l, r2 ? &l->heads[h].v : &l->heads[h].k, &r, st_tokens, fill,
+                           need, where, err);
+            if (st) return st;
         }
+    }
+    for (int r2 = 0; r2 < 2; r2++) { /* version 2: the row-layout stores after the heads */
+        if (!l->row[r2]) continue;
+        snprintf(where, sizeof where, "layer %u, row store, %s", L, role_name(r2));
+        st = do_record(c, cf, l, l->row[r2], &r, st_tokens, fill, need, where, err);
+        if (st) return st;
     }
     if (r.n)
         return cq_err_set(err, CQ_ERR_FORMAT, -1, -1, "layer %u: %llu trailing bytes in section",
@@ -644,9 +712,13 @@ static uint64_t empty_cache_bytes(const conf *cf) {
             if (fused) units += (r == 0 && (id == CQ_CODEC_CQ4 || id == CQ_CODEC_CQ4P)) ? g->group : 0;
             else if (tr) {
                 cq_codec_cfg cc;
-                cq_codec_cfg_default(&cc, g->head_dim);
-                cc.group = g->group;
                 cq_role role = r ? CQ_ROLE_VALUE : CQ_ROLE_KEY;
+                /* a row store of H * D channels holds per token what H head stores would */
+                int row = cq_layout_rule(id, role, g->n_kv_heads, g->head_dim, g->group) ==
+                          CQ_LAYOUT_ROW;
+                cq_codec_cfg_default(&cc, row ? g->n_kv_heads * g->head_dim : g->head_dim);
+                if (row) b += sizeof(cq_store);
+                cc.group = g->group;
                 uint32_t u = cq_codec_unit_tokens(tr, &cc, role), w = cq_codec_window_tokens(tr, &cc, role);
                 units += (u < (1u << 16) ? u : (1u << 16)) + (w < (1u << 16) ? w : (1u << 16));
             }
@@ -667,10 +739,10 @@ static cq_status check_sections(const uint8_t *b, size_t n, uint32_t *n_sec, cq_
     if (CRC_BAD(get32(b + 36), crc))
         return cq_err_set(err, CQ_ERR_CHECKSUM, -1, -1,
                           "header CRC: stored 0x%08x, computed 0x%08x", get32(b + 36), crc);
-    if (get32(b + 8) != FILE_VERSION)
+    if (get32(b + 8) < FILE_VERSION_MIN || get32(b + 8) > FILE_VERSION)
         return cq_err_set(err, CQ_ERR_VERSION, -1, -1,
-                          "version: file format version %u, this library reads version %u",
-                          get32(b + 8), FILE_VERSION);
+                          "version: file format version %u, this library reads versions %u..%u",
+                          get32(b + 8), FILE_VERSION_MIN, FILE_VERSION);
     if (get32(b + 12) != FILE_HDR || get32(b + 28) != 0 || get32(b + 32) != 0)
         return cq_err_set(err, CQ_ERR_FORMAT, -1, -1,
                           "header: header size %u, flags 0x%x, reserved 0x%x (expected %u, 0, 0)",
@@ -738,6 +810,7 @@ cq_status cq_cache_load_mem_ex(const void *buf, size_t len, const cq_cache_load_
         free(cf.codecs);
         return st;
     }
+    cf.version = get32(b + 8);
     uint64_t fixed = empty_cache_bytes(&cf);
     if (fixed > limit) {
         free(cf.codecs);
@@ -829,37 +902,34 @@ cq_status cq_cache_load(const char *path, cq_cache **out, cq_err *err) {
 
 #define DIFF(...) cq_err_set(err, CQ_ERR_MISMATCH, -1, -1, __VA_ARGS__)
 
-static cq_status compare_store(const cq_cache *a, const cq_cache *b, uint32_t L, uint32_t h,
-                               int r, cq_err *err) {
-    const cq_store *x = store_of(a, L, h, r), *y = store_of(b, L, h, r);
+/* x, y: the same store of caches a and b; what names it in a difference. */
+static cq_status compare_store(const cq_store *x, const cq_store *y, const char *what,
+                               cq_err *err) {
     if (x->kind != y->kind || x->n_done != y->n_done || x->n_resid != y->n_resid ||
         x->tail_g != y->tail_g)
-        return DIFF("layer %u, kv head %u, %s: state differs (kind %d/%d, committed %u/%u, in "
-                    "flight %u/%u, partial %u/%u)", L, h, role_name(r), x->kind, y->kind,
-                    x->n_done, y->n_done, x->n_resid, y->n_resid, x->tail_g, y->tail_g);
+        return DIFF("%s: state differs (kind %d/%d, committed %u/%u, in flight %u/%u, partial "
+                    "%u/%u)", what, x->kind, y->kind, x->n_done, y->n_done, x->n_resid,
+                    y->n_resid, x->tail_g, y->tail_g);
+    if (x->kind == ST_ROW) return CQ_OK; /* a view: its row store is compared */
     if (x->n_resid && memcmp(x->resid, y->resid, (size_t)x->n_resid * x->D * 2))
-        return DIFF("layer %u, kv head %u, %s: in-flight tokens differ", L, h, role_name(r));
-    cq_role role = r ? CQ_ROLE_VALUE : CQ_ROLE_KEY;
+        return DIFF("%s: in-flight tokens differ", what);
     size_t la = 0, lb = 0;
     cq_status st;
-    if ((st = cq_cache_export(a, L, h, role, NULL, 0, &la, err)) ||
-        (st = cq_cache_export(b, L, h, role, NULL, 0, &lb, err)))
+    if ((st = cq_store_export(x, NULL, 0, &la, err)) || (st = cq_store_export(y, NULL, 0, &lb, err)))
         return st;
-    if (la != lb)
-        return DIFF("layer %u, kv head %u, %s: %zu vs %zu packed bytes", L, h, role_name(r), la, lb);
+    if (la != lb) return DIFF("%s: %zu vs %zu packed bytes", what, la, lb);
     uint8_t *ba = malloc(la + 1), *bb = malloc(la + 1);
     if (!ba || !bb) {
         free(ba);
         free(bb);
         return cq_err_set(err, CQ_ERR_NOMEM, -1, -1, "out of memory");
     }
-    st = cq_cache_export(a, L, h, role, ba, la, &la, err);
-    if (!st) st = cq_cache_export(b, L, h, role, bb, lb, &lb, err);
+    st = cq_store_export(x, ba, la, &la, err);
+    if (!st) st = cq_store_export(y, bb, lb, &lb, err);
     if (!st) {
         for (size_t i = 0; i < la; i++)
             if (ba[i] != bb[i]) {
-                st = DIFF("layer %u, kv head %u, %s: packed byte %zu differs (0x%02x vs 0x%02x)",
-                          L, h, role_name(r), i, ba[i], bb[i]);
+                st = DIFF("%s: packed byte %zu differs (0x%02x vs 0x%02x)", what, i, ba[i], bb[i]);
                 break;
             }
     }
@@ -894,9 +964,20 @@ cq_status cq_cache_compare(const cq_cache *a, const cq_cache *b, cq_err *err) {
                        memcmp(la->heads[h].sink_v, lb->heads[h].sink_v, (size_t)ns * D * 2)))
                 return DIFF("layer %u, kv head %u: sink tokens differ", L, h);
             for (int r = 0; r < 2; r++) {
-                cq_status st = compare_store(a, b, L, h, r, err);
+                char what[64];
+                snprintf(what, sizeof what, "layer %u, kv head %u, %s", L, h, role_name(r));
+                cq_status st = compare_store(store_of(a, L, h, r), store_of(b, L, h, r), what, err);
                 if (st) return st;
             }
+        }
+        for (int r = 0; r < 2; r++) {
+            if (!la->row[r] != !lb->row[r])
+                return DIFF("layer %u, %s: layouts differ", L, role_name(r));
+            if (!la->row[r]) continue;
+            char what[64];
+            snprintf(what, sizeof what, "layer %u, row store, %s", L, role_name(r));
+            cq_status st = compare_store(la->row[r], lb->row[r], what, err);
+            if (st) return st;
         }
     }
     return CQ_OK;

@@ -1,6 +1,7 @@
 /*
  * store.c - one role (keys or values) of one (layer, KV head): page layout,
- * page growth, decode of token ranges and the byte accounting of a store.
+ * page growth, decode of token ranges, the packed export and the byte
+ * accounting of a store; the head views of a row-layout store.
  * Pages are allocated one at a time and never moved; only the small table of
  * page pointers grows (doubling). Not here: the append state machine
  * (cache.c) and attention (attend.c).
@@ -13,9 +14,9 @@
 static size_t round_up(size_t x, size_t a) { return (x + a - 1) / a * a; }
 
 cq_status cq_store_init(cq_cache *c, cq_layer *l, cq_store *s, cq_role role, cq_codec_id id,
-                        const cq_params *kp, const uint8_t *mask, int force_generic,
+                        uint32_t D, const cq_params *kp, const uint8_t *mask, int force_generic,
                         cq_err *err) {
-    const uint32_t D = c->cfg.head_dim, P = c->page_tokens;
+    const uint32_t P = c->page_tokens;
     memset(s, 0, sizeof *s);
     s->role = role;
     s->D = D;
@@ -85,6 +86,16 @@ cq_status cq_store_init(cq_cache *c, cq_layer *l, cq_store *s, cq_role role, cq_
     }
     s->page_bytes = round_up(s->page_bytes, 64);
     return CQ_OK;
+}
+
+void cq_store_init_view(cq_store *s, cq_role role, uint32_t D, const cq_store *row, uint32_t off) {
+    memset(s, 0, sizeof *s);
+    s->kind = ST_ROW;
+    s->role = role;
+    s->D = D;
+    s->unit = row->unit;
+    s->row = row;
+    s->row_off = off;
 }
 
 void cq_store_release(cq_cache *c, cq_layer *l, cq_store *s) {
@@ -158,8 +169,28 @@ void cq_store_account(const cq_store *s, cq_cache_mem *m) {
     if (s->resid) m->residual += (uint64_t)s->resid_cap * s->D * 2;
 }
 
+/* A view: decode the row store's rows in pieces, keep the head's slice. */
+static cq_status read_view(const cq_store *s, const cq_kernels *kern, uint32_t r0, uint32_t r1,
+                           float *out) {
+    const cq_store *rs = s->row;
+    const uint32_t D = s->D, W = rs->D, step = 256;
+    float *tmp = malloc((size_t)step * W * sizeof *tmp);
+    if (!tmp) return CQ_ERR_NOMEM;
+    cq_status st = CQ_OK;
+    for (uint32_t a = r0; a < r1 && !st; a += step) {
+        uint32_t b = r1 - a < step ? r1 : a + step;
+        st = cq_store_read(rs, kern, a, b, tmp);
+        for (uint32_t t = a; t < b && !st; t++)
+            memcpy(out + (size_t)(t - r0) * D, tmp + (size_t)(t - a) * W + s->row_off,
+                   (size_t)D * sizeof *tmp);
+    }
+    free(tmp);
+    return st;
+}
+
 cq_status cq_store_read(const cq_store *s, const cq_kernels *kern, uint32_t r0, uint32_t r1,
                         float *out) {
+    if (s->kind == ST_ROW) return read_view(s, kern, r0, r1, out);
     const uint32_t D = s->D;
     uint32_t t = r0;
     /* committed tokens */
@@ -205,4 +236,64 @@ void cq_store_trim(cq_cache *c, cq_layer *l, cq_store *s, uint32_t keep) {
         cq_cache_free_(c, l, s->pages[s->n_pages], CQ_PAGE_HDR + s->page_bytes);
         s->pages[s->n_pages] = NULL;
     }
+}
+
+static void put_le16(uint8_t *d, const uint16_t *v, size_t n) {
+    for (size_t i = 0; i < n; i++) d[2 * i] = (uint8_t)v[i], d[2 * i + 1] = (uint8_t)(v[i] >> 8);
+}
+
+cq_status cq_store_export(const cq_store *s, uint8_t *dst, size_t cap, size_t *len, cq_err *err) {
+    s = cq_store_data(s);
+    const uint32_t D = s->D, T = s->n_done, nu = (T + s->unit - 1) / s->unit;
+    size_t total = 0, pay = 0, sc = 0;
+    if (s->kind == ST_F16 || s->kind == ST_I8 || s->kind == ST_I4V) {
+        pay = (size_t)T * s->tok_bytes;
+        sc = s->kind == ST_F16 ? 0 : (size_t)T * 2;
+        total = pay + sc;
+    } else if (s->kind == ST_I4K) {
+        for (uint32_t u = 0; u < nu; u++) pay += cq_key_group_bytes(s->params, cq_store_unit_len(s, u));
+        sc = (size_t)nu * s->params->kept * 2;
+        total = pay + sc + (size_t)T * s->params->k * 2;
+    } else {
+        for (uint32_t u = 0; u < nu; u++)
+            total += cq_store_gen_bytes(s, u);
+    }
+    *len = total;
+    if (!dst) return CQ_OK;
+    if (cap < total)
+        return cq_err_set(err, CQ_ERR_BUFFER, -1, -1, "export needs %zu bytes, got %zu", total, cap);
+    if (s->kind == ST_F16 || s->kind == ST_I8 || s->kind == ST_I4V) {
+        for (uint32_t t = 0; t < T; t++) {
+            memcpy(dst + (size_t)t * s->tok_bytes, cq_store_codes(s, t), s->tok_bytes);
+            if (s->kind != ST_F16) put_le16(dst + pay + 2 * (size_t)t, cq_store_scale(s, t), 1);
+        }
+        if (s->kind == ST_F16) { /* stored native; the packed form is little-endian */
+            for (size_t i = 0; i < (size_t)T * D; i++) {
+                uint16_t v;
+                memcpy(&v, dst + 2 * i, 2);
+                put_le16(dst + 2 * i, &v, 1);
+            }
+        }
+    } else if (s->kind == ST_I4K) {
+        const cq_params *p = s->params;
+        size_t po = 0;
+        for (uint32_t u = 0; u < nu; u++) {
+            uint32_t g = cq_store_unit_len(s, u);
+            const uint8_t *slot = cq_store_slot(s, u);
+            memcpy(dst + po, slot, cq_key_group_bytes(p, g));
+            po += cq_key_group_bytes(p, g);
+            put_le16(dst + pay + (size_t)u * p->kept * 2, (const uint16_t *)(slot + s->off_scales),
+                     p->kept);
+            put_le16(dst + pay + sc + (size_t)u * p->group * p->k * 2,
+                     (const uint16_t *)(slot + s->off_sidecar), (size_t)g * p->k);
+        }
+    } else {
+        size_t o = 0;
+        for (uint32_t u = 0; u < nu; u++) {
+            size_t b = cq_store_gen_bytes(s, u);
+            memcpy(dst + o, cq_store_slot(s, u), b);
+            o += b;
+        }
+    }
+    return CQ_OK;
 }

@@ -23,10 +23,12 @@ json_ok() { # description, file: valid JSON when python3 is there
 
 # --- multiple choice: the fixture (5 easy items: the fp16 model gets them all right)
 expect "mc --help" 0 "$CQ" eval mc --help
-expect "mc hellaswag" 0 "$CQ" eval mc --hellaswag "$FIX" --formats cq8/cq8,cq4/cq4,q4_0
+expect "mc hellaswag" 0 "$CQ" eval mc --hellaswag "$FIX" --formats cq8/cq8,cq4/cq4,q4_0,turbo3
 expect_grep "mc hellaswag" "| fp16/fp16 | " out
 expect_grep "mc hellaswag fp16 all right" "| fp16/fp16 | [0-9.]* | [0-9.]* | 1.0000 | \[0.566, 1.000\] | 1.0000 |" out
-expect_grep "mc hellaswag q4_0 n/a at D=8" "| q4_0 | n/a: q4_0 cannot code keys at head_dim 8" out
+# q4_0's 32-channel blocks run over each token's row of 4 kv heads x 8 (the row layout)
+expect_grep "mc hellaswag q4_0 runs in rows at D=8" "| q4_0 | [0-9.]* | [0-9.]* | [0-9.]* |" out
+expect_grep "mc hellaswag turbo3 n/a even in rows" "| turbo3 | n/a: turbo3 cannot code keys at head_dim 8, nor as a row of 4 kv heads x 8 = 32 channels" out
 expect_grep "mc progress" "item 5/5" err
 expect "mc hellaswag json" 0 "$CQ" eval mc --hellaswag "$FIX" --formats cq8 --json
 json_ok "mc json" out
@@ -95,7 +97,8 @@ expect "attn npy and model" 2 "$CQ" eval attn --q "$tmp/cap_q.npy" --model "$SHA
 expect "sweep --help" 0 "$CQ" sweep --help
 expect "sweep quick json" 0 "$CQ" sweep --quick --groups 32,128 --plot "$tmp/sw" --json
 json_ok "sweep json" out
-expect_grep "sweep q4_0 n/a" '"label": "q4_0".*"kld_na": "q4_0 cannot code keys at head_dim 8"' out
+# the cache runs q4_0 in the row layout (a KLD); per-head attention fidelity cannot
+expect_grep "sweep q4_0 kld in rows" '"label": "q4_0".*"kld_mean": [0-9.]*, .*"kld_na": "", .*"attn_na": "q4_0 cannot code keys at head_dim 8"' out
 expect_grep "sweep cq4+ G32" '"label": "CQ-4+ G32"' out
 for p in kld cos; do
     grep -q '<svg' "$tmp/sw_$p.svg" 2>/dev/null || { echo "eval_cli: sweep plot $p missing"; fail=1; }

@@ -2,7 +2,8 @@
  * make_cache_seeds.c - writes the seed corpus of fuzz_cache_file.c: small
  * valid cache files covering every storage kind (fp16, INT8, INT4 values,
  * CQ-4 / CQ-4+ key groups, the generic codec path), sinks, in-flight and
- * flushed partial groups, mixed layers and an empty cache. Not part of the
+ * flushed partial groups, mixed layers, an empty cache and row-layout stores
+ * (format version 2). Not part of the
  * test suite; rebuild the corpus with (from the repo root, after `make`):
  *   cc -std=c11 -D_DEFAULT_SOURCE -Iinclude tests/fuzz/make_cache_seeds.c \
  *     build/libchannelquant.a -lm -pthread -o build/make_cache_seeds
@@ -76,5 +77,8 @@ int main(int argc, char **argv) {
     rc |= seed(d, "seed_generic_flushed", 1, 1, 8, 4, 1, 7, CQ_CODEC_CQ4P, CQ_CODEC_CQ8, 1, 1, NULL);
     rc |= seed(d, "seed_mixed", 3, 1, 16, 4, 1, 9, CQ_CODEC_CQ4, CQ_CODEC_CQ4, 0, 0, mixed);
     rc |= seed(d, "seed_empty", 1, 1, 8, 4, 2, 0, CQ_CODEC_CQ4P, CQ_CODEC_CQ4, 0, 0, NULL);
+    /* format version 2: row-layout stores (q4_0 over 4 heads x 8; KIVI-4 values with a window) */
+    rc |= seed(d, "seed_rows_q4_0", 1, 4, 8, 4, 1, 6, CQ_CODEC_Q4_0, CQ_CODEC_Q8_0, 0, 0, NULL);
+    rc |= seed(d, "seed_rows_kivi4", 1, 2, 16, 4, 0, 9, CQ_CODEC_KIVI4, CQ_CODEC_KIVI4, 0, 0, NULL);
     return rc;
 }
