@@ -12,7 +12,9 @@
  * (qp = q .* s); outlier channels add a small fp16 side dot. With the FAST
  * precision (cq_attn_opts.precision) qp is then rounded to 8-bit blocks
  * (kernel quant_q8) and the codes are dotted in integers (dot_i4q). Values fold
- * their per-token scale into the softmax weight inside the kernel.
+ * their per-token scale into the softmax weight inside the kernel; with FAST,
+ * committed INT4 values take 7-bit dithered weights and integer sums (acc_i4q),
+ * while the softmax sum l stays the exact fp32 one.
  *
  * Threads: decode splits every kv head's tokens into fixed chunks of
  * CHUNK tokens (independent of the thread count, so results do not depend on
