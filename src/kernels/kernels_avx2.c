@@ -326,10 +326,12 @@ static void v_dot_i4(const float *qp, uint32_t nh, const uint8_t *k, uint32_t n,
 }
 
 #define DOT_I4Q_NAME v_dot_i4q
+#define DOT_I4Q_SETUP v_dot_i4q_setup
 #define I4Q_MADD(acc, s16, w16) _mm256_add_epi32((acc), _mm256_madd_epi16((s16), (w16)))
 #include "dot_i4q_x86.inc"
 #undef I4Q_MADD
 #undef DOT_I4Q_NAME
+#undef DOT_I4Q_SETUP
 
 /* The rule of the scalar table's s_quant_q8 (its comment is the spec), vectorized for
  * 4-channel blocks: two permutes give every lane its block's max a_b; the block exponent

@@ -27,10 +27,12 @@
 
 /* dot_i4q: the shared x86 loop with vpmaddwd + vpaddd fused into vpdpwssd */
 #define DOT_I4Q_NAME x_dot_i4q
+#define DOT_I4Q_SETUP x_dot_i4q_setup
 #define I4Q_MADD(acc, s16, w16) _mm256_dpwssd_epi32((acc), (s16), (w16))
 #include "dot_i4q_x86.inc"
 #undef I4Q_MADD
 #undef DOT_I4Q_NAME
+#undef DOT_I4Q_SETUP
 
 /* acc[0 .. 32) += (I - 8 S) * d from the int32 sums of one 32-channel chunk: e0 / o0 hold
  * channels 2j / 2j+1 of bytes j = 0..7, e1 / o1 of bytes 8..15 */
