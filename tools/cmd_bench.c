@@ -2,7 +2,9 @@
  * cmd_bench.c - `cq bench`: append throughput and decode-attention time of the
  * streaming cache, per key/value format, head_dim, context and thread count,
  * with the bytes each step streams expressed as a fraction of the machine's
- * read bandwidth measured in the same run (same threads, just before the row).
+ * read bandwidth measured in the same run (same threads, before and after the
+ * timed steps). The formats of one (D, T) point are timed round-robin, one step
+ * of each in turn, so their ratios are measured under the same conditions.
  *
  * As in a real decode, one step walks every layer of a cache sized to at least
  * 4x the last-level cache, so the figure measures memory, not cache. Every
@@ -66,8 +68,11 @@ static void usage(FILE *f) {
             "heads) over every layer of a cache of at least 4 x --llc-mib, so the figures\n"
             "measure memory. Each row reports the bytes a step streams (codes, scales,\n"
             "sidecar, sinks and the fp16 in-flight group), the effective GB/s, and its\n"
-            "fraction of the streaming read bandwidth measured just before the row with the\n"
-            "same threads (best of 3 reads of a 512 MiB buffer). Formats are key/value\n"
+            "fraction of the streaming read bandwidth measured with the same threads before\n"
+            "and after the timed steps (the better of two best-of-3 reads of a 512 MiB\n"
+            "buffer). The formats of one (D, T) point are timed round-robin, one step of\n"
+            "each in turn (best of --reps per format), so a drift in the speed of a shared\n"
+            "machine hits them alike and their ratios stay fair. Formats are key/value\n"
             "pairs: fp16 = fp16/fp16, cq8 = CQ-8/CQ-8, cq4 = CQ-4/CQ-4, cq4+ = CQ-4+ keys\n"
             "(2 random outlier channels per head)/CQ-4 values; G = 128.\n"
             "Verification: appended bytes equal the registry encoder's, attention on layer 0\n"
@@ -75,7 +80,8 @@ static void usage(FILE *f) {
             "pass reproduces the first bit for bit; a failure exits 1.\n"
             "--quick: D 64 and 128, contexts 1024 and 4096, fp16 and cq4, 1 and 2 threads,\n"
             "a 2 MiB 'LLC' and 2 reps (a smoke run, not a measurement).\n"
-            "--precision: the attention arithmetic for CQ-4/CQ-4+ keys (cq_attn_opts.precision;\n"
+            "--precision: the attention arithmetic for CQ-4/CQ-4+ keys and INT4 values\n"
+            "(cq_attn_opts.precision;\n"
             "default: the library's, i.e. CQ_ATTN_PRECISION or exact).\n");
 }
 
@@ -135,140 +141,211 @@ static double streamed_bytes(const cq_cache *c, uint32_t layers) {
     return b;
 }
 
-static int run_point(const bench_opts *o, uint32_t D, uint32_t T, const fmt_pair *fp,
-                     const uint8_t *bwbuf, size_t bwbytes, row *rows, int *nrows) {
+/* One format of one (D, T) point: its cache (every layer filled), append timings, the
+ * bytes a step streams, and the attention state of the timed passes. */
+typedef struct bench_case {
+    const fmt_pair *fp;
+    cq_cache *c;
+    uint8_t *masks;
+    uint32_t layers;
+    double t_dec, t_pre, sb;
+    cq_cache_mem all;
+    float *first, *out; /* [layers][NQ][D] first pass, [NQ][D] scratch */
+    double best, err;
+    int ok;
+} bench_case;
+
+static void case_free(bench_case *b) {
+    cq_cache_free(b->c);
+    free(b->masks);
+    free(b->first);
+    free(b->out);
+    memset(b, 0, sizeof *b);
+}
+
+/* Build one format's cache: size it to >= 4 x LLC from a one-layer probe, append layer 0
+ * token by token (decode) and the rest in 512-token chunks (prefill), verify the bytes. */
+static int build_case(const bench_opts *o, uint32_t D, uint32_t T, const fmt_pair *fp,
+                      const uint16_t *K, const uint16_t *V, cq_rng *r, bench_case *b) {
     const uint32_t H = o->kv_heads, NQ = H * o->gqa;
-    cq_rng r;
-    cq_rng_seed(&r, 1000 + D + T);
-    /* one layer of input, reused for every layer (contents do not change the traffic) */
-    size_t N = (size_t)T * H * D;
-    uint16_t *K = malloc(N * 2), *V = malloc(N * 2);
-    uint16_t pool[4096];
-    if (!K || !V) {
-        free(K);
-        free(V);
-        fprintf(stderr, "cq bench: CQ_ERR_NOMEM: input of %zu MiB\n", N * 4 >> 20);
-        return -1;
-    }
-    for (int i = 0; i < 4096; i++) pool[i] = cq_f32_to_f16((float)cq_rng_normal(&r));
-    for (size_t i = 0; i < N; i += 1024) {
-        size_t n = N - i < 1024 ? N - i : 1024;
-        memcpy(K + i, pool + cq_rng_below(&r, 3072), n * 2);
-        memcpy(V + i, pool + cq_rng_below(&r, 3072), n * 2);
-    }
-    /* size of one layer, from a one-layer probe's accounting formula: build and measure */
+    memset(b, 0, sizeof *b);
+    b->fp = fp;
     uint32_t layers = 2;
-    uint8_t *masks = NULL;
-    cq_cache *c = NULL;
     cq_err e;
     for (int pass = 0; pass < 2; pass++) {
         cq_layer_codecs lc[MAXL * 64];
         uint32_t nl = pass ? layers : 1;
         if (nl > sizeof lc / sizeof lc[0]) nl = sizeof lc / sizeof lc[0];
         for (uint32_t L = 0; L < nl; L++) lc[L].key = fp->k, lc[L].val = fp->v;
-        free(masks);
-        masks = calloc((size_t)nl * H * D, 1);
+        free(b->masks);
+        b->masks = calloc((size_t)nl * H * D, 1);
+        if (!b->masks) {
+            fprintf(stderr, "cq bench: CQ_ERR_NOMEM: outlier masks\n");
+            case_free(b);
+            return -1;
+        }
         for (uint32_t i = 0; i < nl * H; i++) {
-            uint32_t a = cq_rng_below(&r, D), b = (a + 1 + cq_rng_below(&r, D - 1)) % D;
-            masks[(size_t)i * D + a] = masks[(size_t)i * D + b] = 1;
+            uint32_t a = cq_rng_below(r, D), c2 = (a + 1 + cq_rng_below(r, D - 1)) % D;
+            b->masks[(size_t)i * D + a] = b->masks[(size_t)i * D + c2] = 1;
         }
         cq_cache_config cfg;
         cq_cache_config_default(&cfg, nl, H, D);
         cfg.layer_codecs = lc;
-        cfg.outlier_masks = masks;
-        cq_cache_free(c);
-        if (cq_cache_create(&cfg, &c, &e)) {
+        cfg.outlier_masks = b->masks;
+        cq_cache_free(b->c);
+        b->c = NULL;
+        if (cq_cache_create(&cfg, &b->c, &e)) {
             cq_report("bench", e.code, &e);
-            free(K), free(V), free(masks);
+            case_free(b);
             return -1;
         }
         if (pass == 0) { /* probe: one layer in chunks, for its size */
-            cq_cache_append(c, 0, K, V, T, NULL);
+            cq_cache_append(b->c, 0, K, V, T, NULL);
             cq_cache_mem m;
-            cq_cache_memory(c, 0, &m);
+            cq_cache_memory(b->c, 0, &m);
             double need = 4.0 * o->llc_mib * 1048576.0;
             layers = (uint32_t)ceil(need / (double)m.total);
             if (layers < 2) layers = 2;
         }
         layers = nl > layers ? layers : (pass ? nl : layers);
     }
-    /* layer 0: token by token (decode append); the rest: 512-token chunks (prefill) */
+    b->layers = layers;
     double t0 = now_s();
     for (uint32_t t = 0; t < T; t++)
-        if (cq_cache_append(c, 0, K + (size_t)t * H * D, V + (size_t)t * H * D, 1, &e)) break;
-    double t_dec = now_s() - t0;
+        if (cq_cache_append(b->c, 0, K + (size_t)t * H * D, V + (size_t)t * H * D, 1, &e)) break;
+    b->t_dec = now_s() - t0;
     t0 = now_s();
     for (uint32_t L = 1; L < layers; L++)
         for (uint32_t t = 0; t < T; t += 512) {
             uint32_t n = T - t < 512 ? T - t : 512;
-            if (cq_cache_append(c, L, K + (size_t)t * H * D, V + (size_t)t * H * D, n, &e)) break;
+            if (cq_cache_append(b->c, L, K + (size_t)t * H * D, V + (size_t)t * H * D, n, &e)) break;
         }
-    double t_pre = now_s() - t0;
+    b->t_pre = now_s() - t0;
     int ok = 1;
-    for (uint32_t L = 0; L < layers; L++) ok &= cq_cache_tokens(c, L) == T;
-    ok = ok && verify_append(c, 0, K, V, H, D, masks) &&
-         verify_append(c, layers - 1, K, V, H, D, masks + (size_t)(layers - 1) * H * D);
-    if (!ok) {
-        fprintf(stderr, "cq bench: CQ_ERR_MISMATCH: appended bytes differ from the encoder "
-                        "(D=%u T=%u %s)\n", D, T, fp->name);
-        cq_cache_free(c), free(K), free(V), free(masks);
+    for (uint32_t L = 0; L < layers; L++) ok &= cq_cache_tokens(b->c, L) == T;
+    ok = ok && verify_append(b->c, 0, K, V, H, D, b->masks) &&
+         verify_append(b->c, layers - 1, K, V, H, D, b->masks + (size_t)(layers - 1) * H * D);
+    b->first = malloc((size_t)layers * NQ * D * 4);
+    b->out = malloc((size_t)NQ * D * 4);
+    if (!ok || !b->first || !b->out) {
+        fprintf(stderr, "cq bench: %s (D=%u T=%u %s)\n",
+                ok ? "CQ_ERR_NOMEM: attention buffers"
+                   : "CQ_ERR_MISMATCH: appended bytes differ from the encoder",
+                D, T, fp->name);
+        case_free(b);
         return -1;
     }
-    const double in_bytes = (double)T * H * D * 2 * 2;
-    cq_cache_mem all;
-    cq_cache_memory(c, -1, &all);
-    const double sb = streamed_bytes(c, layers);
-    /* queries and reference for layer 0 */
+    cq_cache_memory(b->c, -1, &b->all);
+    b->sb = streamed_bytes(b->c, layers);
+    return 0;
+}
+
+/* One decode step: every layer, each output checked against the first pass bit for bit. */
+static double time_step(bench_case *b, const float *q, uint32_t NQ, uint32_t D,
+                        const cq_attn_opts *op) {
+    double t0 = now_s();
+    for (uint32_t L = 0; L < b->layers; L++) {
+        cq_cache_attend(b->c, L, q, NQ, b->out, op, NULL);
+        b->ok &= memcmp(b->out, b->first + (size_t)L * NQ * D, (size_t)NQ * D * 4) == 0;
+    }
+    return now_s() - t0;
+}
+
+/* One (D, T) point: every format's cache is built first, then per thread count the reps
+ * run round-robin over the formats (one step of each in turn), so a drift of the shared
+ * machine's speed hits every format alike and the ratios stay fair. The read bandwidth
+ * is measured before and after the reps with the same threads; the row divides by the
+ * larger reading. */
+static int run_point(const bench_opts *o, uint32_t D, uint32_t T, const uint8_t *bwbuf,
+                     size_t bwbytes, row *rows, int *nrows) {
+    const uint32_t H = o->kv_heads, NQ = H * o->gqa;
+    cq_rng r;
+    cq_rng_seed(&r, 1000 + D + T);
+    /* one layer of input, reused for every layer (contents do not change the traffic) */
+    size_t N = (size_t)T * H * D;
+    uint16_t *K = malloc(N * 2), *V = malloc(N * 2);
     float *q = malloc((size_t)NQ * D * 4), *ref = malloc((size_t)NQ * D * 4);
-    float *first = malloc((size_t)layers * NQ * D * 4), *out = malloc((size_t)NQ * D * 4);
+    bench_case cs[8];
+    int nc = 0, rc = 0;
+    if (!K || !V || !q || !ref) {
+        fprintf(stderr, "cq bench: CQ_ERR_NOMEM: input of %zu MiB\n", N * 4 >> 20);
+        rc = -1;
+        goto done;
+    }
+    uint16_t pool[4096];
+    for (int i = 0; i < 4096; i++) pool[i] = cq_f32_to_f16((float)cq_rng_normal(&r));
+    for (size_t i = 0; i < N; i += 1024) {
+        size_t n = N - i < 1024 ? N - i : 1024;
+        memcpy(K + i, pool + cq_rng_below(&r, 3072), n * 2);
+        memcpy(V + i, pool + cq_rng_below(&r, 3072), n * 2);
+    }
     for (uint32_t i = 0; i < NQ * D; i++) q[i] = (float)cq_rng_normal(&r);
-    cq_cache_attend_ref(c, 0, q, 1, T - 1, NQ, ref, 0.0f, NULL);
-    for (uint32_t ti = 0; ti < o->n_thr; ti++) {
+    for (int fi = 0; fi < o->n_fmts && !rc; fi++) {
+        fprintf(stderr, "cq bench: D=%u T=%u %s: building ...\n", D, T, ALL_FMTS[o->fmts[fi]].name);
+        if (build_case(o, D, T, &ALL_FMTS[o->fmts[fi]], K, V, &r, &cs[nc])) rc = -1;
+        else nc++;
+    }
+    for (uint32_t ti = 0; ti < o->n_thr && !rc; ti++) {
         const uint32_t thr = o->thr[ti];
         cq_attn_opts op = {thr, 0.0f, o->precision};
-        for (uint32_t L = 0; L < layers; L++) /* warm pass: the results every timed pass must match */
-            ok &= cq_cache_attend(c, L, q, NQ, first + (size_t)L * NQ * D, &op, &e) == CQ_OK;
-        double err = 0.0, den = 1e-30;
-        for (uint32_t i = 0; i < NQ * D; i++) {
-            err = fmax(err, fabs((double)first[i] - ref[i]));
-            den = fmax(den, fabs((double)ref[i]));
+        const double lim = cq_attn_precision_resolve(o->precision) == CQ_ATTN_FAST ? 5e-2 : 1e-3;
+        for (int ci = 0; ci < nc; ci++) { /* warm pass: the results every timed pass must match */
+            bench_case *b = &cs[ci];
+            b->ok = 1;
+            for (uint32_t L = 0; L < b->layers; L++)
+                b->ok &= cq_cache_attend(b->c, L, q, NQ, b->first + (size_t)L * NQ * D, &op, NULL) == CQ_OK;
+            cq_cache_attend_ref(b->c, 0, q, 1, T - 1, NQ, ref, 0.0f, NULL);
+            double err = 0.0, den = 1e-30;
+            for (uint32_t i = 0; i < NQ * D; i++) {
+                err = fmax(err, fabs((double)b->first[i] - ref[i]));
+                den = fmax(den, fabs((double)ref[i]));
+            }
+            b->err = err / den;
+            /* far above the tested bounds: a sanity check of the run */
+            b->ok &= b->err <= lim;
+            b->best = 1e30;
         }
-        err /= den;
-        /* far above the tested bounds: a sanity check of the run (FAST: 8-bit query) */
-        ok &= err <= (cq_attn_precision_resolve(o->precision) == CQ_ATTN_FAST ? 5e-2 : 1e-3);
         double bw = cq_read_bandwidth(bwbuf, bwbytes, thr, 3);
-        double best = 1e30;
-        for (uint32_t rep = 0; rep < o->reps && ok; rep++) {
-            t0 = now_s();
-            for (uint32_t L = 0; L < layers; L++) cq_cache_attend(c, L, q, NQ, out, &op, NULL), ok &= memcmp(out, first + (size_t)L * NQ * D, (size_t)NQ * D * 4) == 0;
-            double dt = now_s() - t0;
-            if (dt < best) best = dt;
+        for (uint32_t rep = 0; rep < o->reps; rep++)
+            for (int ci = 0; ci < nc; ci++) {
+                double dt = time_step(&cs[ci], q, NQ, D, &op);
+                if (dt < cs[ci].best) cs[ci].best = dt;
+            }
+        double bw2 = cq_read_bandwidth(bwbuf, bwbytes, thr, 3);
+        if (bw2 > bw) bw = bw2;
+        for (int ci = 0; ci < nc; ci++) {
+            bench_case *b = &cs[ci];
+            if (!b->ok) {
+                fprintf(stderr, "cq bench: CQ_ERR_MISMATCH: attention output failed verification "
+                                "(D=%u T=%u %s, %u threads, rel err %.3g)\n", D, T, b->fp->name,
+                        thr, b->err);
+                rc = -1;
+                break;
+            }
+            const double in_bytes = (double)T * H * D * 2 * 2;
+            /* rows stay grouped by format, thread counts in order */
+            row *w = &rows[*nrows + ci * (int)o->n_thr + (int)ti];
+            w->D = D, w->T = T, w->threads = thr, w->layers = b->layers, w->fmt = b->fp->name;
+            w->cache_mib = (double)b->all.total / 1048576.0;
+            w->bpv = b->all.bits_per_value;
+            w->app_dec = in_bytes / b->t_dec * 1e-9;
+            w->app_pre = b->layers > 1 ? in_bytes * (b->layers - 1) / b->t_pre * 1e-9 : 0.0;
+            w->us_layer = b->best / b->layers * 1e6;
+            w->ms_step = b->best * 1e3;
+            w->mb_step = b->sb / 1e6;
+            w->eff = b->sb / b->best * 1e-9;
+            w->bw = bw;
+            w->frac = bw > 0 ? w->eff / bw : 0.0;
+            w->err = b->err;
+            fprintf(stderr, "  D=%u T=%u %-5s %u thr: %u layers, %.1f us/layer, %.2f GB/s = %.0f%% of %.1f GB/s\n",
+                    D, T, b->fp->name, thr, b->layers, w->us_layer, w->eff, 100 * w->frac, bw);
         }
-        if (!ok) {
-            fprintf(stderr, "cq bench: CQ_ERR_MISMATCH: attention output failed verification "
-                            "(D=%u T=%u %s, %u threads, rel err %.3g)\n", D, T, fp->name, thr, err);
-            break;
-        }
-        row *w = &rows[(*nrows)++];
-        w->D = D, w->T = T, w->threads = thr, w->layers = layers, w->fmt = fp->name;
-        w->cache_mib = (double)all.total / 1048576.0;
-        w->bpv = all.bits_per_value;
-        w->app_dec = in_bytes / t_dec * 1e-9;
-        w->app_pre = layers > 1 ? in_bytes * (layers - 1) / t_pre * 1e-9 : 0.0;
-        w->us_layer = best / layers * 1e6;
-        w->ms_step = best * 1e3;
-        w->mb_step = sb / 1e6;
-        w->eff = sb / best * 1e-9;
-        w->bw = bw;
-        w->frac = bw > 0 ? w->eff / bw : 0.0;
-        w->err = err;
-        fprintf(stderr, "  D=%u T=%u %-5s %u thr: %u layers, %.1f us/layer, %.2f GB/s = %.0f%% of %.1f GB/s\n",
-                D, T, fp->name, thr, layers, w->us_layer, w->eff, 100 * w->frac, bw);
     }
-    free(q), free(ref), free(first), free(out);
-    cq_cache_free(c);
-    free(K), free(V), free(masks);
-    return ok ? 0 : -1;
+    if (!rc) *nrows += nc * (int)o->n_thr;
+done:
+    for (int ci = 0; ci < nc; ci++) case_free(&cs[ci]);
+    free(K), free(V), free(q), free(ref);
+    return rc;
 }
 
 static void print_rows(const bench_opts *o, const row *rows, int n) {
@@ -409,13 +486,7 @@ int cq_cmd_bench(int argc, char **argv) {
     int n = 0, rc = 0;
     for (uint32_t di = 0; di < o.n_dims && !rc; di++)
         for (uint32_t ci = 0; ci < o.n_ctx && !rc; ci++)
-            for (int fi = 0; fi < o.n_fmts && !rc; fi++) {
-                fprintf(stderr, "cq bench: D=%u T=%u %s ...\n", o.dims[di], o.ctx[ci],
-                        ALL_FMTS[o.fmts[fi]].name);
-                if (run_point(&o, o.dims[di], o.ctx[ci], &ALL_FMTS[o.fmts[fi]], bwbuf, bwbytes,
-                              rows, &n))
-                    rc = 1;
-            }
+            if (run_point(&o, o.dims[di], o.ctx[ci], bwbuf, bwbytes, rows, &n)) rc = 1;
     print_rows(&o, rows, n);
     free(rows);
     free(bwbuf);
