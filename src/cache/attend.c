@@ -323,7 +323,8 @@ typedef struct decode_job {
     const float *q; /* [nq][D] pre-scaled */
     uint32_t nh, n_chunks, T;
     int prec;
-    float *parts;   /* per task: m[nh] l[nh] acc[nh][D] */
+    float *parts;   /* per task: m[nh] l[nh] acc[nh][D], at a stride of ps floats */
+    size_t ps;      /* whole 64-byte lines: tasks on different threads never share one */
     _Atomic int status;
 } decode_job;
 
@@ -333,7 +334,7 @@ static void decode_task(void *ctx, uint32_t task, uint32_t worker) {
     const uint32_t D = j->c->cfg.head_dim, nh = j->nh;
     uint32_t h = task / j->n_chunks, ch = task % j->n_chunks;
     uint32_t a = ch * CHUNK, b = a + CHUNK < j->T ? a + CHUNK : j->T;
-    float *base = j->parts + (size_t)task * nh * (D + 2);
+    float *base = j->parts + (size_t)task * j->ps;
     part pt = {base, base + nh, base + 2 * nh};
     run_scratch sc;
     cq_status st = CQ_ERR_NOMEM;
@@ -387,10 +388,11 @@ cq_status cq_cache_attend(const cq_cache *c, uint32_t layer, const float *q, uin
     const float scale = attn_scale(c, opts);
     if ((st = check_precision(opts, err))) return st;
     decode_job j = {c, l, NULL, nh, (T + CHUNK - 1) / CHUNK, T,
-                    cq_attn_precision_resolve(opts ? opts->precision : 0), NULL, 0};
+                    cq_attn_precision_resolve(opts ? opts->precision : 0), NULL, 0, 0};
     const uint32_t n_tasks = H * j.n_chunks;
     float *qs = malloc((size_t)n_q_heads * D * sizeof *qs);
-    j.parts = malloc((size_t)n_tasks * nh * (D + 2) * sizeof(float));
+    j.ps = ((size_t)nh * (D + 2) + 15) & ~(size_t)15;
+    j.parts = aligned_alloc(64, (size_t)n_tasks * j.ps * sizeof(float));
     if (!qs || !j.parts) {
         free(qs);
         free(j.parts);
@@ -405,12 +407,12 @@ cq_status cq_cache_attend(const cq_cache *c, uint32_t layer, const float *q, uin
             for (uint32_t g = 0; g < nh; g++) {
                 float M = -INFINITY, Lsum = 0.0f, *o = out + ((size_t)h * nh + g) * D;
                 for (uint32_t ch = 0; ch < j.n_chunks; ch++) {
-                    const float *b = j.parts + (size_t)(h * j.n_chunks + ch) * nh * (D + 2);
+                    const float *b = j.parts + (size_t)(h * j.n_chunks + ch) * j.ps;
                     if (b[g] > M) M = b[g];
                 }
                 memset(o, 0, D * sizeof *o);
                 for (uint32_t ch = 0; ch < j.n_chunks; ch++) {
-                    const float *b = j.parts + (size_t)(h * j.n_chunks + ch) * nh * (D + 2);
+                    const float *b = j.parts + (size_t)(h * j.n_chunks + ch) * j.ps;
                     float w = expf(b[g] - M);
                     Lsum += w * b[nh + g];
                     const float *acc = b + 2 * nh + (size_t)g * D;
