@@ -40,7 +40,7 @@ typedef struct bench_opts {
     uint32_t thr[8], n_thr;
     int fmts[8], n_fmts;
     uint32_t kv_heads, gqa, llc_mib, reps, bw_mib;
-    int json, csv;
+    int json, csv, kernels, quick;
     uint32_t precision; /* cq_attn_precision: 0 = the library default */
 } bench_opts;
 
@@ -61,7 +61,8 @@ static void usage(FILE *f) {
             "usage: cq bench [--quick] [--dims 64,128] [--contexts 1024,4096,16384,65536]\n"
             "                [--threads 1,2] [--formats fp16,cq8,cq4,cq4+] [--kv-heads 8]\n"
             "                [--gqa 4] [--llc-mib 32] [--reps 5] [--precision exact|fast]\n"
-            "                [--json | --csv]\n\n"
+            "                [--json | --csv]\n"
+            "       cq bench --kernels [--dims 128] [--quick] [--json | --csv]\n\n"
             "Append throughput (GB/s of fp16 K+V input, one thread: token by token as in\n"
             "decode, and 512-token chunks as in prefill) and decode-attention time per step\n"
             "of the streaming cache. A step attends one query token (kv-heads x gqa query\n"
@@ -80,6 +81,9 @@ static void usage(FILE *f) {
             "pass reproduces the first bit for bit; a failure exits 1.\n"
             "--quick: D 64 and 128, contexts 1024 and 4096, fp16 and cq4, 1 and 2 threads,\n"
             "a 2 MiB 'LLC' and 2 reps (a smoke run, not a measurement).\n"
+            "--kernels: instead, the attention kernels alone (L1-resident, 128 tokens, 4 query\n"
+            "heads, D = the largest --dims value, a multiple of 32) in ns per token, for every\n"
+            "kernel table this CPU runs, each checked against the scalar table first.\n"
             "--precision: the attention arithmetic for CQ-4/CQ-4+ keys and INT4 values\n"
             "(cq_attn_opts.precision;\n"
             "default: the library's, i.e. CQ_ATTN_PRECISION or exact).\n");
@@ -413,7 +417,7 @@ static void print_rows(const bench_opts *o, const row *rows, int n) {
 
 int cq_cmd_bench(int argc, char **argv) {
     bench_opts o = {{64, 128}, 2, {1024, 4096, 16384, 65536}, 4, {1, 2}, 2, {0, 1, 2, 3}, 4,
-                    8, 4, 32, 5, 512, 0, 0, 0};
+                    8, 4, 32, 5, 512, 0, 0, 0, 0, 0};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         int bad = 0;
@@ -424,8 +428,9 @@ int cq_cmd_bench(int argc, char **argv) {
             o.n_dims = 2, o.dims[0] = 64, o.dims[1] = 128;
             o.n_ctx = 2, o.ctx[0] = 1024, o.ctx[1] = 4096;
             o.n_fmts = 2, o.fmts[0] = 0, o.fmts[1] = 2;
-            o.llc_mib = 2, o.reps = 2, o.bw_mib = 64;
-        } else if (!strcmp(a, "--json")) o.json = 1;
+            o.llc_mib = 2, o.reps = 2, o.bw_mib = 64, o.quick = 1;
+        } else if (!strcmp(a, "--kernels")) o.kernels = 1;
+        else if (!strcmp(a, "--json")) o.json = 1;
         else if (!strcmp(a, "--csv")) o.csv = 1;
         else if (!v) bad = 1;
         else if (!strcmp(a, "--dims")) {
@@ -473,6 +478,11 @@ int cq_cmd_bench(int argc, char **argv) {
     if (o.json && o.csv) {
         fprintf(stderr, "cq bench: CQ_ERR_ARG: --json and --csv are exclusive\n");
         return 2;
+    }
+    if (o.kernels) {
+        uint32_t kd = 0;
+        for (uint32_t k = 0; k < o.n_dims; k++) kd = o.dims[k] > kd ? o.dims[k] : kd;
+        return cq_bench_kernels(kd ? kd : 128, o.quick ? 20 : 2000, o.json, o.csv);
     }
     /* the bandwidth buffer: 16 x the LLC (at least 64 MiB), touched once */
     size_t bwbytes = (size_t)(o.bw_mib > 16u * o.llc_mib ? o.bw_mib : 16u * o.llc_mib) << 20;

@@ -25,6 +25,8 @@ int cq_cmd_engine(int argc, char **argv);
 int cq_cmd_generate(int argc, char **argv);
 int cq_cmd_eval(int argc, char **argv);
 int cq_cmd_bench(int argc, char **argv);
+/* tools/bench_kernels.c: `cq bench --kernels`, the attention kernels alone per table */
+int cq_bench_kernels(uint32_t D, uint32_t reps, int json, int csv);
 int cq_cmd_calibrate(int argc, char **argv); /* `cq calibrate` = `cq eval calibrate` */
 int cq_cmd_sweep(int argc, char **argv);
 int cq_eval_mc(int argc, char **argv);      /* `cq eval mc` */
