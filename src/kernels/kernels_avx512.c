@@ -121,7 +121,7 @@ static void x_acc_i4q(const float *w, uint32_t ws, uint32_t nh, const uint8_t *v
     }
 }
 
-/* Filled by cq_kernels_avx512_init (dispatch.c, once): the AVX2 table, these entries replaced. */
+/* Called once by dispatch.c (avx512_init, after cpuid): the AVX2 table, these entries replaced. */
 void cq_kernels_avx512_fill(cq_kernels *t) {
     *t = cq_kernels_avx2_table;
     t->name = "avx512";
