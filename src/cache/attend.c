@@ -285,8 +285,10 @@ static int scratch_init(run_scratch *sc, const cq_cache *c, const cq_head *hd, u
     sc->qsh = malloc((size_t)nh * (D / CQ_Q8_BLOCK + 1));
     sc->qsc = malloc((size_t)nh * sizeof(float));
     sc->s = malloc((size_t)nh * BLK * sizeof(float));
+    /* CQ-4 keys decode rows only when tokens start mid-byte (odd kept count) */
     uint32_t ku = hd->k.kind == ST_GEN || hd->k.kind == ST_ROW ? hd->k.unit
-                                                               : (hd->k.kind == ST_I4K ? BLK : 0);
+                  : hd->k.kind == ST_I4K && (hd->k.params->kept & 1) ? BLK
+                                                                      : 0;
     uint32_t vu = hd->v.kind == ST_GEN || hd->v.kind == ST_ROW ? hd->v.unit : 0;
     if (ku) sc->ku = malloc((size_t)ku * D * sizeof(float));
     if (vu) sc->vu = malloc((size_t)vu * D * sizeof(float));
