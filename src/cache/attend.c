@@ -211,8 +211,9 @@ static cq_status val_acc(const cq_kernels *k, const cq_store *s, uint32_t u, uin
         k->acc_i8(w, BLK, nh, (const int8_t *)cq_store_codes(s, u), cq_store_scale(s, u), n, D,
                   acc);
         return CQ_OK;
-    case ST_I4V:
-        k->acc_i4(w, BLK, nh, cq_store_codes(s, u), cq_store_scale(s, u), n, D, acc);
+    case ST_I4V: /* FAST: 7-bit dithered weights, integer sums (kernel acc_i4q) */
+        (sc->prec == CQ_ATTN_FAST ? k->acc_i4q : k->acc_i4)(w, BLK, nh, cq_store_codes(s, u),
+                                                            cq_store_scale(s, u), n, D, acc);
         return CQ_OK;
     default: {
         uint32_t uu = u / s->unit;
@@ -236,7 +237,6 @@ static cq_status attend_range(const cq_cache *c, const cq_head *hd, uint32_t a, 
     while (t < b) {
         uint32_t n = b - t < BLK ? b - t : BLK;
         int sink = t < S;
-        int vq = 0; /* FAST: committed INT4 values take 7-bit weights (kernel acc_i4q) */
         if (sink) {
             if (S - t < n) n = S - t;
             k->dot_f16(q, nh, hd->sink_k + (size_t)t * D, n, D, sc->s, BLK);
@@ -246,7 +246,6 @@ static cq_status attend_range(const cq_cache *c, const cq_head *hd, uint32_t a, 
             if (rv < n) n = rv;
             cq_status st = key_scores(k, &hd->k, u, n, q, nh, sc);
             if (st) return st;
-            vq = sc->prec == CQ_ATTN_FAST && hd->v.kind == ST_I4V && u < hd->v.n_done;
         }
         for (uint32_t h = 0; h < nh; h++) {
             float *s = sc->s + (size_t)h * BLK, mx = k->max_f32(s, n);
@@ -261,10 +260,6 @@ static cq_status attend_range(const cq_cache *c, const cq_head *hd, uint32_t a, 
         }
         if (sink) {
             k->acc_f16(sc->s, BLK, nh, hd->sink_v + (size_t)t * D, n, D, pt->acc);
-        } else if (vq) {
-            const cq_store *vs = &hd->v;
-            k->acc_i4q(sc->s, BLK, nh, cq_store_codes(vs, t - S), cq_store_scale(vs, t - S), n, D,
-                       pt->acc);
         } else {
             cq_status st = val_acc(k, &hd->v, t - S, n, sc->s, nh, pt->acc, sc);
             if (st) return st;
