@@ -36,6 +36,7 @@
 
 typedef struct run_scratch {
     float *qp;              /* [nh][D] */
+    float *qo;              /* [nh][k]: the query at the CQ-4+ outlier channels */
     int8_t *q8;             /* [nh][D]: FAST precision, qp rounded to int8 per block */
     uint8_t *qsh;           /* [nh][D / CQ_Q8_BLOCK + 1]: block shifts */
     float *qsc;             /* [nh]: scales */
@@ -174,14 +175,10 @@ static cq_status key_scores(const cq_kernels *k, const cq_store *s, uint32_t u, 
             k->dot_i4(sc->qp, nh, slot + (size_t)r0 * kept / 2, n, kept, sc->s, BLK);
         }
         if (p->k) { /* outlier lane: raw fp16 sidecar */
-            float qo[4 * CQ_MAX_DIM];
-            for (uint32_t h0 = 0; h0 < nh; h0 += 4) {
-                const uint32_t hn = nh - h0 < 4 ? nh - h0 : 4;
-                for (uint32_t h = 0; h < hn; h++)
-                    for (uint32_t o = 0; o < p->k; o++)
-                        qo[h * p->k + o] = q[(size_t)(h0 + h) * D + p->outlier[o]];
-                k->side_dot(qo, hn, side + (size_t)r0 * p->k, n, p->k, sc->s + (size_t)h0 * BLK, BLK);
-            }
+            for (uint32_t h = 0; h < nh; h++)
+                for (uint32_t o = 0; o < p->k; o++)
+                    sc->qo[(size_t)h * p->k + o] = q[(size_t)h * D + p->outlier[o]];
+            k->side_dot(sc->qo, nh, side + (size_t)r0 * p->k, n, p->k, sc->s, BLK);
         }
         return CQ_OK;
     }
@@ -276,6 +273,7 @@ static int scratch_init(run_scratch *sc, const cq_cache *c, const cq_head *hd, u
     sc->ku_id = sc->vu_id = -1;
     sc->prec = prec;
     sc->qp = malloc((size_t)nh * D * sizeof(float));
+    sc->qo = malloc((size_t)nh * D * sizeof(float));
     sc->q8 = malloc((size_t)nh * D);
     sc->qsh = malloc((size_t)nh * (D / CQ_Q8_BLOCK + 1));
     sc->qsc = malloc((size_t)nh * sizeof(float));
@@ -296,12 +294,13 @@ static int scratch_init(run_scratch *sc, const cq_cache *c, const cq_head *hd, u
         sc->rowbuf = malloc(rw * sizeof(float));
         sc->h16 = malloc((size_t)BLK * D * 2);
     }
-    return sc->qp && sc->q8 && sc->qsh && sc->qsc && sc->s && (!ku || sc->ku) && (!vu || sc->vu) &&
+    return sc->qp && sc->qo && sc->q8 && sc->qsh && sc->qsc && sc->s && (!ku || sc->ku) && (!vu || sc->vu) &&
            (!rw || (sc->rowbuf && sc->h16));
 }
 
 static void scratch_free(run_scratch *sc) {
     free(sc->qp);
+    free(sc->qo);
     free(sc->q8);
     free(sc->qsh);
     free(sc->qsc);
