@@ -351,10 +351,7 @@ static void v_quant_q8(const float *x, uint32_t kept, int8_t *q8, uint8_t *sh, f
     const __m256 absm = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
     __m256 m = _mm256_setzero_ps();
     for (uint32_t c = 0; c < k32; c += 8) m = _mm256_max_ps(m, _mm256_and_ps(_mm256_load_ps(xs + c), absm));
-    __m128 r = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
-    r = _mm_max_ps(r, _mm_movehl_ps(r, r));
-    r = _mm_max_ss(r, _mm_movehdup_ps(r));
-    const float amax = _mm_cvtss_f32(r);
+    const float amax = hmax8(m);
     if (!(amax > 0.0f) || amax < 0x1p-100f) {
         cq_kernels_scalar()->quant_q8(x, kept, q8, sh, qs);
         return;
