@@ -1,9 +1,11 @@
 /*
- * args.c - strict argument parsing and error reporting shared by subcommands.
+ * args.c - strict argument parsing, error reporting and the wall clock shared by
+ * subcommands.
  */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cq_tool.h"
 
@@ -66,4 +68,10 @@ void cq_report(const char *cmd, cq_status st, const cq_err *e) {
         fprintf(stderr, "cq %s: %s: %s\n", cmd, cq_status_name(e->code), e->msg);
     else
         fprintf(stderr, "cq %s: %s: %s\n", cmd, cq_status_name(st), cq_status_desc(st));
+}
+
+double cq_tool_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }

@@ -12,7 +12,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "../src/kernels/cq_kernels.h"
 #include "cq_tool.h"
@@ -53,12 +52,6 @@ static void run_kernel(const cq_kernels *k, int which, kb_data *d) {
             k->quant_q8(d->qp + h * D, D, d->q8 + h * D, d->sh + h * (D / CQ_Q8_BLOCK + 1),
                         d->qs + h);
     }
-}
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 static void fill(kb_data *d, uint32_t D) {
@@ -122,9 +115,9 @@ int cq_bench_kernels(uint32_t D, uint32_t reps, int json, int csv) {
         for (int ti = 0; ti < 3; ti++)
             for (int kk = 0; tabs[ti] && kk < NK; kk++) {
                 const uint32_t n = ti == 0 ? (reps + 19) / 20 : reps; /* scalar: 20x slower */
-                double t0 = now_s();
+                double t0 = cq_tool_now();
                 for (uint32_t r = 0; r < n; r++) run_kernel(tabs[ti], kk, &d);
-                double dt = (now_s() - t0) / n / KN * 1e9;
+                double dt = (cq_tool_now() - t0) / n / KN * 1e9;
                 if (dt < ns[ti][kk]) ns[ti][kk] = dt;
             }
         fprintf(stderr, "cq bench: kernels, trial %d of 7\n", trial + 1);

@@ -17,7 +17,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "cq_tool.h"
 
@@ -49,12 +48,6 @@ typedef struct row {
     const char *fmt;
     double cache_mib, bpv, app_dec, app_pre, us_layer, ms_step, mb_step, eff, bw, frac, err;
 } row;
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -214,17 +207,17 @@ static int build_case(const bench_opts *o, uint32_t D, uint32_t T, const fmt_pai
         layers = nl > layers ? layers : (pass ? nl : layers);
     }
     b->layers = layers;
-    double t0 = now_s();
+    double t0 = cq_tool_now();
     for (uint32_t t = 0; t < T; t++)
         if (cq_cache_append(b->c, 0, K + (size_t)t * H * D, V + (size_t)t * H * D, 1, &e)) break;
-    b->t_dec = now_s() - t0;
-    t0 = now_s();
+    b->t_dec = cq_tool_now() - t0;
+    t0 = cq_tool_now();
     for (uint32_t L = 1; L < layers; L++)
         for (uint32_t t = 0; t < T; t += 512) {
             uint32_t n = T - t < 512 ? T - t : 512;
             if (cq_cache_append(b->c, L, K + (size_t)t * H * D, V + (size_t)t * H * D, n, &e)) break;
         }
-    b->t_pre = now_s() - t0;
+    b->t_pre = cq_tool_now() - t0;
     int ok = 1;
     for (uint32_t L = 0; L < layers; L++) ok &= cq_cache_tokens(b->c, L) == T;
     ok = ok && verify_append(b->c, 0, K, V, H, D, b->masks) &&
@@ -247,12 +240,12 @@ static int build_case(const bench_opts *o, uint32_t D, uint32_t T, const fmt_pai
 /* One decode step: every layer, each output checked against the first pass bit for bit. */
 static double time_step(bench_case *b, const float *q, uint32_t NQ, uint32_t D,
                         const cq_attn_opts *op) {
-    double t0 = now_s();
+    double t0 = cq_tool_now();
     for (uint32_t L = 0; L < b->layers; L++) {
         cq_cache_attend(b->c, L, q, NQ, b->out, op, NULL);
         b->ok &= memcmp(b->out, b->first + (size_t)L * NQ * D, (size_t)NQ * D * 4) == 0;
     }
-    return now_s() - t0;
+    return cq_tool_now() - t0;
 }
 
 /* One (D, T) point: every format's cache is built first, then per thread count the reps

@@ -11,7 +11,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "cq_tool.h"
 
@@ -282,12 +281,6 @@ typedef struct role_stats {
     char na[256];             /* first reason a case could not be coded */
 } role_stats;
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 static const char *role_name(cq_role r) { return r == CQ_ROLE_KEY ? "keys" : "values"; }
 
 /* --group / --residual: codec parameters shared by every case of one run */
@@ -328,12 +321,12 @@ static void measure_case(const cq_codec_traits *c, const mcase *mc, cq_role role
     cq_err e;
     cq_err_clear(&e);
     /* encode: repeat until min_s has elapsed so a short block still gets a reading */
-    double t0 = now_s(), el = 0.0;
+    double t0 = cq_tool_now(), el = 0.0;
     unsigned reps = 0;
     do {
         st = c->encode(&cfg, role, x, mc->T, buf, nb, &e);
         reps++;
-        el = now_s() - t0;
+        el = cq_tool_now() - t0;
     } while (!st && el < min_s);
     if (st) {
         if (!rs->na[0])
@@ -342,11 +335,11 @@ static void measure_case(const cq_codec_traits *c, const mcase *mc, cq_role role
         return;
     }
     rs->enc_bytes += 2.0 * (double)n * reps, rs->enc_s += el;
-    t0 = now_s(), reps = 0;
+    t0 = cq_tool_now(), reps = 0;
     do {
         st = c->decode(&cfg, role, buf, nb, mc->T, out);
         reps++;
-        el = now_s() - t0;
+        el = cq_tool_now() - t0;
     } while (!st && el < min_s);
     if (st) {
         if (!rs->na[0]) snprintf(rs->na, sizeof rs->na, "decode: %s", cq_status_name(st));

@@ -41,6 +41,8 @@ int cq_arg_u16_list(const char *s, uint16_t *out, int max);
 
 /* Report an error record (or a bare status) on stderr as "cq: <cmd>: NAME: msg". */
 void cq_report(const char *cmd, cq_status st, const cq_err *e);
+/* monotonic wall clock in seconds (timings of bench, codecs --measure) */
+double cq_tool_now(void);
 
 int cq_is_help(const char *s);
 
