@@ -24,14 +24,20 @@ static int cpu_has_f16c(void) {
 }
 #endif
 
+#if !defined(CQ_NO_SIMD) && (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
+static int avx2_ok;
+static pthread_once_t avx2_once = PTHREAD_ONCE_INIT;
+
+static void avx2_init(void) {
+    __builtin_cpu_init();
+    avx2_ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && cpu_has_f16c();
+}
+#endif
+
 const cq_kernels *cq_kernels_avx2(void) {
 #if !defined(CQ_NO_SIMD) && (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
-    static int ok = -1;
-    if (ok < 0) {
-        __builtin_cpu_init();
-        ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && cpu_has_f16c();
-    }
-    return ok ? &cq_kernels_avx2_table : NULL;
+    pthread_once(&avx2_once, avx2_init);
+    return avx2_ok ? &cq_kernels_avx2_table : NULL;
 #else
     return NULL;
 #endif
