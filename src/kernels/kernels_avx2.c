@@ -588,19 +588,7 @@ static inline void i4q_flush(__m256i lo, __m256i hi, int32_t S8, float d, float 
     __m256i b0 = _mm256_unpacklo_epi32(e1, o1), b1 = _mm256_unpackhi_epi32(e1, o1);
     __m256i r[4] = {_mm256_permute2x128_si256(a0, a1, 0x20), _mm256_permute2x128_si256(b0, b1, 0x20),
                     _mm256_permute2x128_si256(a0, a1, 0x31), _mm256_permute2x128_si256(b0, b1, 0x31)};
-    const __m256i s8 = _mm256_set1_epi32(S8);
-    const __m256 dv = _mm256_set1_ps(d);
-    if (valid >= 32) {
-        for (int i = 0; i < 4; i++) {
-            __m256 f = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(r[i], s8)), dv);
-            _mm256_storeu_ps(dst + 8 * i, _mm256_add_ps(_mm256_loadu_ps(dst + 8 * i), f));
-        }
-        return;
-    }
-    float tmp[32];
-    for (int i = 0; i < 4; i++)
-        _mm256_storeu_ps(tmp + 8 * i, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(r[i], s8)), dv));
-    for (uint32_t c = 0; c < valid; c++) dst[c] += tmp[c];
+    cq_i4q_add32(r, S8, d, dst, valid);
 }
 
 static ALWAYS_INLINE void acc_i4q_blk(const uint32_t nhc, const i4q_tile *tl, const uint8_t *base,

@@ -38,17 +38,12 @@
  * channels 2j / 2j+1 of bytes j = 0..7, e1 / o1 of bytes 8..15 */
 static inline void flush32(__m256i e0, __m256i o0, __m256i e1, __m256i o1, int32_t S8, float d,
                            float *dst) {
-    const __m256i s8 = _mm256_set1_epi32(S8);
-    const __m256 dv = _mm256_set1_ps(d);
     __m256i a0 = _mm256_unpacklo_epi32(e0, o0), a1 = _mm256_unpackhi_epi32(e0, o0);
     __m256i b0 = _mm256_unpacklo_epi32(e1, o1), b1 = _mm256_unpackhi_epi32(e1, o1);
     /* a0: ch 0-3 | 8-11, a1: 4-7 | 12-15 (within the bytes 0-7 half), likewise b for 16-31 */
     __m256i r[4] = {_mm256_permute2x128_si256(a0, a1, 0x20), _mm256_permute2x128_si256(a0, a1, 0x31),
                     _mm256_permute2x128_si256(b0, b1, 0x20), _mm256_permute2x128_si256(b0, b1, 0x31)};
-    for (int i = 0; i < 4; i++) {
-        __m256 f = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(r[i], s8)), dv);
-        _mm256_storeu_ps(dst + 8 * i, _mm256_add_ps(_mm256_loadu_ps(dst + 8 * i), f));
-    }
+    cq_i4q_add32(r, S8, d, dst, 32);
 }
 
 /* One whole tile (CQ_V8_TILE tokens, D a multiple of 32) for nhc <= 4 heads. */

@@ -5,6 +5,7 @@
 #ifndef CQ_KERNELS_X86_H
 #define CQ_KERNELS_X86_H
 
+#include <immintrin.h>
 #include <stdint.h>
 
 #include "cq_kernels.h"
@@ -32,6 +33,25 @@ typedef struct cq_i4q_tile {
     float d[4];                                              /* A / CQ_V8_MAX */
     int on[4];                                               /* A > 2^-100 */
 } cq_i4q_tile;
+
+/* acc_i4q's tile flush: dst[c] += (float)(I_c - 8 S) * d for the 32 channels whose int32
+ * sums r[0..3] hold in channel order (8 per vector); only the first `valid` are written. */
+static inline void cq_i4q_add32(const __m256i *r, int32_t S8, float d, float *dst,
+                                uint32_t valid) {
+    const __m256i s8 = _mm256_set1_epi32(S8);
+    const __m256 dv = _mm256_set1_ps(d);
+    if (valid >= 32) {
+        for (int i = 0; i < 4; i++) {
+            __m256 f = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(r[i], s8)), dv);
+            _mm256_storeu_ps(dst + 8 * i, _mm256_add_ps(_mm256_loadu_ps(dst + 8 * i), f));
+        }
+        return;
+    }
+    float tmp[32];
+    for (int i = 0; i < 4; i++)
+        _mm256_storeu_ps(tmp + 8 * i, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(r[i], s8)), dv));
+    for (uint32_t c = 0; c < valid; c++) dst[c] += tmp[c];
+}
 
 /* Heads [0, nhc) (nhc <= 4) of the tile of m tokens whose first weight is w[0] (rows of
  * stride ws) and first value scale vs[0]. Defined in kernels_avx2.c. */
