@@ -177,23 +177,31 @@ cq_status cq_calib_stability(const cq_calib *c, uint32_t k, double *per_lh, doub
     return used_batches ? CQ_OK : CQ_ERR_STATE;
 }
 
+/* The top-k channels of every (layer, head), [L][H][k], in a new buffer (*out; free it). */
+static cq_status all_topk(const cq_calib *c, uint32_t k, uint16_t **out, cq_err *err) {
+    *out = malloc((size_t)c->L * c->H * k * 2 + 2);
+    if (!*out) return cq_err_set(err, CQ_ERR_NOMEM, -1, -1, "out of memory");
+    cq_status st = cq_calib_topk(c, -1, k, *out);
+    if (st) {
+        free(*out);
+        *out = NULL;
+        return cq_err_set(err, st, -1, -1, "k=%u is invalid for head_dim %u", k, c->D);
+    }
+    return CQ_OK;
+}
+
 cq_status cq_calib_write_mask(const cq_calib *c, uint32_t k, const char *path, const char *title,
                               cq_err *err) {
     if (!c || !path) return cq_err_set(err, CQ_ERR_NULL, -1, -1, "NULL argument");
     size_t nlh = (size_t)c->L * c->H;
-    uint16_t *ch = malloc(nlh * k * 2 + 2);
+    uint16_t *ch;
+    cq_status st = all_topk(c, k, &ch, err);
+    if (st) return st;
     size_t cap = 512 + nlh * (24 + 6 * (size_t)k);
     char *buf = malloc(cap);
-    if (!ch || !buf) {
+    if (!buf) {
         free(ch);
-        free(buf);
         return cq_err_set(err, CQ_ERR_NOMEM, -1, -1, "out of memory");
-    }
-    cq_status st = cq_calib_topk(c, -1, k, ch);
-    if (st) {
-        free(ch);
-        free(buf);
-        return cq_err_set(err, st, -1, -1, "k=%u is invalid for head_dim %u", k, c->D);
     }
     size_t o = 0;
     o += (size_t)snprintf(buf + o, cap - o, "# static key outlier-channel mask (top-%u)%s%s\n", k,
@@ -219,18 +227,13 @@ cq_status cq_calib_write_mask(const cq_calib *c, uint32_t k, const char *path, c
 cq_status cq_calib_write_rom(const cq_calib *c, uint32_t k, const char *path, cq_err *err) {
     if (!c || !path) return cq_err_set(err, CQ_ERR_NULL, -1, -1, "NULL argument");
     size_t nlh = (size_t)c->L * c->H, digits = (c->D + 3) / 4;
-    uint16_t *ch = malloc(nlh * k * 2 + 2);
+    uint16_t *ch;
+    cq_status st = all_topk(c, k, &ch, err);
+    if (st) return st;
     char *buf = malloc(nlh * (digits + 1) + 1);
-    if (!ch || !buf) {
+    if (!buf) {
         free(ch);
-        free(buf);
         return cq_err_set(err, CQ_ERR_NOMEM, -1, -1, "out of memory");
-    }
-    cq_status st = cq_calib_topk(c, -1, k, ch);
-    if (st) {
-        free(ch);
-        free(buf);
-        return cq_err_set(err, st, -1, -1, "k=%u is invalid for head_dim %u", k, c->D);
     }
     size_t o = 0;
     for (size_t i = 0; i < nlh; i++) {
