@@ -160,3 +160,15 @@ void fuzz_exercise_model(const cq_model *m, uint64_t max_weight_bytes) {
     }
     free(logits);
 }
+
+void fuzz_load_model(fuzz_model_loader load, const uint8_t *data, size_t size) {
+    cq_model *m = (cq_model *)(uintptr_t)1;
+    cq_err e;
+    cq_status st = load(data, size, &m, &e);
+    if (st != CQ_OK) {
+        if (m != NULL || e.code != st || !e.msg[0]) fuzz_fail("failed load left state");
+        return;
+    }
+    fuzz_exercise_model(m, 4u << 20);
+    cq_model_free(m);
+}

@@ -14,6 +14,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "cq_error.h"
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 #define fuzz_fail(...)                                                                             \
@@ -41,5 +43,10 @@ void fuzz_exercise_tokenizer(const struct cq_tokenizer *t);
  * fp16 cache: it runs, or refuses non-finite K/V (NONFINITE / OVERFLOW) without
  * appending anything. */
 void fuzz_exercise_model(const struct cq_model *m, uint64_t max_weight_bytes);
+/* One model-loader fuzz input: a refusal must fill the error record and leave *out NULL;
+ * a model that loads goes through fuzz_exercise_model (weights up to 4 MB) and is freed. */
+typedef cq_status (*fuzz_model_loader)(const void *buf, size_t len, struct cq_model **out,
+                                       cq_err *err);
+void fuzz_load_model(fuzz_model_loader load, const uint8_t *data, size_t size);
 
 #endif
