@@ -41,19 +41,17 @@ static const float tbq_c4[16] = {-2.7643471169f, -2.1048021157f, -1.6544546703f,
                                  0.1332771696f,  0.4023510241f,  0.6794737713f,  0.9718584055f,
                                  1.2904430627f,  1.6544546703f,  2.1048021157f,  2.7643471169f};
 
-static uint32_t tbq_block(uint32_t D) { return D % 128 == 0 ? 128 : D % 64 == 0 ? 64 : 0; }
-static size_t tbq_block_bytes(unsigned bits, uint32_t B) { return (size_t)B * bits / 8 + 2; }
-static float tbq_sign(uint32_t i) { return (tbq_signs[i >> 5] >> (i & 31)) & 1u ? -1.0f : 1.0f; }
+static float tbq_sign(uint32_t i) { return cqb_mask_sign(tbq_signs, i); }
 
 static cq_status tbq_check(const cq_codec_cfg *cfg, cq_role role) {
     (void)role;
-    return tbq_block(cfg->dim) ? CQ_OK : CQ_ERR_DIM;
+    return cqb_turbo_block(cfg->dim) ? CQ_OK : CQ_ERR_DIM;
 }
 
 static size_t tbq_bytes_b(unsigned bits, const cq_codec_cfg *cfg, uint32_t T) {
-    uint32_t B = tbq_block(cfg->dim);
+    uint32_t B = cqb_turbo_block(cfg->dim);
     if (!B) return 0;
-    return (size_t)T * (cfg->dim / B) * tbq_block_bytes(bits, B);
+    return (size_t)T * (cfg->dim / B) * cqb_turbo_block_bytes(bits, B);
 }
 
 static const float *tbq_book(unsigned bits) { return bits == 3 ? tbq_c3 : tbq_c4; }
@@ -77,7 +75,7 @@ static int tbq_block_encode(unsigned bits, uint32_t B, const float *x, uint8_t *
     float n = sqrtf(n2);
     for (uint32_t j = 0; j < B; j++) y[j] = n < 1e-12f ? 0.0f : x[j] / n * tbq_sign(j);
     cq_fwht_f32(y, B);
-    memset(blk, 0, tbq_block_bytes(bits, B));
+    memset(blk, 0, cqb_turbo_block_bytes(bits, B));
     float r2 = 0.0f;
     for (uint32_t j = 0; j < B; j++) {
         unsigned idx = cqb_nearest(y[j], mid, nc);
@@ -101,11 +99,11 @@ static void tbq_block_decode(unsigned bits, uint32_t B, const uint8_t *blk, floa
 static cq_status tbq_encode_b(const char *name, unsigned bits, const cq_codec_cfg *cfg,
                               cq_role role, const uint16_t *x, uint32_t T, uint8_t *dst,
                               size_t cap, cq_err *err) {
-    uint32_t D = cfg->dim, B = tbq_block(D);
+    uint32_t D = cfg->dim, B = cqb_turbo_block(D);
     if (tbq_check(cfg, role))
         return cq_err_set(err, CQ_ERR_DIM, -1, -1, "%s needs head_dim a multiple of 64, got %u",
                           name, D);
-    size_t need = tbq_bytes_b(bits, cfg, T), bb = tbq_block_bytes(bits, B);
+    size_t need = tbq_bytes_b(bits, cfg, T), bb = cqb_turbo_block_bytes(bits, B);
     if (cap < need) return cq_err_set(err, CQ_ERR_BUFFER, -1, -1, "dst too small");
     uint32_t bt, bc;
     if (cq_find_nonfinite(x, T, D, &bt, &bc))
@@ -132,10 +130,10 @@ static cq_status tbq_encode_b(const char *name, unsigned bits, const cq_codec_cf
 
 static cq_status tbq_decode_b(unsigned bits, const cq_codec_cfg *cfg, cq_role role,
                               const uint8_t *src, size_t len, uint32_t T, float *out) {
-    uint32_t D = cfg->dim, B = tbq_block(D);
+    uint32_t D = cfg->dim, B = cqb_turbo_block(D);
     if (tbq_check(cfg, role)) return CQ_ERR_DIM;
     if (len != tbq_bytes_b(bits, cfg, T)) return CQ_ERR_BUFFER;
-    size_t bb = tbq_block_bytes(bits, B);
+    size_t bb = cqb_turbo_block_bytes(bits, B);
     for (size_t i = 0; i < (size_t)T * (D / B); i++) tbq_block_decode(bits, B, src + i * bb, out + i * B);
     return CQ_OK;
 }
@@ -155,7 +153,7 @@ static cq_status tbq_decode_b(unsigned bits, const cq_codec_cfg *cfg, cq_role ro
     }                                                                                              \
     static double SYM##_modeled(const cq_codec_cfg *cfg, cq_role role, uint32_t T) {               \
         (void)role, (void)T;                                                                       \
-        uint32_t B = tbq_block(cfg->dim);                                                          \
+        uint32_t B = cqb_turbo_block(cfg->dim);                                                          \
         return B ? (double)(BITS) + 16.0 / B : 0.0;                                                \
     }                                                                                              \
     const cq_codec_traits cq_codec_##SYM = {                                                       \

@@ -66,23 +66,16 @@ static turbo_kind kind_of(cq_codec_id id) {
 }
 
 /* Block width for a head dim: 128, else 64, else 0 (unsupported). */
-static uint32_t turbo_block(uint32_t D) { return D % 128 == 0 ? 128 : D % 64 == 0 ? 64 : 0; }
-
-static size_t turbo_block_bytes(unsigned bits, uint32_t B) { return 2 + (size_t)B * bits / 8; }
-
-static float mask_sign(const uint32_t *m, uint32_t i) {
-    return (m[i >> 5] >> (i & 31)) & 1u ? -1.0f : 1.0f;
-}
 
 static cq_status turbo_check(const cq_codec_cfg *cfg, cq_role role) {
     (void)role;
-    return turbo_block(cfg->dim) ? CQ_OK : CQ_ERR_DIM;
+    return cqb_turbo_block(cfg->dim) ? CQ_OK : CQ_ERR_DIM;
 }
 
 static size_t turbo_bytes_k(turbo_kind k, const cq_codec_cfg *cfg, uint32_t T) {
-    uint32_t B = turbo_block(cfg->dim);
+    uint32_t B = cqb_turbo_block(cfg->dim);
     if (!B) return 0;
-    return (size_t)T * (cfg->dim / B) * turbo_block_bytes(k.bits, B);
+    return (size_t)T * (cfg->dim / B) * cqb_turbo_block_bytes(k.bits, B);
 }
 
 /* Write code idx of element j into a block's code area (after the norm). */
@@ -113,12 +106,12 @@ static int turbo_block_encode(turbo_kind k, uint32_t B, const float *x, uint8_t 
     float n2 = 0.0f;
     for (uint32_t j = 0; j < B; j++) n2 += x[j] * x[j];
     float n = sqrtf(n2);
-    for (uint32_t j = 0; j < B; j++) y[j] = n < 1e-10f ? 0.0f : x[j] / n * mask_sign(turbo_s1, j);
+    for (uint32_t j = 0; j < B; j++) y[j] = n < 1e-10f ? 0.0f : x[j] / n * cqb_mask_sign(turbo_s1, j);
     cq_fwht_orthonormal_f32(y, B);
-    memset(blk, 0, turbo_block_bytes(k.bits, B));
+    memset(blk, 0, cqb_turbo_block_bytes(k.bits, B));
     float r2 = 0.0f;
     for (uint32_t j = 0; j < B; j++) {
-        unsigned idx = cqb_nearest(y[j] * mask_sign(turbo_s2, j), mid, nc);
+        unsigned idx = cqb_nearest(y[j] * cqb_mask_sign(turbo_s2, j), mid, nc);
         r2 += k.c[idx] * k.c[idx];
         put_code(k.bits, B, blk + 2, j, idx);
     }
@@ -131,20 +124,20 @@ static int turbo_block_encode(turbo_kind k, uint32_t B, const float *x, uint8_t 
 static void turbo_block_decode(turbo_kind k, uint32_t B, const uint8_t *blk, float *out) {
     float norm = cq_f16_to_f32(cqb_get16(blk));
     for (uint32_t j = 0; j < B; j++)
-        out[j] = k.c[get_code(k.bits, B, blk + 2, j)] * norm * mask_sign(turbo_s2, j);
+        out[j] = k.c[get_code(k.bits, B, blk + 2, j)] * norm * cqb_mask_sign(turbo_s2, j);
     cq_fwht_orthonormal_f32(out, B);
-    for (uint32_t j = 0; j < B; j++) out[j] *= mask_sign(turbo_s1, j);
+    for (uint32_t j = 0; j < B; j++) out[j] *= cqb_mask_sign(turbo_s1, j);
 }
 
 static cq_status turbo_encode_k(const cq_codec_traits *c, const cq_codec_cfg *cfg, cq_role role,
                                 const uint16_t *x, uint32_t T, uint8_t *dst, size_t cap,
                                 cq_err *err) {
     turbo_kind k = kind_of(c->id);
-    uint32_t D = cfg->dim, B = turbo_block(D);
+    uint32_t D = cfg->dim, B = cqb_turbo_block(D);
     if (turbo_check(cfg, role))
         return cq_err_set(err, CQ_ERR_DIM, -1, -1, "%s needs head_dim a multiple of 64, got %u",
                           c->name, D);
-    size_t need = turbo_bytes_k(k, cfg, T), bb = turbo_block_bytes(k.bits, B);
+    size_t need = turbo_bytes_k(k, cfg, T), bb = cqb_turbo_block_bytes(k.bits, B);
     if (cap < need) return cq_err_set(err, CQ_ERR_BUFFER, -1, -1, "dst too small");
     uint32_t bt, bc;
     if (cq_find_nonfinite(x, T, D, &bt, &bc))
@@ -172,10 +165,10 @@ static cq_status turbo_encode_k(const cq_codec_traits *c, const cq_codec_cfg *cf
 static cq_status turbo_decode_k(const cq_codec_traits *c, const cq_codec_cfg *cfg, cq_role role,
                                 const uint8_t *src, size_t len, uint32_t T, float *out) {
     turbo_kind k = kind_of(c->id);
-    uint32_t D = cfg->dim, B = turbo_block(D);
+    uint32_t D = cfg->dim, B = cqb_turbo_block(D);
     if (turbo_check(cfg, role)) return CQ_ERR_DIM;
     if (len != turbo_bytes_k(k, cfg, T)) return CQ_ERR_BUFFER;
-    size_t bb = turbo_block_bytes(k.bits, B);
+    size_t bb = cqb_turbo_block_bytes(k.bits, B);
     for (size_t i = 0; i < (size_t)T * (D / B); i++) turbo_block_decode(k, B, src + i * bb, out + i * B);
     return CQ_OK;
 }
@@ -196,7 +189,7 @@ static cq_status turbo_decode_k(const cq_codec_traits *c, const cq_codec_cfg *cf
     }                                                                                              \
     static double SYM##_modeled(const cq_codec_cfg *cfg, cq_role role, uint32_t T) {               \
         (void)role, (void)T;                                                                       \
-        uint32_t B = turbo_block(cfg->dim);                                                        \
+        uint32_t B = cqb_turbo_block(cfg->dim);                                                        \
         return B ? (double)(BITS) + 16.0 / B : 0.0;                                                \
     }                                                                                              \
     const cq_codec_traits cq_codec_##SYM = {                                                       \

@@ -1,7 +1,8 @@
 /*
  * cq_bits.h - private helpers of the baseline codecs: little-endian fp16
  * fields, LSB-first bit streams of b-bit codes, nearest-centroid lookup over
- * a sorted codebook, and the "is this dim/role supported" boilerplate.
+ * a sorted codebook, the "is this dim/role supported" boilerplate, and the
+ * block rule and sign masks shared by the TurboQuant-style codecs (turbo*, tbq*).
  * Internal to src/codec/ (not installed); everything is static inline.
  */
 #ifndef CQ_CODEC_BITS_H
@@ -12,6 +13,19 @@
 #include <string.h>
 
 #include "cq_codec.h"
+
+/* TurboQuant-style block: 128 channels, 64 when D is not a multiple of 128, else none (0). */
+static inline uint32_t cqb_turbo_block(uint32_t D) {
+    return D % 128 == 0 ? 128 : D % 64 == 0 ? 64 : 0;
+}
+/* One block of B b-bit codes plus its fp16 norm. */
+static inline size_t cqb_turbo_block_bytes(unsigned bits, uint32_t B) {
+    return 2 + (size_t)B * bits / 8;
+}
+/* -1 when bit i of the 32-bit-word mask m is set, else +1 */
+static inline float cqb_mask_sign(const uint32_t *m, uint32_t i) {
+    return (m[i >> 5] >> (i & 31)) & 1u ? -1.0f : 1.0f;
+}
 
 static inline void cqb_put16(uint8_t *p, uint16_t v) {
     p[0] = (uint8_t)v;
