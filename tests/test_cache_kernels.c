@@ -384,6 +384,151 @@ static void test_quantized_values(const cq_kernels *s, const cq_kernels *v) {
     free(k4);
 }
 
+/* Compute layouts (cq_tiles.h): packing is a permutation (round trip, padding tokens are
+ * code 0); the scalar tiled specs give the bits of the token-major kernels on the same
+ * codes; every table's tiled kernels give the scalar tiled bits, over awkward kept / D,
+ * group sizes, run offsets and head counts. */
+static void test_tiled(const cq_kernels *s, const cq_kernels *v) {
+    cq_rng r;
+    cq_rng_seed(&r, 29);
+    int bad_lay = 0, bad_spec = 0, bad_tab = 0, n = 0;
+    enum { GM = 160 };
+    uint8_t *canon = malloc(GM * 256 + 16), *grp = malloc(GM * 256 + 16), *rows = malloc(GM * 256 + 16);
+    float x[512], *sa = malloc(8 * GM * 4), *sb = malloc(8 * GM * 4);
+    int8_t q8[8 * 512];
+    uint8_t sh[8 * 64];
+    float qs[8];
+    for (size_t di = 0; di < NDIMS; di++)
+        for (int rep = 0; rep < 6; rep++) {
+            const uint32_t kept = DIMS[di], nb = (kept + CQ_Q8_BLOCK - 1) / CQ_Q8_BLOCK;
+            const uint32_t g = rep < 2 ? CQ_KT_TOK * (1 + cq_rng_below(&r, 5)) : 1 + cq_rng_below(&r, GM);
+            const size_t gb = (size_t)(g + CQ_KT_TOK - 1) / CQ_KT_TOK * 16 * kept;
+            for (size_t i = 0; i < gb + 16; i++) canon[i] = (uint8_t)cq_rng_below(&r, 256);
+            memcpy(grp, canon, gb + 16);
+            cq_kt_pack(grp, kept, g);
+            for (uint32_t t = 0; t < (g + CQ_KT_TOK - 1) / CQ_KT_TOK * CQ_KT_TOK; t++)
+                for (uint32_t c = 0; c < kept; c++) {
+                    int want = t < g ? cq_nibble_get(canon, (size_t)t * kept + c) : 0;
+                    bad_lay += cq_kt_get(grp, kept, t, c) != want;
+                }
+            const uint32_t r0 = cq_rng_below(&r, g), cnt = 1 + cq_rng_below(&r, g - r0);
+            cq_kt_unpack(grp, kept, r0, r0 + cnt, rows);
+            for (size_t i = 0; i < (size_t)cnt * kept; i++)
+                bad_lay += cq_nibble_get(rows, i) != cq_nibble_get(canon, (size_t)r0 * kept + i);
+            const uint32_t nh = 1 + cq_rng_below(&r, 8);
+            for (uint32_t h = 0; h < nh; h++) {
+                for (uint32_t c = 0; c < kept; c++)
+                    x[c] = (float)(cq_rng_normal(&r) * ldexp(1.0, (int)((c / CQ_Q8_BLOCK * 5 + h) % 17) - 8));
+                s->quant_q8(x, kept, q8 + (size_t)h * kept, sh + (size_t)h * nb, &qs[h]);
+            }
+            s->dot_i4tq(q8, sh, qs, nh, grp, r0, cnt, kept, sa, GM);
+            if (kept % 2 == 0) { /* the token-major spec on the same codes */
+                memset(rows + (size_t)cnt * kept / 2, 0, 8);
+                s->dot_i4q(q8, sh, qs, nh, rows, cnt, kept, sb, GM);
+                int d = 0;
+                for (uint32_t h = 0; h < nh; h++) d |= memcmp(sa + (size_t)h * GM, sb + (size_t)h * GM, cnt * 4);
+                bad_spec += d != 0;
+            }
+            /* EXACT: the scalar spec is s_dot_i4's loop (same bits on the rows); a table's
+             * fp32 sums within 1e-5 of the sum of absolute terms */
+            float *qp = malloc((size_t)nh * kept * 4);
+            for (uint32_t i = 0; i < nh * kept; i++) qp[i] = (float)cq_rng_normal(&r);
+            s->dot_i4t(qp, nh, grp, r0, cnt, kept, sa, GM);
+            if (kept % 2 == 0) {
+                s->dot_i4(qp, nh, rows, cnt, kept, sb, GM);
+                int d = 0;
+                for (uint32_t h = 0; h < nh; h++) d |= memcmp(sa + (size_t)h * GM, sb + (size_t)h * GM, cnt * 4);
+                bad_spec += d != 0;
+            }
+            if (v) {
+                v->dot_i4t(qp, nh, grp, r0, cnt, kept, sb, GM);
+                int d = 0;
+                for (uint32_t h = 0; h < nh; h++)
+                    for (uint32_t t = 0; t < cnt; t++) {
+                        double mag = 0.0;
+                        for (uint32_t c = 0; c < kept; c++)
+                            mag += fabs(qp[(size_t)h * kept + c] * 8.0);
+                        d |= !(fabs((double)sa[(size_t)h * GM + t] - sb[(size_t)h * GM + t]) <= 1e-5 * mag);
+                    }
+                bad_tab += d;
+            }
+            free(qp);
+            s->dot_i4tq(q8, sh, qs, nh, grp, r0, cnt, kept, sa, GM);
+            if (v) {
+                v->dot_i4tq(q8, sh, qs, nh, grp, r0, cnt, kept, sb, GM);
+                int d = 0;
+                for (uint32_t h = 0; h < nh; h++) d |= memcmp(sa + (size_t)h * GM, sb + (size_t)h * GM, cnt * 4);
+                bad_tab += d != 0;
+            }
+            n++;
+        }
+    /* value blocks */
+    static const uint32_t VD[] = {32, 64, 96, 128, 160, 256, 512};
+    float *w = malloc(9 * GM * 4), *aa = malloc(9 * 512 * 4), *ab = malloc(9 * 512 * 4);
+    uint16_t vsc[GM];
+    for (size_t di = 0; di < sizeof VD / sizeof VD[0]; di++)
+        for (int rep = 0; rep < 8; rep++) {
+            const uint32_t D = VD[di], o = cq_rng_below(&r, CQ_VB_TOK), N = 1 + cq_rng_below(&r, GM - 4);
+            const uint32_t nh = 1 + cq_rng_below(&r, 9), nblk = (o + N + CQ_VB_TOK - 1) / CQ_VB_TOK;
+            for (size_t i = 0; i < (size_t)N * D / 2 + 8; i++) canon[i] = (uint8_t)cq_rng_below(&r, 256);
+            for (size_t i = 0; i < (size_t)nblk * 2 * D; i++) grp[i] = (uint8_t)cq_rng_below(&r, 256);
+            for (uint32_t t = 0; t < N; t++)
+                cq_vb_put(grp + (size_t)((o + t) / CQ_VB_TOK) * 2 * D, D, (o + t) % CQ_VB_TOK,
+                          canon + (size_t)t * D / 2);
+            cq_vb_unpack(grp, D, o, N, rows);
+            bad_lay += memcmp(rows, canon, (size_t)N * D / 2) != 0;
+            for (uint32_t t = 0; t < N; t++)
+                for (uint32_t c = 0; c < D; c++)
+                    bad_lay += cq_vb_get(grp + (size_t)((o + t) / CQ_VB_TOK) * 2 * D, c, (o + t) % CQ_VB_TOK) !=
+                               cq_nibble_get(canon + (size_t)t * D / 2, c);
+            for (uint32_t t = 0; t < N; t++)
+                vsc[t] = cq_f32_to_f16((float)ldexp(cq_rng_uniform(&r), (int)cq_rng_below(&r, 8) - 4));
+            for (uint32_t h = 0; h < nh; h++)
+                for (uint32_t t = 0; t < N; t++)
+                    w[(size_t)h * GM + t] = (float)exp(-fabs(cq_rng_normal(&r)) * (rep % 4) * 3.0);
+            /* EXACT: s_acc_i4's bits on the rows; a table within 1e-5 of the term sums */
+            double mag = 0.0;
+            for (uint32_t h = 0; h < nh; h++)
+                for (uint32_t t = 0; t < N; t++) mag += 8.0 * w[(size_t)h * GM + t] * cq_f16_to_f32(vsc[t]);
+            for (size_t i = 0; i < (size_t)nh * D; i++) aa[i] = ab[i] = (float)i * 0.5f;
+            s->acc_i4t(w, GM, nh, grp, o, vsc, N, D, aa);
+            memset(canon + (size_t)N * D / 2, 0, 8);
+            s->acc_i4(w, GM, nh, canon, vsc, N, D, ab);
+            bad_spec += memcmp(aa, ab, (size_t)nh * D * 4) != 0;
+            if (v) {
+                for (size_t i = 0; i < (size_t)nh * D; i++) ab[i] = (float)i * 0.5f;
+                v->acc_i4t(w, GM, nh, grp, o, vsc, N, D, ab);
+                int d = 0;
+                for (size_t i = 0; i < (size_t)nh * D; i++)
+                    d |= !(fabs((double)aa[i] - ab[i]) <= 1e-5 * (mag + fabs(aa[i])));
+                bad_tab += d;
+            }
+            for (size_t i = 0; i < (size_t)nh * D; i++) aa[i] = ab[i] = (float)i * 0.5f;
+            s->acc_i4tq(w, GM, nh, grp, o, vsc, N, D, aa);
+            memset(canon + (size_t)N * D / 2, 0, 8);
+            s->acc_i4q(w, GM, nh, canon, vsc, N, D, ab);
+            bad_spec += memcmp(aa, ab, (size_t)nh * D * 4) != 0;
+            if (v) {
+                for (size_t i = 0; i < (size_t)nh * D; i++) ab[i] = (float)i * 0.5f;
+                v->acc_i4tq(w, GM, nh, grp, o, vsc, N, D, ab);
+                bad_tab += memcmp(aa, ab, (size_t)nh * D * 4) != 0;
+            }
+            n++;
+        }
+    CHECK(bad_lay == 0, "compute layouts: %d codes misplaced", bad_lay);
+    CHECK(bad_spec == 0, "scalar tiled kernels: %d calls differ from the token-major loops", bad_spec);
+    CHECK(bad_tab == 0, "%s tiled kernels: %d of %d calls differ from the scalar table",
+          v ? v->name : "-", bad_tab, n);
+    free(canon);
+    free(grp);
+    free(rows);
+    free(sa);
+    free(sb);
+    free(w);
+    free(aa);
+    free(ab);
+}
+
 /* fold_q: one fp32 product per element, so the tables agree bit for bit, with and without
  * a channel map (CQ-4+ kept channels) */
 static void test_fold(const cq_kernels *s, const cq_kernels *v) {
@@ -464,6 +609,7 @@ int main(void) {
     if (!simd[0]) { /* the scalar table's own rule checks still run */
         test_quantized_query(s, NULL);
         test_quantized_values(s, NULL);
+        test_tiled(s, NULL);
         test_fold(s, NULL);
         test_side_dot(s, NULL);
     }
@@ -472,6 +618,7 @@ int main(void) {
         if (!v) continue;
         test_quantized_query(s, v);
         test_quantized_values(s, v);
+        test_tiled(s, v);
         test_fold(s, v);
         test_side_dot(s, v);
         test_enc_token(v);

@@ -16,7 +16,7 @@
 #include "../src/kernels/cq_kernels.h"
 #include "cq_tool.h"
 
-enum { KN = 128, KH = 4, NK = 6 };
+enum { KN = 128, KH = 4, NK = 10 };
 
 typedef struct kb_data {
     uint32_t D;
@@ -30,9 +30,14 @@ typedef struct kb_data {
 
 static const char *const KNAME[NK] = {"acc_i4 (exact values)", "acc_i4q (fast values)",
                                       "dot_i4 (exact keys)",   "dot_i4q (fast keys)",
-                                      "exp_sum x4",            "quant_q8 x4"};
-static const char *const KID[NK] = {"acc_i4", "acc_i4q", "dot_i4", "dot_i4q", "exp_sum_x4",
-                                    "quant_q8_x4"};
+                                      "exp_sum x4",            "quant_q8 x4",
+                                      "acc_i4tq (fast values, blocks)",
+                                      "dot_i4tq (fast keys, tiles)",
+                                      "acc_i4t (exact values, blocks)",
+                                      "dot_i4t (exact keys, tiles)"};
+static const char *const KID[NK] = {"acc_i4",      "acc_i4q",     "dot_i4",   "dot_i4q",
+                                    "exp_sum_x4",  "quant_q8_x4", "acc_i4tq", "dot_i4tq",
+                                    "acc_i4t",     "dot_i4t"};
 
 static void run_kernel(const cq_kernels *k, int which, kb_data *d) {
     const uint32_t D = d->D;
@@ -41,13 +46,17 @@ static void run_kernel(const cq_kernels *k, int which, kb_data *d) {
     case 1: k->acc_i4q(d->w, KN, KH, d->v, d->vs, KN, D, d->acc); break;
     case 2: k->dot_i4(d->qp, KH, d->v, KN, D, d->s, KN); break;
     case 3: k->dot_i4q(d->q8, d->sh, d->qs, KH, d->v, KN, D, d->s, KN); break;
+    case 6: k->acc_i4tq(d->w, KN, KH, d->v, 0, d->vs, KN, D, d->acc); break;
+    case 7: k->dot_i4tq(d->q8, d->sh, d->qs, KH, d->v, 0, KN, D, d->s, KN); break;
+    case 8: k->acc_i4t(d->w, KN, KH, d->v, 0, d->vs, KN, D, d->acc); break;
+    case 9: k->dot_i4t(d->qp, KH, d->v, 0, KN, D, d->s, KN); break;
     case 4:
         for (uint32_t h = 0; h < KH; h++) {
             memcpy(d->e, d->w + h * KN, sizeof d->e);
             (void)k->exp_sum(d->e, KN, 1.0f);
         }
         break;
-    default:
+    case 5:
         for (uint32_t h = 0; h < KH; h++)
             k->quant_q8(d->qp + h * D, D, d->q8 + h * D, d->sh + h * (D / CQ_Q8_BLOCK + 1),
                         d->qs + h);
@@ -75,13 +84,14 @@ static int check(const cq_kernels *k, int which, uint32_t D) {
     fill(&b, D);
     run_kernel(cq_kernels_scalar(), which, &a);
     run_kernel(k, which, &b);
-    if (which == 1 || which == 3 || which == 5) /* integer rules: bit for bit */
-        return which == 1   ? !memcmp(a.acc, b.acc, sizeof a.acc)
-               : which == 3 ? !memcmp(a.s, b.s, sizeof a.s)
+    if (which == 1 || which == 3 || (which >= 5 && which <= 7)) /* integer rules: bit for bit */
+        return which == 1 || which == 6   ? !memcmp(a.acc, b.acc, sizeof a.acc)
+               : which == 3 || which == 7 ? !memcmp(a.s, b.s, sizeof a.s)
                             : !memcmp(a.q8, b.q8, sizeof a.q8) && !memcmp(a.qs, b.qs, sizeof a.qs);
-    const float *x = which == 2 ? a.s : which == 4 ? a.e : a.acc;
-    const float *y = which == 2 ? b.s : which == 4 ? b.e : b.acc;
-    size_t n = which == 2 ? KH * KN : which == 4 ? KN : KH * D;
+    const int sc = which == 2 || which == 9; /* scores, else accumulators */
+    const float *x = sc ? a.s : which == 4 ? a.e : a.acc;
+    const float *y = sc ? b.s : which == 4 ? b.e : b.acc;
+    size_t n = sc ? KH * KN : which == 4 ? KN : KH * D;
     double mag = 0.0;
     for (size_t i = 0; i < n; i++) mag += fabs(x[i]);
     for (size_t i = 0; i < n; i++)

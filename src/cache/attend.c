@@ -152,7 +152,9 @@ static cq_status key_scores(const cq_kernels *k, const cq_store *s, uint32_t u, 
         const uint16_t *scl = (const uint16_t *)(slot + s->off_scales);
         const uint16_t *side = (const uint16_t *)(slot + s->off_sidecar);
         const uint32_t kept = p->kept;
-        if (kept & 1) { /* tokens start mid-byte: decode rows, exact fp32 dot */
+        const int fast = sc->prec == CQ_ATTN_FAST;
+        const uint8_t *pay = slot + (size_t)r0 * kept / 2; /* row r0 (kept even) */
+        if (kept & 1 && !s->tiled) { /* rows start mid-byte: decode, exact fp32 dot */
             float *rows = sc->ku;
             cq_decode_key_group_rows(p, slot, scl, side, cq_store_unit_len(s, uu), r0, r0 + n, rows);
             k->dot_f32(q, nh, rows, n, D, sc->s, BLK);
@@ -164,15 +166,19 @@ static cq_status key_scores(const cq_kernels *k, const cq_store *s, uint32_t u, 
             for (size_t o = 0; o < (size_t)kept * 2; o += 64) __builtin_prefetch(nx + o);
         }
         k->fold_q(q, nh, D, p->k ? p->kept_idx : NULL, scl, kept, sc->qp);
-        if (sc->prec == CQ_ATTN_FAST) {
+        if (fast) {
             const uint32_t nb = (kept + CQ_Q8_BLOCK - 1) / CQ_Q8_BLOCK;
             for (uint32_t h = 0; h < nh; h++)
                 k->quant_q8(sc->qp + (size_t)h * kept, kept, sc->q8 + (size_t)h * kept,
                                 sc->qsh + (size_t)h * nb, &sc->qsc[h]);
-            k->dot_i4q(sc->q8, sc->qsh, sc->qsc, nh, slot + (size_t)r0 * kept / 2, n, kept, sc->s,
-                       BLK);
+            if (s->tiled)
+                k->dot_i4tq(sc->q8, sc->qsh, sc->qsc, nh, slot, r0, n, kept, sc->s, BLK);
+            else
+                k->dot_i4q(sc->q8, sc->qsh, sc->qsc, nh, pay, n, kept, sc->s, BLK);
+        } else if (s->tiled) {
+            k->dot_i4t(sc->qp, nh, slot, r0, n, kept, sc->s, BLK);
         } else {
-            k->dot_i4(sc->qp, nh, slot + (size_t)r0 * kept / 2, n, kept, sc->s, BLK);
+            k->dot_i4(sc->qp, nh, pay, n, kept, sc->s, BLK);
         }
         if (p->k) { /* outlier lane: raw fp16 sidecar */
             for (uint32_t h = 0; h < nh; h++)
@@ -209,8 +215,16 @@ static cq_status val_acc(const cq_kernels *k, const cq_store *s, uint32_t u, uin
                   acc);
         return CQ_OK;
     case ST_I4V: /* FAST: 7-bit dithered weights, integer sums (kernel acc_i4q) */
-        (sc->prec == CQ_ATTN_FAST ? k->acc_i4q : k->acc_i4)(w, BLK, nh, cq_store_codes(s, u),
-                                                            cq_store_scale(s, u), n, D, acc);
+        if (s->tiled && sc->prec == CQ_ATTN_FAST) {
+            k->acc_i4tq(w, BLK, nh, cq_store_vblock(s, u), u % CQ_VB_TOK, cq_store_scale(s, u), n,
+                        D, acc);
+        } else if (s->tiled) {
+            k->acc_i4t(w, BLK, nh, cq_store_vblock(s, u), u % CQ_VB_TOK, cq_store_scale(s, u), n,
+                       D, acc);
+        } else {
+            (sc->prec == CQ_ATTN_FAST ? k->acc_i4q : k->acc_i4)(w, BLK, nh, cq_store_codes(s, u),
+                                                                cq_store_scale(s, u), n, D, acc);
+        }
         return CQ_OK;
     default: {
         uint32_t uu = u / s->unit;
@@ -280,7 +294,7 @@ static int scratch_init(run_scratch *sc, const cq_cache *c, const cq_head *hd, u
     sc->s = malloc((size_t)nh * BLK * sizeof(float));
     /* CQ-4 keys decode rows only when tokens start mid-byte (odd kept count) */
     uint32_t ku = hd->k.kind == ST_GEN || hd->k.kind == ST_ROW ? hd->k.unit
-                  : hd->k.kind == ST_I4K && (hd->k.params->kept & 1) ? BLK
+                  : hd->k.kind == ST_I4K && !hd->k.tiled && (hd->k.params->kept & 1) ? BLK
                                                                       : 0;
     uint32_t vu = hd->v.kind == ST_GEN || hd->v.kind == ST_ROW ? hd->v.unit : 0;
     if (ku) sc->ku = malloc((size_t)ku * D * sizeof(float));

@@ -357,8 +357,14 @@ static cq_status feed(cq_cache *c, cq_store *s, const uint16_t *x, size_t xs, ui
             break;
         case ST_I8:
         case ST_I4V:
-            k->enc_token(row, D, s->kind == ST_I8 ? 8 : 4, cq_store_codes(s, s->n_done),
-                         cq_store_scale(s, s->n_done));
+            if (s->tiled) { /* the contract's bytes, then into the value block */
+                uint8_t codes[CQ_MAX_DIM / 2];
+                k->enc_token(row, D, 4, codes, cq_store_scale(s, s->n_done));
+                cq_store_put_codes(s, s->n_done, codes);
+            } else {
+                k->enc_token(row, D, s->kind == ST_I8 ? 8 : 4, cq_store_codes(s, s->n_done),
+                             cq_store_scale(s, s->n_done));
+            }
             s->n_done++;
             break;
         default:
@@ -369,6 +375,7 @@ static cq_status feed(cq_cache *c, cq_store *s, const uint16_t *x, size_t xs, ui
                 k->enc_key_group(s->params, s->resid, s->unit, slot,
                                  (uint16_t *)(slot + s->off_scales),
                                  (uint16_t *)(slot + s->off_sidecar));
+                cq_store_key_committed(s, slot, s->unit);
             } else {
                 cq_status st = s->codec->encode(&s->ccfg, s->role, s->resid, s->unit, slot,
                                                 s->slot_bytes, err);
@@ -560,11 +567,12 @@ cq_status cq_cache_flush(cq_cache *c, cq_err *err) {
                 uint32_t g = s->n_resid - off < s->unit ? s->n_resid - off : s->unit;
                 uint8_t *slot = cq_store_slot(s, (s->n_done + off) / s->unit);
                 const uint16_t *x = s->resid + (size_t)off * s->D;
-                if (s->kind == ST_I4K)
+                if (s->kind == ST_I4K) {
                     c->kern->enc_key_group(s->params, x, g, slot,
                                            (uint16_t *)(slot + s->off_scales),
                                            (uint16_t *)(slot + s->off_sidecar));
-                else
+                    cq_store_key_committed(s, slot, g);
+                } else
                     st = s->codec->encode(g < s->unit ? &s->ccfg_tail : &s->ccfg, s->role, x, g,
                                           slot, s->slot_bytes, err);
             }

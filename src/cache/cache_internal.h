@@ -58,6 +58,8 @@ typedef struct cq_store {
     uint32_t window;      /* ST_GEN: newest tokens kept fp16 (sliding window), else 0 */
     uint32_t resid_cap;   /* unit + window: a unit is encoded when resid holds this many */
     uint32_t tail_g;      /* tokens of the last unit when it is a flushed partial one, else 0 */
+    int tiled;                     /* ST_I4K: groups held as key tiles; ST_I4V: pages held
+                                      as value blocks (cq_tiles.h, docs/CACHE.md) */
     const cq_params *params;       /* ST_I4K */
     const cq_codec_traits *codec;  /* ST_GEN */
     cq_codec_cfg ccfg;             /* ST_GEN: full units */
@@ -149,6 +151,19 @@ static inline uint8_t *cq_store_slot(const cq_store *s, uint32_t u) {
 }
 static inline uint8_t *cq_store_codes(const cq_store *s, uint32_t t) {
     return s->pages[t / s->page_units] + CQ_PAGE_HDR + (size_t)(t % s->page_units) * s->tok_bytes;
+}
+/* ST_I4V with tiled: the value block holding token t (t % CQ_VB_TOK is its position). */
+static inline uint8_t *cq_store_vblock(const cq_store *s, uint32_t t) {
+    return s->pages[t / s->page_units] + CQ_PAGE_HDR +
+           (size_t)(t % s->page_units / CQ_VB_TOK) * CQ_VB_TOK * s->tok_bytes;
+}
+/* Token t's codes of a per-token store in the contract's byte form (tok_bytes) to / from
+ * the page (a copy, or the value-block permutation). */
+void cq_store_put_codes(const cq_store *s, uint32_t t, const uint8_t *codes);
+void cq_store_get_codes(const cq_store *s, uint32_t t, uint8_t *codes);
+/* A CQ-4 key group's canonical payload, just written to its slot, into the store's layout. */
+static inline void cq_store_key_committed(const cq_store *s, uint8_t *slot, uint32_t g) {
+    if (s->tiled) cq_kt_pack(slot, s->params->kept, g);
 }
 static inline uint16_t *cq_store_scale(const cq_store *s, uint32_t t) {
     uint8_t *pg = s->pages[t / s->page_units] + CQ_PAGE_HDR;

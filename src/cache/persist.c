@@ -470,7 +470,7 @@ static void import_data(cq_store *s, const uint8_t *d) {
             uint8_t *dst = cq_store_codes(s, t);
             if (s->kind == ST_F16) get16n((uint16_t *)dst, d + (size_t)t * s->tok_bytes, s->D);
             else {
-                memcpy(dst, d + (size_t)t * s->tok_bytes, s->tok_bytes);
+                cq_store_put_codes(s, t, d + (size_t)t * s->tok_bytes);
                 *cq_store_scale(s, t) = get16(sc + 2 * (size_t)t);
             }
         }
@@ -486,6 +486,7 @@ static void import_data(cq_store *s, const uint8_t *d) {
             uint32_t g = cq_store_unit_len(s, u);
             uint8_t *slot = cq_store_slot(s, u);
             memcpy(slot, d + po, cq_key_group_bytes(p, g));
+            cq_store_key_committed(s, slot, g);
             po += cq_key_group_bytes(p, g);
             get16n((uint16_t *)(slot + s->off_scales), sc + (size_t)u * p->kept * 2, p->kept);
             get16n((uint16_t *)(slot + s->off_sidecar), side + (size_t)u * s->unit * p->k * 2,

@@ -72,7 +72,10 @@ cq_status cq_store_init(cq_cache *c, cq_layer *l, cq_store *s, cq_role role, cq_
         s->off_sidecar = s->off_scales + 2 * (size_t)kp->kept;
         /* + 8: the INT4 dot kernel may read 7 bytes past the last token's codes */
         s->slot_bytes = round_up(s->off_sidecar + 2 * (size_t)kp->group * kp->k + 8, 32);
+        /* whole tiles: the same bytes, permuted */
+        s->tiled = c->kern->tiles && kp->group % CQ_KT_TOK == 0;
     }
+    if (s->kind == ST_I4V) s->tiled = c->kern->tiles && D % 32 == 0 && P % CQ_VB_TOK == 0;
     if (!cq_store_per_token(s)) {
         s->page_units = P / s->unit ? P / s->unit : 1;
         s->page_bytes = s->page_units * s->slot_bytes;
@@ -197,6 +200,8 @@ cq_status cq_store_read(const cq_store *s, const cq_kernels *kern, uint32_t r0, 
     while (t < r1 && t < s->n_done) {
         if (cq_store_per_token(s)) {
             const uint8_t *codes = cq_store_codes(s, t);
+            uint8_t tmp[CQ_MAX_DIM / 2];
+            if (s->tiled) cq_store_get_codes(s, t, tmp), codes = tmp;
             float *o = out + (size_t)(t - r0) * D;
             if (s->kind == ST_F16) kern->f16_to_f32((const uint16_t *)codes, o, D);
             else cq_decode_token(codes, *cq_store_scale(s, t), D, s->kind == ST_I8 ? 8 : 4, o);
@@ -208,9 +213,18 @@ cq_status cq_store_read(const cq_store *s, const cq_kernels *kern, uint32_t r0, 
         const uint8_t *slot = cq_store_slot(s, u);
         if (s->kind == ST_I4K) {
             const cq_params *p = s->params;
-            cq_decode_key_group_rows(p, slot, (const uint16_t *)(slot + s->off_scales),
-                                     (const uint16_t *)(slot + s->off_sidecar), g, a, b,
-                                     out + (size_t)(t - r0) * D);
+            const uint16_t *scl = (const uint16_t *)(slot + s->off_scales),
+                           *side = (const uint16_t *)(slot + s->off_sidecar);
+            if (s->tiled) { /* rows [a, b) back to the canonical nibble stream first */
+                uint8_t *rows = malloc(((size_t)(b - a) * p->kept + 1) / 2);
+                if (!rows) return CQ_ERR_NOMEM;
+                cq_kt_unpack(slot, p->kept, a, b, rows);
+                cq_decode_key_group_rows(p, rows, scl, side + (size_t)a * p->k, b - a, 0, b - a,
+                                         out + (size_t)(t - r0) * D);
+                free(rows);
+            } else {
+                cq_decode_key_group_rows(p, slot, scl, side, g, a, b, out + (size_t)(t - r0) * D);
+            }
         } else {
             float *tmp = malloc((size_t)g * D * sizeof *tmp);
             if (!tmp) return CQ_ERR_NOMEM;
@@ -264,7 +278,7 @@ cq_status cq_store_export(const cq_store *s, uint8_t *dst, size_t cap, size_t *l
         return cq_err_set(err, CQ_ERR_BUFFER, -1, -1, "export needs %zu bytes, got %zu", total, cap);
     if (s->kind == ST_F16 || s->kind == ST_I8 || s->kind == ST_I4V) {
         for (uint32_t t = 0; t < T; t++) {
-            memcpy(dst + (size_t)t * s->tok_bytes, cq_store_codes(s, t), s->tok_bytes);
+            cq_store_get_codes(s, t, dst + (size_t)t * s->tok_bytes);
             if (s->kind != ST_F16) put_le16(dst + pay + 2 * (size_t)t, cq_store_scale(s, t), 1);
         }
         if (s->kind == ST_F16) { /* stored native; the packed form is little-endian */
@@ -280,7 +294,8 @@ cq_status cq_store_export(const cq_store *s, uint8_t *dst, size_t cap, size_t *l
         for (uint32_t u = 0; u < nu; u++) {
             uint32_t g = cq_store_unit_len(s, u);
             const uint8_t *slot = cq_store_slot(s, u);
-            memcpy(dst + po, slot, cq_key_group_bytes(p, g));
+            if (s->tiled) cq_kt_unpack(slot, p->kept, 0, g, dst + po);
+            else memcpy(dst + po, slot, cq_key_group_bytes(p, g));
             po += cq_key_group_bytes(p, g);
             put_le16(dst + pay + (size_t)u * p->kept * 2, (const uint16_t *)(slot + s->off_scales),
                      p->kept);
@@ -296,4 +311,14 @@ cq_status cq_store_export(const cq_store *s, uint8_t *dst, size_t cap, size_t *l
         }
     }
     return CQ_OK;
+}
+
+void cq_store_put_codes(const cq_store *s, uint32_t t, const uint8_t *codes) {
+    if (s->tiled) cq_vb_put(cq_store_vblock(s, t), s->D, t % CQ_VB_TOK, codes);
+    else memcpy(cq_store_codes(s, t), codes, s->tok_bytes);
+}
+
+void cq_store_get_codes(const cq_store *s, uint32_t t, uint8_t *codes) {
+    if (s->tiled) cq_vb_get_token(cq_store_vblock(s, t), s->D, t % CQ_VB_TOK, codes);
+    else memcpy(codes, cq_store_codes(s, t), s->tok_bytes);
 }

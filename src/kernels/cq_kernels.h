@@ -18,9 +18,10 @@
 #include <stdint.h>
 
 #include "cq_codec.h"
+#include "cq_tiles.h"
 
 #define CQ_Q8_SHIFT_MAX 11u /* 2^11 * 127 * 8 * CQ_MAX_DIM < 2^31 */
-#define CQ_Q8_BLOCK 4u      /* channels per query block of dot_i4q (divides 64) */
+#define CQ_Q8_BLOCK 8u      /* channels per query block of dot_i4q (divides 64): two quads of a key tile */
 #define CQ_V8_TILE 32u      /* tokens per weight tile of acc_i4q (multiple of 8) */
 #define CQ_V8_MAX 127       /* largest weight code of acc_i4q (7 bits) */
 
@@ -34,6 +35,9 @@ static const float cq_v8_dither[32] __attribute__((aligned(32))) = {
 
 typedef struct cq_kernels {
     const char *name; /* "scalar", "avx2" */
+    /* nonzero when the table has loops of its own over the compute layouts (cq_tiles.h);
+     * the cache holds INT4 codes in them only then (the others convert rows back) */
+    int tiles;
     /* one token, per-token scale: codes D (bits 8) or D/2 (bits 4) bytes */
     void (*enc_token)(const uint16_t *x, uint32_t D, unsigned bits, uint8_t *codes,
                       uint16_t *scale);
@@ -62,6 +66,14 @@ typedef struct cq_kernels {
      * over-read rule as dot_i4. */
     void (*dot_i4q)(const int8_t *q8, const uint8_t *sh, const float *qs, uint32_t nh,
                     const uint8_t *k, uint32_t n, uint32_t kept, float *s, uint32_t ss);
+    /* dot_i4 over a tiled key group (cq_tiles.h): s[h][t] = qp[h] . code[r0 + t], t < n */
+    void (*dot_i4t)(const float *qp, uint32_t nh, const uint8_t *grp, uint32_t r0, uint32_t n,
+                    uint32_t kept, float *s, uint32_t ss);
+    /* dot_i4q's rule over a tiled key group (cq_tiles.h): s[h][t] for the group's tokens
+     * r0 + t, t < n; grp is the group's first tile (whole tiles stay readable). */
+    void (*dot_i4tq)(const int8_t *q8, const uint8_t *sh, const float *qs, uint32_t nh,
+                     const uint8_t *grp, uint32_t r0, uint32_t n, uint32_t kept, float *s,
+                     uint32_t ss);
     /* FAST: the folded query x[kept] (finite) to q8 [kept], sh [ceil(kept / CQ_Q8_BLOCK)], *qs
      * for dot_i4q; the scalar table's comment states the rule, the others match it bit
      * for bit */
@@ -87,6 +99,15 @@ typedef struct cq_kernels {
      * w >= 0 finite, vs finite >= 0. Reads up to 7 bytes past the last token's codes. */
     void (*acc_i4q)(const float *w, uint32_t ws, uint32_t nh, const uint8_t *v,
                     const uint16_t *vs, uint32_t n, uint32_t D, float *acc);
+    /* acc_i4 over value blocks (cq_tiles.h): n tokens from position o of block blk */
+    void (*acc_i4t)(const float *w, uint32_t ws, uint32_t nh, const uint8_t *blk, uint32_t o,
+                    const uint16_t *vs, uint32_t n, uint32_t D, float *acc);
+    /* acc_i4q's rule (tiles of CQ_V8_TILE from the first token) over value blocks
+     * (cq_tiles.h): n tokens from position o < CQ_VB_TOK of block blk (the next blocks
+     * follow it; the blocks holding them stay readable whole), vs their n scales;
+     * D % 32 == 0. */
+    void (*acc_i4tq)(const float *w, uint32_t ws, uint32_t nh, const uint8_t *blk, uint32_t o,
+                     const uint16_t *vs, uint32_t n, uint32_t D, float *acc);
     /* nonzero when any of n fp16 values is Inf or NaN (the append's input check) */
     int (*any_nonfinite)(const uint16_t *x, size_t n);
     /* max of n >= 1 finite values (exact in any order) */
@@ -109,6 +130,21 @@ typedef struct cq_kernels {
     /* fp16 -> fp32, n values */
     void (*f16_to_f32)(const uint16_t *x, float *y, size_t n);
 } cq_kernels;
+
+/* The tiled FAST kernels by way of a table's token-major dot_i4q / acc_i4q: the tokens are
+ * converted back to rows first (tiles.c). Same bits as the scalar tiled spec; what a table
+ * without a tiled loop of its own uses. */
+void cq_dot_i4tq_rows(const cq_kernels *k, const int8_t *q8, const uint8_t *sh, const float *qs,
+                      uint32_t nh, const uint8_t *grp, uint32_t r0, uint32_t n, uint32_t kept,
+                      float *s, uint32_t ss);
+void cq_dot_i4t_rows(const cq_kernels *k, const float *qp, uint32_t nh, const uint8_t *grp,
+                     uint32_t r0, uint32_t n, uint32_t kept, float *s, uint32_t ss);
+void cq_acc_i4t_rows(const cq_kernels *k, const float *w, uint32_t ws, uint32_t nh,
+                     const uint8_t *blk, uint32_t o, const uint16_t *vs, uint32_t n, uint32_t D,
+                     float *acc);
+void cq_acc_i4tq_rows(const cq_kernels *k, const float *w, uint32_t ws, uint32_t nh,
+                      const uint8_t *blk, uint32_t o, const uint16_t *vs, uint32_t n, uint32_t D,
+                      float *acc);
 
 /* The scalar reference (always available). */
 const cq_kernels *cq_kernels_scalar(void);

@@ -334,15 +334,15 @@ static void v_dot_i4(const float *qp, uint32_t nh, const uint8_t *k, uint32_t n,
 #undef DOT_I4Q_SETUP
 
 /* The rule of the scalar table's s_quant_q8 (its comment is the spec), vectorized for
- * 4-channel blocks: two permutes give every lane its block's max a_b; the block exponent
+ * 8-channel blocks (one vector each): three permutes give every lane its block's max a_b; the block exponent
  * e_b (largest e <= 11 with a_b 2^e <= amax) comes from the float fields: for normal
  * a, A, a 2^k <= A iff (Ea + k, Ma) <= (EA, MA), so e = EA - Ea - (Ma > MA), clamped to
  * [0, 11] (a_b = 0 gives a huge e: 11). A tiny amax (< 2^-100, where blocks may be
  * subnormal) takes the scalar table. The factor 127 / amax * 2^e is exact in its power
  * of two; vroundps nearest-even equals the reference's 1.5 * 2^23 rounding for |y| <= 128. */
-_Static_assert(CQ_Q8_BLOCK == 4, "v_quant_q8 computes block maxima of 4 lanes");
+_Static_assert(CQ_Q8_BLOCK == 8, "v_quant_q8 computes block maxima of 8 lanes");
 static void v_quant_q8(const float *x, uint32_t kept, int8_t *q8, uint8_t *sh, float *qs) {
-    const uint32_t nb = (kept + 3) / 4, k32 = (kept + 31) & ~31u;
+    const uint32_t nb = (kept + 7) / 8, k32 = (kept + 31) & ~31u;
     float xs[CQ_MAX_DIM + 32] __attribute__((aligned(32)));
     int32_t et[CQ_MAX_DIM + 32] __attribute__((aligned(32)));
     int8_t qt[CQ_MAX_DIM + 32] __attribute__((aligned(32)));
@@ -367,7 +367,8 @@ static void v_quant_q8(const float *x, uint32_t kept, int8_t *q8, uint8_t *sh, f
         for (int i = 0; i < 4; i++) {
             __m256 xv = _mm256_load_ps(xs + c + 8 * i), a = _mm256_and_ps(xv, absm);
             a = _mm256_max_ps(a, _mm256_permute_ps(a, 0xB1));
-            a = _mm256_max_ps(a, _mm256_permute_ps(a, 0x4E)); /* block max in every lane */
+            a = _mm256_max_ps(a, _mm256_permute_ps(a, 0x4E));
+            a = _mm256_max_ps(a, _mm256_permute2f128_ps(a, a, 0x01)); /* block max in every lane */
             __m256i bits = _mm256_castps_si256(a);
             __m256i e = _mm256_sub_epi32(EA, _mm256_srli_epi32(bits, 23));
             e = _mm256_add_epi32(e, _mm256_cmpgt_epi32(_mm256_and_si256(bits, mm), MA));
@@ -380,7 +381,7 @@ static void v_quant_q8(const float *x, uint32_t kept, int8_t *q8, uint8_t *sh, f
         _mm256_store_si256((__m256i *)(qt + c), pack32(v[0], v[1], v[2], v[3]));
     }
     memcpy(q8, qt, kept);
-    for (uint32_t b = 0; b < nb; b++) sh[b] = (uint8_t)(CQ_Q8_SHIFT_MAX - (uint32_t)et[4 * b]);
+    for (uint32_t b = 0; b < nb; b++) sh[b] = (uint8_t)(CQ_Q8_SHIFT_MAX - (uint32_t)et[8 * b]);
     *qs = (amax / 127.0f) / (float)(1u << CQ_Q8_SHIFT_MAX);
 }
 
@@ -831,6 +832,29 @@ static void v_f16_to_f32(const uint16_t *x, float *y, size_t n) {
     for (; i < n; i++) y[i] = cq_f16_to_f32(x[i]);
 }
 
+/* The tiled kernels (cq_tiles.h) through this table's token-major loops (the cache does
+ * not tile for this table: .tiles = 0; these keep the table complete and tested). */
+static void v_dot_i4t(const float *qp, uint32_t nh, const uint8_t *grp, uint32_t r0, uint32_t n,
+                      uint32_t kept, float *s, uint32_t ss) {
+    cq_dot_i4t_rows(&cq_kernels_avx2_table, qp, nh, grp, r0, n, kept, s, ss);
+}
+
+static void v_acc_i4t(const float *w, uint32_t ws, uint32_t nh, const uint8_t *blk, uint32_t o,
+                      const uint16_t *vs, uint32_t n, uint32_t D, float *acc) {
+    cq_acc_i4t_rows(&cq_kernels_avx2_table, w, ws, nh, blk, o, vs, n, D, acc);
+}
+
+static void v_dot_i4tq(const int8_t *q8, const uint8_t *sh, const float *qs, uint32_t nh,
+                       const uint8_t *grp, uint32_t r0, uint32_t n, uint32_t kept, float *s,
+                       uint32_t ss) {
+    cq_dot_i4tq_rows(&cq_kernels_avx2_table, q8, sh, qs, nh, grp, r0, n, kept, s, ss);
+}
+
+static void v_acc_i4tq(const float *w, uint32_t ws, uint32_t nh, const uint8_t *blk, uint32_t o,
+                       const uint16_t *vs, uint32_t n, uint32_t D, float *acc) {
+    cq_acc_i4tq_rows(&cq_kernels_avx2_table, w, ws, nh, blk, o, vs, n, D, acc);
+}
+
 const cq_kernels cq_kernels_avx2_table = {
     .name = "avx2",
     .enc_token = v_enc_token,
@@ -840,12 +864,16 @@ const cq_kernels cq_kernels_avx2_table = {
     .dot_i8 = v_dot_i8,
     .dot_i4 = v_dot_i4,
     .dot_i4q = v_dot_i4q,
+    .dot_i4t = v_dot_i4t,
+    .dot_i4tq = v_dot_i4tq,
     .quant_q8 = v_quant_q8,
     .acc_f16 = v_acc_f16,
     .acc_f32 = v_acc_f32,
     .acc_i8 = v_acc_i8,
     .acc_i4 = v_acc_i4,
     .acc_i4q = v_acc_i4q,
+    .acc_i4t = v_acc_i4t,
+    .acc_i4tq = v_acc_i4tq,
     .any_nonfinite = v_any_nonfinite,
     .max_f32 = v_max_f32,
     .exp_sum = v_exp_sum,

@@ -24,6 +24,9 @@
 #include "kernels_x86.h"
 
 #define TERN_XOR_AND 0x28 /* vpternlogd: (a ^ b) & c */
+#ifndef PF_TILE_AHEAD
+#define PF_TILE_AHEAD 4096 /* software prefetch distance of the tiled loops, bytes */
+#endif
 
 /* dot_i4q: the shared x86 loop with vpmaddwd + vpaddd fused into vpdpwssd */
 #define DOT_I4Q_NAME x_dot_i4q
@@ -116,10 +119,369 @@ static void x_acc_i4q(const float *w, uint32_t ws, uint32_t nh, const uint8_t *v
     }
 }
 
+/* ------------------------------------------------ tiled layouts, 512-bit */
+
+/* EXACT key scores over a tiled group (cq_tiles.h), fp32. A quad unit read as 16 dwords
+ * holds channel 4u + k of token lane j in bits 8k..8k+3 (tokens 0-15) and 8k+4..8k+7
+ * (16-31): a left shift that puts the nibble on top and an arithmetic right shift by 28
+ * give the signed code, converted and multiplied into the heads' fp32 token lanes with
+ * the query channel broadcast. Sums in channel order per lane; the EXACT bound covers any
+ * order. */
+#define NIB_LO(x, k) _mm512_cvtepi32_ps(_mm512_srai_epi32(_mm512_slli_epi32((x), 28 - 8 * (k)), 28))
+#define NIB_HI(x, k) _mm512_cvtepi32_ps(_mm512_srai_epi32(_mm512_slli_epi32((x), 24 - 8 * (k)), 28))
+
+static ALWAYS_INLINE void ktx_unit(const uint32_t nhc, const float *qp, uint32_t kept,
+                                   __m512i x, uint32_t c, uint32_t w, __m512 acc[HC][2]) {
+    _Pragma("GCC unroll 4") for (uint32_t k = 0; k < 4; k++) {
+        if (k >= w) break;
+        const __m512 lo = NIB_LO(x, k), hi = NIB_HI(x, k);
+        _Pragma("GCC unroll 4") for (uint32_t h = 0; h < nhc; h++) {
+            const __m512 qv = _mm512_set1_ps(qp[(size_t)h * kept + c + k]);
+            acc[h][0] = _mm512_fmadd_ps(qv, lo, acc[h][0]);
+            acc[h][1] = _mm512_fmadd_ps(qv, hi, acc[h][1]);
+        }
+    }
+}
+
+static ALWAYS_INLINE void ktx_run(const uint32_t nhc, const float *qp, const uint8_t *grp,
+                                  uint32_t r0, uint32_t n, uint32_t kept, float *s, uint32_t ss) {
+    const size_t tb = (size_t)16 * kept;
+    const uint32_t Q = kept / 4, r = kept % 4;
+    for (uint32_t t = r0 / CQ_KT_TOK * CQ_KT_TOK; t < r0 + n; t += CQ_KT_TOK) {
+        const uint8_t *tile = grp + (size_t)(t / CQ_KT_TOK) * tb;
+        __m512 acc[HC][2];
+        _Pragma("GCC unroll 4") for (uint32_t h = 0; h < HC; h++)
+            acc[h][0] = acc[h][1] = _mm512_setzero_ps();
+        for (uint32_t u = 0; u < Q; u++) {
+            if (u % 2 == 0) _mm_prefetch((const char *)(tile + 64 * u + PF_TILE_AHEAD), _MM_HINT_T0);
+            ktx_unit(nhc, qp, kept, _mm512_loadu_si512(tile + 64 * (size_t)u), 4 * u, 4, acc);
+        }
+        const uint8_t *p = tile + 64 * (size_t)Q;
+        if (r >= 2) {
+            ktx_unit(nhc, qp, kept, _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)p)),
+                     4 * Q, 2, acc);
+            p += 32;
+        }
+        if (r & 1)
+            ktx_unit(nhc, qp, kept, _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)p)),
+                     kept - 1, 1, acc);
+        for (uint32_t h = 0; h < nhc; h++) {
+            float tmp[CQ_KT_TOK];
+            _mm512_storeu_ps(tmp, acc[h][0]);
+            _mm512_storeu_ps(tmp + 16, acc[h][1]);
+            const uint32_t a = t < r0 ? r0 - t : 0, b = t + CQ_KT_TOK < r0 + n ? CQ_KT_TOK : r0 + n - t;
+            memcpy(s + (size_t)h * ss + (t + a - r0), tmp + a, (b - a) * sizeof(float));
+        }
+    }
+}
+
+static void x_dot_i4t(const float *qp, uint32_t nh, const uint8_t *grp, uint32_t r0, uint32_t n,
+                      uint32_t kept, float *s, uint32_t ss) {
+    for (uint32_t h0 = 0; h0 < nh; h0 += HC) {
+        const uint32_t nhc = nh - h0 < HC ? nh - h0 : HC;
+#define B(NH) ktx_run(NH, qp + (size_t)h0 * kept, grp, r0, n, kept, s + (size_t)h0 * ss, ss)
+        NH_SWITCH(nhc, B)
+#undef B
+    }
+}
+
+/* EXACT values over value blocks, fp32: token i of a block is bits 8i..8i+3 (channel m)
+ * and 8i+4..8i+7 (channel 16 + m) of a chunk's dword lanes; the same shift pair gives
+ * its signed codes, multiplied by w * vs of that token (one fp32 product, as in acc_i4)
+ * into fp32 channel accumulators. Weights sit by storage position, zero outside the run. */
+static ALWAYS_INLINE void vbx_piece(const uint32_t nhc, const float pw[HC][CQ_V8_TILE + 8],
+                                    const uint8_t *blk, uint32_t nblk, uint32_t D, float *acc) {
+    const size_t bb = 2 * (size_t)D;
+    for (uint32_t c = 0; c < D; c += 64) {
+        const uint32_t two = D - c >= 64;
+        __m512 a[HC][4];
+        _Pragma("GCC unroll 4") for (uint32_t h = 0; h < HC; h++) {
+            if (h >= nhc) break;
+            for (uint32_t i = 0; i < 2 + 2 * two; i++) a[h][i] = _mm512_loadu_ps(acc + (size_t)h * D + c + 16 * i);
+            if (!two) a[h][2] = a[h][3] = _mm512_setzero_ps();
+        }
+        for (uint32_t k = 0; k < nblk; k++) {
+            const uint8_t *p = blk + k * bb + 2 * (size_t)c;
+            const __m512i x0 = _mm512_loadu_si512(p);
+            const __m512i x1 = two ? _mm512_loadu_si512(p + 64) : _mm512_setzero_si512();
+            _Pragma("GCC unroll 4") for (uint32_t i = 0; i < CQ_VB_TOK; i++) {
+                const __m512 l0 = NIB_LO(x0, i), h0 = NIB_HI(x0, i);
+                const __m512 l1 = NIB_LO(x1, i), h1 = NIB_HI(x1, i);
+                _Pragma("GCC unroll 4") for (uint32_t h = 0; h < nhc; h++) {
+                    const __m512 wv = _mm512_set1_ps(pw[h][4 * k + i]);
+                    a[h][0] = _mm512_fmadd_ps(wv, l0, a[h][0]);
+                    a[h][1] = _mm512_fmadd_ps(wv, h0, a[h][1]);
+                    a[h][2] = _mm512_fmadd_ps(wv, l1, a[h][2]);
+                    a[h][3] = _mm512_fmadd_ps(wv, h1, a[h][3]);
+                }
+            }
+        }
+        _Pragma("GCC unroll 4") for (uint32_t h = 0; h < HC; h++) {
+            if (h >= nhc) break;
+            for (uint32_t i = 0; i < 2 + 2 * two; i++) _mm512_storeu_ps(acc + (size_t)h * D + c + 16 * i, a[h][i]);
+        }
+    }
+}
+#undef NIB_LO
+#undef NIB_HI
+
+static void x_acc_i4t(const float *w, uint32_t ws, uint32_t nh, const uint8_t *blk, uint32_t o,
+                      const uint16_t *vs, uint32_t n, uint32_t D, float *acc) {
+    const size_t bb = 2 * (size_t)D;
+    for (uint32_t t0 = 0; t0 < n; t0 += CQ_V8_TILE) {
+        const uint32_t m = n - t0 < CQ_V8_TILE ? n - t0 : CQ_V8_TILE;
+        const uint32_t p0 = o + t0, sft = p0 % CQ_VB_TOK, nblk = (sft + m + CQ_VB_TOK - 1) / CQ_VB_TOK;
+        const uint8_t *b0 = blk + (size_t)(p0 / CQ_VB_TOK) * bb;
+        for (size_t q = 0; q < (size_t)CQ_V8_TILE / CQ_VB_TOK * bb; q += 64)
+            _mm_prefetch((const char *)b0 + PF_TILE_AHEAD + q, _MM_HINT_T0);
+        float vf[CQ_V8_TILE];
+        for (uint32_t t = 0; t < m; t++) vf[t] = cq_f16_to_f32(vs[t0 + t]);
+        for (uint32_t h0 = 0; h0 < nh; h0 += HC) {
+            const uint32_t nhc = nh - h0 < HC ? nh - h0 : HC;
+            float pw[HC][CQ_V8_TILE + 8];
+            for (uint32_t h = 0; h < nhc; h++) {
+                memset(pw[h], 0, sizeof pw[h]);
+                for (uint32_t t = 0; t < m; t++) pw[h][sft + t] = w[(size_t)(h0 + h) * ws + t0 + t] * vf[t];
+            }
+#define B(NH) vbx_piece(NH, pw, b0, nblk, D, acc + (size_t)h0 * D)
+            NH_SWITCH(nhc, B)
+#undef B
+        }
+    }
+}
+
+/* FAST key scores over a tiled group (cq_tiles.h). A quad unit read as 16 dwords holds 4
+ * channels of tokens 0-15 (low nibbles) and 16-31 (high nibbles) of a tile: XOR 0x88 and
+ * two masks give u = code + 8 for both halves, and one vpdpbusd per half and head (query
+ * quad as a broadcast dword) adds 4 products to every token lane. The two quads of an
+ * 8-channel block (CQ_Q8_BLOCK) go into a fresh accumulator that is shifted by the
+ * block's sh and added to the total: the exact integer of the rule, without a horizontal
+ * sum. The channels past the last whole block (a quad, a pair, a single channel) are
+ * one more block; pair and single units are widened to dwords (vpmovzxwd / vpmovzxbd), so
+ * their missing channels are padding that meets a zero query byte. */
+typedef struct kt_query {
+    int32_t qd[HC][CQ_MAX_DIM / 4 + 2]; /* per unit: its query bytes as one dword */
+    uint32_t sh[HC][CQ_MAX_DIM / CQ_Q8_BLOCK + 1];
+    int32_t corr[HC];                   /* 8 * sum(q8), shift-weighted */
+    float qs[HC];
+} kt_query;
+
+static void kt_setup(const int8_t *q8, const uint8_t *sh, const float *qs, uint32_t h0,
+                     uint32_t nhc, uint32_t kept, kt_query *kq) {
+    const uint32_t nb = (kept + CQ_Q8_BLOCK - 1) / CQ_Q8_BLOCK, Q = kept / 4, r = kept % 4;
+    for (uint32_t h = 0; h < nhc; h++) {
+        const int8_t *q = q8 + (size_t)(h0 + h) * kept;
+        const uint8_t *shh = sh + (size_t)(h0 + h) * nb;
+        uint32_t u = 0;
+        for (; u < Q; u++) memcpy(&kq->qd[h][u], q + 4 * u, 4);
+        if (r >= 2) { /* the pair unit: bytes 0-1 */
+            int8_t b[4] = {q[4 * Q], q[4 * Q + 1], 0, 0};
+            memcpy(&kq->qd[h][u++], b, 4);
+        }
+        if (r & 1) {
+            int8_t b[4] = {q[kept - 1], 0, 0, 0};
+            memcpy(&kq->qd[h][u++], b, 4);
+        }
+        uint32_t cr = 0; /* unsigned: wraps like the int32 lanes */
+        for (uint32_t b = 0; b < nb; b++) {
+            int32_t sb = 0;
+            for (uint32_t c = b * CQ_Q8_BLOCK; c < kept && c < (b + 1) * CQ_Q8_BLOCK; c++) sb += q[c];
+            cr += (uint32_t)(8 * sb) << shh[b];
+            kq->sh[h][b] = shh[b];
+        }
+        kq->corr[h] = (int32_t)cr;
+        kq->qs[h] = qs[h0 + h];
+    }
+}
+
+#define KT_SPLIT(x, lo, hi)                                                                        \
+    do {                                                                                           \
+        __m512i x_ = _mm512_xor_si512((x), x88);                                                   \
+        lo = _mm512_and_si512(x_, m15);                                                            \
+        hi = _mm512_and_si512(_mm512_srli_epi16(x_, 4), m15);                                      \
+    } while (0)
+
+/* one tile's 32 token lanes, heads [0, nhc): tot[h][0] tokens 0-15, tot[h][1] 16-31 */
+static ALWAYS_INLINE void kt_tile(const uint32_t nhc, const kt_query *kq, const uint8_t *tile,
+                                  uint32_t kept, __m512i tot[HC][2]) {
+    const __m512i m15 = _mm512_set1_epi8(0x0F), x88 = _mm512_set1_epi8((char)0x88);
+    const uint32_t Q = kept / 4, r = kept % 4, fb = Q / 2;
+    _Pragma("GCC unroll 4") for (uint32_t h = 0; h < HC; h++)
+        tot[h][0] = tot[h][1] = _mm512_setzero_si512();
+    for (uint32_t b = 0; b < fb; b++) {
+        const uint8_t *p = tile + 128 * (size_t)b;
+        _mm_prefetch((const char *)(p + PF_TILE_AHEAD), _MM_HINT_T0); /* streams from DRAM */
+        _mm_prefetch((const char *)(p + PF_TILE_AHEAD + 64), _MM_HINT_T0);
+        __m512i l0, h0, l1, h1;
+        KT_SPLIT(_mm512_loadu_si512(p), l0, h0);
+        KT_SPLIT(_mm512_loadu_si512(p + 64), l1, h1);
+        _Pragma("GCC unroll 4") for (uint32_t h = 0; h < nhc; h++) {
+            const __m512i qa = _mm512_set1_epi32(kq->qd[h][2 * b]),
+                          qb = _mm512_set1_epi32(kq->qd[h][2 * b + 1]);
+            __m512i a = _mm512_dpbusd_epi32(_mm512_setzero_si512(), l0, qa);
+            __m512i c = _mm512_dpbusd_epi32(_mm512_setzero_si512(), h0, qa);
+            a = _mm512_dpbusd_epi32(a, l1, qb);
+            c = _mm512_dpbusd_epi32(c, h1, qb);
+            const __m128i cnt = _mm_cvtsi32_si128((int)kq->sh[h][b]);
+            tot[h][0] = _mm512_add_epi32(tot[h][0], _mm512_sll_epi32(a, cnt));
+            tot[h][1] = _mm512_add_epi32(tot[h][1], _mm512_sll_epi32(c, cnt));
+        }
+    }
+    if (4 * Q + r == 8 * fb) return;
+    /* the last block: units 2 fb .. (a quad if Q is odd, then the pair and single units) */
+    __m512i lo[3], hi[3];
+    uint32_t nu = 0;
+    const uint8_t *p = tile + 128 * (size_t)fb;
+    if (Q & 1) {
+        KT_SPLIT(_mm512_loadu_si512(p), lo[nu], hi[nu]);
+        p += 64, nu++;
+    }
+    if (r >= 2) {
+        KT_SPLIT(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)p)), lo[nu], hi[nu]);
+        p += 32, nu++;
+    }
+    if (r & 1) {
+        KT_SPLIT(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)p)), lo[nu], hi[nu]);
+        nu++;
+    }
+    for (uint32_t h = 0; h < nhc; h++) {
+        __m512i a = _mm512_setzero_si512(), c = _mm512_setzero_si512();
+        for (uint32_t i = 0; i < nu; i++) {
+            const __m512i qv = _mm512_set1_epi32(kq->qd[h][2 * fb + i]);
+            a = _mm512_dpbusd_epi32(a, lo[i], qv);
+            c = _mm512_dpbusd_epi32(c, hi[i], qv);
+        }
+        const __m128i cnt = _mm_cvtsi32_si128((int)kq->sh[h][fb]);
+        tot[h][0] = _mm512_add_epi32(tot[h][0], _mm512_sll_epi32(a, cnt));
+        tot[h][1] = _mm512_add_epi32(tot[h][1], _mm512_sll_epi32(c, cnt));
+    }
+}
+#undef KT_SPLIT
+
+static ALWAYS_INLINE void kt_run(const uint32_t nhc, const kt_query *kq, const uint8_t *grp,
+                                 uint32_t r0, uint32_t n, uint32_t kept, float *s, uint32_t ss) {
+    const size_t tb = (size_t)16 * kept;
+    for (uint32_t t = r0 / CQ_KT_TOK * CQ_KT_TOK; t < r0 + n; t += CQ_KT_TOK) {
+        __m512i tot[HC][2];
+        kt_tile(nhc, kq, grp + (size_t)(t / CQ_KT_TOK) * tb, kept, tot);
+        const int full = t >= r0 && t + CQ_KT_TOK <= r0 + n;
+        for (uint32_t h = 0; h < nhc; h++) {
+            const __m512i cr = _mm512_set1_epi32(kq->corr[h]);
+            const __m512 f = _mm512_set1_ps(kq->qs[h]);
+            __m512 s0 = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(tot[h][0], cr)), f);
+            __m512 s1 = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(tot[h][1], cr)), f);
+            float *dst = s + (size_t)h * ss;
+            if (full) {
+                _mm512_storeu_ps(dst + (t - r0), s0);
+                _mm512_storeu_ps(dst + (t - r0) + 16, s1);
+                continue;
+            }
+            float tmp[CQ_KT_TOK];
+            _mm512_storeu_ps(tmp, s0);
+            _mm512_storeu_ps(tmp + 16, s1);
+            for (uint32_t i = 0; i < CQ_KT_TOK; i++)
+                if (t + i >= r0 && t + i < r0 + n) dst[t + i - r0] = tmp[i];
+        }
+    }
+}
+
+static void x_dot_i4tq(const int8_t *q8, const uint8_t *sh, const float *qs, uint32_t nh,
+                       const uint8_t *grp, uint32_t r0, uint32_t n, uint32_t kept, float *s,
+                       uint32_t ss) {
+    for (uint32_t h0 = 0; h0 < nh; h0 += HC) {
+        const uint32_t nhc = nh - h0 < HC ? nh - h0 : HC;
+        kt_query kq;
+        kt_setup(q8, sh, qs, h0, nhc, kept, &kq);
+#define B(NH) kt_run(NH, &kq, grp, r0, n, kept, s + (size_t)h0 * ss, ss)
+        NH_SWITCH(nhc, B)
+#undef B
+    }
+}
+
+/* FAST values over value blocks (cq_tiles.h). A chunk read as 16 dwords holds 4 tokens of
+ * channel m (low nibbles) and of channel 16 + m (high): one vpdpbusd per nibble side and
+ * head multiplies the block's four 7-bit weights (unsigned operand, a broadcast dword) by
+ * the four u = code + 8 (signed operand) and adds to the channel's int32 lane, with no
+ * transpose. Per acc_i4q tile the weights come from the AVX2 prep (the same rule); they
+ * are laid out by storage position, so a run that starts mid-block gives its first and
+ * last blocks zero weights on the positions outside it. 64 channels at a time: 4 heads x
+ * 4 vectors of accumulators. */
+static ALWAYS_INLINE void vb_tile(const uint32_t nhc, const uint8_t wb[HC][CQ_V8_TILE + 8],
+                                  const cq_i4q_tile *tl, const uint8_t *blk, uint32_t nblk,
+                                  uint32_t D, float *acc) {
+    const __m512i m15 = _mm512_set1_epi8(0x0F), x88 = _mm512_set1_epi8((char)0x88);
+    const size_t bb = 2 * (size_t)D;
+    for (uint32_t c = 0; c < D; c += 64) {
+        __m512i a[HC][4];
+        _Pragma("GCC unroll 4") for (uint32_t h = 0; h < HC; h++)
+            a[h][0] = a[h][1] = a[h][2] = a[h][3] = _mm512_setzero_si512();
+        const uint32_t two = D - c >= 64; /* a second 32-channel chunk */
+        for (uint32_t k = 0; k < nblk; k++) {
+            const uint8_t *p = blk + k * bb + 2 * (size_t)c;
+            __m512i x0 = _mm512_xor_si512(_mm512_loadu_si512(p), x88);
+            __m512i x1 = two ? _mm512_xor_si512(_mm512_loadu_si512(p + 64), x88) : x88;
+            __m512i l0 = _mm512_and_si512(x0, m15), h0 = _mm512_and_si512(_mm512_srli_epi16(x0, 4), m15);
+            __m512i l1 = _mm512_and_si512(x1, m15), h1 = _mm512_and_si512(_mm512_srli_epi16(x1, 4), m15);
+            _Pragma("GCC unroll 4") for (uint32_t h = 0; h < nhc; h++) {
+                int32_t w4;
+                memcpy(&w4, &wb[h][4 * k], 4);
+                const __m512i wv = _mm512_set1_epi32(w4);
+                a[h][0] = _mm512_dpbusd_epi32(a[h][0], wv, l0);
+                a[h][1] = _mm512_dpbusd_epi32(a[h][1], wv, h0);
+                a[h][2] = _mm512_dpbusd_epi32(a[h][2], wv, l1);
+                a[h][3] = _mm512_dpbusd_epi32(a[h][3], wv, h1);
+            }
+        }
+        _Pragma("GCC unroll 4") for (uint32_t h = 0; h < nhc; h++) {
+            if (!tl->on[h]) continue;
+            const __m512i s8 = _mm512_set1_epi32(tl->S8[h]);
+            const __m512 dv = _mm512_set1_ps(tl->d[h]);
+            float *dst = acc + (size_t)h * D + c;
+            for (uint32_t i = 0; i < 2 + 2 * two; i++) {
+                __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(a[h][i], s8)), dv);
+                _mm512_storeu_ps(dst + 16 * i, _mm512_add_ps(_mm512_loadu_ps(dst + 16 * i), f));
+            }
+        }
+    }
+}
+
+static void x_acc_i4tq(const float *w, uint32_t ws, uint32_t nh, const uint8_t *blk, uint32_t o,
+                       const uint16_t *vs, uint32_t n, uint32_t D, float *acc) {
+    const size_t bb = 2 * (size_t)D;
+    for (uint32_t t0 = 0; t0 < n; t0 += CQ_V8_TILE) {
+        const uint32_t m = n - t0 < CQ_V8_TILE ? n - t0 : CQ_V8_TILE;
+        const uint32_t p0 = o + t0, nblk = (p0 % CQ_VB_TOK + m + CQ_VB_TOK - 1) / CQ_VB_TOK;
+        const uint8_t *b0 = blk + (size_t)(p0 / CQ_VB_TOK) * bb;
+        const uint8_t *ahead = b0 + PF_TILE_AHEAD;
+        for (size_t q = 0; q < (size_t)CQ_V8_TILE / CQ_VB_TOK * bb; q += 64)
+            _mm_prefetch((const char *)ahead + q, _MM_HINT_T0);
+        for (uint32_t h0 = 0; h0 < nh; h0 += HC) {
+            const uint32_t nhc = nh - h0 < HC ? nh - h0 : HC;
+            cq_i4q_tile tl;
+            cq_avx2_i4q_prep(w + (size_t)h0 * ws + t0, ws, nhc, m, vs + t0, &tl);
+            uint8_t wb[HC][CQ_V8_TILE + 8] __attribute__((aligned(16)));
+            const uint32_t sft = p0 % CQ_VB_TOK;
+            for (uint32_t h = 0; h < nhc; h++) { /* weights by storage position in the blocks */
+                memset(wb[h], 0, sizeof wb[h]);
+                memcpy(wb[h] + sft, tl.wb[h], m);
+            }
+            float *ah = acc + (size_t)h0 * D;
+#define B(NH) vb_tile(NH, wb, &tl, b0, nblk, D, ah)
+            NH_SWITCH(nhc, B)
+#undef B
+        }
+    }
+}
+
 /* Called once by dispatch.c (avx512_init, after cpuid): the AVX2 table, these entries replaced. */
 void cq_kernels_avx512_fill(cq_kernels *t) {
     *t = cq_kernels_avx2_table;
     t->name = "avx512";
+    t->tiles = 1;
     t->acc_i4q = x_acc_i4q;
     t->dot_i4q = x_dot_i4q;
+    t->dot_i4t = x_dot_i4t;
+    t->dot_i4tq = x_dot_i4tq;
+    t->acc_i4t = x_acc_i4t;
+    t->acc_i4tq = x_acc_i4tq;
 }

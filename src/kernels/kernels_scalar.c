@@ -126,6 +126,51 @@ static void s_dot_i4q(const int8_t *q8, const uint8_t *sh, const float *qs, uint
     }
 }
 
+/* dot_i4 over a tiled key group: s_dot_i4's loop, codes read through cq_kt_get */
+static void s_dot_i4t(const float *qp, uint32_t nh, const uint8_t *grp, uint32_t r0, uint32_t n,
+                      uint32_t kept, float *s, uint32_t ss) {
+    for (uint32_t t = 0; t < n; t++)
+        for (uint32_t h = 0; h < nh; h++) {
+            float a = 0.0f;
+            for (uint32_t c = 0; c < kept; c++)
+                a += qp[(size_t)h * kept + c] * (float)cq_kt_get(grp, kept, r0 + t, c);
+            s[(size_t)h * ss + t] = a;
+        }
+}
+
+/* acc_i4 over value blocks: s_acc_i4's loop, codes read through cq_vb_get */
+static void s_acc_i4t(const float *w, uint32_t ws, uint32_t nh, const uint8_t *blk, uint32_t o,
+                      const uint16_t *vs, uint32_t n, uint32_t D, float *acc) {
+    for (uint32_t t = 0; t < n; t++) {
+        float sc = cq_f16_to_f32(vs[t]);
+        const uint32_t p = o + t;
+        const uint8_t *b = blk + (size_t)(p / CQ_VB_TOK) * 2 * D;
+        for (uint32_t h = 0; h < nh; h++) {
+            float pw = w[(size_t)h * ws + t] * sc;
+            for (uint32_t c = 0; c < D; c++)
+                acc[(size_t)h * D + c] += pw * (float)cq_vb_get(b, c, p % CQ_VB_TOK);
+        }
+    }
+}
+
+/* dot_i4q's rule over a tiled key group: the same integers, codes read through cq_kt_get */
+static void s_dot_i4tq(const int8_t *q8, const uint8_t *sh, const float *qs, uint32_t nh,
+                       const uint8_t *grp, uint32_t r0, uint32_t n, uint32_t kept, float *s,
+                       uint32_t ss) {
+    const uint32_t nb = (kept + CQ_Q8_BLOCK - 1) / CQ_Q8_BLOCK;
+    for (uint32_t t = 0; t < n; t++)
+        for (uint32_t h = 0; h < nh; h++) {
+            int32_t a = 0;
+            for (uint32_t b = 0; b < nb; b++) {
+                int32_t ab = 0;
+                for (uint32_t c = b * CQ_Q8_BLOCK; c < kept && c < (b + 1) * CQ_Q8_BLOCK; c++)
+                    ab += (int32_t)q8[(size_t)h * kept + c] * cq_kt_get(grp, kept, r0 + t, c);
+                a += ab * (int32_t)(1u << sh[(size_t)h * nb + b]);
+            }
+            s[(size_t)h * ss + t] = (float)a * qs[h];
+        }
+}
+
 static void s_acc_f16(const float *w, uint32_t ws, uint32_t nh, const uint16_t *v, uint32_t n,
                       uint32_t D, float *acc) {
     for (uint32_t t = 0; t < n; t++)
@@ -202,6 +247,40 @@ static void s_acc_i4q(const float *w, uint32_t ws, uint32_t nh, const uint8_t *v
     }
 }
 
+/* acc_i4q's rule over value blocks: codes read through cq_vb_get */
+static void s_acc_i4tq(const float *w, uint32_t ws, uint32_t nh, const uint8_t *blk, uint32_t o,
+                       const uint16_t *vs, uint32_t n, uint32_t D, float *acc) {
+    for (uint32_t t0 = 0; t0 < n; t0 += CQ_V8_TILE) {
+        const uint32_t m = n - t0 < CQ_V8_TILE ? n - t0 : CQ_V8_TILE;
+        float vf[CQ_V8_TILE];
+        for (uint32_t t = 0; t < m; t++) vf[t] = cq_f16_to_f32(vs[t0 + t]);
+        for (uint32_t h = 0; h < nh; h++) {
+            const float *wh = w + (size_t)h * ws + t0;
+            float a[CQ_V8_TILE], A = 0.0f;
+            for (uint32_t t = 0; t < m; t++) {
+                a[t] = wh[t] * vf[t];
+                A = a[t] > A ? a[t] : A;
+            }
+            if (!(A > 0x1p-100f)) continue;
+            const float inv = (float)CQ_V8_MAX / A, d = A / (float)CQ_V8_MAX;
+            int32_t a8[CQ_V8_TILE], S = 0;
+            for (uint32_t t = 0; t < m; t++) {
+                int32_t q = (int32_t)(a[t] * inv + cq_v8_dither[t]);
+                a8[t] = q > CQ_V8_MAX ? CQ_V8_MAX : q;
+                S += a8[t];
+            }
+            for (uint32_t c = 0; c < D; c++) {
+                int32_t I = 0;
+                for (uint32_t t = 0; t < m; t++) {
+                    const uint32_t p = o + t0 + t;
+                    I += a8[t] * (cq_vb_get(blk + (size_t)(p / CQ_VB_TOK) * 2 * D, c, p % CQ_VB_TOK) + 8);
+                }
+                acc[(size_t)h * D + c] += (float)(I - 8 * S) * d;
+            }
+        }
+    }
+}
+
 static int s_any_nonfinite(const uint16_t *x, size_t n) {
     for (size_t i = 0; i < n; i++)
         if (!cq_f16_is_finite(x[i])) return 1;
@@ -256,12 +335,16 @@ static const cq_kernels scalar_table = {
     .dot_i8 = s_dot_i8,
     .dot_i4 = s_dot_i4,
     .dot_i4q = s_dot_i4q,
+    .dot_i4t = s_dot_i4t,
+    .dot_i4tq = s_dot_i4tq,
     .quant_q8 = s_quant_q8,
     .acc_f16 = s_acc_f16,
     .acc_f32 = s_acc_f32,
     .acc_i8 = s_acc_i8,
     .acc_i4 = s_acc_i4,
     .acc_i4q = s_acc_i4q,
+    .acc_i4t = s_acc_i4t,
+    .acc_i4tq = s_acc_i4tq,
     .any_nonfinite = s_any_nonfinite,
     .max_f32 = s_max_f32,
     .exp_sum = s_exp_sum,
