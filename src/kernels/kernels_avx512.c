@@ -27,6 +27,9 @@
 #ifndef PF_TILE_AHEAD
 #define PF_TILE_AHEAD 4096 /* software prefetch distance of the tiled loops, bytes */
 #endif
+#ifndef PF_HINT
+#define PF_HINT _MM_HINT_T0
+#endif
 
 /* dot_i4q: the shared x86 loop with vpmaddwd + vpaddd fused into vpdpwssd */
 #define DOT_I4Q_NAME x_dot_i4q
@@ -153,7 +156,7 @@ static ALWAYS_INLINE void ktx_run(const uint32_t nhc, const float *qp, const uin
         _Pragma("GCC unroll 4") for (uint32_t h = 0; h < HC; h++)
             acc[h][0] = acc[h][1] = _mm512_setzero_ps();
         for (uint32_t u = 0; u < Q; u++) {
-            if (u % 2 == 0) _mm_prefetch((const char *)(tile + 64 * u + PF_TILE_AHEAD), _MM_HINT_T0);
+            if (u % 2 == 0) _mm_prefetch((const char *)(tile + 64 * u + PF_TILE_AHEAD), PF_HINT);
             ktx_unit(nhc, qp, kept, _mm512_loadu_si512(tile + 64 * (size_t)u), 4 * u, 4, acc);
         }
         const uint8_t *p = tile + 64 * (size_t)Q;
@@ -233,7 +236,7 @@ static void x_acc_i4t(const float *w, uint32_t ws, uint32_t nh, const uint8_t *b
         const uint32_t p0 = o + t0, sft = p0 % CQ_VB_TOK, nblk = (sft + m + CQ_VB_TOK - 1) / CQ_VB_TOK;
         const uint8_t *b0 = blk + (size_t)(p0 / CQ_VB_TOK) * bb;
         for (size_t q = 0; q < (size_t)CQ_V8_TILE / CQ_VB_TOK * bb; q += 64)
-            _mm_prefetch((const char *)b0 + PF_TILE_AHEAD + q, _MM_HINT_T0);
+            _mm_prefetch((const char *)b0 + PF_TILE_AHEAD + q, PF_HINT);
         float vf[CQ_V8_TILE];
         for (uint32_t t = 0; t < m; t++) vf[t] = cq_f16_to_f32(vs[t0 + t]);
         for (uint32_t h0 = 0; h0 < nh; h0 += HC) {
@@ -283,12 +286,25 @@ static void kt_setup(const int8_t *q8, const uint8_t *sh, const float *qs, uint3
             memcpy(&kq->qd[h][u++], b, 4);
         }
         uint32_t cr = 0; /* unsigned: wraps like the int32 lanes */
-        for (uint32_t b = 0; b < nb; b++) {
+        uint32_t b = 0;
+        if (kept % 64 == 0) { /* 8 blocks at a time: 4-channel sums, shifted per block */
+            __m512i cv = _mm512_setzero_si512();
+            const __m512i eight = _mm512_set1_epi8(8);
+            for (; b < nb; b += 8) {
+                const __m512i s4 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), eight,
+                                                       _mm512_loadu_si512(q + 8 * b));
+                __m128i s8 = _mm_loadl_epi64((const __m128i *)(shh + b)); /* 8 shifts */
+                __m512i cnt = _mm512_cvtepu8_epi32(_mm_unpacklo_epi8(s8, s8)); /* one per quad */
+                cv = _mm512_add_epi32(cv, _mm512_sllv_epi32(s4, cnt));
+            }
+            cr = (uint32_t)_mm512_reduce_add_epi32(cv);
+        }
+        for (; b < nb; b++) {
             int32_t sb = 0;
             for (uint32_t c = b * CQ_Q8_BLOCK; c < kept && c < (b + 1) * CQ_Q8_BLOCK; c++) sb += q[c];
             cr += (uint32_t)(8 * sb) << shh[b];
-            kq->sh[h][b] = shh[b];
         }
+        for (b = 0; b < nb; b++) kq->sh[h][b] = shh[b];
         kq->corr[h] = (int32_t)cr;
         kq->qs[h] = qs[h0 + h];
     }
@@ -310,8 +326,8 @@ static ALWAYS_INLINE void kt_tile(const uint32_t nhc, const kt_query *kq, const 
         tot[h][0] = tot[h][1] = _mm512_setzero_si512();
     for (uint32_t b = 0; b < fb; b++) {
         const uint8_t *p = tile + 128 * (size_t)b;
-        _mm_prefetch((const char *)(p + PF_TILE_AHEAD), _MM_HINT_T0); /* streams from DRAM */
-        _mm_prefetch((const char *)(p + PF_TILE_AHEAD + 64), _MM_HINT_T0);
+        _mm_prefetch((const char *)(p + PF_TILE_AHEAD), PF_HINT); /* streams from DRAM */
+        _mm_prefetch((const char *)(p + PF_TILE_AHEAD + 64), PF_HINT);
         __m512i l0, h0, l1, h1;
         KT_SPLIT(_mm512_loadu_si512(p), l0, h0);
         KT_SPLIT(_mm512_loadu_si512(p + 64), l1, h1);
@@ -454,7 +470,7 @@ static void x_acc_i4tq(const float *w, uint32_t ws, uint32_t nh, const uint8_t *
         const uint8_t *b0 = blk + (size_t)(p0 / CQ_VB_TOK) * bb;
         const uint8_t *ahead = b0 + PF_TILE_AHEAD;
         for (size_t q = 0; q < (size_t)CQ_V8_TILE / CQ_VB_TOK * bb; q += 64)
-            _mm_prefetch((const char *)ahead + q, _MM_HINT_T0);
+            _mm_prefetch((const char *)ahead + q, PF_HINT);
         for (uint32_t h0 = 0; h0 < nh; h0 += HC) {
             const uint32_t nhc = nh - h0 < HC ? nh - h0 : HC;
             cq_i4q_tile tl;
@@ -473,6 +489,100 @@ static void x_acc_i4tq(const float *w, uint32_t ws, uint32_t nh, const uint8_t *
     }
 }
 
+/* ------------------------------------------- softmax and query, 512-bit */
+
+/* exp8 of kernels_avx2.c on 16 lanes: the same operations, so every element has the
+ * AVX2 table's bits; the sum is taken in 16 lanes. */
+static inline __m512 exp16(__m512 x) {
+    x = _mm512_max_ps(x, _mm512_set1_ps(-87.0f));
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+    p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+    __m512i e = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23);
+    return _mm512_mul_ps(p, _mm512_castsi512_ps(e));
+}
+
+static float x_exp_sum(float *x, uint32_t n, float m) {
+    const __m512 vm = _mm512_set1_ps(m);
+    __m256 acc = _mm256_setzero_ps(); /* v_exp_sum's 8-lane sum, in its order: same bits */
+    uint32_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512 e = exp16(_mm512_sub_ps(_mm512_loadu_ps(x + i), vm));
+        _mm512_storeu_ps(x + i, e);
+        acc = _mm256_add_ps(acc, _mm512_castps512_ps256(e));
+        acc = _mm256_add_ps(acc, _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(e), 1)));
+    }
+    if (i < n) { /* the tail through the same polynomial, masked; missing lanes add 0 */
+        const __mmask16 k = (__mmask16)((1u << (n - i)) - 1);
+        __m512 e = _mm512_maskz_mov_ps(k, exp16(_mm512_sub_ps(_mm512_mask_loadu_ps(vm, k, x + i), vm)));
+        _mm512_mask_storeu_ps(x + i, k, e);
+        acc = _mm256_add_ps(acc, _mm512_castps512_ps256(e));
+        if (n - i > 8) acc = _mm256_add_ps(acc, _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(e), 1)));
+    }
+    __m128 a = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
+    a = _mm_add_ps(a, _mm_movehl_ps(a, a));
+    a = _mm_add_ss(a, _mm_movehdup_ps(a));
+    return _mm_cvtss_f32(a);
+}
+
+static float x_max_f32(const float *x, uint32_t n) {
+    __m512 m = _mm512_set1_ps(x[0]);
+    uint32_t i = 0;
+    for (; i + 16 <= n; i += 16) m = _mm512_max_ps(m, _mm512_loadu_ps(x + i));
+    if (i < n) m = _mm512_max_ps(m, _mm512_mask_loadu_ps(m, (__mmask16)((1u << (n - i)) - 1), x + i));
+    return _mm512_reduce_max_ps(m); /* exact in any order */
+}
+
+/* The rule of s_quant_q8 as v_quant_q8 computes it (block exponents from the float
+ * fields), 16 lanes = two 8-channel blocks at a time; kept % 16 != 0 takes the AVX2 loop. */
+_Static_assert(CQ_Q8_BLOCK == 8, "x_quant_q8 computes block maxima of 8 lanes");
+static void x_quant_q8(const float *x, uint32_t kept, int8_t *q8, uint8_t *sh, float *qs) {
+    if (kept % 16) {
+        cq_kernels_avx2_table.quant_q8(x, kept, q8, sh, qs);
+        return;
+    }
+    __m512 m = _mm512_setzero_ps();
+    for (uint32_t c = 0; c < kept; c += 16) m = _mm512_max_ps(m, _mm512_abs_ps(_mm512_loadu_ps(x + c)));
+    const float amax = _mm512_reduce_max_ps(m);
+    if (!(amax > 0.0f) || amax < 0x1p-100f) {
+        cq_kernels_scalar()->quant_q8(x, kept, q8, sh, qs);
+        return;
+    }
+    uint32_t ua;
+    memcpy(&ua, &amax, 4);
+    const __m512i EA = _mm512_set1_epi32((int)(ua >> 23)), MA = _mm512_set1_epi32((int)(ua & 0x7FFFFF));
+    const __m512i mm = _mm512_set1_epi32(0x7FFFFF), one = _mm512_set1_epi32(1),
+                  emax = _mm512_set1_epi32((int)CQ_Q8_SHIFT_MAX), b127 = _mm512_set1_epi32(127),
+                  zero = _mm512_setzero_si512();
+    const __m512 inv = _mm512_set1_ps(127.0f / amax), lo = _mm512_set1_ps(-127.0f), hi = _mm512_set1_ps(127.0f);
+    for (uint32_t c = 0; c < kept; c += 16) {
+        __m512 xv = _mm512_loadu_ps(x + c), a = _mm512_abs_ps(xv);
+        a = _mm512_max_ps(a, _mm512_permute_ps(a, 0xB1));
+        a = _mm512_max_ps(a, _mm512_permute_ps(a, 0x4E));
+        a = _mm512_max_ps(a, _mm512_shuffle_f32x4(a, a, 0xB1)); /* 8-lane block max */
+        __m512i bits = _mm512_castps_si512(a);
+        __m512i e = _mm512_sub_epi32(EA, _mm512_srli_epi32(bits, 23));
+        e = _mm512_mask_sub_epi32(e, _mm512_cmpgt_epi32_mask(_mm512_and_si512(bits, mm), MA), e, one);
+        e = _mm512_min_epi32(_mm512_max_epi32(e, zero), emax);
+        __m512 f = _mm512_mul_ps(inv, _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(e, b127), 23)));
+        __m512 y = _mm512_roundscale_ps(_mm512_mul_ps(xv, f), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        _mm_storeu_si128((__m128i *)(q8 + c), _mm512_cvtsepi32_epi8(_mm512_cvttps_epi32(_mm512_min_ps(_mm512_max_ps(y, lo), hi))));
+        int32_t el[16];
+        _mm512_storeu_si512(el, e);
+        sh[c / 8] = (uint8_t)(CQ_Q8_SHIFT_MAX - (uint32_t)el[0]);
+        sh[c / 8 + 1] = (uint8_t)(CQ_Q8_SHIFT_MAX - (uint32_t)el[8]);
+    }
+    *qs = (amax / 127.0f) / (float)(1u << CQ_Q8_SHIFT_MAX);
+}
+
 /* Called once by dispatch.c (avx512_init, after cpuid): the AVX2 table, these entries replaced. */
 void cq_kernels_avx512_fill(cq_kernels *t) {
     *t = cq_kernels_avx2_table;
@@ -484,4 +594,7 @@ void cq_kernels_avx512_fill(cq_kernels *t) {
     t->dot_i4tq = x_dot_i4tq;
     t->acc_i4t = x_acc_i4t;
     t->acc_i4tq = x_acc_i4tq;
+    t->exp_sum = x_exp_sum;
+    t->max_f32 = x_max_f32;
+    t->quant_q8 = x_quant_q8;
 }
