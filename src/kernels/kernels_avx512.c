@@ -24,12 +24,19 @@
 #include "kernels_x86.h"
 
 #define TERN_XOR_AND 0x28 /* vpternlogd: (a ^ b) & c */
-#ifndef PF_TILE_AHEAD
-#define PF_TILE_AHEAD 4096 /* software prefetch distance of the tiled loops, bytes */
-#endif
-#ifndef PF_HINT
-#define PF_HINT _MM_HINT_T0
-#endif
+/* Software prefetch of the tiled loops' code streams, two levels: into L1 PF_NEAR bytes
+ * ahead and into L2 PF_FAR bytes ahead, a line or two per unit of work so that the
+ * requests spread over the loop. Measured on the 2-vCPU Zen 4 VM (cq bench, FAST CQ-4,
+ * 16K tokens): L1 only at 2-8 KiB gave 1.45-1.55 ms per layer on one thread, 2 KiB + 16
+ * KiB into L2 1.31 ms; prefetches never fault, so they may point past a page. */
+#define PF_NEAR 2048
+#define PF_FAR 8192
+static inline void pf_line(const uint8_t *p) {
+    _mm_prefetch((const char *)(p + PF_NEAR), _MM_HINT_T0);
+    /* GCC 12 drops the _mm_prefetch(.., _MM_HINT_T1) of these loops (seen in the object
+     * code; a plain loop keeps it), so the L2 request is written out */
+    __asm__ volatile("prefetcht1 %0" : : "m"(*(const char *)(p + PF_FAR)));
+}
 
 /* dot_i4q: the shared x86 loop with vpmaddwd + vpaddd fused into vpdpwssd */
 #define DOT_I4Q_NAME x_dot_i4q
@@ -146,6 +153,20 @@ static ALWAYS_INLINE void ktx_unit(const uint32_t nhc, const float *qp, uint32_t
     }
 }
 
+static __attribute__((noinline)) void ktx_tail(const float *qp, uint32_t kept, const uint8_t *p,
+                                               uint32_t nhc, __m512 add[HC][2]) {
+    const uint32_t Q = kept / 4, r = kept % 4;
+    for (uint32_t h = 0; h < HC; h++) add[h][0] = add[h][1] = _mm512_setzero_ps();
+    if (r >= 2) {
+        ktx_unit(nhc, qp, kept, _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)p)), 4 * Q,
+                 2, add);
+        p += 32;
+    }
+    if (r & 1)
+        ktx_unit(nhc, qp, kept, _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)p)), kept - 1,
+                 1, add);
+}
+
 static ALWAYS_INLINE void ktx_run(const uint32_t nhc, const float *qp, const uint8_t *grp,
                                   uint32_t r0, uint32_t n, uint32_t kept, float *s, uint32_t ss) {
     const size_t tb = (size_t)16 * kept;
@@ -156,19 +177,18 @@ static ALWAYS_INLINE void ktx_run(const uint32_t nhc, const float *qp, const uin
         _Pragma("GCC unroll 4") for (uint32_t h = 0; h < HC; h++)
             acc[h][0] = acc[h][1] = _mm512_setzero_ps();
         for (uint32_t u = 0; u < Q; u++) {
-            if (u % 2 == 0) _mm_prefetch((const char *)(tile + 64 * u + PF_TILE_AHEAD), PF_HINT);
+            pf_line(tile + 64 * (size_t)u);
             ktx_unit(nhc, qp, kept, _mm512_loadu_si512(tile + 64 * (size_t)u), 4 * u, 4, acc);
         }
-        const uint8_t *p = tile + 64 * (size_t)Q;
-        if (r >= 2) {
-            ktx_unit(nhc, qp, kept, _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)p)),
-                     4 * Q, 2, acc);
-            p += 32;
+        if (r) { /* the pair and single units, out of line: the sums stay in registers */
+            __m512 add[HC][2];
+            ktx_tail(qp, kept, tile + 64 * (size_t)Q, nhc, add);
+            _Pragma("GCC unroll 4") for (uint32_t h = 0; h < nhc; h++) {
+                acc[h][0] = _mm512_add_ps(acc[h][0], add[h][0]);
+                acc[h][1] = _mm512_add_ps(acc[h][1], add[h][1]);
+            }
         }
-        if (r & 1)
-            ktx_unit(nhc, qp, kept, _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)p)),
-                     kept - 1, 1, acc);
-        for (uint32_t h = 0; h < nhc; h++) {
+        _Pragma("GCC unroll 4") for (uint32_t h = 0; h < nhc; h++) {
             float tmp[CQ_KT_TOK];
             _mm512_storeu_ps(tmp, acc[h][0]);
             _mm512_storeu_ps(tmp + 16, acc[h][1]);
@@ -192,38 +212,44 @@ static void x_dot_i4t(const float *qp, uint32_t nh, const uint8_t *grp, uint32_t
  * and 8i+4..8i+7 (channel 16 + m) of a chunk's dword lanes; the same shift pair gives
  * its signed codes, multiplied by w * vs of that token (one fp32 product, as in acc_i4)
  * into fp32 channel accumulators. Weights sit by storage position, zero outside the run. */
-static ALWAYS_INLINE void vbx_piece(const uint32_t nhc, const float pw[HC][CQ_V8_TILE + 8],
-                                    const uint8_t *blk, uint32_t nblk, uint32_t D, float *acc) {
-    const size_t bb = 2 * (size_t)D;
-    for (uint32_t c = 0; c < D; c += 64) {
-        const uint32_t two = D - c >= 64;
-        __m512 a[HC][4];
-        _Pragma("GCC unroll 4") for (uint32_t h = 0; h < HC; h++) {
-            if (h >= nhc) break;
-            for (uint32_t i = 0; i < 2 + 2 * two; i++) a[h][i] = _mm512_loadu_ps(acc + (size_t)h * D + c + 16 * i);
-            if (!two) a[h][2] = a[h][3] = _mm512_setzero_ps();
-        }
-        for (uint32_t k = 0; k < nblk; k++) {
-            const uint8_t *p = blk + k * bb + 2 * (size_t)c;
-            const __m512i x0 = _mm512_loadu_si512(p);
-            const __m512i x1 = two ? _mm512_loadu_si512(p + 64) : _mm512_setzero_si512();
-            _Pragma("GCC unroll 4") for (uint32_t i = 0; i < CQ_VB_TOK; i++) {
-                const __m512 l0 = NIB_LO(x0, i), h0 = NIB_HI(x0, i);
-                const __m512 l1 = NIB_LO(x1, i), h1 = NIB_HI(x1, i);
-                _Pragma("GCC unroll 4") for (uint32_t h = 0; h < nhc; h++) {
-                    const __m512 wv = _mm512_set1_ps(pw[h][4 * k + i]);
-                    a[h][0] = _mm512_fmadd_ps(wv, l0, a[h][0]);
-                    a[h][1] = _mm512_fmadd_ps(wv, h0, a[h][1]);
+static ALWAYS_INLINE void vbx_chunk(const uint32_t nhc, const uint32_t TWO,
+                                    const float pw[HC][CQ_V8_TILE + 8], const uint8_t *blk,
+                                    uint32_t nblk, size_t bb, float *acc, uint32_t D) {
+    __m512 a[HC][4];
+    _Pragma("GCC unroll 4") for (uint32_t h = 0; h < nhc; h++)
+        _Pragma("GCC unroll 4") for (uint32_t i = 0; i < 4; i++)
+            a[h][i] = i < 2 + 2 * TWO ? _mm512_loadu_ps(acc + (size_t)h * D + 16 * i) : _mm512_setzero_ps();
+    for (uint32_t k = 0; k < nblk; k++) {
+        const uint8_t *p = blk + k * bb;
+        pf_line(p);
+        if (TWO) pf_line(p + 64);
+        const __m512i x0 = _mm512_loadu_si512(p);
+        const __m512i x1 = TWO ? _mm512_loadu_si512(p + 64) : x0;
+        _Pragma("GCC unroll 4") for (uint32_t i = 0; i < CQ_VB_TOK; i++) {
+            const __m512 l0 = NIB_LO(x0, i), h0 = NIB_HI(x0, i);
+            const __m512 l1 = NIB_LO(x1, i), h1 = NIB_HI(x1, i);
+            _Pragma("GCC unroll 4") for (uint32_t h = 0; h < nhc; h++) {
+                const __m512 wv = _mm512_set1_ps(pw[h][4 * k + i]);
+                a[h][0] = _mm512_fmadd_ps(wv, l0, a[h][0]);
+                a[h][1] = _mm512_fmadd_ps(wv, h0, a[h][1]);
+                if (TWO) {
                     a[h][2] = _mm512_fmadd_ps(wv, l1, a[h][2]);
                     a[h][3] = _mm512_fmadd_ps(wv, h1, a[h][3]);
                 }
             }
         }
-        _Pragma("GCC unroll 4") for (uint32_t h = 0; h < HC; h++) {
-            if (h >= nhc) break;
-            for (uint32_t i = 0; i < 2 + 2 * two; i++) _mm512_storeu_ps(acc + (size_t)h * D + c + 16 * i, a[h][i]);
-        }
     }
+    _Pragma("GCC unroll 4") for (uint32_t h = 0; h < nhc; h++)
+        _Pragma("GCC unroll 4") for (uint32_t i = 0; i < 2 + 2 * TWO; i++)
+            _mm512_storeu_ps(acc + (size_t)h * D + 16 * i, a[h][i]);
+}
+
+static ALWAYS_INLINE void vbx_piece(const uint32_t nhc, const float pw[HC][CQ_V8_TILE + 8],
+                                    const uint8_t *blk, uint32_t nblk, uint32_t D, float *acc) {
+    const size_t bb = 2 * (size_t)D;
+    uint32_t c = 0;
+    for (; c + 64 <= D; c += 64) vbx_chunk(nhc, 1, pw, blk + 2 * (size_t)c, nblk, bb, acc + c, D);
+    if (c < D) vbx_chunk(nhc, 0, pw, blk + 2 * (size_t)c, nblk, bb, acc + c, D);
 }
 #undef NIB_LO
 #undef NIB_HI
@@ -235,8 +261,7 @@ static void x_acc_i4t(const float *w, uint32_t ws, uint32_t nh, const uint8_t *b
         const uint32_t m = n - t0 < CQ_V8_TILE ? n - t0 : CQ_V8_TILE;
         const uint32_t p0 = o + t0, sft = p0 % CQ_VB_TOK, nblk = (sft + m + CQ_VB_TOK - 1) / CQ_VB_TOK;
         const uint8_t *b0 = blk + (size_t)(p0 / CQ_VB_TOK) * bb;
-        for (size_t q = 0; q < (size_t)CQ_V8_TILE / CQ_VB_TOK * bb; q += 64)
-            _mm_prefetch((const char *)b0 + PF_TILE_AHEAD + q, PF_HINT);
+        _mm_prefetch((const char *)(vs + t0) + 8 * 2 * CQ_V8_TILE, _MM_HINT_T0); /* scales */
         float vf[CQ_V8_TILE];
         for (uint32_t t = 0; t < m; t++) vf[t] = cq_f16_to_f32(vs[t0 + t]);
         for (uint32_t h0 = 0; h0 < nh; h0 += HC) {
@@ -317,37 +342,14 @@ static void kt_setup(const int8_t *q8, const uint8_t *sh, const float *qs, uint3
         hi = _mm512_and_si512(_mm512_srli_epi16(x_, 4), m15);                                      \
     } while (0)
 
-/* one tile's 32 token lanes, heads [0, nhc): tot[h][0] tokens 0-15, tot[h][1] 16-31 */
-static ALWAYS_INLINE void kt_tile(const uint32_t nhc, const kt_query *kq, const uint8_t *tile,
-                                  uint32_t kept, __m512i tot[HC][2]) {
+/* The last block of a tile whose kept is not a multiple of 8: the units 2 fb .. (a quad if
+ * Q is odd, then the pair and single units), shifted by the block's sh, into add[h]. */
+static __attribute__((noinline)) void kt_tail(const kt_query *kq, const uint8_t *p, uint32_t fb,
+                                              uint32_t Q, uint32_t r, uint32_t nhc,
+                                              __m512i add[HC][2]) {
     const __m512i m15 = _mm512_set1_epi8(0x0F), x88 = _mm512_set1_epi8((char)0x88);
-    const uint32_t Q = kept / 4, r = kept % 4, fb = Q / 2;
-    _Pragma("GCC unroll 4") for (uint32_t h = 0; h < HC; h++)
-        tot[h][0] = tot[h][1] = _mm512_setzero_si512();
-    for (uint32_t b = 0; b < fb; b++) {
-        const uint8_t *p = tile + 128 * (size_t)b;
-        _mm_prefetch((const char *)(p + PF_TILE_AHEAD), PF_HINT); /* streams from DRAM */
-        _mm_prefetch((const char *)(p + PF_TILE_AHEAD + 64), PF_HINT);
-        __m512i l0, h0, l1, h1;
-        KT_SPLIT(_mm512_loadu_si512(p), l0, h0);
-        KT_SPLIT(_mm512_loadu_si512(p + 64), l1, h1);
-        _Pragma("GCC unroll 4") for (uint32_t h = 0; h < nhc; h++) {
-            const __m512i qa = _mm512_set1_epi32(kq->qd[h][2 * b]),
-                          qb = _mm512_set1_epi32(kq->qd[h][2 * b + 1]);
-            __m512i a = _mm512_dpbusd_epi32(_mm512_setzero_si512(), l0, qa);
-            __m512i c = _mm512_dpbusd_epi32(_mm512_setzero_si512(), h0, qa);
-            a = _mm512_dpbusd_epi32(a, l1, qb);
-            c = _mm512_dpbusd_epi32(c, h1, qb);
-            const __m128i cnt = _mm_cvtsi32_si128((int)kq->sh[h][b]);
-            tot[h][0] = _mm512_add_epi32(tot[h][0], _mm512_sll_epi32(a, cnt));
-            tot[h][1] = _mm512_add_epi32(tot[h][1], _mm512_sll_epi32(c, cnt));
-        }
-    }
-    if (4 * Q + r == 8 * fb) return;
-    /* the last block: units 2 fb .. (a quad if Q is odd, then the pair and single units) */
     __m512i lo[3], hi[3];
     uint32_t nu = 0;
-    const uint8_t *p = tile + 128 * (size_t)fb;
     if (Q & 1) {
         KT_SPLIT(_mm512_loadu_si512(p), lo[nu], hi[nu]);
         p += 64, nu++;
@@ -368,8 +370,43 @@ static ALWAYS_INLINE void kt_tile(const uint32_t nhc, const kt_query *kq, const 
             c = _mm512_dpbusd_epi32(c, hi[i], qv);
         }
         const __m128i cnt = _mm_cvtsi32_si128((int)kq->sh[h][fb]);
-        tot[h][0] = _mm512_add_epi32(tot[h][0], _mm512_sll_epi32(a, cnt));
-        tot[h][1] = _mm512_add_epi32(tot[h][1], _mm512_sll_epi32(c, cnt));
+        add[h][0] = _mm512_sll_epi32(a, cnt);
+        add[h][1] = _mm512_sll_epi32(c, cnt);
+    }
+}
+
+/* one tile's 32 token lanes, heads [0, nhc): tot[h][0] tokens 0-15, tot[h][1] 16-31 */
+static ALWAYS_INLINE void kt_tile(const uint32_t nhc, const kt_query *kq, const uint8_t *tile,
+                                  uint32_t kept, __m512i tot[HC][2]) {
+    const __m512i m15 = _mm512_set1_epi8(0x0F), x88 = _mm512_set1_epi8((char)0x88);
+    const uint32_t Q = kept / 4, r = kept % 4, fb = Q / 2;
+    _Pragma("GCC unroll 4") for (uint32_t h = 0; h < HC; h++)
+        tot[h][0] = tot[h][1] = _mm512_setzero_si512();
+    for (uint32_t b = 0; b < fb; b++) {
+        const uint8_t *p = tile + 128 * (size_t)b;
+        pf_line(p); /* the stream from DRAM */
+        pf_line(p + 64);
+        __m512i l0, h0, l1, h1;
+        KT_SPLIT(_mm512_loadu_si512(p), l0, h0);
+        KT_SPLIT(_mm512_loadu_si512(p + 64), l1, h1);
+        _Pragma("GCC unroll 4") for (uint32_t h = 0; h < nhc; h++) {
+            const __m512i qa = _mm512_set1_epi32(kq->qd[h][2 * b]),
+                          qb = _mm512_set1_epi32(kq->qd[h][2 * b + 1]);
+            __m512i a = _mm512_dpbusd_epi32(_mm512_setzero_si512(), l0, qa);
+            __m512i c = _mm512_dpbusd_epi32(_mm512_setzero_si512(), h0, qa);
+            a = _mm512_dpbusd_epi32(a, l1, qb);
+            c = _mm512_dpbusd_epi32(c, h1, qb);
+            const __m128i cnt = _mm_cvtsi32_si128((int)kq->sh[h][b]);
+            tot[h][0] = _mm512_add_epi32(tot[h][0], _mm512_sll_epi32(a, cnt));
+            tot[h][1] = _mm512_add_epi32(tot[h][1], _mm512_sll_epi32(c, cnt));
+        }
+    }
+    if (4 * Q + r == 8 * fb) return;
+    __m512i add[HC][2]; /* the last block, out of line: the loop's sums stay in registers */
+    kt_tail(kq, tile + 128 * (size_t)fb, fb, Q, r, nhc, add);
+    _Pragma("GCC unroll 4") for (uint32_t h = 0; h < nhc; h++) {
+        tot[h][0] = _mm512_add_epi32(tot[h][0], add[h][0]);
+        tot[h][1] = _mm512_add_epi32(tot[h][1], add[h][1]);
     }
 }
 #undef KT_SPLIT
@@ -381,7 +418,7 @@ static ALWAYS_INLINE void kt_run(const uint32_t nhc, const kt_query *kq, const u
         __m512i tot[HC][2];
         kt_tile(nhc, kq, grp + (size_t)(t / CQ_KT_TOK) * tb, kept, tot);
         const int full = t >= r0 && t + CQ_KT_TOK <= r0 + n;
-        for (uint32_t h = 0; h < nhc; h++) {
+        _Pragma("GCC unroll 4") for (uint32_t h = 0; h < nhc; h++) {
             const __m512i cr = _mm512_set1_epi32(kq->corr[h]);
             const __m512 f = _mm512_set1_ps(kq->qs[h]);
             __m512 s0 = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(tot[h][0], cr)), f);
@@ -414,6 +451,39 @@ static void x_dot_i4tq(const int8_t *q8, const uint8_t *sh, const float *qs, uin
     }
 }
 
+/* cq_avx2_i4q_prep on 16 lanes, the same operations in the same order per weight (product,
+ * max, one division, product then dithered sum, truncation, clamp), so the same tile.
+ * The tile holds CQ_V8_TILE = 32 weights: two vectors per head. */
+_Static_assert(CQ_V8_TILE == 32, "x_i4q_prep holds a tile in two 16-lane vectors");
+static void x_i4q_prep(const float *w, uint32_t ws, uint32_t nhc, uint32_t m, const uint16_t *vs,
+                       cq_i4q_tile *tl) {
+    const __mmask16 k0 = (__mmask16)(m >= 16 ? 0xFFFF : (1u << m) - 1),
+                    k1 = (__mmask16)(m >= 32 ? 0xFFFF : m > 16 ? (1u << (m - 16)) - 1 : 0);
+    const __m512 v0 = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(k0, vs)),
+                 v1 = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(k1, vs + 16));
+    const __m512 d0 = _mm512_loadu_ps(cq_v8_dither), d1 = _mm512_loadu_ps(cq_v8_dither + 16);
+    const __m512i cmax = _mm512_set1_epi32(CQ_V8_MAX);
+    for (uint32_t h = 0; h < nhc; h++) {
+        const float *wr = w + (size_t)h * ws;
+        const __m512 a0 = _mm512_mul_ps(_mm512_maskz_loadu_ps(k0, wr), v0);
+        const __m512 a1 = _mm512_mul_ps(_mm512_maskz_loadu_ps(k1, wr + 16), v1);
+        const float A = _mm512_reduce_max_ps(_mm512_max_ps(a0, a1)); /* exact in any order */
+        tl->on[h] = A > 0x1p-100f;
+        if (!tl->on[h]) {
+            memset(tl->wb[h], 0, CQ_V8_TILE);
+            continue;
+        }
+        const __m512 iv = _mm512_set1_ps((float)CQ_V8_MAX / A);
+        const __m512i q0 = _mm512_min_epi32(_mm512_cvttps_epi32(_mm512_add_ps(_mm512_mul_ps(a0, iv), d0)), cmax);
+        const __m512i q1 = _mm512_min_epi32(_mm512_cvttps_epi32(_mm512_add_ps(_mm512_mul_ps(a1, iv), d1)), cmax);
+        /* tokens past m: a = 0, so q = trunc(dither) = 0 */
+        tl->S8[h] = 8 * _mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));
+        tl->d[h] = A / (float)CQ_V8_MAX;
+        _mm_store_si128((__m128i *)tl->wb[h], _mm512_cvtepi32_epi8(q0));
+        _mm_store_si128((__m128i *)(tl->wb[h] + 16), _mm512_cvtepi32_epi8(q1));
+    }
+}
+
 /* FAST values over value blocks (cq_tiles.h). A chunk read as 16 dwords holds 4 tokens of
  * channel m (low nibbles) and of channel 16 + m (high): one vpdpbusd per nibble side and
  * head multiplies the block's four 7-bit weights (unsigned operand, a broadcast dword) by
@@ -422,43 +492,58 @@ static void x_dot_i4tq(const int8_t *q8, const uint8_t *sh, const float *qs, uin
  * are laid out by storage position, so a run that starts mid-block gives its first and
  * last blocks zero weights on the positions outside it. 64 channels at a time: 4 heads x
  * 4 vectors of accumulators. */
-static ALWAYS_INLINE void vb_tile(const uint32_t nhc, const uint8_t wb[HC][CQ_V8_TILE + 8],
-                                  const cq_i4q_tile *tl, const uint8_t *blk, uint32_t nblk,
-                                  uint32_t D, float *acc) {
+/* 32 * (1 + TWO) channels from byte 2c of each block (TWO: a second 32-channel chunk) */
+static ALWAYS_INLINE void vb_chunk(const uint32_t nhc, const uint32_t TWO,
+                                   const uint8_t wb[HC][CQ_V8_TILE + 8], const cq_i4q_tile *tl,
+                                   const uint8_t *blk, uint32_t nblk, size_t bb, float *acc,
+                                   uint32_t D) {
     const __m512i m15 = _mm512_set1_epi8(0x0F), x88 = _mm512_set1_epi8((char)0x88);
-    const size_t bb = 2 * (size_t)D;
-    for (uint32_t c = 0; c < D; c += 64) {
-        __m512i a[HC][4];
-        _Pragma("GCC unroll 4") for (uint32_t h = 0; h < HC; h++)
-            a[h][0] = a[h][1] = a[h][2] = a[h][3] = _mm512_setzero_si512();
-        const uint32_t two = D - c >= 64; /* a second 32-channel chunk */
-        for (uint32_t k = 0; k < nblk; k++) {
-            const uint8_t *p = blk + k * bb + 2 * (size_t)c;
-            __m512i x0 = _mm512_xor_si512(_mm512_loadu_si512(p), x88);
-            __m512i x1 = two ? _mm512_xor_si512(_mm512_loadu_si512(p + 64), x88) : x88;
-            __m512i l0 = _mm512_and_si512(x0, m15), h0 = _mm512_and_si512(_mm512_srli_epi16(x0, 4), m15);
-            __m512i l1 = _mm512_and_si512(x1, m15), h1 = _mm512_and_si512(_mm512_srli_epi16(x1, 4), m15);
-            _Pragma("GCC unroll 4") for (uint32_t h = 0; h < nhc; h++) {
-                int32_t w4;
-                memcpy(&w4, &wb[h][4 * k], 4);
-                const __m512i wv = _mm512_set1_epi32(w4);
-                a[h][0] = _mm512_dpbusd_epi32(a[h][0], wv, l0);
-                a[h][1] = _mm512_dpbusd_epi32(a[h][1], wv, h0);
+    __m512i a[HC][4];
+    _Pragma("GCC unroll 4") for (uint32_t h = 0; h < HC; h++)
+        a[h][0] = a[h][1] = a[h][2] = a[h][3] = _mm512_setzero_si512();
+    for (uint32_t k = 0; k < nblk; k++) {
+        const uint8_t *p = blk + k * bb;
+        pf_line(p); /* the stream from DRAM: the lines this chunk reads */
+        if (TWO) pf_line(p + 64);
+        const __m512i x0 = _mm512_xor_si512(_mm512_loadu_si512(p), x88);
+        const __m512i l0 = _mm512_and_si512(x0, m15), h0 = _mm512_and_si512(_mm512_srli_epi16(x0, 4), m15);
+        __m512i l1 = l0, h1 = h0;
+        if (TWO) {
+            const __m512i x1 = _mm512_xor_si512(_mm512_loadu_si512(p + 64), x88);
+            l1 = _mm512_and_si512(x1, m15), h1 = _mm512_and_si512(_mm512_srli_epi16(x1, 4), m15);
+        }
+        _Pragma("GCC unroll 4") for (uint32_t h = 0; h < nhc; h++) {
+            int32_t w4;
+            memcpy(&w4, &wb[h][4 * k], 4);
+            const __m512i wv = _mm512_set1_epi32(w4);
+            a[h][0] = _mm512_dpbusd_epi32(a[h][0], wv, l0);
+            a[h][1] = _mm512_dpbusd_epi32(a[h][1], wv, h0);
+            if (TWO) {
                 a[h][2] = _mm512_dpbusd_epi32(a[h][2], wv, l1);
                 a[h][3] = _mm512_dpbusd_epi32(a[h][3], wv, h1);
             }
         }
-        _Pragma("GCC unroll 4") for (uint32_t h = 0; h < nhc; h++) {
-            if (!tl->on[h]) continue;
-            const __m512i s8 = _mm512_set1_epi32(tl->S8[h]);
-            const __m512 dv = _mm512_set1_ps(tl->d[h]);
-            float *dst = acc + (size_t)h * D + c;
-            for (uint32_t i = 0; i < 2 + 2 * two; i++) {
-                __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(a[h][i], s8)), dv);
-                _mm512_storeu_ps(dst + 16 * i, _mm512_add_ps(_mm512_loadu_ps(dst + 16 * i), f));
-            }
+    }
+    _Pragma("GCC unroll 4") for (uint32_t h = 0; h < nhc; h++) {
+        if (!tl->on[h]) continue;
+        const __m512i s8 = _mm512_set1_epi32(tl->S8[h]);
+        const __m512 dv = _mm512_set1_ps(tl->d[h]);
+        float *dst = acc + (size_t)h * D;
+        _Pragma("GCC unroll 4") for (uint32_t i = 0; i < 2 + 2 * TWO; i++) {
+            const __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(a[h][i], s8)), dv);
+            _mm512_storeu_ps(dst + 16 * i, _mm512_add_ps(_mm512_loadu_ps(dst + 16 * i), f));
         }
     }
+}
+
+static ALWAYS_INLINE void vb_tile(const uint32_t nhc, const uint8_t wb[HC][CQ_V8_TILE + 8],
+                                  const cq_i4q_tile *tl, const uint8_t *blk, uint32_t nblk,
+                                  uint32_t D, float *acc) {
+    const size_t bb = 2 * (size_t)D;
+    uint32_t c = 0;
+    for (; c + 64 <= D; c += 64)
+        vb_chunk(nhc, 1, wb, tl, blk + 2 * (size_t)c, nblk, bb, acc + c, D);
+    if (c < D) vb_chunk(nhc, 0, wb, tl, blk + 2 * (size_t)c, nblk, bb, acc + c, D);
 }
 
 static void x_acc_i4tq(const float *w, uint32_t ws, uint32_t nh, const uint8_t *blk, uint32_t o,
@@ -468,13 +553,12 @@ static void x_acc_i4tq(const float *w, uint32_t ws, uint32_t nh, const uint8_t *
         const uint32_t m = n - t0 < CQ_V8_TILE ? n - t0 : CQ_V8_TILE;
         const uint32_t p0 = o + t0, nblk = (p0 % CQ_VB_TOK + m + CQ_VB_TOK - 1) / CQ_VB_TOK;
         const uint8_t *b0 = blk + (size_t)(p0 / CQ_VB_TOK) * bb;
-        const uint8_t *ahead = b0 + PF_TILE_AHEAD;
-        for (size_t q = 0; q < (size_t)CQ_V8_TILE / CQ_VB_TOK * bb; q += 64)
-            _mm_prefetch((const char *)ahead + q, PF_HINT);
+        /* the value scales are a stream of their own (64 bytes a tile): a line 8 tiles ahead */
+        _mm_prefetch((const char *)(vs + t0) + 8 * 2 * CQ_V8_TILE, _MM_HINT_T0);
         for (uint32_t h0 = 0; h0 < nh; h0 += HC) {
             const uint32_t nhc = nh - h0 < HC ? nh - h0 : HC;
             cq_i4q_tile tl;
-            cq_avx2_i4q_prep(w + (size_t)h0 * ws + t0, ws, nhc, m, vs + t0, &tl);
+            x_i4q_prep(w + (size_t)h0 * ws + t0, ws, nhc, m, vs + t0, &tl);
             uint8_t wb[HC][CQ_V8_TILE + 8] __attribute__((aligned(16)));
             const uint32_t sft = p0 % CQ_VB_TOK;
             for (uint32_t h = 0; h < nhc; h++) { /* weights by storage position in the blocks */
