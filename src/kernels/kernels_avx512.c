@@ -312,13 +312,15 @@ static void kt_setup(const int8_t *q8, const uint8_t *sh, const float *qs, uint3
         }
         uint32_t cr = 0; /* unsigned: wraps like the int32 lanes */
         uint32_t b = 0;
-        if (kept % 64 == 0) { /* 8 blocks at a time: 4-channel sums, shifted per block */
+        { /* 8 blocks at a time: 4-channel sums (past kept: zero bytes), shifted per block */
             __m512i cv = _mm512_setzero_si512();
             const __m512i eight = _mm512_set1_epi8(8);
             for (; b < nb; b += 8) {
+                const uint32_t left = kept - 8 * b, nbl = nb - b < 8 ? nb - b : 8;
+                const __mmask64 km = left >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << left) - 1);
                 const __m512i s4 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), eight,
-                                                       _mm512_loadu_si512(q + 8 * b));
-                __m128i s8 = _mm_loadl_epi64((const __m128i *)(shh + b)); /* 8 shifts */
+                                                       _mm512_maskz_loadu_epi8(km, q + 8 * b));
+                __m128i s8 = _mm_maskz_loadu_epi8((__mmask16)((1u << nbl) - 1), shh + b);
                 __m512i cnt = _mm512_cvtepu8_epi32(_mm_unpacklo_epi8(s8, s8)); /* one per quad */
                 cv = _mm512_add_epi32(cv, _mm512_sllv_epi32(s4, cnt));
             }
@@ -628,13 +630,38 @@ static float x_max_f32(const float *x, uint32_t n) {
 /* The rule of s_quant_q8 as v_quant_q8 computes it (block exponents from the float
  * fields), 16 lanes = two 8-channel blocks at a time; kept % 16 != 0 takes the AVX2 loop. */
 _Static_assert(CQ_Q8_BLOCK == 8, "x_quant_q8 computes block maxima of 8 lanes");
+/* 16 channels (km: those that exist) of x_quant_q8's second pass */
+static ALWAYS_INLINE void q8_lanes(__m512 xv, const __m512 inv, const __m512i EA, const __m512i MA,
+                                   __mmask16 km, int8_t *q8, uint8_t *sh, uint32_t nsh) {
+    const __m512i mm = _mm512_set1_epi32(0x7FFFFF), one = _mm512_set1_epi32(1),
+                  emax = _mm512_set1_epi32((int)CQ_Q8_SHIFT_MAX), b127 = _mm512_set1_epi32(127);
+    const __m512 lo = _mm512_set1_ps(-127.0f), hi = _mm512_set1_ps(127.0f);
+    __m512 a = _mm512_abs_ps(xv);
+    a = _mm512_max_ps(a, _mm512_permute_ps(a, 0xB1));
+    a = _mm512_max_ps(a, _mm512_permute_ps(a, 0x4E));
+    a = _mm512_max_ps(a, _mm512_shuffle_f32x4(a, a, 0xB1)); /* 8-lane block max */
+    const __m512i bits = _mm512_castps_si512(a);
+    __m512i e = _mm512_sub_epi32(EA, _mm512_srli_epi32(bits, 23));
+    e = _mm512_mask_sub_epi32(e, _mm512_cmpgt_epi32_mask(_mm512_and_si512(bits, mm), MA), e, one);
+    e = _mm512_min_epi32(_mm512_max_epi32(e, _mm512_setzero_si512()), emax);
+    const __m512 f = _mm512_mul_ps(inv, _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(e, b127), 23)));
+    const __m512 y = _mm512_roundscale_ps(_mm512_mul_ps(xv, f), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    const __m128i qb = _mm512_cvtsepi32_epi8(_mm512_cvttps_epi32(_mm512_min_ps(_mm512_max_ps(y, lo), hi)));
+    if (km == 0xFFFF) _mm_storeu_si128((__m128i *)q8, qb);
+    else _mm_mask_storeu_epi8(q8, km, qb);
+    int32_t el[16]; /* the blocks' exponents: lanes 0 and 8 */
+    _mm512_storeu_si512(el, e);
+    sh[0] = (uint8_t)(CQ_Q8_SHIFT_MAX - (uint32_t)el[0]);
+    if (nsh > 1) sh[1] = (uint8_t)(CQ_Q8_SHIFT_MAX - (uint32_t)el[8]);
+}
+
 static void x_quant_q8(const float *x, uint32_t kept, int8_t *q8, uint8_t *sh, float *qs) {
-    if (kept % 16) {
-        cq_kernels_avx2_table.quant_q8(x, kept, q8, sh, qs);
-        return;
-    }
+    /* the last 16 lanes past kept load as 0: they change no block maximum, are not stored */
+    const uint32_t kf = kept & ~15u;
+    const __mmask16 kt = (__mmask16)((1u << (kept - kf)) - 1);
     __m512 m = _mm512_setzero_ps();
-    for (uint32_t c = 0; c < kept; c += 16) m = _mm512_max_ps(m, _mm512_abs_ps(_mm512_loadu_ps(x + c)));
+    for (uint32_t c = 0; c < kf; c += 16) m = _mm512_max_ps(m, _mm512_abs_ps(_mm512_loadu_ps(x + c)));
+    if (kt) m = _mm512_max_ps(m, _mm512_abs_ps(_mm512_maskz_loadu_ps(kt, x + kf)));
     const float amax = _mm512_reduce_max_ps(m);
     if (!(amax > 0.0f) || amax < 0x1p-100f) {
         cq_kernels_scalar()->quant_q8(x, kept, q8, sh, qs);
@@ -643,27 +670,12 @@ static void x_quant_q8(const float *x, uint32_t kept, int8_t *q8, uint8_t *sh, f
     uint32_t ua;
     memcpy(&ua, &amax, 4);
     const __m512i EA = _mm512_set1_epi32((int)(ua >> 23)), MA = _mm512_set1_epi32((int)(ua & 0x7FFFFF));
-    const __m512i mm = _mm512_set1_epi32(0x7FFFFF), one = _mm512_set1_epi32(1),
-                  emax = _mm512_set1_epi32((int)CQ_Q8_SHIFT_MAX), b127 = _mm512_set1_epi32(127),
-                  zero = _mm512_setzero_si512();
-    const __m512 inv = _mm512_set1_ps(127.0f / amax), lo = _mm512_set1_ps(-127.0f), hi = _mm512_set1_ps(127.0f);
-    for (uint32_t c = 0; c < kept; c += 16) {
-        __m512 xv = _mm512_loadu_ps(x + c), a = _mm512_abs_ps(xv);
-        a = _mm512_max_ps(a, _mm512_permute_ps(a, 0xB1));
-        a = _mm512_max_ps(a, _mm512_permute_ps(a, 0x4E));
-        a = _mm512_max_ps(a, _mm512_shuffle_f32x4(a, a, 0xB1)); /* 8-lane block max */
-        __m512i bits = _mm512_castps_si512(a);
-        __m512i e = _mm512_sub_epi32(EA, _mm512_srli_epi32(bits, 23));
-        e = _mm512_mask_sub_epi32(e, _mm512_cmpgt_epi32_mask(_mm512_and_si512(bits, mm), MA), e, one);
-        e = _mm512_min_epi32(_mm512_max_epi32(e, zero), emax);
-        __m512 f = _mm512_mul_ps(inv, _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(e, b127), 23)));
-        __m512 y = _mm512_roundscale_ps(_mm512_mul_ps(xv, f), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-        _mm_storeu_si128((__m128i *)(q8 + c), _mm512_cvtsepi32_epi8(_mm512_cvttps_epi32(_mm512_min_ps(_mm512_max_ps(y, lo), hi))));
-        int32_t el[16];
-        _mm512_storeu_si512(el, e);
-        sh[c / 8] = (uint8_t)(CQ_Q8_SHIFT_MAX - (uint32_t)el[0]);
-        sh[c / 8 + 1] = (uint8_t)(CQ_Q8_SHIFT_MAX - (uint32_t)el[8]);
-    }
+    const __m512 inv = _mm512_set1_ps(127.0f / amax);
+    for (uint32_t c = 0; c < kf; c += 16)
+        q8_lanes(_mm512_loadu_ps(x + c), inv, EA, MA, 0xFFFF, q8 + c, sh + c / 8, 2);
+    if (kt)
+        q8_lanes(_mm512_maskz_loadu_ps(kt, x + kf), inv, EA, MA, kt, q8 + kf, sh + kf / 8,
+                 kept - kf > 8 ? 2 : 1);
     *qs = (amax / 127.0f) / (float)(1u << CQ_Q8_SHIFT_MAX);
 }
 
