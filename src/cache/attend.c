@@ -37,6 +37,7 @@
 typedef struct run_scratch {
     float *qp;              /* [nh][D] */
     float *qo;              /* [nh][k]: the query at the CQ-4+ outlier channels */
+    float *qg;              /* [nh][kept]: the query at the CQ-4+ kept channels */
     int8_t *q8;             /* [nh][D]: FAST precision, qp rounded to int8 per block */
     uint8_t *qsh;           /* [nh][D / CQ_Q8_BLOCK + 1]: block shifts */
     float *qsc;             /* [nh]: scales */
@@ -165,7 +166,10 @@ static cq_status key_scores(const cq_kernels *k, const cq_store *s, uint32_t u, 
             const uint8_t *nx = cq_store_slot(s, uu + 1) + s->off_scales;
             for (size_t o = 0; o < (size_t)kept * 2; o += 64) __builtin_prefetch(nx + o);
         }
-        k->fold_q(q, nh, D, p->k ? p->kept_idx : NULL, scl, kept, sc->qp);
+        /* CQ-4+: the query at the kept channels, gathered once per call (sc->qg), then
+         * folded like a plain row: the same products as fold_q through kept_idx */
+        if (p->k) k->fold_q(sc->qg, nh, kept, NULL, scl, kept, sc->qp);
+        else k->fold_q(q, nh, D, NULL, scl, kept, sc->qp);
         if (fast) {
             const uint32_t nb = (kept + CQ_Q8_BLOCK - 1) / CQ_Q8_BLOCK;
             for (uint32_t h = 0; h < nh; h++)
@@ -180,12 +184,8 @@ static cq_status key_scores(const cq_kernels *k, const cq_store *s, uint32_t u, 
         } else {
             k->dot_i4(sc->qp, nh, pay, n, kept, sc->s, BLK);
         }
-        if (p->k) { /* outlier lane: raw fp16 sidecar */
-            for (uint32_t h = 0; h < nh; h++)
-                for (uint32_t o = 0; o < p->k; o++)
-                    sc->qo[(size_t)h * p->k + o] = q[(size_t)h * D + p->outlier[o]];
+        if (p->k) /* outlier lane: raw fp16 sidecar */
             k->side_dot(sc->qo, nh, side + (size_t)r0 * p->k, n, p->k, sc->s, BLK);
-        }
         return CQ_OK;
     }
     default: {
@@ -243,6 +243,16 @@ static cq_status attend_range(const cq_cache *c, const cq_head *hd, uint32_t a, 
     const cq_kernels *k = c->kern;
     const uint32_t D = c->cfg.head_dim, S = c->cfg.n_sinks;
     for (uint32_t h = 0; h < nh; h++) pt->m[h] = -INFINITY, pt->l[h] = 0.0f;
+    const cq_store *ks = &hd->k;
+    if (ks->kind == ST_I4K && ks->params->k) { /* CQ-4+: the query split by channel kind */
+        const cq_params *p = ks->params;
+        for (uint32_t h = 0; h < nh; h++) {
+            for (uint32_t j = 0; j < p->kept; j++)
+                sc->qg[(size_t)h * p->kept + j] = q[(size_t)h * D + p->kept_idx[j]];
+            for (uint32_t o = 0; o < p->k; o++)
+                sc->qo[(size_t)h * p->k + o] = q[(size_t)h * D + p->outlier[o]];
+        }
+    }
     memset(pt->acc, 0, (size_t)nh * D * sizeof(float));
     uint32_t t = a;
     while (t < b) {
@@ -288,6 +298,7 @@ static int scratch_init(run_scratch *sc, const cq_cache *c, const cq_head *hd, u
     sc->prec = prec;
     sc->qp = malloc((size_t)nh * D * sizeof(float));
     sc->qo = malloc((size_t)nh * D * sizeof(float));
+    sc->qg = malloc((size_t)nh * D * sizeof(float));
     sc->q8 = malloc((size_t)nh * D);
     sc->qsh = malloc((size_t)nh * (D / CQ_Q8_BLOCK + 1));
     sc->qsc = malloc((size_t)nh * sizeof(float));
@@ -308,13 +319,14 @@ static int scratch_init(run_scratch *sc, const cq_cache *c, const cq_head *hd, u
         sc->rowbuf = malloc(rw * sizeof(float));
         sc->h16 = malloc((size_t)BLK * D * 2);
     }
-    return sc->qp && sc->qo && sc->q8 && sc->qsh && sc->qsc && sc->s && (!ku || sc->ku) && (!vu || sc->vu) &&
+    return sc->qp && sc->qo && sc->qg && sc->q8 && sc->qsh && sc->qsc && sc->s && (!ku || sc->ku) && (!vu || sc->vu) &&
            (!rw || (sc->rowbuf && sc->h16));
 }
 
 static void scratch_free(run_scratch *sc) {
     free(sc->qp);
     free(sc->qo);
+    free(sc->qg);
     free(sc->q8);
     free(sc->qsh);
     free(sc->qsc);
