@@ -186,6 +186,26 @@ static void round_trip(const spec *s) {
                   cq_cache_compare(a, b, NULL) == CQ_OK && same_attention(a, b, &r),
               "%s: flush after restore", s->name);
     }
+    /* the image into a cache of the other code layout (docs/CACHE.md, "Compute layouts": the
+     * scalar table keeps the contract's form, avx512 tiles INT4 codes): the same packed bytes,
+     * the same accounting, and the same bytes after more appends to both */
+    const char *other = strcmp(cq_cache_kernels(a), "scalar") ? "scalar" : "avx512";
+    cq_cache_load_opts lo = {.kernels = other};
+    cq_cache *x = NULL;
+    uint8_t *img3 = NULL;
+    size_t len3 = 0;
+    if (cq_cache_save_mem(b, &img3, &len3, NULL) == CQ_OK &&
+        cq_cache_load_mem_ex(img3, len3, &lo, &x, NULL) == CQ_OK) {
+        CHECK(cq_cache_compare(b, x, &e) == CQ_OK && same_memory(b, x),
+              "%s: loaded with %s kernels differs: %s", s->name, other, e.msg);
+        CHECK(append_both(b, x, 1 + cq_rng_below(&r, 2 * s->G), &r) &&
+                  cq_cache_compare(b, x, &e) == CQ_OK,
+              "%s: %s-kernel copy differs after an append: %s", s->name, other, e.msg);
+        cq_cache_free(x);
+    } else {
+        CHECK(strcmp(other, "avx512") == 0, "%s: load with %s kernels failed", s->name, other);
+    }
+    free(img3);
     free(img);
     cq_cache_free(a);
     cq_cache_free(b);
@@ -507,6 +527,8 @@ int main(void) {
         {"cq4+/cq4", 2, 2, 64, 32, 0, 64, 100, CQ_CODEC_CQ4P, CQ_CODEC_CQ4, 0, 0, 0},
         {"cq4+/cq8 flushed", 1, 2, 64, 32, 0, 0, 90, CQ_CODEC_CQ4P, CQ_CODEC_CQ8, 0, 1, 0},
         {"cq4 sinks", 2, 2, 32, 8, 5, 16, 61, CQ_CODEC_CQ4, CQ_CODEC_CQ4, 0, 0, 0},
+        /* key tiles and value blocks (avx512), partial last group flushed, sinks */
+        {"cq4/cq4 tiles flushed", 2, 2, 128, 64, 3, 128, 150, CQ_CODEC_CQ4, CQ_CODEC_CQ4, 0, 1, 0},
         {"sinks only", 1, 2, 16, 8, 9, 0, 4, CQ_CODEC_CQ4, CQ_CODEC_CQ8, 0, 0, 0},
         {"generic cq4", 2, 2, 32, 16, 2, 32, 75, CQ_CODEC_CQ4, CQ_CODEC_CQ4, 1, 0, 0},
         {"generic cq4+ flushed", 1, 2, 32, 16, 0, 0, 41, CQ_CODEC_CQ4P, CQ_CODEC_CQ8, 1, 1, 0},
