@@ -1,21 +1,22 @@
 /*
- * kernels_avx512.c - the loops that AVX-512 VNNI speeds up, on 256-bit vectors
- * (AVX512VL encodings of vpdpbusd and vpternlogd, 32 ymm registers). Compiled
- * with the AVX2 flags plus -mavx512f -mavx512bw -mavx512vl -mavx512vnni and
- * reached only through dispatch.c after cpuid said yes: the "avx512" table is
- * the AVX2 table with these entries replaced. Same rules, same bits as the
- * scalar table (tests/test_cache_kernels.c checks every table).
+ * kernels_avx512.c - the loops that AVX-512 (F/BW/VL/VNNI) speeds up. Compiled with
+ * the AVX2 flags plus -mavx512f -mavx512bw -mavx512vl -mavx512vnni and reached only
+ * through dispatch.c after cpuid said yes: the "avx512" table is the AVX2 table with
+ * these entries replaced and .tiles = 1, so the cache holds INT4 codes in the compute
+ * layouts (cq_tiles.h). Same rules, same bits as the scalar table where the rule is
+ * integer (tests/test_cache_kernels.c checks every table).
  *
- * dot_i4q (FAST key scores): the AVX2 loop of dot_i4q_x86.inc with each
- * vpmaddwd + vpaddd pair fused into one vpdpwssd.
+ * Over the compute layouts (512-bit): dot_i4tq / acc_i4tq (FAST, vpdpbusd with no
+ * transpose and no horizontal sum), dot_i4t / acc_i4t (EXACT, fp32 FMA on codes
+ * widened by a shift pair), with a two-level software prefetch of the code stream.
+ * Softmax and query: exp_sum (the AVX2 polynomial and sum order on 16 lanes), max_f32,
+ * quant_q8, and the FAST weight prep of a tile (x_i4q_prep).
  *
- * acc_i4q (FAST INT4 values, cq_kernels.h): four tokens at a time. Their
- * 16-byte chunks are transposed so that dword j holds byte j of all four
- * (two unpack levels); one vpternlogd per nibble side makes u = code + 8 of
- * channel 2j (low nibbles) or 2j+1 (high), and vpdpbusd multiplies the four
- * tokens' 7-bit weights (unsigned operand, one dword broadcast) by their four
- * u (signed operand, <= 15) and adds to an int32 lane per channel: no 16-bit
- * stage, no widening, one instruction per 32 multiply-adds.
+ * Over the contract's token-major form (256-bit; key groups whose G, value pages whose
+ * head_dim or page size the layouts do not fit): dot_i4q is the AVX2 loop of
+ * dot_i4q_x86.inc with each vpmaddwd + vpaddd fused into one vpdpwssd; acc_i4q transposes four tokens' 16-byte chunks so that
+ * dword j holds byte j of all four, one vpternlogd per nibble side makes u = code + 8,
+ * and vpdpbusd multiplies the four tokens' 7-bit weights by their four u.
  */
 #include <immintrin.h>
 #include <string.h>
