@@ -501,9 +501,9 @@ static ALWAYS_INLINE void vb_chunk(const uint32_t nhc, const uint32_t TWO,
                                    const uint8_t *blk, uint32_t nblk, size_t bb, float *acc,
                                    uint32_t D) {
     const __m512i m15 = _mm512_set1_epi8(0x0F), x88 = _mm512_set1_epi8((char)0x88);
-    __m512i a[HC][4];
+    __m512i a[HC][4]; /* start at -8 S: the flush then converts I - 8 S directly */
     _Pragma("GCC unroll 4") for (uint32_t h = 0; h < HC; h++)
-        a[h][0] = a[h][1] = a[h][2] = a[h][3] = _mm512_setzero_si512();
+        a[h][0] = a[h][1] = a[h][2] = a[h][3] = _mm512_set1_epi32(h < nhc ? -tl->S8[h] : 0);
     for (uint32_t k = 0; k < nblk; k++) {
         const uint8_t *p = blk + k * bb;
         pf_line(p); /* the stream from DRAM: the lines this chunk reads */
@@ -529,11 +529,10 @@ static ALWAYS_INLINE void vb_chunk(const uint32_t nhc, const uint32_t TWO,
     }
     _Pragma("GCC unroll 4") for (uint32_t h = 0; h < nhc; h++) {
         if (!tl->on[h]) continue;
-        const __m512i s8 = _mm512_set1_epi32(tl->S8[h]);
         const __m512 dv = _mm512_set1_ps(tl->d[h]);
         float *dst = acc + (size_t)h * D;
         _Pragma("GCC unroll 4") for (uint32_t i = 0; i < 2 + 2 * TWO; i++) {
-            const __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(a[h][i], s8)), dv);
+            const __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(a[h][i]), dv);
             _mm512_storeu_ps(dst + 16 * i, _mm512_add_ps(_mm512_loadu_ps(dst + 16 * i), f));
         }
     }
