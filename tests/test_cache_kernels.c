@@ -536,7 +536,7 @@ static void test_fold(const cq_kernels *s, const cq_kernels *v) {
     cq_rng_seed(&r, 29);
     float q[4 * 512], a[4 * 512], b[4 * 512];
     uint16_t sc[512], idx[512];
-    int bad = 0, bad_rule = 0;
+    int bad = 0, bad_rule = 0, bad_fq = 0;
     for (size_t di = 0; di < NDIMS; di++) {
         const uint32_t D = DIMS[di];
         for (int mapped = 0; mapped < 2; mapped++) {
@@ -555,10 +555,26 @@ static void test_fold(const cq_kernels *s, const cq_kernels *v) {
                 v->fold_q(q, 4, D, mapped ? idx : NULL, sc, kept, b);
                 if (memcmp(a, b, (size_t)4 * kept * 4)) bad++;
             }
+            /* fold_quant_q8: fold_q then quant_q8 per head (unmapped rows of stride D),
+             * bit for bit, in every table; sometimes a zero head (qs = 0) */
+            const uint32_t nb = (kept + CQ_Q8_BLOCK - 1) / CQ_Q8_BLOCK;
+            int8_t qa[4 * 512], qb[4 * 512];
+            uint8_t sa[4 * 64], sb[4 * 64];
+            float fa[4], fb[4];
+            if (mapped) memset(q + D, 0, D * sizeof *q);
+            const cq_kernels *t = v ? v : s;
+            s->fold_q(q, 4, D, NULL, sc, kept, a);
+            for (uint32_t h = 0; h < 4; h++)
+                s->quant_q8(a + h * kept, kept, qa + h * kept, sa + h * nb, &fa[h]);
+            t->fold_quant_q8(q, 4, D, sc, kept, qb, sb, fb);
+            if (memcmp(qa, qb, (size_t)4 * kept) || memcmp(sa, sb, (size_t)4 * nb) || memcmp(fa, fb, sizeof fa))
+                bad_fq++;
         }
     }
     CHECK(bad_rule == 0, "scalar fold_q: %d products differ from q * scale", bad_rule);
     CHECK(bad == 0, "%s fold_q: %d calls differ from the scalar table", v ? v->name : "-", bad);
+    CHECK(bad_fq == 0, "%s fold_quant_q8: %d calls differ from fold_q + quant_q8", v ? v->name : s->name,
+          bad_fq);
 }
 
 /* side_dot (the CQ-4+ outlier lane): against its definition, and bit for bit across

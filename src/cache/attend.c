@@ -168,21 +168,18 @@ static cq_status key_scores(const cq_kernels *k, const cq_store *s, uint32_t u, 
         }
         /* CQ-4+: the query at the kept channels, gathered once per call (sc->qg), then
          * folded like a plain row: the same products as fold_q through kept_idx */
-        if (p->k) k->fold_q(sc->qg, nh, kept, NULL, scl, kept, sc->qp);
-        else k->fold_q(q, nh, D, NULL, scl, kept, sc->qp);
-        if (fast) {
-            const uint32_t nb = (kept + CQ_Q8_BLOCK - 1) / CQ_Q8_BLOCK;
-            for (uint32_t h = 0; h < nh; h++)
-                k->quant_q8(sc->qp + (size_t)h * kept, kept, sc->q8 + (size_t)h * kept,
-                                sc->qsh + (size_t)h * nb, &sc->qsc[h]);
+        const float *qk = p->k ? sc->qg : q;
+        const uint32_t qstride = p->k ? kept : D;
+        if (fast) { /* folded and rounded to 8-bit blocks in one pass */
+            k->fold_quant_q8(qk, nh, qstride, scl, kept, sc->q8, sc->qsh, sc->qsc);
             if (s->tiled)
                 k->dot_i4tq(sc->q8, sc->qsh, sc->qsc, nh, slot, r0, n, kept, sc->s, BLK);
             else
                 k->dot_i4q(sc->q8, sc->qsh, sc->qsc, nh, pay, n, kept, sc->s, BLK);
-        } else if (s->tiled) {
-            k->dot_i4t(sc->qp, nh, slot, r0, n, kept, sc->s, BLK);
         } else {
-            k->dot_i4(sc->qp, nh, pay, n, kept, sc->s, BLK);
+            k->fold_q(qk, nh, qstride, NULL, scl, kept, sc->qp);
+            if (s->tiled) k->dot_i4t(sc->qp, nh, slot, r0, n, kept, sc->s, BLK);
+            else k->dot_i4(sc->qp, nh, pay, n, kept, sc->s, BLK);
         }
         if (p->k) /* outlier lane: raw fp16 sidecar */
             k->side_dot(sc->qo, nh, side + (size_t)r0 * p->k, n, p->k, sc->s, BLK);

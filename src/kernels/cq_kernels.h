@@ -122,6 +122,11 @@ typedef struct cq_kernels {
      * table gives the same bits */
     void (*fold_q)(const float *q, uint32_t nh, uint32_t D, const uint16_t *idx,
                    const uint16_t *sc, uint32_t kept, float *qp);
+    /* FAST: fold_q (no channel map) then quant_q8 for each of nh heads, in one pass: q8 / sh /
+     * qs as quant_q8 writes them per head ([nh][kept], [nh][ceil(kept / CQ_Q8_BLOCK)],
+     * [nh]); the same bits as the two calls */
+    void (*fold_quant_q8)(const float *q, uint32_t nh, uint32_t D, const uint16_t *sc,
+                          uint32_t kept, int8_t *q8, uint8_t *sh, float *qs);
     /* CQ-4+ outlier lane: s[h][t] += qo[h][o] * f16(side[t][o]) for o = 0..k-1 in that
      * order (one product and one sum each: the same bits in every table); qo: [nh][k]
      * query values at the outlier channels, side: [n][k] fp16, k <= CQ_MAX_DIM */
@@ -145,6 +150,10 @@ void cq_acc_i4t_rows(const cq_kernels *k, const float *w, uint32_t ws, uint32_t 
 void cq_acc_i4tq_rows(const cq_kernels *k, const float *w, uint32_t ws, uint32_t nh,
                       const uint8_t *blk, uint32_t o, const uint16_t *vs, uint32_t n, uint32_t D,
                       float *acc);
+
+/* fold_quant_q8 by way of a table's fold_q and quant_q8 (what tables without a fused loop use). */
+void cq_fold_quant_q8_split(const cq_kernels *k, const float *q, uint32_t nh, uint32_t D,
+                            const uint16_t *sc, uint32_t kept, int8_t *q8, uint8_t *sh, float *qs);
 
 /* The scalar reference (always available). */
 const cq_kernels *cq_kernels_scalar(void);

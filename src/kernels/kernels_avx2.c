@@ -832,6 +832,11 @@ static void v_f16_to_f32(const uint16_t *x, float *y, size_t n) {
     for (; i < n; i++) y[i] = cq_f16_to_f32(x[i]);
 }
 
+static void v_fold_quant_q8(const float *q, uint32_t nh, uint32_t D, const uint16_t *sc,
+                            uint32_t kept, int8_t *q8, uint8_t *sh, float *qs) {
+    cq_fold_quant_q8_split(&cq_kernels_avx2_table, q, nh, D, sc, kept, q8, sh, qs);
+}
+
 /* The tiled kernels (cq_tiles.h) through this table's token-major loops (the cache does
  * not tile for this table: .tiles = 0; these keep the table complete and tested). */
 static void v_dot_i4t(const float *qp, uint32_t nh, const uint8_t *grp, uint32_t r0, uint32_t n,
@@ -879,6 +884,7 @@ const cq_kernels cq_kernels_avx2_table = {
     .exp_sum = v_exp_sum,
     .read_sum = v_read_sum,
     .fold_q = v_fold_q,
+    .fold_quant_q8 = v_fold_quant_q8,
     .side_dot = v_side_dot,
     .f16_to_f32 = v_f16_to_f32,
 };

@@ -313,6 +313,11 @@ static void s_fold_q(const float *q, uint32_t nh, uint32_t D, const uint16_t *id
             qp[(size_t)h * kept + j] = q[(size_t)h * D + (idx ? idx[j] : j)] * cq_f16_to_f32(sc[j]);
 }
 
+static void s_fold_quant_q8(const float *q, uint32_t nh, uint32_t D, const uint16_t *sc,
+                            uint32_t kept, int8_t *q8, uint8_t *sh, float *qs) {
+    cq_fold_quant_q8_split(cq_kernels_scalar(), q, nh, D, sc, kept, q8, sh, qs);
+}
+
 static void s_side_dot(const float *qo, uint32_t nh, const uint16_t *side, uint32_t n,
                        uint32_t k, float *s, uint32_t ss) {
     for (uint32_t o = 0; o < k; o++)
@@ -350,6 +355,7 @@ static const cq_kernels scalar_table = {
     .exp_sum = s_exp_sum,
     .read_sum = s_read_sum,
     .fold_q = s_fold_q,
+    .fold_quant_q8 = s_fold_quant_q8,
     .side_dot = s_side_dot,
     .f16_to_f32 = s_f16_to_f32,
 };

@@ -171,3 +171,13 @@ void cq_acc_i4t_rows(const cq_kernels *k, const float *w, uint32_t ws, uint32_t 
         k->acc_i4(w + t, ws, nh, rows, vs + t, m, D, acc);
     }
 }
+
+void cq_fold_quant_q8_split(const cq_kernels *k, const float *q, uint32_t nh, uint32_t D,
+                            const uint16_t *sc, uint32_t kept, int8_t *q8, uint8_t *sh, float *qs) {
+    float x[CQ_MAX_DIM];
+    const uint32_t nb = (kept + CQ_Q8_BLOCK - 1) / CQ_Q8_BLOCK;
+    for (uint32_t h = 0; h < nh; h++) {
+        k->fold_q(q + (size_t)h * D, 1, D, NULL, sc, kept, x);
+        k->quant_q8(x, kept, q8 + (size_t)h * kept, sh + (size_t)h * nb, &qs[h]);
+    }
+}
