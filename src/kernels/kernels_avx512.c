@@ -340,9 +340,9 @@ static void kt_setup(const int8_t *q8, const uint8_t *sh, const float *qs, uint3
 
 #define KT_SPLIT(x, lo, hi)                                                                        \
     do {                                                                                           \
-        __m512i x_ = _mm512_xor_si512((x), x88);                                                   \
-        lo = _mm512_and_si512(x_, m15);                                                            \
-        hi = _mm512_and_si512(_mm512_srli_epi16(x_, 4), m15);                                      \
+        const __m512i x_ = (x); /* u = (nibble ^ 8) & 15, one vpternlogd per side */           \
+        lo = _mm512_ternarylogic_epi32(x_, x88, m15, TERN_XOR_AND);                                \
+        hi = _mm512_ternarylogic_epi32(_mm512_srli_epi16(x_, 4), x88, m15, TERN_XOR_AND);          \
     } while (0)
 
 /* The last block of a tile whose kept is not a multiple of 8: the units 2 fb .. (a quad if
@@ -508,12 +508,14 @@ static ALWAYS_INLINE void vb_chunk(const uint32_t nhc, const uint32_t TWO,
         const uint8_t *p = blk + k * bb;
         pf_line(p); /* the stream from DRAM: the lines this chunk reads */
         if (TWO) pf_line(p + 64);
-        const __m512i x0 = _mm512_xor_si512(_mm512_loadu_si512(p), x88);
-        const __m512i l0 = _mm512_and_si512(x0, m15), h0 = _mm512_and_si512(_mm512_srli_epi16(x0, 4), m15);
+        const __m512i x0 = _mm512_loadu_si512(p); /* u = (nibble ^ 8) & 15 */
+        const __m512i l0 = _mm512_ternarylogic_epi32(x0, x88, m15, TERN_XOR_AND),
+                      h0 = _mm512_ternarylogic_epi32(_mm512_srli_epi16(x0, 4), x88, m15, TERN_XOR_AND);
         __m512i l1 = l0, h1 = h0;
         if (TWO) {
-            const __m512i x1 = _mm512_xor_si512(_mm512_loadu_si512(p + 64), x88);
-            l1 = _mm512_and_si512(x1, m15), h1 = _mm512_and_si512(_mm512_srli_epi16(x1, 4), m15);
+            const __m512i x1 = _mm512_loadu_si512(p + 64);
+            l1 = _mm512_ternarylogic_epi32(x1, x88, m15, TERN_XOR_AND);
+            h1 = _mm512_ternarylogic_epi32(_mm512_srli_epi16(x1, 4), x88, m15, TERN_XOR_AND);
         }
         _Pragma("GCC unroll 4") for (uint32_t h = 0; h < nhc; h++) {
             int32_t w4;
