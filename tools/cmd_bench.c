@@ -41,6 +41,7 @@ typedef struct bench_opts {
     uint32_t kv_heads, gqa, llc_mib, reps, bw_mib;
     int json, csv, kernels, quick;
     uint32_t precision; /* cq_attn_precision: 0 = the library default */
+    uint32_t page_tokens; /* cq_cache_config.page_tokens; 0 = the context (one page per store) */
 } bench_opts;
 
 typedef struct row {
@@ -54,14 +55,14 @@ static void usage(FILE *f) {
             "usage: cq bench [--quick] [--dims 64,128] [--contexts 1024,4096,16384,65536]\n"
             "                [--threads 1,2] [--formats fp16,cq8,cq4,cq4+] [--kv-heads 8]\n"
             "                [--gqa 4] [--llc-mib 32] [--reps 5] [--precision exact|fast]\n"
-            "                [--json | --csv]\n"
+            "                [--page-tokens context|N] [--json | --csv]\n"
             "       cq bench --kernels [--dims 128] [--quick] [--json | --csv]\n\n"
             "Append throughput (GB/s of fp16 K+V input, one thread: token by token as in\n"
             "decode, and 512-token chunks as in prefill; into new pages, whose first touch\n"
             "the OS pays for, and into the pages a cq_cache_reset kept) and decode-attention\n"
-            "time per step of the streaming cache. A step attends one query token (kv-heads x gqa query\n"
-            "heads) over every layer of a cache of at least 4 x --llc-mib, so the figures\n"
-            "measure memory. Each row reports the bytes a step streams (codes, scales,\n"
+            "time per step of the streaming cache. A step attends one query token (kv-heads x\n"
+            "gqa query heads) over every layer of a cache of at least 4 x --llc-mib, so the\n"
+            "figures measure memory. Each row reports the bytes a step streams (codes, scales,\n"
             "sidecar, sinks and the fp16 in-flight group), the effective GB/s, and its\n"
             "fraction of the streaming read bandwidth measured with the same threads before\n"
             "and after the timed steps (the better of two best-of-3 reads of a 512 MiB\n"
@@ -79,8 +80,10 @@ static void usage(FILE *f) {
             "heads, D = the largest --dims value, a multiple of 32) in ns per token, for every\n"
             "kernel table this CPU runs, each checked against the scalar table first.\n"
             "--precision: the attention arithmetic for CQ-4/CQ-4+ keys and INT4 values\n"
-            "(cq_attn_opts.precision;\n"
-            "default: the library's, i.e. CQ_ATTN_PRECISION or exact).\n");
+            "(cq_attn_opts.precision; default: the library's, i.e. CQ_ATTN_PRECISION or exact).\n"
+            "--page-tokens: tokens per storage page (cq_cache_config.page_tokens); 'context'\n"
+            "(the default) sizes one page per (layer, head) to the context, as cq generate and\n"
+            "cq eval do; a number sets it (the library's own default is 1024).\n");
 }
 
 static int parse_list(const char *s, uint32_t *out, uint32_t max, uint32_t lo, uint32_t hi) {
@@ -189,6 +192,7 @@ static int build_case(const bench_opts *o, uint32_t D, uint32_t T, const fmt_pai
         }
         cq_cache_config cfg;
         cq_cache_config_default(&cfg, nl, H, D);
+        cfg.page_tokens = o->page_tokens ? o->page_tokens : T;
         cfg.layer_codecs = lc;
         cfg.outlier_masks = b->masks;
         cq_cache_free(b->c);
@@ -372,10 +376,10 @@ done:
 static void print_rows(const bench_opts *o, const row *rows, int n) {
     if (o->json) {
         printf("{\"kernels\": \"%s\", \"precision\": \"%s\", \"kv_heads\": %u, \"gqa\": %u, "
-               "\"llc_mib\": %u, \"rows\": [\n",
+               "\"llc_mib\": %u, \"page_tokens\": %u, \"rows\": [\n",
                cq_cache_kernels(NULL),
                cq_attn_precision_resolve(o->precision) == CQ_ATTN_FAST ? "fast" : "exact",
-               o->kv_heads, o->gqa, o->llc_mib);
+               o->kv_heads, o->gqa, o->llc_mib, o->page_tokens);
         for (int i = 0; i < n; i++) {
             const row *w = &rows[i];
             printf("  {\"D\": %u, \"T\": %u, \"format\": \"%s\", \"threads\": %u, \"layers\": %u, "
@@ -404,11 +408,14 @@ static void print_rows(const bench_opts *o, const row *rows, int n) {
         }
         return;
     }
+    char pages[32];
+    if (o->page_tokens) snprintf(pages, sizeof pages, "%u tokens", o->page_tokens);
+    else snprintf(pages, sizeof pages, "the context");
     printf("kernels: %s; attention precision %s; %u KV heads x GQA %u; cache >= 4 x %u MiB "
-           "per step\n\n",
+           "per step; pages of %s\n\n",
            cq_cache_kernels(NULL),
            cq_attn_precision_resolve(o->precision) == CQ_ATTN_FAST ? "fast" : "exact",
-           o->kv_heads, o->gqa, o->llc_mib);
+           o->kv_heads, o->gqa, o->llc_mib, pages);
     printf("| D | T | K/V | thr | layers | cache MiB | bits/val | append GB/s 1 tok (new / reused "
            "pages) | append GB/s 512 (new / reused) | attn us/layer | step ms | MB/step | GB/s | "
            "read GB/s | of read |\n");
@@ -438,7 +445,7 @@ static void print_rows(const bench_opts *o, const row *rows, int n) {
 
 int cq_cmd_bench(int argc, char **argv) {
     bench_opts o = {{64, 128}, 2, {1024, 4096, 16384, 65536}, 4, {1, 2}, 2, {0, 1, 2, 3}, 4,
-                    8, 4, 32, 5, 512, 0, 0, 0, 0, 0};
+                    8, 4, 32, 5, 512, 0, 0, 0, 0, 0, 0};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         int bad = 0;
@@ -484,6 +491,11 @@ int cq_cmd_bench(int argc, char **argv) {
         else if (!strcmp(a, "--gqa")) bad = cq_arg_u32(v, 1, 16, &o.gqa), i++;
         else if (!strcmp(a, "--llc-mib")) bad = cq_arg_u32(v, 1, 4096, &o.llc_mib), i++;
         else if (!strcmp(a, "--reps")) bad = cq_arg_u32(v, 1, 1000, &o.reps), i++;
+        else if (!strcmp(a, "--page-tokens")) {
+            if (!strcmp(v, "context")) o.page_tokens = 0;
+            else bad = cq_arg_u32(v, 1, 1u << 24, &o.page_tokens);
+            i++;
+        }
         else if (!strcmp(a, "--precision")) {
             o.precision = !strcmp(v, "exact") ? CQ_ATTN_EXACT : !strcmp(v, "fast") ? CQ_ATTN_FAST : 0;
             bad = o.precision == 0, i++;

@@ -11,8 +11,9 @@ fail=0
 rows=$(grep -c '"D":' "$tmp/json")
 [ "$rows" = 16 ] || { echo "bench_smoke: expected 16 json rows, got $rows"; fail=1; }
 grep -q '"fraction": 0.0000' "$tmp/json" && { echo "bench_smoke: a row has no bandwidth fraction"; fail=1; }
-[ "$(grep -c '"append_prefill_warm_gbs": [0-9]*\.[0-9]*[1-9]' "$tmp/json")" = 16 ] ||
-    { echo "bench_smoke: a row lacks the reused-page append figure"; fail=1; }
+[ "$(grep -c '"append_decode_warm_gbs": [0-9.]*, "append_prefill_warm_gbs": [0-9.]*,' "$tmp/json")" = 16 ] &&
+    ! grep -q '_warm_gbs": 0\.000,' "$tmp/json" ||
+    { echo "bench_smoke: a row lacks a reused-page append figure"; fail=1; }
 "$CQ" bench --quick --csv --dims 40 --contexts 300 --threads 2 --formats cq4+,cq8 >"$tmp/csv" 2>"$tmp/err" ||
     { echo "bench_smoke: --csv with odd sizes failed"; cat "$tmp/err"; fail=1; }
 [ "$(wc -l <"$tmp/csv")" = 3 ] || { echo "bench_smoke: expected header + 2 csv rows"; cat "$tmp/csv"; fail=1; }
