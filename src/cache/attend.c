@@ -309,7 +309,8 @@ static cq_status attend_range(const cq_cache *c, const cq_head *hd, uint32_t a, 
     return CQ_OK;
 }
 
-static int scratch_init(run_scratch *sc, const cq_cache *c, const cq_head *hd, uint32_t nh,
+/* Scratch for runs of any head of layer l (sized for the largest need among its heads). */
+static int scratch_init(run_scratch *sc, const cq_cache *c, const cq_layer *l, uint32_t nh,
                         int prec) {
     const uint32_t D = c->cfg.head_dim;
     memset(sc, 0, sizeof *sc);
@@ -322,24 +323,58 @@ static int scratch_init(run_scratch *sc, const cq_cache *c, const cq_head *hd, u
     sc->qsh = malloc((size_t)nh * (D / CQ_Q8_BLOCK + 1));
     sc->qsc = malloc((size_t)nh * sizeof(float));
     sc->s = malloc((size_t)nh * BLK * sizeof(float));
-    /* CQ-4 keys decode rows only when tokens start mid-byte (odd kept count) */
-    uint32_t ku = hd->k.kind == ST_GEN || hd->k.kind == ST_ROW ? hd->k.unit
-                  : hd->k.kind == ST_I4K && !hd->k.tiled && (hd->k.params->kept & 1) ? BLK
-                                                                      : 0;
-    uint32_t vu = hd->v.kind == ST_GEN || hd->v.kind == ST_ROW ? hd->v.unit : 0;
+    uint32_t ku = 0, vu = 0;
+    size_t rw = 0;
+    for (uint32_t h = 0; h < c->cfg.n_kv_heads; h++) {
+        const cq_head *hd = &l->heads[h];
+        /* CQ-4 keys decode rows only when tokens start mid-byte (odd kept, not tiled) */
+        uint32_t k1 = hd->k.kind == ST_GEN || hd->k.kind == ST_ROW ? hd->k.unit
+                      : hd->k.kind == ST_I4K && !hd->k.tiled && (hd->k.params->kept & 1) ? BLK
+                                                                                          : 0;
+        uint32_t v1 = hd->v.kind == ST_GEN || hd->v.kind == ST_ROW ? hd->v.unit : 0;
+        if (k1 > ku) ku = k1;
+        if (v1 > vu) vu = v1;
+        /* row layout: one decoded row unit and one run of in-flight slices */
+        if (hd->k.kind == ST_ROW && (size_t)hd->k.row->unit * hd->k.row->D > rw)
+            rw = (size_t)hd->k.row->unit * hd->k.row->D;
+        if (hd->v.kind == ST_ROW && (size_t)hd->v.row->unit * hd->v.row->D > rw)
+            rw = (size_t)hd->v.row->unit * hd->v.row->D;
+    }
     if (ku) sc->ku = malloc((size_t)ku * D * sizeof(float));
     if (vu) sc->vu = malloc((size_t)vu * D * sizeof(float));
-    /* row layout: one decoded row unit and one run of in-flight slices */
-    size_t rw = 0;
-    if (hd->k.kind == ST_ROW) rw = (size_t)hd->k.row->unit * hd->k.row->D;
-    if (hd->v.kind == ST_ROW && (size_t)hd->v.row->unit * hd->v.row->D > rw)
-        rw = (size_t)hd->v.row->unit * hd->v.row->D;
     if (rw) {
         sc->rowbuf = malloc(rw * sizeof(float));
         sc->h16 = malloc((size_t)BLK * D * 2);
     }
-    return sc->qp && sc->qo && sc->qg && sc->q8 && sc->qsh && sc->qsc && sc->s && (!ku || sc->ku) && (!vu || sc->vu) &&
-           (!rw || (sc->rowbuf && sc->h16));
+    return sc->qp && sc->qo && sc->qg && sc->q8 && sc->qsh && sc->qsc && sc->s && (!ku || sc->ku) &&
+           (!vu || sc->vu) && (!rw || (sc->rowbuf && sc->h16));
+}
+
+/* The scratch of pool worker w, made on its first task of a call (workers run their tasks one
+ * after another, so a scratch is never shared); NULL when out of memory. A decoded unit held
+ * in it belongs to one head: a new task forgets it. */
+typedef struct worker_scratch {
+    run_scratch *sc; /* [n] */
+    uint8_t *ready;  /* [n]: 1 made, 2 failed */
+    uint32_t n;
+} worker_scratch;
+
+static int workers_init(worker_scratch *ws, uint32_t n_threads, uint32_t n_tasks) {
+    uint32_t n = n_threads < n_tasks ? n_threads : n_tasks;
+    if (n > CQ_POOL_MAX) n = CQ_POOL_MAX;
+    ws->n = n ? n : 1;
+    ws->sc = calloc(ws->n, sizeof *ws->sc);
+    ws->ready = calloc(ws->n, 1);
+    return ws->sc && ws->ready;
+}
+
+static run_scratch *worker_get(worker_scratch *ws, uint32_t w, const cq_cache *c, const cq_layer *l,
+                               uint32_t nh, int prec) {
+    if (w >= ws->n) return NULL; /* cannot happen: the pool numbers workers below n_threads */
+    if (!ws->ready[w]) ws->ready[w] = scratch_init(&ws->sc[w], c, l, nh, prec) ? 1 : 2;
+    if (ws->ready[w] != 1) return NULL;
+    ws->sc[w].ku_id = ws->sc[w].vu_id = -1;
+    return &ws->sc[w];
 }
 
 static void scratch_free(run_scratch *sc) {
@@ -356,6 +391,13 @@ static void scratch_free(run_scratch *sc) {
     free(sc->h16);
 }
 
+static void workers_free(worker_scratch *ws) {
+    for (uint32_t w = 0; ws->sc && ws->ready && w < ws->n; w++)
+        if (ws->ready[w]) scratch_free(&ws->sc[w]);
+    free(ws->sc);
+    free(ws->ready);
+}
+
 /* ------------------------------------------------------------- decode */
 
 typedef struct decode_job {
@@ -366,22 +408,20 @@ typedef struct decode_job {
     int prec;
     float *parts;   /* per task: m[nh] l[nh] acc[nh][D], at a stride of ps floats */
     size_t ps;      /* whole 64-byte lines: tasks on different threads never share one */
+    worker_scratch ws;
     _Atomic int status;
 } decode_job;
 
 static void decode_task(void *ctx, uint32_t task, uint32_t worker) {
-    (void)worker;
     decode_job *j = ctx;
     const uint32_t D = j->c->cfg.head_dim, nh = j->nh;
     uint32_t h = task / j->n_chunks, ch = task % j->n_chunks;
     uint32_t a = ch * CHUNK, b = a + CHUNK < j->T ? a + CHUNK : j->T;
     float *base = j->parts + (size_t)task * j->ps;
     part pt = {base, base + nh, base + 2 * nh};
-    run_scratch sc;
+    run_scratch *sc = worker_get(&j->ws, worker, j->c, j->l, nh, j->prec);
     cq_status st = CQ_ERR_NOMEM;
-    if (scratch_init(&sc, j->c, &j->l->heads[h], nh, j->prec))
-        st = attend_range(j->c, &j->l->heads[h], a, b, j->q + (size_t)h * nh * D, nh, &pt, &sc);
-    scratch_free(&sc);
+    if (sc) st = attend_range(j->c, &j->l->heads[h], a, b, j->q + (size_t)h * nh * D, nh, &pt, sc);
     if (st) atomic_store(&j->status, (int)st);
 }
 
@@ -429,19 +469,21 @@ cq_status cq_cache_attend(const cq_cache *c, uint32_t layer, const float *q, uin
     const float scale = attn_scale(c, opts);
     if ((st = check_precision(opts, err))) return st;
     decode_job j = {c, l, NULL, nh, (T + CHUNK - 1) / CHUNK, T,
-                    cq_attn_precision_resolve(opts ? opts->precision : 0), NULL, 0, 0};
-    const uint32_t n_tasks = H * j.n_chunks;
+                    cq_attn_precision_resolve(opts ? opts->precision : 0), NULL, 0, {0}, 0};
+    const uint32_t n_tasks = H * j.n_chunks, nthr = opts && opts->n_threads ? opts->n_threads : 1;
     float *qs = malloc((size_t)n_q_heads * D * sizeof *qs);
     j.ps = ((size_t)nh * (D + 2) + 15) & ~(size_t)15;
     j.parts = aligned_alloc(64, (size_t)n_tasks * j.ps * sizeof(float));
-    if (!qs || !j.parts) {
+    if (!qs || !j.parts || !workers_init(&j.ws, nthr, n_tasks)) {
         free(qs);
         free(j.parts);
+        workers_free(&j.ws);
         return cq_err_set(err, CQ_ERR_NOMEM, -1, -1, "out of memory");
     }
     for (size_t i = 0; i < (size_t)n_q_heads * D; i++) qs[i] = q[i] * scale;
     j.q = qs;
-    cq_pool_run(opts && opts->n_threads ? opts->n_threads : 1, n_tasks, decode_task, &j);
+    cq_pool_run(nthr, n_tasks, decode_task, &j);
+    workers_free(&j.ws);
     st = (cq_status)atomic_load(&j.status);
     if (!st) { /* log-sum-exp merge of the chunks, in chunk order */
         for (uint32_t h = 0; h < H; h++)
@@ -479,21 +521,21 @@ typedef struct prefill_job {
     float *out;
     uint32_t nh, pos0, n_q;
     int prec;
+    worker_scratch ws;
     _Atomic int status;
 } prefill_job;
 
 static void prefill_task(void *ctx, uint32_t task, uint32_t worker) {
-    (void)worker;
     prefill_job *j = ctx;
     const uint32_t H = j->c->cfg.n_kv_heads, D = j->c->cfg.head_dim, nh = j->nh;
     uint32_t i = task / H, h = task % H;
     size_t row = ((size_t)i * H + h) * nh * D;
     float *buf = malloc((size_t)nh * (D + 2) * sizeof(float));
-    run_scratch sc;
+    run_scratch *sc = buf ? worker_get(&j->ws, worker, j->c, j->l, nh, j->prec) : NULL;
     cq_status st = CQ_ERR_NOMEM;
-    if (buf && scratch_init(&sc, j->c, &j->l->heads[h], nh, j->prec)) {
+    if (sc) {
         part pt = {buf, buf + nh, buf + 2 * nh};
-        st = attend_range(j->c, &j->l->heads[h], 0, j->pos0 + i + 1, j->q + row, nh, &pt, &sc);
+        st = attend_range(j->c, &j->l->heads[h], 0, j->pos0 + i + 1, j->q + row, nh, &pt, sc);
         if (!st)
             for (uint32_t g = 0; g < nh; g++) {
                 float inv = 1.0f / pt.l[g];
@@ -501,7 +543,6 @@ static void prefill_task(void *ctx, uint32_t task, uint32_t worker) {
                     j->out[row + (size_t)g * D + d] = pt.acc[(size_t)g * D + d] * inv;
             }
     }
-    if (buf) scratch_free(&sc);
     free(buf);
     if (st) atomic_store(&j->status, (int)st);
 }
@@ -526,8 +567,15 @@ cq_status cq_cache_attend_prefill(const cq_cache *c, uint32_t layer, const float
     if (!qs) return cq_err_set(err, CQ_ERR_NOMEM, -1, -1, "out of memory");
     for (size_t i = 0; i < N; i++) qs[i] = q[i] * scale;
     prefill_job j = {c, l, qs, out, n_q_heads / H, pos0, n_q,
-                     cq_attn_precision_resolve(opts ? opts->precision : 0), 0};
-    cq_pool_run(opts && opts->n_threads ? opts->n_threads : 1, n_q * H, prefill_task, &j);
+                     cq_attn_precision_resolve(opts ? opts->precision : 0), {0}, 0};
+    const uint32_t nthr = opts && opts->n_threads ? opts->n_threads : 1;
+    if (!workers_init(&j.ws, nthr, n_q * H)) {
+        workers_free(&j.ws);
+        free(qs);
+        return cq_err_set(err, CQ_ERR_NOMEM, -1, -1, "out of memory");
+    }
+    cq_pool_run(nthr, n_q * H, prefill_task, &j);
+    workers_free(&j.ws);
     st = (cq_status)atomic_load(&j.status);
     free(qs);
     if (st) return cq_err_set(err, st, -1, -1, "attention failed (%s)", cq_status_name(st));

@@ -6,6 +6,9 @@
 
 #include <stdint.h>
 
+/* Most threads a job uses (the caller included): worker indices stay below it. */
+#define CQ_POOL_MAX 64u
+
 /* task in [0, n_tasks); worker in [0, threads used) identifies per-thread scratch */
 typedef void (*cq_task_fn)(void *ctx, uint32_t task, uint32_t worker);
 

@@ -15,7 +15,7 @@
 
 #include "cq_pool.h"
 
-#define POOL_MAX 64
+#define POOL_MAX CQ_POOL_MAX
 /* How long an idle worker polls for the next job before it sleeps on the condition variable.
  * Decode submits one job per layer back to back; a sleeping worker costs a futex wake-up per
  * job, which in a VM can take tens of microseconds (measured: FAST CQ-4 decode at 16K, 2
