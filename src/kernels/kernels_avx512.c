@@ -301,8 +301,8 @@ static void kt_setup(const int8_t *q8, const uint8_t *sh, const float *qs, uint3
     for (uint32_t h = 0; h < nhc; h++) {
         const int8_t *q = q8 + (size_t)(h0 + h) * kept;
         const uint8_t *shh = sh + (size_t)(h0 + h) * nb;
-        uint32_t u = 0;
-        for (; u < Q; u++) memcpy(&kq->qd[h][u], q + 4 * u, 4);
+        uint32_t u = Q;
+        memcpy(kq->qd[h], q, 4 * (size_t)Q); /* quads: the query bytes as they are */
         if (r >= 2) { /* the pair unit: bytes 0-1 */
             int8_t b[4] = {q[4 * Q], q[4 * Q + 1], 0, 0};
             memcpy(&kq->qd[h][u++], b, 4);
@@ -332,7 +332,9 @@ static void kt_setup(const int8_t *q8, const uint8_t *sh, const float *qs, uint3
             for (uint32_t c = b * CQ_Q8_BLOCK; c < kept && c < (b + 1) * CQ_Q8_BLOCK; c++) sb += q[c];
             cr += (uint32_t)(8 * sb) << shh[b];
         }
-        for (b = 0; b < nb; b++) kq->sh[h][b] = shh[b];
+        for (b = 0; b + 16 <= nb; b += 16)
+            _mm512_storeu_si512(kq->sh[h] + b, _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(shh + b))));
+        for (; b < nb; b++) kq->sh[h][b] = shh[b];
         kq->corr[h] = (int32_t)cr;
         kq->qs[h] = qs[h0 + h];
     }
