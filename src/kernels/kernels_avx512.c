@@ -639,7 +639,6 @@ static ALWAYS_INLINE void q8_lanes(__m512 xv, const __m512 inv, const __m512i EA
                                    __mmask16 km, int8_t *q8, uint8_t *sh, uint32_t nsh) {
     const __m512i mm = _mm512_set1_epi32(0x7FFFFF), one = _mm512_set1_epi32(1),
                   emax = _mm512_set1_epi32((int)CQ_Q8_SHIFT_MAX), b127 = _mm512_set1_epi32(127);
-    const __m512 lo = _mm512_set1_ps(-127.0f), hi = _mm512_set1_ps(127.0f);
     __m512 a = _mm512_abs_ps(xv);
     a = _mm512_max_ps(a, _mm512_permute_ps(a, 0xB1));
     a = _mm512_max_ps(a, _mm512_permute_ps(a, 0x4E));
@@ -649,14 +648,15 @@ static ALWAYS_INLINE void q8_lanes(__m512 xv, const __m512 inv, const __m512i EA
     e = _mm512_mask_sub_epi32(e, _mm512_cmpgt_epi32_mask(_mm512_and_si512(bits, mm), MA), e, one);
     e = _mm512_min_epi32(_mm512_max_epi32(e, _mm512_setzero_si512()), emax);
     const __m512 f = _mm512_mul_ps(inv, _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(e, b127), 23)));
-    const __m512 y = _mm512_roundscale_ps(_mm512_mul_ps(xv, f), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    const __m128i qb = _mm512_cvtsepi32_epi8(_mm512_cvttps_epi32(_mm512_min_ps(_mm512_max_ps(y, lo), hi)));
+    /* |x f| <= 127 (1 + 2^-22) by the exponent rule, so the rule's clamp never acts; the
+     * conversion rounds in the current mode, as the scalar rule's 1.5 * 2^23 addition does */
+    const __m128i qb = _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(xv, f)));
     if (km == 0xFFFF) _mm_storeu_si128((__m128i *)q8, qb);
     else _mm_mask_storeu_epi8(q8, km, qb);
-    int32_t el[16]; /* the blocks' exponents: lanes 0 and 8 */
-    _mm512_storeu_si512(el, e);
-    sh[0] = (uint8_t)(CQ_Q8_SHIFT_MAX - (uint32_t)el[0]);
-    if (nsh > 1) sh[1] = (uint8_t)(CQ_Q8_SHIFT_MAX - (uint32_t)el[8]);
+    /* the blocks' exponents: lanes 0 and 8 */
+    sh[0] = (uint8_t)(CQ_Q8_SHIFT_MAX - (uint32_t)_mm_cvtsi128_si32(_mm512_castsi512_si128(e)));
+    if (nsh > 1)
+        sh[1] = (uint8_t)(CQ_Q8_SHIFT_MAX - (uint32_t)_mm_cvtsi128_si32(_mm512_extracti32x4_epi32(e, 2)));
 }
 
 static void x_quant_q8(const float *x, uint32_t kept, int8_t *q8, uint8_t *sh, float *qs) {
