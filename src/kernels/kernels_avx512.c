@@ -499,7 +499,7 @@ static void x_i4q_prep(const float *w, uint32_t ws, uint32_t nhc, uint32_t m, co
  * 4 vectors of accumulators. */
 /* 32 * (1 + TWO) channels from byte 2c of each block (TWO: a second 32-channel chunk) */
 static ALWAYS_INLINE void vb_chunk(const uint32_t nhc, const uint32_t TWO,
-                                   const uint8_t wb[HC][CQ_V8_TILE + 8], const cq_i4q_tile *tl,
+                                   const uint8_t *wb, size_t wst, const cq_i4q_tile *tl,
                                    const uint8_t *blk, uint32_t nblk, size_t bb, float *acc,
                                    uint32_t D) {
     const __m512i m15 = _mm512_set1_epi8(0x0F), x88 = _mm512_set1_epi8((char)0x88);
@@ -521,7 +521,7 @@ static ALWAYS_INLINE void vb_chunk(const uint32_t nhc, const uint32_t TWO,
         }
         _Pragma("GCC unroll 4") for (uint32_t h = 0; h < nhc; h++) {
             int32_t w4;
-            memcpy(&w4, &wb[h][4 * k], 4);
+            memcpy(&w4, wb + h * wst + 4 * k, 4);
             const __m512i wv = _mm512_set1_epi32(w4);
             a[h][0] = _mm512_dpbusd_epi32(a[h][0], wv, l0);
             a[h][1] = _mm512_dpbusd_epi32(a[h][1], wv, h0);
@@ -542,14 +542,14 @@ static ALWAYS_INLINE void vb_chunk(const uint32_t nhc, const uint32_t TWO,
     }
 }
 
-static ALWAYS_INLINE void vb_tile(const uint32_t nhc, const uint8_t wb[HC][CQ_V8_TILE + 8],
+static ALWAYS_INLINE void vb_tile(const uint32_t nhc, const uint8_t *wb, size_t wst,
                                   const cq_i4q_tile *tl, const uint8_t *blk, uint32_t nblk,
                                   uint32_t D, float *acc) {
     const size_t bb = 2 * (size_t)D;
     uint32_t c = 0;
     for (; c + 64 <= D; c += 64)
-        vb_chunk(nhc, 1, wb, tl, blk + 2 * (size_t)c, nblk, bb, acc + c, D);
-    if (c < D) vb_chunk(nhc, 0, wb, tl, blk + 2 * (size_t)c, nblk, bb, acc + c, D);
+        vb_chunk(nhc, 1, wb, wst, tl, blk + 2 * (size_t)c, nblk, bb, acc + c, D);
+    if (c < D) vb_chunk(nhc, 0, wb, wst, tl, blk + 2 * (size_t)c, nblk, bb, acc + c, D);
 }
 
 static void x_acc_i4tq(const float *w, uint32_t ws, uint32_t nh, const uint8_t *blk, uint32_t o,
@@ -565,14 +565,19 @@ static void x_acc_i4tq(const float *w, uint32_t ws, uint32_t nh, const uint8_t *
             const uint32_t nhc = nh - h0 < HC ? nh - h0 : HC;
             cq_i4q_tile tl;
             x_i4q_prep(w + (size_t)h0 * ws + t0, ws, nhc, m, vs + t0, &tl);
-            uint8_t wb[HC][CQ_V8_TILE + 8] __attribute__((aligned(16)));
             const uint32_t sft = p0 % CQ_VB_TOK;
-            for (uint32_t h = 0; h < nhc; h++) { /* weights by storage position in the blocks */
-                memset(wb[h], 0, sizeof wb[h]);
-                memcpy(wb[h] + sft, tl.wb[h], m);
+            uint8_t wsh[HC][CQ_V8_TILE + 8] __attribute__((aligned(16)));
+            const uint8_t *wb = &tl.wb[0][0]; /* a tile from a block start: as prepared */
+            size_t wst = sizeof tl.wb[0];
+            if (sft) { /* weights by storage position: the run starts mid-block */
+                for (uint32_t h = 0; h < nhc; h++) {
+                    memset(wsh[h], 0, sizeof wsh[h]);
+                    memcpy(wsh[h] + sft, tl.wb[h], m);
+                }
+                wb = &wsh[0][0], wst = sizeof wsh[0];
             }
             float *ah = acc + (size_t)h0 * D;
-#define B(NH) vb_tile(NH, wb, &tl, b0, nblk, D, ah)
+#define B(NH) vb_tile(NH, wb, wst, &tl, b0, nblk, D, ah)
             NH_SWITCH(nhc, B)
 #undef B
         }
