@@ -32,7 +32,9 @@
 #include "cq_pool.h"
 
 #define BLK 128u
+#ifndef CHUNK
 #define CHUNK 4096u
+#endif
 
 typedef struct run_scratch {
     float *qp;              /* [nh][D] */
