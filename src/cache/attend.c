@@ -290,10 +290,8 @@ static cq_status attend_range(const cq_cache *c, const cq_head *hd, uint32_t a, 
             uint32_t u = t - S, rk = store_run(&hd->k, u), rv = store_run(&hd->v, u);
             if (rk < n) n = rk;
             if (rv < n) n = rv;
-#ifndef CQ_NO_PF_PAGE
             prefetch_next_page(&hd->k, u, n);
             prefetch_next_page(&hd->v, u, n);
-#endif
             cq_status st = key_scores(k, &hd->k, u, n, q, nh, sc);
             if (st) return st;
         }

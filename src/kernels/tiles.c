@@ -1,11 +1,13 @@
 /*
  * tiles.c - conversions between the contract's token-major INT4 nibbles and the cache's
  * compute layouts (cq_tiles.h states both layouts). Plain C: they run once per committed
- * group or appended value token, and on read-back / export.
+ * group or appended value token, and on read-back / export. Also the table-independent
+ * fallbacks built on them: the tiled kernels by way of a table's token-major loops, and
+ * fold_quant_q8 by way of fold_q and quant_q8.
  */
 #include <string.h>
 
-#include "cq_tiles.h"
+#include "cq_kernels.h" /* includes cq_tiles.h */
 
 static inline unsigned nib(const uint8_t *b, size_t i) { return (b[i >> 1] >> (4 * (i & 1))) & 0xF; }
 
@@ -117,8 +119,6 @@ void cq_vb_unpack(const uint8_t *blk, uint32_t D, uint32_t o, uint32_t n, uint8_
 }
 
 /* ------------------------------------------- tiled kernels by way of rows */
-
-#include "cq_kernels.h"
 
 void cq_dot_i4tq_rows(const cq_kernels *k, const int8_t *q8, const uint8_t *sh, const float *qs,
                       uint32_t nh, const uint8_t *grp, uint32_t r0, uint32_t n, uint32_t kept,
