@@ -56,19 +56,6 @@ static void s_dot_i8(const float *q, uint32_t nh, const int8_t *k, const uint16_
     }
 }
 
-static void s_dot_i4(const float *qp, uint32_t nh, const uint8_t *k, uint32_t n, uint32_t kept,
-                     float *s, uint32_t ss) {
-    for (uint32_t t = 0; t < n; t++) {
-        const uint8_t *row = k + (size_t)t * (kept / 2);
-        for (uint32_t h = 0; h < nh; h++) {
-            float a = 0.0f;
-            for (uint32_t c = 0; c < kept; c++)
-                a += qp[(size_t)h * kept + c] * (float)cq_nibble_get(row, c);
-            s[(size_t)h * ss + t] = a;
-        }
-    }
-}
-
 /* FAST precision, the spec: the folded query x[kept] (q .* scales, finite) to int8 in
  * blocks of CQ_Q8_BLOCK kept channels (the last may be partial) with power-of-two block
  * steps. amax = max |x|, d = amax / 127; block b (a_b = max |x| over it) gets the step
@@ -108,69 +95,6 @@ static void s_quant_q8(const float *x, uint32_t kept, int8_t *q8, uint8_t *sh, f
     *qs = (amax / 127.0f) / (float)(1u << CQ_Q8_SHIFT_MAX);
 }
 
-static void s_dot_i4q(const int8_t *q8, const uint8_t *sh, const float *qs, uint32_t nh,
-                      const uint8_t *k, uint32_t n, uint32_t kept, float *s, uint32_t ss) {
-    const uint32_t nb = (kept + CQ_Q8_BLOCK - 1) / CQ_Q8_BLOCK;
-    for (uint32_t t = 0; t < n; t++) {
-        const uint8_t *row = k + (size_t)t * (kept / 2);
-        for (uint32_t h = 0; h < nh; h++) {
-            int32_t a = 0; /* |a| <= 2^11 * 127 * 8 * 512 < 2^31: exact */
-            for (uint32_t b = 0; b < nb; b++) {
-                int32_t ab = 0;
-                for (uint32_t c = b * CQ_Q8_BLOCK; c < kept && c < (b + 1) * CQ_Q8_BLOCK; c++)
-                    ab += (int32_t)q8[(size_t)h * kept + c] * cq_nibble_get(row, c);
-                a += ab * (int32_t)(1u << sh[(size_t)h * nb + b]);
-            }
-            s[(size_t)h * ss + t] = (float)a * qs[h];
-        }
-    }
-}
-
-/* dot_i4 over a tiled key group: s_dot_i4's loop, codes read through cq_kt_get */
-static void s_dot_i4t(const float *qp, uint32_t nh, const uint8_t *grp, uint32_t r0, uint32_t n,
-                      uint32_t kept, float *s, uint32_t ss) {
-    for (uint32_t t = 0; t < n; t++)
-        for (uint32_t h = 0; h < nh; h++) {
-            float a = 0.0f;
-            for (uint32_t c = 0; c < kept; c++)
-                a += qp[(size_t)h * kept + c] * (float)cq_kt_get(grp, kept, r0 + t, c);
-            s[(size_t)h * ss + t] = a;
-        }
-}
-
-/* acc_i4 over value blocks: s_acc_i4's loop, codes read through cq_vb_get */
-static void s_acc_i4t(const float *w, uint32_t ws, uint32_t nh, const uint8_t *blk, uint32_t o,
-                      const uint16_t *vs, uint32_t n, uint32_t D, float *acc) {
-    for (uint32_t t = 0; t < n; t++) {
-        float sc = cq_f16_to_f32(vs[t]);
-        const uint32_t p = o + t;
-        const uint8_t *b = blk + (size_t)(p / CQ_VB_TOK) * 2 * D;
-        for (uint32_t h = 0; h < nh; h++) {
-            float pw = w[(size_t)h * ws + t] * sc;
-            for (uint32_t c = 0; c < D; c++)
-                acc[(size_t)h * D + c] += pw * (float)cq_vb_get(b, c, p % CQ_VB_TOK);
-        }
-    }
-}
-
-/* dot_i4q's rule over a tiled key group: the same integers, codes read through cq_kt_get */
-static void s_dot_i4tq(const int8_t *q8, const uint8_t *sh, const float *qs, uint32_t nh,
-                       const uint8_t *grp, uint32_t r0, uint32_t n, uint32_t kept, float *s,
-                       uint32_t ss) {
-    const uint32_t nb = (kept + CQ_Q8_BLOCK - 1) / CQ_Q8_BLOCK;
-    for (uint32_t t = 0; t < n; t++)
-        for (uint32_t h = 0; h < nh; h++) {
-            int32_t a = 0;
-            for (uint32_t b = 0; b < nb; b++) {
-                int32_t ab = 0;
-                for (uint32_t c = b * CQ_Q8_BLOCK; c < kept && c < (b + 1) * CQ_Q8_BLOCK; c++)
-                    ab += (int32_t)q8[(size_t)h * kept + c] * cq_kt_get(grp, kept, r0 + t, c);
-                a += ab * (int32_t)(1u << sh[(size_t)h * nb + b]);
-            }
-            s[(size_t)h * ss + t] = (float)a * qs[h];
-        }
-}
-
 static void s_acc_f16(const float *w, uint32_t ws, uint32_t nh, const uint16_t *v, uint32_t n,
                       uint32_t D, float *acc) {
     for (uint32_t t = 0; t < n; t++)
@@ -202,22 +126,74 @@ static void s_acc_i8(const float *w, uint32_t ws, uint32_t nh, const int8_t *v, 
     }
 }
 
-static void s_acc_i4(const float *w, uint32_t ws, uint32_t nh, const uint8_t *v, const uint16_t *vs,
-                     uint32_t n, uint32_t D, float *acc) {
+/* ------------------------------------------- INT4 loops, one rule each */
+
+/* Where an INT4 loop of this table reads code (t, c) of a call: token-major rows (the
+ * contract's form, `width / 2` bytes a token), a tiled key group from token `first`, or value
+ * blocks from position `first` (cq_tiles.h). The rules below are written once over it, so a
+ * layout is only a different way to fetch the same code. */
+typedef struct code_src {
+    enum { SRC_ROWS, SRC_KEY_TILES, SRC_VALUE_BLOCKS } kind;
+    const uint8_t *p;
+    uint32_t width; /* channels: kept (keys) or D (values) */
+    uint32_t first;
+} code_src;
+
+static inline int code_at(const code_src *s, uint32_t t, uint32_t c) {
+    switch (s->kind) {
+    case SRC_ROWS: return cq_nibble_get(s->p + (size_t)t * (s->width / 2), c);
+    case SRC_KEY_TILES: return cq_kt_get(s->p, s->width, s->first + t, c);
+    default: {
+        const uint32_t q = s->first + t;
+        return cq_vb_get(s->p + (size_t)(q / CQ_VB_TOK) * 2 * s->width, c, q % CQ_VB_TOK);
+    }
+    }
+}
+
+/* dot_i4: fp32 in channel order */
+static void dot_i4_rule(const float *qp, uint32_t nh, const code_src *k, uint32_t n, uint32_t kept,
+                        float *s, uint32_t ss) {
+    for (uint32_t t = 0; t < n; t++)
+        for (uint32_t h = 0; h < nh; h++) {
+            float a = 0.0f;
+            for (uint32_t c = 0; c < kept; c++)
+                a += qp[(size_t)h * kept + c] * (float)code_at(k, t, c);
+            s[(size_t)h * ss + t] = a;
+        }
+}
+
+/* dot_i4q (cq_kernels.h): the exact integer, then one product */
+static void dot_i4q_rule(const int8_t *q8, const uint8_t *sh, const float *qs, uint32_t nh,
+                         const code_src *k, uint32_t n, uint32_t kept, float *s, uint32_t ss) {
+    const uint32_t nb = (kept + CQ_Q8_BLOCK - 1) / CQ_Q8_BLOCK;
+    for (uint32_t t = 0; t < n; t++)
+        for (uint32_t h = 0; h < nh; h++) {
+            int32_t a = 0; /* |a| <= 2^11 * 127 * 8 * 512 < 2^31: exact */
+            for (uint32_t b = 0; b < nb; b++) {
+                int32_t ab = 0;
+                for (uint32_t c = b * CQ_Q8_BLOCK; c < kept && c < (b + 1) * CQ_Q8_BLOCK; c++)
+                    ab += (int32_t)q8[(size_t)h * kept + c] * code_at(k, t, c);
+                a += ab * (int32_t)(1u << sh[(size_t)h * nb + b]);
+            }
+            s[(size_t)h * ss + t] = (float)a * qs[h];
+        }
+}
+
+/* acc_i4: the token's scale folded into its weight, fp32 */
+static void acc_i4_rule(const float *w, uint32_t ws, uint32_t nh, const code_src *v,
+                        const uint16_t *vs, uint32_t n, uint32_t D, float *acc) {
     for (uint32_t t = 0; t < n; t++) {
         float sc = cq_f16_to_f32(vs[t]);
-        const uint8_t *row = v + (size_t)t * (D / 2);
         for (uint32_t h = 0; h < nh; h++) {
             float p = w[(size_t)h * ws + t] * sc;
-            for (uint32_t c = 0; c < D; c++)
-                acc[(size_t)h * D + c] += p * (float)cq_nibble_get(row, c);
+            for (uint32_t c = 0; c < D; c++) acc[(size_t)h * D + c] += p * (float)code_at(v, t, c);
         }
     }
 }
 
 /* The rule of cq_kernels.acc_i4q (cq_kernels.h), written out plainly: this is the spec. */
-static void s_acc_i4q(const float *w, uint32_t ws, uint32_t nh, const uint8_t *v,
-                      const uint16_t *vs, uint32_t n, uint32_t D, float *acc) {
+static void acc_i4q_rule(const float *w, uint32_t ws, uint32_t nh, const code_src *v,
+                         const uint16_t *vs, uint32_t n, uint32_t D, float *acc) {
     for (uint32_t t0 = 0; t0 < n; t0 += CQ_V8_TILE) {
         const uint32_t m = n - t0 < CQ_V8_TILE ? n - t0 : CQ_V8_TILE;
         float vf[CQ_V8_TILE];
@@ -239,46 +215,61 @@ static void s_acc_i4q(const float *w, uint32_t ws, uint32_t nh, const uint8_t *v
             }
             for (uint32_t c = 0; c < D; c++) {
                 int32_t I = 0;
-                for (uint32_t t = 0; t < m; t++)
-                    I += a8[t] * (cq_nibble_get(v + (size_t)(t0 + t) * (D / 2), c) + 8);
+                for (uint32_t t = 0; t < m; t++) I += a8[t] * (code_at(v, t0 + t, c) + 8);
                 acc[(size_t)h * D + c] += (float)(I - 8 * S) * d;
             }
         }
     }
 }
 
-/* acc_i4q's rule over value blocks: codes read through cq_vb_get */
+/* the table's entries: the rules over each layout */
+static void s_dot_i4(const float *qp, uint32_t nh, const uint8_t *k, uint32_t n, uint32_t kept,
+                     float *s, uint32_t ss) {
+    const code_src src = {SRC_ROWS, k, kept, 0};
+    dot_i4_rule(qp, nh, &src, n, kept, s, ss);
+}
+
+static void s_dot_i4t(const float *qp, uint32_t nh, const uint8_t *grp, uint32_t r0, uint32_t n,
+                      uint32_t kept, float *s, uint32_t ss) {
+    const code_src src = {SRC_KEY_TILES, grp, kept, r0};
+    dot_i4_rule(qp, nh, &src, n, kept, s, ss);
+}
+
+static void s_dot_i4q(const int8_t *q8, const uint8_t *sh, const float *qs, uint32_t nh,
+                      const uint8_t *k, uint32_t n, uint32_t kept, float *s, uint32_t ss) {
+    const code_src src = {SRC_ROWS, k, kept, 0};
+    dot_i4q_rule(q8, sh, qs, nh, &src, n, kept, s, ss);
+}
+
+static void s_dot_i4tq(const int8_t *q8, const uint8_t *sh, const float *qs, uint32_t nh,
+                       const uint8_t *grp, uint32_t r0, uint32_t n, uint32_t kept, float *s,
+                       uint32_t ss) {
+    const code_src src = {SRC_KEY_TILES, grp, kept, r0};
+    dot_i4q_rule(q8, sh, qs, nh, &src, n, kept, s, ss);
+}
+
+static void s_acc_i4(const float *w, uint32_t ws, uint32_t nh, const uint8_t *v, const uint16_t *vs,
+                     uint32_t n, uint32_t D, float *acc) {
+    const code_src src = {SRC_ROWS, v, D, 0};
+    acc_i4_rule(w, ws, nh, &src, vs, n, D, acc);
+}
+
+static void s_acc_i4t(const float *w, uint32_t ws, uint32_t nh, const uint8_t *blk, uint32_t o,
+                      const uint16_t *vs, uint32_t n, uint32_t D, float *acc) {
+    const code_src src = {SRC_VALUE_BLOCKS, blk, D, o};
+    acc_i4_rule(w, ws, nh, &src, vs, n, D, acc);
+}
+
+static void s_acc_i4q(const float *w, uint32_t ws, uint32_t nh, const uint8_t *v,
+                      const uint16_t *vs, uint32_t n, uint32_t D, float *acc) {
+    const code_src src = {SRC_ROWS, v, D, 0};
+    acc_i4q_rule(w, ws, nh, &src, vs, n, D, acc);
+}
+
 static void s_acc_i4tq(const float *w, uint32_t ws, uint32_t nh, const uint8_t *blk, uint32_t o,
                        const uint16_t *vs, uint32_t n, uint32_t D, float *acc) {
-    for (uint32_t t0 = 0; t0 < n; t0 += CQ_V8_TILE) {
-        const uint32_t m = n - t0 < CQ_V8_TILE ? n - t0 : CQ_V8_TILE;
-        float vf[CQ_V8_TILE];
-        for (uint32_t t = 0; t < m; t++) vf[t] = cq_f16_to_f32(vs[t0 + t]);
-        for (uint32_t h = 0; h < nh; h++) {
-            const float *wh = w + (size_t)h * ws + t0;
-            float a[CQ_V8_TILE], A = 0.0f;
-            for (uint32_t t = 0; t < m; t++) {
-                a[t] = wh[t] * vf[t];
-                A = a[t] > A ? a[t] : A;
-            }
-            if (!(A > 0x1p-100f)) continue;
-            const float inv = (float)CQ_V8_MAX / A, d = A / (float)CQ_V8_MAX;
-            int32_t a8[CQ_V8_TILE], S = 0;
-            for (uint32_t t = 0; t < m; t++) {
-                int32_t q = (int32_t)(a[t] * inv + cq_v8_dither[t]);
-                a8[t] = q > CQ_V8_MAX ? CQ_V8_MAX : q;
-                S += a8[t];
-            }
-            for (uint32_t c = 0; c < D; c++) {
-                int32_t I = 0;
-                for (uint32_t t = 0; t < m; t++) {
-                    const uint32_t p = o + t0 + t;
-                    I += a8[t] * (cq_vb_get(blk + (size_t)(p / CQ_VB_TOK) * 2 * D, c, p % CQ_VB_TOK) + 8);
-                }
-                acc[(size_t)h * D + c] += (float)(I - 8 * S) * d;
-            }
-        }
-    }
+    const code_src src = {SRC_VALUE_BLOCKS, blk, D, o};
+    acc_i4q_rule(w, ws, nh, &src, vs, n, D, acc);
 }
 
 static int s_any_nonfinite(const uint16_t *x, size_t n) {
