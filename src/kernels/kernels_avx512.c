@@ -664,18 +664,15 @@ static ALWAYS_INLINE void q8_lanes(__m512 xv, const __m512 inv, const __m512i EA
         sh[1] = (uint8_t)(CQ_Q8_SHIFT_MAX - (uint32_t)_mm_cvtsi128_si32(_mm512_extracti32x4_epi32(e, 2)));
 }
 
-static void x_quant_q8(const float *x, uint32_t kept, int8_t *q8, uint8_t *sh, float *qs) {
-    /* the last 16 lanes past kept load as 0: they change no block maximum, are not stored */
-    const uint32_t kf = kept & ~15u;
-    const __mmask16 kt = (__mmask16)((1u << (kept - kf)) - 1);
-    __m512 m = _mm512_setzero_ps();
-    for (uint32_t c = 0; c < kf; c += 16) m = _mm512_max_ps(m, _mm512_abs_ps(_mm512_loadu_ps(x + c)));
-    if (kt) m = _mm512_max_ps(m, _mm512_abs_ps(_mm512_maskz_loadu_ps(kt, x + kf)));
-    const float amax = _mm512_reduce_max_ps(m);
-    if (!(amax > 0.0f) || amax < 0x1p-100f) {
+/* The rounding pass of quant_q8 over a row x of kept values whose max |x| is amax (lanes past
+ * kept are read masked: they change no block maximum and are never stored). */
+static void q8_row(const float *x, uint32_t kept, float amax, int8_t *q8, uint8_t *sh, float *qs) {
+    if (!(amax > 0.0f) || amax < 0x1p-100f) { /* zero or tiny rows: the scalar rule */
         cq_kernels_scalar()->quant_q8(x, kept, q8, sh, qs);
         return;
     }
+    const uint32_t kf = kept & ~15u;
+    const __mmask16 kt = (__mmask16)((1u << (kept - kf)) - 1);
     uint32_t ua;
     memcpy(&ua, &amax, 4);
     const __m512i EA = _mm512_set1_epi32((int)(ua >> 23)), MA = _mm512_set1_epi32((int)(ua & 0x7FFFFF));
@@ -688,9 +685,18 @@ static void x_quant_q8(const float *x, uint32_t kept, int8_t *q8, uint8_t *sh, f
     *qs = (amax / 127.0f) / (float)(1u << CQ_Q8_SHIFT_MAX);
 }
 
+static void x_quant_q8(const float *x, uint32_t kept, int8_t *q8, uint8_t *sh, float *qs) {
+    const uint32_t kf = kept & ~15u;
+    const __mmask16 kt = (__mmask16)((1u << (kept - kf)) - 1);
+    __m512 m = _mm512_setzero_ps();
+    for (uint32_t c = 0; c < kf; c += 16) m = _mm512_max_ps(m, _mm512_abs_ps(_mm512_loadu_ps(x + c)));
+    if (kt) m = _mm512_max_ps(m, _mm512_abs_ps(_mm512_maskz_loadu_ps(kt, x + kf)));
+    q8_row(x, kept, _mm512_reduce_max_ps(m), q8, sh, qs);
+}
+
 /* fold_q then quant_q8 per head, in one pass: the scales widened once for all heads, the
  * products (one fp32 multiply each, as fold_q) and their maximum in the same loop, then the
- * quant_q8 lanes over the folded row. */
+ * quant_q8 rounding over the folded row. */
 static void x_fold_quant_q8(const float *q, uint32_t nh, uint32_t D, const uint16_t *sc,
                             uint32_t kept, int8_t *q8, uint8_t *sh, float *qs) {
     float sf[CQ_MAX_DIM] __attribute__((aligned(64))), x[CQ_MAX_DIM] __attribute__((aligned(64)));
@@ -701,8 +707,6 @@ static void x_fold_quant_q8(const float *q, uint32_t nh, uint32_t D, const uint1
     if (kt) _mm512_store_ps(sf + kf, _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(kt, sc + kf)));
     for (uint32_t h = 0; h < nh; h++) {
         const float *qh = q + (size_t)h * D;
-        int8_t *q8h = q8 + (size_t)h * kept;
-        uint8_t *shh = sh + (size_t)h * nb;
         __m512 m = _mm512_setzero_ps();
         for (uint32_t c = 0; c < kf; c += 16) {
             const __m512 v = _mm512_mul_ps(_mm512_loadu_ps(qh + c), _mm512_load_ps(sf + c));
@@ -714,21 +718,7 @@ static void x_fold_quant_q8(const float *q, uint32_t nh, uint32_t D, const uint1
             _mm512_store_ps(x + kf, v);
             m = _mm512_max_ps(m, _mm512_abs_ps(v));
         }
-        const float amax = _mm512_reduce_max_ps(m);
-        if (!(amax > 0.0f) || amax < 0x1p-100f) {
-            cq_kernels_scalar()->quant_q8(x, kept, q8h, shh, &qs[h]);
-            continue;
-        }
-        uint32_t ua;
-        memcpy(&ua, &amax, 4);
-        const __m512i EA = _mm512_set1_epi32((int)(ua >> 23)), MA = _mm512_set1_epi32((int)(ua & 0x7FFFFF));
-        const __m512 inv = _mm512_set1_ps(127.0f / amax);
-        for (uint32_t c = 0; c < kf; c += 16)
-            q8_lanes(_mm512_load_ps(x + c), inv, EA, MA, 0xFFFF, q8h + c, shh + c / 8, 2);
-        if (kt)
-            q8_lanes(_mm512_load_ps(x + kf), inv, EA, MA, kt, q8h + kf, shh + kf / 8,
-                     kept - kf > 8 ? 2 : 1);
-        qs[h] = (amax / 127.0f) / (float)(1u << CQ_Q8_SHIFT_MAX);
+        q8_row(x, kept, _mm512_reduce_max_ps(m), q8 + (size_t)h * kept, sh + (size_t)h * nb, &qs[h]);
     }
 }
 
