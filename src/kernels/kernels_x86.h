@@ -26,6 +26,18 @@
     default: BLK(4); break;                                                                        \
     }
 
+/* exp(x) for x <= 0 (softmax arguments), written once for the 256-bit (kernels_avx2.c exp8)
+ * and 512-bit (kernels_avx512.c exp16) loops, which take the same steps so that an element
+ * has the same bits in both: x clamped at CQ_EXP_MIN, n = round(x * log2 e), r = x - n ln2 (in
+ * two parts), p = 1 + r + r^2 * poly(r) with these degree-5 Cephes expf coefficients (highest
+ * first), result p * 2^n; relative error ~2 ulp, inputs below -87 give the 2^-126 floor. */
+#define CQ_EXP_MIN -87.0f
+#define CQ_EXP_LOG2E 1.44269504088896341f
+#define CQ_EXP_LN2_HI 0.693359375f
+#define CQ_EXP_LN2_LO -2.12194440e-4f
+static const float cq_exp_poly[6] = {1.9875691500e-4f, 1.3981999507e-3f, 8.3334519073e-3f,
+                                     4.1665795894e-2f, 1.6666665459e-1f, 5.0000001201e-1f};
+
 /* The 7-bit weights of one acc_i4q tile for up to 4 query heads (cq_kernels.h rule). */
 typedef struct cq_i4q_tile {
     uint8_t wb[4][CQ_V8_TILE] __attribute__((aligned(32))); /* a8 per token, 0 past m */
