@@ -388,6 +388,21 @@ static void test_quantized_values(const cq_kernels *s, const cq_kernels *v) {
  * code 0); the scalar tiled specs give the bits of the token-major kernels on the same
  * codes; every table's tiled kernels give the scalar tiled bits, over awkward kept / D,
  * group sizes, run offsets and head counts. */
+/* 1 when the first n scores of any of nh rows (stride ss) differ in a bit */
+static int rows_differ(const float *a, const float *b, uint32_t nh, uint32_t ss, uint32_t n) {
+    for (uint32_t h = 0; h < nh; h++)
+        if (memcmp(a + (size_t)h * ss, b + (size_t)h * ss, (size_t)n * sizeof *a)) return 1;
+    return 0;
+}
+
+/* the same nonzero starting accumulators in a (and b, when given) */
+static void ramp(float *a, float *b, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        a[i] = (float)i * 0.5f;
+        if (b) b[i] = a[i];
+    }
+}
+
 static void test_tiled(const cq_kernels *s, const cq_kernels *v) {
     cq_rng r;
     cq_rng_seed(&r, 29);
@@ -425,9 +440,7 @@ static void test_tiled(const cq_kernels *s, const cq_kernels *v) {
             if (kept % 2 == 0) { /* the token-major spec on the same codes */
                 memset(rows + (size_t)cnt * kept / 2, 0, 8);
                 s->dot_i4q(q8, sh, qs, nh, rows, cnt, kept, sb, GM);
-                int d = 0;
-                for (uint32_t h = 0; h < nh; h++) d |= memcmp(sa + (size_t)h * GM, sb + (size_t)h * GM, cnt * 4);
-                bad_spec += d != 0;
+                bad_spec += rows_differ(sa, sb, nh, GM, cnt);
             }
             /* EXACT: the scalar spec is s_dot_i4's loop (same bits on the rows); a table's
              * fp32 sums within 1e-5 of the sum of absolute terms */
@@ -436,9 +449,7 @@ static void test_tiled(const cq_kernels *s, const cq_kernels *v) {
             s->dot_i4t(qp, nh, grp, r0, cnt, kept, sa, GM);
             if (kept % 2 == 0) {
                 s->dot_i4(qp, nh, rows, cnt, kept, sb, GM);
-                int d = 0;
-                for (uint32_t h = 0; h < nh; h++) d |= memcmp(sa + (size_t)h * GM, sb + (size_t)h * GM, cnt * 4);
-                bad_spec += d != 0;
+                bad_spec += rows_differ(sa, sb, nh, GM, cnt);
             }
             if (v) {
                 v->dot_i4t(qp, nh, grp, r0, cnt, kept, sb, GM);
@@ -456,9 +467,7 @@ static void test_tiled(const cq_kernels *s, const cq_kernels *v) {
             s->dot_i4tq(q8, sh, qs, nh, grp, r0, cnt, kept, sa, GM);
             if (v) {
                 v->dot_i4tq(q8, sh, qs, nh, grp, r0, cnt, kept, sb, GM);
-                int d = 0;
-                for (uint32_t h = 0; h < nh; h++) d |= memcmp(sa + (size_t)h * GM, sb + (size_t)h * GM, cnt * 4);
-                bad_tab += d != 0;
+                bad_tab += rows_differ(sa, sb, nh, GM, cnt);
             }
             n++;
         }
@@ -490,26 +499,26 @@ static void test_tiled(const cq_kernels *s, const cq_kernels *v) {
             double mag = 0.0;
             for (uint32_t h = 0; h < nh; h++)
                 for (uint32_t t = 0; t < N; t++) mag += 8.0 * w[(size_t)h * GM + t] * cq_f16_to_f32(vsc[t]);
-            for (size_t i = 0; i < (size_t)nh * D; i++) aa[i] = ab[i] = (float)i * 0.5f;
+            ramp(aa, ab, (size_t)nh * D);
             s->acc_i4t(w, GM, nh, grp, o, vsc, N, D, aa);
             memset(canon + (size_t)N * D / 2, 0, 8);
             s->acc_i4(w, GM, nh, canon, vsc, N, D, ab);
             bad_spec += memcmp(aa, ab, (size_t)nh * D * 4) != 0;
             if (v) {
-                for (size_t i = 0; i < (size_t)nh * D; i++) ab[i] = (float)i * 0.5f;
+                ramp(ab, NULL, (size_t)nh * D);
                 v->acc_i4t(w, GM, nh, grp, o, vsc, N, D, ab);
                 int d = 0;
                 for (size_t i = 0; i < (size_t)nh * D; i++)
                     d |= !(fabs((double)aa[i] - ab[i]) <= 1e-5 * (mag + fabs(aa[i])));
                 bad_tab += d;
             }
-            for (size_t i = 0; i < (size_t)nh * D; i++) aa[i] = ab[i] = (float)i * 0.5f;
+            ramp(aa, ab, (size_t)nh * D);
             s->acc_i4tq(w, GM, nh, grp, o, vsc, N, D, aa);
             memset(canon + (size_t)N * D / 2, 0, 8);
             s->acc_i4q(w, GM, nh, canon, vsc, N, D, ab);
             bad_spec += memcmp(aa, ab, (size_t)nh * D * 4) != 0;
             if (v) {
-                for (size_t i = 0; i < (size_t)nh * D; i++) ab[i] = (float)i * 0.5f;
+                ramp(ab, NULL, (size_t)nh * D);
                 v->acc_i4tq(w, GM, nh, grp, o, vsc, N, D, ab);
                 bad_tab += memcmp(aa, ab, (size_t)nh * D * 4) != 0;
             }
