@@ -174,7 +174,7 @@ static cq_status key_scores(const cq_kernels *k, const cq_store *s, uint32_t u, 
         if ((uu + 1) * s->unit < s->n_done) { /* the next group's scales, ahead of time:
                                                 the payload stream does not reach them */
             const uint8_t *nx = cq_store_slot(s, uu + 1) + s->off_scales;
-            for (size_t o = 0; o < (size_t)kept * 2; o += 64) cq_prefetch(nx + o, 3);
+            for (size_t o = 0; o < (size_t)kept * 2; o += 64) __builtin_prefetch(nx + o);
         }
         /* CQ-4+: the query at the kept channels, gathered once per call (sc->qg), then
          * folded like a plain row: the same products as fold_q through kept_idx */
@@ -243,24 +243,6 @@ static cq_status val_acc(const cq_kernels *k, const cq_store *s, uint32_t u, uin
     }
 }
 
-/* The tiled kernels prefetch their code stream a few KiB ahead of the run (pf_line in
- * kernels_avx512.c); a page's next page is a separate allocation, so near a page's end those
- * requests miss it. On the run that ends a page, ask for the start of the next page instead:
- * its first CQ_PF_PAGE bytes into L2 and the first CQ_PF_PAGE / 4 into L1. */
-#define CQ_PF_PAGE 8192u
-static void prefetch_next_page(const cq_store *s, uint32_t u, uint32_t n) {
-    if (!s->tiled) return;
-    const uint32_t per_page = cq_store_per_token(s) ? s->page_units : s->page_units * s->unit;
-    const uint32_t pg = u / per_page;
-    if ((u + n) % per_page != 0 || pg + 1 >= s->n_pages) return; /* not a page's last run */
-    const uint8_t *nx = s->pages[pg + 1] + CQ_PAGE_HDR;
-    const size_t len = s->page_bytes < CQ_PF_PAGE ? s->page_bytes : CQ_PF_PAGE;
-    for (size_t o = 0; o < len; o += 64) {
-        cq_prefetch(nx + o, 2);
-        if (o < len / 4) cq_prefetch(nx + o, 3);
-    }
-}
-
 /* Online-softmax attention of nh query rows q [nh][D] (pre-scaled) over tokens
  * [a, b) of one (layer, kv head); leaves the unnormalized state in *pt. */
 static cq_status attend_range(const cq_cache *c, const cq_head *hd, uint32_t a, uint32_t b,
@@ -290,8 +272,6 @@ static cq_status attend_range(const cq_cache *c, const cq_head *hd, uint32_t a, 
             uint32_t u = t - S, rk = store_run(&hd->k, u), rv = store_run(&hd->v, u);
             if (rk < n) n = rk;
             if (rv < n) n = rv;
-            prefetch_next_page(&hd->k, u, n);
-            prefetch_next_page(&hd->v, u, n);
             cq_status st = key_scores(k, &hd->k, u, n, q, nh, sc);
             if (st) return st;
         }

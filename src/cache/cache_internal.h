@@ -96,19 +96,6 @@ struct cq_cache {
     const cq_kernels *kern;
 };
 
-/* A read prefetch of p into L1 (level 3) or L2 (level 2). x86: written out as the instruction,
- * since GCC 12 was seen to drop __builtin_prefetch loops and level-2 requests from the cache's
- * hot paths; elsewhere the builtin. */
-#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
-#define cq_prefetch(p, level)                                                                      \
-    do {                                                                                           \
-        if ((level) >= 3) __asm__ volatile("prefetcht0 %0" : : "m"(*(const char *)(p)));          \
-        else __asm__ volatile("prefetcht1 %0" : : "m"(*(const char *)(p)));                       \
-    } while (0)
-#else
-#define cq_prefetch(p, level) __builtin_prefetch((p), 0, (level))
-#endif
-
 /* Allocation wrappers: charge the cache (and the layer, if any). */
 void *cq_cache_alloc_(cq_cache *c, cq_layer *l, size_t n, int zero);
 void *cq_cache_alloc_aligned_(cq_cache *c, cq_layer *l, size_t n);
