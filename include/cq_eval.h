@@ -30,6 +30,161 @@ double cq_mcnemar_p(uint64_t b, uint64_t c);
 /* q-quantile (0..1) of n values by linear interpolation; sorts a copy. NAN if n == 0. */
 double cq_quantile(const double *v, size_t n, double q);
 
+typedef struct cq_calib cq_calib; /* outlier calibration, below */
+
+/* ------------------------------------------------------------ K/V formats */
+
+/* One K/V format of an evaluation: a key codec and a value codec of the registry. */
+typedef struct cq_kv_format {
+    char name[48];      /* as given, e.g. "cq4+/cq4" */
+    int reference;      /* 1: the fp32 oracle path instead of a cache */
+    cq_codec_id key, val;
+} cq_kv_format;
+
+/* Parse "KEY/VAL" by registry codec name ("fp16/fp16", "cq4+/cq4"; "cq4p" also
+ * names CQ-4+), a single name for both, or "fp32" (the oracle path). */
+cq_status cq_kv_format_parse(const char *s, cq_kv_format *f, cq_err *err);
+
+/* What a format is run with (shared by perplexity, multiple choice and the tools). */
+typedef struct cq_kv_setup {
+    uint32_t group;        /* G of CQ-4 keys (0 = 128) */
+    uint32_t n_sinks;
+    int fp16_first, fp16_last; /* keep the first / last layer in fp16 (both K and V) */
+    const uint8_t *masks;  /* [n_layers][n_kv_heads][D] CQ-4+ outlier masks (NULL: none) */
+    uint32_t page_tokens;  /* cache page size (0 = the context: a cache sized for it) */
+} cq_kv_setup;
+
+/* The cache configuration of format f for a model (layer_buf [n_layers] must outlive cc). */
+void cq_kv_format_cache_config(const cq_model_config *c, const cq_kv_format *f,
+                               const cq_kv_setup *s, cq_layer_codecs *layer_buf,
+                               cq_cache_config *cc);
+/* Why format f cannot run in the streaming cache of model c (NULL: it can); the reason
+ * is written to buf. */
+const char *cq_kv_format_na(const cq_model_config *c, const cq_kv_format *f, uint32_t group,
+                            const uint8_t *masks, char *buf, size_t cap);
+
+/* ------------------------------------------------------------- bit figures */
+
+/* The two bit figures every evaluation reports (docs/EVAL.md, "Bits"):
+ * codec bits per value: the payload, scales and sidecar of the committed tokens of each
+ *   role over their values (8 * bytes / (tokens * D)), the mean of K's and V's figure:
+ *   what the format costs at any length. A role with no committed token (context <= G) is taken from the
+ *   registry's packed size of one full unit and CQ_WARN_CTX_LE_GROUP is raised.
+ * cache bits per value: every byte the cache holds (cq_cache_memory: codes, scales,
+ *   sidecar, fp16 in-flight groups and windows, sinks, page slack, headers) over the
+ *   values it holds, at the context it holds (`tokens`). */
+typedef struct cq_bits {
+    double codec_bpv, cache_bpv;
+    uint32_t context;      /* tokens per (layer, head) when measured */
+    cq_cache_mem mem;
+} cq_bits;
+cq_status cq_eval_bits(const cq_cache *c, cq_bits *out, uint32_t *warnings, cq_err *err);
+/* The codec bits per value of a format from the registry alone (no cache): the mean over
+ * K and V of 8 * packed_bytes(n) / (n * width) for n = one full unit of each codec (G
+ * tokens for grouped keys), width = head_dim, or n_kv_heads * head_dim for a codec the
+ * cache runs in the row layout. NAN when a codec cannot code that shape. */
+double cq_format_codec_bits(const cq_kv_format *f, uint32_t n_kv_heads, uint32_t head_dim,
+                            uint32_t group, const uint8_t *mask);
+
+/* ----------------------------------------------------------------- warnings */
+
+/* Results that are not what they seem: raised by the protocols, printed by every command on
+ * stderr and listed in its JSON. */
+enum {
+    CQ_WARN_CTX_LE_GROUP = 1u << 0,  /* context <= G: CQ-4 keys never leave fp16 */
+    CQ_WARN_KIVI_WINDOW = 1u << 1,   /* a KIVI fp16 window >= the sequence: nothing quantized */
+    CQ_WARN_CALIB_OVERLAP = 1u << 2, /* calibration text overlaps the scored text */
+    CQ_WARN_CACHE_OVER_FP16 = 1u << 3, /* cache bits above 16 at this context (page slack,
+                                          in-flight groups): see the codec bits */
+};
+#define CQ_WARN_COUNT 4
+/* Short machine name ("ctx_le_group", ...) and sentence of warning bit i (0..CQ_WARN_COUNT-1). */
+const char *cq_warn_name(uint32_t bit);
+const char *cq_warn_text(uint32_t bit);
+/* The warnings a format raises at a context (sequence length) before anything runs:
+ * CQ_WARN_CTX_LE_GROUP for CQ-4/CQ-4+ keys, CQ_WARN_KIVI_WINDOW for KIVI codecs. */
+uint32_t cq_kv_format_warnings(const cq_kv_format *f, uint32_t context, uint32_t group);
+
+/* --------------------------------------------------- perplexity and KLD */
+
+typedef struct cq_ppl_opts {
+    uint32_t n_ctx;        /* chunk length (0 = 512); larger than the model's: CQ_ERR_RANGE */
+    uint32_t max_chunks;   /* 0 = all */
+    uint32_t n_threads;
+    cq_kv_setup kv;        /* group, sinks, fp16 layers, masks, pages of every format */
+    int ref_oracle;        /* reference = the oracle path with K/V rounded to fp16 (no cache) */
+    /* the token range [calib_begin, calib_end) used to calibrate the masks (0, 0: none);
+     * overlapping the scored chunks raises CQ_WARN_CALIB_OVERLAP */
+    size_t calib_begin, calib_end;
+    /* Base log-probabilities (llama-perplexity's --kl-divergence-base): NULL = compute the
+     * fp16 reference; a path that exists = read it (validated against the tokens, the
+     * model's shape and a recomputed first chunk) instead of running the reference; a path
+     * that does not exist = compute the reference and write it there. */
+    const char *base_path;
+    int base_loaded;       /* out: 1 when base_path was read */
+    /* after each chunk, with running figures of every format (ppl and kld_mean so far) */
+    void (*progress)(void *user, uint32_t chunk, uint32_t n_chunks, const double *ppl,
+                     const double *kld, uint32_t n_formats);
+    void *progress_user;
+} cq_ppl_opts;
+
+/* What llama-perplexity --kl-divergence reports, for one format against the reference. */
+#define CQ_KLD_NQ 8
+extern const double cq_kld_quantiles[CQ_KLD_NQ]; /* 0.999 0.99 0.95 0.90 0.5 0.10 0.05 0.01 */
+typedef struct cq_ppl_result {
+    double ppl, ppl_se;       /* PPL(Q) = exp(mean NLL) and its standard error */
+    double nll_mean;
+    double ppl_base, ppl_base_se;
+    double ln_ratio, ln_ratio_se;     /* mean ln(PPL(Q)/PPL(base)) */
+    double ppl_ratio, ppl_ratio_se;   /* PPL(Q)/PPL(base) */
+    double delta_ppl, delta_ppl_se;   /* PPL(Q) - PPL(base) */
+    double nll_cor;                   /* correlation of the per-token NLL with the base's */
+    double kld_mean, kld_se, kld_min, kld_max; /* KL(base || Q), nats per token */
+    double kld_q[CQ_KLD_NQ];          /* at cq_kld_quantiles */
+    double kld_median, kld_p99;       /* = kld_q[4], kld_q[1] */
+    double same_top1, same_top1_se;   /* "same top p": argmax equal to the base's */
+    double dp_mean, dp_mean_se;       /* delta p = p_Q(next) - p_base(next) */
+    double dp_rms, dp_rms_se;
+    double bits_per_value;    /* = bits.cache_bpv (32 for the fp32 path) */
+    cq_bits bits;             /* after the last chunk */
+    cq_cache_mem mem;         /* = bits.mem */
+    uint32_t warnings;        /* CQ_WARN_* */
+    uint64_t n_scored;
+    uint32_t n_chunks, n_ctx;
+} cq_ppl_result;
+
+/* The chunked perplexity protocol (llama.cpp): tokens split into chunks of n_ctx,
+ * each evaluated from an empty cache with its first token replaced by BOS (when
+ * bos >= 0), scoring positions n_ctx/2 .. n_ctx-2 (predicting the next token).
+ * The reference is an fp16/fp16 cache (or the base file); res[i] is formats[i]
+ * against it, and ref (optional) the reference itself. */
+cq_status cq_eval_ppl(const cq_model *m, const int32_t *tokens, size_t n_tokens, int32_t bos,
+                      cq_ppl_opts *o, const cq_kv_format *formats, uint32_t n_formats,
+                      cq_ppl_result *res, cq_ppl_result *ref, cq_err *err);
+
+/* ---------------------------------------------- runtime-driven protocols */
+
+/* Outlier calibration (EVAL.md section 4) through the model runtime's key observer on
+ * the LAST seqs*len tokens of the text, in file order, split into `batches` contiguous
+ * batches (held out from the chunks that ppl and mc score from the start). */
+typedef struct cq_calib_run_opts {
+    uint32_t seqs, len, batches, threads;
+    void (*progress)(void *user, uint32_t done, uint32_t total); /* or NULL */
+    void *progress_user;
+    /* filled in: */
+    uint32_t used_seqs, used_len, used_batches;
+    size_t start; /* first token used; the range is [start, n_tokens) */
+} cq_calib_run_opts;
+cq_status cq_eval_calibrate(const cq_model *m, const int32_t *tokens, size_t n_tokens, int32_t bos,
+                            cq_calib_run_opts *o, cq_calib **out, cq_err *err);
+/* Top-k of all data as CQ-4+ masks [n_layers][n_kv_heads][D]. */
+cq_status cq_calib_masks(const cq_calib *cal, const cq_model_config *c, uint32_t k,
+                         uint8_t *masks);
+/* Run T tokens through an fp16/fp16 session; q [L][H][T][D], k, v [L][Hkv][T][D] fp32
+ * (post-RoPE, what the cache is given). Caller frees. */
+cq_status cq_capture_qkv(const cq_model *m, const int32_t *tokens, uint32_t T, uint32_t threads,
+                          float **q, float **k, float **v, cq_err *err);
+
 /* --------------------------------------------------------- multiple choice */
 
 #define CQ_MC_MAX_ENDINGS 8
@@ -81,9 +236,9 @@ void cq_mc_seq_free(cq_mc_seq *q); /* accepts NULL and a zeroed seq */
 double cq_mc_logprob(const float *logits, uint32_t V, int32_t t);
 
 typedef struct cq_mc_opts {
-    uint32_t threads, group, n_sinks; /* as cq_ppl_opts (0 = defaults) */
-    int fp16_first, fp16_last;
-    const uint8_t *masks;             /* CQ-4+ masks [n_layers][n_kv_heads][head_dim] */
+    uint32_t threads;
+    cq_kv_setup kv;                   /* group, sinks, fp16 layers, masks (page_tokens: the
+                                         longest sequence when 0) */
     void (*progress)(void *user, size_t done, size_t total); /* after each item, or NULL */
     void *progress_user;
 } cq_mc_opts;
@@ -95,6 +250,10 @@ typedef struct cq_mc_result {
     double bits_per_value; /* measured cache bits, all bytes, mean over the sequences (32 for
                               the fp32 reference path, which has no cache) */
     double bits_no_slack;  /* the same without unused page space */
+    double codec_bpv;      /* the format's codec bits per value (cq_format_codec_bits) */
+    double mean_len;       /* mean scored sequence length (the context the cache bits are at) */
+    uint64_t n_short;      /* sequences no longer than the key unit (G): their keys stayed fp16 */
+    uint32_t warnings;     /* CQ_WARN_* */
     uint64_t retok;        /* items with an ending whose joint tokenization did not extend
                               the context's */
 } cq_mc_result;
@@ -130,11 +289,30 @@ cq_status cq_attn_fidelity_case(const cq_codec_traits *kc, const cq_codec_traits
                                 cq_err *err);
 void cq_attn_metrics_mean(const cq_attn_metrics *sum, cq_attn_metrics *mean);
 
+/* The protocol over a captured model: layers x query heads x positions of Q [NL][NQH][T][D],
+ * K/V [NL][NKV][T][D] (fp16 bits), for one codec pair: mean metrics and the measured bits per
+ * value (packed bytes over 2 L D values). masks: NULL (cfg->mask for every head) or per-head
+ * CQ-4+ masks [NL][NKV][D]. */
+#define CQ_MAX_SEL 64
+typedef struct cq_sel {
+    uint32_t v[CQ_MAX_SEL];
+    int n;
+} cq_sel;
+/* n values int(linspace(lo, hi, n)), duplicates dropped. */
+void cq_linspace(uint32_t lo, uint32_t hi, int n, cq_sel *out);
+typedef struct cq_qkv_set {
+    const uint16_t *Q, *K, *V;
+    uint32_t NL, NQH, NKV, T, D;
+} cq_qkv_set;
+cq_status cq_attn_pair(const cq_codec_traits *kc, const cq_codec_traits *vc, const cq_codec_cfg *cfg,
+                       const cq_qkv_set *x, const cq_sel *layers, const cq_sel *heads,
+                       const cq_sel *pos, const uint8_t *masks, cq_attn_metrics *mean, double *bpv,
+                       cq_err *err);
+
 /* ---------------------------------------------------- outlier calibration */
 
 /* EVAL.md section 4: max |K| per (layer, kv head, channel) over calibration tokens,
  * overall and per batch; top-k channels (ties to the lower index), ascending. */
-typedef struct cq_calib cq_calib;
 
 cq_status cq_calib_create(uint32_t n_layers, uint32_t n_kv_heads, uint32_t head_dim,
                           uint32_t n_batches, cq_calib **out, cq_err *err);

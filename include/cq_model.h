@@ -145,58 +145,7 @@ cq_status cq_session_forward(cq_session *s, const int32_t *tokens, uint32_t n, f
 
 /* ------------------------------------------------------------- evaluation */
 
-/* One K/V format of a perplexity run. */
-typedef struct cq_kv_format {
-    char name[48];      /* as given, e.g. "cq4+/cq4" */
-    int reference;      /* 1: the fp32 oracle path instead of a cache */
-    cq_codec_id key, val;
-} cq_kv_format;
-
-/* Parse "KEY/VAL" by registry codec name ("fp16/fp16", "cq4+/cq4"; "cq4p" also
- * names CQ-4+), a single name for both, or "fp32" (the oracle path). */
-cq_status cq_kv_format_parse(const char *s, cq_kv_format *f, cq_err *err);
-
-typedef struct cq_ppl_opts {
-    uint32_t n_ctx;        /* chunk length (0 = 512, capped at the model's context) */
-    uint32_t max_chunks;   /* 0 = all */
-    uint32_t n_threads;
-    uint32_t group;        /* G of CQ-4 keys (0 = 128) */
-    uint32_t n_sinks;
-    int fp16_first, fp16_last; /* keep the first / last layer in fp16 (both K and V) */
-    const uint8_t *masks;  /* [n_layers][n_kv_heads][D] CQ-4+ outlier masks (NULL: none) */
-    int ref_oracle;        /* reference = the oracle path with K/V rounded to fp16 (no cache) */
-    uint32_t page_tokens;  /* cache page size (0 = n_ctx: a cache sized for its context) */
-    void (*progress)(void *user, uint32_t chunk, uint32_t n_chunks);
-    void *progress_user;
-} cq_ppl_opts;
-
-/* The cache configuration of format f for a model: its codecs, and from o only
- * group, n_sinks, page_tokens, fp16_first/fp16_last (written to layer_buf
- * [n_layers], which must outlive cc) and masks. */
-void cq_kv_format_cache_config(const cq_model_config *c, const cq_kv_format *f,
-                               const cq_ppl_opts *o, cq_layer_codecs *layer_buf,
-                               cq_cache_config *cc);
-
-typedef struct cq_ppl_result {
-    double ppl, ppl_se;       /* exp(mean NLL) and its standard error */
-    double nll_mean;
-    double kld_mean, kld_median, kld_p99, kld_max; /* KL(reference || this), nats */
-    double same_top1;         /* fraction of scored positions with the reference's argmax */
-    double delta_ppl;         /* ppl - reference ppl */
-    double bits_per_value;    /* measured (cq_cache_memory) after the last chunk; 32 for fp32 */
-    cq_cache_mem mem;
-    uint64_t n_scored;
-    uint32_t n_chunks;
-} cq_ppl_result;
-
-/* The chunked perplexity protocol (llama.cpp): tokens split into chunks of n_ctx,
- * each evaluated from an empty cache with its first token replaced by BOS (when
- * bos >= 0), scoring positions n_ctx/2 .. n_ctx-2 (predicting the next token).
- * The reference is an fp16/fp16 cache; res[i] is formats[i] against it, and
- * ref (optional) the reference itself. */
-cq_status cq_eval_ppl(const cq_model *m, const int32_t *tokens, size_t n_tokens, int32_t bos,
-                      const cq_ppl_opts *o, const cq_kv_format *formats, uint32_t n_formats,
-                      cq_ppl_result *res, cq_ppl_result *ref, cq_err *err);
+/* K/V formats, perplexity and KL divergence: include/cq_eval.h (src/eval/). */
 
 #ifdef __cplusplus
 }

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "cq_model.h"
+#include "cq_eval.h"
 #include "cq_test.h"
 
 static uint8_t *read_file(const char *path, size_t *len) {

@@ -11,11 +11,17 @@
 
 #include "cq_tool.h"
 
+#define CAL_OPTS (CQ_OPT_MODEL | CQ_OPT_TOK | CQ_OPT_FILE | CQ_OPT_THREADS | CQ_OPT_OUT)
+
+static void calib_progress(void *user, uint32_t done, uint32_t total) {
+    (void)total;
+    cq_progress_update(user, done, NULL);
+}
+
 static void calib_usage(FILE *f) {
     fprintf(f,
-            "usage: cq calibrate [--model FILE|DIR] [--tokenizer FILE] [--text FILE] [--k K]\n"
-            "                    [--seqs N] [--len L] [--batches B] [--threads N]\n"
-            "                    [--out MASK] [--rom FILE] [--csv | --json]\n"
+            "usage: cq calibrate [--k K] [--seqs N] [--len L] [--batches B] [--out MASK]\n"
+            "                    [--rom FILE] [options]\n"
             "       (cq eval calibrate is the same command)\n\n"
             "Outlier calibration (EVAL.md section 4). Runs --seqs sequences (default 128) of --len\n"
             "tokens (default 160, at most the model's context), taken in file order from the END of\n"
@@ -30,14 +36,17 @@ static void calib_usage(FILE *f) {
             "channel max / median), and the stability gate: the sequences are split into --batches\n"
             "contiguous batches (default 8), each calibrated alone; overlap |top-k(batch) and\n"
             "top-k(all)| / k averaged over batches, per (layer, head) and as the mean over all,\n"
-            "over layer 0 and over the other layers. --csv / --json print the same as data.\n");
+            "over layer 0 and over the other layers. --csv / --json print the same as data.\n"
+            "The model is the default one (tinyqwen-hd64-kbias) unless -m names another.\n\n");
+    cq_tool_opts_help(f, CAL_OPTS);
 }
 
 int cq_cmd_calibrate(int argc, char **argv) {
-    const char *model = NULL, *tokp = NULL, *text = NULL, *out_path = NULL, *rom_path = NULL;
+    const char *out_path = NULL, *rom_path = NULL;
     uint32_t k = 2;
-    int csv = 0, json = 0;
-    cq_tool_calib_opts co;
+    cq_tool_opts op;
+    cq_tool_opts_init(&op);
+    cq_calib_run_opts co;
     memset(&co, 0, sizeof co);
     co.seqs = 128;
     co.len = 160;
@@ -46,13 +55,13 @@ int cq_cmd_calibrate(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         int has = i + 1 < argc;
+        int r = cq_tool_opt("calibrate", &op, CAL_OPTS, argc, argv, &i);
+        if (r == 1) continue;
+        if (r == 2) return 2;
         if (cq_is_help(a)) {
             calib_usage(stdout);
             return 0;
-        } else if (!strcmp(a, "--model") && has) model = argv[++i];
-        else if (!strcmp(a, "--tokenizer") && has) tokp = argv[++i];
-        else if (!strcmp(a, "--text") && has) text = argv[++i];
-        else if (!strcmp(a, "--out") && has) out_path = argv[++i];
+        } else if (!strcmp(a, "--out") && has) out_path = argv[++i];
         else if (!strcmp(a, "--rom") && has) rom_path = argv[++i];
         else if (!strcmp(a, "--k") && has) {
             if (cq_arg_u32(argv[++i], 1, 4096, &k)) goto bad;
@@ -62,13 +71,8 @@ int cq_cmd_calibrate(int argc, char **argv) {
             if (cq_arg_u32(argv[++i], 2, 1u << 20, &co.len)) goto bad;
         } else if (!strcmp(a, "--batches") && has) {
             if (cq_arg_u32(argv[++i], 1, 4096, &co.batches)) goto bad;
-        } else if (!strcmp(a, "--threads") && has) {
-            if (cq_arg_u32(argv[++i], 1, 64, &co.threads)) goto bad;
-        } else if (!strcmp(a, "--csv")) csv = 1;
-        else if (!strcmp(a, "--json")) json = 1;
-        else {
-            fprintf(stderr, "cq calibrate: unknown or incomplete option '%s'\n", a);
-            calib_usage(stderr);
+        } else {
+            fprintf(stderr, "cq calibrate: unknown or incomplete option '%s' (cq calibrate --help)\n", a);
             return 2;
         }
         continue;
@@ -76,12 +80,12 @@ int cq_cmd_calibrate(int argc, char **argv) {
         fprintf(stderr, "cq calibrate: bad value for %s: '%s'\n", a, argv[i]);
         return 2;
     }
-    if (csv && json) {
-        fprintf(stderr, "cq calibrate: --csv and --json are exclusive\n");
-        return 2;
-    }
+    if (cq_tool_opts_check("calibrate", &op)) return 2;
+    const int csv = op.csv, json = op.json;
+    const char *text = op.file;
+    co.threads = op.threads;
     cq_tool_model tm;
-    int rc = cq_tool_model_load("calibrate", model, tokp, &tm);
+    int rc = cq_tool_model_load("calibrate", op.model, op.tokenizer, &tm);
     if (rc) return rc;
     char tb[4096];
     if (!text) text = cq_tool_default_text(tb, sizeof tb);
@@ -101,7 +105,12 @@ int cq_cmd_calibrate(int argc, char **argv) {
     cq_err e;
     cq_err_clear(&e);
     int32_t bos = cq_tokenizer_add_bos(tm.tok) ? cq_tokenizer_bos(tm.tok) : -1;
-    cq_status st = cq_tool_calibrate(tm.model, tokens, n_tokens, bos, &co, &cal, &e);
+    cq_progress pg;
+    cq_progress_start(&pg, "cq calibrate: sequence", co.seqs);
+    co.progress = calib_progress;
+    co.progress_user = &pg;
+    cq_status st = cq_eval_calibrate(tm.model, tokens, n_tokens, bos, &co, &cal, &e);
+    cq_progress_end(&pg);
     if (st) {
         cq_report("calibrate", st, &e);
         goto out;

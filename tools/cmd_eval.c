@@ -1,9 +1,10 @@
 /*
  * cmd_eval.c - `cq eval ppl`: perplexity of the built-in model runtime with
- * compressed caches against the fp16 cache (EVAL.md section 2: chunked PPL,
- * KL divergence, same-top-1, delta PPL, measured bits per value), and the
- * dispatch of the other eval subcommands: mc (cmd_eval_mc.c), attn
- * (cmd_eval_attn.c), capture (cmd_eval_mc.c) and calibrate (cmd_calibrate.c).
+ * compressed caches against the fp16 cache, reported as llama-perplexity
+ * --kl-divergence reports it (the protocol: src/eval/ppl.c), with the two bit
+ * figures of every format; and the dispatch of the other eval subcommands:
+ * mc (cmd_eval_mc.c), attn (cmd_eval_attn.c), capture (cmd_eval_mc.c) and
+ * calibrate (cmd_calibrate.c).
  */
 #include <math.h>
 #include <stdio.h>
@@ -12,103 +13,116 @@
 
 #include "cq_tool.h"
 
+#define PPL_OPTS (CQ_OPT_MODEL | CQ_OPT_TOK | CQ_OPT_FILE | CQ_OPT_KV | CQ_OPT_MASK | CQ_OPT_CTX | \
+                  CQ_OPT_THREADS | CQ_OPT_GROUP | CQ_OPT_SINKS | CQ_OPT_FP16L | CQ_OPT_PAGES | CQ_OPT_OUT)
+#define DEFAULT_CHUNKS 32
+
 static void eval_usage(FILE *f) {
     fprintf(f,
-            "usage: cq eval ppl [--model FILE|DIR] [--tokenizer FILE] [--text FILE] [--ctx N]\n"
-            "                   [--chunks N] [--formats F1,F2,...] [--mask FILE] [--sinks S]\n"
-            "                   [--fp16-layers first,last] [--group G] [--threads N]\n"
-            "                   [--page-tokens P] [--ref-oracle] [--csv | --json]\n"
+            "usage: cq eval ppl [options]\n"
             "       cq eval mc [--hellaswag FILE.jsonl | --cloze TEXT] [...]  (cq eval mc --help)\n"
             "       cq eval capture --out PREFIX [...]                     (cq eval capture --help)\n"
             "       cq eval calibrate [...]          (= cq calibrate; cq calibrate --help)\n"
             "       cq eval attn --q Q.npy --k K.npy --v V.npy [...]   (cq eval attn --help)\n\n"
-            "ppl        the llama.cpp protocol: the text (default $CQ_SHARED/eval/tinystories_val.txt)\n"
-            "           is tokenized with BOS, cut into chunks of --ctx tokens (default 512, at most\n"
-            "           the model's context), each run from an empty cache with its first token set\n"
-            "           to BOS; the second half of each chunk is scored. Every format of --formats\n"
-            "           (default fp16/fp16,cq8/cq8,cq4/cq4; KEY/VAL by registry codec name, cq4+\n"
-            "           needs --mask; fp32 = the plain fp32 reference path) runs on the same chunks\n"
-            "           as the fp16/fp16 reference: PPL +- standard error, delta PPL, KL divergence\n"
-            "           of the format from the reference (mean, median, p99, max), same-top-1 rate,\n"
-            "           and the cache's measured bits per value (cq_cache_memory, all bytes).\n"
-            "           --sinks S keeps the first S tokens in fp16; --fp16-layers first,last keeps\n"
-            "           those layers' K and V in fp16; --ref-oracle uses the fp32 path with K/V\n"
-            "           rounded to fp16 as the reference instead of the fp16 cache. --page-tokens\n"
-            "           sets the cache page (default: --ctx, a cache sized for its context; the\n"
-            "           measured bits include all page slack).\n"
-            "           Formats the cache cannot run at this model (e.g. 32-channel-block\n"
-            "           codecs at head_dim 8) are listed as n/a with the reason.\n"
-            "Progress goes to stderr.\n");
+            "ppl: the llama.cpp protocol. The text is tokenized with BOS and cut into chunks of\n"
+            "--ctx tokens (default 512); each chunk runs from an empty cache with its first token\n"
+            "set to BOS and its second half is scored. Every --kv format (default\n"
+            "fp16/fp16,cq8/cq8,cq4/cq4) runs on the same chunks as the fp16/fp16 reference and is\n"
+            "reported as llama-perplexity --kl-divergence reports it: PPL(Q) and PPL(base) with\n"
+            "standard errors, PPL ratio and ln ratio, KLD mean +- SE, max and percentiles, same\n"
+            "top-1 +- SE, RMS delta-p; and two bit figures: codec bits per value (what the format\n"
+            "costs at any length) and cache bits per value (every byte the cache holds at the\n"
+            "stated context). Warnings (stderr, and in --json) flag rows that are not what they\n"
+            "seem (context <= G, KIVI window >= the sequence, calibration overlapping the text).\n\n");
+    cq_tool_opts_help(f, PPL_OPTS);
+    fprintf(f,
+            "  --chunks N             chunks to score (default %d; 0 = the whole text)\n"
+            "  --kld-base FILE        the reference's log-probabilities: read FILE when it exists\n"
+            "                         (validated), else compute and write it (alias\n"
+            "                         --kl-divergence-base)\n"
+            "  --ref-oracle           reference = the fp32 path with K/V rounded to fp16\n"
+            "  --calib-range A:B      token range a mask was calibrated on (warns on overlap)\n"
+            "Progress and warnings go to stderr.\n",
+            DEFAULT_CHUNKS);
 }
 
-typedef struct common {
-    const char *model_path, *tok_path, *text_path, *mask_path;
-    uint32_t threads;
-    cq_tool_model tm;
-    int32_t *tokens;
-    size_t n_tokens;
-    char text_default[4096];
-} common;
+typedef struct prog_ctx {
+    cq_progress pg;
+    const cq_kv_format *f;
+} prog_ctx;
 
-static int load_common(const char *cmd, common *c) {
-    int rc = cq_tool_model_load(cmd, c->model_path, c->tok_path, &c->tm);
-    if (rc) return rc;
-    if (!c->text_path) {
-        c->text_path = cq_tool_default_text(c->text_default, sizeof c->text_default);
-    }
-    if (cq_tool_tokenize_file(cmd, c->tm.tok, c->text_path, &c->tokens, &c->n_tokens)) return 1;
-    fprintf(stderr, "cq %s: %s: %zu tokens (%s)\n", cmd, c->text_path, c->n_tokens, c->tm.path);
+static void progress(void *user, uint32_t chunk, uint32_t n, const double *ppl, const double *kld,
+                     uint32_t nf) {
+    prog_ctx *p = user;
+    char extra[160] = "";
+    if (nf) /* the running figure of the last format (the one a reader waits for) */
+        snprintf(extra, sizeof extra, "%s PPL %.4f KLD %.4g", p->f[nf - 1].name, ppl[nf - 1],
+                 kld[nf - 1]);
+    cq_progress_update(&p->pg, chunk, extra);
+    if (chunk == n) cq_progress_end(&p->pg);
+}
+
+static void json_result(const cq_kv_format *f, const cq_ppl_result *r, int last) {
+    printf("  {\"format\": \"%s\", \"codec_bits_per_value\": %.4f, \"cache_bits_per_value\": %.4f,"
+           " \"cache_context\": %u, \"ppl\": %.6f, \"ppl_se\": %.6f, \"ppl_ratio\": %.6f,"
+           " \"ppl_ratio_se\": %.6f, \"ln_ratio\": %.6g, \"ln_ratio_se\": %.6g, \"delta_ppl\": %.6f,"
+           " \"delta_ppl_se\": %.6f, \"nll_cor\": %.6f, \"kld_mean\": %.6g, \"kld_se\": %.6g,"
+           " \"kld_max\": %.6g, \"kld_min\": %.6g, \"kld_quantiles\": {",
+           f->name, r->bits.codec_bpv, r->bits.cache_bpv, r->bits.context, r->ppl, r->ppl_se,
+           r->ppl_ratio, r->ppl_ratio_se, r->ln_ratio, r->ln_ratio_se, r->delta_ppl,
+           r->delta_ppl_se, r->nll_cor, r->kld_mean, r->kld_se, r->kld_max, r->kld_min);
+    for (int q = 0; q < CQ_KLD_NQ; q++)
+        printf("%s\"%g\": %.6g", q ? ", " : "", 100 * cq_kld_quantiles[q], r->kld_q[q]);
+    printf("}, \"same_top1\": %.6f, \"same_top1_se\": %.6f, \"dp_mean\": %.6g, \"dp_mean_se\": %.6g,"
+           " \"dp_rms\": %.6g, \"dp_rms_se\": %.6g, \"cache_bytes\": %llu,"
+           " \"bytes\": {\"payload\": %llu, \"scales\": %llu, \"sidecar\": %llu, \"residual\": %llu,"
+           " \"sinks\": %llu, \"slack\": %llu, \"headers\": %llu}, \"warnings\": ",
+           r->same_top1, r->same_top1_se, r->dp_mean, r->dp_mean_se, r->dp_rms, r->dp_rms_se,
+           (unsigned long long)r->mem.total, (unsigned long long)r->mem.payload,
+           (unsigned long long)r->mem.scales, (unsigned long long)r->mem.sidecar,
+           (unsigned long long)r->mem.residual, (unsigned long long)r->mem.sinks,
+           (unsigned long long)r->mem.slack, (unsigned long long)r->mem.headers);
+    cq_tool_json_warnings(stdout, r->warnings);
+    printf("}%s\n", last ? "" : ",");
+}
+
+static int parse_range(const char *s, size_t *a, size_t *b) {
+    char buf[64];
+    const char *c = strchr(s, ':');
+    if (!c || (size_t)(c - s) >= sizeof buf) return -1;
+    memcpy(buf, s, (size_t)(c - s));
+    buf[c - s] = '\0';
+    uint64_t x, y;
+    if (cq_arg_u64(buf, &x) || cq_arg_u64(c + 1, &y) || y < x) return -1;
+    *a = (size_t)x, *b = (size_t)y;
     return 0;
 }
 
-static void progress(void *user, uint32_t chunk, uint32_t n) {
-    (void)user;
-    fprintf(stderr, "\rcq eval ppl: chunk %u/%u", chunk, n);
-    if (chunk == n) fprintf(stderr, "\n");
-}
-
-/* ---------------------------------------------------------------- ppl */
-
 static int eval_ppl(int argc, char **argv) {
-    common cm;
-    memset(&cm, 0, sizeof cm);
-    cm.threads = 2;
-    const char *formats = "fp16/fp16,cq8/cq8,cq4/cq4";
-    int csv = 0, json = 0;
+    cq_tool_opts op;
+    cq_tool_opts_init(&op);
+    op.kv = "fp16/fp16,cq8/cq8,cq4/cq4";
     cq_ppl_opts po;
     memset(&po, 0, sizeof po);
-    po.n_ctx = 512;
+    uint32_t chunks = DEFAULT_CHUNKS;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         int has = i + 1 < argc;
+        int r = cq_tool_opt("eval ppl", &op, PPL_OPTS, argc, argv, &i);
+        if (r == 1) continue;
+        if (r == 2) return 2;
         if (cq_is_help(a)) {
             eval_usage(stdout);
             return 0;
-        } else if (!strcmp(a, "--model") && has) cm.model_path = argv[++i];
-        else if (!strcmp(a, "--tokenizer") && has) cm.tok_path = argv[++i];
-        else if (!strcmp(a, "--text") && has) cm.text_path = argv[++i];
-        else if (!strcmp(a, "--mask") && has) cm.mask_path = argv[++i];
-        else if (!strcmp(a, "--formats") && has) formats = argv[++i];
-        else if (!strcmp(a, "--ctx") && has) {
-            if (cq_arg_u32(argv[++i], 4, 1u << 24, &po.n_ctx)) goto bad;
         } else if (!strcmp(a, "--chunks") && has) {
-            if (cq_arg_u32(argv[++i], 1, 1u << 24, &po.max_chunks)) goto bad;
-        } else if (!strcmp(a, "--sinks") && has) {
-            if (cq_arg_u32(argv[++i], 0, 1u << 20, &po.n_sinks)) goto bad;
-        } else if (!strcmp(a, "--group") && has) {
-            if (cq_arg_u32(argv[++i], 1, 65536, &po.group)) goto bad;
-        } else if (!strcmp(a, "--threads") && has) {
-            if (cq_arg_u32(argv[++i], 1, 64, &cm.threads)) goto bad;
-        } else if (!strcmp(a, "--fp16-layers") && has) {
-            if (cq_tool_fp16_layers(argv[++i], &po.fp16_first, &po.fp16_last)) goto bad;
-        } else if (!strcmp(a, "--page-tokens") && has) {
-            if (cq_arg_u32(argv[++i], 1, 1u << 24, &po.page_tokens)) goto bad;
+            if (cq_arg_u32(argv[++i], 0, 1u << 24, &chunks)) goto bad;
+        } else if ((!strcmp(a, "--kld-base") || !strcmp(a, "--kl-divergence-base")) && has) {
+            po.base_path = argv[++i];
+        } else if (!strcmp(a, "--calib-range") && has) {
+            if (parse_range(argv[++i], &po.calib_begin, &po.calib_end)) goto bad;
         } else if (!strcmp(a, "--ref-oracle")) po.ref_oracle = 1;
-        else if (!strcmp(a, "--csv")) csv = 1;
-        else if (!strcmp(a, "--json")) json = 1;
         else {
-            fprintf(stderr, "cq eval ppl: unknown or incomplete option '%s'\n", a);
-            eval_usage(stderr);
+            fprintf(stderr, "cq eval ppl: unknown or incomplete option '%s' (cq eval ppl --help)\n", a);
             return 2;
         }
         continue;
@@ -116,144 +130,155 @@ static int eval_ppl(int argc, char **argv) {
         fprintf(stderr, "cq eval ppl: bad value for %s: '%s'\n", a, argv[i]);
         return 2;
     }
-    if (csv && json) {
-        fprintf(stderr, "cq eval ppl: --csv and --json are exclusive\n");
+    if (cq_tool_opts_check("eval ppl", &op)) return 2;
+    if (po.ref_oracle && po.base_path) {
+        fprintf(stderr, "cq eval ppl: --ref-oracle and --kld-base are exclusive\n");
         return 2;
     }
-    /* formats */
-    cq_kv_format fmts[32];
-    uint32_t nf = 0;
-    cq_err e;
-    cq_err_clear(&e);
-    {
-        char buf[1024];
-        if (strlen(formats) >= sizeof buf) {
-            fprintf(stderr, "cq eval ppl: --formats too long\n");
-            return 2;
-        }
-        strcpy(buf, formats);
-        for (char *t = strtok(buf, ","); t; t = strtok(NULL, ",")) {
-            if (nf == 32) {
-                fprintf(stderr, "cq eval ppl: at most 32 formats\n");
-                return 2;
-            }
-            cq_status st = cq_kv_format_parse(t, &fmts[nf], &e);
-            if (st) {
-                cq_report("eval ppl", st, &e);
-                return 2;
-            }
-            if ((fmts[nf].key == CQ_CODEC_CQ4P || fmts[nf].val == CQ_CODEC_CQ4P) && !cm.mask_path) {
-                fprintf(stderr, "cq eval ppl: format %s needs --mask FILE\n", t);
-                return 2;
-            }
-            nf++;
-        }
-    }
-    if (!nf) {
-        fprintf(stderr, "cq eval ppl: no formats\n");
-        return 2;
-    }
-    int rc = load_common("eval ppl", &cm);
+    cq_kv_format all[64];
+    uint32_t n_all = 0;
+    int rc = cq_tool_parse_formats("eval ppl", op.kv, all, 64, &n_all);
+    if (rc) return rc;
+    cq_tool_model tm;
+    if ((rc = cq_tool_model_load("eval ppl", op.model, op.tokenizer, &tm))) return rc;
+    rc = 1;
+    int32_t *tokens = NULL;
+    size_t n_tokens = 0;
     uint8_t *masks = NULL;
     cq_ppl_result *res = NULL;
-    if (rc) goto out;
-    rc = 1;
-    const cq_model_config *c = cq_model_get_config(cm.tm.model);
-    if (cm.mask_path) {
-        masks = calloc((size_t)c->n_layers * c->n_kv_heads * c->head_dim, 1);
-        cq_status st = masks ? cq_mask_load(cm.mask_path, c->n_layers, c->n_kv_heads, c->head_dim,
-                                            masks, &e)
-                             : CQ_ERR_NOMEM;
-        if (st) {
-            cq_report("eval ppl", st, &e);
+    cq_kv_format *fmts = NULL;
+    char text_default[4200];
+    const char *text = op.file ? op.file : cq_tool_default_text(text_default, sizeof text_default);
+    const cq_model_config *c = cq_model_get_config(tm.model);
+    if (cq_tool_tokenize_file("eval ppl", tm.tok, text, &tokens, &n_tokens)) goto out;
+    if (cq_tool_load_mask("eval ppl", &op, c, &masks)) goto out;
+    po.n_ctx = op.ctx ? op.ctx : 512;
+    if (po.n_ctx > c->max_seq_len) {
+        fprintf(stderr, "cq eval ppl: --ctx %u is larger than the model's context of %u tokens\n",
+                po.n_ctx, c->max_seq_len);
+        rc = 2;
+        goto out;
+    }
+    po.max_chunks = chunks;
+    po.n_threads = op.threads;
+    cq_tool_kv_setup(&op, masks, &po.kv);
+    /* formats the cache cannot run on this model: reported as n/a, not run */
+    fmts = calloc(n_all, sizeof *fmts);
+    res = calloc(n_all + 1, sizeof *res);
+    char na_name[64][48], na_why[64][160];
+    uint32_t n_na = 0, nf = 0;
+    if (!fmts || !res) goto out;
+    for (uint32_t i = 0; i < n_all; i++) {
+        if ((all[i].key == CQ_CODEC_CQ4P || all[i].val == CQ_CODEC_CQ4P) && !masks) {
+            fprintf(stderr, "cq eval ppl: format %s needs --mask FILE (cq calibrate writes one)\n",
+                    all[i].name);
+            rc = 2;
             goto out;
         }
-        po.masks = masks;
-    }
-    /* formats the cache cannot run on this model: reported as n/a, not run */
-    char na_name[32][48], na_why[32][160];
-    uint32_t n_na = 0, nr = 0;
-    for (uint32_t i = 0; i < nf; i++) {
-        const char *why = cq_tool_format_na(c, &fmts[i], po.group, masks, na_why[n_na], sizeof na_why[0]);
+        const char *why = cq_kv_format_na(c, &all[i], op.group, masks, na_why[n_na], sizeof na_why[0]);
         if (why) {
-            snprintf(na_name[n_na++], sizeof na_name[0], "%.47s", fmts[i].name);
-            fprintf(stderr, "cq eval ppl: %s: n/a (%s)\n", fmts[i].name, why);
+            snprintf(na_name[n_na++], sizeof na_name[0], "%.47s", all[i].name);
+            fprintf(stderr, "cq eval ppl: %s: n/a (%s)\n", all[i].name, why);
         } else {
-            fmts[nr++] = fmts[i];
+            fmts[nf++] = all[i];
         }
     }
-    nf = nr;
-    po.n_threads = cm.threads;
+    size_t avail = n_tokens / po.n_ctx;
+    uint32_t n_chunks = (uint32_t)(chunks && chunks < avail ? chunks : avail);
+    fprintf(stderr, "cq eval ppl: %s: %zu tokens; %u chunks of %u (%s)\n", text, n_tokens, n_chunks,
+            po.n_ctx, tm.path);
+    prog_ctx pc;
+    cq_progress_start(&pc.pg, "cq eval ppl: chunk", n_chunks);
+    pc.f = fmts;
     po.progress = progress;
-    res = calloc(nf + 1, sizeof *res);
-    if (!res) goto out;
+    po.progress_user = &pc;
     cq_ppl_result ref;
-    int32_t bos = cq_tokenizer_add_bos(cm.tm.tok) ? cq_tokenizer_bos(cm.tm.tok) : -1;
-    cq_status st = cq_eval_ppl(cm.tm.model, cm.tokens, cm.n_tokens, bos, &po,
-                               fmts, nf, res, &ref, &e);
+    int32_t bos = cq_tokenizer_add_bos(tm.tok) ? cq_tokenizer_bos(tm.tok) : -1;
+    cq_err e;
+    cq_err_clear(&e);
+    cq_status st = cq_eval_ppl(tm.model, tokens, n_tokens, bos, &po, fmts, nf, res, &ref, &e);
+    cq_progress_end(&pc.pg);
     if (st) {
-        fprintf(stderr, "\n");
         cq_report("eval ppl", st, &e);
         goto out;
     }
-    uint32_t ctx = po.n_ctx < c->max_seq_len ? po.n_ctx : c->max_seq_len;
-    if (json) {
-        printf("{\"model\": \"%s\", \"text\": \"%s\", \"n_ctx\": %u, \"chunks\": %u, \"scored\": %llu,"
-               " \"sinks\": %u, \"fp16_first\": %d, \"fp16_last\": %d, \"group\": %u,\n"
-               " \"reference\": {\"ppl\": %.6f, \"ppl_se\": %.6f, \"nll\": %.6f},\n \"formats\": [\n",
-               cm.tm.path, cm.text_path, ctx, ref.n_chunks, (unsigned long long)ref.n_scored,
-               po.n_sinks, po.fp16_first, po.fp16_last, po.group ? po.group : 128, ref.ppl,
-               ref.ppl_se, ref.nll_mean);
-        for (uint32_t i = 0; i < nf; i++) {
-            const cq_ppl_result *r = &res[i];
-            printf("  {\"format\": \"%s\", \"bits_per_value\": %.4f, \"ppl\": %.6f, \"ppl_se\": %.6f,"
-                   " \"delta_ppl\": %.6f, \"kld_mean\": %.6g, \"kld_median\": %.6g, \"kld_p99\": %.6g,"
-                   " \"kld_max\": %.6g, \"same_top1\": %.6f, \"cache_bytes\": %llu,"
-                   " \"bytes\": {\"payload\": %llu, \"scales\": %llu, \"sidecar\": %llu,"
-                   " \"residual\": %llu, \"sinks\": %llu, \"slack\": %llu, \"headers\": %llu}}%s\n",
-                   fmts[i].name, r->bits_per_value, r->ppl, r->ppl_se, r->delta_ppl, r->kld_mean,
-                   r->kld_median, r->kld_p99, r->kld_max, r->same_top1,
-                   (unsigned long long)r->mem.total, (unsigned long long)r->mem.payload,
-                   (unsigned long long)r->mem.scales, (unsigned long long)r->mem.sidecar,
-                   (unsigned long long)r->mem.residual, (unsigned long long)r->mem.sinks,
-                   (unsigned long long)r->mem.slack, (unsigned long long)r->mem.headers,
-                   i + 1 < nf ? "," : "");
-        }
+    if (po.base_path)
+        fprintf(stderr, "cq eval ppl: reference %s %s\n", po.base_loaded ? "read from" : "written to",
+                po.base_path);
+    for (uint32_t i = 0; i < nf; i++) cq_tool_warn("eval ppl", fmts[i].name, res[i].warnings);
+    const char *label = cq_tool_model_label(tm.path);
+    const uint32_t G = op.group ? op.group : 128;
+    if (op.json) {
+        printf("{\"model\": \"%s\", \"model_note\": \"%s\", \"text\": \"%s\", \"n_ctx\": %u,"
+               " \"chunks\": %u, \"scored\": %llu, \"sinks\": %u, \"fp16_first\": %d,"
+               " \"fp16_last\": %d, \"group\": %u, \"reference_from_file\": %d,\n"
+               " \"reference\": {\"format\": \"%s\", \"ppl\": %.6f, \"ppl_se\": %.6f, \"nll\": %.6f,"
+               " \"codec_bits_per_value\": %.4f, \"cache_bits_per_value\": %.4f, \"cache_context\": %u},\n"
+               " \"formats\": [\n",
+               tm.path, label, text, ref.n_ctx, ref.n_chunks, (unsigned long long)ref.n_scored,
+               op.sinks, op.fp16_first, op.fp16_last, G, po.base_loaded,
+               po.ref_oracle ? "fp32-oracle/fp16-rounded" : "fp16/fp16", ref.ppl, ref.ppl_se,
+               ref.nll_mean, ref.bits.codec_bpv, ref.bits.cache_bpv, ref.bits.context);
+        for (uint32_t i = 0; i < nf; i++) json_result(&fmts[i], &res[i], i + 1 == nf);
         printf(" ], \"not_applicable\": [");
         for (uint32_t i = 0; i < n_na; i++)
             printf("%s{\"format\": \"%s\", \"reason\": \"%s\"}", i ? ", " : "", na_name[i], na_why[i]);
         printf("]}\n");
-    } else if (csv) {
-        printf("format,bits_per_value,ppl,ppl_se,delta_ppl,kld_mean,kld_median,kld_p99,kld_max,"
-               "same_top1,cache_bytes\n");
+    } else if (op.csv) {
+        printf("format,codec_bits_per_value,cache_bits_per_value,cache_context,ppl,ppl_se,ppl_base,"
+               "ppl_base_se,ppl_ratio,ppl_ratio_se,ln_ratio,ln_ratio_se,delta_ppl,delta_ppl_se,"
+               "kld_mean,kld_se,kld_max,kld_p99_9,kld_p99,kld_p95,kld_p90,kld_median,kld_p10,"
+               "kld_p5,kld_p1,kld_min,same_top1,same_top1_se,dp_rms,dp_rms_se,cache_bytes,warnings\n");
         for (uint32_t i = 0; i < nf; i++) {
             const cq_ppl_result *r = &res[i];
-            printf("%s,%.4f,%.6f,%.6f,%.6f,%.6g,%.6g,%.6g,%.6g,%.6f,%llu\n", fmts[i].name,
-                   r->bits_per_value, r->ppl, r->ppl_se, r->delta_ppl, r->kld_mean, r->kld_median,
-                   r->kld_p99, r->kld_max, r->same_top1, (unsigned long long)r->mem.total);
+            printf("%s,%.4f,%.4f,%u,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6g,%.6g,%.6f,%.6f,%.6g,%.6g,%.6g",
+                   fmts[i].name, r->bits.codec_bpv, r->bits.cache_bpv, r->bits.context, r->ppl,
+                   r->ppl_se, r->ppl_base, r->ppl_base_se, r->ppl_ratio, r->ppl_ratio_se,
+                   r->ln_ratio, r->ln_ratio_se, r->delta_ppl, r->delta_ppl_se, r->kld_mean,
+                   r->kld_se, r->kld_max);
+            for (int q = 0; q < CQ_KLD_NQ; q++) printf(",%.6g", r->kld_q[q]);
+            printf(",%.6g,%.6f,%.6f,%.6g,%.6g,%llu,", r->kld_min, r->same_top1, r->same_top1_se,
+                   r->dp_rms, r->dp_rms_se, (unsigned long long)r->mem.total);
+            for (uint32_t b = 0, n = 0; b < CQ_WARN_COUNT; b++)
+                if (r->warnings & (1u << b)) printf("%s%s", n++ ? ";" : "", cq_warn_name(b));
+            printf("\n");
         }
-        for (uint32_t i = 0; i < n_na; i++) printf("%s,n/a,,,,,,,,,\n", na_name[i]);
+        for (uint32_t i = 0; i < n_na; i++) printf("%s,n/a%s\n", na_name[i], ",,,,,,,,,,,,,,,,,,,,,,,,,,,,,");
     } else {
-        printf("model %s, text %s: %u chunks of %u tokens, %llu scored; sinks %u, fp16 layers %s%s%s,"
-               " G %u\nreference %s: PPL %.4f +- %.4f (mean NLL %.4f nats)\n\n",
-               cm.tm.path, cm.text_path, ref.n_chunks, ctx, (unsigned long long)ref.n_scored,
-               po.n_sinks, po.fp16_first ? "first" : "", po.fp16_first && po.fp16_last ? "," : "",
-               po.fp16_last ? "last" : (po.fp16_first ? "" : "none"), po.group ? po.group : 128,
-               po.ref_oracle ? "fp32 path, K/V rounded to fp16" : "fp16/fp16 cache", ref.ppl, ref.ppl_se, ref.nll_mean);
-        printf("| K/V | bits/value | PPL | dPPL | KLD mean | KLD median | KLD p99 | KLD max | "
-               "same top-1 |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+        printf("model %s%s%s%s\ntext %s: %u chunks of %u tokens, %llu scored; G %u, sinks %u, fp16 "
+               "layers %s%s%s\n",
+               tm.path, *label ? " (" : "", label, *label ? ")" : "", text, ref.n_chunks, ref.n_ctx,
+               (unsigned long long)ref.n_scored, G, op.sinks, op.fp16_first ? "first" : "",
+               op.fp16_first && op.fp16_last ? "," : "",
+               op.fp16_last ? "last" : (op.fp16_first ? "" : "none"));
+        printf("PPL(base) %s%s: %.4f +- %.4f; cache bits are measured at a context of %u tokens\n\n",
+               po.ref_oracle ? "fp32 path, K/V rounded to fp16" : "fp16/fp16 cache",
+               po.base_loaded ? " (from the base file)" : "", ref.ppl, ref.ppl_se, ref.n_ctx);
+        printf("| K/V | codec bits/value | cache bits/value | PPL(Q) | PPL ratio | ln ratio | KLD mean "
+               "| KLD 99%% | KLD max | same top-1 | RMS dp |\n"
+               "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
         for (uint32_t i = 0; i < nf; i++) {
             const cq_ppl_result *r = &res[i];
-            printf("| %s | %.3f | %.4f +- %.4f | %+.4f | %.3g | %.3g | %.3g | %.3g | %.4f |\n",
-                   fmts[i].name, r->bits_per_value, r->ppl, r->ppl_se, r->delta_ppl, r->kld_mean,
-                   r->kld_median, r->kld_p99, r->kld_max, r->same_top1);
+            printf("| %s%s | %.3f | %.3f | %.4f +- %.4f | %.4f +- %.4f | %.5f +- %.5f | %.4g +- %.2g "
+                   "| %.4g | %.4g | %.2f +- %.2f %% | %.3f +- %.3f %% |\n",
+                   fmts[i].name, r->warnings ? " (!)" : "", r->bits.codec_bpv, r->bits.cache_bpv,
+                   r->ppl, r->ppl_se, r->ppl_ratio, r->ppl_ratio_se, r->ln_ratio, r->ln_ratio_se,
+                   r->kld_mean, r->kld_se, r->kld_p99, r->kld_max, 100 * r->same_top1,
+                   100 * r->same_top1_se, 100 * r->dp_rms, 100 * r->dp_rms_se);
         }
         for (uint32_t i = 0; i < n_na; i++)
-            printf("| %s | n/a: %s | | | | | | | |\n", na_name[i], na_why[i]);
-        /* where the bits go: measured cache bytes after the last chunk, as bits per value */
-        printf("\nmeasured cache memory after the last chunk (bits per value by role):\n\n"
-               "| K/V | payload | scales | sidecar | residual | sinks | slack | headers | total |\n"
-               "|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+            printf("| %s | n/a: %s | | | | | | | | | |\n", na_name[i], na_why[i]);
+        printf("\nKLD distribution (nats per token):\n\n| K/V | max | 99.9%% | 99%% | 95%% | 90%% | "
+               "median | 10%% | 5%% | 1%% | min |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+        for (uint32_t i = 0; i < nf; i++) {
+            const cq_ppl_result *r = &res[i];
+            printf("| %s | %.4g", fmts[i].name, r->kld_max);
+            for (int q = 0; q < CQ_KLD_NQ; q++) printf(" | %.4g", r->kld_q[q]);
+            printf(" | %.4g |\n", r->kld_min);
+        }
+        printf("\ncache memory after the last chunk, bits per value by role (context %u):\n\n"
+               "| K/V | payload | scales | sidecar | residual | sinks | slack | headers | cache total |\n"
+               "|---|---:|---:|---:|---:|---:|---:|---:|---:|\n", ref.n_ctx);
         for (uint32_t i = 0; i < nf; i++) {
             const cq_cache_mem *mm = &res[i].mem;
             double per = mm->tokens ? 8.0 / ((double)mm->tokens * c->head_dim * 2) : 0;
@@ -267,13 +292,17 @@ static int eval_ppl(int argc, char **argv) {
                    per * (double)mm->residual, per * (double)mm->sinks, per * (double)mm->slack,
                    per * (double)mm->headers, res[i].bits_per_value);
         }
+        int any = 0;
+        for (uint32_t i = 0; i < nf; i++) any |= res[i].warnings != 0;
+        if (any) printf("\n(!) a warning applies to this row: see stderr or --json\n");
     }
     rc = 0;
 out:
     free(masks);
     free(res);
-    free(cm.tokens);
-    cq_tool_model_free(&cm.tm);
+    free(fmts);
+    free(tokens);
+    cq_tool_model_free(&tm);
     return rc;
 }
 

@@ -16,38 +16,43 @@
 
 static void attn_usage(FILE *f) {
     fprintf(f,
-            "usage: cq eval attn (--q Q.npy --k K.npy --v V.npy | --model FILE|DIR --text FILE\n"
-            "                    [--tokens N]) [--codecs LIST] [--preset megaquant]\n"
-            "                    [--layers a,b] [--heads a,b] [--positions a,b] [--group G]\n"
-            "                    [--mask-channels a,b] [--csv FILE] [--json FILE]\n\n"
+            "usage: cq eval attn [--q Q.npy --k K.npy --v V.npy | -m MODEL -f TEXT [--tokens N]]\n"
+            "                    [--kv LIST] [--preset megaquant] [--layers a,b] [--heads a,b]\n"
+            "                    [--positions a,b] [-g G] [--mask FILE | --mask-channels a,b]\n"
+            "                    [--csv | --json]\n\n"
             "Attention fidelity (EVAL.md section 1). Q is [layers][q_heads][tokens][D], K and V are\n"
             "[layers][kv_heads][tokens][D] (fp16, fp32 or fp64 .npy; a 3-D array is one layer;\n"
-            "`cq eval capture` writes them from the built-in runtime). With --model/--text instead,\n"
-            "the first --tokens tokens (default 384, at most the model's context) of the text are\n"
-            "run through the runtime and Q/K/V captured in memory (K/V post-RoPE, as cached).\n"
+            "`cq eval capture` writes them from the built-in runtime). Without --q/--k/--v, the\n"
+            "first --tokens tokens (default 384, at most the model's context) of the text (-f,\n"
+            "default $CQ_SHARED/eval/tinystories_val.txt) are run through the model (-m, default\n"
+            "tinyqwen-hd64-kbias, self-trained) and Q/K/V captured in memory (K/V post-RoPE).\n"
             "For each case (layer, query head, position p) K and V of tokens 0..p are quantized once\n"
             "per KV head with the codecs (whole block, partial groups flushed) and the query of\n"
             "token p is scored against them: score cosine, attention-output cosine, top-1 and\n"
             "top-5 agreement, key/value NMSE, averaged over cases, with measured bits per value.\n"
-            "LIST: comma-separated codec names (same codec for K and V) or K/V pairs, e.g.\n"
-            "fp16,cq4,cq8/cq4,q4_0 (default: every codec that supports D). --heads are query heads.\n"
+            "LIST (--kv, alias --codecs): comma-separated codec names (same codec for K and V) or K/V\n"
+            "pairs, e.g. fp16,cq4,cq8/cq4,q4_0 (default: every codec that supports D). --heads are\n"
+            "query heads. The bits column is the codec's packed bits per value of each case's block\n"
+            "(partial groups flushed). --csv / --json: the table as data on stdout. A case whose\n"
+            "metrics are not finite fails the command (exit 1).\n"
             "--preset megaquant: 4 layers x 4 heads (evenly spaced) x positions {96,191,287,383}.\n"
-            "Default positions: 4 evenly spaced in [T/4, T-1]. CQ-4+ keys need --mask-channels\n"
-            "(a static, calibrated channel list applied to every KV head).\n");
+            "Default positions: 4 evenly spaced in [T/4, T-1]. CQ-4+ keys need --mask (a calibrated\n"
+            "mask file, per layer and KV head; cq calibrate writes one) or --mask-channels (one\n"
+            "channel list applied to every KV head).\n");
 }
 
-typedef cq_tool_sel sel;
+typedef cq_sel sel;
 
 static int parse_sel(const char *s, sel *out) {
-    uint16_t tmp[CQ_TOOL_MAX_SEL];
-    int n = cq_arg_u16_list(s, tmp, CQ_TOOL_MAX_SEL);
+    uint16_t tmp[CQ_MAX_SEL];
+    int n = cq_arg_u16_list(s, tmp, CQ_MAX_SEL);
     if (n <= 0) return -1;
     for (int i = 0; i < n; i++) out->v[i] = tmp[i];
     out->n = n;
     return 0;
 }
 
-static void linspace_sel(uint32_t lo, uint32_t hi, int n, sel *out) { cq_tool_linspace(lo, hi, n, out); }
+static void linspace_sel(uint32_t lo, uint32_t hi, int n, sel *out) { cq_linspace(lo, hi, n, out); }
 
 /* f32 [n] to fp16 bits, allocated */
 static uint16_t *to_f16(const float *x, size_t n) {
@@ -58,7 +63,7 @@ static uint16_t *to_f16(const float *x, size_t n) {
 }
 
 /* Capture Q/K/V from the runtime (the first ntok tokens of the text). */
-static int capture_mem(const char *model, const char *text, uint32_t ntok, uint16_t **Q, uint16_t **K,
+static int capture_mem(const char *model, const char *text, const char *mask_path, uint8_t **masks, uint32_t ntok, uint16_t **Q, uint16_t **K,
                        uint16_t **V, uint64_t qs[4], uint64_t ks[4], uint64_t vs[4]) {
     cq_tool_model tm;
     int rc = cq_tool_model_load("eval attn", model, NULL, &tm);
@@ -71,14 +76,24 @@ static int capture_mem(const char *model, const char *text, uint32_t ntok, uint1
     rc = -1;
     if (cq_tool_tokenize_file("eval attn", tm.tok, text, &tokens, &n)) goto out;
     const cq_model_config *c = cq_model_get_config(tm.model);
-    if (ntok > c->max_seq_len) ntok = c->max_seq_len;
+    if (ntok > c->max_seq_len) {
+        fprintf(stderr, "cq eval attn: --tokens %u is larger than the model's context of %u\n", ntok,
+                c->max_seq_len);
+        goto out;
+    }
+    if (mask_path) {
+        cq_tool_opts mo;
+        cq_tool_opts_init(&mo);
+        mo.mask = mask_path;
+        if (cq_tool_load_mask("eval attn", &mo, c, masks)) goto out;
+    }
     if (n < ntok) {
         fprintf(stderr, "cq eval attn: %s has %zu tokens, need %u\n", text, n, ntok);
         goto out;
     }
     cq_err e;
     cq_err_clear(&e);
-    cq_status st = cq_tool_capture(tm.model, tokens, ntok, 2, &q, &k, &v, &e);
+    cq_status st = cq_capture_qkv(tm.model, tokens, ntok, 2, &q, &k, &v, &e);
     if (st) {
         cq_report("eval attn", st, &e);
         goto out;
@@ -131,8 +146,10 @@ static int load4(const char *path, uint16_t **data, uint64_t shape[4]) {
 }
 
 int cq_eval_attn(int argc, char **argv) {
-    const char *qp = NULL, *kp = NULL, *vp = NULL, *codecs = NULL, *csv = NULL, *json = NULL;
-    const char *mask_s = NULL, *model = NULL, *text = NULL;
+    const char *qp = NULL, *kp = NULL, *vp = NULL;
+    const char *mask_s = NULL;
+    cq_tool_opts op;
+    cq_tool_opts_init(&op);
     uint32_t ntok = 384;
     int preset_mq = 0;
     sel layers = {{0}, 0}, heads = {{0}, 0}, pos = {{0}, 0};
@@ -143,16 +160,16 @@ int cq_eval_attn(int argc, char **argv) {
             attn_usage(stdout);
             return 0;
         }
+        int r = cq_tool_opt("eval attn", &op, CQ_OPT_MODEL | CQ_OPT_FILE | CQ_OPT_KV | CQ_OPT_MASK |
+                            CQ_OPT_GROUP | CQ_OPT_OUT, argc, argv, &i);
+        if (r == 1) continue;
+        if (r == 2) return 2;
 #define OPT(name) (!strcmp(a, name) && v && (i++, 1))
         if (OPT("--q")) qp = v;
         else if (OPT("--k")) kp = v;
         else if (OPT("--v")) vp = v;
-        else if (OPT("--codecs")) codecs = v;
-        else if (OPT("--csv")) csv = v;
-        else if (OPT("--json")) json = v;
+        else if (OPT("--codecs")) op.kv = v;
         else if (OPT("--mask-channels")) mask_s = v;
-        else if (OPT("--model")) model = v;
-        else if (OPT("--text")) text = v;
         else if (OPT("--tokens")) {
             if (cq_arg_u32(v, 2, 1u << 20, &ntok)) goto bad;
         }
@@ -168,8 +185,6 @@ int cq_eval_attn(int argc, char **argv) {
             if (parse_sel(v, &heads)) goto bad;
         } else if (OPT("--positions")) {
             if (parse_sel(v, &pos)) goto bad;
-        } else if (OPT("--group")) {
-            if (cq_arg_u32(v, 1, 1u << 20, &group)) goto bad;
         } else {
             fprintf(stderr, "cq eval attn: unknown or incomplete option '%s'\n", a);
             return 2;
@@ -180,17 +195,29 @@ int cq_eval_attn(int argc, char **argv) {
         fprintf(stderr, "cq eval attn: bad value '%s' for %s\n", v, a);
         return 2;
     }
-    int from_model = model || text;
-    if (from_model ? (qp || kp || vp) : (!qp || !kp || !vp)) {
-        fprintf(stderr, "cq eval attn: give either --q, --k and --v, or --model/--text\n");
-        attn_usage(stderr);
+    if (cq_tool_opts_check("eval attn", &op)) return 2;
+    const char *codecs = op.kv;
+    if (op.group) group = op.group;
+    int from_model = !qp && !kp && !vp;
+    if ((!from_model && (!qp || !kp || !vp)) ||
+        (!from_model && (op.seen & (CQ_OPT_MODEL | CQ_OPT_FILE)))) {
+        fprintf(stderr, "cq eval attn: give --q, --k and --v together, or none of them (then -m/-f)\n");
         return 2;
     }
+    if (op.mask && mask_s) {
+        fprintf(stderr, "cq eval attn: --mask and --mask-channels are exclusive\n");
+        return 2;
+    }
+    if (op.mask && !from_model) {
+        fprintf(stderr, "cq eval attn: --mask needs the model's shape: use --mask-channels with .npy input\n");
+        return 2;
+    }
+    uint8_t *masks = NULL;
     uint16_t *Q = NULL, *K = NULL, *V = NULL;
     uint64_t qs[4], ks[4], vs[4];
     int rc = 1;
     if (from_model) {
-        if (capture_mem(model, text, ntok, &Q, &K, &V, qs, ks, vs)) goto out;
+        if (capture_mem(op.model, op.file, op.mask, &masks, ntok, &Q, &K, &V, qs, ks, vs)) goto out;
     } else if (load4(qp, &Q, qs) || load4(kp, &K, ks) || load4(vp, &V, vs))
         goto out;
     if (memcmp(ks, vs, sizeof ks) || qs[0] != ks[0] || qs[2] != ks[2] || qs[3] != ks[3] ||
@@ -217,8 +244,8 @@ int cq_eval_attn(int argc, char **argv) {
         linspace_sel(0, NQH - 1, NQH < 4 ? (int)NQH : 4, &heads);
         linspace_sel(96, 383, 4, &pos);
     }
-    if (!layers.n) linspace_sel(0, NL - 1, NL < CQ_TOOL_MAX_SEL ? (int)NL : CQ_TOOL_MAX_SEL, &layers);
-    if (!heads.n) linspace_sel(0, NQH - 1, NQH < CQ_TOOL_MAX_SEL ? (int)NQH : CQ_TOOL_MAX_SEL, &heads);
+    if (!layers.n) linspace_sel(0, NL - 1, NL < CQ_MAX_SEL ? (int)NL : CQ_MAX_SEL, &layers);
+    if (!heads.n) linspace_sel(0, NQH - 1, NQH < CQ_MAX_SEL ? (int)NQH : CQ_MAX_SEL, &heads);
     if (!pos.n) linspace_sel(T / 4, T - 1, 4, &pos);
     for (int i = 0; i < layers.n; i++)
         if (layers.v[i] >= NL) { fprintf(stderr, "cq eval attn: layer %u out of range\n", layers.v[i]); goto out; }
@@ -244,7 +271,7 @@ int cq_eval_attn(int argc, char **argv) {
     cq_codec_cfg cfg;
     cq_codec_cfg_default(&cfg, D);
     cfg.group = group;
-    cfg.mask = have_mask ? mask : NULL;
+    cfg.mask = have_mask ? mask : masks; /* layer 0 head 0's mask for the shape checks */
     if (codecs) {
         char buf[1024];
         snprintf(buf, sizeof buf, "%s", codecs);
@@ -269,35 +296,42 @@ int cq_eval_attn(int argc, char **argv) {
             }
         }
     }
-    FILE *fc = csv ? fopen(csv, "w") : NULL, *fj = json ? fopen(json, "w") : NULL;
-    if ((csv && !fc) || (json && !fj)) {
-        fprintf(stderr, "cq eval attn: cannot open output file\n");
-        if (fc) fclose(fc);
-        if (fj) fclose(fj);
-        goto out;
-    }
+    FILE *fc = op.csv ? stdout : NULL, *fj = op.json ? stdout : NULL;
+    const int table = !fc && !fj;
     uint32_t n_cases = (uint32_t)(layers.n * heads.n * pos.n);
-    printf("# attention fidelity: %u cases (%d layers x %d query heads x %d positions), D=%u, GQA %u\n\n",
-           n_cases, layers.n, heads.n, pos.n, D, grp);
-    printf("| K codec | V codec | bits/value | score cos | output cos | top-1 | top-5 | K NMSE | V NMSE |\n"
-           "|---|---|---:|---:|---:|---:|---:|---:|---:|\n");
-    if (fc) fprintf(fc, "key_codec,val_codec,bits_per_value,score_cos,out_cos,top1,top5,k_nmse,v_nmse,cases\n");
+    if (table) {
+        printf("# attention fidelity: %u cases (%d layers x %d query heads x %d positions), D=%u, GQA %u\n\n",
+               n_cases, layers.n, heads.n, pos.n, D, grp);
+        printf("| K codec | V codec | codec bits/value | score cos | output cos | top-1 | top-5 | K NMSE | V NMSE |\n"
+               "|---|---|---:|---:|---:|---:|---:|---:|---:|\n");
+    }
+    if (fc) fprintf(fc, "key_codec,val_codec,codec_bits_per_value,score_cos,out_cos,top1,top5,k_nmse,v_nmse,cases\n");
     if (fj) fprintf(fj, "{\"cases\": %u, \"dim\": %u, \"results\": [\n", n_cases, D);
     rc = 0;
-    cq_tool_qkv x = {Q, K, V, NL, NQH, NKV, T, D};
+    int any_ok = 0;
+    cq_qkv_set x = {Q, K, V, NL, NQH, NKV, T, D};
     int first_json = 1;
     for (int pi = 0; pi < np; pi++) {
         cq_attn_metrics m;
         double bpv = 0;
         cq_err e;
         cq_err_clear(&e);
-        cq_status st = cq_tool_attn_pair(pk[pi], pv[pi], &cfg, &x, &layers, &heads, &pos, NULL, &m, &bpv, &e);
+        cq_status st = cq_attn_pair(pk[pi], pv[pi], &cfg, &x, &layers, &heads, &pos, have_mask ? NULL : masks,
+                                    &m, &bpv, &e);
         if (st) {
-            printf("| %s | %s | n/a: %s | | | | | | |\n", pk[pi]->name, pv[pi]->name, e.msg);
+            if (table) printf("| %s | %s | n/a: %s | | | | | | |\n", pk[pi]->name, pv[pi]->name, e.msg);
+            else fprintf(stderr, "cq eval attn: %s/%s: n/a: %s\n", pk[pi]->name, pv[pi]->name, e.msg);
             continue;
         }
-        printf("| %s | %s | %.4f | %.6f | %.6f | %.4f | %.4f | %.3e | %.3e |\n", pk[pi]->name, pv[pi]->name,
-               bpv, m.score_cos, m.out_cos, m.top1, m.top5, m.k_nmse, m.v_nmse);
+        if (!isfinite(m.score_cos) || !isfinite(m.out_cos) || !isfinite(bpv)) {
+            fprintf(stderr, "cq eval attn: %s/%s: non-finite metrics (score cos %g, output cos %g)\n",
+                    pk[pi]->name, pv[pi]->name, m.score_cos, m.out_cos);
+            rc = 1;
+        }
+        if (table)
+            printf("| %s | %s | %.4f | %.6f | %.6f | %.4f | %.4f | %.3e | %.3e |\n", pk[pi]->name, pv[pi]->name,
+                   bpv, m.score_cos, m.out_cos, m.top1, m.top5, m.k_nmse, m.v_nmse);
+        any_ok = 1;
         if (fc)
             fprintf(fc, "%s,%s,%.6f,%.8f,%.8f,%.6f,%.6f,%.6e,%.6e,%llu\n", pk[pi]->name, pv[pi]->name, bpv,
                     m.score_cos, m.out_cos, m.top1, m.top5, m.k_nmse, m.v_nmse, (unsigned long long)m.n);
@@ -310,12 +344,13 @@ int cq_eval_attn(int argc, char **argv) {
             first_json = 0;
         }
     }
-    if (fj) {
-        fprintf(fj, "\n]}\n");
-        fclose(fj);
+    if (fj) fprintf(fj, "\n]}\n");
+    if (!any_ok) {
+        fprintf(stderr, "cq eval attn: no codec pair could run\n");
+        rc = 1;
     }
-    if (fc) fclose(fc);
 out:
+    free(masks);
     free(Q);
     free(K);
     free(V);

@@ -17,71 +17,64 @@
 
 /* ---------------------------------------------------------------- mc */
 
-void cq_tool_mc_progress(void *user, size_t done, size_t total) {
-    if (done % 10 == 0 || done == total)
-        fprintf(stderr, "\rcq eval mc: %s: item %zu/%zu", (const char *)user, done, total);
+typedef struct mc_prog {
+    cq_progress pg;
+} mc_prog;
+
+static void mc_progress(void *user, size_t done, size_t total) {
+    (void)total;
+    cq_progress_update(&((mc_prog *)user)->pg, done, NULL);
 }
+
+#define MC_OPTS (CQ_OPT_MODEL | CQ_OPT_TOK | CQ_OPT_KV | CQ_OPT_MASK | CQ_OPT_THREADS | CQ_OPT_GROUP | \
+                 CQ_OPT_SINKS | CQ_OPT_FP16L | CQ_OPT_OUT)
 
 static void mc_usage(FILE *f) {
     fprintf(f,
             "usage: cq eval mc [--hellaswag FILE.jsonl | --cloze TEXTFILE] [--items N] [--seed S]\n"
-            "                  [--model FILE|DIR] [--tokenizer FILE] [--formats F1,F2,...]\n"
-            "                  [--mask FILE] [--group G] [--sinks S] [--fp16-layers first,last]\n"
-            "                  [--threads N] [--csv | --json]\n\n"
+            "                  [options]\n\n"
             "Multiple choice (EVAL.md section 2, lm-eval-harness definitions). Items come from a\n"
             "HellaSwag jsonl file or a cloze set built from a plain text (default: the cloze set of\n"
             "$CQ_SHARED/eval/tinystories_val.txt, built from its first paragraphs; --items N, default\n"
             "200; --seed for the distractors, default 1). Each ending is scored by the sum of the\n"
             "log-probabilities of its tokens given the context (context + ending tokenized jointly;\n"
             "the continuation is what follows the context's own tokens); acc = argmax of the sum,\n"
-            "acc_norm = argmax of the sum over the ending's length in bytes. Every format of\n"
-            "--formats (default fp16/fp16,cq8/cq8,cq4/cq4; syntax of eval ppl; cq4+ needs --mask)\n"
-            "runs after the fp16/fp16 reference: acc and acc_norm with Wilson 95%% intervals, the\n"
-            "agreement of its acc_norm choices with the reference and the McNemar p-value of\n"
-            "acc_norm correctness against it, and the measured bits per value of the cache (mean\n"
-            "over the sequences, all bytes; and without unused page space, since pages hold a\n"
-            "multiple of G tokens and items are short). Note: with the default G = 128 a short item never\n"
-            "fills a CQ-4 key group, so its keys stay fp16 (the bits column shows it); --group\n"
-            "changes G. Formats the cache cannot run at this model are listed as n/a.\n");
+            "acc_norm = argmax of the sum over the ending's length in bytes. Every --kv format\n"
+            "(default fp16/fp16,cq8/cq8,cq4/cq4; cq4+ needs --mask) runs after the fp16/fp16\n"
+            "reference: acc and acc_norm with Wilson 95%% intervals, the agreement of its acc_norm\n"
+            "choices with the reference and the McNemar p-value of acc_norm correctness against it,\n"
+            "the codec bits per value of the format and the cache bits per value measured at the\n"
+            "items' mean length (all bytes, and without unused page space). Items are short: one\n"
+            "no longer than G keeps its CQ-4 keys in fp16, and a warning says how many are (-g\n"
+            "changes G). Formats the cache cannot run at this model are listed as n/a.\n\n");
+    cq_tool_opts_help(f, MC_OPTS);
 }
 
 int cq_eval_mc(int argc, char **argv) {
-    const char *model = NULL, *tokp = NULL, *hs = NULL, *cloze = NULL, *mask_path = NULL;
-    const char *formats = "fp16/fp16,cq8/cq8,cq4/cq4";
+    const char *hs = NULL, *cloze = NULL;
     uint32_t items = 200, seed = 1;
-    int csv = 0, json = 0;
+    cq_tool_opts op;
+    cq_tool_opts_init(&op);
+    op.kv = "fp16/fp16,cq8/cq8,cq4/cq4";
     cq_mc_opts mo;
     memset(&mo, 0, sizeof mo);
-    mo.threads = 2;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         int has = i + 1 < argc;
+        int r = cq_tool_opt("eval mc", &op, MC_OPTS, argc, argv, &i);
+        if (r == 1) continue;
+        if (r == 2) return 2;
         if (cq_is_help(a)) {
             mc_usage(stdout);
             return 0;
-        } else if (!strcmp(a, "--model") && has) model = argv[++i];
-        else if (!strcmp(a, "--tokenizer") && has) tokp = argv[++i];
-        else if (!strcmp(a, "--hellaswag") && has) hs = argv[++i];
+        } else if (!strcmp(a, "--hellaswag") && has) hs = argv[++i];
         else if (!strcmp(a, "--cloze") && has) cloze = argv[++i];
-        else if (!strcmp(a, "--mask") && has) mask_path = argv[++i];
-        else if (!strcmp(a, "--formats") && has) formats = argv[++i];
         else if (!strcmp(a, "--items") && has) {
             if (cq_arg_u32(argv[++i], 1, 1u << 24, &items)) goto bad;
         } else if (!strcmp(a, "--seed") && has) {
             if (cq_arg_u32(argv[++i], 0, 0xFFFFFFFFu, &seed)) goto bad;
-        } else if (!strcmp(a, "--group") && has) {
-            if (cq_arg_u32(argv[++i], 1, 65536, &mo.group)) goto bad;
-        } else if (!strcmp(a, "--sinks") && has) {
-            if (cq_arg_u32(argv[++i], 0, 1u << 20, &mo.n_sinks)) goto bad;
-        } else if (!strcmp(a, "--threads") && has) {
-            if (cq_arg_u32(argv[++i], 1, 64, &mo.threads)) goto bad;
-        } else if (!strcmp(a, "--fp16-layers") && has) {
-            if (cq_tool_fp16_layers(argv[++i], &mo.fp16_first, &mo.fp16_last)) goto bad;
-        } else if (!strcmp(a, "--csv")) csv = 1;
-        else if (!strcmp(a, "--json")) json = 1;
-        else {
-            fprintf(stderr, "cq eval mc: unknown or incomplete option '%s'\n", a);
-            mc_usage(stderr);
+        } else {
+            fprintf(stderr, "cq eval mc: unknown or incomplete option '%s' (cq eval mc --help)\n", a);
             return 2;
         }
         continue;
@@ -89,10 +82,14 @@ int cq_eval_mc(int argc, char **argv) {
         fprintf(stderr, "cq eval mc: bad value for %s: '%s'\n", a, argv[i]);
         return 2;
     }
-    if ((csv && json) || (hs && cloze)) {
-        fprintf(stderr, "cq eval mc: --csv/--json and --hellaswag/--cloze are exclusive pairs\n");
+    if (cq_tool_opts_check("eval mc", &op)) return 2;
+    if (hs && cloze) {
+        fprintf(stderr, "cq eval mc: --hellaswag and --cloze are exclusive\n");
         return 2;
     }
+    const int csv = op.csv, json = op.json;
+    const char *formats = op.kv, *mask_path = op.mask;
+    mo.threads = op.threads;
     cq_kv_format fmts[33];
     uint32_t nf = 0;
     memset(&fmts[0], 0, sizeof fmts[0]);
@@ -113,7 +110,7 @@ int cq_eval_mc(int argc, char **argv) {
             return 2;
         }
     cq_tool_model tm;
-    rc = cq_tool_model_load("eval mc", model, tokp, &tm);
+    rc = cq_tool_model_load("eval mc", op.model, op.tokenizer, &tm);
     if (rc) return rc;
     rc = 1;
     cq_mc_set set = {NULL, 0};
@@ -147,30 +144,32 @@ int cq_eval_mc(int argc, char **argv) {
         goto out;
     }
     const cq_model_config *c = cq_model_get_config(tm.model);
-    if (mask_path) {
-        masks = calloc((size_t)c->n_layers * c->n_kv_heads * c->head_dim, 1);
-        st = masks ? cq_mask_load(mask_path, c->n_layers, c->n_kv_heads, c->head_dim, masks, &e)
-                   : CQ_ERR_NOMEM;
-        if (st) {
-            cq_report("eval mc", st, &e);
-            goto out;
-        }
-        mo.masks = masks;
-    }
+    if (cq_tool_load_mask("eval mc", &op, c, &masks)) goto out;
+    cq_tool_kv_setup(&op, masks, &mo.kv);
     fprintf(stderr, "cq eval mc: %zu items (%s %s), %s\n", set.n, hs ? "HellaSwag" : "cloze from", src,
             tm.path);
     for (uint32_t i = 0; i < nf; i++) {
-        na[i] = (char *)cq_tool_format_na(c, &fmts[i], mo.group, masks, nabuf[i], sizeof nabuf[i]);
+        na[i] = (char *)cq_kv_format_na(c, &fmts[i], op.group, masks, nabuf[i], sizeof nabuf[i]);
         if (na[i]) {
             fprintf(stderr, "cq eval mc: %s: n/a (%s)\n", fmts[i].name, na[i]);
             continue;
         }
         cq_mc_opts o = mo;
-        o.progress = cq_tool_mc_progress;
-        o.progress_user = (void *)fmts[i].name;
-        if (i == 0) o.n_sinks = 0, o.fp16_first = o.fp16_last = 0, o.masks = NULL;
+        mc_prog mp;
+        char lab[96];
+        snprintf(lab, sizeof lab, "cq eval mc: %.47s: item", fmts[i].name);
+        cq_progress_start(&mp.pg, lab, set.n);
+        o.progress = mc_progress;
+        o.progress_user = &mp;
+        if (i == 0) o.kv.n_sinks = 0, o.kv.fp16_first = o.kv.fp16_last = 0, o.kv.masks = NULL;
         st = cq_mc_score(tm.model, tm.tok, &set, &fmts[i], &o, &res[i], &e);
-        fprintf(stderr, "\n");
+        cq_progress_end(&mp.pg);
+        if (!st && res[i].warnings) {
+            if (res[i].warnings & CQ_WARN_CTX_LE_GROUP)
+                fprintf(stderr, "cq eval mc: %s: %llu scored sequences are no longer than G: their "
+                        "grouped keys stayed fp16\n", fmts[i].name, (unsigned long long)res[i].n_short);
+            cq_tool_warn("eval mc", fmts[i].name, res[i].warnings);
+        }
         if (st) {
             cq_report("eval mc", st, &e);
             goto out;
@@ -184,15 +183,15 @@ int cq_eval_mc(int argc, char **argv) {
     if (json)
         printf("{\"model\": \"%s\", \"items_source\": \"%s\", \"kind\": \"%s\", \"items\": %zu, \"group\": %u,"
                " \"formats\": [\n",
-               tm.path, src, hs ? "hellaswag" : "cloze", set.n, mo.group ? mo.group : 128);
+               tm.path, src, hs ? "hellaswag" : "cloze", set.n, op.group ? op.group : 128);
     else if (csv)
-        printf("format,bits_per_value,bits_no_slack,n,acc,acc_lo,acc_hi,acc_norm,acc_norm_lo,acc_norm_hi,"
-               "agree_fp16,mcnemar_p\n");
+        printf("format,codec_bits_per_value,cache_bits_per_value,cache_bits_no_slack,mean_len,n,acc,acc_lo,acc_hi,acc_norm,acc_norm_lo,acc_norm_hi,"
+               "agree_fp16,mcnemar_b,mcnemar_c,mcnemar_p,warnings\n");
     else
         printf("multiple choice: %zu items (%s %s), model %s, G %u\n\n"
-               "| K/V | bits/value | w/o slack | acc | acc 95%% CI | acc_norm | acc_norm 95%% CI | agree w/ fp16 |"
-               " McNemar p |\n|---|---:|---:|---:|---|---:|---|---:|---:|\n",
-               set.n, hs ? "HellaSwag" : "cloze from", src, tm.path, mo.group ? mo.group : 128);
+               "| K/V | codec bits/value | cache bits/value | w/o slack | acc | acc 95%% CI | acc_norm | acc_norm 95%% CI | agree w/ fp16 |"
+               " McNemar b/c | McNemar p |\n|---|---:|---:|---:|---:|---|---:|---|---:|---|---:|\n",
+               set.n, hs ? "HellaSwag" : "cloze from", src, tm.path, op.group ? op.group : 128);
     int first = 1;
     for (uint32_t i = 0; i < nf; i++) {
         if (na[i]) {
@@ -200,9 +199,9 @@ int cq_eval_mc(int argc, char **argv) {
                 printf("%s  {\"format\": \"%s\", \"not_applicable\": \"%s\"}", first ? "" : ",\n",
                        fmts[i].name, na[i]);
             else if (csv)
-                printf("%s,n/a,,,,,,,,,,\n", fmts[i].name);
+                printf("%s,n/a,,,,,,,,,,,,,,,\n", fmts[i].name);
             else
-                printf("| %s | n/a: %s | | | | | | | |\n", fmts[i].name, na[i]);
+                printf("| %s | n/a: %s | | | | | | | | | |\n", fmts[i].name, na[i]);
             first = 0;
             continue;
         }
@@ -219,19 +218,32 @@ int cq_eval_mc(int argc, char **argv) {
         double acc = (double)r->correct / r->n, accn = (double)r->correct_norm / r->n;
         double ag = (double)agree / r->n, p = cq_mcnemar_p(b, cc);
         if (json)
-            printf("%s  {\"format\": \"%s\", \"bits_per_value\": %.4f, \"bits_no_slack\": %.4f,"
-                   " \"n\": %llu, \"acc\": %.6f,"
+        {
+            printf("%s  {\"format\": \"%s\", \"codec_bits_per_value\": %.4f, \"cache_bits_per_value\": %.4f,"
+                   " \"cache_bits_no_slack\": %.4f, \"cache_context_mean\": %.1f, \"n\": %llu, \"acc\": %.6f,"
                    " \"acc_ci\": [%.6f, %.6f], \"acc_norm\": %.6f, \"acc_norm_ci\": [%.6f, %.6f],"
-                   " \"agree_fp16\": %.6f, \"mcnemar_b\": %llu, \"mcnemar_c\": %llu, \"mcnemar_p\": %.6g}",
-                   first ? "" : ",\n", fmts[i].name, r->bits_per_value, r->bits_no_slack,
-                   (unsigned long long)r->n, acc,
-                   a_lo, a_hi, accn, n_lo, n_hi, ag, (unsigned long long)b, (unsigned long long)cc, p);
+                   " \"agree_fp16\": %.6f, \"mcnemar_b\": %llu, \"mcnemar_c\": %llu, \"mcnemar_p\": %.6g,"
+                   " \"short_sequences\": %llu, \"warnings\": ",
+                   first ? "" : ",\n", fmts[i].name, r->codec_bpv, r->bits_per_value, r->bits_no_slack,
+                   r->mean_len, (unsigned long long)r->n, acc,
+                   a_lo, a_hi, accn, n_lo, n_hi, ag, (unsigned long long)b, (unsigned long long)cc, p,
+                   (unsigned long long)r->n_short);
+            cq_tool_json_warnings(stdout, r->warnings);
+            printf("}");
+        }
         else if (csv)
-            printf("%s,%.4f,%.4f,%llu,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6g\n", fmts[i].name,
-                   r->bits_per_value, r->bits_no_slack, (unsigned long long)r->n, acc, a_lo, a_hi, accn, n_lo, n_hi, ag, p);
+        {
+            printf("%s,%.4f,%.4f,%.4f,%.1f,%llu,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%llu,%llu,%.6g,", fmts[i].name,
+                   r->codec_bpv, r->bits_per_value, r->bits_no_slack, r->mean_len, (unsigned long long)r->n,
+                   acc, a_lo, a_hi, accn, n_lo, n_hi, ag, (unsigned long long)b, (unsigned long long)cc, p);
+            for (uint32_t w = 0, k = 0; w < CQ_WARN_COUNT; w++)
+                if (r->warnings & (1u << w)) printf("%s%s", k++ ? ";" : "", cq_warn_name(w));
+            printf("\n");
+        }
         else
-            printf("| %s | %.3f | %.3f | %.4f | [%.3f, %.3f] | %.4f | [%.3f, %.3f] | %.4f | %.3g |\n",
-                   fmts[i].name, r->bits_per_value, r->bits_no_slack, acc, a_lo, a_hi, accn, n_lo, n_hi, ag, p);
+            printf("| %s%s | %.3f | %.3f | %.3f | %.4f | [%.3f, %.3f] | %.4f | [%.3f, %.3f] | %.4f | %llu/%llu | %.3g |\n",
+                   fmts[i].name, r->warnings ? " (!)" : "", r->codec_bpv, r->bits_per_value, r->bits_no_slack,
+                   acc, a_lo, a_hi, accn, n_lo, n_hi, ag, (unsigned long long)b, (unsigned long long)cc, p);
         first = 0;
     }
     if (json) printf("\n]}\n");
@@ -250,8 +262,8 @@ out:
 
 static void capture_usage(FILE *f) {
     fprintf(f,
-            "usage: cq eval capture --out PREFIX [--model FILE|DIR] [--tokenizer FILE]\n"
-            "                       [--text FILE] [--tokens N] [--offset N] [--threads N]\n\n"
+            "usage: cq eval capture --out PREFIX [-m MODEL] [--tokenizer FILE] [-f TEXT]\n"
+            "                       [--tokens N] [--offset N] [-t THREADS]\n\n"
             "Runs --tokens tokens (default 384, at most the model's context) of --text (default\n"
             "$CQ_SHARED/eval/tinystories_val.txt) from token --offset (default 0; the first token\n"
             "is set to BOS) through the runtime with an fp16 cache and writes PREFIX_q.npy\n"
@@ -261,27 +273,27 @@ static void capture_usage(FILE *f) {
 }
 
 int cq_eval_capture(int argc, char **argv) {
-    const char *model = NULL, *tokp = NULL, *text = NULL, *prefix = NULL;
-    uint32_t ntok = 384, offset = 0, threads = 2;
+    const char *prefix = NULL;
+    uint32_t ntok = 384, offset = 0;
+    cq_tool_opts op;
+    cq_tool_opts_init(&op);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         int has = i + 1 < argc;
+        int r = cq_tool_opt("eval capture", &op, CQ_OPT_MODEL | CQ_OPT_TOK | CQ_OPT_FILE | CQ_OPT_THREADS,
+                            argc, argv, &i);
+        if (r == 1) continue;
+        if (r == 2) return 2;
         if (cq_is_help(a)) {
             capture_usage(stdout);
             return 0;
-        } else if (!strcmp(a, "--model") && has) model = argv[++i];
-        else if (!strcmp(a, "--tokenizer") && has) tokp = argv[++i];
-        else if (!strcmp(a, "--text") && has) text = argv[++i];
-        else if (!strcmp(a, "--out") && has) prefix = argv[++i];
+        } else if (!strcmp(a, "--out") && has) prefix = argv[++i];
         else if (!strcmp(a, "--tokens") && has) {
             if (cq_arg_u32(argv[++i], 2, 1u << 20, &ntok)) goto bad;
         } else if (!strcmp(a, "--offset") && has) {
             if (cq_arg_u32(argv[++i], 0, 0xFFFFFFFFu, &offset)) goto bad;
-        } else if (!strcmp(a, "--threads") && has) {
-            if (cq_arg_u32(argv[++i], 1, 64, &threads)) goto bad;
         } else {
-            fprintf(stderr, "cq eval capture: unknown or incomplete option '%s'\n", a);
-            capture_usage(stderr);
+            fprintf(stderr, "cq eval capture: unknown or incomplete option '%s' (cq eval capture --help)\n", a);
             return 2;
         }
         continue;
@@ -293,8 +305,10 @@ int cq_eval_capture(int argc, char **argv) {
         fprintf(stderr, "cq eval capture: --out PREFIX is required\n");
         return 2;
     }
+    const char *text = op.file;
+    const uint32_t threads = op.threads;
     cq_tool_model tm;
-    int rc = cq_tool_model_load("eval capture", model, tokp, &tm);
+    int rc = cq_tool_model_load("eval capture", op.model, op.tokenizer, &tm);
     if (rc) return rc;
     char tb[4096];
     if (!text) text = cq_tool_default_text(tb, sizeof tb);
@@ -314,7 +328,7 @@ int cq_eval_capture(int argc, char **argv) {
     if (bos >= 0 && cq_tokenizer_add_bos(tm.tok)) tokens[offset] = bos;
     cq_err e;
     cq_err_clear(&e);
-    cq_status st = cq_tool_capture(tm.model, tokens + offset, ntok, threads, &q, &k, &v, &e);
+    cq_status st = cq_capture_qkv(tm.model, tokens + offset, ntok, threads, &q, &k, &v, &e);
     char path[4100];
     uint64_t qs[4] = {c->n_layers, c->n_heads, ntok, c->head_dim};
     uint64_t ks[4] = {c->n_layers, c->n_kv_heads, ntok, c->head_dim};

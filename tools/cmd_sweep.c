@@ -16,6 +16,8 @@
 #include "cq_tool.h"
 
 #define MAX_ROWS 96
+#define SWEEP_OPTS (CQ_OPT_MODEL | CQ_OPT_TOK | CQ_OPT_FILE | CQ_OPT_KV | CQ_OPT_MASK | CQ_OPT_CTX | \
+                    CQ_OPT_THREADS | CQ_OPT_OUT)
 
 typedef struct row {
     const char *section; /* "group" or "zoo" */
@@ -23,34 +25,35 @@ typedef struct row {
     cq_kv_format f;
     uint32_t group;
     char na_kld[160], na_attn[160]; /* non-empty: why that half could not run */
-    double bpv, ppl, dppl, kld, kld_p99, same_top1; /* cache, cq_eval_ppl */
+    double kld_se;
+    double codec_bpv, bpv, ppl, dppl, kld, kld_p99, same_top1; /* cq_eval_ppl */
+    uint32_t warnings;
     double attn_bpv, out_cos, score_cos, top1;      /* attention protocol */
 } row;
 
 static void sweep_usage(FILE *f) {
     fprintf(f,
-            "usage: cq sweep [--model FILE|DIR] [--tokenizer FILE] [--text FILE] [--mask FILE]\n"
-            "                [--k K] [--calib-seqs N] [--groups 32,64,128,256] [--chunks N]\n"
-            "                [--ctx N] [--attn-tokens N] [--no-groups] [--no-zoo] [--quick]\n"
-            "                [--threads N] [--plot PREFIX] [--csv | --json]\n\n"
-            "EVAL.md section 5 on a model and a text (default stories260K and\n"
-            "$CQ_SHARED/eval/tinystories_val.txt):\n"
+            "usage: cq sweep [--groups 32,64,128,256] [--k K] [--calib-seqs N] [--chunks N]\n"
+            "                [--attn-tokens N] [--no-groups] [--no-zoo] [--quick] [--plot PREFIX]\n"
+            "                [options]\n\n"
+            "EVAL.md section 5 on a model and a text:\n"
             " (a) G in --groups x {cq4/cq4, cq4+/cq4}, and cq8/cq8 once (G-independent);\n"
-            " (b) the codec zoo: every registry codec as both K and V.\n"
-            "Each row: the cache's measured bits per value, PPL, delta PPL, KLD mean and p99 and\n"
-            "same-top-1 against the fp16 cache over --chunks chunks (default 4) of --ctx tokens\n"
-            "(default 512) from the start of the text (cq_eval_ppl); and the attention-fidelity\n"
-            "protocol (EVAL.md section 1) on Q/K/V of the first --attn-tokens tokens (default 384)\n"
-            "captured from the same runtime, every layer and query head at 4 positions ({96, 191,\n"
-            "287, 383} for 384 tokens): output cosine, score cosine, top-1, with the packed bits\n"
-            "of the whole-block codec. CQ-4+ uses --mask, else a mask calibrated on the fly (top\n"
-            "--k, default 2, over --calib-seqs sequences, default 32, of 160 tokens from the END of\n"
-            "the text, held out from the scored chunks). Codecs that cannot run in the streaming\n"
-            "cache (not streamable, or not at this head_dim: e.g. 32-channel-block codecs at D=8)\n"
-            "are listed n/a with the reason. --quick: 1 chunk of 256, 256 attention tokens, 8\n"
-            "calibration sequences (for tests). --plot PREFIX writes PREFIX_kld.svg (KLD mean on a\n"
-            "log scale against bits per value) and PREFIX_cos.svg (attention-output cosine against\n"
-            "bits per value).\n");
+            " (b) the codec zoo: every registry codec as both K and V, or the --kv formats.\n"
+            "Each row: codec bits per value and cache bits per value (at the --ctx context), PPL,\n"
+            "delta PPL, KLD mean +- SE and p99, same-top-1 against the fp16 cache over --chunks\n"
+            "chunks (default 4) of --ctx tokens (default 512) from the start of the text\n"
+            "(cq_eval_ppl); and the attention-fidelity protocol (EVAL.md section 1) on Q/K/V of the\n"
+            "first --attn-tokens tokens (default 384) captured from the same runtime, every layer and\n"
+            "query head at 4 positions ({96, 191, 287, 383} for 384 tokens): output cosine, score\n"
+            "cosine, top-1, with the packed bits of the whole-block codec. CQ-4+ uses --mask, else a\n"
+            "mask calibrated on the fly (top --k, default 2, over --calib-seqs sequences, default\n"
+            "32, of 160 tokens from the END of the text, held out from the scored chunks; a warning\n"
+            "if they overlap). Codecs that cannot run in the streaming cache (not streamable, or not\n"
+            "at this head_dim) are listed n/a with the reason. --quick: 1 chunk of 256, 256\n"
+            "attention tokens, 8 calibration sequences (for tests). --plot PREFIX writes\n"
+            "PREFIX_kld.svg (KLD mean, log scale, against codec bits per value) and PREFIX_cos.svg\n"
+            "(attention-output cosine against bits per value).\n\n");
+    cq_tool_opts_help(f, SWEEP_OPTS);
 }
 
 static int parse_groups(const char *s, uint32_t *g, int max) {
@@ -90,22 +93,23 @@ static void print_num(FILE *o, double x, const char *fmt) {
 }
 
 int cq_cmd_sweep(int argc, char **argv) {
-    const char *model = NULL, *tokp = NULL, *text = NULL, *mask_path = NULL, *plot = NULL;
+    const char *plot = NULL;
+    cq_tool_opts op;
+    cq_tool_opts_init(&op);
     uint32_t groups[16] = {32, 64, 128, 256};
-    int n_groups = 4, do_groups = 1, do_zoo = 1, csv = 0, json = 0, quick = 0;
-    uint32_t k = 2, calib_seqs = 32, chunks = 4, ctx = 512, attn_tokens = 384, threads = 2;
-    int set_chunks = 0, set_ctx = 0, set_attn = 0, set_calib = 0;
+    int n_groups = 4, do_groups = 1, do_zoo = 1, quick = 0;
+    uint32_t k = 2, calib_seqs = 32, chunks = 4, ctx = 512, attn_tokens = 384;
+    int set_chunks = 0, set_attn = 0, set_calib = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         int has = i + 1 < argc;
+        int r = cq_tool_opt("sweep", &op, SWEEP_OPTS, argc, argv, &i);
+        if (r == 1) continue;
+        if (r == 2) return 2;
         if (cq_is_help(a)) {
             sweep_usage(stdout);
             return 0;
-        } else if (!strcmp(a, "--model") && has) model = argv[++i];
-        else if (!strcmp(a, "--tokenizer") && has) tokp = argv[++i];
-        else if (!strcmp(a, "--text") && has) text = argv[++i];
-        else if (!strcmp(a, "--mask") && has) mask_path = argv[++i];
-        else if (!strcmp(a, "--plot") && has) plot = argv[++i];
+        } else if (!strcmp(a, "--plot") && has) plot = argv[++i];
         else if (!strcmp(a, "--groups") && has) {
             if ((n_groups = parse_groups(argv[++i], groups, 16)) < 0) goto bad;
         } else if (!strcmp(a, "--k") && has) {
@@ -116,19 +120,12 @@ int cq_cmd_sweep(int argc, char **argv) {
         } else if (!strcmp(a, "--chunks") && has) {
             if (cq_arg_u32(argv[++i], 1, 1u << 20, &chunks)) goto bad;
             set_chunks = 1;
-        } else if (!strcmp(a, "--ctx") && has) {
-            if (cq_arg_u32(argv[++i], 8, 1u << 20, &ctx)) goto bad;
-            set_ctx = 1;
         } else if (!strcmp(a, "--attn-tokens") && has) {
             if (cq_arg_u32(argv[++i], 8, 1u << 20, &attn_tokens)) goto bad;
             set_attn = 1;
-        } else if (!strcmp(a, "--threads") && has) {
-            if (cq_arg_u32(argv[++i], 1, 64, &threads)) goto bad;
         } else if (!strcmp(a, "--no-groups")) do_groups = 0;
         else if (!strcmp(a, "--no-zoo")) do_zoo = 0;
         else if (!strcmp(a, "--quick")) quick = 1;
-        else if (!strcmp(a, "--csv")) csv = 1;
-        else if (!strcmp(a, "--json")) json = 1;
         else {
             fprintf(stderr, "cq sweep: unknown or incomplete option '%s'\n", a);
             sweep_usage(stderr);
@@ -139,10 +136,15 @@ int cq_cmd_sweep(int argc, char **argv) {
         fprintf(stderr, "cq sweep: bad value for %s: '%s'\n", a, argv[i]);
         return 2;
     }
-    if (csv && json) {
-        fprintf(stderr, "cq sweep: --csv and --json are exclusive\n");
-        return 2;
-    }
+    if (cq_tool_opts_check("sweep", &op)) return 2;
+    const int csv = op.csv, json = op.json;
+    const char *text = op.file, *mask_path = op.mask;
+    uint32_t threads = op.threads;
+    int set_ctx = op.ctx != 0;
+    if (set_ctx) ctx = op.ctx;
+    cq_kv_format zoo_fmts[64];
+    uint32_t n_zoo = 0;
+    if (op.kv && cq_tool_parse_formats("sweep", op.kv, zoo_fmts, 64, &n_zoo)) return 2;
     if (!do_groups && !do_zoo) {
         fprintf(stderr, "cq sweep: nothing to do (--no-groups and --no-zoo)\n");
         return 2;
@@ -154,7 +156,7 @@ int cq_cmd_sweep(int argc, char **argv) {
         if (!set_calib) calib_seqs = 8;
     }
     cq_tool_model tm;
-    int rc = cq_tool_model_load("sweep", model, tokp, &tm);
+    int rc = cq_tool_model_load("sweep", op.model, op.tokenizer, &tm);
     if (rc) return rc;
     rc = 1;
     char tb[4096];
@@ -176,7 +178,15 @@ int cq_cmd_sweep(int argc, char **argv) {
     const cq_model_config *c = cq_model_get_config(tm.model);
     const uint32_t D = c->head_dim;
     int32_t bos = cq_tokenizer_add_bos(tm.tok) ? cq_tokenizer_bos(tm.tok) : -1;
-    if (ctx > c->max_seq_len) ctx = c->max_seq_len;
+    if (ctx > c->max_seq_len) {
+        if (set_ctx) {
+            fprintf(stderr, "cq sweep: --ctx %u is larger than the model's context of %u tokens\n", ctx,
+                    c->max_seq_len);
+            rc = 2;
+            goto out;
+        }
+        ctx = c->max_seq_len;
+    }
     if (attn_tokens > c->max_seq_len) attn_tokens = c->max_seq_len;
     if (attn_tokens > n_tokens || (uint64_t)chunks * ctx > n_tokens) {
         fprintf(stderr, "cq sweep: CQ_ERR_RANGE: the text is too short (%zu tokens)\n", n_tokens);
@@ -187,6 +197,7 @@ int cq_cmd_sweep(int argc, char **argv) {
     masks = calloc(nmask, 1);
     if (!masks) goto out;
     char mask_desc[256];
+    size_t calib_begin = 0, calib_end = 0;
     if (mask_path) {
         if ((st = cq_mask_load(mask_path, c->n_layers, c->n_kv_heads, D, masks, &e))) {
             cq_report("sweep", st, &e);
@@ -194,22 +205,21 @@ int cq_cmd_sweep(int argc, char **argv) {
         }
         snprintf(mask_desc, sizeof mask_desc, "mask %.200s", mask_path);
     } else if (k < D) {
-        cq_tool_calib_opts co;
+        cq_calib_run_opts co;
         memset(&co, 0, sizeof co);
         co.seqs = calib_seqs;
         co.len = 160;
         co.batches = 8;
         co.threads = threads;
         cq_calib *cal = NULL;
-        st = cq_tool_calibrate(tm.model, tokens, n_tokens, bos, &co, &cal, &e);
-        if (!st) st = cq_tool_calib_masks(cal, c, k, masks);
+        st = cq_eval_calibrate(tm.model, tokens, n_tokens, bos, &co, &cal, &e);
+        if (!st) st = cq_calib_masks(cal, c, k, masks);
         cq_calib_free(cal);
         if (st) {
             cq_report("sweep", st, &e);
             goto out;
         }
-        if (co.start < (size_t)chunks * ctx)
-            fprintf(stderr, "cq sweep: note: calibration tokens overlap the scored chunks\n");
+        calib_begin = co.start, calib_end = n_tokens;
         snprintf(mask_desc, sizeof mask_desc, "top-%u mask calibrated on the last %zu tokens", k,
                  (size_t)co.used_seqs * co.used_len);
     } else {
@@ -225,15 +235,23 @@ int cq_cmd_sweep(int argc, char **argv) {
                 r->section = "group";
                 r->group = groups[gi];
                 cq_kv_format_parse(t ? "cq4+/cq4" : "cq4/cq4", &r->f, &e);
-                snprintf(r->label, sizeof r->label, "%s G%u", t ? "CQ-4+" : "CQ-4", groups[gi]);
+                snprintf(r->label, sizeof r->label, "%s G=%u", t ? "cq4+/cq4" : "cq4/cq4", groups[gi]);
             }
         row *r = &rows[nrows++];
         r->section = "group";
         r->group = 128;
         cq_kv_format_parse("cq8/cq8", &r->f, &e);
-        snprintf(r->label, sizeof r->label, "CQ-8");
+        snprintf(r->label, sizeof r->label, "cq8/cq8");
     }
-    if (do_zoo)
+    if (do_zoo && n_zoo)
+        for (uint32_t i = 0; i < n_zoo && nrows < MAX_ROWS; i++) {
+            row *r = &rows[nrows++];
+            r->section = "zoo";
+            r->group = 128;
+            r->f = zoo_fmts[i];
+            snprintf(r->label, sizeof r->label, "%.47s", zoo_fmts[i].name);
+        }
+    if (do_zoo && !n_zoo)
         for (size_t i = 0; i < cq_codec_count() && nrows < MAX_ROWS; i++) {
             const cq_codec_traits *t = cq_codec_at(i);
             row *r = &rows[nrows++];
@@ -242,12 +260,12 @@ int cq_cmd_sweep(int argc, char **argv) {
             memset(&r->f, 0, sizeof r->f);
             snprintf(r->f.name, sizeof r->f.name, "%.47s", t->name);
             r->f.key = r->f.val = t->id;
-            snprintf(r->label, sizeof r->label, "%.63s", t->name);
+            snprintf(r->label, sizeof r->label, "%.47s", t->name);
         }
     /* why each row cannot run in the cache / through the codec */
     for (int i = 0; i < nrows; i++) {
         row *r = &rows[i];
-        const char *why = cq_tool_format_na(c, &r->f, r->group, masks, r->na_kld, sizeof r->na_kld);
+        const char *why = cq_kv_format_na(c, &r->f, r->group, masks, r->na_kld, sizeof r->na_kld);
         if (!why) r->na_kld[0] = '\0';
         cq_codec_cfg cfg;
         cq_codec_cfg_default(&cfg, D);
@@ -258,7 +276,7 @@ int cq_cmd_sweep(int argc, char **argv) {
             snprintf(r->na_attn, sizeof r->na_attn, "%s cannot code keys at head_dim %u", kc->name, D);
         else if (cq_codec_supports(vc, &cfg, CQ_ROLE_VALUE))
             snprintf(r->na_attn, sizeof r->na_attn, "%s cannot code values at head_dim %u", vc->name, D);
-        r->bpv = r->ppl = r->dppl = r->kld = r->kld_p99 = r->same_top1 = NAN;
+        r->codec_bpv = r->bpv = r->ppl = r->dppl = r->kld = r->kld_p99 = r->same_top1 = NAN;
         r->attn_bpv = r->out_cos = r->score_cos = r->top1 = NAN;
     }
     /* ---- KLD / PPL: one cq_eval_ppl call per distinct G (the reference is rerun per call) */
@@ -267,7 +285,9 @@ int cq_cmd_sweep(int argc, char **argv) {
     po.n_ctx = ctx;
     po.max_chunks = chunks;
     po.n_threads = threads;
-    po.masks = masks;
+    po.kv.masks = masks;
+    po.calib_begin = calib_begin;
+    po.calib_end = calib_end;
     uint32_t gdone[32];
     int ngd = 0;
     for (int i = 0; i < nrows; i++) {
@@ -283,7 +303,7 @@ int cq_cmd_sweep(int argc, char **argv) {
                 fm[nf++] = rows[j].f;
             }
         if (!nf) continue;
-        po.group = G;
+        po.kv.group = G;
         fprintf(stderr, "cq sweep: ppl/KLD at G %u: %d formats x %u chunks of %u\n", G, nf, chunks, ctx);
         cq_ppl_result ref;
         if ((st = cq_eval_ppl(tm.model, tokens, n_tokens, bos, &po, fm, (uint32_t)nf, res, &ref, &e))) {
@@ -292,7 +312,11 @@ int cq_cmd_sweep(int argc, char **argv) {
         }
         for (int j = 0; j < nf; j++) {
             row *r = &rows[idx[j]];
-            r->bpv = res[j].bits_per_value;
+            r->bpv = res[j].bits.cache_bpv;
+            r->codec_bpv = res[j].bits.codec_bpv;
+            r->kld_se = res[j].kld_se;
+            r->warnings = res[j].warnings;
+            cq_tool_warn("sweep", r->label, r->warnings);
             r->ppl = res[j].ppl;
             r->dppl = res[j].delta_ppl;
             r->kld = res[j].kld_mean;
@@ -302,7 +326,7 @@ int cq_cmd_sweep(int argc, char **argv) {
     }
     /* ---- attention fidelity on captured Q/K/V */
     fprintf(stderr, "cq sweep: capturing Q/K/V of %u tokens\n", attn_tokens);
-    if ((st = cq_tool_capture(tm.model, tokens, attn_tokens, threads, &q, &kk, &vv, &e))) {
+    if ((st = cq_capture_qkv(tm.model, tokens, attn_tokens, threads, &q, &kk, &vv, &e))) {
         cq_report("sweep", st, &e);
         goto out;
     }
@@ -315,12 +339,12 @@ int cq_cmd_sweep(int argc, char **argv) {
     cq_f32_to_f16_n(q, Q, nq);
     cq_f32_to_f16_n(kk, K, nk);
     cq_f32_to_f16_n(vv, V, nk);
-    cq_tool_qkv x = {Q, K, V, c->n_layers, c->n_heads, c->n_kv_heads, attn_tokens, D};
-    cq_tool_sel ls, hs, ps;
-    cq_tool_linspace(0, c->n_layers - 1, (int)c->n_layers, &ls);
-    cq_tool_linspace(0, c->n_heads - 1, (int)c->n_heads, &hs);
-    if (attn_tokens >= 384) cq_tool_linspace(96, 383, 4, &ps);
-    else cq_tool_linspace(attn_tokens / 4, attn_tokens - 1, 4, &ps);
+    cq_qkv_set x = {Q, K, V, c->n_layers, c->n_heads, c->n_kv_heads, attn_tokens, D};
+    cq_sel ls, hs, ps;
+    cq_linspace(0, c->n_layers - 1, (int)c->n_layers, &ls);
+    cq_linspace(0, c->n_heads - 1, (int)c->n_heads, &hs);
+    if (attn_tokens >= 384) cq_linspace(96, 383, 4, &ps);
+    else cq_linspace(attn_tokens / 4, attn_tokens - 1, 4, &ps);
     for (int i = 0; i < nrows; i++) {
         row *r = &rows[i];
         if (r->na_attn[0]) continue;
@@ -331,7 +355,7 @@ int cq_cmd_sweep(int argc, char **argv) {
         double bpv;
         cq_err ea;
         cq_err_clear(&ea);
-        st = cq_tool_attn_pair(cq_codec_get(r->f.key), cq_codec_get(r->f.val), &cfg, &x, &ls, &hs, &ps,
+        st = cq_attn_pair(cq_codec_get(r->f.key), cq_codec_get(r->f.val), &cfg, &x, &ls, &hs, &ps,
                                masks, &m, &bpv, &ea);
         if (st) {
             snprintf(r->na_attn, sizeof r->na_attn, "%.150s", ea.msg[0] ? ea.msg : cq_status_name(st));
@@ -351,14 +375,19 @@ int cq_cmd_sweep(int argc, char **argv) {
             const row *r = &rows[i];
             printf("  {\"section\": \"%s\", \"label\": \"%s\", \"format\": \"%s\", \"group\": %u, ",
                    r->section, r->label, r->f.name, r->group);
-            printf("\"bits_per_value\": ");
+            printf("\"codec_bits_per_value\": ");
+            print_num(stdout, r->codec_bpv, "%.4f");
+            printf(", \"cache_bits_per_value\": ");
             print_num(stdout, r->bpv, "%.4f");
+            printf(", \"cache_context\": %u", ctx);
             printf(", \"ppl\": ");
             print_num(stdout, r->ppl, "%.6f");
             printf(", \"delta_ppl\": ");
             print_num(stdout, r->dppl, "%.6f");
             printf(", \"kld_mean\": ");
             print_num(stdout, r->kld, "%.6g");
+            printf(", \"kld_se\": ");
+            print_num(stdout, r->kld_se, "%.6g");
             printf(", \"kld_p99\": ");
             print_num(stdout, r->kld_p99, "%.6g");
             printf(", \"same_top1\": ");
@@ -371,42 +400,50 @@ int cq_cmd_sweep(int argc, char **argv) {
             print_num(stdout, r->score_cos, "%.8f");
             printf(", \"top1\": ");
             print_num(stdout, r->top1, "%.6f");
-            printf(", \"attn_na\": \"%s\"}%s\n", r->na_attn, i + 1 < nrows ? "," : "");
+            printf(", \"attn_na\": \"%s\", \"warnings\": ", r->na_attn);
+            cq_tool_json_warnings(stdout, r->warnings);
+            printf("}%s\n", i + 1 < nrows ? "," : "");
         }
         printf("]}\n");
     } else if (csv) {
-        printf("section,label,format,group,bits_per_value,ppl,delta_ppl,kld_mean,kld_p99,same_top1,"
-               "attn_bits_per_value,out_cos,score_cos,top1,kld_na,attn_na\n");
+        printf("section,label,format,group,codec_bits_per_value,cache_bits_per_value,cache_context,ppl,"
+               "delta_ppl,kld_mean,kld_se,kld_p99,same_top1,attn_bits_per_value,out_cos,score_cos,top1,"
+               "kld_na,attn_na,warnings\n");
         for (int i = 0; i < nrows; i++) {
             const row *r = &rows[i];
-            printf("%s,%s,%s,%u,%.4f,%.6f,%.6f,%.6g,%.6g,%.6f,%.4f,%.8f,%.8f,%.6f,\"%s\",\"%s\"\n",
-                   r->section, r->label, r->f.name, r->group, r->bpv, r->ppl, r->dppl, r->kld,
-                   r->kld_p99, r->same_top1, r->attn_bpv, r->out_cos, r->score_cos, r->top1, r->na_kld,
-                   r->na_attn);
+            printf("%s,%s,%s,%u,%.4f,%.4f,%u,%.6f,%.6f,%.6g,%.6g,%.6g,%.6f,%.4f,%.8f,%.8f,%.6f,\"%s\",\"%s\",",
+                   r->section, r->label, r->f.name, r->group, r->codec_bpv, r->bpv, ctx, r->ppl, r->dppl,
+                   r->kld, r->kld_se, r->kld_p99, r->same_top1, r->attn_bpv, r->out_cos, r->score_cos,
+                   r->top1, r->na_kld, r->na_attn);
+            for (uint32_t w = 0, n = 0; w < CQ_WARN_COUNT; w++)
+                if (r->warnings & (1u << w)) printf("%s%s", n++ ? ";" : "", cq_warn_name(w));
+            printf("\n");
         }
     } else {
-        printf("sweep: %s on %s, head_dim %u; KLD over %u chunks of %u tokens vs the fp16 cache;\n"
+        const char *label = cq_tool_model_label(tm.path);
+        printf("sweep: %s%s%s%s on %s, head_dim %u; KLD over %u chunks of %u tokens vs the fp16 cache;\n"
                "attention fidelity on %u captured tokens (%d layers x %d query heads x %d positions);"
-               " CQ-4+: %s\n",
-               tm.path, text, D, chunks, ctx, attn_tokens, ls.n, hs.n, ps.n, mask_desc);
+               " CQ-4+: %s; cache bits at a context of %u\n",
+               tm.path, *label ? " (" : "", label, *label ? ")" : "", text, D, chunks, ctx, attn_tokens,
+               ls.n, hs.n, ps.n, mask_desc, ctx);
         for (int sec = 0; sec < 2; sec++) {
             const char *name = sec ? "zoo" : "group";
             int any = 0;
             for (int i = 0; i < nrows; i++) any |= !strcmp(rows[i].section, name);
             if (!any) continue;
-            printf("\n### %s\n\n| %s | cache bits/value | PPL | dPPL | KLD mean | KLD p99 | same top-1 |"
-                   " attn bits/value | output cos | score cos | top-1 |\n"
-                   "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+            printf("\n### %s\n\n| %s | codec bits/value | cache bits/value | PPL | dPPL | KLD mean |"
+                   " KLD p99 | same top-1 | attn bits/value | output cos | score cos | top-1 |\n"
+                   "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
                    sec ? "codec zoo (each codec as K and V, G 128)" : "group size x tier",
                    sec ? "codec" : "tier, G");
             for (int i = 0; i < nrows; i++) {
                 const row *r = &rows[i];
                 if (strcmp(r->section, name)) continue;
-                printf("| %s | ", r->label);
-                if (r->na_kld[0]) printf("n/a: %s | | | | | | ", r->na_kld);
+                printf("| %s%s | ", r->label, r->warnings ? " (!)" : "");
+                if (r->na_kld[0]) printf("n/a: %s | | | | | | | ", r->na_kld);
                 else
-                    printf("%.3f | %.4f | %+.4f | %.3g | %.3g | %.4f | ", r->bpv, r->ppl, r->dppl, r->kld,
-                           r->kld_p99, r->same_top1);
+                    printf("%.3f | %.3f | %.4f | %+.4f | %.3g +- %.2g | %.3g | %.4f | ", r->codec_bpv, r->bpv,
+                           r->ppl, r->dppl, r->kld, r->kld_se, r->kld_p99, r->same_top1);
                 if (r->na_attn[0]) printf("n/a: %s | | | |\n", r->na_attn);
                 else printf("%.3f | %.5f | %.5f | %.3f |\n", r->attn_bpv, r->out_cos, r->score_cos, r->top1);
             }

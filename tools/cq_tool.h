@@ -9,6 +9,7 @@
 #include <stdio.h>
 
 #include "channelquant.h"
+#include "cq_eval.h"
 
 typedef struct cq_command {
     const char *name;
@@ -54,15 +55,77 @@ typedef struct cq_tool_model {
     const cq_tokenizer *tok; /* the one to use (embedded or own_tok) */
     char path[4096];
 } cq_tool_model;
-/* model_path NULL: $CQ_SHARED/models/stories260K (default ../shared). A llama2.c
+/* model_path NULL: cq_tool_default_model(). A llama2.c
  * checkpoint takes tok_path, else tokenizer.bin or tok512.bin beside it.
  * Returns 0, or prints the error and returns the exit code. */
 int cq_tool_model_load(const char *cmd, const char *model_path, const char *tok_path,
                        cq_tool_model *tm);
 void cq_tool_model_free(cq_tool_model *tm);
+/* What a report says of a known model ("...: self-trained ..."); "" for others. */
+const char *cq_tool_model_label(const char *path);
 /* Parse "first,last" / "first" / "last" / "none" for --fp16-layers. Returns 0 or -1. */
 int cq_tool_fp16_layers(const char *s, int *first, int *last);
 
+
+
+/* ---- the options every model command spells the same way (tools/opts.c) ----
+ *   -m, --model FILE|DIR     default: $CQ_SHARED/models/tinyqwen-hd64/tinyqwen-hd64-kbias.gguf
+ *   --tokenizer FILE         a llama2.c tokenizer (GGUF files carry their own)
+ *   -f, --file FILE          the text (alias --text); default $CQ_SHARED/eval/tinystories_val.txt
+ *   --kv K/V[,K/V...]        K/V formats by registry codec name (alias --formats)
+ *   --mask FILE              CQ-4+ outlier mask (text format of ../shared/vectors/masks)
+ *   -c, --ctx N              context (tokens); larger than the model's: an error
+ *   -t, --threads N          worker threads (default 2)
+ *   -g, --group G            CQ-4 key group (default 128)
+ *   --sinks S, --fp16-layers first,last, --page-tokens P
+ *   --json | --csv           machine-readable output on stdout (exclusive)
+ */
+typedef struct cq_tool_opts {
+    const char *model, *tokenizer, *file, *kv, *mask;
+    uint32_t ctx, threads, group, sinks, page_tokens;
+    int fp16_first, fp16_last;
+    int json, csv;
+    unsigned seen; /* CQ_OPT_* bits given on the command line */
+} cq_tool_opts;
+enum { CQ_OPT_MODEL = 1, CQ_OPT_FILE = 2, CQ_OPT_KV = 4, CQ_OPT_MASK = 8, CQ_OPT_CTX = 16,
+       CQ_OPT_THREADS = 32, CQ_OPT_GROUP = 64, CQ_OPT_SINKS = 128, CQ_OPT_FP16L = 256,
+       CQ_OPT_PAGES = 512, CQ_OPT_OUT = 1024, CQ_OPT_TOK = 2048 };
+/* The default model file (under $CQ_SHARED, default ../shared). */
+const char *cq_tool_default_model(char *buf, size_t cap);
+/* Defaults (threads 2; everything else 0 / NULL). */
+void cq_tool_opts_init(cq_tool_opts *o);
+/* Try argv[*i] as one of the shared options whose bit is in `accept`: 1 = taken (*i advanced
+ * past its value), 0 = not a shared option, 2 = bad value (message printed). */
+int cq_tool_opt(const char *cmd, cq_tool_opts *o, unsigned accept, int argc, char **argv, int *i);
+/* After parsing: --json and --csv exclusive. 0 or exit code 2 (message printed). */
+int cq_tool_opts_check(const char *cmd, const cq_tool_opts *o);
+/* The usage lines of the shared options in `accept`, for --help. */
+void cq_tool_opts_help(FILE *f, unsigned accept);
+/* The setup of every format from the options (masks loaded by the caller). */
+void cq_tool_kv_setup(const cq_tool_opts *o, const uint8_t *masks, cq_kv_setup *s);
+/* Load --mask for model c into a new [n_layers][n_kv_heads][D] array (NULL without --mask).
+ * 0 or exit code 1 (message printed). */
+int cq_tool_load_mask(const char *cmd, const cq_tool_opts *o, const cq_model_config *c,
+                      uint8_t **masks);
+
+/* ---- warnings (CQ_WARN_*): a line each on stderr, and a JSON array ---- */
+void cq_tool_warn(const char *cmd, const char *what, uint32_t warnings);
+void cq_tool_json_warnings(FILE *f, uint32_t warnings);
+
+/* ---- progress that a log can hold (tools/progress.c) ----
+ * On a terminal: one line rewritten in place ("\r"); otherwise a plain line at most every
+ * 10% of the work (and at the end). Each line: done/total, the caller's running figure,
+ * elapsed time and ETA. */
+typedef struct cq_progress {
+    const char *label;
+    uint64_t total;
+    double t0, last;
+    int tty, last_decile, open;
+} cq_progress;
+void cq_progress_start(cq_progress *p, const char *label, uint64_t total);
+/* extra: a short running figure (may be NULL) */
+void cq_progress_update(cq_progress *p, uint64_t done, const char *extra);
+void cq_progress_end(cq_progress *p);
 
 /* ---- evaluation helpers (tools/eval_common.c) ---- */
 #include "cq_eval.h"
@@ -76,50 +139,6 @@ int cq_tool_tokenize_file(const char *cmd, const cq_tokenizer *tok, const char *
 /* Comma-separated K/V formats (cq_kv_format_parse). 0 or exit code 2. */
 int cq_tool_parse_formats(const char *cmd, const char *list, cq_kv_format *f, uint32_t max,
                           uint32_t *n);
-/* Why format f cannot run in the streaming cache of model c (NULL: it can). */
-const char *cq_tool_format_na(const cq_model_config *c, const cq_kv_format *f, uint32_t group,
-                              const uint8_t *masks, char *buf, size_t cap);
-
-/* Outlier calibration (EVAL.md section 4) on the LAST seqs*len tokens of the text,
- * in file order, split into `batches` contiguous batches. */
-typedef struct cq_tool_calib_opts {
-    uint32_t seqs, len, batches, threads;
-    int quiet;
-    /* filled in: */
-    uint32_t used_seqs, used_len, used_batches;
-    size_t start; /* first token used */
-} cq_tool_calib_opts;
-cq_status cq_tool_calibrate(const cq_model *m, const int32_t *tokens, size_t n_tokens, int32_t bos,
-                            cq_tool_calib_opts *o, cq_calib **out, cq_err *err);
-/* Top-k of all data as CQ-4+ masks [n_layers][n_kv_heads][D]. */
-cq_status cq_tool_calib_masks(const cq_calib *cal, const cq_model_config *c, uint32_t k,
-                              uint8_t *masks);
-/* Run T tokens through an fp16/fp16 session; q [L][H][T][D], k, v [L][Hkv][T][D] fp32
- * (post-RoPE, what the cache is given). Caller frees. */
-cq_status cq_tool_capture(const cq_model *m, const int32_t *tokens, uint32_t T, uint32_t threads,
-                          float **q, float **k, float **v, cq_err *err);
-
-#define CQ_TOOL_MAX_SEL 64
-typedef struct cq_tool_sel {
-    uint32_t v[CQ_TOOL_MAX_SEL];
-    int n;
-} cq_tool_sel;
-/* n values int(linspace(lo, hi, n)), duplicates dropped. */
-void cq_tool_linspace(uint32_t lo, uint32_t hi, int n, cq_tool_sel *out);
-/* Q [NL][NQH][T][D], K/V [NL][NKV][T][D] as fp16 bits. */
-typedef struct cq_tool_qkv {
-    const uint16_t *Q, *K, *V;
-    uint32_t NL, NQH, NKV, T, D;
-} cq_tool_qkv;
-/* The attention-fidelity protocol over layers x query heads x positions for one codec
- * pair: mean metrics and measured bits per value (packed bytes over 2 L D values).
- * masks: NULL (cfg->mask for every head) or per-head CQ-4+ masks [NL][NKV][D]. */
-cq_status cq_tool_attn_pair(const cq_codec_traits *kc, const cq_codec_traits *vc,
-                            const cq_codec_cfg *cfg, const cq_tool_qkv *x,
-                            const cq_tool_sel *layers, const cq_tool_sel *heads,
-                            const cq_tool_sel *pos, const uint8_t *masks, cq_attn_metrics *mean,
-                            double *bpv, cq_err *err);
-
 /* Multiple choice: progress of cq_mc_score on stderr ("cq eval mc: LABEL: item i/n");
  * user is the label (const char *). */
 void cq_tool_mc_progress(void *user, size_t done, size_t total);

@@ -1,7 +1,8 @@
 /*
  * model_common.c - what `cq generate` and `cq eval` share: finding and loading
- * a model and its tokenizer (the default is stories260K under ../shared), and
- * small option parsers of the model commands.
+ * a model and its tokenizer (the default is tinyqwen-hd64-kbias under
+ * ../shared), naming it in reports, and small option parsers of the model
+ * commands.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,11 +24,7 @@ int cq_tool_model_load(const char *cmd, const char *model_path, const char *tok_
                        cq_tool_model *tm) {
     memset(tm, 0, sizeof *tm);
     char dir[4096];
-    if (!model_path) {
-        const char *sh = getenv("CQ_SHARED");
-        snprintf(dir, sizeof dir, "%s/models/stories260K", sh && *sh ? sh : "../shared");
-        model_path = dir;
-    }
+    if (!model_path) model_path = cq_tool_default_model(dir, sizeof dir);
     if (strlen(model_path) > 4000) {
         fprintf(stderr, "cq %s: model path too long\n", cmd);
         return 2;
@@ -97,4 +94,18 @@ int cq_tool_fp16_layers(const char *s, int *first, int *last) {
         else return -1;
     }
     return 0;
+}
+
+const char *cq_tool_model_label(const char *path) {
+    const char *b = strrchr(path, '/');
+    b = b ? b + 1 : path;
+    if (!strncmp(b, "tinyqwen-hd64-kbias", 19))
+        return "tinyqwen-hd64-kbias: self-trained Qwen2-shaped GQA model (head_dim 64) with Qwen2-like "
+               "key outliers; not a public checkpoint";
+    if (!strncmp(b, "tinyqwen-hd64", 13))
+        return "tinyqwen-hd64: self-trained Qwen2-shaped GQA model (head_dim 64), mild key outliers; "
+               "not a public checkpoint";
+    if (strstr(path, "stories260K"))
+        return "stories260K: llama2.c TinyStories model (head_dim 8)";
+    return "";
 }

@@ -147,3 +147,60 @@ done:
     free(o1);
     return st;
 }
+
+/* ------------------------------------- the protocol over layers, heads, positions */
+
+void cq_linspace(uint32_t lo, uint32_t hi, int n, cq_sel *out) {
+    out->n = 0;
+    for (int i = 0; i < n && i < CQ_MAX_SEL; i++) {
+        uint32_t v = n == 1 ? lo : (uint32_t)(lo + (double)(hi - lo) * i / (n - 1)); /* int() */
+        if (out->n && out->v[out->n - 1] == v) continue;
+        out->v[out->n++] = v;
+    }
+}
+
+cq_status cq_attn_pair(const cq_codec_traits *kc, const cq_codec_traits *vc,
+                            const cq_codec_cfg *cfg, const cq_qkv_set *x,
+                            const cq_sel *layers, const cq_sel *heads,
+                            const cq_sel *pos, const uint8_t *masks, cq_attn_metrics *mean,
+                            double *bpv, cq_err *err) {
+    const uint32_t D = x->D, grp = x->NQH / x->NKV;
+    float *qbuf = malloc((size_t)grp * D * sizeof(float));
+    if (!qbuf) return cq_err_set(err, CQ_ERR_NOMEM, -1, -1, "out of memory");
+    cq_attn_metrics acc;
+    cq_attn_metrics_clear(&acc);
+    cq_codec_cfg hc = *cfg;
+    double bits = 0, vals = 0;
+    cq_status st = CQ_OK;
+    for (int li = 0; li < layers->n && !st; li++)
+        for (int pj = 0; pj < pos->n && !st; pj++) {
+            uint32_t L = pos->v[pj] + 1;
+            for (uint32_t kv = 0; kv < x->NKV && !st; kv++) {
+                /* the selected query heads of this kv head, query of token p */
+                uint32_t nq = 0;
+                for (int hi = 0; hi < heads->n; hi++) {
+                    uint32_t h = heads->v[hi];
+                    if (h / grp != kv) continue;
+                    const uint16_t *src =
+                        x->Q + (((size_t)layers->v[li] * x->NQH + h) * x->T + pos->v[pj]) * D;
+                    for (uint32_t c = 0; c < D; c++) qbuf[(size_t)nq * D + c] = cq_f16_to_f32(src[c]);
+                    nq++;
+                }
+                if (!nq) continue;
+                size_t base = ((size_t)layers->v[li] * x->NKV + kv) * x->T * D;
+                if (masks) hc.mask = masks + ((size_t)layers->v[li] * x->NKV + kv) * D;
+                st = cq_attn_fidelity_case(kc, vc, &hc, x->K + base, x->V + base, L, qbuf, nq, &acc,
+                                           err);
+                if (!st) {
+                    bits += 8.0 * (double)(kc->packed_bytes(&hc, CQ_ROLE_KEY, L) +
+                                           vc->packed_bytes(&hc, CQ_ROLE_VALUE, L));
+                    vals += 2.0 * L * D;
+                }
+            }
+        }
+    free(qbuf);
+    if (st) return st;
+    cq_attn_metrics_mean(&acc, mean);
+    *bpv = vals > 0 ? bits / vals : NAN;
+    return CQ_OK;
+}

@@ -145,24 +145,18 @@ cq_status cq_mc_score(const cq_model *m, const cq_tokenizer *tok, const cq_mc_se
     so.max_tokens = longest;
     so.batch = longest;
     cq_cache_config cc;
-    cq_ppl_opts po;
-    memset(&po, 0, sizeof po);
-    po.group = o->group;
-    po.n_sinks = o->n_sinks;
-    po.fp16_first = o->fp16_first;
-    po.fp16_last = o->fp16_last;
-    po.masks = o->masks;
-    po.page_tokens = longest;
+    cq_kv_setup kv = o->kv;
+    if (!kv.page_tokens) kv.page_tokens = longest;
     if (f->reference) {
         so.mode = CQ_KV_REFERENCE;
     } else {
         so.mode = CQ_KV_CACHE;
-        cq_kv_format_cache_config(c, f, &po, lbuf, &cc);
+        cq_kv_format_cache_config(c, f, &kv, lbuf, &cc);
         so.cache = &cc;
     }
     cq_session *s = NULL;
     if (!st) st = cq_session_create(m, &so, &s, err);
-    double bits = 0, bits_ns = 0;
+    double bits = 0, bits_ns = 0, len_sum = 0;
     uint64_t n_fw = 0;
     for (size_t i = 0; i < set->n && !st; i++) {
         const cq_mc_item *it = &set->items[i];
@@ -174,6 +168,10 @@ cq_status cq_mc_score(const cq_model *m, const cq_tokenizer *tok, const cq_mc_se
             st = cq_mc_prepare(tok, it->context, it->endings[j], max_len, &q, err);
             if (st) break;
             retok |= q.retok;
+            uint32_t w = cq_kv_format_warnings(f, q.n, o->kv.group);
+            r->n_short += (w & CQ_WARN_CTX_LE_GROUP) != 0;
+            r->warnings |= w;
+            len_sum += q.n;
             cq_session_reset(s);
             st = cq_session_forward(s, q.in, q.n, logits, 0, err);
             if (!st) {
@@ -207,6 +205,8 @@ cq_status cq_mc_score(const cq_model *m, const cq_tokenizer *tok, const cq_mc_se
     }
     r->bits_per_value = n_fw ? bits / (double)n_fw : NAN;
     r->bits_no_slack = n_fw ? bits_ns / (double)n_fw : NAN;
+    r->mean_len = n_fw ? len_sum / (double)n_fw : NAN;
+    r->codec_bpv = cq_format_codec_bits(f, c->n_kv_heads, c->head_dim, o->kv.group, o->kv.masks);
     cq_session_free(s);
     free(logits);
     free(lbuf);
