@@ -56,6 +56,12 @@ static void sweep_usage(FILE *f) {
     cq_tool_opts_help(f, SWEEP_OPTS);
 }
 
+static void sweep_progress(void *user, uint32_t chunk, uint32_t n, const double *ppl,
+                           const double *kld, uint32_t nf) {
+    (void)ppl, (void)kld, (void)nf, (void)n;
+    cq_progress_update(user, chunk, NULL);
+}
+
 static int parse_groups(const char *s, uint32_t *g, int max) {
     uint16_t v[16];
     int n = cq_arg_u16_list(s, v, max < 16 ? max : 16);
@@ -304,9 +310,16 @@ int cq_cmd_sweep(int argc, char **argv) {
             }
         if (!nf) continue;
         po.kv.group = G;
-        fprintf(stderr, "cq sweep: ppl/KLD at G %u: %d formats x %u chunks of %u\n", G, nf, chunks, ctx);
+        char lab[96];
+        snprintf(lab, sizeof lab, "cq sweep: G %u, %d formats: chunk", G, nf);
+        cq_progress pg;
+        cq_progress_start(&pg, lab, chunks);
+        po.progress = sweep_progress;
+        po.progress_user = &pg;
         cq_ppl_result ref;
-        if ((st = cq_eval_ppl(tm.model, tokens, n_tokens, bos, &po, fm, (uint32_t)nf, res, &ref, &e))) {
+        st = cq_eval_ppl(tm.model, tokens, n_tokens, bos, &po, fm, (uint32_t)nf, res, &ref, &e);
+        cq_progress_end(&pg);
+        if (st) {
             cq_report("sweep", st, &e);
             goto out;
         }
