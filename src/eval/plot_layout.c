@@ -242,41 +242,46 @@ static int place_one(const cqp_layout_in *in, placed *pl, size_t i, double w, do
 }
 
 /* The placement order: the most crowded points first (they have the fewest free places), then
- * in order of x and y. The keys are set just before qsort. */
-static const double *g_px, *g_py;
-static const uint32_t *g_crowd;
-static int by_crowd_then_position(const void *a, const void *b) {
-    size_t i = *(const size_t *)a, j = *(const size_t *)b;
-    if (g_crowd[i] != g_crowd[j]) return g_crowd[i] > g_crowd[j] ? -1 : 1;
-    if (g_px[i] != g_px[j]) return g_px[i] < g_px[j] ? -1 : 1;
-    if (g_py[i] != g_py[j]) return g_py[i] < g_py[j] ? -1 : 1;
-    return i < j ? -1 : i > j;
+ * in order of x and y (the sort carries its keys: no shared state, so plots may be drawn from
+ * several threads). */
+typedef struct order_key {
+    uint32_t crowd;
+    double x, y;
+    size_t i;
+} order_key;
+
+static int by_crowd_then_position(const void *pa, const void *pb) {
+    const order_key *a = pa, *b = pb;
+    if (a->crowd != b->crowd) return a->crowd > b->crowd ? -1 : 1;
+    if (a->x != b->x) return a->x < b->x ? -1 : 1;
+    if (a->y != b->y) return a->y < b->y ? -1 : 1;
+    return a->i < b->i ? -1 : a->i > b->i;
 }
 
 cq_status cqp_place_labels(const cqp_layout_in *in, cqp_label *out) {
     size_t n = in->n;
     memset(out, 0, n * sizeof *out);
-    size_t *order = malloc((n ? n : 1) * sizeof *order);
-    uint32_t *crowd = calloc(n ? n : 1, sizeof *crowd);
+    order_key *order = malloc((n ? n : 1) * sizeof *order);
     placed pl = {malloc((n ? n : 1) * sizeof(cqp_box)), 0, malloc((n ? n : 1) * sizeof(cqp_seg)), 0};
     cand *cs = malloc(MAX_CANDS * sizeof *cs);
-    if (!order || !crowd || !pl.box || !pl.lead || !cs) {
-        free(order), free(crowd), free(pl.box), free(pl.lead), free(cs);
+    if (!order || !pl.box || !pl.lead || !cs) {
+        free(order), free(pl.box), free(pl.lead), free(cs);
         return CQ_ERR_NOMEM;
     }
     size_t m = 0;
-    for (size_t i = 0; i < n; i++)
-        if (in->drawn[i] && in->names[i] && in->names[i][0]) order[m++] = i;
-    for (size_t a = 0; a < m; a++) /* drawn neighbours within 30 px */
-        for (size_t j = 0; j < n; j++) {
-            double dx = in->px[j] - in->px[order[a]], dy = in->py[j] - in->py[order[a]];
-            crowd[order[a]] += j != order[a] && in->drawn[j] && dx * dx + dy * dy < 30.0 * 30.0;
+    for (size_t i = 0; i < n; i++) {
+        if (!in->drawn[i] || !in->names[i] || !in->names[i][0]) continue;
+        order_key *o = &order[m++];
+        *o = (order_key){0, in->px[i], in->py[i], i};
+        for (size_t j = 0; j < n; j++) { /* drawn neighbours within 30 px */
+            double dx = in->px[j] - o->x, dy = in->py[j] - o->y;
+            o->crowd += j != i && in->drawn[j] && dx * dx + dy * dy < 30.0 * 30.0;
         }
-    g_px = in->px, g_py = in->py, g_crowd = crowd;
+    }
     qsort(order, m, sizeof *order, by_crowd_then_position);
     uint32_t next_key = 1;
     for (size_t k = 0; k < m; k++) {
-        size_t i = order[k];
+        size_t i = order[k].i;
         cqp_label *L = &out[i];
         const char *s = in->names[i];
         /* the name at the given wrap, then narrower (more lines) */
@@ -301,7 +306,7 @@ cq_status cqp_place_labels(const cqp_layout_in *in, cqp_label *out) {
                       ? CQP_NUMBER
                       : CQP_KEY;
     }
-    free(order), free(crowd), free(pl.box), free(pl.lead), free(cs);
+    free(order), free(pl.box), free(pl.lead), free(cs);
     return CQ_OK;
 }
 
