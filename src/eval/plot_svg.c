@@ -401,16 +401,9 @@ cq_status cq_plot_svg_write(const char *path, const cq_plot_point *pts, size_t n
         bars[i] = clip_bar(&pts[i], &a);
         if (bars[i].has) soft[n_soft++] = (cqp_seg){px[i], sy(&a, bars[i].hi), px[i], sy(&a, bars[i].lo)};
     }
-    cqp_layout_in li = {n,
-                        px,
-                        py,
-                        drawn,
-                        rad,
-                        names,
-                        {M_LEFT, M_TOP, PLOT_W, PLOT_H},
-                        soft,
-                        n_soft,
-                        o->label_wrap ? o->label_wrap : 24};
+    cqp_layout_in li = {.n = n, .px = px, .py = py, .drawn = drawn, .r = rad, .names = names,
+                        .frame = {M_LEFT, M_TOP, PLOT_W, PLOT_H}, .soft = soft, .n_soft = n_soft,
+                        .wrap = o->label_wrap ? o->label_wrap : 24};
     if (cqp_place_labels(&li, lab)) goto nomem;
 
     /* the caption under the plot, the panel beside it: the page grows to hold both */
@@ -419,12 +412,15 @@ cq_status cq_plot_svg_write(const char *path, const cq_plot_point *pts, size_t n
     double H = fmax(M_TOP + PLOT_H + 58 + CAPTION_LH * (double)cap_lines,
                     draw_panel(NULL, o, pts, names, lab, n, n_front)) +
                14;
+    int panel = (o->series_names && o->n_series) || n_front;
+    for (size_t i = 0; i < n; i++) panel |= lab[i].kind == CQP_NUMBER || lab[i].kind == CQP_KEY;
+    double W = panel ? PAGE_W : M_LEFT + PLOT_W + 24; /* no legend, no key: no panel */
 
     sb_printf(&b,
               "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<svg xmlns=\"http://www.w3.org/2000/svg\" "
               "width=\"%.0f\" height=\"%.0f\" viewBox=\"0 0 %.0f %.0f\" font-family=\"DejaVu Sans, Verdana, "
               "sans-serif\" font-size=\"12\">\n<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n",
-              PAGE_W, H, PAGE_W, H);
+              W, H, W, H);
     sb_printf(&b, "<text x=\"%.1f\" y=\"28\" font-size=\"16\" text-anchor=\"middle\">", M_LEFT + PLOT_W / 2);
     sb_text(&b, o->title);
     sb_printf(&b, "</text>\n");
