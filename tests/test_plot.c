@@ -36,7 +36,7 @@ static char *slurp(const char *path) {
 static int attr(const char *tag, const char *name, char *out, size_t cap) {
     const char *end = strchr(tag, '>');
     size_t nl = strlen(name);
-    for (const char *p = tag; p && end && p < end; p++) {
+    for (const char *p = tag + 1; end && p < end; p++) { /* tag[0] is the "<" */
         if (p[-1] == ' ' && !strncmp(p, name, nl) && p[nl] == '=' && p[nl + 1] == '"') {
             const char *v = p + nl + 2, *q = strchr(v, '"');
             if (!q || (size_t)(q - v) >= cap) return 0;
