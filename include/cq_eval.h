@@ -164,8 +164,9 @@ uint64_t cq_calib_tokens(const cq_calib *c, int32_t batch);
  * each point labelled with its full name (wrapped at '/', '_', '-', '+' or space when long)
  * and placed so that no two labels overlap each other, a point or the plot frame (nearby
  * first, then displaced with a leader line; a label that fits nowhere becomes a number
- * beside its point and a "number name" line in a key beside the plot); optional vertical
- * error bars; optional Pareto front; a caption under the plot.
+ * beside its point and a "number name" line in a key beside the plot; points drawn at the
+ * same place share one label); optional vertical error bars; optional Pareto front; a caption
+ * under the plot.
  *
  * A point. The fields after series are optional (zero = absent), so {x, y, label, series}
  * initializers keep their meaning. */
@@ -200,9 +201,9 @@ typedef struct cq_plot_opts {
 } cq_plot_opts;
 
 /* Write the plot of pts[n] to path (atomically). Points with a non-finite x or y, or y <= 0
- * on a log axis, are left out. Errors: CQ_ERR_NULL (path, o, or pts with n > 0), CQ_ERR_ARG
- * (a negative or non-finite y_err, y outside [y_lo, y_hi], an unknown front), CQ_ERR_NOMEM,
- * CQ_ERR_IO. The SVG marks its parts for checking: label texts carry class="label",
+ * on a log axis, are left out. Errors (nothing written): CQ_ERR_NULL (path, o, or pts with
+ * n > 0), CQ_ERR_ARG (a negative or non-finite y_err, a non-finite y_lo or y_hi, y outside
+ * [y_lo, y_hi], an unknown front), CQ_ERR_NOMEM, CQ_ERR_IO. The SVG marks its parts for checking: label texts carry class="label",
  * data-index (the point's index) and data-bbox="x y w h" (the box the layout reserved), key
  * lines class="key", error bars class="errbar" (data-open="lo"/"hi" for an open end), Pareto
  * rings class="front-mark" data-index, the caption class="caption". Label placement takes time
@@ -216,7 +217,7 @@ cq_status cq_plot_svg_write(const char *path, const cq_plot_point *pts, size_t n
 size_t cq_plot_pareto(const cq_plot_point *pts, size_t n, int log_y, cq_plot_front front,
                       uint8_t *on_front);
 
-/* The plot without caption, front or error-bar options: cq_plot_svg_write with these fields. */
+/* cq_plot_svg_write with only these options set (no caption, no front, default wrap). */
 cq_status cq_plot_svg(const char *path, const char *title, const char *xlabel, const char *ylabel,
                       int log_y, const cq_plot_point *pts, size_t n, const char *const *series_names,
                       uint32_t n_series, cq_err *err);
