@@ -338,13 +338,64 @@ uint64_t cq_calib_tokens(const cq_calib *c, int32_t batch);
 
 /* ------------------------------------------------------------------ plots */
 
-/* A labelled scatter plot written as a standalone SVG file (opens in any browser). */
+/* Scatter plots written as standalone SVG files (any browser opens them), meant for papers:
+ * each point labelled with its full name (wrapped at '/', '_', '-', '+' or space when long)
+ * and placed so that no two labels overlap each other, a point or the plot frame (nearby
+ * first, then displaced with a leader line; a label that fits nowhere becomes a number
+ * beside its point and a "number name" line in a key beside the plot; points drawn at the
+ * same place share one label); optional vertical error bars; optional Pareto front; a caption
+ * under the plot.
+ *
+ * A point. The fields after series are optional (zero = absent), so {x, y, label, series}
+ * initializers keep their meaning. */
 typedef struct cq_plot_point {
     double x, y;
-    const char *label;  /* drawn beside the point (may be NULL) */
-    uint32_t series;    /* colour index */
+    const char *label;  /* the point's name, drawn in full (may be NULL: no label) */
+    uint32_t series;    /* colour index (and legend entry) */
+    double y_err;       /* symmetric error: a bar from y - y_err to y + y_err; 0 = none */
+    double y_lo, y_hi;  /* asymmetric bar from y_lo to y_hi (absolute y values); used instead
+                           of y_err when y_lo < y_hi; needs y_lo <= y <= y_hi */
 } cq_plot_point;
 
+/* Which envelope is the Pareto front. x (bits) is always lower-is-better. */
+typedef enum cq_plot_front {
+    CQ_PLOT_FRONT_NONE = 0,
+    CQ_PLOT_FRONT_LOWER = 1,  /* lower y is better: lower-left envelope (KLD vs bits) */
+    CQ_PLOT_FRONT_HIGHER = 2, /* higher y is better: upper-left envelope (cosine vs bits) */
+} cq_plot_front;
+
+typedef struct cq_plot_opts {
+    const char *title, *xlabel, *ylabel; /* may be NULL */
+    const char *caption;   /* drawn under the plot, wrapped to its width: the sample size
+                              (model, chunks x tokens, scored tokens), what the bars are; NULL = none */
+    int log_y;             /* log10 y axis. Error bars reaching y <= 0 (or below the axis) end
+                              at the axis bottom without a cap (an open end) */
+    cq_plot_front front;   /* draw the Pareto front: a dashed step line through the
+                              non-dominated points, each ringed */
+    const char *const *series_names; /* legend entries [n_series]; NULL = no legend */
+    uint32_t n_series;
+    uint32_t label_wrap;   /* longest label line in characters; 0 = 24 */
+    int debug_boxes;       /* outline every label's estimated bounding box (checking the estimate) */
+} cq_plot_opts;
+
+/* Write the plot of pts[n] to path (atomically). Points with a non-finite x or y, or y <= 0
+ * on a log axis, are left out. Errors (nothing written): CQ_ERR_NULL (path, o, or pts with
+ * n > 0), CQ_ERR_ARG (a negative or non-finite y_err, a non-finite y_lo or y_hi, y outside
+ * [y_lo, y_hi], an unknown front), CQ_ERR_NOMEM, CQ_ERR_IO. The SVG marks its parts for checking: label texts carry class="label",
+ * data-index (the point's index) and data-bbox="x y w h" (the box the layout reserved), key
+ * lines class="key", error bars class="errbar" (data-open="lo"/"hi" for an open end), Pareto
+ * rings class="front-mark" data-index, the caption class="caption". Label placement takes time
+ * about quadratic in the number of points (1000 named points: about a second). */
+cq_status cq_plot_svg_write(const char *path, const cq_plot_point *pts, size_t n,
+                            const cq_plot_opts *o, cq_err *err);
+
+/* on_front[i] = 1 if point i is on the Pareto front (no other drawable point has x <= and y
+ * at least as good, one of them strictly better), else 0; points cq_plot_svg_write leaves
+ * out are 0. front NONE marks nothing. Returns the number on the front. */
+size_t cq_plot_pareto(const cq_plot_point *pts, size_t n, int log_y, cq_plot_front front,
+                      uint8_t *on_front);
+
+/* cq_plot_svg_write with only these options set (no caption, no front, default wrap). */
 cq_status cq_plot_svg(const char *path, const char *title, const char *xlabel, const char *ylabel,
                       int log_y, const cq_plot_point *pts, size_t n, const char *const *series_names,
                       uint32_t n_series, cq_err *err);

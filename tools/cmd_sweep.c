@@ -73,26 +73,6 @@ static int parse_groups(const char *s, uint32_t *g, int max) {
     return n;
 }
 
-/* Short plot labels for the long MegaQuant method names. */
-static void short_label(const char *in, char *out, size_t cap) {
-    static const char *const from[] = {"hadamard_", "sink1_", "affine_seven_level_3bit", "affine_four_level_2bit",
-                                       "channelwise_four_level_2bit"};
-    static const char *const to[] = {"h+", "s1+", "a7-3b", "a4-2b", "cw4-2b"};
-    size_t n = 0;
-    while (*in && n + 8 < cap) {
-        size_t i;
-        for (i = 0; i < sizeof from / sizeof from[0]; i++)
-            if (!strncmp(in, from[i], strlen(from[i]))) break;
-        if (i < sizeof from / sizeof from[0]) {
-            n += (size_t)snprintf(out + n, cap - n, "%s", to[i]);
-            in += strlen(from[i]);
-        } else {
-            out[n++] = *in++;
-        }
-    }
-    out[n] = '\0';
-}
-
 static void print_num(FILE *o, double x, const char *fmt) {
     if (isnan(x)) fprintf(o, "null");
     else fprintf(o, fmt, x);
@@ -463,41 +443,68 @@ int cq_cmd_sweep(int argc, char **argv) {
         }
     }
     if (plot) {
-        cq_plot_point pts[2 * MAX_ROWS];
-        char labels[MAX_ROWS][64];
+        /* points named as the tables name the rows; the KLD plot's bars are +-1 standard error */
+        cq_plot_point pts[MAX_ROWS];
         const char *series[] = {"CQ-4 (G sweep)", "CQ-4+ (G sweep)", "CQ-8", "codec zoo"};
-        char path[4200], title[512];
+        char path[4200], title[512], caption[1024], scored[32];
+        const char *base = strrchr(tm.path, '/');
+        base = base ? base + 1 : tm.path;
+        /* the tinyqwen-hd64 models are this project's own (../shared/models/tinyqwen-hd64/README.md) */
+        const char *self_trained = strstr(base, "tinyqwen") ? " (self-trained, not a public checkpoint)" : "";
+        unsigned long long ns = (unsigned long long)chunks * (ctx - 1 - ctx / 2); /* cq_eval_ppl's */
+        if (ns >= 1000000)
+            snprintf(scored, sizeof scored, "%llu,%03llu,%03llu", ns / 1000000, ns / 1000 % 1000, ns % 1000);
+        else if (ns >= 1000) snprintf(scored, sizeof scored, "%llu,%03llu", ns / 1000, ns % 1000);
+        else snprintf(scored, sizeof scored, "%llu", ns);
         for (int which = 0; which < 2; which++) {
             size_t np = 0;
+            int any_se = 0;
             for (int i = 0; i < nrows; i++) {
                 const row *r = &rows[i];
-                double xv = which ? r->attn_bpv : r->bpv, yv = which ? r->out_cos : r->kld;
+                double xv = which ? r->attn_bpv : r->codec_bpv, yv = which ? r->out_cos : r->kld;
                 if (isnan(xv) || isnan(yv) || (!which && yv <= 0)) continue; /* log axis: no zeros */
                 /* the zoo's cq4/cq4+/cq8 are the G 128 and CQ-8 points of the group sweep */
                 if (do_groups && !strcmp(r->section, "zoo") &&
                     (r->f.key == CQ_CODEC_CQ4 || r->f.key == CQ_CODEC_CQ4P || r->f.key == CQ_CODEC_CQ8))
                     continue;
-                short_label(r->label, labels[i], sizeof labels[i]);
-                uint32_t s = strcmp(r->section, "zoo") == 0 ? 3
-                             : !strcmp(r->label, "CQ-8")     ? 2
-                             : r->f.key == CQ_CODEC_CQ4P     ? 1
-                                                             : 0;
+                memset(&pts[np], 0, sizeof pts[np]);
                 pts[np].x = xv;
                 pts[np].y = yv;
-                pts[np].label = labels[i];
-                pts[np].series = s;
+                pts[np].label = r->label;
+                pts[np].series = strcmp(r->section, "zoo") == 0 ? 3
+                                 : r->f.key == CQ_CODEC_CQ8     ? 2
+                                 : r->f.key == CQ_CODEC_CQ4P    ? 1
+                                                                : 0;
+                if (!which && r->kld_se > 0 && isfinite(r->kld_se)) pts[np].y_err = r->kld_se, any_se = 1;
                 np++;
             }
             snprintf(path, sizeof path, "%.4000s_%s.svg", plot, which ? "cos" : "kld");
-            const char *base = strrchr(tm.path, '/');
-            snprintf(title, sizeof title, "%s (%.60s, D=%u)",
-                     which ? "attention-output cosine vs bits/value" : "KLD vs bits/value",
-                     base ? base + 1 : tm.path, D);
-            st = cq_plot_svg(path, title,
-                             which ? "bits per value (packed, attention protocol)"
-                                   : "bits per value (measured cache bytes)",
-                             which ? "attention-output cosine" : "KLD mean vs fp16 cache (nats)", !which,
-                             pts, np, series, 4, &e);
+            snprintf(title, sizeof title, "%s (%.60s, head_dim %u)",
+                     which ? "Attention-output cosine vs bits per value" : "KLD vs bits per value", base, D);
+            if (which)
+                snprintf(caption, sizeof caption,
+                         "%.300s%s on %.300s: attention fidelity on Q/K/V of the first %u tokens, "
+                         "%d layers x %d query heads x %d positions; bits of the packed whole-block codec.",
+                         tm.path, self_trained, text, attn_tokens, ls.n, hs.n, ps.n);
+            else
+                snprintf(caption, sizeof caption,
+                         "%.300s%s on %.300s: KLD against the fp16 cache, %u chunk%s x %u tokens, "
+                         "%s scored tokens; codec bits per value of the committed tokens.%s",
+                         tm.path, self_trained, text, chunks, chunks == 1 ? "" : "s", ctx, scored,
+                         any_se ? " Bars: +-1 standard error of the mean." : "");
+            cq_plot_opts po_plot;
+            memset(&po_plot, 0, sizeof po_plot);
+            po_plot.title = title;
+            po_plot.xlabel =
+                which ? "codec bits per value (packed, attention protocol)" : "codec bits per value";
+            po_plot.ylabel = which ? "attention-output cosine (higher is better)"
+                                   : "KLD mean vs fp16 cache, nats (lower is better)";
+            po_plot.caption = caption;
+            po_plot.log_y = !which;
+            po_plot.front = which ? CQ_PLOT_FRONT_HIGHER : CQ_PLOT_FRONT_LOWER;
+            po_plot.series_names = series;
+            po_plot.n_series = 4;
+            st = cq_plot_svg_write(path, pts, np, &po_plot, &e);
             if (st) {
                 cq_report("sweep", st, &e);
                 goto out;
