@@ -185,6 +185,23 @@ cq_status cq_engine_scale_set(const cq_engine *e, uint32_t set, uint16_t *scales
 /* Beat-level trace (text, one beat or bus access per line; docs/ENGINE_V03.md). NULL stops. */
 void cq_engine_set_trace(cq_engine *e, FILE *f);
 
+/* Replay kit (docs/ENGINE_REPLAY.md): while set, the model writes a $readmemh
+ * stimulus image of what the pins see (register accesses, write beats, expected
+ * read beats; one 64-bit word per line), its own per-token / per-read spans and,
+ * at cq_engine_replay_finish, its valid SRAM rows; and the two files the
+ * behavioural stand-in block of hw/ replays (per-token span and row count, the
+ * rows in store order). Any FILE may be NULL. */
+typedef struct cq_engine_replay_files {
+    FILE *image;          /* stimulus and expected beats (hex words) */
+    FILE *model_spans;    /* "T <i> <cycles>" per token, "R <i> <cycles>" per read */
+    FILE *model_rows;     /* "<addr hex> <row hex>" per valid row, at finish */
+    FILE *standin_tokens; /* per token: {rows stored[63:32], span[31:0]} (hex) */
+    FILE *standin_rows;   /* every stored row, in store order (hex, MSB first) */
+} cq_engine_replay_files;
+void cq_engine_set_replay(cq_engine *e, const cq_engine_replay_files *f); /* NULL stops */
+/* Write the model's valid rows and the image's END word. */
+void cq_engine_replay_finish(cq_engine *e);
+
 /* ---------------------------------------------------------- integer cores */
 
 /* scale = fp16_RNE(max(amax/qmax, 2^-14)) by integer division, sticky, RNE.
@@ -283,6 +300,12 @@ cq_status cq_engine_run_check(const cq_engine_config *cfg, const uint16_t *K, co
                               uint32_t T, const uint32_t *golden_k_hat,
                               const uint32_t *golden_v_hat, FILE *trace, cq_engine_report *rep,
                               cq_err *err);
+/* The same run, also writing the replay kit's files (replay may be NULL). */
+cq_status cq_engine_run_check_replay(const cq_engine_config *cfg, const uint16_t *K,
+                                     const uint16_t *V, uint32_t T,
+                                     const uint32_t *golden_k_hat, const uint32_t *golden_v_hat,
+                                     FILE *trace, const cq_engine_replay_files *replay,
+                                     cq_engine_report *rep, cq_err *err);
 
 #ifdef __cplusplus
 }

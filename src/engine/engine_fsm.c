@@ -400,6 +400,7 @@ void cq_engine_step(cq_engine *e, const cq_engine_in *in, cq_engine_out *out) {
     cq_engine_out o;
     memset(&o, 0, sizeof o);
     o.cycle = e->cycle;
+    eng_rp_cycle(e);
     o.s_tready = s_ready(e);
     o.s_fire = in->s_tvalid && o.s_tready;
     if (e->st == CQ_ES_OUTPUT) {
@@ -425,6 +426,9 @@ void cq_engine_step(cq_engine *e, const cq_engine_in *in, cq_engine_out *out) {
             fprintf(e->trace, "%c %llu %08x %d\n", o.m_lost ? 'L' : 'M',
                     (unsigned long long)e->cycle, o.m_tdata, o.m_tlast);
     }
+    if (o.s_fire && !o.s_dropped)
+        eng_rp_beat_in(e, in, e->st == CQ_ES_IDLE || (e->st == CQ_ES_KCOLLECT && e->beat == 0));
+    if (o.m_tvalid && o.m_fire && !o.m_lost) eng_rp_beat_out(e, o.m_tdata, o.m_tlast);
     e->st_cycles[e->st]++;
     advance(e, in, o.s_fire, o.m_tvalid && o.m_fire);
     e->cycle++;

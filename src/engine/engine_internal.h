@@ -119,6 +119,12 @@ struct cq_engine {
     uint64_t q_total, q_fast; /* quantize-core runs and early paths (v0.2 core) */
 
     FILE *trace;
+
+    /* replay kit sink (engine_replay.c) */
+    cq_engine_replay_files rp;
+    int rp_on, rp_tok_open, rp_rd_open;
+    uint64_t rp_tok_c0, rp_rd_c0;
+    uint32_t rp_tok_idx, rp_tok_rows, rp_rd_idx;
 };
 
 /* engine_sram.c */
@@ -143,6 +149,14 @@ uint32_t eng_cr(const cq_engine *e, int key);
 void eng_raise(cq_engine *e, uint32_t irq_bit, uint32_t addr);
 int eng_idle(const cq_engine *e);
 int eng_irq_line(const cq_engine *e);
+
+/* engine_replay.c: events of the replay kit (no-ops unless a replay is set) */
+void eng_rp_reg_write(cq_engine *e, uint32_t off, uint32_t val);
+void eng_rp_reg_read(cq_engine *e, uint32_t off, uint32_t val);
+void eng_rp_cycle(cq_engine *e);   /* start of a cycle: closes a token's span */
+void eng_rp_beat_in(cq_engine *e, const cq_engine_in *in, int first);
+void eng_rp_beat_out(cq_engine *e, uint32_t data, int last);
+void eng_rp_row(cq_engine *e, uint32_t addr); /* a row was stored */
 
 /* engine_fsm.c */
 int eng_read_queue_empty(const cq_engine *e);

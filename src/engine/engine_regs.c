@@ -281,6 +281,7 @@ static uint32_t reg_value(const cq_engine *e, uint32_t off) {
 uint32_t cq_engine_reg_read(cq_engine *e, uint32_t off) {
     if (!e) return CQ_ENG_UNMAPPED;
     uint32_t v = reg_value(e, off);
+    eng_rp_reg_read(e, off, v);
     if (e->trace)
         fprintf(e->trace, "R %llu %04x %08x\n", (unsigned long long)e->cycle, off, v);
     return v;
@@ -310,6 +311,7 @@ void cq_engine_reg_write(cq_engine *e, uint32_t off, uint32_t val) {
     if (!e) return;
     if (e->trace)
         fprintf(e->trace, "W %llu %04x %08x\n", (unsigned long long)e->cycle, off, val);
+    eng_rp_reg_write(e, off, val);
     int v3 = e->rev == CQ_ENGINE_V03;
     switch (off) {
     case CQ_ENG_CTRL:

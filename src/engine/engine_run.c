@@ -82,6 +82,15 @@ cq_status cq_engine_run_check(const cq_engine_config *cfg, const uint16_t *K, co
                               uint32_t T, const uint32_t *golden_k_hat,
                               const uint32_t *golden_v_hat, FILE *trace, cq_engine_report *rep,
                               cq_err *err) {
+    return cq_engine_run_check_replay(cfg, K, V, T, golden_k_hat, golden_v_hat, trace, NULL, rep,
+                                      err);
+}
+
+cq_status cq_engine_run_check_replay(const cq_engine_config *cfg, const uint16_t *K,
+                                     const uint16_t *V, uint32_t T,
+                                     const uint32_t *golden_k_hat, const uint32_t *golden_v_hat,
+                                     FILE *trace, const cq_engine_replay_files *replay,
+                                     cq_engine_report *rep, cq_err *err) {
     cq_err_clear(err);
     if (!cfg || !K || !V || !rep) return cq_err_set(err, CQ_ERR_NULL, -1, -1, "NULL argument");
     memset(rep, 0, sizeof *rep);
@@ -107,6 +116,7 @@ cq_status cq_engine_run_check(const cq_engine_config *cfg, const uint16_t *K, co
         goto out;
     }
     if (trace) cq_engine_set_trace(e, trace);
+    if (replay) cq_engine_set_replay(e, replay);
     if ((st = cq_engine_drv_init(e, err))) goto out;
     cq_engine_drv_stats ds;
     memset(&ds, 0, sizeof ds);
@@ -156,6 +166,7 @@ cq_status cq_engine_run_check(const cq_engine_config *cfg, const uint16_t *K, co
     rep->sram_bits_val = (uint64_t)T * e->row_bits;
     rep->content_bits_key = (uint64_t)kst * e->key_bits + rep->scale_sets_used * rep->scale_set_bits;
     rep->content_bits_val = (uint64_t)T * e->val_bits;
+    cq_engine_replay_finish(e);
     cq_engine_state_cycles(e, rep->state_cycles);
     rep->total_cycles = e->cycle;
     if (rep->mismatches)

@@ -122,6 +122,7 @@ static void mark_written(cq_engine *e, uint32_t addr) {
         e->valid[addr] = 1;
         e->occupancy++;
     }
+    eng_rp_row(e, addr);
 }
 
 void eng_invalidate(cq_engine *e, uint32_t addr) {
