@@ -3,8 +3,9 @@
  * section 6): scale (restoring division by qmax, sticky, RNE to 11 bits),
  * quantize (a cycle-stepped core: decode, 21 restoring radix-2 division steps
  * with a guard and a sticky bit, round half to even and clamp, done: 24
- * cycles; the v0.2 core 25, or 4 on its early path), dequantize (|code| x significand by shift-and-add, normalized into
- * fp32) and the exact fp16 -> fp32 widening of the v0.3 outlier lane.
+ * cycles; the v0.2 core 25, or 4 on its early path), dequantize (|code| x
+ * significand by shift-and-add, normalized into fp32) and the exact fp16 ->
+ * fp32 widening of the v0.3 outlier lane.
  *
  * No floating point is used here on purpose: these are the datapaths an RTL
  * designer would build, and tests/test_engine_cores.c proves them bit for bit
