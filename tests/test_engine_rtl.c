@@ -55,10 +55,7 @@ static int amax_restart(cq_engine_rev rev, int in_flush) {
     if (in_flush) { /* es_push of the G-th returned after the flush: redo it, stop in KEMIT */
         soft_reset(e);
         for (uint32_t t = 0; t + 1 < G; t++) es_push(e, big, D, 0, D - 1);
-        for (uint32_t b = 0; b < D; b++) {
-            cq_engine_in in = {1, big[b], 0, b == D - 1, 1};
-            cq_engine_step(e, &in, NULL);
-        }
+        es_beats(e, big, D, 0);
         for (int i = 0; i < 100000 && cq_engine_get_state(e) != CQ_ES_KEMIT; i++) clock(e, 1);
         CHECK(cq_engine_get_state(e) == CQ_ES_KEMIT, "item 3 setup: in KEMIT");
     }
@@ -201,10 +198,7 @@ static int r2_value(cq_engine_rev rev) {
     es_token(8, D, x);
     es_token(9, D, y);
     cq_engine_reg_write(e, CQ_ENG_WRITE_ADDR, 1);
-    for (uint32_t b = 0; b < D; b++) {
-        cq_engine_in in = {1, x[b], 1, b == D - 1, 1};
-        cq_engine_step(e, &in, NULL);
-    }
+    es_beats(e, x, D, 1);
     clock(e, 10);
     CHECK(cq_engine_get_state(e) == CQ_ES_COMPRESS, "R2 setup: compressing");
     soft_reset(e);
@@ -230,10 +224,7 @@ static int r2_key(cq_engine_rev rev) {
     es_token(40, D, z);
     cq_engine_reg_write(e, CQ_ENG_WRITE_ADDR, 0);
     for (uint32_t t = 0; t + 1 < G; t++) es_push(e, K + t * D, D, 0, D - 1);
-    for (uint32_t b = 0; b < D; b++) {
-        cq_engine_in in = {1, K[(G - 1) * D + b], 0, b == D - 1, 1};
-        cq_engine_step(e, &in, NULL);
-    }
+    es_beats(e, &K[(G - 1) * D], D, 0);
     for (int i = 0; i < 100000 && cq_engine_get_state(e) != CQ_ES_KEMIT; i++) clock(e, 1);
     CHECK(cq_engine_get_state(e) == CQ_ES_KEMIT, "R2 setup: flushing");
     soft_reset(e);
@@ -260,10 +251,7 @@ static int r3(cq_engine_rev rev) {
     uint32_t beats[D], want[D];
     es_token(11, D, x);
     cq_engine_reg_write(e, CQ_ENG_WRITE_ADDR, 5);
-    for (uint32_t b = 0; b < D; b++) {
-        cq_engine_in in = {1, x[b], 1, b == D - 1, 1};
-        cq_engine_step(e, &in, NULL);
-    }
+    es_beats(e, x, D, 1);
     clock(e, 3);
     cq_engine_reg_write(e, CQ_ENG_WRITE_ADDR, 9);
     clock(e, 2000);
@@ -316,10 +304,7 @@ static int r5_kfeed(cq_engine_rev rev) {
         for (uint32_t t = 0; t < G; t++) es_token(t, D, K + t * D);
         cq_engine_reg_write(e, CQ_ENG_WRITE_ADDR, 0);
         for (uint32_t t = 0; t + 1 < G; t++) es_push(e, K + t * D, D, 0, D - 1);
-        for (uint32_t b = 0; b < D; b++) {
-            cq_engine_in in = {1, K[(G - 1) * D + b], 0, b == D - 1, 1};
-            cq_engine_step(e, &in, NULL);
-        }
+        es_beats(e, &K[(G - 1) * D], D, 0);
         for (int i = 0; i < 100 && cq_engine_get_state(e) != CQ_ES_KFEED; i++) clock(e, 1);
         clock(e, k);
         if (cq_engine_get_state(e) != CQ_ES_KFEED) {

@@ -40,6 +40,13 @@ void es_push(cq_engine *e, const uint16_t *x, uint32_t nbeats, int tuser, uint32
     for (int n = 0; n < 100000 && !cq_engine_token_ready(e); n++) cq_engine_step(e, NULL, NULL);
 }
 
+void es_beats(cq_engine *e, const uint16_t *x, uint32_t D, int tuser) {
+    for (uint32_t b = 0; b < D; b++) {
+        cq_engine_in in = {1, x[b], tuser, b == D - 1, 1};
+        cq_engine_step(e, &in, NULL);
+    }
+}
+
 uint32_t es_read(cq_engine *e, uint32_t addr, uint32_t *beats, uint32_t cap, uint32_t cycles,
                  uint32_t ready_pat) {
     cq_engine_reg_write(e, CQ_ENG_READ_ADDR, addr);

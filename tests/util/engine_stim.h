@@ -20,6 +20,9 @@ void es_token(uint32_t t, uint32_t D, uint16_t *x);
 /* Stream nbeats beats of x (tvalid held until accepted), tlast on beat tlast_at,
  * then clock until the write port can take a new token (bounded). */
 void es_push(cq_engine *e, const uint16_t *x, uint32_t nbeats, int tuser, uint32_t tlast_at);
+/* Present D beats of x back to back, one per cycle, tlast on the last, without
+ * waiting for tready or for the token to finish (the caller steers the FSM). */
+void es_beats(cq_engine *e, const uint16_t *x, uint32_t D, int tuser);
 /* Launch a read of addr and clock `cycles` cycles with m_tready = bit i%32 of
  * ready_pat; returns the beats delivered (at most cap). */
 uint32_t es_read(cq_engine *e, uint32_t addr, uint32_t *beats, uint32_t cap, uint32_t cycles,
