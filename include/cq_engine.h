@@ -141,6 +141,7 @@ typedef struct cq_engine_out {
     int m_lost;       /* v0.2 only: beat presented while m_tready low, gone */
     int irq;
     uint64_t cycle;   /* index of this cycle */
+    int s_dropped;    /* v0.2 only (R1): a write beat was accepted during a read and dropped */
 } cq_engine_out;
 
 /* Advance one clock cycle. in may be NULL (no beat, m_tready 1); out may be NULL. */
@@ -184,22 +185,47 @@ cq_status cq_engine_scale_set(const cq_engine *e, uint32_t set, uint16_t *scales
 /* Beat-level trace (text, one beat or bus access per line; docs/ENGINE_V03.md). NULL stops. */
 void cq_engine_set_trace(cq_engine *e, FILE *f);
 
+/* Replay kit (docs/ENGINE_REPLAY.md): while set, the model writes a $readmemh
+ * stimulus image of what the pins see (register accesses, write beats, expected
+ * read beats; one 64-bit word per line), its own per-token / per-read spans and,
+ * at cq_engine_replay_finish, its valid SRAM rows; and the two files the
+ * behavioural stand-in block of hw/ replays (per-token span and row count, the
+ * rows in store order). Any FILE may be NULL. */
+typedef struct cq_engine_replay_files {
+    FILE *image;          /* stimulus and expected beats (hex words) */
+    FILE *model_spans;    /* "T <i> <cycles>" per token, "R <i> <cycles>" per read */
+    FILE *model_rows;     /* "<addr hex> <row hex>" per valid row, at finish */
+    FILE *standin_tokens; /* per token: {rows stored[63:32], span[31:0]} (hex) */
+    FILE *standin_rows;   /* every stored row, in store order (hex, MSB first) */
+} cq_engine_replay_files;
+void cq_engine_set_replay(cq_engine *e, const cq_engine_replay_files *f); /* NULL stops */
+/* Write the model's valid rows and the image's END word. */
+void cq_engine_replay_finish(cq_engine *e);
+
 /* ---------------------------------------------------------- integer cores */
 
 /* scale = fp16_RNE(max(amax/qmax, 2^-14)) by integer division, sticky, RNE.
  * The cores are sized for qmax 1..127 (7 and 127 are used); other values are clamped. */
 uint16_t cq_eng_scale_core(uint16_t amax, int qmax);
-/* The serialized quantize core: start, 21 restoring division steps, round, done. */
+/* The serialized quantize core: start, 21 restoring division steps, round, done.
+ * Two latencies (the codes are the same): the v0.3 core takes CQ_ENG_QCORE_CYCLES
+ * whatever the data; the v0.2 (published RTL) core takes CQ_ENG_QCORE_RTL_CYCLES, or
+ * CQ_ENG_QCORE_RTL_FAST when it takes its early path (docs/ENGINE_V03.md section 4). */
 typedef struct cq_eng_qcore {
     int busy, done, phase, code;
     uint16_t x, s;       /* latched operands */
     int early;           /* 0 none, 1 early zero, 2 early clamp */
     uint32_t sig_x, sig_s, rem, quo;
     int d, neg, qmax, steps;
+    int rtl;             /* 1: the v0.2 data-dependent latency */
+    int fast;            /* rtl: the early path was taken (4 cycles) */
 } cq_eng_qcore;
 void cq_eng_qcore_start(cq_eng_qcore *q, uint16_t x, uint16_t scale, int qmax);
+void cq_eng_qcore_start_rtl(cq_eng_qcore *q, uint16_t x, uint16_t scale, int qmax);
 void cq_eng_qcore_clock(cq_eng_qcore *q); /* one cycle; sets done and code when finished */
 #define CQ_ENG_QCORE_CYCLES 24
+#define CQ_ENG_QCORE_RTL_CYCLES 25
+#define CQ_ENG_QCORE_RTL_FAST 4
 /* Run a core to completion; *cycles (may be NULL) receives the cycles it took. */
 int cq_eng_quantize_core(uint16_t x, uint16_t scale, int qmax, int *cycles);
 /* code x fp16 field -> fp32 bits: |code| x significand, normalized; a zero product is +0.0. */
@@ -213,6 +239,8 @@ typedef struct cq_engine_drv_stats {
     uint64_t key_tokens, val_tokens, reads;
     uint64_t key_cycles, val_cycles, read_cycles; /* cycles spent in pushes / reads */
     uint64_t records_written;
+    /* per-token spans (push_kv): min and max of one key / value push (0 when none) */
+    uint64_t key_min, key_max, val_min, val_max;
 } cq_engine_drv_stats;
 
 /* Soft reset, enable, check INFO registers against the construction. */
@@ -249,6 +277,9 @@ typedef struct cq_engine_report {
     uint32_t T, D, keys_stored;
     uint64_t key_tokens, val_tokens, key_cycles, val_cycles;  /* compress */
     uint64_t key_reads, val_reads, key_read_cycles, val_read_cycles; /* decompress */
+    uint64_t key_min, key_max, val_min, val_max;   /* per-token compress spans */
+    uint64_t read_min, read_max;                   /* per-record read spans */
+    uint64_t q_total, q_fast; /* quantize-core runs, and those that took the early path */
     uint64_t beats_checked;   /* beats compared (against each reference) */
     uint64_t mismatches;      /* beats that differ from the contract */
     uint64_t negzero_outliers;/* v0.2 gap 8: outlier -0.0 read back as +0.0 (not counted above) */
@@ -269,6 +300,12 @@ cq_status cq_engine_run_check(const cq_engine_config *cfg, const uint16_t *K, co
                               uint32_t T, const uint32_t *golden_k_hat,
                               const uint32_t *golden_v_hat, FILE *trace, cq_engine_report *rep,
                               cq_err *err);
+/* The same run, also writing the replay kit's files (replay may be NULL). */
+cq_status cq_engine_run_check_replay(const cq_engine_config *cfg, const uint16_t *K,
+                                     const uint16_t *V, uint32_t T,
+                                     const uint32_t *golden_k_hat, const uint32_t *golden_v_hat,
+                                     FILE *trace, const cq_engine_replay_files *replay,
+                                     cq_engine_report *rep, cq_err *err);
 
 #ifdef __cplusplus
 }

@@ -112,8 +112,12 @@ static void test_map(cq_engine_rev rev, cq_tier tier, uint32_t D, uint32_t G) {
         CHECK(cq_engine_reg_read(e, 0x50) == 0xDEADBEEFu, "v0.2 has no READ_TIMEOUT");
     }
     /* RW widths */
+    /* v0.3: 16 bits; v0.2: clog2(SRAM_DEPTH) = 8 bits (depth 256), so it reads back truncated */
     cq_engine_reg_write(e, 0x28, 0xFFFFFFFFu);
-    CHECK(cq_engine_reg_read(e, 0x28) == 0xFFFFu, "WRITE_ADDR is 16 bits");
+    CHECK(cq_engine_reg_read(e, 0x28) == (v3 ? 0xFFFFu : 0xFFu), "WRITE_ADDR width");
+    cq_engine_reg_write(e, 0x2C, 0x1FFu);
+    CHECK(cq_engine_reg_read(e, 0x2C) == (v3 ? 0x1FFu : 0xFFu), "READ_ADDR width");
+    cq_engine_reg_write(e, 0x00, 0x3); /* end the read that write launched */
     cq_engine_reg_write(e, 0x30, 0xFFFFFFFFu);
     CHECK(cq_engine_reg_read(e, 0x30) == (v3 ? 3u : 1u), "KV_SELECT width");
     cq_engine_reg_write(e, 0x34, 0xFFFFFFFFu);

@@ -24,8 +24,10 @@ static void engine_usage(FILE *f) {
             "per clock on the write port, fp32 beats on the read port): push K and V (values at\n"
             "records 0..T-1, keys at T..2T-1), read every record back and compare every beat\n"
             "bit for bit with the codec core (and the golden K_hat/V_hat). Report cycles per\n"
-            "token (the model's own cycle counts), tokens/s at each clock, SRAM bits per value\n"
-            "against the canonical stream, and occupancy. Exit 1 if any beat differs.\n\n"
+            "token (the model's own cycle counts: mean, min and max over the tokens; v0.2's\n"
+            "are data-dependent) and the share of quantize-core runs that took the early\n"
+            "path, tokens/s at each clock, SRAM bits per value against the canonical stream,\n"
+            "and occupancy. Exit 1 if any beat differs.\n\n"
             "INPUT   a golden vector directory d{D}_T{T}_G{G}__{TIER} (its own tier, D, G,\n"
             "        mask), or a .npy file: [T][D] (used as K and as V) or [2][T][D] (K, V);\n"
             "        f2/f4/f8 (f4/f8 rounded to fp16). No INPUT: synthetic N(0,1) data.\n\n"
@@ -42,6 +44,11 @@ static void engine_usage(FILE *f) {
             "  --lanes N              parallel quantize units (default 1, the published block)\n"
             "  --clock-mhz a,b        clocks for tokens/s (default 49,500)\n"
             "  --trace FILE           beat-level trace of the run (one input, one revision)\n"
+            "  --trace-hex FILE       replay kit (one input, one revision; docs/ENGINE_REPLAY.md):\n"
+            "                         FILE, a $readmemh image (one 64-bit word per event), and\n"
+            "                         FILE.model_spans, FILE.model_rows (the model's spans and\n"
+            "                         SRAM rows), FILE.standin_tokens, FILE.standin_rows (what\n"
+            "                         the behavioural stand-in block of hw/ replays)\n"
             "  --json | --csv         machine-readable output instead of markdown\n");
 }
 
@@ -128,6 +135,7 @@ int cq_cmd_engine(int argc, char **argv) {
         return 2;
     }
     const char *tier_s = "CQ4", *rev_s = "both", *outl_s = NULL, *trace_path = NULL;
+    const char *hex_path = NULL;
     const char *clk_s = "49,500";
     uint32_t D = 64, T = 256, G = 128, depth = 0, lanes = 1;
     uint64_t seed = 1;
@@ -151,6 +159,7 @@ int cq_cmd_engine(int argc, char **argv) {
         else if (!strcmp(a, "--lanes") && v) bad = cq_arg_u32(v, 1, CQ_MAX_DIM, &lanes), i++;
         else if (!strcmp(a, "--clock-mhz") && v) clk_s = v, i++;
         else if (!strcmp(a, "--trace") && v) trace_path = v, i++;
+        else if (!strcmp(a, "--trace-hex") && v) hex_path = v, i++;
         else if (!strcmp(a, "--json")) json = 1;
         else if (!strcmp(a, "--csv")) csv = 1;
         else if (a[0] == '-') {
@@ -185,8 +194,8 @@ int cq_cmd_engine(int argc, char **argv) {
         fprintf(stderr, "cq engine: bad --clock-mhz '%s'\n", clk_s);
         return 2;
     }
-    if (trace_path && (n_rev != 1 || n_in > 1)) {
-        fprintf(stderr, "cq engine: --trace needs exactly one input and one --rev\n");
+    if ((trace_path || hex_path) && (n_rev != 1 || n_in > 1)) {
+        fprintf(stderr, "cq engine: --trace and --trace-hex need exactly one input and one --rev\n");
         return 2;
     }
     if (json && csv) {
@@ -205,13 +214,31 @@ int cq_cmd_engine(int argc, char **argv) {
         fprintf(stderr, "cq engine: CQ_ERR_IO: cannot open %s\n", trace_path);
         return 1;
     }
+    cq_engine_replay_files rpf;
+    FILE **rp_slot[5] = {&rpf.image, &rpf.model_spans, &rpf.model_rows, &rpf.standin_tokens,
+                         &rpf.standin_rows};
+    static const char *const rp_ext[5] = {"", ".model_spans", ".model_rows", ".standin_tokens",
+                                          ".standin_rows"};
+    memset(&rpf, 0, sizeof rpf);
+    for (int j = 0; hex_path && j < 5; j++) {
+        char p[4096];
+        snprintf(p, sizeof p, "%s%s", hex_path, rp_ext[j]);
+        if (!(*rp_slot[j] = fopen(p, "w"))) {
+            fprintf(stderr, "cq engine: CQ_ERR_IO: cannot open %s\n", p);
+            for (int q = 0; q < j; q++) fclose(*rp_slot[q]);
+            if (trace) fclose(trace);
+            return 1;
+        }
+    }
     int n_runs = n_in ? n_in : 1, failed = 0, rows = 0;
     if (json) printf("[\n");
     else if (csv)
         printf("input,rev,tier,D,G,T,keys,lanes,beats,mismatches,negzero_outliers,"
                "key_cyc_tok,val_cyc_tok,kv_cyc_tok,key_read_cyc,val_read_cyc,%s"
                "sram_bpv_key,sram_bpv_val,sram_bpv_kv,content_bpv_key,content_bpv_val,"
-               "canon_bpv_key,canon_bpv_val,canon_bpv_kv,record_bits,occupancy,cycles\n",
+               "canon_bpv_key,canon_bpv_val,canon_bpv_kv,record_bits,occupancy,cycles,"
+               "key_cyc_min,key_cyc_max,val_cyc_min,val_cyc_max,read_cyc_min,read_cyc_max,"
+               "early_path_share\n",
                "compress_tok_s_first_clock,decompress_tok_s_first_clock,");
     for (int r = 0; r < n_runs; r++) {
         run_input in;
@@ -330,8 +357,8 @@ int cq_cmd_engine(int argc, char **argv) {
             fprintf(stderr, "engine: %s v0.%d (%s D=%u G=%u T=%u lanes=%u)...\n", in.name,
                     revs[ri], cq_tier_name(in.tier), in.D, in.G, in.T, lanes);
             cq_engine_report rep;
-            cq_status st =
-                cq_engine_run_check(&cfg, in.K, in.V, in.T, in.k_hat, in.v_hat, trace, &rep, &e);
+            cq_status st = cq_engine_run_check_replay(&cfg, in.K, in.V, in.T, in.k_hat, in.v_hat,
+                                                      trace, hex_path ? &rpf : NULL, &rep, &e);
             if (st && st != CQ_ERR_MISMATCH) {
                 cq_report("engine", st, &e);
                 failed = 1;
@@ -351,6 +378,14 @@ int cq_cmd_engine(int argc, char **argv) {
             double tk = per(rep.content_bits_key, nk), tv = per(rep.content_bits_val, nv);
             double qk = per(rep.canon_bits_key, nk), qv = per(rep.canon_bits_val, nv);
             double qkv = per(rep.canon_bits_key + rep.canon_bits_val, nk + nv);
+            double early = per(rep.q_fast, rep.q_total);
+            char mm[6][24];
+            uint64_t mmv[6] = {rep.key_min, rep.key_max, rep.val_min, rep.val_max, rep.read_min,
+                               rep.read_max};
+            for (int m = 0; m < 6; m++) {
+                if (m < 2 && rep.key_tokens == 0) snprintf(mm[m], sizeof mm[m], "-");
+                else snprintf(mm[m], sizeof mm[m], "%llu", (unsigned long long)mmv[m]);
+            }
             char b[16][32];
             fmt(b[0], 32, ck, "%.1f");
             fmt(b[1], 32, cv, "%.1f");
@@ -386,21 +421,27 @@ int cq_cmd_engine(int argc, char **argv) {
                 printf("], \"sram_bpv_key\": %s, \"sram_bpv_val\": %s, \"sram_bpv_kv\": %s, "
                        "\"content_bpv_key\": %s, \"content_bpv_val\": %s, \"canon_bpv_key\": %s, "
                        "\"canon_bpv_val\": %s, \"canon_bpv_kv\": %s, \"record_bits\": %u, "
-                       "\"occupancy\": %u, \"cycles\": %llu}",
+                       "\"occupancy\": %u, \"cycles\": %llu, ",
                        isnan(sk) ? "null" : b[5], b[6], b[7], isnan(tk) ? "null" : b[8], b[9],
                        isnan(qk) ? "null" : b[10], b[11], b[12], rep.record_bits, rep.occupancy,
                        (unsigned long long)rep.total_cycles);
+                printf("\"key_cycles_min\": %s, \"key_cycles_max\": %s, \"val_cycles_min\": %s, "
+                       "\"val_cycles_max\": %s, \"read_cycles_min\": %s, \"read_cycles_max\": %s, "
+                       "\"early_path_share\": %.6f}",
+                       rep.key_tokens ? mm[0] : "null", rep.key_tokens ? mm[1] : "null", mm[2],
+                       mm[3], mm[4], mm[5], isnan(early) ? 0.0 : early);
             } else if (csv) {
                 put_str(in.name, 1);
                 printf(",v0.%d,%s,%u,%u,%u,%u,%u,%llu,%llu,%llu,%s,%s,%s,%s,%s,%.0f,%.0f,%s,%s,"
-                       "%s,%s,%s,%s,%s,%s,%u,%u,%llu\n",
+                       "%s,%s,%s,%s,%s,%s,%u,%u,%llu,%s,%s,%s,%s,%s,%s,%.6f\n",
                        revs[ri], cq_tier_tag(in.tier), in.D, in.G, in.T, rep.keys_stored,
                        lanes, (unsigned long long)rep.beats_checked,
                        (unsigned long long)rep.mismatches,
                        (unsigned long long)rep.negzero_outliers, b[0], b[1], b[2], b[3], b[4],
                        clocks[0] * 1e6 / ckv, clocks[0] * 1e6 / rkv, b[5], b[6], b[7], b[8], b[9],
                        b[10], b[11], b[12], rep.record_bits, rep.occupancy,
-                       (unsigned long long)rep.total_cycles);
+                       (unsigned long long)rep.total_cycles, mm[0], mm[1], mm[2], mm[3], mm[4],
+                       mm[5], isnan(early) ? 0.0 : early);
             } else {
                 printf("\n### %s, v0.%d (%s, D=%u, G=%u, T=%u, lanes=%u)\n\n", in.name, revs[ri],
                        cq_tier_name(in.tier), in.D, in.G, in.T, lanes);
@@ -414,10 +455,16 @@ int cq_cmd_engine(int argc, char **argv) {
                            (unsigned long long)rep.negzero_outliers);
                 printf("; keys stored %u of %u%s\n\n", rep.keys_stored, in.T,
                        rep.keys_stored < in.T ? " (v0.2: whole groups only, gap 1)" : "");
-                printf("| path | cycles/token compress | cycles/record decompress |\n"
-                       "|---|---:|---:|\n| keys | %s | %s |\n| values | %s | %s |\n"
-                       "| K+V token | %s | %.1f |\n\n",
-                       b[0], b[3], b[1], b[4], b[2], rkv);
+                printf("| path | compress cycles/token: mean | min | max | decompress "
+                       "cycles/record: mean | min | max |\n|---|---:|---:|---:|---:|---:|---:|\n"
+                       "| keys | %s | %s | %s | %s | %s | %s |\n"
+                       "| values | %s | %s | %s | %s | %s | %s |\n"
+                       "| K+V token | %s | | | %.1f | | |\n\n",
+                       b[0], mm[0], mm[1], b[3], mm[4], mm[5], b[1], mm[2], mm[3], b[4], mm[4],
+                       mm[5], b[2], rkv);
+                printf("quantize core: %llu channel runs, %.2f%% took the early path%s\n\n",
+                       (unsigned long long)rep.q_total, 100.0 * (isnan(early) ? 0.0 : early),
+                       revs[ri] == 3 ? " (v0.3 core: 24 cycles either way)" : " (4 cycles, else 25)");
                 printf("| clock (MHz) | compress tokens/s | decompress tokens/s |\n|---:|---:|---:|\n");
                 for (int c = 0; c < n_clk; c++)
                     printf("| %g | %.0f | %.0f |\n", clocks[c], clocks[c] * 1e6 / ckv,
@@ -442,6 +489,11 @@ int cq_cmd_engine(int argc, char **argv) {
         input_free(&in);
     }
     if (json) printf("\n]\n");
+    for (int j = 0; hex_path && j < 5; j++)
+        if (fclose(*rp_slot[j]) != 0) {
+            fprintf(stderr, "cq engine: CQ_ERR_IO: writing %s%s failed\n", hex_path, rp_ext[j]);
+            failed = 1;
+        }
     if (trace && fclose(trace) != 0) {
         fprintf(stderr, "cq engine: CQ_ERR_IO: writing %s failed\n", trace_path);
         return 1;

@@ -3,8 +3,9 @@
  * section 6): scale (restoring division by qmax, sticky, RNE to 11 bits),
  * quantize (a cycle-stepped core: decode, 21 restoring radix-2 division steps
  * with a guard and a sticky bit, round half to even and clamp, done: 24
- * cycles), dequantize (|code| x significand by shift-and-add, normalized into
- * fp32) and the exact fp16 -> fp32 widening of the v0.3 outlier lane.
+ * cycles; the v0.2 core 25, or 4 on its early path), dequantize (|code| x
+ * significand by shift-and-add, normalized into fp32) and the exact fp16 ->
+ * fp32 widening of the v0.3 outlier lane.
  *
  * No floating point is used here on purpose: these are the datapaths an RTL
  * designer would build, and tests/test_engine_cores.c proves them bit for bit
@@ -82,7 +83,9 @@ uint16_t cq_eng_scale_core(uint16_t amax, int qmax) {
 
 /* ------------------------------------------------------------ quantize core */
 
-void cq_eng_qcore_start(cq_eng_qcore *q, uint16_t x, uint16_t scale, int qmax) {
+static void qcore_start(cq_eng_qcore *q, uint16_t x, uint16_t scale, int qmax, int rtl) {
+    q->rtl = rtl;
+    q->fast = 0;
     q->busy = 1;
     q->done = 0;
     q->phase = 0;
@@ -94,6 +97,51 @@ void cq_eng_qcore_start(cq_eng_qcore *q, uint16_t x, uint16_t scale, int qmax) {
     q->steps = 0;
 }
 
+void cq_eng_qcore_start(cq_eng_qcore *q, uint16_t x, uint16_t scale, int qmax) {
+    qcore_start(q, x, scale, qmax, 0);
+}
+
+void cq_eng_qcore_start_rtl(cq_eng_qcore *q, uint16_t x, uint16_t scale, int qmax) {
+    qcore_start(q, x, scale, qmax, 1);
+}
+
+/* The published core's early path (v0.2): x is +-0, the scale is 0 (its
+ * significand is 0: the outlier channels' slot), or the difference of the
+ * biased exponent fields is <= -2 (|x| < s/2 for certain) or >= 9 (far above
+ * qmax + 1). Only the latency depends on it; the code is the same either way. */
+static int rtl_early(uint16_t x, uint16_t s) {
+    int xm = x & 0x7FFF, sm = s & 0x7FFF;
+    if (xm == 0 || sm == 0) return 1;
+    int d = (xm >> 10) - (sm >> 10);
+    return d <= -2 || d >= 9;
+}
+
+static void div_step(cq_eng_qcore *q) {
+    q->quo <<= 1;
+    if (q->rem >= q->sig_s) {
+        q->rem -= q->sig_s;
+        q->quo |= 1u;
+    }
+    q->rem <<= 1;
+    q->steps++;
+}
+
+static void round_clamp(cq_eng_qcore *q) {
+    uint32_t n;
+    if (q->early == 1) n = 0;
+    else if (q->early == 2) n = (uint32_t)q->qmax + 2u;
+    else {
+        int sh = 19 - q->d; /* bits of quo below the half-unit position of |x|/s */
+        uint32_t n2 = q->quo >> sh;
+        int sticky = (q->quo & ((1u << sh) - 1u)) != 0 || q->rem != 0;
+        n = n2 >> 1;
+        if ((n2 & 1u) && (sticky || (n & 1u))) n++;
+    }
+    uint32_t lim = q->neg ? (uint32_t)q->qmax + 1u : (uint32_t)q->qmax;
+    if (n > lim) n = lim;
+    q->code = q->neg ? -(int)n : (int)n;
+}
+
 void cq_eng_qcore_clock(cq_eng_qcore *q) {
     if (!q->busy) return;
     int ph = q->phase++;
@@ -101,6 +149,7 @@ void cq_eng_qcore_clock(cq_eng_qcore *q) {
         uint32_t sx, ss;
         int ex, es;
         q->neg = (q->x >> 15) & 1;
+        if (q->rtl) q->fast = rtl_early(q->x, q->s);
         f16_unpack((uint16_t)(q->x & 0x7FFFu), &sx, &ex);
         f16_unpack((uint16_t)(q->s & 0x7FFFu), &ss, &es);
         if (sx == 0 || ss == 0) { /* zero input (a zero scale is outside the contract) */
@@ -119,35 +168,29 @@ void cq_eng_qcore_clock(cq_eng_qcore *q) {
         q->quo = 0;
         return;
     }
-    if (ph <= 21) { /* one restoring step: 1 integer bit, then 20 fraction bits */
-        if (q->early) return;
-        q->quo <<= 1;
-        if (q->rem >= q->sig_s) {
-            q->rem -= q->sig_s;
-            q->quo |= 1u;
+    if (q->rtl && q->fast) { /* the early path: select the code, register, done */
+        if (ph == 1) {
+            for (int i = 0; i < 21 && !q->early; i++) div_step(q);
+            round_clamp(q);
+        } else if (ph == CQ_ENG_QCORE_RTL_FAST - 1) {
+            q->done = 1;
+            q->busy = 0;
         }
-        q->rem <<= 1;
-        q->steps++;
+        return;
+    }
+    if (ph <= 21) { /* one restoring step: 1 integer bit, then 20 fraction bits */
+        if (!q->early) div_step(q);
         return;
     }
     if (ph == 22) { /* round half to even, then clamp */
-        uint32_t n;
-        if (q->early == 1) n = 0;
-        else if (q->early == 2) n = (uint32_t)q->qmax + 2u;
-        else {
-            int sh = 19 - q->d; /* bits of quo below the half-unit position of |x|/s */
-            uint32_t n2 = q->quo >> sh;
-            int sticky = (q->quo & ((1u << sh) - 1u)) != 0 || q->rem != 0;
-            n = n2 >> 1;
-            if ((n2 & 1u) && (sticky || (n & 1u))) n++;
-        }
-        uint32_t lim = q->neg ? (uint32_t)q->qmax + 1u : (uint32_t)q->qmax;
-        if (n > lim) n = lim;
-        q->code = q->neg ? -(int)n : (int)n;
+        round_clamp(q);
         return;
     }
-    q->done = 1; /* ph == 23 */
-    q->busy = 0;
+    /* ph 23 (v0.2: 24; its 23 registers the code) */
+    if (ph == (q->rtl ? CQ_ENG_QCORE_RTL_CYCLES : CQ_ENG_QCORE_CYCLES) - 1) {
+        q->done = 1;
+        q->busy = 0;
+    }
 }
 
 int cq_eng_quantize_core(uint16_t x, uint16_t scale, int qmax, int *cycles) {

@@ -13,7 +13,7 @@
 
 /* Generous bound on the cycles any single operation may take. */
 static uint64_t op_limit(const cq_engine *e) {
-    uint64_t per_tok = (uint64_t)e->D + 2u + 24u * (uint64_t)e->D + 1u;
+    uint64_t per_tok = (uint64_t)e->D + 8u + CQ_ENG_QCORE_RTL_CYCLES * (uint64_t)e->D + 1u;
     return 4096u + 2u * per_tok * (uint64_t)(e->G + 1u) + 4u * e->D;
 }
 
@@ -87,6 +87,12 @@ cq_status cq_engine_drv_flush(cq_engine *e, uint64_t *cycles, cq_err *err) {
     return st;
 }
 
+/* Fold one span into a min / max pair (n spans folded before). */
+static void span(uint64_t *mn, uint64_t *mx, uint64_t n, uint64_t v) {
+    if (n == 0 || v < *mn) *mn = v;
+    if (n == 0 || v > *mx) *mx = v;
+}
+
 cq_status cq_engine_drv_push_kv(cq_engine *e, const uint16_t *K, const uint16_t *V, uint32_t T,
                                 uint32_t kbase, uint32_t vbase, uint32_t *keys_stored,
                                 cq_engine_drv_stats *stats, cq_err *err) {
@@ -98,23 +104,23 @@ cq_status cq_engine_drv_push_kv(cq_engine *e, const uint16_t *K, const uint16_t 
     cq_status st = CQ_OK;
     uint64_t cyc;
     uint32_t kstored = 0;
-#define PUSH(ptr, isv, wa, addr, acc, cnt)                                                         \
+#define PUSH(ptr, isv, wa, addr, kind)                                                         \
     do {                                                                                           \
         st = cq_engine_drv_push_token(e, ptr, isv, wa, addr, &cyc, err);                           \
         if (st) goto done;                                                                         \
-        s->acc += cyc;                                                                             \
-        s->cnt++;                                                                                  \
+        s->kind##_cycles += cyc;                                                                   \
+        span(&s->kind##_min, &s->kind##_max, s->kind##_tokens++, cyc);                             \
     } while (0)
     if (!grouped) {
         for (uint32_t t = 0; t < T; t++) {
-            PUSH(K + (size_t)t * D, 0, 1, kbase + t, key_cycles, key_tokens);
-            PUSH(V + (size_t)t * D, 1, 1, vbase + t, val_cycles, val_tokens);
+            PUSH(K + (size_t)t * D, 0, 1, kbase + t, key);
+            PUSH(V + (size_t)t * D, 1, 1, vbase + t, val);
         }
         kstored = T;
     } else if (e->rev == CQ_ENGINE_V03) {
         for (uint32_t t = 0; t < T; t++) {
-            PUSH(K + (size_t)t * D, 0, t % G == 0, kbase + t, key_cycles, key_tokens);
-            PUSH(V + (size_t)t * D, 1, 1, vbase + t, val_cycles, val_tokens);
+            PUSH(K + (size_t)t * D, 0, t % G == 0, kbase + t, key);
+            PUSH(V + (size_t)t * D, 1, 1, vbase + t, val);
         }
         if (T % G) {
             st = cq_engine_drv_flush(e, &cyc, err);
@@ -127,12 +133,12 @@ cq_status cq_engine_drv_push_kv(cq_engine *e, const uint16_t *K, const uint16_t 
         uint32_t full = T / G * G;
         for (uint32_t g0 = 0; g0 < full; g0 += G) {
             for (uint32_t t = g0; t < g0 + G; t++)
-                PUSH(K + (size_t)t * D, 0, t == g0, kbase + t, key_cycles, key_tokens);
+                PUSH(K + (size_t)t * D, 0, t == g0, kbase + t, key);
             for (uint32_t t = g0; t < g0 + G; t++)
-                PUSH(V + (size_t)t * D, 1, 1, vbase + t, val_cycles, val_tokens);
+                PUSH(V + (size_t)t * D, 1, 1, vbase + t, val);
         }
         for (uint32_t t = full; t < T; t++)
-            PUSH(V + (size_t)t * D, 1, 1, vbase + t, val_cycles, val_tokens);
+            PUSH(V + (size_t)t * D, 1, 1, vbase + t, val);
         kstored = full;
     }
 #undef PUSH

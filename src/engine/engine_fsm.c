@@ -4,18 +4,22 @@
  * state at the start of the cycle, the stream handshakes happen, then the
  * state machine of ENGINE.md section 5 advances:
  *
- *   value path  IDLE -(beat 0)-> COLLECT (D-1 beats) -> COMPRESS (1 scale cycle,
- *               24 per quantize batch of `lanes` channels) -> STORE (1) -> IDLE
+ *   value path  IDLE -(beat 0)-> COLLECT (D-1 beats) -> COMPRESS (scale, the
+ *               quantize walk, pack) -> STORE -> IDLE
  *   key path    IDLE -(beat 0)-> KCOLLECT (D-1 beats) -> KACCEPT (2) ->
- *               [G-th token] KFEED (D scale cycles) -> KEMIT (per token 24 per
- *               batch + 1 record write) -> IDLE
- *   read path   IDLE (pending read) -> RLOAD (1) -> RWAIT (1; v0.2 forever on an
- *               unwritten address, v0.3 up to READ_TIMEOUT) -> OUTPUT (D beats)
+ *               [G-th token] KFEED (D scale cycles, + drain) -> KEMIT (per token
+ *               the quantize walk + 1 record write) -> IDLE
+ *   read path   IDLE (pending read) -> RLOAD (1) -> RWAIT (SRAM read; v0.2 forever
+ *               on an unwritten address, v0.3 up to READ_TIMEOUT) -> OUTPUT (D beats)
  *
- * v0.2 keeps KCOLLECT between the tokens of a group (so tuser is ignored and
- * READ_ADDR writes are lost until the group completes); v0.3 returns to IDLE
- * between tokens with the group held open. Cycle counts are not formulas: they
- * come out of this execution (cq_engine_state_cycles, CYCLE_COUNT).
+ * The cycles of each phase and the behaviours that differ between v0.2 (the
+ * published RTL) and v0.3 come from the revision's row of engine_rev.c. Beats
+ * shift into a collect register at lane D-1, so a token ended early by tlast
+ * (v0.2) is compressed shift-filled into the top lanes. v0.2 keeps KCOLLECT
+ * between the tokens of a group (so tuser is ignored and READ_ADDR writes are
+ * lost until the group completes); v0.3 returns to IDLE between tokens with the
+ * group held open. Cycle counts are not formulas: they come out of this
+ * execution (cq_engine_state_cycles, CYCLE_COUNT).
  * Registers are in engine_regs.c, record layouts in engine_sram.c.
  */
 #include <string.h>
@@ -39,7 +43,12 @@ int eng_read_queue_empty(const cq_engine *e) {
     return e->rev == CQ_ENGINE_V02 ? !e->rd_pending : e->rd_count == 0;
 }
 
-/* Can the write port take a beat this cycle? */
+static int in_read(const cq_engine *e) {
+    return e->st == CQ_ES_RLOAD || e->st == CQ_ES_RWAIT || e->st == CQ_ES_OUTPUT;
+}
+
+/* Can the write port take a beat this cycle? (v0.2, R1: also while a read is
+ * served, and those beats are dropped) */
 static int s_ready(const cq_engine *e) {
     if (!e->enable) return 0;
     switch (e->st) {
@@ -48,7 +57,7 @@ static int s_ready(const cq_engine *e) {
         return eng_read_queue_empty(e) && !e->flush_req;
     case CQ_ES_COLLECT:
     case CQ_ES_KCOLLECT: return 1;
-    default: return 0;
+    default: return in_read(e) && e->tr->tready_in_read;
     }
 }
 
@@ -63,14 +72,12 @@ static void walk_start(cq_engine *e, const uint16_t *row, int key) {
     uint32_t n = 0;
     while (n < e->lanes && e->chan < e->D) {
         uint32_t c = e->chan++;
-        uint16_t s = e->vscale;
-        int qmax = e->qmax_v;
-        if (key) {
-            /* the outlier channel still occupies its slot; its code is unused */
-            s = e->mask[c] ? (uint16_t)0x3C00u : e->kscale[c];
-            qmax = e->qmax_k;
-        }
-        cq_eng_qcore_start(&e->qc[n], row[c], s, qmax);
+        /* an outlier channel still occupies its slot with its scale of 0; its
+         * code is unused */
+        uint16_t s = key ? e->kscale[c] : e->vscale;
+        int qmax = key ? e->qmax_k : e->qmax_v;
+        if (e->tr->rtl_qcore) cq_eng_qcore_start_rtl(&e->qc[n], row[c], s, qmax);
+        else cq_eng_qcore_start(&e->qc[n], row[c], s, qmax);
         e->qc_chan[n++] = c;
     }
     e->qc_n = (int)n;
@@ -79,9 +86,17 @@ static void walk_start(cq_engine *e, const uint16_t *row, int key) {
 /* Clock the busy units; when the batch is done collect the codes and start the
  * next one. Returns 1 when every channel has its code. */
 static int walk_clock(cq_engine *e, const uint16_t *row, int key, int *codes) {
-    for (int i = 0; i < e->qc_n; i++) cq_eng_qcore_clock(&e->qc[i]);
-    if (!e->qc[0].done) return 0; /* the units run in lockstep */
-    for (int i = 0; i < e->qc_n; i++) codes[e->qc_chan[i]] = e->qc[i].code;
+    int done = 1;
+    for (int i = 0; i < e->qc_n; i++) {
+        cq_eng_qcore_clock(&e->qc[i]);
+        done &= e->qc[i].done;
+    }
+    if (!done) return 0; /* a batch ends when its slowest unit is done */
+    for (int i = 0; i < e->qc_n; i++) {
+        codes[e->qc_chan[i]] = e->qc[i].code;
+        e->q_total++;
+        e->q_fast += (uint64_t)e->qc[i].fast;
+    }
     if (e->chan >= e->D) return 1;
     walk_start(e, row, key);
     return 0;
@@ -97,25 +112,73 @@ static void frame_error(cq_engine *e) {
     e->st = CQ_ES_IDLE;
 }
 
+/* A beat enters the collect register at lane D-1; the lanes below shift down. */
+static void shift_in(cq_engine *e, uint16_t x) {
+    memmove(e->sreg, e->sreg + 1, (e->D - 1u) * sizeof(uint16_t));
+    e->sreg[e->D - 1u] = x;
+}
+
+/* v0.2 R2: the key records of a flush aborted by soft reset are written at the
+ * base of the next group, latched by its first token. */
+static void write_stale_keys(cq_engine *e) {
+    int codes[CQ_MAX_DIM];
+    for (uint32_t i = e->kstale_from; i < e->kstale_n; i++) {
+        uint32_t a = (e->gbase + i) & eng_addr_mask(e);
+        for (uint32_t c = 0; c < e->D; c++) codes[c] = e->kstale_codes[(size_t)i * e->D + c];
+        if (a < e->depth)
+            eng_store_key(e, a, codes, e->kstale_rows + (size_t)i * e->D, e->kstale_scale, 0);
+    }
+    e->kstale_n = 0;
+}
+
+/* The token's beats are in: D of them, or fewer when v0.2 saw an early tlast. */
+static void end_token(cq_engine *e, int key) {
+    e->beat = 0;
+    e->sub = 0;
+    if (key) {
+        memcpy(e->resid + (size_t)e->gcount * e->D, e->sreg, e->D * sizeof(uint16_t));
+        e->st = CQ_ES_KACCEPT;
+        return;
+    }
+    if (e->vstale) { /* v0.2 R2: this token is lost; the aborted one is stored */
+        e->vstale = 0;
+        e->st = CQ_ES_STORE;
+        return;
+    }
+    memcpy(e->vbuf, e->sreg, e->D * sizeof(uint16_t));
+    e->vamax = 0;
+    for (uint32_t c = 0; c < e->D; c++)
+        if (mag16(e->vbuf[c]) > e->vamax) e->vamax = mag16(e->vbuf[c]);
+    e->st = CQ_ES_COMPRESS;
+}
+
+/* One accepted beat of the current token (beat 0 included). */
+static void take_beat(cq_engine *e, const cq_engine_in *in, int key) {
+    shift_in(e, in->s_tdata);
+    if (++e->beat == e->D || (e->tr->tlast_shift && in->s_tlast)) end_token(e, key);
+}
+
 /* First beat of a token, taken in IDLE. */
 static void first_beat(cq_engine *e, const cq_engine_in *in) {
     int is_value = in->s_tuser != 0;
     if (e->rev == CQ_ENGINE_V03 && (e->kv_select & 2u)) is_value = (int)(e->kv_select & 1u);
-    if (e->rev == CQ_ENGINE_V03 && in->s_tlast && e->D > 1) { /* early tlast */
+    if (!e->tr->tlast_shift && in->s_tlast && e->D > 1) { /* early tlast: FRAME */
         frame_error(e);
         return;
     }
-    e->beat = 1;
+    e->beat = 0;
     if (e->tier == CQ_TIER_CQ8 || is_value) {
         e->v_is_key = !is_value;
-        e->vaddr = e->write_addr;
-        e->vbuf[0] = in->s_tdata;
-        e->vamax = mag16(in->s_tdata);
+        if (!e->tr->waddr_at_store) e->vaddr = e->write_addr;
         e->st = CQ_ES_COLLECT;
+        take_beat(e, in, 0);
     } else {
-        if (e->gcount == 0) e->gbase = e->write_addr;
-        e->resid[(size_t)e->gcount * e->D] = in->s_tdata;
+        if (e->gcount == 0) {
+            e->gbase = e->write_addr;
+            if (e->kstale_n) write_stale_keys(e);
+        }
         e->st = CQ_ES_KCOLLECT;
+        take_beat(e, in, 1);
     }
 }
 
@@ -149,12 +212,11 @@ static void emit_record(cq_engine *e) {
     uint32_t i = e->emit_tok;
     const uint16_t *row = e->resid + (size_t)i * e->D;
     if (e->rev == CQ_ENGINE_V02) {
-        uint32_t a = (e->gbase + i) & ((1u << e->addr_bits) - 1u);
-        if (e->addr_bits == 0) a = 0;
-        if (a < e->depth) eng_store_key(e, a, e->kcode, row, 0);
+        uint32_t a = (e->gbase + i) & eng_addr_mask(e);
+        if (a < e->depth) eng_store_key(e, a, e->kcode, row, e->kscale, 0);
     } else {
         uint32_t a = e->gbase + i;
-        if (a < e->depth) eng_store_key(e, a, e->kcode, row, e->last_set);
+        if (a < e->depth) eng_store_key(e, a, e->kcode, row, e->kscale, e->last_set);
         else eng_raise(e, CQ_ENG_IRQ_WR_RANGE, a);
     }
 }
@@ -184,31 +246,41 @@ static void advance(cq_engine *e, const cq_engine_in *in, int s_fire, int m_fire
 
     case CQ_ES_COLLECT:
         if (!s_fire) break;
-        if (e->rev == CQ_ENGINE_V03 && in->s_tlast && e->beat != D - 1u) {
+        if (!e->tr->tlast_shift && in->s_tlast && e->beat != D - 1u) {
             frame_error(e);
             break;
         }
-        e->vbuf[e->beat] = in->s_tdata;
-        if (mag16(in->s_tdata) > e->vamax) e->vamax = mag16(in->s_tdata);
-        if (++e->beat == D) {
-            e->beat = 0;
-            e->sub = 0;
-            e->st = CQ_ES_COMPRESS;
-        }
+        take_beat(e, in, 0);
         break;
 
-    case CQ_ES_COMPRESS:
-        if (e->sub == 0) { /* the scale core: one cycle */
-            e->vscale = cq_eng_scale_core(e->vamax, e->qmax_v);
-            e->chan = 0;
-            walk_start(e, e->vbuf, 0);
-            e->sub = 1;
+    case CQ_ES_COMPRESS: {
+        /* sub 0 .. scale_cycles-1: the scale core (and its register); then the
+         * quantize walk; then pack_cycles */
+        uint32_t sc = e->tr->scale_cycles;
+        if (e->sub < sc) {
+            if (e->sub == 0) e->vscale = cq_eng_scale_core(e->vamax, e->qmax_v);
+            if (++e->sub == sc) {
+                e->chan = 0;
+                walk_start(e, e->vbuf, 0);
+            }
             break;
         }
-        if (walk_clock(e, e->vbuf, 0, e->vcode)) e->st = CQ_ES_STORE;
+        if (e->sub == sc) {
+            if (walk_clock(e, e->vbuf, 0, e->vcode)) e->sub++;
+            else break;
+            if (e->tr->pack_cycles) break;
+        } else if (++e->sub <= sc + e->tr->pack_cycles) {
+            break;
+        }
+        e->sub = 0;
+        e->st = CQ_ES_STORE;
         break;
+    }
 
     case CQ_ES_STORE:
+        if (e->sub == 0 && e->tr->waddr_at_store) e->vaddr = e->write_addr; /* item 5, R3 */
+        if (++e->sub < e->tr->store_cycles) break;
+        e->sub = 0;
         if (e->vaddr < e->depth) eng_store_value(e, e->vaddr, e->vcode, e->vscale);
         else eng_raise(e, CQ_ENG_IRQ_WR_RANGE, e->vaddr); /* v0.2: dropped silently */
         if (e->rev == CQ_ENGINE_V03 && e->auto_inc) e->write_addr = (e->write_addr + 1u) & 0xFFFFu;
@@ -217,29 +289,21 @@ static void advance(cq_engine *e, const cq_engine_in *in, int s_fire, int m_fire
 
     case CQ_ES_KCOLLECT:
         if (!s_fire) break;
-        if (e->beat == 0) { /* v0.2: the next token of the open group, whatever its tuser */
-            e->resid[(size_t)e->gcount * D] = in->s_tdata;
-            e->beat = 1;
-            break;
-        }
-        if (e->rev == CQ_ENGINE_V03 && in->s_tlast && e->beat != D - 1u) {
+        /* beat 0 in v0.2: the next token of the open group, whatever its tuser */
+        if (e->beat != 0 && !e->tr->tlast_shift && in->s_tlast && e->beat != D - 1u) {
             frame_error(e); /* the token is dropped; the group keeps its earlier tokens */
             break;
         }
-        e->resid[(size_t)e->gcount * D + e->beat] = in->s_tdata;
-        if (++e->beat == D) {
-            e->beat = 0;
-            e->sub = 0;
-            e->st = CQ_ES_KACCEPT;
-        }
+        take_beat(e, in, 1);
         break;
 
     case CQ_ES_KACCEPT:
         if (e->sub++ == 0) break; /* cycle 1: residual-buffer write */
-        /* cycle 2: channel amax update and group count */
+        /* cycle 2: channel amax update and group count; the group's first token
+         * restarts the amax (item 3: abandoned tokens never reach a new group) */
         for (uint32_t c = 0; c < D; c++) {
             uint16_t a = mag16(e->resid[(size_t)e->gcount * D + c]);
-            if (a > e->kamax[c]) e->kamax[c] = a;
+            if (e->gcount == 0 || a > e->kamax[c]) e->kamax[c] = a;
         }
         e->gcount++;
         e->sub = 0;
@@ -251,10 +315,10 @@ static void advance(cq_engine *e, const cq_engine_in *in, int s_fire, int m_fire
         }
         break;
 
-    case CQ_ES_KFEED: { /* one channel scale per cycle through the scale core */
+    case CQ_ES_KFEED: { /* one channel scale per cycle through the scale core, then drain */
         uint32_t c = e->sub++;
-        e->kscale[c] = e->mask[c] ? 0 : cq_eng_scale_core(e->kamax[c], e->qmax_k);
-        if (e->sub == D) {
+        if (c < D) e->kscale[c] = e->mask[c] ? 0 : cq_eng_scale_core(e->kamax[c], e->qmax_k);
+        if (e->sub == D + e->tr->kfeed_extra) {
             write_scale_set(e);
             e->emit_tok = 0;
             e->chan = 0;
@@ -298,6 +362,7 @@ static void advance(cq_engine *e, const cq_engine_in *in, int s_fire, int m_fire
     }
 
     case CQ_ES_RWAIT:
+        if (e->rsrc >= 0 && ++e->rwait < e->tr->read_wait) break; /* registered SRAM read */
         if (e->rsrc == 0) {
             eng_decode_record(e, e->raddr, e->obuf);
         } else if (e->rsrc == 1) {
@@ -335,6 +400,7 @@ void cq_engine_step(cq_engine *e, const cq_engine_in *in, cq_engine_out *out) {
     cq_engine_out o;
     memset(&o, 0, sizeof o);
     o.cycle = e->cycle;
+    eng_rp_cycle(e);
     o.s_tready = s_ready(e);
     o.s_fire = in->s_tvalid && o.s_tready;
     if (e->st == CQ_ES_OUTPUT) {
@@ -347,14 +413,22 @@ void cq_engine_step(cq_engine *e, const cq_engine_in *in, cq_engine_out *out) {
         if (o.m_lost) e->beats_lost++;
     }
     o.irq = eng_irq_line(e);
+    if (o.s_fire && in_read(e)) { /* v0.2 R1: accepted while a read is served, dropped */
+        o.s_dropped = 1;
+        e->beats_dropped++;
+    }
     if (e->trace) {
         if (o.s_fire)
-            fprintf(e->trace, "S %llu %04x %d %d\n", (unsigned long long)e->cycle, in->s_tdata,
-                    in->s_tuser ? 1 : 0, in->s_tlast ? 1 : 0);
+            fprintf(e->trace, "%c %llu %04x %d %d\n", o.s_dropped ? 'X' : 'S',
+                    (unsigned long long)e->cycle, in->s_tdata, in->s_tuser ? 1 : 0,
+                    in->s_tlast ? 1 : 0);
         if (o.m_tvalid && o.m_fire)
             fprintf(e->trace, "%c %llu %08x %d\n", o.m_lost ? 'L' : 'M',
                     (unsigned long long)e->cycle, o.m_tdata, o.m_tlast);
     }
+    if (o.s_fire && !o.s_dropped)
+        eng_rp_beat_in(e, in, e->st == CQ_ES_IDLE || (e->st == CQ_ES_KCOLLECT && e->beat == 0));
+    if (o.m_tvalid && o.m_fire && !o.m_lost) eng_rp_beat_out(e, o.m_tdata, o.m_tlast);
     e->st_cycles[e->st]++;
     advance(e, in, o.s_fire, o.m_tvalid && o.m_fire);
     e->cycle++;

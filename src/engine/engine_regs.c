@@ -53,6 +53,7 @@ cq_status cq_engine_create(const cq_engine_config *c, cq_engine **out, cq_err *e
     cq_engine *e = calloc(1, sizeof *e);
     if (!e) return cq_err_set(err, CQ_ERR_NOMEM, -1, -1, "engine state");
     e->rev = c->rev;
+    e->tr = eng_traits_of(c->rev);
     e->tier = c->tier;
     e->D = c->dim;
     e->G = c->tier == CQ_TIER_CQ8 ? (c->group ? c->group : 1) : c->group;
@@ -90,6 +91,11 @@ void cq_engine_hard_reset(cq_engine *e) {
     memset(e->st_cycles, 0, sizeof e->st_cycles);
     memset(e->kamax, 0, sizeof e->kamax);
     e->beats_lost = 0;
+    e->beats_dropped = 0;
+    e->q_total = e->q_fast = 0;
+    e->vstale = 0;
+    e->kstale_n = 0;
+    memset(e->sreg, 0, sizeof e->sreg);
     e->trace = tr;
 }
 
@@ -104,13 +110,60 @@ void eng_regs_reset(cq_engine *e) {
     memcpy(e->mask, e->rom_mask, sizeof e->mask);
     for (uint32_t c = 0; c < e->D; c++)
         if (e->rom_mask[c]) e->mask_shadow[c / 32u] |= 1u << (c % 32u);
+    e->st = CQ_ES_IDLE; /* power-on: no race, no path left running */
     eng_soft_reset(e);
     memset(e->kamax, 0, sizeof e->kamax);
 }
 
-/* ENGINE.md section 5: back to IDLE, beat and group counters cleared. v0.2 keeps
- * the internal state of the key path (its channel amax registers); v0.3 clears it. */
+/* v0.2 (R2): the value path finishes the token it was compressing; its codes
+ * wait for the next token, which is lost in their favour. */
+static void abort_value_path(cq_engine *e) {
+    if (e->st == CQ_ES_COMPRESS) {
+        e->vscale = cq_eng_scale_core(e->vamax, e->qmax_v);
+        for (uint32_t c = 0; c < e->D; c++)
+            e->vcode[c] = cq_eng_quantize_core(e->vbuf[c], e->vscale, e->qmax_v, NULL);
+    }
+    e->vstale = 1;
+}
+
+/* v0.2 (R2): the key path finishes the flush it was in; the records not yet
+ * written go to the base of the next group (engine_fsm.c). */
+static void abort_key_path(cq_engine *e) {
+    uint32_t D = e->D, from = 0;
+    if (e->st == CQ_ES_KFEED) {
+        for (uint32_t c = 0; c < D; c++)
+            e->kscale[c] = e->mask[c] ? 0 : cq_eng_scale_core(e->kamax[c], e->qmax_k);
+    } else {
+        from = e->emit_tok;
+    }
+    for (uint32_t i = from; i < e->gflush; i++)
+        for (uint32_t c = 0; c < D; c++) {
+            uint16_t x = e->resid[(size_t)i * D + c];
+            e->kstale_codes[(size_t)i * D + c] =
+                (int8_t)cq_eng_quantize_core(x, e->kscale[c], e->qmax_k, NULL);
+            e->kstale_rows[(size_t)i * D + c] = x;
+        }
+    memcpy(e->kstale_scale, e->kscale, sizeof e->kstale_scale);
+    e->kstale_from = from;
+    e->kstale_n = e->gflush;
+}
+
+/* ENGINE.md section 5: back to IDLE, beat and group counters cleared (the group's
+ * amax restarts with its next first token, engine_fsm.c). v0.2 leaves the value
+ * and key paths running (R2) and loses a reset that meets a state assignment in
+ * RLOAD or in KFEED's last cycle (R5); v0.3 aborts everything. */
 void eng_soft_reset(cq_engine *e) {
+    const eng_traits *t = e->tr;
+    if (t->reset_race &&
+        (e->st == CQ_ES_RLOAD || (e->st == CQ_ES_KFEED && e->sub + 1u == e->D + t->kfeed_extra)))
+        return; /* R5: the FSM's own state assignment wins */
+    if (t->reset_keeps_paths) {
+        if (e->st == CQ_ES_COMPRESS || e->st == CQ_ES_STORE) abort_value_path(e);
+        if ((e->st == CQ_ES_KFEED || e->st == CQ_ES_KEMIT) && e->kstale_codes) abort_key_path(e);
+    } else {
+        e->vstale = 0;
+        e->kstale_n = 0;
+    }
     e->st = CQ_ES_IDLE;
     e->beat = 0;
     e->gcount = 0;
@@ -124,13 +177,22 @@ void eng_soft_reset(cq_engine *e) {
     if (e->rev == CQ_ENGINE_V03) memset(e->kamax, 0, sizeof e->kamax);
 }
 
-/* INFO_CR_K / INFO_CR_V (8.8 fixed point). 16*D/G is taken exactly (rational),
- * so floor(D*16*256*G / (G*D*bpv + 16*D)). */
+/* INFO_CR_K / INFO_CR_V (8.8 fixed point). v0.2 (item 7) takes 16*D/G in
+ * integers, floor(D*16*256 / (D*4 + floor(16*D/G))); v0.3 takes it exactly,
+ * floor(D*16*256*G / (G*D*4 + 16*D)). */
 uint32_t eng_cr(const cq_engine *e, int key) {
     uint64_t D = e->D, G = e->G;
     uint64_t vb = e->tier == CQ_TIER_CQ8 ? 8u : 4u;
     if (!key || e->tier == CQ_TIER_CQ8) return (uint32_t)(D * 16u * 256u / (D * vb + 16u));
+    if (e->tr->cr_k_integer) return (uint32_t)(D * 16u * 256u / (D * 4u + 16u * D / G));
     return (uint32_t)(D * 16u * 256u * G / (D * 4u * G + 16u * D));
+}
+
+/* WRITE_ADDR / READ_ADDR width: v0.2 (item 6) clog2(SRAM_DEPTH) bits, so an
+ * address past the depth aliases; v0.3 16 bits. */
+uint32_t eng_addr_mask(const cq_engine *e) {
+    if (!e->tr->addr_alias) return 0xFFFFu;
+    return e->addr_bits ? (uint32_t)((1ull << e->addr_bits) - 1u) : 0u;
 }
 
 void eng_raise(cq_engine *e, uint32_t irq_bit, uint32_t addr) {
@@ -219,6 +281,7 @@ static uint32_t reg_value(const cq_engine *e, uint32_t off) {
 uint32_t cq_engine_reg_read(cq_engine *e, uint32_t off) {
     if (!e) return CQ_ENG_UNMAPPED;
     uint32_t v = reg_value(e, off);
+    eng_rp_reg_read(e, off, v);
     if (e->trace)
         fprintf(e->trace, "R %llu %04x %08x\n", (unsigned long long)e->cycle, off, v);
     return v;
@@ -248,6 +311,7 @@ void cq_engine_reg_write(cq_engine *e, uint32_t off, uint32_t val) {
     if (!e) return;
     if (e->trace)
         fprintf(e->trace, "W %llu %04x %08x\n", (unsigned long long)e->cycle, off, val);
+    eng_rp_reg_write(e, off, val);
     int v3 = e->rev == CQ_ENGINE_V03;
     switch (off) {
     case CQ_ENG_CTRL:
@@ -259,9 +323,9 @@ void cq_engine_reg_write(cq_engine *e, uint32_t off, uint32_t val) {
             if ((val & CQ_ENG_CTRL_FLUSH) && e->gcount > 0) e->flush_req = 1;
         }
         return;
-    case CQ_ENG_WRITE_ADDR: e->write_addr = val & 0xFFFFu; return;
+    case CQ_ENG_WRITE_ADDR: e->write_addr = val & eng_addr_mask(e); return;
     case CQ_ENG_READ_ADDR:
-        e->read_addr = val & 0xFFFFu;
+        e->read_addr = val & eng_addr_mask(e);
         if (!v3) {
             /* v0.2 (gap 4): the launch is taken only in IDLE; otherwise lost */
             if (e->st == CQ_ES_IDLE) e->rd_pending = 1;

@@ -72,10 +72,25 @@ static void compare(cq_engine_report *r, const cq_engine *e, const uint32_t *got
     }
 }
 
+static void read_span(cq_engine_report *r, uint64_t cyc) {
+    uint64_t n = r->key_reads + r->val_reads;
+    if (n == 0 || cyc < r->read_min) r->read_min = cyc;
+    if (n == 0 || cyc > r->read_max) r->read_max = cyc;
+}
+
 cq_status cq_engine_run_check(const cq_engine_config *cfg, const uint16_t *K, const uint16_t *V,
                               uint32_t T, const uint32_t *golden_k_hat,
                               const uint32_t *golden_v_hat, FILE *trace, cq_engine_report *rep,
                               cq_err *err) {
+    return cq_engine_run_check_replay(cfg, K, V, T, golden_k_hat, golden_v_hat, trace, NULL, rep,
+                                      err);
+}
+
+cq_status cq_engine_run_check_replay(const cq_engine_config *cfg, const uint16_t *K,
+                                     const uint16_t *V, uint32_t T,
+                                     const uint32_t *golden_k_hat, const uint32_t *golden_v_hat,
+                                     FILE *trace, const cq_engine_replay_files *replay,
+                                     cq_engine_report *rep, cq_err *err) {
     cq_err_clear(err);
     if (!cfg || !K || !V || !rep) return cq_err_set(err, CQ_ERR_NULL, -1, -1, "NULL argument");
     memset(rep, 0, sizeof *rep);
@@ -101,6 +116,7 @@ cq_status cq_engine_run_check(const cq_engine_config *cfg, const uint16_t *K, co
         goto out;
     }
     if (trace) cq_engine_set_trace(e, trace);
+    if (replay) cq_engine_set_replay(e, replay);
     if ((st = cq_engine_drv_init(e, err))) goto out;
     cq_engine_drv_stats ds;
     memset(&ds, 0, sizeof ds);
@@ -113,12 +129,17 @@ cq_status cq_engine_run_check(const cq_engine_config *cfg, const uint16_t *K, co
     rep->val_tokens = ds.val_tokens;
     rep->key_cycles = ds.key_cycles;
     rep->val_cycles = ds.val_cycles;
+    rep->key_min = ds.key_min;
+    rep->key_max = ds.key_max;
+    rep->val_min = ds.val_min;
+    rep->val_max = ds.val_max;
     if ((st = reference(e, K, V, T, kst, khat, vhat, &rep->canon_bits_key, &rep->canon_bits_val,
                         err)))
         goto out;
     for (uint32_t t = 0; t < T; t++) { /* values: records 0..T-1 */
         uint64_t cyc;
         if ((st = cq_engine_drv_read(e, t, beats, 0, &cyc, err))) goto out;
+        read_span(rep, cyc);
         rep->val_reads++;
         rep->val_read_cycles += cyc;
         compare(rep, e, beats, vhat + (size_t)t * D, t, 0);
@@ -127,11 +148,14 @@ cq_status cq_engine_run_check(const cq_engine_config *cfg, const uint16_t *K, co
     for (uint32_t t = 0; t < kst; t++) { /* keys: records T..2T-1 */
         uint64_t cyc;
         if ((st = cq_engine_drv_read(e, T + t, beats, 0, &cyc, err))) goto out;
+        read_span(rep, cyc);
         rep->key_reads++;
         rep->key_read_cycles += cyc;
         compare(rep, e, beats, khat + (size_t)t * D, t, 1);
         if (golden_k_hat) compare(rep, e, beats, golden_k_hat + (size_t)t * D, t, 1);
     }
+    rep->q_total = e->q_total;
+    rep->q_fast = e->q_fast;
     rep->occupancy = e->occupancy;
     rep->record_bits = e->row_bits;
     rep->key_record_bits = e->key_bits;
@@ -142,6 +166,7 @@ cq_status cq_engine_run_check(const cq_engine_config *cfg, const uint16_t *K, co
     rep->sram_bits_val = (uint64_t)T * e->row_bits;
     rep->content_bits_key = (uint64_t)kst * e->key_bits + rep->scale_sets_used * rep->scale_set_bits;
     rep->content_bits_val = (uint64_t)T * e->val_bits;
+    cq_engine_replay_finish(e);
     cq_engine_state_cycles(e, rep->state_cycles);
     rep->total_cycles = e->cycle;
     if (rep->mismatches)

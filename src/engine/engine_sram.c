@@ -2,7 +2,8 @@
  * engine_sram.c - the KVCE record SRAM, bit for bit (ENGINE.md section 4, and
  * the v0.3 layouts of docs/ENGINE_V03.md). Rows are arrays of 64-bit words,
  * bit i of the row at word i/64, bit i%64 (LSB first). Every record has its
- * tag in the top bit of the row (row_bits - 1): 0 value/CQ-8 key, 1 key.
+ * tag in the top bit of the row (row_bits - 1): 0 value/CQ-8 key, 1 key;
+ * v0.2 CQ-8 rows (one record kind) have no tag bit.
  *
  *   value (all tiers) and CQ-8 key:  [D codes x vbits][fp16 scale][... 0][tag=0]
  *   v0.2 key (CQ-4/CQ-4+):           [D x 4-bit code][D x fp16 field][tag=1]
@@ -64,9 +65,12 @@ cq_status eng_sram_init(cq_engine *e, cq_err *err) {
         if (e->set_idx_bits == 0) e->set_idx_bits = 1;
         kcontent = 4u * D + 16u * e->k + e->set_idx_bits;
     }
-    e->row_bits = (kcontent > vcontent ? kcontent : vcontent) + 1u;
-    e->key_bits = kcontent + 1u;
-    e->val_bits = vcontent + 1u;
+    /* v0.2 (item 8): a CQ-8 row has one record kind and no tag bit */
+    e->has_tag = !(e->tier == CQ_TIER_CQ8 && e->tr->cq8_no_tag);
+    uint32_t tag = e->has_tag ? 1u : 0u;
+    e->row_bits = (kcontent > vcontent ? kcontent : vcontent) + tag;
+    e->key_bits = kcontent + tag;
+    e->val_bits = vcontent + tag;
     e->row_words = (e->row_bits + 63u) / 64u;
     e->sram = calloc((size_t)e->depth * e->row_words, sizeof(uint64_t));
     e->valid = calloc(e->depth, 1);
@@ -75,7 +79,13 @@ cq_status eng_sram_init(cq_engine *e, cq_err *err) {
         e->set_scale = calloc((size_t)e->sets * D, sizeof(uint16_t));
         e->set_mask = calloc((size_t)e->sets * D, 1);
     }
-    if (!e->sram || !e->valid || !e->resid || (e->sets && (!e->set_scale || !e->set_mask)))
+    int stale = e->tr->reset_keeps_paths && e->tier != CQ_TIER_CQ8;
+    if (stale) {
+        e->kstale_codes = calloc((size_t)e->G * D, 1);
+        e->kstale_rows = calloc((size_t)e->G * D, sizeof(uint16_t));
+    }
+    if (!e->sram || !e->valid || !e->resid || (e->sets && (!e->set_scale || !e->set_mask)) ||
+        (stale && (!e->kstale_codes || !e->kstale_rows)))
         return cq_err_set(err, CQ_ERR_NOMEM, -1, -1, "engine SRAM of %u records x %u bits",
                           e->depth, e->row_bits);
     return CQ_OK;
@@ -99,6 +109,8 @@ void eng_sram_free(cq_engine *e) {
     free(e->resid);
     free(e->set_scale);
     free(e->set_mask);
+    free(e->kstale_codes);
+    free(e->kstale_rows);
 }
 
 static uint64_t *row_of(const cq_engine *e, uint32_t addr) {
@@ -110,6 +122,7 @@ static void mark_written(cq_engine *e, uint32_t addr) {
         e->valid[addr] = 1;
         e->occupancy++;
     }
+    eng_rp_row(e, addr);
 }
 
 void eng_invalidate(cq_engine *e, uint32_t addr) {
@@ -126,12 +139,12 @@ void eng_store_value(cq_engine *e, uint32_t addr, const int *codes, uint16_t sca
     for (uint32_t c = 0; c < D; c++)
         eng_put_bits(row, c * w, w, (uint64_t)((uint32_t)codes[c] & ((1u << w) - 1u)));
     eng_put_bits(row, D * w, 16, scale);
-    eng_put_bits(row, e->row_bits - 1u, 1, 0);
+    if (e->has_tag) eng_put_bits(row, e->row_bits - 1u, 1, 0);
     mark_written(e, addr);
 }
 
 void eng_store_key(cq_engine *e, uint32_t addr, const int *codes, const uint16_t *raw_token,
-                   uint32_t set) {
+                   const uint16_t *scales, uint32_t set) {
     uint64_t *row = row_of(e, addr);
     memset(row, 0, e->row_words * sizeof(uint64_t));
     uint32_t D = e->D;
@@ -141,7 +154,7 @@ void eng_store_key(cq_engine *e, uint32_t addr, const int *codes, const uint16_t
             /* outlier channel: code +1 and the raw key in the field, so that the
              * read path's code x field widens it with no mask */
             eng_put_bits(row, 4u * c, 4, out ? 1u : (uint32_t)codes[c] & 0xFu);
-            eng_put_bits(row, 4u * D + 16u * c, 16, out ? raw_token[c] : e->kscale[c]);
+            eng_put_bits(row, 4u * D + 16u * c, 16, out ? raw_token[c] : scales[c]);
         }
     } else {
         uint32_t j = 0;
@@ -168,7 +181,7 @@ static int sext(uint64_t v, unsigned bits) {
 void eng_decode_record(const cq_engine *e, uint32_t addr, uint32_t *beats) {
     const uint64_t *row = row_of(e, addr);
     uint32_t D = e->D;
-    int tag = (int)eng_get_bits(row, e->row_bits - 1u, 1);
+    int tag = e->has_tag ? (int)eng_get_bits(row, e->row_bits - 1u, 1) : 0;
     if (!tag) {
         uint32_t w = e->vbits;
         uint16_t scale = (uint16_t)eng_get_bits(row, D * w, 16);

@@ -59,4 +59,16 @@ expect "trace" 0 "$CQ" engine run --rev v0.3 --tier CQ4 --dim 8 --tokens 6 --gro
 s=$(grep -c '^S ' "$tmp/t.txt"); m=$(grep -c '^M ' "$tmp/t.txt")
 [ "$s" = 96 ] && [ "$m" = 96 ] || { echo "engine_cli: trace has $s S and $m M lines, want 96 and 96"; fail=1; }
 head -1 "$tmp/t.txt" | grep -q '^# cq-engine-trace 1 rev=v0.3' || { echo "engine_cli: trace header"; fail=1; }
+# --trace-hex: the replay image (header, D beats per token in, D expected beats per read)
+expect "trace-hex needs one run" 2 "$CQ" engine run --trace-hex "$tmp/k.hex"
+expect "trace-hex" 0 "$CQ" engine run --rev v0.2 --tier CQ4 --dim 8 --tokens 6 --group 4 --trace-hex "$tmp/k.hex"
+b=$(grep -c '^20' "$tmp/k.hex"); x=$(grep -c '^31' "$tmp/k.hex")
+[ "$b" = 80 ] && [ "$x" = 80 ] || { echo "engine_cli: image has $b beats in and $x expected, want 80 and 80 (4 keys + 6 values; 10 reads)"; fail=1; }
+head -1 "$tmp/k.hex" | grep -q '^0102010008000004$' || { echo "engine_cli: image header $(head -1 "$tmp/k.hex")"; fail=1; }
+tail -1 "$tmp/k.hex" | grep -q '^ff00000000000000$' || { echo "engine_cli: image END word"; fail=1; }
+n=$(grep -c '^T ' "$tmp/k.hex.model_spans"); r=$(grep -c '^R ' "$tmp/k.hex.model_spans")
+[ "$n" = 10 ] && [ "$r" = 10 ] || { echo "engine_cli: $n token and $r read spans, want 10 and 10"; fail=1; }
+grep -q '^R 0 13$' "$tmp/k.hex.model_spans" || { echo "engine_cli: v0.2 read span D + 5 = 13"; fail=1; }
+[ "$(wc -l < "$tmp/k.hex.model_rows")" = 10 ] || { echo "engine_cli: model rows"; fail=1; }
+expect "trace-hex unwritable" 1 "$CQ" engine run --rev v0.2 --trace-hex "$tmp/no/such/dir/k.hex"
 exit $fail
