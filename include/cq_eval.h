@@ -252,6 +252,7 @@ typedef struct cq_mc_result {
     double bits_no_slack;  /* the same without unused page space */
     double codec_bpv;      /* the format's codec bits per value (cq_format_codec_bits) */
     double mean_len;       /* mean scored sequence length (the context the cache bits are at) */
+    uint32_t longest;      /* the longest sequence: the page size of the cache */
     uint64_t n_short;      /* sequences no longer than the key unit (G): their keys stayed fp16 */
     uint32_t warnings;     /* CQ_WARN_* */
     uint64_t retok;        /* items with an ending whose joint tokenization did not extend

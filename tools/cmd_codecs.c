@@ -414,7 +414,7 @@ static void fmt_num(char *b, size_t cap, double v, const char *fmt) {
 }
 
 static void print_md(const codec_row *rows, size_t n) {
-    printf("| codec | bits K | bits V | bits KV | modeled KV | NMSE K | NMSE V | max err K | "
+    printf("| codec | codec bits/value K | V | K+V | modeled K+V | NMSE K | NMSE V | max err K | "
            "max err V | enc MB/s | dec MB/s | notes |\n"
            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n");
     for (size_t i = 0; i < n; i++) {
@@ -444,7 +444,7 @@ static void csv_num(double v) {
 }
 
 static void print_csv(const codec_row *rows, size_t n) {
-    printf("codec,id,bits_k,bits_v,bits_kv,modeled_k,modeled_v,modeled_kv,nmse_k,nmse_v,"
+    printf("codec,id,codec_bits_per_value_k,codec_bits_per_value_v,codec_bits_per_value,modeled_k,modeled_v,modeled_kv,nmse_k,nmse_v,"
            "maxerr_k,maxerr_v,enc_mbps,dec_mbps,notes\n");
     for (size_t i = 0; i < n; i++) {
         const codec_row *w = &rows[i];
@@ -488,7 +488,7 @@ static void print_json(const codec_row *rows, size_t n, const char *source, cons
         for (int r = 0; r < 2; r++) {
             const role_stats *st = &w->r[r];
             printf("\"%s\": {", r ? "values" : "keys");
-            json_num("bits", st_bits(st), 0);
+            json_num("codec_bits_per_value", st_bits(st), 0);
             json_num("modeled_bits", st_modeled(st), 0);
             json_num("nmse", st_nmse(st), 0);
             json_num("max_abs_err", st_maxerr(st), 0);
@@ -497,7 +497,7 @@ static void print_json(const codec_row *rows, size_t n, const char *source, cons
             else print_json_str(stdout, st->na);
             printf("}, ");
         }
-        json_num("bits_kv", row_bits_kv(w), 0);
+        json_num("codec_bits_per_value", row_bits_kv(w), 0);
         json_num("modeled_bits_kv", row_modeled_kv(w), 0);
         json_num("encode_mb_per_s", row_speed(w, 0), 0);
         json_num("decode_mb_per_s", row_speed(w, 1), 1);

@@ -247,6 +247,12 @@ int cq_eval_mc(int argc, char **argv) {
         first = 0;
     }
     if (json) printf("\n]}\n");
+    else if (!csv)
+        printf("\ncache bits: every byte of the cache after each sequence, averaged; pages are sized to the "
+               "longest sequence (%u tokens) while sequences average %.0f tokens, so the page slack is\n"
+               "large (\"w/o slack\" leaves it out). Codec bits: what the format costs per value at any "
+               "length. (!): a warning applies (stderr, --json).\n",
+               res[0].longest, res[0].mean_len);
     rc = 0;
 out:
     if (res)

@@ -47,7 +47,7 @@ static int synthetic_attention(void) {
     uint8_t mask[CQ_MAX_DIM] = {0};
     mask[17] = mask[93] = 1;
     printf("## attention fidelity, synthetic Q/K/V (D=%u, T=%u, GQA %u:%u, positions 96/191/287/383)\n\n"
-           "| K/V codec | bits/value | output cos | score cos | top-1 | top-5 |\n|---|---:|---:|---:|---:|---:|\n",
+           "| K/V codec | codec bits/value | output cos | score cos | top-1 | top-5 |\n|---|---:|---:|---:|---:|---:|\n",
            D, T, NQH, NKV);
     for (size_t ci = 0; ci < cq_codec_count(); ci++) {
         const cq_codec_traits *c = cq_codec_at(ci);
@@ -360,7 +360,7 @@ int cq_cmd_run(int argc, char **argv) {
         V[i] = cq_f64_to_f16(cq_rng_normal(&s) * 0.5);
     }
     printf("## round trip, synthetic K/V, D=%u T=%u, hot key channels 17 and 93\n\n", D, T);
-    printf("| codec | K bits/value | V bits/value | K NMSE | V NMSE |\n|---|---:|---:|---:|---:|\n");
+    printf("| codec | K codec bits/value | V codec bits/value | K NMSE | V NMSE |\n|---|---:|---:|---:|---:|\n");
     cq_codec_cfg cfg;
     cq_codec_cfg_default(&cfg, D);
     cfg.mask = mask;

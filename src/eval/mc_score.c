@@ -207,6 +207,8 @@ cq_status cq_mc_score(const cq_model *m, const cq_tokenizer *tok, const cq_mc_se
     r->bits_no_slack = n_fw ? bits_ns / (double)n_fw : NAN;
     r->mean_len = n_fw ? len_sum / (double)n_fw : NAN;
     r->codec_bpv = cq_format_codec_bits(f, c->n_kv_heads, c->head_dim, o->kv.group, o->kv.masks);
+    r->longest = longest;
+    if (r->bits_per_value > 16.0 && r->codec_bpv < 16.0) r->warnings |= CQ_WARN_CACHE_OVER_FP16;
     cq_session_free(s);
     free(logits);
     free(lbuf);

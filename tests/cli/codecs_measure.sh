@@ -20,8 +20,8 @@ d = json.load(open(sys.argv[1]))
 assert d["cases"] == 20, d["cases"]
 c = {r["codec"]: r for r in d["codecs"]}
 assert set(c) == {"turbo3", "tbq4", "cq4+", "cq3rot", "sink1_channelwise_four_level_2bit", "iso3"}, c.keys()
-assert abs(c["turbo3"]["keys"]["bits"] - 3.25) < 1e-12
-assert c["cq3rot"]["keys"]["bits"] is None and "keys" in c["cq3rot"]["keys"]["na"]
+assert abs(c["turbo3"]["keys"]["codec_bits_per_value"] - 3.25) < 1e-12
+assert c["cq3rot"]["keys"]["codec_bits_per_value"] is None and "keys" in c["cq3rot"]["keys"]["na"]
 assert c["cq3rot"]["values"]["nmse"] > 0
 assert c["sink1_channelwise_four_level_2bit"]["offline"] is True
 assert 0 < c["tbq4"]["keys"]["nmse"] < c["turbo3"]["keys"]["nmse"]
@@ -36,15 +36,15 @@ import json, sys
 d = json.load(open(sys.argv[1]))
 c = {r["codec"]: r for r in d["codecs"]}
 assert d["cases"] == 2
-assert abs(c["turbo2"]["keys"]["bits"] - 34 * 8 / 128) < 1e-12
+assert abs(c["turbo2"]["keys"]["codec_bits_per_value"] - 34 * 8 / 128) < 1e-12
 assert c["cq4+"]["keys"]["na"] is None   # the generator hot channels are the mask
 for r in d["codecs"]:
     for role in ("keys", "values"):
         x = r[role]
-        assert (x["bits"] is None) == (x["cases_coded"] == 0), r["codec"]
+        assert (x["codec_bits_per_value"] is None) == (x["cases_coded"] == 0), r["codec"]
 ' "$tmp/out" || { echo "codecs_measure: generator --json content"; fail=1; }
 expect "generator csv" 0 "$CQ" codecs --measure --codec fp16,turbo4 --tokens 16 --cases 1 --min-ms 0 --csv
-expect_grep "csv" "^codec,id,bits_k,bits_v,bits_kv,"
+expect_grep "csv" "^codec,id,codec_bits_per_value_k,codec_bits_per_value_v,codec_bits_per_value,"
 expect_grep "csv" "^fp16,0,16,16,16,"
 expect "odd D: n/a with a reason" 0 "$CQ" codecs --measure --codec turbo3,iso3,planar3 --dim 6 --hot 1 --tokens 8 --cases 1 --min-ms 0
 expect_grep "odd D" "turbo3 | n/a"
@@ -73,7 +73,7 @@ expect "npy 4-D" 0 "$CQ" codecs --measure --npy-k "$tmp/k.npy" --npy-v "$tmp/v.n
 expect_grep "npy" "layer 1 head 2"
 expect_grep "npy" "K n/a: keys need a static outlier mask"
 expect "npy with --mask" 0 "$CQ" codecs --measure --npy-k "$tmp/k.npy" --npy-v "$tmp/v.npy" --mask 3,9 --codec cq4+ --min-ms 0 --json
-python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["codecs"][0]["keys"]["bits"] > 4' "$tmp/out" || { echo "codecs_measure: npy --mask"; fail=1; }
+python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["codecs"][0]["keys"]["codec_bits_per_value"] > 4' "$tmp/out" || { echo "codecs_measure: npy --mask"; fail=1; }
 expect "npy 4-D K with 2-D V" 0 "$CQ" codecs --measure --npy-k "$tmp/k.npy" --npy-v "$tmp/v2d.npy" --codec fp16
 expect "npy shapes disagree" 1 "$CQ" codecs --measure --npy-k "$tmp/k.npy" --npy-v "$tmp/v9.npy" --codec fp16
 grep -q "CQ_ERR_SHAPE" "$tmp/err" || { echo "codecs_measure: shape error not named"; fail=1; }
