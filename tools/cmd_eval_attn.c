@@ -269,13 +269,15 @@ int cq_eval_attn(int argc, char **argv) {
             }
         }
     }
-    FILE *fc = csv ? fopen(csv, "w") : NULL, *fj = json ? fopen(json, "w") : NULL;
-    if ((csv && !fc) || (json && !fj)) {
-        fprintf(stderr, "cq eval attn: cannot open output file\n");
-        if (fc) fclose(fc);
-        if (fj) fclose(fj);
+    cq_out oc = {0}, oj = {0};
+    cq_err oe;
+    cq_err_clear(&oe);
+    if ((csv && cq_out_open(&oc, csv, &oe)) || (json && cq_out_open(&oj, json, &oe))) {
+        cq_report("eval attn", oe.code, &oe);
+        cq_out_abort(&oc);
         goto out;
     }
+    FILE *fc = oc.f, *fj = oj.f;
     uint32_t n_cases = (uint32_t)(layers.n * heads.n * pos.n);
     printf("# attention fidelity: %u cases (%d layers x %d query heads x %d positions), D=%u, GQA %u\n\n",
            n_cases, layers.n, heads.n, pos.n, D, grp);
@@ -285,7 +287,7 @@ int cq_eval_attn(int argc, char **argv) {
     if (fj) fprintf(fj, "{\"cases\": %u, \"dim\": %u, \"results\": [\n", n_cases, D);
     rc = 0;
     cq_tool_qkv x = {Q, K, V, NL, NQH, NKV, T, D};
-    int first_json = 1;
+    int first_json = 1, n_ok = 0, n_nonfinite = 0;
     for (int pi = 0; pi < np; pi++) {
         cq_attn_metrics m;
         double bpv = 0;
@@ -298,6 +300,10 @@ int cq_eval_attn(int argc, char **argv) {
         }
         printf("| %s | %s | %.4f | %.6f | %.6f | %.4f | %.4f | %.3e | %.3e |\n", pk[pi]->name, pv[pi]->name,
                bpv, m.score_cos, m.out_cos, m.top1, m.top5, m.k_nmse, m.v_nmse);
+        n_ok++;
+        if (!isfinite(m.score_cos) || !isfinite(m.out_cos) || !isfinite(m.top1) ||
+            !isfinite(m.top5) || !isfinite(m.k_nmse) || !isfinite(m.v_nmse) || !isfinite(bpv))
+            n_nonfinite++;
         if (fc)
             fprintf(fc, "%s,%s,%.6f,%.8f,%.8f,%.6f,%.6f,%.6e,%.6e,%llu\n", pk[pi]->name, pv[pi]->name, bpv,
                     m.score_cos, m.out_cos, m.top1, m.top5, m.k_nmse, m.v_nmse, (unsigned long long)m.n);
@@ -310,11 +316,18 @@ int cq_eval_attn(int argc, char **argv) {
             first_json = 0;
         }
     }
-    if (fj) {
-        fprintf(fj, "\n]}\n");
-        fclose(fj);
+    /* a table of n/a rows or of NaN metrics is no result: exit 1 (rows stay printed) */
+    if (!n_ok || n_nonfinite) {
+        fprintf(stderr, "cq eval attn: %s\n", !n_ok ? "no codec pair could be evaluated (every row n/a)"
+                                                   : "non-finite metrics (NaN or Inf) in the table");
+        rc = 1;
     }
-    if (fc) fclose(fc);
+    if (fj) fprintf(fj, "\n]}\n");
+    if ((fj && cq_out_commit(&oj, &oe)) || (fc && cq_out_commit(&oc, &oe))) {
+        cq_report("eval attn", oe.code, &oe);
+        cq_out_abort(&oc);
+        rc = 1;
+    }
 out:
     free(Q);
     free(K);
