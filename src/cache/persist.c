@@ -423,12 +423,15 @@ static void import_data(cq_store *s, const uint8_t *d) {
     }
 }
 
-/* Bytes the pages of a store holding n_done committed tokens take. */
-static uint64_t store_page_bytes(const cq_store *s, uint32_t n_done) {
+/* Bytes the pages of a store holding n_done committed tokens take: need[0] += all of
+ * them, need[1] += the unfilled part of the last page (the page granularity the
+ * configuration chose, which the default memory limit allows on top of the file size). */
+static void store_page_bytes(const cq_store *s, uint32_t n_done, uint64_t need[2]) {
     uint64_t units = ((uint64_t)n_done + s->unit - 1) / s->unit;
     uint64_t pages = (units + s->page_units - 1) / s->page_units, cap = pages ? 4 : 0;
     while (cap < pages) cap *= 2;
-    return pages * (CQ_PAGE_HDR + s->page_bytes) + cap * sizeof(uint8_t *);
+    need[0] += pages * (CQ_PAGE_HDR + s->page_bytes) + cap * sizeof(uint8_t *);
+    need[1] += (pages * s->page_units - units) * s->page_bytes / s->page_units;
 }
 
 /* One store record of a layer section: validate (fill = 0: no allocation, *need += page
@@ -484,7 +487,7 @@ static cq_status do_record(cq_cache *c, const conf *cf, cq_layer *l, cq_store *s
         if (!all_finite(rs, (size_t)n_resid * D))
             return cq_err_set(err, CQ_ERR_FORMAT, -1, -1, "%s: non-finite fp16 in-flight token",
                               where);
-        *need += store_page_bytes(s, n_done);
+        store_page_bytes(s, n_done, need);
         return CQ_OK;
     }
     if (cq_store_reserve(c, l, s, n_done))
@@ -765,18 +768,19 @@ cq_status cq_cache_load_mem_ex(const void *buf, size_t len, const cq_cache_load_
     c->sealed = (int)cf.sealed;
     /* pass 1: validate every layer, sum the page memory; pass 2: allocate and fill */
     const uint32_t NL = c->cfg.n_layers;
-    uint64_t need = cq_cache_allocated_bytes(c, -1);
+    uint64_t need[2] = {cq_cache_allocated_bytes(c, -1), 0}; /* bytes, page slack */
     for (int fill = 0; fill < 2 && !st; fill++) {
         const uint8_t *q = p + SEC_HDR + conf_len;
         for (uint32_t L = 0; L < NL && !st; L++) {
             uint64_t ll = cq_get_u64le(q + 8);
-            st = do_layer(c, &cf, L, q + SEC_HDR, ll, fill, &need, err);
+            st = do_layer(c, &cf, L, q + SEC_HDR, ll, fill, need, err);
             q += SEC_HDR + ll;
         }
-        if (!st && !fill && need > limit)
+        if (!st && !fill && !(opts && opts->max_bytes)) limit += need[1];
+        if (!st && !fill && need[0] > limit)
             st = cq_err_set(err, CQ_ERR_RANGE, -1, -1,
                             "memory limit: the restored cache would hold %llu bytes, limit %llu",
-                            (unsigned long long)need, (unsigned long long)limit);
+                            (unsigned long long)need[0], (unsigned long long)limit);
     }
     if (st) {
         cq_cache_free(c);
