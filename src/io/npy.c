@@ -231,8 +231,7 @@ cq_status cq_npy_save(const char *path, cq_npy_dtype dtype, const uint64_t *shap
     uint8_t *buf = malloc(10 + hl + nbytes);
     if (!buf) return cq_err_set(err, CQ_ERR_NOMEM, -1, -1, "out of memory");
     memcpy(buf, "\x93NUMPY\x01\x00", 8);
-    buf[8] = (uint8_t)hl;
-    buf[9] = (uint8_t)(hl >> 8);
+    cq_put_u16le(buf + 8, (uint16_t)hl);
     memcpy(buf + 10, dict, (size_t)n);
     memset(buf + 10 + n, ' ', pad);
     buf[10 + hl - 1] = '\n';

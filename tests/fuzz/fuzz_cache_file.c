@@ -9,13 +9,9 @@
  * load on a SIMD table must save the same image as a load on the scalar
  * table, and an attention that returns CQ_OK must return finite values.
  *
- * Build (from the repo root; FUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION makes
- * the loader ignore CRC mismatches so mutations reach the parser behind them):
- *   clang -g -O1 -fsanitize=fuzzer,address,undefined -DCQ_NO_SIMD \
- *     -DFUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION -std=c11 -D_DEFAULT_SOURCE \
- *     -Iinclude tests/fuzz/fuzz_cache_file.c $(find src -name '*.c' ! -name '*_avx2.c') \
- *     -lm -pthread -o build/fuzz_cache_file
- *   build/fuzz_cache_file -max_len=65536 tests/fuzz/corpus/fuzz_cache_file
+ * Run: `make fuzz FUZZ_TARGETS=fuzz_cache_file` (the library is built with
+ * FUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION, which makes the loader ignore CRC
+ * mismatches so that mutations reach the parser behind them).
  * tests/cli/fuzz_corpus.sh replays the corpus through the standalone build in `make test`.
  */
 #include <stdint.h>
