@@ -5,9 +5,9 @@
  *
  * Saving builds the whole image in memory (the stores' committed tokens in the
  * registry's packed form, as cq_cache_export gives them; in-flight tokens and
- * sinks as fp16) and writes it atomically: temporary file in the target's
- * directory, fsync, rename, fsync of the directory. A crash at any point
- * leaves either the old file or the new one.
+ * sinks as fp16) and writes it with the file layer's atomic writer
+ * (src/core/fileio.c): a crash at any point leaves the old file or the new one.
+ * Loading a file reads and checks its 40-byte header before the rest.
  *
  * Loading treats the bytes as hostile. Order: (1) file header, every section
  * header and every section CRC, before anything is parsed; (2) the
@@ -26,12 +26,9 @@
  *
  * Not here: the cache's own mechanics (cache.c, store.c), attention (attend.c).
  */
-#include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "../core/cq_le.h"

@@ -2,13 +2,9 @@
  * hexio.c - the fixed-width hex word format of the golden vectors (files are
  * read through the file layer, src/core/fileio.c).
  */
-#include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "cq_vectors.h"
 
