@@ -19,6 +19,7 @@
 #include "cq_codec.h"
 #include "cq_engine.h"
 #include "cq_error.h"
+#include "cq_file.h"
 #include "cq_fp16.h"
 #include "cq_registry.h"
 #include "cq_synth.h"

@@ -47,13 +47,15 @@ typedef struct cq_cache_config {
     const cq_layer_codecs *layer_codecs; /* optional [n_layers] override; NULL = defaults */
     uint32_t group;           /* G of CQ-4/CQ-4+ keys (0 = 128) */
     uint32_t n_sinks;         /* first S tokens of every (layer, head) kept in fp16 */
-    uint32_t page_tokens;     /* tokens per storage page (0 = default; rounded to a multiple of G) */
+    uint32_t page_tokens;     /* tokens per storage page (0 = default 1024; at most 2^20 and at most
+                                 1 MiB of fp16 tokens, 2^19 / head_dim; rounded up to a multiple of G) */
     uint32_t max_tokens;      /* 0 = unbounded; append beyond it fails with CQ_ERR_RANGE */
     /* CQ-4+ key outlier masks: [n_layers][n_kv_heads][head_dim] bytes, 1 = outlier.
      * Required when any layer uses CQ-4+ keys; copied at create. */
     const uint8_t *outlier_masks;
     /* Added by the cache implementation (zero = default, so older callers are unaffected): */
-    uint32_t force_generic;   /* 1: store every codec through the generic registry path (tests) */
+    uint32_t force_generic;   /* 1: store every codec through the generic registry path (tests);
+                                 0 or 1, anything else is CQ_ERR_ARG */
     const char *kernels;      /* NULL: auto (cpuid, CQ_KERNELS env); "scalar", "avx2" or "avx512" to force */
 } cq_cache_config;
 
@@ -166,7 +168,7 @@ typedef enum cq_attn_precision {
 
 typedef struct cq_attn_opts {
     uint32_t n_threads; /* 0 = 1 */
-    float scale;        /* 0 = 1/sqrt(head_dim) */
+    float scale;        /* 0 = 1/sqrt(head_dim); else finite and > 0 (CQ_ERR_ARG otherwise) */
     uint32_t precision; /* cq_attn_precision; 0 = default (added field: zero keeps old callers valid) */
 } cq_attn_opts;
 
@@ -174,6 +176,8 @@ typedef struct cq_attn_opts {
 cq_attn_precision cq_attn_precision_resolve(uint32_t p);
 
 /* Decode attention: one query token attending to all tokens of the layer.
+ * Scores beyond the fp32 range (finite but extreme queries against large keys)
+ * are CQ_ERR_OVERFLOW with out zeroed, never CQ_OK with NaN (also prefill).
  * q, out: [n_q_heads][D] fp32; n_q_heads a multiple of n_kv_heads (GQA: query
  * head h uses kv head h / (n_q_heads / n_kv_heads)). */
 cq_status cq_cache_attend(const cq_cache *c, uint32_t layer, const float *q, uint32_t n_q_heads,
@@ -206,9 +210,12 @@ double cq_read_bandwidth(const void *buf, size_t bytes, uint32_t n_threads, uint
  * ====================================================================== */
 
 /* Save the whole cache (configuration, every committed token in its packed
- * form, in-flight key groups, sinks, flushed state) atomically: a temporary
- * file in the same directory, fsync, rename, fsync of the directory. A crash
- * mid-write leaves the previous file intact. The cache is not modified
+ * form, in-flight key groups, sinks, flushed state) atomically with
+ * cq_write_file_atomic (include/cq_file.h): a temporary file in the same
+ * directory, fsync, rename, fsync of the directory; an existing file keeps its
+ * mode, a new one gets 0666 minus the umask; a symlink is written through; a
+ * non-regular path is refused (CQ_ERR_IO). A crash mid-write leaves the
+ * previous file intact. The cache is not modified
  * (read-only: may run concurrently with attention, not with append). */
 cq_status cq_cache_save(const cq_cache *c, const char *path, cq_err *err);
 /* The same image in memory: *buf (free() it) of *len bytes. */
@@ -216,7 +223,9 @@ cq_status cq_cache_save_mem(const cq_cache *c, uint8_t **buf, size_t *len, cq_er
 
 typedef struct cq_cache_load_opts {
     /* Refuse a file whose restored cache would hold more than this many bytes
-     * (checked before anything is allocated). 0 = 256 MiB + 16 x file size. */
+     * (checked before anything is allocated; a file larger than it is refused
+     * before it is read). 0 = 256 MiB + 16 x file size, plus the unfilled part of
+     * each store's last page (docs/CACHE_FILE.md): every saved cache loads. */
     uint64_t max_bytes;
     const char *kernels; /* as cq_cache_config.kernels (NULL: auto) */
 } cq_cache_load_opts;

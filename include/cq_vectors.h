@@ -12,17 +12,13 @@
 #include <stdint.h>
 
 #include "cq_codec.h"
+#include "cq_file.h" /* cq_read_file, cq_write_file_atomic */
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
 /* ------------------------------------------------------------- hex files */
-
-/* Read a whole file (at most max_bytes) into a NUL-terminated heap buffer. */
-cq_status cq_read_file(const char *path, size_t max_bytes, char **buf, size_t *len, cq_err *err);
-/* Write bytes atomically: temporary file in the same directory, fsync, rename. */
-cq_status cq_write_file_atomic(const char *path, const void *data, size_t len, cq_err *err);
 
 /* Parse whitespace-separated hex words of exactly `digits` digits (2, 4 or 8). */
 cq_status cq_hex_parse(const char *text, size_t len, unsigned digits, uint32_t **words,

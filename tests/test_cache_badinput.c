@@ -8,6 +8,9 @@
  * leaves the cache exactly as it was (saved image, token counts and memory
  * accounting compared before and after every rejected call). -0.0,
  * subnormals and +-65504 are accepted and read back per the contract.
+ * Also: force_generic outside 0/1, non-finite or non-positive attention scales,
+ * queries whose scores overflow fp32 (every format, scalar and auto kernels), and
+ * a huge page_tokens whose saved cache must load with the default options.
  */
 #include <math.h>
 #include <stdio.h>
@@ -48,7 +51,8 @@ static int unchanged(const cq_cache *c, const snap *before) {
     return ok;
 }
 
-static cq_cache *make(cq_codec_id key, cq_codec_id val, uint32_t max_tokens) {
+static cq_cache *make_k(cq_codec_id key, cq_codec_id val, uint32_t max_tokens,
+                        const char *kernels) {
     cq_cache_config cfg;
     cq_cache_config_default(&cfg, NL, H, D);
     cfg.key_codec = key;
@@ -59,10 +63,15 @@ static cq_cache *make(cq_codec_id key, cq_codec_id val, uint32_t max_tokens) {
     uint8_t masks[NL * H * D] = {0};
     for (uint32_t i = 0; i < NL * H; i++) masks[i * D + 3] = masks[i * D + 11] = 1;
     cfg.outlier_masks = masks;
+    cfg.kernels = kernels;
     cq_cache *c = NULL;
     cq_err e;
     if (cq_cache_create(&cfg, &c, &e)) fprintf(stderr, "create: %s\n", e.msg);
     return c;
+}
+
+static cq_cache *make(cq_codec_id key, cq_codec_id val, uint32_t max_tokens) {
+    return make_k(key, val, max_tokens, NULL);
 }
 
 /* ------------------------------------------------------------- append */
@@ -434,6 +443,154 @@ static void read_attend_matrix(void) {
     cq_cache_free(c);
 }
 
+
+/* ------------------------------------- hostile-pass defects (issue 15) */
+
+/* force_generic is a 0/1 flag: any other value is refused at create, so every
+ * cache that can be saved also loads (the loader refuses force_generic > 1). */
+static void force_generic_flag(void) {
+    cq_cache_config cfg;
+    cq_cache_config_default(&cfg, 1, 1, D);
+    cfg.force_generic = 7;
+    cq_cache *c = NULL;
+    cq_err e;
+    CHECK(cq_cache_create(&cfg, &c, &e) == CQ_ERR_ARG && !c, "force_generic = 7: %s", e.msg);
+    cq_cache_free(c);
+    c = NULL;
+    cfg.force_generic = 1;
+    CHECK(cq_cache_create(&cfg, &c, &e) == CQ_OK, "force_generic = 1: %s", e.msg);
+    if (!c) return;
+    uint16_t K[3 * D], V[3 * D];
+    cq_rng r;
+    cq_rng_seed(&r, 15);
+    ctu_fill_f16(&r, K, 3 * D, 1.0f, 0);
+    ctu_fill_f16(&r, V, 3 * D, 1.0f, 0);
+    CHECK(cq_cache_append(c, 0, K, V, 3, &e) == CQ_OK, "append: %s", e.msg);
+    uint8_t *img = NULL;
+    size_t len = 0;
+    cq_cache *back = NULL;
+    CHECK(cq_cache_save_mem(c, &img, &len, &e) == CQ_OK, "save: %s", e.msg);
+    CHECK(cq_cache_load_mem(img, len, &back, &e) == CQ_OK, "a saved cache loads: %s", e.msg);
+    CHECK(back && cq_cache_compare(c, back, &e) == CQ_OK, "loaded = saved: %s", e.msg);
+    cq_cache_free(back);
+    free(img);
+    cq_cache_free(c);
+}
+
+/* A NaN, Inf, negative scale is refused by decode, prefill and the reference
+ * (0 stays "1/sqrt(D)"); the cache is unchanged. */
+static void scale_matrix(void) {
+    cq_cache *c = make(CQ_CODEC_CQ4, CQ_CODEC_CQ4, 0);
+    if (!c) return;
+    cq_rng r;
+    cq_rng_seed(&r, 16);
+    uint16_t K[10 * H * D], V[10 * H * D];
+    ctu_fill_f16(&r, K, 10 * H * D, 1.0f, 0);
+    ctu_fill_f16(&r, V, 10 * H * D, 1.0f, 0);
+    CHECK(cq_cache_append(c, 0, K, V, 10, NULL) == CQ_OK, "append");
+    float q[2 * H * D], out[2 * H * D];
+    for (size_t i = 0; i < 2 * H * D; i++) q[i] = (float)cq_rng_normal(&r);
+    const float bad[] = {NAN, INFINITY, -INFINITY, -1.0f, -1e-30f};
+    cq_err e;
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        cq_attn_opts o = {1, bad[i], 0};
+        CHECK(cq_cache_attend(c, 0, q, H, out, &o, &e) == CQ_ERR_ARG, "decode scale %g",
+              (double)bad[i]);
+        CHECK(cq_cache_attend_prefill(c, 0, q, 2, 8, H, out, &o, &e) == CQ_ERR_ARG,
+              "prefill scale %g", (double)bad[i]);
+        CHECK(cq_cache_attend_ref(c, 0, q, 2, 8, H, out, bad[i], &e) == CQ_ERR_ARG,
+              "reference scale %g", (double)bad[i]);
+    }
+    cq_attn_opts o = {1, 0.25f, 0};
+    CHECK(cq_cache_attend(c, 0, q, H, out, &o, &e) == CQ_OK, "finite positive scale: %s", e.msg);
+    cq_cache_free(c);
+}
+
+/* Finite but extreme queries against keys at 65504 overflow the fp32 scores: every
+ * format and kernel table returns an error, never CQ_OK with NaN (the double
+ * reference is finite there). */
+static void extreme_query_matrix(void) {
+    const cq_codec_id fmts[][2] = {{CQ_CODEC_FP16, CQ_CODEC_FP16}, {CQ_CODEC_CQ8, CQ_CODEC_CQ8},
+                                   {CQ_CODEC_CQ4, CQ_CODEC_CQ4},   {CQ_CODEC_CQ4P, CQ_CODEC_CQ8},
+                                   {CQ_CODEC_Q8_0, CQ_CODEC_Q4_0}};
+    const char *kern[] = {"scalar", NULL};
+    enum { T = 12 };
+    for (size_t f = 0; f < sizeof fmts / sizeof fmts[0]; f++)
+        for (int k = 0; k < 2; k++) {
+            cq_cache *c = make_k(fmts[f][0], fmts[f][1], 0, kern[k]);
+            CHECK(c != NULL, "create");
+            if (!c) continue;
+            uint16_t K[T * H * D], V[T * H * D];
+            for (size_t i = 0; i < T * H * D; i++) {
+                K[i] = (i & 1) ? 0x7BFFu : 0xFBFFu; /* +-65504 */
+                V[i] = (uint16_t)(0x3C00u + i % 7);
+            }
+            cq_err e;
+            CHECK(cq_cache_append(c, 0, K, V, T, &e) == CQ_OK, "append: %s", e.msg);
+            /* every query row the same, so decode equals the reference's last row */
+            float q[T * H * D], out[T * H * D], ref[T * H * D];
+            for (size_t i = 0; i < T * H * D; i++) q[i] = (i & 1) ? 1e34f : -1e34f;
+            CHECK(cq_cache_attend_ref(c, 0, q, T, 0, H, ref, 0.0f, &e) == CQ_OK, "reference");
+            cq_status st = cq_cache_attend(c, 0, q, H, out, NULL, &e);
+            if (st == CQ_OK) /* a result, then a right one */
+                CHECK(ctu_rel_err(out, ref + (T - 1) * H * D, H * D) < 1e-2, "decode CQ_OK but "
+                      "wrong: rel err %g", ctu_rel_err(out, ref + (T - 1) * H * D, H * D));
+            int finite = 1;
+            for (size_t i = 0; i < H * D; i++) finite &= isfinite(out[i]) != 0;
+            CHECK(st != CQ_OK || finite, "%s/%s (%s): decode CQ_OK with non-finite output",
+                  cq_codec_get(fmts[f][0])->name, cq_codec_get(fmts[f][1])->name,
+                  kern[k] ? kern[k] : "auto");
+            CHECK(st == CQ_OK || (st == CQ_ERR_OVERFLOW && finite),
+                  "decode: %s, output zeroed", cq_status_name(st));
+            st = cq_cache_attend_prefill(c, 0, q, T, 0, H, out, NULL, &e);
+            finite = 1;
+            for (size_t i = 0; i < T * H * D; i++) finite &= isfinite(out[i]) != 0;
+            CHECK(st != CQ_OK || finite, "%s/%s (%s): prefill CQ_OK with non-finite output",
+                  cq_codec_get(fmts[f][0])->name, cq_codec_get(fmts[f][1])->name,
+                  kern[k] ? kern[k] : "auto");
+            if (st == CQ_OK)
+                CHECK(ctu_rel_err(out, ref, T * H * D) < 1e-2, "prefill CQ_OK but wrong: rel err %g",
+                      ctu_rel_err(out, ref, T * H * D));
+            finite = 1;
+            for (size_t i = 0; i < T * H * D; i++) finite &= isfinite(ref[i]) != 0;
+            CHECK(finite, "the double reference is finite");
+            cq_cache_free(c);
+        }
+}
+
+/* page_tokens up to 2^20 is legal: a cache of 40 tokens saved from such a
+ * configuration loads with the default options, and holds no huge page. */
+static void page_tokens_roundtrip(void) {
+    cq_cache_config cfg;
+    cq_cache_config_default(&cfg, 1, 1, 128);
+    cfg.key_codec = cfg.val_codec = CQ_CODEC_FP16;
+    cfg.page_tokens = 1u << 20;
+    cq_cache *c = NULL;
+    cq_err e;
+    CHECK(cq_cache_create(&cfg, &c, &e) == CQ_OK, "create: %s", e.msg);
+    if (!c) return;
+    static uint16_t K[40 * 128], V[40 * 128];
+    cq_rng r;
+    cq_rng_seed(&r, 17);
+    ctu_fill_f16(&r, K, 40 * 128, 1.0f, 0);
+    ctu_fill_f16(&r, V, 40 * 128, 1.0f, 0);
+    CHECK(cq_cache_append(c, 0, K, V, 40, &e) == CQ_OK, "append: %s", e.msg);
+    CHECK(cq_cache_allocated_bytes(c, -1) <= (8u << 20), "40 tokens hold %llu bytes",
+          (unsigned long long)cq_cache_allocated_bytes(c, -1));
+    char dir[] = "/tmp/cq_pagetok_XXXXXX", path[64];
+    CHECK(mkdtemp(dir) != NULL, "mkdtemp");
+    snprintf(path, sizeof path, "%s/c.cqkv", dir);
+    CHECK(cq_cache_save(c, path, &e) == CQ_OK, "save: %s", e.msg);
+    cq_cache *back = NULL;
+    CHECK(cq_cache_load(path, &back, &e) == CQ_OK, "the saved cache loads with the defaults: %s",
+          e.msg);
+    CHECK(back && cq_cache_compare(c, back, &e) == CQ_OK, "loaded = saved: %s", e.msg);
+    unlink(path);
+    rmdir(dir);
+    cq_cache_free(back);
+    cq_cache_free(c);
+}
+
 int main(void) {
     const cq_codec_id fused[][2] = {{CQ_CODEC_FP16, CQ_CODEC_FP16},
                                     {CQ_CODEC_CQ8, CQ_CODEC_CQ8},
@@ -446,5 +603,9 @@ int main(void) {
     params_matrix();
     mask_matrix();
     read_attend_matrix();
+    force_generic_flag();
+    scale_matrix();
+    extreme_query_matrix();
+    page_tokens_roundtrip();
     return cq_test_done("test_cache_badinput");
 }

@@ -208,11 +208,28 @@ int cq_cmd_engine(int argc, char **argv) {
         fprintf(stderr, "cq engine: bad --outliers '%s'\n", outl_s);
         return 2;
     }
+    /* the mask file's rules (cq_mask_load): ascending, unique; CQ4plus only */
+    for (int j = 1; j < n_outl; j++)
+        if (outl[j] <= outl[j - 1]) {
+            fprintf(stderr, "cq engine: --outliers '%s': channels must be ascending and unique\n",
+                    outl_s);
+            return 2;
+        }
+    if (outl_s && tier != CQ_TIER_CQ4P) {
+        fprintf(stderr, "cq engine: --outliers applies to --tier CQ4plus only (tier %s)\n", tier_s);
+        return 2;
+    }
 
     FILE *trace = NULL;
-    if (trace_path && !(trace = fopen(trace_path, "w"))) {
-        fprintf(stderr, "cq engine: CQ_ERR_IO: cannot open %s\n", trace_path);
-        return 1;
+    cq_out trace_out = {0};
+    if (trace_path) {
+        cq_err te;
+        cq_err_clear(&te);
+        if (cq_out_open(&trace_out, trace_path, &te)) {
+            cq_report("engine", te.code, &te);
+            return 1;
+        }
+        trace = trace_out.f;
     }
     cq_engine_replay_files rpf;
     FILE **rp_slot[5] = {&rpf.image, &rpf.model_spans, &rpf.model_rows, &rpf.standin_tokens,
@@ -226,7 +243,7 @@ int cq_cmd_engine(int argc, char **argv) {
         if (!(*rp_slot[j] = fopen(p, "w"))) {
             fprintf(stderr, "cq engine: CQ_ERR_IO: cannot open %s\n", p);
             for (int q = 0; q < j; q++) fclose(*rp_slot[q]);
-            if (trace) fclose(trace);
+            if (trace) cq_out_abort(&trace_out);
             return 1;
         }
     }
@@ -327,6 +344,12 @@ int cq_cmd_engine(int argc, char **argv) {
             for (size_t i = 0; i < n; i++) in.V[i] = cq_f64_to_f16(cq_rng_normal(&rng));
             snprintf(in.name, sizeof in.name, "synthetic-normal-seed%llu",
                      (unsigned long long)seed);
+        }
+        if (in.is_golden && n_outl >= 0) {
+            fprintf(stderr, "cq engine: --outliers: %s is a golden vector with its own mask\n",
+                    in.name);
+            input_free(&in);
+            return 2;
         }
         if (!in.is_golden && in.tier == CQ_TIER_CQ4P) {
             if (n_outl >= 0) {
@@ -494,9 +517,13 @@ int cq_cmd_engine(int argc, char **argv) {
             fprintf(stderr, "cq engine: CQ_ERR_IO: writing %s%s failed\n", hex_path, rp_ext[j]);
             failed = 1;
         }
-    if (trace && fclose(trace) != 0) {
-        fprintf(stderr, "cq engine: CQ_ERR_IO: writing %s failed\n", trace_path);
-        return 1;
+    if (trace) {
+        cq_err te;
+        cq_err_clear(&te);
+        if (cq_out_commit(&trace_out, &te)) {
+            cq_report("engine", te.code, &te);
+            return 1;
+        }
     }
     return failed ? 1 : 0;
 }

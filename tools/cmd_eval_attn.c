@@ -308,9 +308,8 @@ int cq_eval_attn(int argc, char **argv) {
     if (fc) fprintf(fc, "key_codec,val_codec,codec_bits_per_value,score_cos,out_cos,top1,top5,k_nmse,v_nmse,cases\n");
     if (fj) fprintf(fj, "{\"cases\": %u, \"dim\": %u, \"results\": [\n", n_cases, D);
     rc = 0;
-    int any_ok = 0;
     cq_qkv_set x = {Q, K, V, NL, NQH, NKV, T, D};
-    int first_json = 1;
+    int first_json = 1, n_ok = 0, n_nonfinite = 0;
     for (int pi = 0; pi < np; pi++) {
         cq_attn_metrics m;
         double bpv = 0;
@@ -323,15 +322,13 @@ int cq_eval_attn(int argc, char **argv) {
             else fprintf(stderr, "cq eval attn: %s/%s: n/a: %s\n", pk[pi]->name, pv[pi]->name, e.msg);
             continue;
         }
-        if (!isfinite(m.score_cos) || !isfinite(m.out_cos) || !isfinite(bpv)) {
-            fprintf(stderr, "cq eval attn: %s/%s: non-finite metrics (score cos %g, output cos %g)\n",
-                    pk[pi]->name, pv[pi]->name, m.score_cos, m.out_cos);
-            rc = 1;
-        }
         if (table)
             printf("| %s | %s | %.4f | %.6f | %.6f | %.4f | %.4f | %.3e | %.3e |\n", pk[pi]->name, pv[pi]->name,
                    bpv, m.score_cos, m.out_cos, m.top1, m.top5, m.k_nmse, m.v_nmse);
-        any_ok = 1;
+        n_ok++;
+        if (!isfinite(m.score_cos) || !isfinite(m.out_cos) || !isfinite(m.top1) ||
+            !isfinite(m.top5) || !isfinite(m.k_nmse) || !isfinite(m.v_nmse) || !isfinite(bpv))
+            n_nonfinite++;
         if (fc)
             fprintf(fc, "%s,%s,%.6f,%.8f,%.8f,%.6f,%.6f,%.6e,%.6e,%llu\n", pk[pi]->name, pv[pi]->name, bpv,
                     m.score_cos, m.out_cos, m.top1, m.top5, m.k_nmse, m.v_nmse, (unsigned long long)m.n);
@@ -345,8 +342,10 @@ int cq_eval_attn(int argc, char **argv) {
         }
     }
     if (fj) fprintf(fj, "\n]}\n");
-    if (!any_ok) {
-        fprintf(stderr, "cq eval attn: no codec pair could run\n");
+    /* a table of n/a rows or of NaN metrics is no result: exit 1 (rows stay printed) */
+    if (!n_ok || n_nonfinite) {
+        fprintf(stderr, "cq eval attn: %s\n", !n_ok ? "no codec pair could be evaluated (every row n/a)"
+                                                   : "non-finite metrics (NaN or Inf) in the table");
         rc = 1;
     }
 out:

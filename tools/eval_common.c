@@ -14,28 +14,13 @@
 #include "cq_tool.h"
 
 char *cq_tool_read_file(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    size_t cap = 1 << 16, n = 0;
-    char *b = malloc(cap + 1);
-    for (;;) {
-        if (!b) break;
-        if (n == cap) {
-            char *nb = realloc(b, (cap *= 2) + 1);
-            if (!nb) {
-                free(b);
-                b = NULL;
-                break;
-            }
-            b = nb;
-        }
-        size_t r = fread(b + n, 1, cap - n, f);
-        n += r;
-        if (r == 0) break;
+    char *b;
+    cq_err e;
+    cq_err_clear(&e);
+    if (cq_read_text(path, CQ_TEXT_MAX_BYTES, &b, len, &e)) {
+        fprintf(stderr, "cq: %s: %s\n", cq_status_name(e.code), e.msg);
+        return NULL;
     }
-    fclose(f);
-    if (b) b[n] = '\0';
-    *len = n;
     return b;
 }
 

@@ -446,6 +446,28 @@ static float attn_scale(const cq_cache *c, const cq_attn_opts *o) {
     return o && o->scale != 0.0f ? o->scale : 1.0f / sqrtf((float)c->cfg.head_dim);
 }
 
+/* opts->scale: 0 (the default) or finite and positive */
+static cq_status check_scale(float scale, cq_err *err) {
+    if (scale != 0.0f && !(isfinite(scale) && scale > 0.0f))
+        return cq_err_set(err, CQ_ERR_ARG, -1, -1,
+                          "attention scale %g must be finite and positive (0 = 1/sqrt(D))",
+                          (double)scale);
+    return CQ_OK;
+}
+
+/* Scores beyond the fp32 range (finite but extreme queries or keys) make the softmax
+ * NaN: refuse the result rather than return it (out is zeroed). */
+static cq_status check_output(float *out, size_t n, cq_err *err) {
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(out[i])) {
+            memset(out, 0, n * sizeof *out);
+            return cq_err_set(err, CQ_ERR_OVERFLOW, -1, -1,
+                              "attention scores overflow fp32 (queries or keys too large for "
+                              "q.k * scale): no result");
+        }
+    return CQ_OK;
+}
+
 cq_status cq_cache_attend(const cq_cache *c, uint32_t layer, const float *q, uint32_t n_q_heads,
                           float *out, const cq_attn_opts *opts, cq_err *err) {
     cq_err_clear(err);
@@ -455,7 +477,7 @@ cq_status cq_cache_attend(const cq_cache *c, uint32_t layer, const float *q, uin
     const uint32_t H = c->cfg.n_kv_heads, D = c->cfg.head_dim, nh = n_q_heads / H, T = l->tokens;
     if (T == 0) return cq_err_set(err, CQ_ERR_STATE, -1, -1, "layer %u holds no tokens", layer);
     const float scale = attn_scale(c, opts);
-    if ((st = check_precision(opts, err))) return st;
+    if ((st = check_precision(opts, err)) || (st = check_scale(scale, err))) return st;
     const uint32_t chunk = chunk_tokens(T, H);
     decode_job j = {c, l, NULL, nh, (T + chunk - 1) / chunk, T, chunk,
                     cq_attn_precision_resolve(opts ? opts->precision : 0), NULL, 0, {0}, 0};
@@ -493,6 +515,7 @@ cq_status cq_cache_attend(const cq_cache *c, uint32_t layer, const float *q, uin
                 float inv = 1.0f / Lsum;
                 for (uint32_t d = 0; d < D; d++) o[d] *= inv;
             }
+        st = check_output(out, (size_t)n_q_heads * D, err);
     } else {
         cq_err_set(err, st, -1, -1, "attention failed (%s)", cq_status_name(st));
     }
@@ -551,7 +574,7 @@ cq_status cq_cache_attend_prefill(const cq_cache *c, uint32_t layer, const float
     const uint32_t H = c->cfg.n_kv_heads, D = c->cfg.head_dim;
     const float scale = attn_scale(c, opts);
     size_t N = (size_t)n_q * n_q_heads * D;
-    if ((st = check_precision(opts, err))) return st;
+    if ((st = check_precision(opts, err)) || (st = check_scale(scale, err))) return st;
     float *qs = malloc(N * sizeof *qs);
     if (!qs) return cq_err_set(err, CQ_ERR_NOMEM, -1, -1, "out of memory");
     for (size_t i = 0; i < N; i++) qs[i] = q[i] * scale;
@@ -568,7 +591,7 @@ cq_status cq_cache_attend_prefill(const cq_cache *c, uint32_t layer, const float
     st = (cq_status)atomic_load(&j.status);
     free(qs);
     if (st) return cq_err_set(err, st, -1, -1, "attention failed (%s)", cq_status_name(st));
-    return CQ_OK;
+    return check_output(out, N, err);
 }
 
 /* ---------------------------------------------------------- reference */
@@ -585,6 +608,7 @@ cq_status cq_cache_attend_ref(const cq_cache *c, uint32_t layer, const float *q,
                           l->tokens);
     const uint32_t H = c->cfg.n_kv_heads, D = c->cfg.head_dim, nh = n_q_heads / H;
     const uint32_t T = pos0 + n_q;
+    if ((st = check_scale(scale, err))) return st;
     const double sc = scale != 0.0f ? (double)scale : 1.0 / sqrt((double)D);
     float *K = malloc((size_t)T * D * sizeof *K), *V = malloc((size_t)T * D * sizeof *V);
     double *s = malloc((size_t)T * sizeof *s), *o = malloc((size_t)D * sizeof *o);

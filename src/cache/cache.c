@@ -16,6 +16,7 @@
 #include "cache_internal.h"
 
 #define DEFAULT_PAGE_TOKENS 1024u
+#define PAGE_MAX_BYTES (1u << 20)
 
 /* ---------------------------------------------------------- allocation */
 
@@ -110,6 +111,9 @@ cq_status cq_cache_create(const cq_cache_config *cfg, cq_cache **out, cq_err *er
                           CQ_MIN_DIM, CQ_MAX_DIM);
     const uint32_t G = cfg->group ? cfg->group : CQ_DEFAULT_GROUP;
     if (G > 65536) return cq_err_set(err, CQ_ERR_GROUP, -1, -1, "group G=%u is too large", G);
+    if (cfg->force_generic > 1) /* the file format stores it as a 0/1 flag */
+        return cq_err_set(err, CQ_ERR_ARG, -1, -1, "force_generic=%u must be 0 or 1",
+                          cfg->force_generic);
     if (cfg->n_sinks > (1u << 20))
         return cq_err_set(err, CQ_ERR_ARG, -1, -1, "n_sinks=%u is too large", cfg->n_sinks);
     const cq_kernels *kern = cq_kernels_get();
@@ -132,6 +136,10 @@ cq_status cq_cache_create(const cq_cache_config *cfg, cq_cache **out, cq_err *er
     c->kern = kern;
     uint32_t pt = cfg->page_tokens ? cfg->page_tokens : DEFAULT_PAGE_TOKENS;
     if (pt > (1u << 20)) pt = 1u << 20;
+    /* a page of fp16 tokens (the widest per-head store) is at most PAGE_MAX_BYTES, so a
+     * few tokens never pin a huge page and a saved cache loads under the default memory
+     * limit (persist.c counts at most one partly filled page per store) */
+    if (pt > PAGE_MAX_BYTES / (2 * D)) pt = PAGE_MAX_BYTES / (2 * D);
     c->page_tokens = (pt + G - 1) / G * G;
     const uint32_t NL = cfg->n_layers, H = cfg->n_kv_heads, S = cfg->n_sinks;
     cq_status st = CQ_OK;

@@ -10,6 +10,7 @@
 
 #include "cq_cache.h"
 #include "cq_codec.h"
+#include "cq_file.h"
 
 #define MASK_FILE_MAX (16u << 20)
 
@@ -29,36 +30,6 @@ static int parse_uint(const char **p, uint64_t *v) {
     return 1;
 }
 
-/* Read all of f (at most MASK_FILE_MAX bytes) into a NUL-terminated buffer that
- * grows as needed: mask files are a few KB, so allocating the 16 MB bound up
- * front for each load was pure waste. 0 ok, 1 too large or read error, -1 no memory. */
-static int read_text(FILE *f, char **out, size_t *out_len) {
-    size_t cap = 1u << 16, len = 0;
-    char *buf = malloc(cap + 1);
-    if (!buf) return -1;
-    for (;;) {
-        len += fread(buf + len, 1, cap - len, f);
-        if (ferror(f)) break;
-        if (len < cap) {
-            buf[len] = '\0';
-            *out = buf;
-            *out_len = len;
-            return 0;
-        }
-        if (cap > MASK_FILE_MAX) break; /* filled MASK_FILE_MAX + 1 bytes: too large */
-        size_t ncap = cap * 2 > MASK_FILE_MAX ? MASK_FILE_MAX + 1 : cap * 2;
-        char *nb = realloc(buf, ncap + 1);
-        if (!nb) {
-            free(buf);
-            return -1;
-        }
-        buf = nb;
-        cap = ncap;
-    }
-    free(buf);
-    return 1;
-}
-
 cq_status cq_mask_load(const char *path, uint32_t n_layers, uint32_t n_kv_heads,
                        uint32_t head_dim, uint8_t *masks, cq_err *err) {
     cq_err_clear(err);
@@ -66,24 +37,17 @@ cq_status cq_mask_load(const char *path, uint32_t n_layers, uint32_t n_kv_heads,
     if (!n_layers || !n_kv_heads || head_dim < CQ_MIN_DIM || head_dim > CQ_MAX_DIM)
         return cq_err_set(err, CQ_ERR_SHAPE, -1, -1, "invalid mask shape %u x %u x %u", n_layers,
                           n_kv_heads, head_dim);
-    FILE *f = fopen(path, "rb");
-    if (!f) return cq_err_set(err, CQ_ERR_IO, -1, -1, "cannot open mask file %s", path);
     char *buf = NULL;
     size_t n_pairs = (size_t)n_layers * n_kv_heads;
     uint8_t *seen = calloc(n_pairs, 1);
     uint8_t *tmp = calloc(n_pairs, head_dim);
     cq_status st = CQ_OK;
     size_t len = 0;
-    int rd = seen && tmp ? read_text(f, &buf, &len) : -1;
-    if (rd < 0) {
+    if (!seen || !tmp) {
         st = cq_err_set(err, CQ_ERR_NOMEM, -1, -1, "out of memory");
         goto done;
     }
-    if (rd > 0) {
-        st = cq_err_set(err, CQ_ERR_IO, -1, -1, "%s: read error or larger than %u bytes", path,
-                        MASK_FILE_MAX);
-        goto done;
-    }
+    if ((st = cq_read_file(path, MASK_FILE_MAX, &buf, &len, err))) goto done;
     if (memchr(buf, '\0', len)) {
         st = cq_err_set(err, CQ_ERR_FORMAT, -1, -1, "%s: binary data in a text mask file", path);
         goto done;
@@ -154,7 +118,6 @@ cq_status cq_mask_load(const char *path, uint32_t n_layers, uint32_t n_kv_heads,
         }
     memcpy(masks, tmp, n_pairs * head_dim);
 done:
-    fclose(f);
     free(buf);
     free(seen);
     free(tmp);

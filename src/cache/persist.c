@@ -5,9 +5,9 @@
  *
  * Saving builds the whole image in memory (the stores' committed tokens in the
  * registry's packed form, as cq_cache_export gives them; in-flight tokens and
- * sinks as fp16) and writes it atomically: temporary file in the target's
- * directory, fsync, rename, fsync of the directory. A crash at any point
- * leaves either the old file or the new one.
+ * sinks as fp16) and writes it with the file layer's atomic writer
+ * (src/core/fileio.c): a crash at any point leaves the old file or the new one.
+ * Loading a file reads and checks its 40-byte header before the rest.
  *
  * Loading treats the bytes as hostile. Order: (1) file header, every section
  * header and every section CRC, before anything is parsed; (2) the
@@ -26,15 +26,14 @@
  *
  * Not here: the cache's own mechanics (cache.c, store.c), attention (attend.c).
  */
-#include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
+#include "../core/cq_le.h"
 #include "cache_internal.h"
+#include "cq_file.h"
 #include "cq_util.h"
 
 #define FILE_MAGIC "CQKVCACH"
@@ -56,27 +55,6 @@
 #else
 #define CRC_BAD(stored, computed) ((stored) != (computed))
 #endif
-
-/* ------------------------------------------------------- little-endian io */
-
-static void put32(uint8_t *p, uint32_t v) {
-    p[0] = (uint8_t)v, p[1] = (uint8_t)(v >> 8), p[2] = (uint8_t)(v >> 16), p[3] = (uint8_t)(v >> 24);
-}
-static void put64(uint8_t *p, uint64_t v) {
-    put32(p, (uint32_t)v);
-    put32(p + 4, (uint32_t)(v >> 32));
-}
-static uint16_t get16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
-static uint32_t get32(const uint8_t *p) {
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-static uint64_t get64(const uint8_t *p) { return get32(p) | (uint64_t)get32(p + 4) << 32; }
-static void put16n(uint8_t *d, const uint16_t *v, size_t n) {
-    for (size_t i = 0; i < n; i++) d[2 * i] = (uint8_t)v[i], d[2 * i + 1] = (uint8_t)(v[i] >> 8);
-}
-static void get16n(uint16_t *d, const uint8_t *s, size_t n) {
-    for (size_t i = 0; i < n; i++) d[i] = get16(s + 2 * i);
-}
 
 /* a + b and a * b on uint64 with overflow flagged (sticky) */
 static uint64_t add_ov(uint64_t a, uint64_t b, int *ov) {
@@ -117,16 +95,16 @@ static cq_status write_record(const cq_store *s, uint8_t **pp, cq_err *err) {
     int view = s->kind == ST_ROW;
     cq_status st = view ? CQ_OK : cq_store_export(s, NULL, 0, &len, err);
     if (st) return st;
-    put32(p, (uint32_t)s->kind);
-    put32(p + 4, view ? 0 : s->n_done);
-    put32(p + 8, view ? 0 : s->n_resid);
-    put32(p + 12, view ? 0 : s->tail_g);
-    put64(p + 16, len);
+    cq_put_u32le(p, (uint32_t)s->kind);
+    cq_put_u32le(p + 4, view ? 0 : s->n_done);
+    cq_put_u32le(p + 8, view ? 0 : s->n_resid);
+    cq_put_u32le(p + 12, view ? 0 : s->tail_g);
+    cq_put_u64le(p + 16, len);
     p += STORE_HDR;
     if (!view) {
         if ((st = cq_store_export(s, p, len, &len, err))) return st;
         p += len;
-        put16n(p, s->resid, (size_t)s->n_resid * s->D);
+        cq_put_u16le_n(p, s->resid, (size_t)s->n_resid * s->D);
         p += (size_t)s->n_resid * s->D * 2;
     }
     *pp = p;
@@ -162,11 +140,11 @@ static cq_status layer_bytes(const cq_cache *c, uint32_t L, uint64_t *out, cq_er
 }
 
 static void sec_header(uint8_t *p, uint32_t tag, uint32_t index, uint64_t len) {
-    put32(p, tag);
-    put32(p + 4, index);
-    put64(p + 8, len);
-    put32(p + 16, cq_crc32c(0, p + SEC_HDR, (size_t)len));
-    put32(p + 20, cq_crc32c(0, p, 20));
+    cq_put_u32le(p, tag);
+    cq_put_u32le(p + 4, index);
+    cq_put_u64le(p + 8, len);
+    cq_put_u32le(p + 16, cq_crc32c(0, p + SEC_HDR, (size_t)len));
+    cq_put_u32le(p + 20, cq_crc32c(0, p, 20));
 }
 
 static size_t conf_bytes(const cq_cache *c) {
@@ -181,11 +159,11 @@ static void write_conf(const cq_cache *c, uint8_t *p) {
                             g->group,     g->n_sinks,             g->page_tokens,
                             g->max_tokens, (uint32_t)g->key_codec, (uint32_t)g->val_codec,
                             g->force_generic, (uint32_t)c->sealed, c->masks ? 1u : 0u};
-    for (int i = 0; i < 12; i++) put32(p + 4 * i, v[i]);
+    for (int i = 0; i < 12; i++) cq_put_u32le(p + 4 * i, v[i]);
     p += CONF_FIXED;
     for (uint32_t L = 0; L < g->n_layers; L++, p += 8) {
-        put32(p, (uint32_t)c->codecs[L].key);
-        put32(p + 4, (uint32_t)c->codecs[L].val);
+        cq_put_u32le(p, (uint32_t)c->codecs[L].key);
+        cq_put_u32le(p + 4, (uint32_t)c->codecs[L].val);
     }
     if (c->masks) memcpy(p, c->masks, (size_t)g->n_layers * g->n_kv_heads * g->head_dim);
 }
@@ -194,14 +172,14 @@ static cq_status write_layer(const cq_cache *c, uint32_t L, uint8_t *p, cq_err *
     const uint32_t H = c->cfg.n_kv_heads, D = c->cfg.head_dim;
     const cq_layer *l = &c->layers[L];
     const uint32_t ns = sink_count(c, l->tokens);
-    put32(p, L);
-    put32(p + 4, l->tokens);
+    cq_put_u32le(p, L);
+    cq_put_u32le(p + 4, l->tokens);
     p += 8;
     cq_status st;
     for (uint32_t h = 0; h < H; h++) {
-        put16n(p, l->heads[h].sink_k, (size_t)ns * D);
+        cq_put_u16le_n(p, l->heads[h].sink_k, (size_t)ns * D);
         p += (size_t)ns * D * 2;
-        put16n(p, l->heads[h].sink_v, (size_t)ns * D);
+        cq_put_u16le_n(p, l->heads[h].sink_v, (size_t)ns * D);
         p += (size_t)ns * D * 2;
         for (int r = 0; r < 2; r++)
             if ((st = write_record(store_of(c, L, h, r), &p, err))) return st;
@@ -241,11 +219,11 @@ cq_status cq_cache_save_mem(const cq_cache *c, uint8_t **buf, size_t *len, cq_er
     }
     memset(img, 0, FILE_HDR);
     memcpy(img, FILE_MAGIC, 8);
-    put32(img + 8, any_row(c) ? 2u : 1u); /* version 1 readers keep reading row-free caches */
-    put32(img + 12, FILE_HDR);
-    put64(img + 16, total);
-    put32(img + 24, 1 + NL);
-    put32(img + 36, cq_crc32c(0, img, 36));
+    cq_put_u32le(img + 8, any_row(c) ? 2u : 1u); /* version 1 readers keep reading row-free caches */
+    cq_put_u32le(img + 12, FILE_HDR);
+    cq_put_u64le(img + 16, total);
+    cq_put_u32le(img + 24, 1 + NL);
+    cq_put_u32le(img + 36, cq_crc32c(0, img, 36));
     uint8_t *p = img + FILE_HDR;
     write_conf(c, p + SEC_HDR);
     sec_header(p, TAG_CONF, 0, conf_bytes(c));
@@ -266,66 +244,6 @@ cq_status cq_cache_save_mem(const cq_cache *c, uint8_t **buf, size_t *len, cq_er
     return CQ_OK;
 }
 
-/* Atomic replace: temporary file beside the target, fsync, rename, fsync the directory. */
-static cq_status write_atomic(const char *path, const uint8_t *data, size_t len, cq_err *err) {
-    size_t pl = strlen(path);
-    char *tmp = malloc(pl + 16), *dir = malloc(pl + 2);
-    if (!tmp || !dir) {
-        free(tmp);
-        free(dir);
-        return cq_err_set(err, CQ_ERR_NOMEM, -1, -1, "out of memory");
-    }
-    memcpy(tmp, path, pl);
-    memcpy(tmp + pl, ".tmp.XXXXXX", 12);
-    const char *slash = strrchr(path, '/');
-    if (!slash) memcpy(dir, ".", 2);
-    else if (slash == path) memcpy(dir, "/", 2);
-    else {
-        memcpy(dir, path, (size_t)(slash - path));
-        dir[slash - path] = 0;
-    }
-    cq_status st = CQ_OK;
-    int fd = mkstemp(tmp);
-    if (fd < 0) {
-        st = cq_err_set(err, CQ_ERR_IO, -1, -1, "%s: cannot create a temporary file: %s", path,
-                        strerror(errno));
-        goto out;
-    }
-    size_t left = len;
-    const uint8_t *p = data;
-    int e = 0;
-    while (left) {
-        ssize_t w = write(fd, p, left);
-        if (w < 0) {
-            if (errno == EINTR) continue;
-            e = errno;
-            break;
-        }
-        p += w;
-        left -= (size_t)w;
-    }
-    if (!e && fsync(fd) != 0) e = errno;
-    if (close(fd) != 0 && !e) e = errno;
-    if (!e && chmod(tmp, 0644) != 0) e = errno; /* mkstemp makes 0600 */
-    if (!e && rename(tmp, path) != 0) e = errno;
-    if (e) {
-        unlink(tmp);
-        st = cq_err_set(err, CQ_ERR_IO, -1, -1, "%s: write failed: %s (old file left intact)", path,
-                        strerror(e));
-        goto out;
-    }
-    /* make the rename itself durable; failure here cannot un-write the file */
-    int dfd = open(dir, O_RDONLY);
-    if (dfd >= 0) {
-        (void)fsync(dfd);
-        close(dfd);
-    }
-out:
-    free(tmp);
-    free(dir);
-    return st;
-}
-
 cq_status cq_cache_save(const cq_cache *c, const char *path, cq_err *err) {
     cq_err_clear(err);
     if (!c || !path) return cq_err_set(err, CQ_ERR_NULL, -1, -1, "cache or path is NULL");
@@ -333,7 +251,7 @@ cq_status cq_cache_save(const cq_cache *c, const char *path, cq_err *err) {
     size_t len;
     cq_status st = cq_cache_save_mem(c, &img, &len, err);
     if (st) return st;
-    st = write_atomic(path, img, len, err);
+    st = cq_write_file_atomic(path, img, len, err);
     free(img);
     return st;
 }
@@ -369,7 +287,7 @@ static int is_scale(uint16_t s) { /* what cq_scale_from_amax yields: positive, n
 
 static int all_finite(const uint8_t *p, size_t n) {
     for (size_t i = 0; i < n; i++)
-        if (!cq_f16_is_finite(get16(p + 2 * i))) return 0;
+        if (!cq_f16_is_finite(cq_get_u16le(p + 2 * i))) return 0;
     return 1;
 }
 
@@ -409,10 +327,10 @@ static cq_status check_data(const cq_store *s, const uint8_t *d, uint32_t n_done
     } else if (s->kind == ST_I8 || s->kind == ST_I4V) {
         const uint8_t *sc = d + (size_t)n_done * s->tok_bytes;
         for (uint32_t t = 0; t < n_done; t++)
-            if (!is_scale(get16(sc + 2 * (size_t)t)))
+            if (!is_scale(cq_get_u16le(sc + 2 * (size_t)t)))
                 return cq_err_set(err, CQ_ERR_FORMAT, t, -1,
                                   "%s: token %u has scale 0x%04x (not a positive normal fp16)",
-                                  where, t, get16(sc + 2 * (size_t)t));
+                                  where, t, cq_get_u16le(sc + 2 * (size_t)t));
     } else if (s->kind == ST_I4K) {
         const cq_params *p = s->params;
         const uint32_t nu = (n_done + s->unit - 1) / s->unit;
@@ -427,10 +345,10 @@ static cq_status check_data(const cq_store *s, const uint8_t *d, uint32_t n_done
         }
         const uint8_t *sc = d + pay;
         for (size_t i = 0; i < (size_t)nu * p->kept; i++)
-            if (!is_scale(get16(sc + 2 * i)))
+            if (!is_scale(cq_get_u16le(sc + 2 * i)))
                 return cq_err_set(err, CQ_ERR_FORMAT, -1, -1,
                                   "%s: key group %zu: channel scale 0x%04x is not a positive "
-                                  "normal fp16", where, i / p->kept, get16(sc + 2 * i));
+                                  "normal fp16", where, i / p->kept, cq_get_u16le(sc + 2 * i));
         if (!all_finite(sc + (size_t)nu * p->kept * 2, (size_t)n_done * p->k))
             return cq_err_set(err, CQ_ERR_FORMAT, -1, -1, "%s: non-finite fp16 outlier", where);
     }
@@ -468,10 +386,10 @@ static void import_data(cq_store *s, const uint8_t *d) {
         const uint8_t *sc = d + (size_t)T * s->tok_bytes;
         for (uint32_t t = 0; t < T; t++) {
             uint8_t *dst = cq_store_codes(s, t);
-            if (s->kind == ST_F16) get16n((uint16_t *)dst, d + (size_t)t * s->tok_bytes, s->D);
+            if (s->kind == ST_F16) cq_get_u16le_n((uint16_t *)dst, d + (size_t)t * s->tok_bytes, s->D);
             else {
                 cq_store_put_codes(s, t, d + (size_t)t * s->tok_bytes);
-                *cq_store_scale(s, t) = get16(sc + 2 * (size_t)t);
+                *cq_store_scale(s, t) = cq_get_u16le(sc + 2 * (size_t)t);
             }
         }
         return;
@@ -488,8 +406,8 @@ static void import_data(cq_store *s, const uint8_t *d) {
             memcpy(slot, d + po, cq_key_group_bytes(p, g));
             cq_store_key_committed(s, slot, g);
             po += cq_key_group_bytes(p, g);
-            get16n((uint16_t *)(slot + s->off_scales), sc + (size_t)u * p->kept * 2, p->kept);
-            get16n((uint16_t *)(slot + s->off_sidecar), side + (size_t)u * s->unit * p->k * 2,
+            cq_get_u16le_n((uint16_t *)(slot + s->off_scales), sc + (size_t)u * p->kept * 2, p->kept);
+            cq_get_u16le_n((uint16_t *)(slot + s->off_sidecar), side + (size_t)u * s->unit * p->k * 2,
                    (size_t)g * p->k);
         }
         return;
@@ -502,12 +420,15 @@ static void import_data(cq_store *s, const uint8_t *d) {
     }
 }
 
-/* Bytes the pages of a store holding n_done committed tokens take. */
-static uint64_t store_page_bytes(const cq_store *s, uint32_t n_done) {
+/* Bytes the pages of a store holding n_done committed tokens take: need[0] += all of
+ * them, need[1] += the unfilled part of the last page (the page granularity the
+ * configuration chose, which the default memory limit allows on top of the file size). */
+static void store_page_bytes(const cq_store *s, uint32_t n_done, uint64_t need[2]) {
     uint64_t units = ((uint64_t)n_done + s->unit - 1) / s->unit;
     uint64_t pages = (units + s->page_units - 1) / s->page_units, cap = pages ? 4 : 0;
     while (cap < pages) cap *= 2;
-    return pages * (CQ_PAGE_HDR + s->page_bytes) + cap * sizeof(uint8_t *);
+    need[0] += pages * (CQ_PAGE_HDR + s->page_bytes) + cap * sizeof(uint8_t *);
+    need[1] += (pages * s->page_units - units) * s->page_bytes / s->page_units;
 }
 
 /* One store record of a layer section: validate (fill = 0: no allocation, *need += page
@@ -518,9 +439,9 @@ static cq_status do_record(cq_cache *c, const conf *cf, cq_layer *l, cq_store *s
                            cq_err *err) {
     const uint8_t *q = take(r, STORE_HDR);
     if (!q) return cq_err_set(err, CQ_ERR_FORMAT, -1, -1, "%s: section too short", where);
-    uint32_t kind = get32(q), n_done = get32(q + 4), n_resid = get32(q + 8),
-             tail_g = get32(q + 12);
-    uint64_t dlen = get64(q + 16);
+    uint32_t kind = cq_get_u32le(q), n_done = cq_get_u32le(q + 4), n_resid = cq_get_u32le(q + 8),
+             tail_g = cq_get_u32le(q + 12);
+    uint64_t dlen = cq_get_u64le(q + 16);
     if (kind != (uint32_t)s->kind)
         return cq_err_set(err, CQ_ERR_FORMAT, -1, -1,
                           "%s: storage kind %u, but the configuration implies %d", where, kind,
@@ -563,7 +484,7 @@ static cq_status do_record(cq_cache *c, const conf *cf, cq_layer *l, cq_store *s
         if (!all_finite(rs, (size_t)n_resid * D))
             return cq_err_set(err, CQ_ERR_FORMAT, -1, -1, "%s: non-finite fp16 in-flight token",
                               where);
-        *need += store_page_bytes(s, n_done);
+        store_page_bytes(s, n_done, need);
         return CQ_OK;
     }
     if (cq_store_reserve(c, l, s, n_done))
@@ -572,7 +493,7 @@ static cq_status do_record(cq_cache *c, const conf *cf, cq_layer *l, cq_store *s
     s->tail_g = tail_g;
     s->n_resid = n_resid;
     import_data(s, d);
-    if (n_resid) get16n(s->resid, rs, (size_t)n_resid * D);
+    if (n_resid) cq_get_u16le_n(s->resid, rs, (size_t)n_resid * D);
     return CQ_OK;
 }
 
@@ -588,7 +509,7 @@ static cq_status do_layer(cq_cache *c, const conf *cf, uint32_t L, const uint8_t
     rd r = {pay, len};
     const uint8_t *q = take(&r, 8);
     if (!q) return cq_err_set(err, CQ_ERR_FORMAT, -1, -1, "layer %u: section too short", L);
-    uint32_t idx = get32(q), tokens = get32(q + 4);
+    uint32_t idx = cq_get_u32le(q), tokens = cq_get_u32le(q + 4);
     if (idx != L)
         return cq_err_set(err, CQ_ERR_FORMAT, -1, -1, "layer %u: section says layer %u", L, idx);
     if (tokens > 0xFFFFFFF0u || (c->cfg.max_tokens && tokens > c->cfg.max_tokens))
@@ -606,7 +527,7 @@ static cq_status do_layer(cq_cache *c, const conf *cf, uint32_t L, const uint8_t
                 return cq_err_set(err, CQ_ERR_FORMAT, -1, -1,
                                   "layer %u, kv head %u: non-finite fp16 sink %s", L, h,
                                   role_name(r2));
-            if (fill) get16n(r2 ? l->heads[h].sink_v : l->heads[h].sink_k, sk, (size_t)ns * D);
+            if (fill) cq_get_u16le_n(r2 ? l->heads[h].sink_v : l->heads[h].sink_k, sk, (size_t)ns * D);
         }
         for (int r2 = 0; r2 < 2; r2++) {
             snprintf(where, sizeof where, "layer %u, kv head %u, %s", L, h, role_name(r2));
@@ -635,7 +556,7 @@ static cq_status parse_conf(const uint8_t *p, uint64_t len, uint32_t n_sections,
         return cq_err_set(err, CQ_ERR_FORMAT, -1, -1, "configuration: %llu bytes, need %u",
                           (unsigned long long)len, CONF_FIXED);
     uint32_t v[12];
-    for (int i = 0; i < 12; i++) v[i] = get32(p + 4 * i);
+    for (int i = 0; i < 12; i++) v[i] = cq_get_u32le(p + 4 * i);
     cq_cache_config_default(&cf->cfg, v[0], v[1], v[2]);
     cf->cfg.group = v[3];
     cf->cfg.n_sinks = v[4];
@@ -673,8 +594,8 @@ static cq_status parse_conf(const uint8_t *p, uint64_t len, uint32_t n_sections,
     if (!cf->codecs) return cq_err_set(err, CQ_ERR_NOMEM, -1, -1, "out of memory");
     int any4p = 0;
     for (uint32_t L = 0; L < NL; L++) {
-        cf->codecs[L].key = (cq_codec_id)get32(p + CONF_FIXED + 8 * (size_t)L);
-        cf->codecs[L].val = (cq_codec_id)get32(p + CONF_FIXED + 8 * (size_t)L + 4);
+        cf->codecs[L].key = (cq_codec_id)cq_get_u32le(p + CONF_FIXED + 8 * (size_t)L);
+        cf->codecs[L].val = (cq_codec_id)cq_get_u32le(p + CONF_FIXED + 8 * (size_t)L + 4);
         if (!cq_codec_get(cf->codecs[L].key) || !cq_codec_get(cf->codecs[L].val))
             return cq_err_set(err, CQ_ERR_TIER, -1, -1,
                               "configuration: layer %u: unknown codec id (key %u, value %u)", L,
@@ -729,61 +650,71 @@ static uint64_t empty_cache_bytes(const conf *cf) {
     return b;
 }
 
-static cq_status check_sections(const uint8_t *b, size_t n, uint32_t *n_sec, cq_err *err) {
-    if (n < FILE_HDR)
+/* The file header: the first n bytes of a file of file_len bytes (n = min(file_len, 40)). */
+static cq_status check_header(const uint8_t *b, size_t n, uint64_t file_len, uint32_t *n_sec,
+                              cq_err *err) {
+    if (n < FILE_HDR || file_len < FILE_HDR)
         return cq_err_set(err, CQ_ERR_FORMAT, -1, -1,
-                          "size: %zu bytes, shorter than the %u-byte file header (truncated?)", n,
+                          "size: %llu bytes, shorter than the %u-byte file header (truncated?)",
+                          (unsigned long long)file_len,
                           FILE_HDR);
     if (memcmp(b, FILE_MAGIC, 8) != 0)
         return cq_err_set(err, CQ_ERR_FORMAT, -1, -1, "magic: not a ChannelQuant cache file");
     uint32_t crc = cq_crc32c(0, b, 36);
-    if (CRC_BAD(get32(b + 36), crc))
+    if (CRC_BAD(cq_get_u32le(b + 36), crc))
         return cq_err_set(err, CQ_ERR_CHECKSUM, -1, -1,
-                          "header CRC: stored 0x%08x, computed 0x%08x", get32(b + 36), crc);
-    if (get32(b + 8) < FILE_VERSION_MIN || get32(b + 8) > FILE_VERSION)
+                          "header CRC: stored 0x%08x, computed 0x%08x", cq_get_u32le(b + 36), crc);
+    if (cq_get_u32le(b + 8) < FILE_VERSION_MIN || cq_get_u32le(b + 8) > FILE_VERSION)
         return cq_err_set(err, CQ_ERR_VERSION, -1, -1,
                           "version: file format version %u, this library reads versions %u..%u",
-                          get32(b + 8), FILE_VERSION_MIN, FILE_VERSION);
-    if (get32(b + 12) != FILE_HDR || get32(b + 28) != 0 || get32(b + 32) != 0)
+                          cq_get_u32le(b + 8), FILE_VERSION_MIN, FILE_VERSION);
+    if (cq_get_u32le(b + 12) != FILE_HDR || cq_get_u32le(b + 28) != 0 || cq_get_u32le(b + 32) != 0)
         return cq_err_set(err, CQ_ERR_FORMAT, -1, -1,
                           "header: header size %u, flags 0x%x, reserved 0x%x (expected %u, 0, 0)",
-                          get32(b + 12), get32(b + 28), get32(b + 32), FILE_HDR);
-    uint64_t fsz = get64(b + 16);
-    if (fsz != n)
+                          cq_get_u32le(b + 12), cq_get_u32le(b + 28), cq_get_u32le(b + 32), FILE_HDR);
+    uint64_t fsz = cq_get_u64le(b + 16);
+    if (fsz != file_len)
         return cq_err_set(err, CQ_ERR_FORMAT, -1, -1,
-                          "size: file is %zu bytes, its header says %llu (truncated or extended)",
-                          n, (unsigned long long)fsz);
-    *n_sec = get32(b + 24);
+                          "size: file is %llu bytes, its header says %llu (truncated or extended)",
+                          (unsigned long long)file_len, (unsigned long long)fsz);
+    *n_sec = cq_get_u32le(b + 24);
     if (*n_sec < 2 || *n_sec > 4097)
         return cq_err_set(err, CQ_ERR_FORMAT, -1, -1, "header: %u sections (expected 2..4097)",
                           *n_sec);
+    return CQ_OK;
+}
+
+static cq_status check_sections(const uint8_t *b, size_t n, uint32_t *n_sec, cq_err *err) {
+    cq_status st = check_header(b, n < FILE_HDR ? n : FILE_HDR, n, n_sec, err);
+    if (st) return st;
+    uint32_t crc;
     rd r = {b + FILE_HDR, n - FILE_HDR};
     for (uint32_t i = 0; i < *n_sec; i++) {
         const uint8_t *h = take(&r, SEC_HDR);
         if (!h)
             return cq_err_set(err, CQ_ERR_FORMAT, -1, -1, "section %u: header missing (truncated)", i);
         crc = cq_crc32c(0, h, 20);
-        if (CRC_BAD(get32(h + 20), crc))
+        if (CRC_BAD(cq_get_u32le(h + 20), crc))
             return cq_err_set(err, CQ_ERR_CHECKSUM, -1, -1,
                               "section %u: header CRC: stored 0x%08x, computed 0x%08x", i,
-                              get32(h + 20), crc);
-        uint32_t tag = get32(h), idx = get32(h + 4);
+                              cq_get_u32le(h + 20), crc);
+        uint32_t tag = cq_get_u32le(h), idx = cq_get_u32le(h + 4);
         uint32_t want_tag = i ? TAG_LAYR : TAG_CONF, want_idx = i ? i - 1 : 0;
         if (tag != want_tag || idx != want_idx)
             return cq_err_set(err, CQ_ERR_FORMAT, -1, -1,
                               "section %u: tag 0x%08x index %u, expected 0x%08x index %u", i, tag,
                               idx, want_tag, want_idx);
-        uint64_t len = get64(h + 8);
+        uint64_t len = cq_get_u64le(h + 8);
         const uint8_t *pay = take(&r, len);
         if (!pay)
             return cq_err_set(err, CQ_ERR_FORMAT, -1, -1,
                               "section %u: %llu payload bytes run past the end of the file", i,
                               (unsigned long long)len);
         crc = cq_crc32c(0, pay, (size_t)len);
-        if (CRC_BAD(get32(h + 16), crc))
+        if (CRC_BAD(cq_get_u32le(h + 16), crc))
             return cq_err_set(err, CQ_ERR_CHECKSUM, -1, -1,
                               "section %u (%s): payload CRC: stored 0x%08x, computed 0x%08x", i,
-                              i ? "layer" : "configuration", get32(h + 16), crc);
+                              i ? "layer" : "configuration", cq_get_u32le(h + 16), crc);
     }
     if (r.n)
         return cq_err_set(err, CQ_ERR_FORMAT, -1, -1, "size: %llu bytes after the last section",
@@ -804,14 +735,14 @@ cq_status cq_cache_load_mem_ex(const void *buf, size_t len, const cq_cache_load_
                                              : DEFAULT_LIMIT_BASE + DEFAULT_LIMIT_MULT * (uint64_t)len;
     /* sections are contiguous and verified: walk them again without checks */
     const uint8_t *p = b + FILE_HDR;
-    uint64_t conf_len = get64(p + 8);
+    uint64_t conf_len = cq_get_u64le(p + 8);
     conf cf;
     st = parse_conf(p + SEC_HDR, conf_len, n_sec, &cf, err);
     if (st) {
         free(cf.codecs);
         return st;
     }
-    cf.version = get32(b + 8);
+    cf.version = cq_get_u32le(b + 8);
     uint64_t fixed = empty_cache_bytes(&cf);
     if (fixed > limit) {
         free(cf.codecs);
@@ -834,18 +765,19 @@ cq_status cq_cache_load_mem_ex(const void *buf, size_t len, const cq_cache_load_
     c->sealed = (int)cf.sealed;
     /* pass 1: validate every layer, sum the page memory; pass 2: allocate and fill */
     const uint32_t NL = c->cfg.n_layers;
-    uint64_t need = cq_cache_allocated_bytes(c, -1);
+    uint64_t need[2] = {cq_cache_allocated_bytes(c, -1), 0}; /* bytes, page slack */
     for (int fill = 0; fill < 2 && !st; fill++) {
         const uint8_t *q = p + SEC_HDR + conf_len;
         for (uint32_t L = 0; L < NL && !st; L++) {
-            uint64_t ll = get64(q + 8);
-            st = do_layer(c, &cf, L, q + SEC_HDR, ll, fill, &need, err);
+            uint64_t ll = cq_get_u64le(q + 8);
+            st = do_layer(c, &cf, L, q + SEC_HDR, ll, fill, need, err);
             q += SEC_HDR + ll;
         }
-        if (!st && !fill && need > limit)
+        if (!st && !fill && !(opts && opts->max_bytes)) limit += need[1];
+        if (!st && !fill && need[0] > limit)
             st = cq_err_set(err, CQ_ERR_RANGE, -1, -1,
                             "memory limit: the restored cache would hold %llu bytes, limit %llu",
-                            (unsigned long long)need, (unsigned long long)limit);
+                            (unsigned long long)need[0], (unsigned long long)limit);
     }
     if (st) {
         cq_cache_free(c);
@@ -859,39 +791,48 @@ cq_status cq_cache_load_mem(const void *buf, size_t len, cq_cache **out, cq_err 
     return cq_cache_load_mem_ex(buf, len, NULL, out, err);
 }
 
+/* Prefix err's message with the (shortened) path. */
+static cq_status with_path(cq_status st, const char *path, cq_err *err) {
+    if (st && err) {
+        char m[sizeof err->msg], bp[72];
+        memcpy(m, err->msg, sizeof m);
+        cq_err_set(err, st, err->token, err->channel, "%s: %.150s",
+                   cq_path_brief(path, bp, sizeof bp), m);
+    }
+    return st;
+}
+
 cq_status cq_cache_load_ex(const char *path, const cq_cache_load_opts *opts, cq_cache **out,
                            cq_err *err) {
     cq_err_clear(err);
     if (!path || !out) return cq_err_set(err, CQ_ERR_NULL, -1, -1, "path or out is NULL");
     *out = NULL;
-    int fd = open(path, O_RDONLY);
-    if (fd < 0)
-        return cq_err_set(err, CQ_ERR_IO, -1, -1, "%s: cannot open: %s", path, strerror(errno));
-    struct stat sb;
-    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode) || (uint64_t)sb.st_size > SIZE_MAX / 2) {
-        close(fd);
-        return cq_err_set(err, CQ_ERR_IO, -1, -1, "%s: not a readable regular file", path);
-    }
-    size_t n = (size_t)sb.st_size, got = 0;
-    uint8_t *buf = malloc(n ? n : 1);
-    if (!buf) {
-        close(fd);
-        return cq_err_set(err, CQ_ERR_NOMEM, -1, -1, "%s: out of memory (%zu bytes)", path, n);
-    }
-    while (got < n) {
-        ssize_t r = read(fd, buf + got, n - got);
-        if (r < 0 && errno == EINTR) continue;
-        if (r <= 0) break;
-        got += (size_t)r;
-    }
+    int fd;
+    uint64_t size;
+    cq_status st = cq_file_open(path, &fd, &size, err);
+    if (st) return st;
+    /* header first: a file that is not a cache, or whose size disagrees with its
+     * header, is refused after reading 40 bytes, whatever its length */
+    uint8_t hdr[FILE_HDR];
+    uint32_t n_sec;
+    size_t nh = size < FILE_HDR ? (size_t)size : FILE_HDR;
+    st = cq_file_read_at(fd, path, 0, hdr, nh, err);
+    if (!st) st = with_path(check_header(hdr, nh, size, &n_sec, err), path, err);
+    if (!st && (size > SIZE_MAX / 2 || (opts && opts->max_bytes && size > opts->max_bytes)))
+        st = with_path(cq_err_set(err, CQ_ERR_RANGE, -1, -1,
+                                  "memory limit: the file alone is %llu bytes, limit %llu",
+                                  (unsigned long long)size,
+                                  (unsigned long long)(opts && opts->max_bytes ? opts->max_bytes
+                                                                               : SIZE_MAX / 2)),
+                       path, err);
+    uint8_t *buf = NULL;
+    if (!st && !(buf = malloc((size_t)size)))
+        st = cq_err_set(err, CQ_ERR_NOMEM, -1, -1, "out of memory (%llu bytes)",
+                        (unsigned long long)size);
+    if (!st) st = cq_file_read_at(fd, path, 0, buf, (size_t)size, err);
     close(fd);
-    cq_status st = cq_cache_load_mem_ex(buf, got, opts, out, err);
+    if (!st) st = with_path(cq_cache_load_mem_ex(buf, (size_t)size, opts, out, err), path, err);
     free(buf);
-    if (st && err) {
-        char m[sizeof err->msg];
-        memcpy(m, err->msg, sizeof m);
-        cq_err_set(err, st, err->token, err->channel, "%s: %.200s", path, m);
-    }
     return st;
 }
 

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../core/cq_le.h"
 #include "cache_internal.h"
 
 static size_t round_up(size_t x, size_t a) { return (x + a - 1) / a * a; }
@@ -252,10 +253,6 @@ void cq_store_trim(cq_cache *c, cq_layer *l, cq_store *s, uint32_t keep) {
     }
 }
 
-static void put_le16(uint8_t *d, const uint16_t *v, size_t n) {
-    for (size_t i = 0; i < n; i++) d[2 * i] = (uint8_t)v[i], d[2 * i + 1] = (uint8_t)(v[i] >> 8);
-}
-
 cq_status cq_store_export(const cq_store *s, uint8_t *dst, size_t cap, size_t *len, cq_err *err) {
     s = cq_store_data(s);
     const uint32_t D = s->D, T = s->n_done, nu = (T + s->unit - 1) / s->unit;
@@ -279,13 +276,13 @@ cq_status cq_store_export(const cq_store *s, uint8_t *dst, size_t cap, size_t *l
     if (s->kind == ST_F16 || s->kind == ST_I8 || s->kind == ST_I4V) {
         for (uint32_t t = 0; t < T; t++) {
             cq_store_get_codes(s, t, dst + (size_t)t * s->tok_bytes);
-            if (s->kind != ST_F16) put_le16(dst + pay + 2 * (size_t)t, cq_store_scale(s, t), 1);
+            if (s->kind != ST_F16) cq_put_u16le_n(dst + pay + 2 * (size_t)t, cq_store_scale(s, t), 1);
         }
         if (s->kind == ST_F16) { /* stored native; the packed form is little-endian */
             for (size_t i = 0; i < (size_t)T * D; i++) {
                 uint16_t v;
                 memcpy(&v, dst + 2 * i, 2);
-                put_le16(dst + 2 * i, &v, 1);
+                cq_put_u16le_n(dst + 2 * i, &v, 1);
             }
         }
     } else if (s->kind == ST_I4K) {
@@ -297,9 +294,9 @@ cq_status cq_store_export(const cq_store *s, uint8_t *dst, size_t cap, size_t *l
             if (s->tiled) cq_kt_unpack(slot, p->kept, 0, g, dst + po);
             else memcpy(dst + po, slot, cq_key_group_bytes(p, g));
             po += cq_key_group_bytes(p, g);
-            put_le16(dst + pay + (size_t)u * p->kept * 2, (const uint16_t *)(slot + s->off_scales),
+            cq_put_u16le_n(dst + pay + (size_t)u * p->kept * 2, (const uint16_t *)(slot + s->off_scales),
                      p->kept);
-            put_le16(dst + pay + sc + (size_t)u * p->group * p->k * 2,
+            cq_put_u16le_n(dst + pay + sc + (size_t)u * p->group * p->k * 2,
                      (const uint16_t *)(slot + s->off_sidecar), (size_t)g * p->k);
         }
     } else {

@@ -16,6 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "../core/cq_le.h" /* little-endian scalars inside packed buffers */
 #include "cq_error.h"
 #include "cq_registry.h"
 
@@ -95,19 +96,6 @@ static inline uint8_t cq_e2m1_encode(float v) {
 static inline float cq_e2m1_value(uint8_t code) {
     static const float mag[8] = {0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f};
     return (code & 8) ? -mag[code & 7] : mag[code & 7];
-}
-
-/* Little-endian scalars inside packed buffers. */
-static inline void cq_put_u16le(uint8_t *p, uint16_t v) {
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-}
-static inline uint16_t cq_get_u16le(const uint8_t *p) { return (uint16_t)(p[0] | (p[1] << 8)); }
-static inline void cq_put_u32le(uint8_t *p, uint32_t v) {
-    for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
-}
-static inline uint32_t cq_get_u32le(const uint8_t *p) {
-    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
 }
 
 #endif

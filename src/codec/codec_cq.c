@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../core/cq_le.h"
 #include "cq_codec.h"
 #include "cq_registry.h"
 
@@ -26,17 +27,6 @@ static cq_status params_for(cq_tier tier, const cq_codec_cfg *cfg, cq_role role,
     }
     return cq_params_init(p, tier == CQ_TIER_CQ4P ? CQ_TIER_CQ4 : tier, cfg->dim, cfg->group, NULL,
                           0, err);
-}
-
-static void put_u16s(uint8_t *dst, const uint16_t *v, size_t n) {
-    for (size_t i = 0; i < n; i++) {
-        dst[2 * i] = (uint8_t)v[i];
-        dst[2 * i + 1] = (uint8_t)(v[i] >> 8);
-    }
-}
-
-static void get_u16s(uint16_t *v, const uint8_t *src, size_t n) {
-    for (size_t i = 0; i < n; i++) v[i] = (uint16_t)(src[2 * i] | (src[2 * i + 1] << 8));
 }
 
 static size_t blob_bytes(const cq_stream_sizes *s, cq_role role) {
@@ -89,11 +79,11 @@ static cq_status tier_encode(const cq_codec_traits *c, const cq_codec_cfg *cfg, 
     if (role == CQ_ROLE_KEY) {
         cq_key_stream ks = {dst, tmp, tmp + s.key_scales};
         st = cq_encode_keys(&p, x, T, &ks, err);
-        if (!st) put_u16s(dst + s.key_payload, tmp, nsc);
+        if (!st) cq_put_u16le_n(dst + s.key_payload, tmp, nsc);
     } else {
         cq_val_stream vs = {dst, tmp};
         st = cq_encode_values(&p, x, T, &vs, err);
-        if (!st) put_u16s(dst + s.val_payload, tmp, nsc);
+        if (!st) cq_put_u16le_n(dst + s.val_payload, tmp, nsc);
     }
     free(tmp);
     return st;
@@ -111,10 +101,10 @@ static cq_status tier_decode(const cq_codec_traits *c, const cq_codec_cfg *cfg, 
     uint16_t *tmp = malloc((nsc + 1) * sizeof *tmp);
     if (!tmp) return CQ_ERR_NOMEM;
     if (role == CQ_ROLE_KEY) {
-        get_u16s(tmp, src + s.key_payload, nsc);
+        cq_get_u16le_n(tmp, src + s.key_payload, nsc);
         st = cq_decode_keys(&p, src, tmp, tmp + s.key_scales, T, out);
     } else {
-        get_u16s(tmp, src + s.val_payload, nsc);
+        cq_get_u16le_n(tmp, src + s.val_payload, nsc);
         st = cq_decode_values(&p, src, tmp, T, out);
     }
     free(tmp);
@@ -196,7 +186,7 @@ static cq_status rot_encode(const cq_codec_cfg *cfg, cq_role role, const uint16_
     uint16_t *sc = malloc(((size_t)T + 1) * 2);
     if (!sc) return cq_err_set(err, CQ_ERR_NOMEM, -1, -1, "out of memory");
     st = cq3rot_encode(x, T, cfg->dim, dst, sc, err);
-    if (!st) put_u16s(dst + cq3rot_payload_bytes(cfg->dim, T), sc, T);
+    if (!st) cq_put_u16le_n(dst + cq3rot_payload_bytes(cfg->dim, T), sc, T);
     free(sc);
     return st;
 }
@@ -208,7 +198,7 @@ static cq_status rot_decode(const cq_codec_cfg *cfg, cq_role role, const uint8_t
     if (len != rot_bytes(cfg, role, T)) return CQ_ERR_BUFFER;
     uint16_t *sc = malloc(((size_t)T + 1) * 2);
     if (!sc) return CQ_ERR_NOMEM;
-    get_u16s(sc, src + cq3rot_payload_bytes(cfg->dim, T), T);
+    cq_get_u16le_n(sc, src + cq3rot_payload_bytes(cfg->dim, T), T);
     st = cq3rot_decode(src, sc, T, cfg->dim, out);
     free(sc);
     return st;

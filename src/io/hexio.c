@@ -1,91 +1,12 @@
 /*
- * hexio.c - hostile-input-safe file reading, atomic file writing, and the
- * fixed-width hex word format of the golden vectors.
+ * hexio.c - the fixed-width hex word format of the golden vectors (files are
+ * read through the file layer, src/core/fileio.c).
  */
-#include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "cq_vectors.h"
-
-cq_status cq_read_file(const char *path, size_t max_bytes, char **buf, size_t *len, cq_err *err) {
-    if (!path || !buf || !len) return cq_err_set(err, CQ_ERR_NULL, -1, -1, "NULL argument");
-    *buf = NULL;
-    *len = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f) return cq_err_set(err, CQ_ERR_IO, -1, -1, "%s: cannot open: %s", path, strerror(errno));
-    struct stat stt;
-    if (fstat(fileno(f), &stt) != 0 || !S_ISREG(stt.st_mode)) {
-        fclose(f);
-        return cq_err_set(err, CQ_ERR_IO, -1, -1, "%s: not a regular file", path);
-    }
-    if ((unsigned long long)stt.st_size > (unsigned long long)max_bytes) {
-        fclose(f);
-        return cq_err_set(err, CQ_ERR_FORMAT, -1, -1, "%s: %lld bytes exceeds the limit of %zu",
-                          path, (long long)stt.st_size, max_bytes);
-    }
-    size_t n = (size_t)stt.st_size;
-    char *b = malloc(n + 1);
-    if (!b) {
-        fclose(f);
-        return cq_err_set(err, CQ_ERR_NOMEM, -1, -1, "%s: cannot allocate %zu bytes", path, n + 1);
-    }
-    size_t got = n ? fread(b, 1, n, f) : 0;
-    int bad = ferror(f);
-    fclose(f);
-    if (got != n || bad) {
-        free(b);
-        return cq_err_set(err, CQ_ERR_IO, -1, -1, "%s: short read (%zu of %zu bytes)", path, got, n);
-    }
-    b[n] = '\0';
-    *buf = b;
-    *len = n;
-    return CQ_OK;
-}
-
-cq_status cq_write_file_atomic(const char *path, const void *data, size_t len, cq_err *err) {
-    if (!path || (len && !data)) return cq_err_set(err, CQ_ERR_NULL, -1, -1, "NULL argument");
-    size_t pl = strlen(path);
-    char *tmp = malloc(pl + 16);
-    if (!tmp) return cq_err_set(err, CQ_ERR_NOMEM, -1, -1, "out of memory");
-    memcpy(tmp, path, pl);
-    memcpy(tmp + pl, ".tmp.XXXXXX", 12);
-    int fd = mkstemp(tmp);
-    if (fd < 0) {
-        cq_status st = cq_err_set(err, CQ_ERR_IO, -1, -1, "%s: cannot create temporary file: %s",
-                                  path, strerror(errno));
-        free(tmp);
-        return st;
-    }
-    const unsigned char *p = data;
-    size_t left = len;
-    while (left) {
-        ssize_t w = write(fd, p, left);
-        if (w < 0) {
-            if (errno == EINTR) continue;
-            break;
-        }
-        p += w;
-        left -= (size_t)w;
-    }
-    int ok = left == 0 && fsync(fd) == 0;
-    ok = (close(fd) == 0) && ok;
-    if (ok) {
-        ok = chmod(tmp, 0644) == 0 && rename(tmp, path) == 0;
-    }
-    if (!ok) {
-        int e = errno;
-        unlink(tmp);
-        free(tmp);
-        return cq_err_set(err, CQ_ERR_IO, -1, -1, "%s: write failed: %s", path, strerror(e));
-    }
-    free(tmp);
-    return CQ_OK;
-}
 
 static int hexval(int ch) {
     if (ch >= '0' && ch <= '9') return ch - '0';

@@ -3,17 +3,23 @@
  * float16/32/64, C order, up to 8 dimensions. The header is parsed as hostile
  * text: only the three keys of the format are accepted, every number is
  * range checked, and the payload size is computed with overflow checks and
- * compared with the file before anything is allocated.
+ * compared with the file before anything is allocated; a file is read header
+ * first (cq_npy_load), so a bad or oversized one costs a few bytes of reading.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "../core/cq_le.h"
+#include "cq_file.h"
 #include "cq_fp16.h"
 #include "cq_util.h"
 #include "cq_vectors.h"
 
 static const size_t dtype_size[] = {2, 4, 8};
+
+#define NPY_MAX_HEADER (1u << 20) /* bytes of header dictionary accepted */
 
 void cq_npy_free(cq_npy *a) {
     if (!a) return;
@@ -103,27 +109,31 @@ bad:
     return cq_err_set(err, CQ_ERR_FORMAT, -1, -1, "npy: malformed header dictionary");
 }
 
-cq_status cq_npy_parse(const uint8_t *buf, size_t len, size_t max_bytes, cq_npy *out, cq_err *err) {
-    cq_err_clear(err);
-    if (!buf || !out) return cq_err_set(err, CQ_ERR_NULL, -1, -1, "NULL argument");
+/* The preamble and header dictionary: buf holds the first avail bytes of a file
+ * of file_len bytes. Needs avail >= 12 or the whole file; on success *data_off
+ * and *nbytes locate the payload (checked against file_len), out holds the shape. */
+static cq_status npy_header(const uint8_t *buf, size_t avail, uint64_t file_len, size_t max_bytes,
+                            cq_npy *out, size_t *data_off, size_t *nbytes, cq_err *err) {
     memset(out, 0, sizeof *out);
     if (!max_bytes) max_bytes = (size_t)1 << 32;
-    if (len < 10 || memcmp(buf, "\x93NUMPY", 6) != 0)
+    if (avail < 10 || memcmp(buf, "\x93NUMPY", 6) != 0)
         return cq_err_set(err, CQ_ERR_FORMAT, -1, -1, "npy: bad magic");
     unsigned major = buf[6];
     size_t hl, off;
     if (major == 1) {
-        hl = (size_t)buf[8] | ((size_t)buf[9] << 8);
+        hl = cq_get_u16le(buf + 8);
         off = 10;
     } else if (major == 2 || major == 3) {
-        if (len < 12) return cq_err_set(err, CQ_ERR_FORMAT, -1, -1, "npy: truncated header");
-        hl = (size_t)buf[8] | ((size_t)buf[9] << 8) | ((size_t)buf[10] << 16) | ((size_t)buf[11] << 24);
+        if (avail < 12) return cq_err_set(err, CQ_ERR_FORMAT, -1, -1, "npy: truncated header");
+        hl = cq_get_u32le(buf + 8);
         off = 12;
     } else {
         return cq_err_set(err, CQ_ERR_VERSION, -1, -1, "npy: format version %u is not supported", major);
     }
-    if (hl > len - off || hl > (1u << 20))
-        return cq_err_set(err, CQ_ERR_FORMAT, -1, -1, "npy: header length %zu exceeds the file", hl);
+    if (hl > file_len - off || hl > NPY_MAX_HEADER)
+        return cq_err_set(err, CQ_ERR_FORMAT, -1, -1, "npy: header length %zu exceeds the file "
+                          "or the %u-byte limit", hl, NPY_MAX_HEADER);
+    if (hl > avail - off) return CQ_ERR_BUFFER; /* the caller reads more and comes back */
     cq_status st = parse_header((const char *)buf + off, hl, out, err);
     if (st) return st;
     uint64_t count = 1;
@@ -134,35 +144,68 @@ cq_status cq_npy_parse(const uint8_t *buf, size_t len, size_t max_bytes, cq_npy 
     }
     size_t es = dtype_size[out->dtype];
     if (count > (uint64_t)(max_bytes / es))
-        return cq_err_set(err, CQ_ERR_FORMAT, -1, -1, "npy: %llu elements exceed the limit",
-                          (unsigned long long)count);
-    size_t nbytes = (size_t)count * es;
-    size_t data_off = off + hl;
-    if (len - data_off != nbytes)
-        return cq_err_set(err, CQ_ERR_FORMAT, -1, -1,
-                          "npy: %zu data bytes, the shape needs %zu", len - data_off, nbytes);
+        return cq_err_set(err, CQ_ERR_RANGE, -1, -1,
+                          "npy: %llu elements exceed the limit of %zu data bytes",
+                          (unsigned long long)count, max_bytes);
+    *nbytes = (size_t)count * es;
+    *data_off = off + hl;
+    if (file_len - *data_off != *nbytes)
+        return cq_err_set(err, CQ_ERR_FORMAT, -1, -1, "npy: %llu data bytes, the shape needs %zu",
+                          (unsigned long long)(file_len - *data_off), *nbytes);
     out->count = count;
+    return CQ_OK;
+}
+
+cq_status cq_npy_parse(const uint8_t *buf, size_t len, size_t max_bytes, cq_npy *out, cq_err *err) {
+    cq_err_clear(err);
+    if (!buf || !out) return cq_err_set(err, CQ_ERR_NULL, -1, -1, "NULL argument");
+    size_t data_off, nbytes;
+    cq_status st = npy_header(buf, len, len, max_bytes, out, &data_off, &nbytes, err);
+    if (st) return st;
     out->data = malloc(nbytes ? nbytes : 1);
     if (!out->data) return cq_err_set(err, CQ_ERR_NOMEM, -1, -1, "npy: out of memory");
     memcpy(out->data, buf + data_off, nbytes);
     return CQ_OK;
 }
 
+/* Header first (at most NPY_MAX_HEADER + 12 bytes read and checked), then the
+ * payload straight into the array: the file is never held twice. */
 cq_status cq_npy_load(const char *path, size_t max_bytes, cq_npy *out, cq_err *err) {
-    char *buf;
-    size_t len;
-    if (!max_bytes) max_bytes = (size_t)1 << 32;
-    cq_status st = cq_read_file(path, max_bytes + (1u << 20) + 16, &buf, &len, err);
+    cq_err_clear(err);
+    if (!path || !out) return cq_err_set(err, CQ_ERR_NULL, -1, -1, "NULL argument");
+    memset(out, 0, sizeof *out);
+    int fd;
+    uint64_t size;
+    cq_status st = cq_file_open(path, &fd, &size, err);
     if (st) return st;
-    st = cq_npy_parse((const uint8_t *)buf, len, max_bytes, out, err);
-    free(buf);
-    if (st && err) {
-        char tmp[sizeof err->msg];
-        memcpy(tmp, err->msg, sizeof tmp);
-        int n = snprintf(err->msg, sizeof err->msg, "%.96s: ", path);
-        if (n > 0 && (size_t)n < sizeof err->msg)
-            snprintf(err->msg + n, sizeof err->msg - (size_t)n, "%.*s",
-                     (int)(sizeof err->msg - (size_t)n - 1), tmp);
+    uint8_t pre[12], *hdr = NULL;
+    size_t data_off = 0, nbytes = 0, n = size < sizeof pre ? (size_t)size : sizeof pre;
+    st = cq_file_read_at(fd, path, 0, pre, n, err);
+    if (!st) st = npy_header(pre, n, size, max_bytes, out, &data_off, &nbytes, err);
+    if (st == CQ_ERR_BUFFER) { /* the header dictionary: its length is now checked */
+        size_t hn = (pre[6] == 1 ? 10u : 12u) + (pre[6] == 1 ? cq_get_u16le(pre + 8)
+                                                              : cq_get_u32le(pre + 8));
+        hdr = malloc(hn);
+        st = hdr ? cq_file_read_at(fd, path, 0, hdr, hn, err)
+                 : cq_err_set(err, CQ_ERR_NOMEM, -1, -1, "npy: out of memory");
+        if (!st) st = npy_header(hdr, hn, size, max_bytes, out, &data_off, &nbytes, err);
+        free(hdr);
+    }
+    if (!st) {
+        out->data = malloc(nbytes ? nbytes : 1);
+        st = out->data ? cq_file_read_at(fd, path, data_off, out->data, nbytes, err)
+                       : cq_err_set(err, CQ_ERR_NOMEM, -1, -1, "npy: out of memory");
+    }
+    close(fd);
+    if (st) {
+        cq_npy_free(out);
+        memset(out, 0, sizeof *out);
+        if (err) {
+            char tmp[sizeof err->msg], bp[80];
+            memcpy(tmp, err->msg, sizeof tmp);
+            cq_err_set(err, st, err->token, err->channel, "%s: %.140s",
+                       cq_path_brief(path, bp, sizeof bp), tmp);
+        }
     }
     return st;
 }
@@ -188,8 +231,7 @@ cq_status cq_npy_save(const char *path, cq_npy_dtype dtype, const uint64_t *shap
     uint8_t *buf = malloc(10 + hl + nbytes);
     if (!buf) return cq_err_set(err, CQ_ERR_NOMEM, -1, -1, "out of memory");
     memcpy(buf, "\x93NUMPY\x01\x00", 8);
-    buf[8] = (uint8_t)hl;
-    buf[9] = (uint8_t)(hl >> 8);
+    cq_put_u16le(buf + 8, (uint16_t)hl);
     memcpy(buf + 10, dict, (size_t)n);
     memset(buf + 10 + n, ' ', pad);
     buf[10 + hl - 1] = '\n';

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../core/cq_le.h"
 #include "model_internal.h"
 
 enum {
@@ -41,14 +42,14 @@ static cq_status need(rd *r, uint64_t n, const char *what) {
 static cq_status rd_u32(rd *r, uint32_t *v, const char *what) {
     cq_status st = need(r, 4, what);
     if (st) return st;
-    memcpy(v, r->b + r->pos, 4);
+    *v = cq_get_u32le(r->b + r->pos);
     r->pos += 4;
     return CQ_OK;
 }
 static cq_status rd_u64(rd *r, uint64_t *v, const char *what) {
     cq_status st = need(r, 8, what);
     if (st) return st;
-    memcpy(v, r->b + r->pos, 8);
+    *v = cq_get_u64le(r->b + r->pos);
     r->pos += 8;
     return CQ_OK;
 }
@@ -138,13 +139,13 @@ static int kv_uint(const gguf *g, const char *key, uint64_t *v) {
     const uint8_t *p = g->b + e->val_pos;
     switch (e->type) {
     case GV_U8: *v = p[0]; return 1;
-    case GV_U16: { uint16_t x; memcpy(&x, p, 2); *v = x; return 1; }
-    case GV_U32: { uint32_t x; memcpy(&x, p, 4); *v = x; return 1; }
-    case GV_U64: { uint64_t x; memcpy(&x, p, 8); *v = x; return 1; }
+    case GV_U16: *v = cq_get_u16le(p); return 1;
+    case GV_U32: *v = cq_get_u32le(p); return 1;
+    case GV_U64: *v = cq_get_u64le(p); return 1;
     case GV_I8: { int8_t x = (int8_t)p[0]; if (x < 0) return -1; *v = (uint64_t)x; return 1; }
-    case GV_I16: { int16_t x; memcpy(&x, p, 2); if (x < 0) return -1; *v = (uint64_t)x; return 1; }
-    case GV_I32: { int32_t x; memcpy(&x, p, 4); if (x < 0) return -1; *v = (uint64_t)x; return 1; }
-    case GV_I64: { int64_t x; memcpy(&x, p, 8); if (x < 0) return -1; *v = (uint64_t)x; return 1; }
+    case GV_I16: { int16_t x = (int16_t)cq_get_u16le(p); if (x < 0) return -1; *v = (uint64_t)x; return 1; }
+    case GV_I32: { int32_t x = (int32_t)cq_get_u32le(p); if (x < 0) return -1; *v = (uint64_t)x; return 1; }
+    case GV_I64: { int64_t x = (int64_t)cq_get_u64le(p); if (x < 0) return -1; *v = (uint64_t)x; return 1; }
     case GV_BOOL: *v = p[0] != 0; return 1;
     }
     return -1;
@@ -153,8 +154,8 @@ static int kv_float(const gguf *g, const char *key, double *v) {
     const kv *e = find_kv(g, key);
     if (!e) return 0;
     const uint8_t *p = g->b + e->val_pos;
-    if (e->type == GV_F32) { float x; memcpy(&x, p, 4); *v = x; return 1; }
-    if (e->type == GV_F64) { memcpy(v, p, 8); return 1; }
+    if (e->type == GV_F32) { uint32_t b = cq_get_u32le(p); float x; memcpy(&x, &b, 4); *v = x; return 1; }
+    if (e->type == GV_F64) { uint64_t b = cq_get_u64le(p); memcpy(v, &b, 8); return 1; }
     uint64_t u;
     int r = kv_uint(g, key, &u);
     if (r == 1) *v = (double)u;
@@ -165,7 +166,7 @@ static int kv_str(const gguf *g, const char *key, const char **s, uint64_t *n) {
     const kv *e = find_kv(g, key);
     if (!e) return 0;
     if (e->type != GV_STR) return -1;
-    memcpy(n, g->b + e->val_pos, 8);
+    *n = cq_get_u64le(g->b + e->val_pos);
     *s = (const char *)g->b + e->val_pos + 8;
     return 1;
 }
@@ -268,8 +269,8 @@ cq_status cq_model_parse_gguf(void *blob, size_t len, int mapped, cq_model **out
         e->val_pos = r.pos;
         if (e->type == GV_ARR) {
             if ((st = need(&r, 12, "array header"))) goto fail;
-            memcpy(&e->arr_type, r.b + r.pos, 4);
-            memcpy(&e->arr_n, r.b + r.pos + 4, 8);
+            e->arr_type = cq_get_u32le(r.b + r.pos);
+            e->arr_n = cq_get_u64le(r.b + r.pos + 4);
             e->val_pos = r.pos + 12; /* skip_value below re-reads the header */
         }
         g.n_kv = i + 1;
@@ -484,7 +485,7 @@ static cq_status str_array(const gguf *g, const char *key, const char ***s, uint
     size_t p = e->val_pos;
     for (uint64_t i = 0; i < e->arr_n; i++) { /* bounds already verified by skip_value */
         uint64_t sl;
-        memcpy(&sl, g->b + p, 8);
+        sl = cq_get_u64le(g->b + p);
         if (sl > 0xFFFFFFu)
             return cq_err_set(err, CQ_ERR_FORMAT, -1, -1, "gguf: %s[%llu] too long", key,
                               (unsigned long long)i);

@@ -12,6 +12,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../core/cq_le.h"
+#include "cq_file.h"
 #include "cq_fp16.h"
 #include "model_internal.h"
 
@@ -29,22 +31,20 @@ size_t cq_wtype_row_bytes(cq_wtype t, uint32_t cols) {
 
 static float bf16_to_f32(uint16_t h) { return cq_f32_from_bits((uint32_t)h << 16); }
 
-static uint16_t load_u16(const uint8_t *p) { return (uint16_t)(p[0] | (p[1] << 8)); }
-
 void cq_wtensor_row_f32(const cq_wtensor *w, uint32_t r, float *out) {
     const uint8_t *row = (const uint8_t *)w->data + (size_t)r * cq_wtype_row_bytes(w->type, w->cols);
     switch (w->type) {
     case CQ_WTYPE_F32: memcpy(out, row, (size_t)w->cols * 4); break;
     case CQ_WTYPE_F16:
-        for (uint32_t i = 0; i < w->cols; i++) out[i] = cq_f16_to_f32(load_u16(row + 2 * i));
+        for (uint32_t i = 0; i < w->cols; i++) out[i] = cq_f16_to_f32(cq_get_u16le(row + 2 * i));
         break;
     case CQ_WTYPE_BF16:
-        for (uint32_t i = 0; i < w->cols; i++) out[i] = bf16_to_f32(load_u16(row + 2 * i));
+        for (uint32_t i = 0; i < w->cols; i++) out[i] = bf16_to_f32(cq_get_u16le(row + 2 * i));
         break;
     case CQ_WTYPE_Q8_0:
         for (uint32_t b = 0; b < w->cols / 32; b++) {
             const uint8_t *blk = row + (size_t)b * 34;
-            float d = cq_f16_to_f32(load_u16(blk));
+            float d = cq_f16_to_f32(cq_get_u16le(blk));
             for (uint32_t i = 0; i < 32; i++) out[b * 32 + i] = d * (float)(int8_t)blk[2 + i];
         }
         break;
@@ -165,22 +165,19 @@ cq_status cq_model_load_gguf_mem(const void *buf, size_t len, cq_model **out, cq
 cq_status cq_model_load(const char *path, cq_model **out, cq_err *err) {
     if (!path || !out) return cq_err_set(err, CQ_ERR_NULL, -1, -1, "path or out is NULL");
     *out = NULL;
-    int fd = open(path, O_RDONLY);
-    if (fd < 0) return cq_err_set(err, CQ_ERR_IO, -1, -1, "cannot open %s", path);
-    struct stat sb;
-    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        close(fd);
-        return cq_err_set(err, CQ_ERR_IO, -1, -1, "%s is not a regular file", path);
-    }
-    if (sb.st_size < 8) {
+    int fd;
+    uint64_t size;
+    cq_status st = cq_file_open(path, &fd, &size, err);
+    if (st) return st;
+    if (size < 8) {
         close(fd);
         return cq_err_set(err, CQ_ERR_FORMAT, -1, -1, "%s: too short to be a model", path);
     }
-    if ((uint64_t)sb.st_size > (uint64_t)SIZE_MAX) {
+    if (size > (uint64_t)SIZE_MAX) {
         close(fd);
         return cq_err_set(err, CQ_ERR_OVERFLOW, -1, -1, "%s: too large", path);
     }
-    size_t len = (size_t)sb.st_size;
+    size_t len = (size_t)size;
     void *map = mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0);
     close(fd);
     if (map == MAP_FAILED) return cq_err_set(err, CQ_ERR_IO, -1, -1, "cannot mmap %s", path);

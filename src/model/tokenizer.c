@@ -16,7 +16,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cq_file.h"
 #include "model_internal.h"
+
+#define TOKENIZER_FILE_MAX ((size_t)1 << 30) /* bytes of a tokenizer file accepted */
 
 /* ------------------------------------------------------------------ hash */
 
@@ -276,24 +279,11 @@ cq_status cq_tokenizer_load_llama2c(const char *path, uint32_t vocab_size, cq_to
                                     cq_err *err) {
     if (!path || !out) return cq_err_set(err, CQ_ERR_NULL, -1, -1, "path or out is NULL");
     *out = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f) return cq_err_set(err, CQ_ERR_IO, -1, -1, "cannot open %s", path);
-    long n = -1;
-    if (fseek(f, 0, SEEK_END) == 0) n = ftell(f);
-    if (n < 0 || n > (1L << 30) || fseek(f, 0, SEEK_SET) != 0) {
-        fclose(f);
-        return cq_err_set(err, CQ_ERR_IO, -1, -1, "cannot size %s", path);
-    }
-    uint8_t *buf = malloc((size_t)n + 1);
-    if (!buf) {
-        fclose(f);
-        return cq_err_set(err, CQ_ERR_NOMEM, -1, -1, "out of memory");
-    }
-    size_t got = fread(buf, 1, (size_t)n, f);
-    fclose(f);
-    cq_status st = got == (size_t)n
-                       ? cq_tokenizer_llama2c_mem(buf, (size_t)n, vocab_size, out, err)
-                       : cq_err_set(err, CQ_ERR_IO, -1, -1, "cannot read %s", path);
+    char *buf;
+    size_t n;
+    cq_status st = cq_read_file(path, TOKENIZER_FILE_MAX, &buf, &n, err);
+    if (st) return st;
+    st = cq_tokenizer_llama2c_mem((const uint8_t *)buf, n, vocab_size, out, err);
     free(buf);
     return st;
 }

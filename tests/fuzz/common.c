@@ -5,7 +5,9 @@
  */
 #include "fuzz.h"
 
+#include "cq_cache.h"
 #include "cq_model.h"
+#include "cq_util.h"
 
 #include <dirent.h>
 #include <string.h>
@@ -116,7 +118,25 @@ void fuzz_exercise_tokenizer(const cq_tokenizer *t) {
     }
 }
 
-void fuzz_exercise_model(const cq_model *m, uint64_t max_weight_bytes) {
+uint32_t fuzz_selector(const uint8_t *data, size_t size) { return cq_crc32c(0, data, size); }
+
+const char *fuzz_pick_kernels(uint32_t sel) {
+    static const char *all[] = {"scalar", "avx2", "avx512"};
+    static const char *have[3];
+    static unsigned n;
+    if (!n) /* once: the tables a cache can be created with here */
+        for (unsigned i = 0; i < 3; i++) {
+            cq_cache_config cfg;
+            cq_cache_config_default(&cfg, 1, 1, 2);
+            cfg.kernels = all[i];
+            cq_cache *c = NULL;
+            if (cq_cache_create(&cfg, &c, NULL) == CQ_OK) have[n++] = all[i];
+            cq_cache_free(c);
+        }
+    return n ? have[sel % n] : "scalar";
+}
+
+void fuzz_exercise_model(const cq_model *m, uint64_t max_weight_bytes, uint32_t sel) {
     const cq_model_config *c = cq_model_get_config(m);
     if (!c || !c->dim || !c->n_layers || !c->n_heads || !c->n_kv_heads || !c->head_dim ||
         !c->vocab_size || !c->hidden_dim || !c->max_seq_len)
@@ -136,6 +156,15 @@ void fuzz_exercise_model(const cq_model *m, uint64_t max_weight_bytes) {
         cq_session_opts_default(&o);
         o.mode = mode ? CQ_KV_CACHE : CQ_KV_REFERENCE;
         o.max_tokens = 4;
+        /* the cache: fp16, CQ-8 or CQ-4 keys and values, on a kernel table of the input's choice */
+        static const cq_codec_id kv[] = {CQ_CODEC_FP16, CQ_CODEC_CQ8, CQ_CODEC_CQ4};
+        cq_cache_config cc;
+        cq_cache_config_default(&cc, c->n_layers, c->n_kv_heads, c->head_dim);
+        cc.key_codec = kv[(sel >> 8) % 3];
+        cc.val_codec = kv[(sel >> 12) % 3];
+        cc.group = 1u + (sel >> 16) % 8;
+        cc.kernels = fuzz_pick_kernels(sel);
+        if (mode) o.cache = &cc;
         cq_session *s = NULL;
         cq_err e;
         cq_status st = cq_session_create(m, &o, &s, &e);
@@ -169,6 +198,6 @@ void fuzz_load_model(fuzz_model_loader load, const uint8_t *data, size_t size) {
         if (m != NULL || e.code != st || !e.msg[0]) fuzz_fail("failed load left state");
         return;
     }
-    fuzz_exercise_model(m, 4u << 20);
+    fuzz_exercise_model(m, 4u << 20, fuzz_selector(data, size));
     cq_model_free(m);
 }

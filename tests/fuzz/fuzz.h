@@ -33,6 +33,13 @@ const char *fuzz_scratch_dir(void);
 /* Write a file inside dir (name relative); returns 0 on success. */
 int fuzz_write(const char *dir, const char *name, const uint8_t *data, size_t len);
 
+/* A selector derived from the whole input (CRC-32C), so a mutation anywhere can change
+ * the choices below without the input's own bytes being reserved for it. */
+uint32_t fuzz_selector(const uint8_t *data, size_t size);
+/* The kernel table sel picks among those this build and CPU have ("scalar", "avx2",
+ * "avx512"): the fast paths and their compute layouts are fuzzed, not only the scalar one. */
+const char *fuzz_pick_kernels(uint32_t sel);
+
 struct cq_model;
 struct cq_tokenizer;
 /* Encode a few fixed strings and decode every token back (fuzz_tokenizer,
@@ -40,9 +47,9 @@ struct cq_tokenizer;
 void fuzz_exercise_tokenizer(const struct cq_tokenizer *t);
 /* A model that loaded: sane config; when its weights are at most max_weight_bytes,
  * one forward step of one token through a reference session and through the
- * fp16 cache: it runs, or refuses non-finite K/V (NONFINITE / OVERFLOW) without
+ * cache (its K/V formats and kernel table picked by sel): it runs, or refuses non-finite K/V (NONFINITE / OVERFLOW) without
  * appending anything. */
-void fuzz_exercise_model(const struct cq_model *m, uint64_t max_weight_bytes);
+void fuzz_exercise_model(const struct cq_model *m, uint64_t max_weight_bytes, uint32_t sel);
 /* One model-loader fuzz input: a refusal must fill the error record and leave *out NULL;
  * a model that loads goes through fuzz_exercise_model (weights up to 4 MB) and is freed. */
 typedef cq_status (*fuzz_model_loader)(const void *buf, size_t len, struct cq_model **out,
