@@ -10,7 +10,9 @@
  *   52 u32 scored positions per chunk   56 u32 payload CRC-32C   60 u32 CRC-32C of bytes 0..59
  *   64 f32 log-probabilities [n_chunks][per][vocab]
  * A file is trusted only after its header, its exact size and its payload CRC are
- * checked, and its first chunk agrees with the one this run computes.
+ * checked, and its first chunk agrees with the one this run computes. Reading goes
+ * through the file layer (regular files only, never blocking); writing through its
+ * atomic writer.
  */
 #include <errno.h>
 #include <math.h>
@@ -18,9 +20,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include "../core/cq_le.h"
+#include "cq_file.h"
 #include "cq_util.h"
-#include "cq_vectors.h"
 #include "eval_internal.h"
 
 #define HDR 64
@@ -29,19 +33,15 @@
 struct cq_kld_base {
     char *path;
     int reading;
-    FILE *f;
+    int fd;
     uint32_t per, vocab, n_chunks;
     uint8_t *buf; /* writing: the whole file */
     size_t len;
     float *row;   /* reading: one chunk */
 };
 
-static void put32(uint8_t *p, uint32_t v) {
-    for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
-}
-static uint32_t get32(const uint8_t *p) {
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
+#define put32 cq_put_u32le
+#define get32 cq_get_u32le
 
 uint32_t cq_kld_base_tokens_crc(const int32_t *tokens, size_t n_chunks, uint32_t n_ctx, int32_t bos) {
     uint32_t crc = 0;
@@ -79,9 +79,10 @@ cq_status cq_kld_base_open(const char *path, const cq_model_config *c, const cq_
         free(b);
         return cq_err_set(err, CQ_ERR_NOMEM, -1, -1, "out of memory");
     }
+    b->fd = -1;
     b->per = per, b->vocab = key->vocab, b->n_chunks = key->n_chunks;
     struct stat sb;
-    if (stat(path, &sb) != 0) {
+    if (lstat(path, &sb) != 0) {
         if (errno != ENOENT) {
             cq_status st = cq_err_set(err, CQ_ERR_IO, -1, -1, "%s: %s", path, strerror(errno));
             cq_kld_base_close(b);
@@ -98,16 +99,17 @@ cq_status cq_kld_base_open(const char *path, const cq_model_config *c, const cq_
         return CQ_OK;
     }
     b->reading = 1;
-    cq_status st = CQ_OK;
     uint8_t h[HDR], want[HDR];
-    if (!S_ISREG(sb.st_mode)) {
-        st = cq_err_set(err, CQ_ERR_IO, -1, -1, "%s: not a regular file", path);
-    } else if (!(b->f = fopen(path, "rb")) || fread(h, 1, HDR, b->f) != HDR) {
-        st = cq_err_set(err, CQ_ERR_FORMAT, -1, -1, "%s: cannot read a base-file header", path);
-    } else if (memcmp(h, "CQKLBASE", 8) || get32(h + 8) != 1 || get32(h + 60) != cq_crc32c(0, h, 60)) {
+    uint64_t size = 0;
+    cq_status st = cq_file_open(path, &b->fd, &size, err); /* regular files only, never blocks */
+    if (!st && size < HDR)
+        st = cq_err_set(err, CQ_ERR_FORMAT, -1, -1, "%s: %llu bytes: too short for a base file", path,
+                        (unsigned long long)size);
+    if (!st) st = cq_file_read_at(b->fd, path, 0, h, HDR, err);
+    if (!st && (memcmp(h, "CQKLBASE", 8) || get32(h + 8) != 1 || get32(h + 60) != cq_crc32c(0, h, 60)))
         st = cq_err_set(err, CQ_ERR_FORMAT, -1, -1, "%s: not a version-1 base file (bad magic, "
                         "version or header CRC)", path);
-    } else {
+    if (!st) {
         header(want, c, key, per, get32(h + 56));
         static const char *const what[] = {"context", "chunk count", "vocabulary", "BOS",
                                            "tokens (text)", "layers", "dim", "heads",
@@ -118,17 +120,21 @@ cq_status cq_kld_base_open(const char *path, const cq_model_config *c, const cq_
                                 "%s: written for another run: its %s is %u, this run's is %u "
                                 "(delete it or give another --kld-base path)", path, what[i],
                                 get32(h + 12 + 4 * i), get32(want + 12 + 4 * i));
-        if (!st && (uint64_t)sb.st_size != HDR + payload)
-            st = cq_err_set(err, CQ_ERR_FORMAT, -1, -1, "%s: %lld bytes, expected %llu", path,
-                            (long long)sb.st_size, (unsigned long long)(HDR + payload));
-        if (!st) { /* the payload CRC, streamed */
-            uint8_t tmp[1 << 16];
-            uint32_t crc = 0;
-            size_t r;
-            while ((r = fread(tmp, 1, sizeof tmp, b->f)) > 0) crc = cq_crc32c(crc, tmp, r);
-            if (crc != get32(h + 56))
-                st = cq_err_set(err, CQ_ERR_FORMAT, -1, -1, "%s: payload CRC mismatch (corrupt)", path);
+        if (!st && size != HDR + payload)
+            st = cq_err_set(err, CQ_ERR_FORMAT, -1, -1, "%s: %llu bytes, expected %llu", path,
+                            (unsigned long long)size, (unsigned long long)(HDR + payload));
+    }
+    if (!st) { /* the payload CRC, streamed */
+        uint8_t *tmp = malloc(1 << 16);
+        uint32_t crc = 0;
+        if (!tmp) st = cq_err_set(err, CQ_ERR_NOMEM, -1, -1, "out of memory");
+        for (uint64_t off = HDR; !st && off < size; off += 1 << 16) {
+            size_t n = size - off < (1 << 16) ? (size_t)(size - off) : (size_t)1 << 16;
+            if (!(st = cq_file_read_at(b->fd, path, off, tmp, n, err))) crc = cq_crc32c(crc, tmp, n);
         }
+        free(tmp);
+        if (!st && crc != get32(h + 56))
+            st = cq_err_set(err, CQ_ERR_FORMAT, -1, -1, "%s: payload CRC mismatch (corrupt)", path);
     }
     if (!st && !(b->row = malloc((size_t)per * key->vocab * 4)))
         st = cq_err_set(err, CQ_ERR_NOMEM, -1, -1, "out of memory");
@@ -145,9 +151,10 @@ int cq_kld_base_is_reading(const cq_kld_base *b) { return b && b->reading; }
 cq_status cq_kld_base_read(cq_kld_base *b, uint32_t ch, uint32_t per, double *lp, cq_err *err) {
     size_t n = (size_t)per * b->vocab;
     uint8_t *raw = (uint8_t *)b->row;
-    if (ch >= b->n_chunks || per != b->per ||
-        fseek(b->f, (long)(HDR + (uint64_t)ch * n * 4), SEEK_SET) != 0 || fread(raw, 4, n, b->f) != n)
-        return cq_err_set(err, CQ_ERR_IO, -1, -1, "%s: cannot read chunk %u", b->path, ch);
+    if (ch >= b->n_chunks || per != b->per)
+        return cq_err_set(err, CQ_ERR_ARG, -1, -1, "%s: no chunk %u", b->path, ch);
+    cq_status st = cq_file_read_at(b->fd, b->path, HDR + (uint64_t)ch * n * 4, raw, n * 4, err);
+    if (st) return st;
     for (size_t i = 0; i < n; i++) {
         uint32_t u = get32(raw + 4 * i);
         float f;
@@ -197,7 +204,7 @@ cq_status cq_kld_base_commit(cq_kld_base *b, cq_err *err) {
 
 void cq_kld_base_close(cq_kld_base *b) {
     if (!b) return;
-    if (b->f) fclose(b->f);
+    if (b->fd >= 0) close(b->fd);
     free(b->buf);
     free(b->row);
     free(b->path);

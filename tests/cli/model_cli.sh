@@ -76,6 +76,11 @@ expect_grep "kld base other run" "written for another run" err
 expect "kld base other model" 1 "$CQ" eval ppl -m "$SHARED/models/tinyqwen-hd64/tinyqwen-hd64.gguf" \
     -c 256 --chunks 2 --kv cq4/cq4 --kld-base "$tmp/base"
 expect_grep "kld base other model" "another model" err
+printf 'CQKLBASE' >"$tmp/short_base"
+expect "kld base truncated" 1 "$CQ" eval ppl -c 256 --chunks 2 --kv cq4/cq4 --kld-base "$tmp/short_base"
+mkfifo "$tmp/fifo_base"
+expect "kld base fifo" 1 timeout 60 "$CQ" eval ppl -c 256 --chunks 2 --kv cq4/cq4 --kld-base "$tmp/fifo_base"
+expect_grep "kld base fifo" "not a regular file" err
 expect "eval ppl cq4+ without mask" 2 "$CQ" eval ppl --formats cq4+/cq4
 expect "eval ppl bad format" 2 "$CQ" eval ppl --formats fp16/cq9
 expect "eval calibrate" 0 "$CQ" eval calibrate --seqs 4 --k 2 --out "$tmp/mask.txt"
