@@ -54,9 +54,18 @@ TOOL_OBJ  := $(TOOL_SRC:%.c=$(BUILD)/%.o)
 UTIL_OBJ  := $(TEST_UTIL:%.c=$(BUILD)/%.o)
 TEST_BIN  := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 
+# The version, from include/cq_version.h; the soname carries MAJOR (docs/API.md).
+VERSION_PART = $(shell awk '$$2 == "CQ_VERSION_$(1)" {print $$3}' include/cq_version.h)
+VERSION   := $(call VERSION_PART,MAJOR).$(call VERSION_PART,MINOR).$(call VERSION_PART,PATCH)
+SONAME    := libchannelquant.so.$(call VERSION_PART,MAJOR)
+
 STATIC    := $(BUILD)/libchannelquant.a
 SHARED    := $(BUILD)/libchannelquant.so
+SHARED_REAL := $(BUILD)/libchannelquant.so.$(VERSION)
 CQ        := $(BUILD)/cq
+
+# Only the CQ_API declarations of include/*.h are exported from the shared library.
+$(LIB_OBJ): CFLAGS += -fvisibility=hidden
 
 .PHONY: all test clean run fuzz tsan tsan-run
 # test helpers are only reached through the test pattern rule: keep them (no relink every run)
@@ -79,8 +88,12 @@ $(STATIC): $(LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(SHARED): $(LIB_OBJ)
-	$(CC) -shared $(LDFLAGS) -o $@ $^ $(LDLIBS)
+$(SHARED_REAL): $(LIB_OBJ)
+	$(CC) -shared $(LDFLAGS) -Wl,-soname,$(SONAME) -o $@ $^ $(LDLIBS)
+
+$(SHARED): $(SHARED_REAL)
+	ln -sf $(notdir $(SHARED_REAL)) $(BUILD)/$(SONAME)
+	ln -sf $(notdir $(SHARED_REAL)) $@
 
 $(CQ): $(TOOL_OBJ) $(STATIC)
 	$(CC) $(LDFLAGS) -o $@ $(TOOL_OBJ) $(STATIC) $(LDLIBS)

@@ -10,11 +10,6 @@
 #ifndef CHANNELQUANT_H
 #define CHANNELQUANT_H
 
-#define CQ_VERSION_MAJOR 0
-#define CQ_VERSION_MINOR 1
-#define CQ_VERSION_PATCH 0
-#define CQ_VERSION_STRING "0.1.0"
-
 #include "cq_cache.h"
 #include "cq_codec.h"
 #include "cq_engine.h"
@@ -24,5 +19,6 @@
 #include "cq_synth.h"
 #include "cq_util.h"
 #include "cq_vectors.h"
+#include "cq_version.h"
 
 #endif

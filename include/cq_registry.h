@@ -14,6 +14,7 @@
 #ifndef CQ_REGISTRY_H
 #define CQ_REGISTRY_H
 
+#include "cq_api.h"
 #include <stddef.h>
 #include <stdint.h>
 
@@ -82,7 +83,7 @@ typedef struct cq_codec_cfg {
     uint64_t seed;         /* fixed seed of random-rotation codecs */
 } cq_codec_cfg;
 
-void cq_codec_cfg_default(cq_codec_cfg *cfg, uint32_t dim);
+CQ_API void cq_codec_cfg_default(cq_codec_cfg *cfg, uint32_t dim);
 
 enum {
     CQ_CODEC_F_KEYS = 1u << 0,      /* can code keys */
@@ -123,17 +124,17 @@ typedef struct cq_codec_traits {
 } cq_codec_traits;
 
 /* Tokens per coded unit of a streaming codec (1 when the codec does not say). */
-uint32_t cq_codec_unit_tokens(const cq_codec_traits *c, const cq_codec_cfg *cfg, cq_role role);
+CQ_API uint32_t cq_codec_unit_tokens(const cq_codec_traits *c, const cq_codec_cfg *cfg, cq_role role);
 /* Sliding fp16 window of a streaming codec (0 when the codec does not say). */
-uint32_t cq_codec_window_tokens(const cq_codec_traits *c, const cq_codec_cfg *cfg, cq_role role);
+CQ_API uint32_t cq_codec_window_tokens(const cq_codec_traits *c, const cq_codec_cfg *cfg, cq_role role);
 
-size_t cq_codec_count(void);
-const cq_codec_traits *cq_codec_at(size_t i);
-const cq_codec_traits *cq_codec_get(cq_codec_id id);
-const cq_codec_traits *cq_codec_find(const char *name); /* case-insensitive; NULL if unknown */
+CQ_API size_t cq_codec_count(void);
+CQ_API const cq_codec_traits *cq_codec_at(size_t i);
+CQ_API const cq_codec_traits *cq_codec_get(cq_codec_id id);
+CQ_API const cq_codec_traits *cq_codec_find(const char *name); /* case-insensitive; NULL if unknown */
 
 /* Check role support: flags, then the codec's own check, then D. */
-cq_status cq_codec_supports(const cq_codec_traits *c, const cq_codec_cfg *cfg, cq_role role);
+CQ_API cq_status cq_codec_supports(const cq_codec_traits *c, const cq_codec_cfg *cfg, cq_role role);
 
 #ifdef __cplusplus
 }
