@@ -121,7 +121,8 @@ $(BUILD)/fuzz/%: tests/fuzz/%.c tests/fuzz/standalone.c $(FUZZ_HELPERS) tests/fu
 	$(CC) $(CFLAGS) -Itests/fuzz $< tests/fuzz/standalone.c $(FUZZ_HELPERS) $(STATIC) $(LDFLAGS) $(LDLIBS) -o $@
 
 test: all $(TEST_BIN) $(FUZZ_REPLAY)
-	@BUILD=$(BUILD) sh tests/run_tests.sh $(TEST_BIN)
+	@BUILD=$(BUILD) CQ_MAKEVARS="SAN=$(SAN) SIMD=$(SIMD) BUILD=$(BUILD)" CQ_LDFLAGS="$(LDFLAGS)" \
+	    sh tests/run_tests.sh $(TEST_BIN)
 
 fuzz:
 	$(MAKE) BUILD=$(FUZZ_BUILD) CC=$(FUZZ_CC) SAN=0 \
