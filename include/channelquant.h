@@ -6,6 +6,9 @@
  * fp16 key outlier channels) as a bit-exact, streaming codec. The algorithm is
  * prior art (KIVI, ICML 2024; KVQuant, 2024); this library is its bit-exact
  * reference, fast cache and tooling.
+ *
+ * Tier: umbrella - includes the stable core and the tool-grade engine, synth, util
+ * and vectors headers (not cq_model.h / cq_eval.h); docs/API.md lists which is which.
  */
 #ifndef CHANNELQUANT_H
 #define CHANNELQUANT_H

@@ -6,6 +6,9 @@
  * libchannelquant.so only when its declaration carries CQ_API; everything else
  * stays internal to the library (tests/cli/abi_symbols.sh checks both ways).
  * Define CQ_API before including a header to override it (e.g. empty).
+ *
+ * Tier: STABLE CORE - what a runtime links; its ABI is kept within a major version
+ * (docs/API.md).
  */
 #ifndef CQ_API_H
 #define CQ_API_H

@@ -16,6 +16,9 @@
  *
  * STATUS: this header is the interface contract between the cache (src/cache,
  * src/kernels) and its users (the model runtime, tools). See docs/CACHE.md.
+ *
+ * Tier: STABLE CORE - what a runtime links; its ABI is kept within a major version
+ * (docs/API.md).
  */
 #ifndef CQ_CACHE_H
 #define CQ_CACHE_H

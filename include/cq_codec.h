@@ -14,6 +14,9 @@
  *   - units: one value token, one key group (what a cache and the engine
  *     model build on);
  *   - blocks: a whole [T][D] K or V tensor in canonical stream form.
+ *
+ * Tier: STABLE CORE - what a runtime links; its ABI is kept within a major version
+ * (docs/API.md).
  */
 #ifndef CQ_CODEC_H
 #define CQ_CODEC_H

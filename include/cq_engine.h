@@ -16,6 +16,9 @@
  * Also here: the integer compute cores (scale / quantize / dequantize), exposed
  * so tests can prove them against the codec core, and a small driver API.
  * The model is deterministic; errors are values (cq_status).
+ *
+ * Tier: TOOL-GRADE - exported for the cq tool, tests and research; may change in any
+ * minor version (docs/API.md).
  */
 #ifndef CQ_ENGINE_H
 #define CQ_ENGINE_H

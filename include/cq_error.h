@@ -6,6 +6,9 @@
  * Functions that can name where bad input was found also take an optional
  * cq_err* (may be NULL) which receives the code, the token and channel, and a
  * one-line human-readable message. The library never aborts on bad input.
+ *
+ * Tier: STABLE CORE - what a runtime links; its ABI is kept within a major version
+ * (docs/API.md).
  */
 #ifndef CQ_ERROR_H
 #define CQ_ERROR_H

@@ -5,6 +5,9 @@
  * attention-fidelity protocol over any pair of registry codecs; multiple-choice
  * scoring of a K/V format through the model runtime.
  * The model runtime (include/cq_model.h) drives these for the eval commands.
+ *
+ * Tier: TOOL-GRADE - exported for the cq tool, tests and research; may change in any
+ * minor version (docs/API.md).
  */
 #ifndef CQ_EVAL_H
 #define CQ_EVAL_H

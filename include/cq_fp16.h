@@ -4,6 +4,9 @@
  * All conversions into fp16 round to nearest, ties to even (numpy's
  * astype(float16)); overflow gives +-Inf, NaN stays NaN (quiet). Widening
  * fp16 -> fp32 is exact (subnormals and -0.0 included).
+ *
+ * Tier: STABLE CORE - what a runtime links; its ABI is kept within a major version
+ * (docs/API.md).
  */
 #ifndef CQ_FP16_H
 #define CQ_FP16_H

@@ -7,6 +7,9 @@
  * Everything here is a library API: errors are cq_status values with a
  * message in cq_err, loading never trusts a size it has not checked, and the
  * model can be built from a file (mmap) or from a byte buffer (tests, fuzzers).
+ *
+ * Tier: TOOL-GRADE - exported for the cq tool, tests and research; may change in any
+ * minor version (docs/API.md).
  */
 #ifndef CQ_MODEL_H
 #define CQ_MODEL_H

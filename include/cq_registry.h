@@ -10,6 +10,9 @@
  * points, norms, sidecars, fp16 residual windows), and decodes it back to
  * [T][D] fp32 in the original (un-rotated) space. packed_bytes is exact: it is
  * what encode writes, so measured bits per value = 8 * bytes / (T * D).
+ *
+ * Tier: STABLE CORE - what a runtime links; its ABI is kept within a major version
+ * (docs/API.md).
  */
 #ifndef CQ_REGISTRY_H
 #define CQ_REGISTRY_H
@@ -81,6 +84,9 @@ typedef struct cq_codec_cfg {
     uint32_t residual;     /* fp16 residual window R of KIVI (default 128) */
     const uint8_t *mask;   /* D-byte outlier mask for CQ-4+ (NULL: none) */
     uint64_t seed;         /* fixed seed of random-rotation codecs */
+    /* Zero (cq_codec_cfg_default sets it): room for new options without changing the
+     * struct's size (docs/API.md, "Growing an option struct"). */
+    uint32_t reserved[4];
 } cq_codec_cfg;
 
 CQ_API void cq_codec_cfg_default(cq_codec_cfg *cfg, uint32_t dim);

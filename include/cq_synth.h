@@ -8,6 +8,9 @@
  * Values: smaller, Gaussian, no hot channels. Output is fp16 bit patterns
  * (RNE), always finite. The hot-channel set is returned as a D-byte mask (the
  * generator's ground truth, what a calibrated ROM would hold).
+ *
+ * Tier: TOOL-GRADE - exported for the cq tool, tests and research; may change in any
+ * minor version (docs/API.md).
  */
 #ifndef CQ_SYNTH_H
 #define CQ_SYNTH_H

@@ -4,6 +4,9 @@
  *
  * Every loader treats its files as hostile: sizes are checked before they are
  * trusted, every line is validated, and a failure says which file and line.
+ *
+ * Tier: TOOL-GRADE - exported for the cq tool, tests and research; may change in any
+ * minor version (docs/API.md).
  */
 #ifndef CQ_VECTORS_H
 #define CQ_VECTORS_H
