@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # ChannelQuant - plain Makefile.
 #   make              library (static + shared) and the `cq` tool, in build/
 #   make test         build and run the whole test suite

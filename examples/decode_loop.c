@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * decode_loop.c - the ChannelQuant cache embedded the way an inference runtime
  * uses it: several layers, grouped-query attention, a prefill batch, then a

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * channelquant.h - umbrella header of the ChannelQuant library.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * cq_cache.h - the streaming KV cache of one sequence, with attention computed
  * straight over the compressed data.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * cq_codec.h - the ChannelQuant codec contract (CQ-8, CQ-4, CQ-4+, CQ-3-rot).
  *

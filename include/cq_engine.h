@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * cq_engine.h - register- and beat-level C model of the KV Cache Engine (KVCE),
  * the silicon block of ../shared/docs/ENGINE.md.

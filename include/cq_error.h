@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * cq_error.h - ChannelQuant status codes and error details.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * cq_eval.h - evaluation building blocks (../shared/docs/EVAL.md): statistics
  * (Wilson interval, McNemar, percentiles), multiple-choice item sets

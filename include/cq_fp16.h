@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * cq_fp16.h - IEEE binary16 conversions used by the contract.
  *

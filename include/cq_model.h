@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * cq_model.h - the built-in model runtime: a Llama-family decoder (llama,
  * qwen2) whose KV store is the ChannelQuant cache, its loaders (llama2.c

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * cq_registry.h - the codec registry: a stable enum of codec IDs and one const
  * traits table (ggml-style). Every codec, ChannelQuant's tiers and each

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * cq_synth.h - a reproducible generator of Qwen2-like KV blocks for
  * measurements and evaluations when no real K/V is at hand.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * cq_util.h - small shared building blocks used across modules: a portable
  * reproducible RNG, orthonormal fast Walsh-Hadamard transforms, and the .npy

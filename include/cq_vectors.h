@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * cq_vectors.h - golden vectors (CONTRACT.md section 7) and real-model
  * replay slices (section 8): load, save, and check against the codec.

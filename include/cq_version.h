@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * cq_version.h - the library version: compile-time macros and the version of
  * the library actually linked at run time.

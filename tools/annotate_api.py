@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """annotate_api.py - put CQ_API in front of every function declaration of the
 public headers (include/*.h) and make each header include cq_api.h.
 

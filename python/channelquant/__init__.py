@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """channelquant - Python binding of the ChannelQuant library (libchannelquant.so)
 over ctypes: the codec registry, the streaming KV cache, and the library's errors
 as exceptions. numpy arrays in and out; no compiler needed.

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """_lib.py - loading libchannelquant.so and the ctypes mirror of its public
 structs and functions (include/*.h). Nothing here is public API; the package's
 modules wrap it.

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """cache.py - the streaming KV cache of one sequence (include/cq_cache.h):
 create with per-layer key/value formats, key group G, fp16 sinks and CQ-4+ outlier
 masks; append K/V of a layer; attend (decode and causal prefill) straight over the

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """codec.py - the codec registry (include/cq_registry.h): every codec of the
 library, ChannelQuant's tiers and the baselines, with one interface: encode a
 [T][D] block of one role (keys or values) into the codec's packed bytes, and

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """errors.py - the library's status codes as Python exceptions.
 
 Every failing library call raises CQError (or a subclass chosen by the status)

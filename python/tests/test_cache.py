@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """test_cache.py - the Python cache against the C library and an independent numpy
 reference: committed key groups read back and export exactly as Codec.decode /
 Codec.encode of the same tokens (bit for bit); in-flight tokens come back as their

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """test_codec.py - the Python codec registry against the C library's own outputs:
 the registry listing equals `cq codecs --json`; CQ-8/CQ-4/CQ-4+ encode gives the
 golden vectors' bytes and decode their K_hat/V_hat bit for bit (the shipped vectors

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * version.c - the run-time version of the library and the sizes of its public
  * structs (include/cq_version.h). Nothing else lives here.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * hexio.c - hostile-input-safe file reading, atomic file writing, and the
  * fixed-width hex word format of the golden vectors.

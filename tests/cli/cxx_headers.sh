@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # Every public header compiled as C++ (g++ -std=c++11 -Wall -Wextra -Werror -pedantic)
 # by tests/cxx/all_headers.cpp, linked against the static library, run. Also checks
 # that every header of include/ is included by that program.

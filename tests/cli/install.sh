@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # `make install` into a staging DESTDIR, then examples/decode_loop.c built only with
 # pkg-config against the staged files, linked shared (runs through the soname) and
 # static (no libchannelquant in NEEDED), and run; the installed `cq` runs; then

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # The Python binding (python/): its unittest suite (python/tests) against this build's
 # libchannelquant.so, then `pip install` of the package (offline, no build isolation,
 # into a scratch --target) and an import of the installed copy from outside the tree.

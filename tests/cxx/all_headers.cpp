@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // all_headers.cpp - every public header compiled as C++ (extern "C", no C-only
 // constructs), linked against the C library, and a few calls that must agree with
 // the C build: the version, an error name, an fp16 round trip, a registry codec
