@@ -100,9 +100,10 @@ class Cache:
     # ------------------------------------------------------------ lifecycle
     def close(self):
         """Free the C cache now (further calls raise ValueError)."""
-        if getattr(self, "_c", None):
-            lib.cq_cache_free(self._c)
-            self._c = None
+        h = getattr(self, "_c", None)
+        self._c = None
+        if h and lib is not None:  # lib may be gone at interpreter shutdown
+            lib.cq_cache_free(h)
 
     def __del__(self):
         self.close()

@@ -1,8 +1,9 @@
 #!/bin/sh
 # SPDX-License-Identifier: MIT
-# The Python binding (python/): its unittest suite (python/tests) against this build's
-# libchannelquant.so, then `pip install` of the package (offline, no build isolation,
-# into a scratch --target) and an import of the installed copy from outside the tree.
+# The Python binding (python/): its unittest suite (python/tests) and the example
+# python/examples/decode_loop.py against this build's libchannelquant.so, then `pip
+# install` of the package (offline, no build isolation, into a scratch --target) and an
+# import of the installed copy from outside the tree.
 # The interpreter: `python3` if it imports numpy, else /usr/bin/python3 (Debian's
 # python3-numpy, which .ci/run installs). Prints SKIP and passes only when no
 # interpreter with numpy exists, or for a sanitizer build (an ASan/UBSan library
@@ -27,6 +28,8 @@ lib=$(cd "$BUILD" && pwd)/libchannelquant.so.$(awk '$2 == "CQ_VERSION_MAJOR" {pr
 export CHANNELQUANT_LIB="$lib" CQ_TOOL="$CQ" CQ_SHARED="${CQ_SHARED:-../shared}"
 expect "unittest python/tests ($PY)" 0 env PYTHONPATH=python "$PY" -m unittest discover -s python/tests
 grep -q '^OK' "$tmp/err" || { echo "$NAME: unittest did not report OK:"; tail -20 "$tmp/err" | sed 's/^/  /'; fail=1; }
+expect "python/examples/decode_loop.py" 0 env PYTHONPATH=python "$PY" python/examples/decode_loop.py
+expect_grep "the example's verdict" '^decode_loop.py: ok$'
 # pip install, offline, from a copy (pip builds in the source directory)
 if "$PY" -m pip --version >/dev/null 2>&1; then
     cp -r python "$tmp/src"
