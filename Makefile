@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # ChannelQuant - plain Makefile.
 #   make              library (static + shared) and the `cq` tool, in build/
 #   make test         build and run the whole test suite
@@ -5,6 +6,10 @@
 #   make SIMD=0 ...   build without the AVX2 kernels (scalar floor only)
 #   make fuzz         libFuzzer targets (clang) of tests/fuzz/, each run FUZZ_SECONDS
 #   make tsan         the cache tests under ThreadSanitizer (build-tsan/)
+#   make install     install into $(DESTDIR)$(PREFIX) (default /usr/local): headers under
+#                    include/channelquant/, libchannelquant.a, libchannelquant.so.MAJOR, cq,
+#                    lib/pkgconfig/channelquant.pc (docs/API.md)
+#   make uninstall   remove exactly what install put there
 #   make clean
 # Every source under src/*/ is part of the library; files named *_avx2.c are
 # compiled with the AVX2/FMA/F16C flags and only reached through the dispatcher.
@@ -54,11 +59,20 @@ TOOL_OBJ  := $(TOOL_SRC:%.c=$(BUILD)/%.o)
 UTIL_OBJ  := $(TEST_UTIL:%.c=$(BUILD)/%.o)
 TEST_BIN  := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 
+# The version, from include/cq_version.h; the soname carries MAJOR (docs/API.md).
+VERSION_PART = $(shell awk '$$2 == "CQ_VERSION_$(1)" {print $$3}' include/cq_version.h)
+VERSION   := $(call VERSION_PART,MAJOR).$(call VERSION_PART,MINOR).$(call VERSION_PART,PATCH)
+SONAME    := libchannelquant.so.$(call VERSION_PART,MAJOR)
+
 STATIC    := $(BUILD)/libchannelquant.a
 SHARED    := $(BUILD)/libchannelquant.so
+SHARED_REAL := $(BUILD)/libchannelquant.so.$(VERSION)
 CQ        := $(BUILD)/cq
 
-.PHONY: all test clean run fuzz tsan tsan-run
+# Only the CQ_API declarations of include/*.h are exported from the shared library.
+$(LIB_OBJ): CFLAGS += -fvisibility=hidden
+
+.PHONY: all test clean run fuzz tsan tsan-run install uninstall
 # test helpers are only reached through the test pattern rule: keep them (no relink every run)
 .SECONDARY: $(UTIL_OBJ)
 all: $(STATIC) $(SHARED) $(CQ)
@@ -79,8 +93,12 @@ $(STATIC): $(LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(SHARED): $(LIB_OBJ)
-	$(CC) -shared $(LDFLAGS) -o $@ $^ $(LDLIBS)
+$(SHARED_REAL): $(LIB_OBJ)
+	$(CC) -shared $(LDFLAGS) -Wl,-soname,$(SONAME) -o $@ $^ $(LDLIBS)
+
+$(SHARED): $(SHARED_REAL)
+	ln -sf $(notdir $(SHARED_REAL)) $(BUILD)/$(SONAME)
+	ln -sf $(notdir $(SHARED_REAL)) $@
 
 $(CQ): $(TOOL_OBJ) $(STATIC)
 	$(CC) $(LDFLAGS) -o $@ $(TOOL_OBJ) $(STATIC) $(LDLIBS)
@@ -108,7 +126,39 @@ $(BUILD)/fuzz/%: tests/fuzz/%.c tests/fuzz/standalone.c $(FUZZ_HELPERS) tests/fu
 	$(CC) $(CFLAGS) -Itests/fuzz $< tests/fuzz/standalone.c $(FUZZ_HELPERS) $(STATIC) $(LDFLAGS) $(LDLIBS) -o $@
 
 test: all $(TEST_BIN) $(FUZZ_REPLAY)
-	@BUILD=$(BUILD) sh tests/run_tests.sh $(TEST_BIN)
+	@BUILD=$(BUILD) CQ_MAKEVARS="SAN=$(SAN) SIMD=$(SIMD) BUILD=$(BUILD)" CQ_LDFLAGS="$(LDFLAGS)" \
+	    sh tests/run_tests.sh $(TEST_BIN)
+
+# Install / uninstall (tests/cli/install.sh stages an install, builds examples/ against it).
+PREFIX       ?= /usr/local
+DESTDIR      ?=
+BINDIR       ?= $(PREFIX)/bin
+LIBDIR       ?= $(PREFIX)/lib
+INCLUDEDIR   ?= $(PREFIX)/include
+PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+PUB_HDR      := $(sort $(wildcard include/*.h))
+
+install: all
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR)/channelquant \
+	    $(DESTDIR)$(PKGCONFIGDIR)
+	install -m 644 $(PUB_HDR) $(DESTDIR)$(INCLUDEDIR)/channelquant/
+	install -m 644 $(STATIC) $(DESTDIR)$(LIBDIR)/
+	install -m 755 $(SHARED_REAL) $(DESTDIR)$(LIBDIR)/
+	ln -sf $(notdir $(SHARED_REAL)) $(DESTDIR)$(LIBDIR)/$(SONAME)
+	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libchannelquant.so
+	install -m 755 $(CQ) $(DESTDIR)$(BINDIR)/
+	printf '%s\n' 'prefix=$(PREFIX)' 'libdir=$(LIBDIR)' 'includedir=$(INCLUDEDIR)' '' \
+	    'Name: channelquant' 'Description: bit-exact streaming KV-cache codec and cache (KIVI/KVQuant recipe)' \
+	    'Version: $(VERSION)' 'Cflags: -I$${includedir}/channelquant -I$${includedir} -pthread' \
+	    'Libs: -L$${libdir} -lchannelquant -lm -pthread' >$(DESTDIR)$(PKGCONFIGDIR)/channelquant.pc
+	chmod 644 $(DESTDIR)$(PKGCONFIGDIR)/channelquant.pc
+
+uninstall:
+	rm -f $(PUB_HDR:include/%=$(DESTDIR)$(INCLUDEDIR)/channelquant/%)
+	-rmdir $(DESTDIR)$(INCLUDEDIR)/channelquant 2>/dev/null
+	rm -f $(DESTDIR)$(LIBDIR)/libchannelquant.a $(DESTDIR)$(LIBDIR)/libchannelquant.so \
+	    $(DESTDIR)$(LIBDIR)/$(SONAME) $(DESTDIR)$(LIBDIR)/$(notdir $(SHARED_REAL)) \
+	    $(DESTDIR)$(BINDIR)/cq $(DESTDIR)$(PKGCONFIGDIR)/channelquant.pc
 
 fuzz:
 	$(MAKE) BUILD=$(FUZZ_BUILD) CC=$(FUZZ_CC) SAN=0 \

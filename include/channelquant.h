@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * channelquant.h - umbrella header of the ChannelQuant library.
  *
@@ -6,14 +7,12 @@
  * fp16 key outlier channels) as a bit-exact, streaming codec. The algorithm is
  * prior art (KIVI, ICML 2024; KVQuant, 2024); this library is its bit-exact
  * reference, fast cache and tooling.
+ *
+ * Tier: umbrella - includes the stable core and the tool-grade engine, synth, util
+ * and vectors headers (not cq_model.h / cq_eval.h); docs/API.md lists which is which.
  */
 #ifndef CHANNELQUANT_H
 #define CHANNELQUANT_H
-
-#define CQ_VERSION_MAJOR 0
-#define CQ_VERSION_MINOR 1
-#define CQ_VERSION_PATCH 0
-#define CQ_VERSION_STRING "0.1.0"
 
 #include "cq_cache.h"
 #include "cq_codec.h"
@@ -25,5 +24,6 @@
 #include "cq_synth.h"
 #include "cq_util.h"
 #include "cq_vectors.h"
+#include "cq_version.h"
 
 #endif

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * cq_cache.h - the streaming KV cache of one sequence, with attention computed
  * straight over the compressed data.
@@ -16,10 +17,14 @@
  *
  * STATUS: this header is the interface contract between the cache (src/cache,
  * src/kernels) and its users (the model runtime, tools). See docs/CACHE.md.
+ *
+ * Tier: STABLE CORE - what a runtime links; its ABI is kept within a major version
+ * (docs/API.md).
  */
 #ifndef CQ_CACHE_H
 #define CQ_CACHE_H
 
+#include "cq_api.h"
 #include <stddef.h>
 #include <stdint.h>
 
@@ -59,35 +64,35 @@ typedef struct cq_cache_config {
     const char *kernels;      /* NULL: auto (cpuid, CQ_KERNELS env); "scalar", "avx2" or "avx512" to force */
 } cq_cache_config;
 
-void cq_cache_config_default(cq_cache_config *cfg, uint32_t n_layers, uint32_t n_kv_heads,
+CQ_API void cq_cache_config_default(cq_cache_config *cfg, uint32_t n_layers, uint32_t n_kv_heads,
                              uint32_t head_dim);
 
-cq_status cq_cache_create(const cq_cache_config *cfg, cq_cache **out, cq_err *err);
-void cq_cache_free(cq_cache *c); /* accepts NULL */
+CQ_API cq_status cq_cache_create(const cq_cache_config *cfg, cq_cache **out, cq_err *err);
+CQ_API void cq_cache_free(cq_cache *c); /* accepts NULL */
 /* Forget all tokens (keeps configuration and, where possible, pages). */
-void cq_cache_reset(cq_cache *c);
+CQ_API void cq_cache_reset(cq_cache *c);
 /* A deep copy (same configuration and contents). */
-cq_status cq_cache_clone(const cq_cache *c, cq_cache **out, cq_err *err);
+CQ_API cq_status cq_cache_clone(const cq_cache *c, cq_cache **out, cq_err *err);
 
 /* Load the text mask format of ../shared/vectors/masks ("layer kv_head c0 c1 ...",
  * '#' comments) into masks [n_layers][n_kv_heads][head_dim]; every (layer, head)
  * must be listed exactly once with sorted, unique channels < head_dim. */
-cq_status cq_mask_load(const char *path, uint32_t n_layers, uint32_t n_kv_heads,
+CQ_API cq_status cq_mask_load(const char *path, uint32_t n_layers, uint32_t n_kv_heads,
                        uint32_t head_dim, uint8_t *masks, cq_err *err);
 
 /* Append n tokens to one layer. K, V: [n][n_kv_heads][head_dim] fp16 bits
  * (token-major, then head). All-or-nothing: on any error the cache is unchanged. */
-cq_status cq_cache_append(cq_cache *c, uint32_t layer, const uint16_t *K, const uint16_t *V,
+CQ_API cq_status cq_cache_append(cq_cache *c, uint32_t layer, const uint16_t *K, const uint16_t *V,
                           uint32_t n, cq_err *err);
 /* Same from fp32 (rounded to fp16 RNE first; that rounding is the cache's input). */
-cq_status cq_cache_append_f32(cq_cache *c, uint32_t layer, const float *K, const float *V,
+CQ_API cq_status cq_cache_append_f32(cq_cache *c, uint32_t layer, const float *K, const float *V,
                               uint32_t n, cq_err *err);
 /* Quantize every partial key group now (end of sequence). After a flush the
  * cache is sealed: further appends fail with CQ_ERR_STATE until cq_cache_reset. */
-cq_status cq_cache_flush(cq_cache *c, cq_err *err);
+CQ_API cq_status cq_cache_flush(cq_cache *c, cq_err *err);
 
-uint32_t cq_cache_tokens(const cq_cache *c, uint32_t layer);
-const cq_cache_config *cq_cache_get_config(const cq_cache *c);
+CQ_API uint32_t cq_cache_tokens(const cq_cache *c, uint32_t layer);
+CQ_API const cq_cache_config *cq_cache_get_config(const cq_cache *c);
 
 /* Storage layout of one role of one layer (docs/CACHE.md, "Row layout").
  * HEAD: each KV head has its own store, coded [T][head_dim] (the default).
@@ -103,15 +108,15 @@ typedef enum cq_cache_layout { CQ_LAYOUT_HEAD = 0, CQ_LAYOUT_ROW = 1 } cq_cache_
 
 /* The layout a cache of n_kv_heads x head_dim (key group `group`, 0 = 128) gives codec
  * id in role. HEAD also when the codec cannot be cached at all (create then fails). */
-cq_cache_layout cq_cache_layout_for(cq_codec_id id, cq_role role, uint32_t n_kv_heads,
+CQ_API cq_cache_layout cq_cache_layout_for(cq_codec_id id, cq_role role, uint32_t n_kv_heads,
                                     uint32_t head_dim, uint32_t group);
 /* The layout of (layer, role) of a cache (HEAD for a bad layer). */
-cq_cache_layout cq_cache_get_layout(const cq_cache *c, uint32_t layer, cq_role role);
+CQ_API cq_cache_layout cq_cache_get_layout(const cq_cache *c, uint32_t layer, cq_role role);
 
 /* Decode tokens [t0, t1) of (layer, kv head) to fp32: K, V [t1-t0][D] (either may be NULL).
  * In-flight (unflushed) tokens come back exactly as their fp16. A row-layout role
  * decodes the token rows and returns the head's slice. */
-cq_status cq_cache_read(const cq_cache *c, uint32_t layer, uint32_t head, uint32_t t0,
+CQ_API cq_status cq_cache_read(const cq_cache *c, uint32_t layer, uint32_t head, uint32_t t0,
                         uint32_t t1, float *K, float *V, cq_err *err);
 
 /* Exact bytes held (all allocations of the cache), split by role. */
@@ -129,10 +134,10 @@ typedef struct cq_cache_mem {
 } cq_cache_mem;
 
 /* layer = -1 for the whole cache. */
-cq_status cq_cache_memory(const cq_cache *c, int32_t layer, cq_cache_mem *out);
+CQ_API cq_status cq_cache_memory(const cq_cache *c, int32_t layer, cq_cache_mem *out);
 /* The allocator's own running count of bytes held (layer = -1: all); equals
  * cq_cache_memory().total, which is computed independently from the structure. */
-uint64_t cq_cache_allocated_bytes(const cq_cache *c, int32_t layer);
+CQ_API uint64_t cq_cache_allocated_bytes(const cq_cache *c, int32_t layer);
 
 /* The committed (flushed or completed-unit) tokens of (layer, head, role) in the
  * registry's packed form of the store's codec: for the fused tiers exactly the
@@ -141,14 +146,14 @@ uint64_t cq_cache_allocated_bytes(const cq_cache *c, int32_t layer);
  * are not included. A row-layout role (cq_cache_get_layout) has one packed stream
  * for all heads, coded [T][n_kv_heads * head_dim]: every head returns that same
  * stream. dst NULL: only *len. CQ_ERR_BUFFER if cap < *len. */
-cq_status cq_cache_export(const cq_cache *c, uint32_t layer, uint32_t head, cq_role role,
+CQ_API cq_status cq_cache_export(const cq_cache *c, uint32_t layer, uint32_t head, cq_role role,
                           uint8_t *dst, size_t cap, size_t *len, cq_err *err);
 /* Tokens of (layer, head, role) committed to pages (excludes sinks and the in-flight group;
  * a row-layout role: the row store's, the same for every head). */
-uint32_t cq_cache_committed(const cq_cache *c, uint32_t layer, uint32_t head, cq_role role);
+CQ_API uint32_t cq_cache_committed(const cq_cache *c, uint32_t layer, uint32_t head, cq_role role);
 
 /* Name of the kernel table a cache (or, with NULL, a new cache) uses: "scalar", "avx2" or "avx512". */
-const char *cq_cache_kernels(const cq_cache *c);
+CQ_API const char *cq_cache_kernels(const cq_cache *c);
 
 /* ------------------------------------------------------------- attention */
 
@@ -173,25 +178,25 @@ typedef struct cq_attn_opts {
 } cq_attn_opts;
 
 /* The precision a call with opts->precision = p would use (resolves DEFAULT). */
-cq_attn_precision cq_attn_precision_resolve(uint32_t p);
+CQ_API cq_attn_precision cq_attn_precision_resolve(uint32_t p);
 
 /* Decode attention: one query token attending to all tokens of the layer.
  * Scores beyond the fp32 range (finite but extreme queries against large keys)
  * are CQ_ERR_OVERFLOW with out zeroed, never CQ_OK with NaN (also prefill).
  * q, out: [n_q_heads][D] fp32; n_q_heads a multiple of n_kv_heads (GQA: query
  * head h uses kv head h / (n_q_heads / n_kv_heads)). */
-cq_status cq_cache_attend(const cq_cache *c, uint32_t layer, const float *q, uint32_t n_q_heads,
+CQ_API cq_status cq_cache_attend(const cq_cache *c, uint32_t layer, const float *q, uint32_t n_q_heads,
                           float *out, const cq_attn_opts *opts, cq_err *err);
 
 /* Prefill attention with the causal mask: query i (i < n_q) sits at absolute
  * position pos0 + i and attends to tokens [0, pos0 + i]. q, out:
  * [n_q][n_q_heads][D]. Requires pos0 + n_q <= tokens of the layer. */
-cq_status cq_cache_attend_prefill(const cq_cache *c, uint32_t layer, const float *q, uint32_t n_q,
+CQ_API cq_status cq_cache_attend_prefill(const cq_cache *c, uint32_t layer, const float *q, uint32_t n_q,
                                   uint32_t pos0, uint32_t n_q_heads, float *out,
                                   const cq_attn_opts *opts, cq_err *err);
 
 /* Reference: read back (cq_cache_read), then exact attention in double. Same shapes. */
-cq_status cq_cache_attend_ref(const cq_cache *c, uint32_t layer, const float *q, uint32_t n_q,
+CQ_API cq_status cq_cache_attend_ref(const cq_cache *c, uint32_t layer, const float *q, uint32_t n_q,
                               uint32_t pos0, uint32_t n_q_heads, float *out, float scale,
                               cq_err *err);
 
@@ -200,7 +205,7 @@ cq_status cq_cache_attend_ref(const cq_cache *c, uint32_t layer, const float *q,
 /* Best-of-reps streaming read bandwidth in GB/s (1e9 bytes/s) over buf (64-byte
  * aligned, bytes far larger than the last-level cache), split across n_threads
  * threads of the attention thread pool. 0 on bad arguments. */
-double cq_read_bandwidth(const void *buf, size_t bytes, uint32_t n_threads, uint32_t reps);
+CQ_API double cq_read_bandwidth(const void *buf, size_t bytes, uint32_t n_threads, uint32_t reps);
 
 /* ======================================================================
  * Persistence (issue 7): save / restore a whole cache, compare two caches.
@@ -217,9 +222,9 @@ double cq_read_bandwidth(const void *buf, size_t bytes, uint32_t n_threads, uint
  * non-regular path is refused (CQ_ERR_IO). A crash mid-write leaves the
  * previous file intact. The cache is not modified
  * (read-only: may run concurrently with attention, not with append). */
-cq_status cq_cache_save(const cq_cache *c, const char *path, cq_err *err);
+CQ_API cq_status cq_cache_save(const cq_cache *c, const char *path, cq_err *err);
 /* The same image in memory: *buf (free() it) of *len bytes. */
-cq_status cq_cache_save_mem(const cq_cache *c, uint8_t **buf, size_t *len, cq_err *err);
+CQ_API cq_status cq_cache_save_mem(const cq_cache *c, uint8_t **buf, size_t *len, cq_err *err);
 
 typedef struct cq_cache_load_opts {
     /* Refuse a file whose restored cache would hold more than this many bytes
@@ -237,19 +242,19 @@ typedef struct cq_cache_load_opts {
  * CQ_ERR_VERSION, CQ_ERR_RANGE (memory limit, max_tokens), CQ_ERR_IO, or the
  * cq_cache_create status of an invalid configuration. The restored cache is
  * bit-identical (cq_cache_compare) and continues exactly as the original. */
-cq_status cq_cache_load(const char *path, cq_cache **out, cq_err *err);
-cq_status cq_cache_load_ex(const char *path, const cq_cache_load_opts *opts, cq_cache **out,
+CQ_API cq_status cq_cache_load(const char *path, cq_cache **out, cq_err *err);
+CQ_API cq_status cq_cache_load_ex(const char *path, const cq_cache_load_opts *opts, cq_cache **out,
                            cq_err *err);
 /* From memory (tests, fuzzers); buf is not retained. */
-cq_status cq_cache_load_mem(const void *buf, size_t len, cq_cache **out, cq_err *err);
-cq_status cq_cache_load_mem_ex(const void *buf, size_t len, const cq_cache_load_opts *opts,
+CQ_API cq_status cq_cache_load_mem(const void *buf, size_t len, cq_cache **out, cq_err *err);
+CQ_API cq_status cq_cache_load_mem_ex(const void *buf, size_t len, const cq_cache_load_opts *opts,
                                cq_cache **out, cq_err *err);
 
 /* CQ_OK when a and b hold the same configuration, flushed state, token counts,
  * packed bytes of every store, in-flight tokens and sinks (page capacity and
  * the kernel table are not compared); else CQ_ERR_MISMATCH naming the first
  * difference. */
-cq_status cq_cache_compare(const cq_cache *a, const cq_cache *b, cq_err *err);
+CQ_API cq_status cq_cache_compare(const cq_cache *a, const cq_cache *b, cq_err *err);
 
 #ifdef __cplusplus
 }

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * cq_codec.h - the ChannelQuant codec contract (CQ-8, CQ-4, CQ-4+, CQ-3-rot).
  *
@@ -14,10 +15,14 @@
  *   - units: one value token, one key group (what a cache and the engine
  *     model build on);
  *   - blocks: a whole [T][D] K or V tensor in canonical stream form.
+ *
+ * Tier: STABLE CORE - what a runtime links; its ABI is kept within a major version
+ * (docs/API.md).
  */
 #ifndef CQ_CODEC_H
 #define CQ_CODEC_H
 
+#include "cq_api.h"
 #include <stddef.h>
 #include <stdint.h>
 
@@ -41,9 +46,9 @@ typedef enum cq_tier {
     CQ_TIER_COUNT_
 } cq_tier;
 
-const char *cq_tier_name(cq_tier t);               /* "CQ-8", "CQ-4", "CQ-4+" */
-const char *cq_tier_tag(cq_tier t);                /* "CQ8", "CQ4", "CQ4plus" (vector dir names) */
-cq_status cq_tier_parse(const char *s, cq_tier *out); /* accepts both spellings, case-insensitive */
+CQ_API const char *cq_tier_name(cq_tier t);               /* "CQ-8", "CQ-4", "CQ-4+" */
+CQ_API const char *cq_tier_tag(cq_tier t);                /* "CQ8", "CQ4", "CQ4plus" (vector dir names) */
+CQ_API cq_status cq_tier_parse(const char *s, cq_tier *out); /* accepts both spellings, case-insensitive */
 
 /*
  * Codec parameters of one (layer, KV head). Build with cq_params_init, which
@@ -64,26 +69,26 @@ typedef struct cq_params {
  * Validate and build parameters. outliers may be NULL when k == 0. For CQ-8
  * and CQ-4 k must be 0. G must be >= 1 for every tier (ignored by CQ-8).
  */
-cq_status cq_params_init(cq_params *p, cq_tier tier, uint32_t dim, uint32_t group,
+CQ_API cq_status cq_params_init(cq_params *p, cq_tier tier, uint32_t dim, uint32_t group,
                          const uint16_t *outliers, uint32_t k, cq_err *err);
 /* Same, with the outlier set given as a D-byte mask (nonzero = outlier). */
-cq_status cq_params_init_mask(cq_params *p, cq_tier tier, uint32_t dim, uint32_t group,
+CQ_API cq_status cq_params_init_mask(cq_params *p, cq_tier tier, uint32_t dim, uint32_t group,
                               const uint8_t *mask, cq_err *err);
 
 /* Bits of the key / value codes of a tier (8 or 4). */
-unsigned cq_tier_key_bits(cq_tier t);
-unsigned cq_tier_val_bits(cq_tier t);
+CQ_API unsigned cq_tier_key_bits(cq_tier t);
+CQ_API unsigned cq_tier_val_bits(cq_tier t);
 
 /* ---------------------------------------------------------------- primitives */
 
 /* scale = fp16_RNE(max(amax/qmax, 2^-14)); amax is an fp16 magnitude (bit 15 ignored). */
-uint16_t cq_scale_from_amax(uint16_t amax, int qmax);
+CQ_API uint16_t cq_scale_from_amax(uint16_t amax, int qmax);
 /* code = clamp(round_half_even(x/scale), -qmax-1, qmax). x finite, scale a normal positive fp16. */
-int cq_quantize(uint16_t x, uint16_t scale, int qmax);
+CQ_API int cq_quantize(uint16_t x, uint16_t scale, int qmax);
 /* x_hat = code * scale, exact in fp32 (code 0 gives +0.0). */
-float cq_dequantize(int code, uint16_t scale);
+CQ_API float cq_dequantize(int code, uint16_t scale);
 /* max |x| over n fp16 values with stride (as integer compare of h & 0x7FFF). */
-uint16_t cq_amax_f16(const uint16_t *x, size_t n, size_t stride);
+CQ_API uint16_t cq_amax_f16(const uint16_t *x, size_t n, size_t stride);
 
 /* INT4 nibble stream: element i at nibble i (even = low). */
 static inline void cq_nibble_put(uint8_t *buf, size_t i, int code) {
@@ -97,7 +102,7 @@ static inline int cq_nibble_get(const uint8_t *buf, size_t i) {
 }
 
 /* First non-finite element of a [T][D] block (returns 1 and sets *t,*c), else 0. */
-int cq_find_nonfinite(const uint16_t *x, uint32_t T, uint32_t D, uint32_t *t, uint32_t *c);
+CQ_API int cq_find_nonfinite(const uint16_t *x, uint32_t T, uint32_t D, uint32_t *t, uint32_t *c);
 
 /* --------------------------------------------------------------------- units */
 
@@ -106,9 +111,9 @@ int cq_find_nonfinite(const uint16_t *x, uint32_t T, uint32_t D, uint32_t *t, ui
  * keys). bits is 4 or 8. codes receives D/2 (INT4) or D (INT8) bytes.
  * Refuses non-finite input (nothing written). token is only used in messages.
  */
-cq_status cq_encode_token(const uint16_t *x, uint32_t D, unsigned bits, uint8_t *codes,
+CQ_API cq_status cq_encode_token(const uint16_t *x, uint32_t D, unsigned bits, uint8_t *codes,
                           uint16_t *scale, int64_t token, cq_err *err);
-void cq_decode_token(const uint8_t *codes, uint16_t scale, uint32_t D, unsigned bits, float *out);
+CQ_API void cq_decode_token(const uint8_t *codes, uint16_t scale, uint32_t D, unsigned bits, float *out);
 
 /* Payload bytes of one token: D/2 or D. */
 static inline size_t cq_token_bytes(uint32_t D, unsigned bits) {
@@ -121,12 +126,12 @@ static inline size_t cq_token_bytes(uint32_t D, unsigned bits) {
  * ascending, padded to a whole byte); scales: D-k fp16; sidecar: [g][k] fp16.
  * first_token is only used in error messages.
  */
-size_t cq_key_group_bytes(const cq_params *p, uint32_t g);
-cq_status cq_encode_key_group(const cq_params *p, const uint16_t *K, uint32_t g, uint8_t *payload,
+CQ_API size_t cq_key_group_bytes(const cq_params *p, uint32_t g);
+CQ_API cq_status cq_encode_key_group(const cq_params *p, const uint16_t *K, uint32_t g, uint8_t *payload,
                               uint16_t *scales, uint16_t *sidecar, int64_t first_token,
                               cq_err *err);
 /* Decode rows [r0, r1) of a group of g tokens into out [r1-r0][D]. */
-void cq_decode_key_group_rows(const cq_params *p, const uint8_t *payload, const uint16_t *scales,
+CQ_API void cq_decode_key_group_rows(const cq_params *p, const uint8_t *payload, const uint16_t *scales,
                               const uint16_t *sidecar, uint32_t g, uint32_t r0, uint32_t r1,
                               float *out);
 
@@ -142,7 +147,7 @@ typedef struct cq_stream_sizes {
     uint32_t key_groups;   /* number of key groups (CQ-4/4+), T for CQ-8 */
 } cq_stream_sizes;
 
-cq_status cq_stream_sizes_of(const cq_params *p, uint32_t T, cq_stream_sizes *s);
+CQ_API cq_status cq_stream_sizes_of(const cq_params *p, uint32_t T, cq_stream_sizes *s);
 
 /* Canonical key streams of a block; pointers caller-owned, sized by cq_stream_sizes_of. */
 typedef struct cq_key_stream {
@@ -157,38 +162,38 @@ typedef struct cq_val_stream {
 } cq_val_stream;
 
 /* Encode a [T][D] key block (groups from token 0; the last may be partial). */
-cq_status cq_encode_keys(const cq_params *p, const uint16_t *K, uint32_t T, const cq_key_stream *out,
+CQ_API cq_status cq_encode_keys(const cq_params *p, const uint16_t *K, uint32_t T, const cq_key_stream *out,
                          cq_err *err);
 /* Encode a [T][D] value block (per token, 8 bits for CQ-8, else 4). */
-cq_status cq_encode_values(const cq_params *p, const uint16_t *V, uint32_t T,
+CQ_API cq_status cq_encode_values(const cq_params *p, const uint16_t *V, uint32_t T,
                            const cq_val_stream *out, cq_err *err);
 /* Decode from the stored streams into [T][D] fp32. */
-cq_status cq_decode_keys(const cq_params *p, const uint8_t *payload, const uint16_t *scales,
+CQ_API cq_status cq_decode_keys(const cq_params *p, const uint8_t *payload, const uint16_t *scales,
                          const uint16_t *sidecar, uint32_t T, float *out);
-cq_status cq_decode_values(const cq_params *p, const uint8_t *payload, const uint16_t *scales,
+CQ_API cq_status cq_decode_values(const cq_params *p, const uint8_t *payload, const uint16_t *scales,
                            uint32_t T, float *out);
 
 /* ------------------------------------------------------ CQ-3-rot (section 9) */
 
 /* D must be a power of two (2..512). Payload: ceil(3*D*T/8) bytes, T scales. */
-size_t cq3rot_payload_bytes(uint32_t D, uint32_t T);
+CQ_API size_t cq3rot_payload_bytes(uint32_t D, uint32_t T);
 /* In-place unnormalized Walsh-Hadamard transform on fp16 with RNE after each butterfly.
  * Returns CQ_ERR_OVERFLOW (and leaves a partially transformed row) if a butterfly
  * overflows fp16. */
-cq_status cq_wht_f16(uint16_t *row, uint32_t D);
+CQ_API cq_status cq_wht_f16(uint16_t *row, uint32_t D);
 /* Refuses, writing nothing: non-finite input (CQ_ERR_NONFINITE, token and channel named) and a
  * token whose rotation overflows fp16 in encode OR in decode (CQ_ERR_OVERFLOW, token named; the
  * decoder's unnormalized rotation reaches ~D*|v|, so |v| must stay below ~65504/D). */
-cq_status cq3rot_encode(const uint16_t *V, uint32_t T, uint32_t D, uint8_t *payload,
+CQ_API cq_status cq3rot_encode(const uint16_t *V, uint32_t T, uint32_t D, uint8_t *payload,
                         uint16_t *scales, cq_err *err);
-cq_status cq3rot_decode(const uint8_t *payload, const uint16_t *scales, uint32_t T, uint32_t D,
+CQ_API cq_status cq3rot_decode(const uint8_t *payload, const uint16_t *scales, uint32_t T, uint32_t D,
                         float *out);
 
 /* ------------------------------------------------------------ bits per value */
 
 /* Quoted (section 6) and exact per-stream bits/value of a tier at (D, G, k). */
-double cq_bpv_quoted_key(cq_tier t, uint32_t D, uint32_t G, uint32_t k);
-double cq_bpv_quoted_val(cq_tier t, uint32_t D);
+CQ_API double cq_bpv_quoted_key(cq_tier t, uint32_t D, uint32_t G, uint32_t k);
+CQ_API double cq_bpv_quoted_val(cq_tier t, uint32_t D);
 
 #ifdef __cplusplus
 }

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * cq_engine.h - register- and beat-level C model of the KV Cache Engine (KVCE),
  * the silicon block of ../shared/docs/ENGINE.md.
@@ -16,10 +17,14 @@
  * Also here: the integer compute cores (scale / quantize / dequantize), exposed
  * so tests can prove them against the codec core, and a small driver API.
  * The model is deterministic; errors are values (cq_status).
+ *
+ * Tier: TOOL-GRADE - exported for the cq tool, tests and research; may change in any
+ * minor version (docs/API.md).
  */
 #ifndef CQ_ENGINE_H
 #define CQ_ENGINE_H
 
+#include "cq_api.h"
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -107,19 +112,19 @@ typedef struct cq_engine_config {
 } cq_engine_config;
 
 /* Defaults: v0.3, CQ-4, D=64, G=128, 1024 records, 1 lane, no outliers. */
-void cq_engine_config_default(cq_engine_config *c);
+CQ_API void cq_engine_config_default(cq_engine_config *c);
 
 typedef struct cq_engine cq_engine;
 
-cq_status cq_engine_create(const cq_engine_config *c, cq_engine **out, cq_err *err);
-void cq_engine_free(cq_engine *e); /* accepts NULL */
+CQ_API cq_status cq_engine_create(const cq_engine_config *c, cq_engine **out, cq_err *err);
+CQ_API void cq_engine_free(cq_engine *e); /* accepts NULL */
 /* Power-on reset: registers, FSM, SRAM (contents and valid bits) cleared. */
-void cq_engine_hard_reset(cq_engine *e);
+CQ_API void cq_engine_hard_reset(cq_engine *e);
 
 /* --------------------------------------------------------------- AXI-Lite */
 
-uint32_t cq_engine_reg_read(cq_engine *e, uint32_t off);
-void cq_engine_reg_write(cq_engine *e, uint32_t off, uint32_t val);
+CQ_API uint32_t cq_engine_reg_read(cq_engine *e, uint32_t off);
+CQ_API void cq_engine_reg_write(cq_engine *e, uint32_t off, uint32_t val);
 
 /* ------------------------------------------------------------ clock/pins */
 
@@ -145,7 +150,7 @@ typedef struct cq_engine_out {
 } cq_engine_out;
 
 /* Advance one clock cycle. in may be NULL (no beat, m_tready 1); out may be NULL. */
-void cq_engine_step(cq_engine *e, const cq_engine_in *in, cq_engine_out *out);
+CQ_API void cq_engine_step(cq_engine *e, const cq_engine_in *in, cq_engine_out *out);
 
 /* FSM states (ENGINE.md section 5). */
 typedef enum cq_engine_state {
@@ -153,13 +158,13 @@ typedef enum cq_engine_state {
     CQ_ES_KCOLLECT, CQ_ES_KFEED, CQ_ES_KACCEPT, CQ_ES_KEMIT,
     CQ_ES_RLOAD, CQ_ES_RWAIT, CQ_ES_OUTPUT, CQ_ES_COUNT_
 } cq_engine_state;
-const char *cq_engine_state_name(cq_engine_state s);
-cq_engine_state cq_engine_get_state(const cq_engine *e);
+CQ_API const char *cq_engine_state_name(cq_engine_state s);
+CQ_API cq_engine_state cq_engine_get_state(const cq_engine *e);
 /* 1 when the write port could take the first beat of a new token this cycle. */
-int cq_engine_token_ready(const cq_engine *e);
-uint64_t cq_engine_cycles(const cq_engine *e);
+CQ_API int cq_engine_token_ready(const cq_engine *e);
+CQ_API uint64_t cq_engine_cycles(const cq_engine *e);
 /* Cycles spent in each state since the last hard reset. */
-void cq_engine_state_cycles(const cq_engine *e, uint64_t out[CQ_ES_COUNT_]);
+CQ_API void cq_engine_state_cycles(const cq_engine *e, uint64_t out[CQ_ES_COUNT_]);
 
 /* ------------------------------------------------------------- inspection */
 
@@ -173,17 +178,17 @@ typedef struct cq_engine_info {
     uint32_t scale_sets;       /* v0.3 scale table entries (0 in v0.2) */
     uint32_t scale_set_bits;   /* bits of one scale-table entry */
 } cq_engine_info;
-void cq_engine_get_info(const cq_engine *e, cq_engine_info *info);
+CQ_API void cq_engine_get_info(const cq_engine *e, cq_engine_info *info);
 
 /* Raw SRAM row (backdoor): words[i] holds bits 64i..64i+63, LSB first.
  * nwords >= ceil(record_bits / 64). valid receives the written bit. */
-cq_status cq_engine_record_bits(const cq_engine *e, uint32_t addr, uint64_t *words, size_t nwords,
+CQ_API cq_status cq_engine_record_bits(const cq_engine *e, uint32_t addr, uint64_t *words, size_t nwords,
                                 int *valid);
 /* v0.3 scale table entry (D fp16 scales, D mask bytes). */
-cq_status cq_engine_scale_set(const cq_engine *e, uint32_t set, uint16_t *scales, uint8_t *mask);
+CQ_API cq_status cq_engine_scale_set(const cq_engine *e, uint32_t set, uint16_t *scales, uint8_t *mask);
 
 /* Beat-level trace (text, one beat or bus access per line; docs/ENGINE_V03.md). NULL stops. */
-void cq_engine_set_trace(cq_engine *e, FILE *f);
+CQ_API void cq_engine_set_trace(cq_engine *e, FILE *f);
 
 /* Replay kit (docs/ENGINE_REPLAY.md): while set, the model writes a $readmemh
  * stimulus image of what the pins see (register accesses, write beats, expected
@@ -198,15 +203,15 @@ typedef struct cq_engine_replay_files {
     FILE *standin_tokens; /* per token: {rows stored[63:32], span[31:0]} (hex) */
     FILE *standin_rows;   /* every stored row, in store order (hex, MSB first) */
 } cq_engine_replay_files;
-void cq_engine_set_replay(cq_engine *e, const cq_engine_replay_files *f); /* NULL stops */
+CQ_API void cq_engine_set_replay(cq_engine *e, const cq_engine_replay_files *f); /* NULL stops */
 /* Write the model's valid rows and the image's END word. */
-void cq_engine_replay_finish(cq_engine *e);
+CQ_API void cq_engine_replay_finish(cq_engine *e);
 
 /* ---------------------------------------------------------- integer cores */
 
 /* scale = fp16_RNE(max(amax/qmax, 2^-14)) by integer division, sticky, RNE.
  * The cores are sized for qmax 1..127 (7 and 127 are used); other values are clamped. */
-uint16_t cq_eng_scale_core(uint16_t amax, int qmax);
+CQ_API uint16_t cq_eng_scale_core(uint16_t amax, int qmax);
 /* The serialized quantize core: start, 21 restoring division steps, round, done.
  * Two latencies (the codes are the same): the v0.3 core takes CQ_ENG_QCORE_CYCLES
  * whatever the data; the v0.2 (published RTL) core takes CQ_ENG_QCORE_RTL_CYCLES, or
@@ -220,18 +225,18 @@ typedef struct cq_eng_qcore {
     int rtl;             /* 1: the v0.2 data-dependent latency */
     int fast;            /* rtl: the early path was taken (4 cycles) */
 } cq_eng_qcore;
-void cq_eng_qcore_start(cq_eng_qcore *q, uint16_t x, uint16_t scale, int qmax);
-void cq_eng_qcore_start_rtl(cq_eng_qcore *q, uint16_t x, uint16_t scale, int qmax);
-void cq_eng_qcore_clock(cq_eng_qcore *q); /* one cycle; sets done and code when finished */
+CQ_API void cq_eng_qcore_start(cq_eng_qcore *q, uint16_t x, uint16_t scale, int qmax);
+CQ_API void cq_eng_qcore_start_rtl(cq_eng_qcore *q, uint16_t x, uint16_t scale, int qmax);
+CQ_API void cq_eng_qcore_clock(cq_eng_qcore *q); /* one cycle; sets done and code when finished */
 #define CQ_ENG_QCORE_CYCLES 24
 #define CQ_ENG_QCORE_RTL_CYCLES 25
 #define CQ_ENG_QCORE_RTL_FAST 4
 /* Run a core to completion; *cycles (may be NULL) receives the cycles it took. */
-int cq_eng_quantize_core(uint16_t x, uint16_t scale, int qmax, int *cycles);
+CQ_API int cq_eng_quantize_core(uint16_t x, uint16_t scale, int qmax, int *cycles);
 /* code x fp16 field -> fp32 bits: |code| x significand, normalized; a zero product is +0.0. */
-uint32_t cq_eng_dequant_core(int code, uint16_t field);
+CQ_API uint32_t cq_eng_dequant_core(int code, uint16_t field);
 /* Exact fp16 -> fp32 widening in integers (v0.3 outlier lane and residual reads). */
-uint32_t cq_eng_widen_core(uint16_t h);
+CQ_API uint32_t cq_eng_widen_core(uint16_t h);
 
 /* ------------------------------------------------------------------ driver */
 
@@ -244,28 +249,28 @@ typedef struct cq_engine_drv_stats {
 } cq_engine_drv_stats;
 
 /* Soft reset, enable, check INFO registers against the construction. */
-cq_status cq_engine_drv_init(cq_engine *e, cq_err *err);
+CQ_API cq_status cq_engine_drv_init(cq_engine *e, cq_err *err);
 /* Push one token of D fp16 (is_value selects tuser) with record address addr:
  * programs WRITE_ADDR when write_addr is set (value tokens and the first key of a
  * group), streams D beats with tlast on the last, and clocks until the write
  * port can take the next token. *cycles receives the cycles it took. */
-cq_status cq_engine_drv_push_token(cq_engine *e, const uint16_t *x, int is_value, int write_addr,
+CQ_API cq_status cq_engine_drv_push_token(cq_engine *e, const uint16_t *x, int is_value, int write_addr,
                                    uint32_t addr, uint64_t *cycles, cq_err *err);
 /* v0.3: flush a partial key group (CTRL.FLUSH) and wait for idle. */
-cq_status cq_engine_drv_flush(cq_engine *e, uint64_t *cycles, cq_err *err);
+CQ_API cq_status cq_engine_drv_flush(cq_engine *e, uint64_t *cycles, cq_err *err);
 /* Push a [T][D] K and V tensor: values at vbase+t, keys at kbase+t. v0.3 interleaves
  * K and V per token and flushes the last partial group; v0.2 streams each key group
  * whole, then its values, and stops keys at the last whole group (*keys_stored). */
-cq_status cq_engine_drv_push_kv(cq_engine *e, const uint16_t *K, const uint16_t *V, uint32_t T,
+CQ_API cq_status cq_engine_drv_push_kv(cq_engine *e, const uint16_t *K, const uint16_t *V, uint32_t T,
                                 uint32_t kbase, uint32_t vbase, uint32_t *keys_stored,
                                 cq_engine_drv_stats *st, cq_err *err);
 /* Read one record: D fp32 beats into out (bits). max_wait bounds the cycles the
  * driver waits (0 = 4096 + 4D): a v0.2 read that never answers returns
  * CQ_ERR_STATE ("still waiting"); a v0.3 RD_ERR returns CQ_ERR_RANGE. */
-cq_status cq_engine_drv_read(cq_engine *e, uint32_t addr, uint32_t *out, uint64_t max_wait,
+CQ_API cq_status cq_engine_drv_read(cq_engine *e, uint32_t addr, uint32_t *out, uint64_t max_wait,
                              uint64_t *cycles, cq_err *err);
 /* Clock until STATUS.idle (at most max_cycles). */
-cq_status cq_engine_drv_wait_idle(cq_engine *e, uint64_t max_cycles, cq_err *err);
+CQ_API cq_status cq_engine_drv_wait_idle(cq_engine *e, uint64_t max_cycles, cq_err *err);
 
 /* ------------------------------------------------------------- run + check */
 
@@ -296,12 +301,12 @@ typedef struct cq_engine_report {
     uint64_t total_cycles;
 } cq_engine_report;
 
-cq_status cq_engine_run_check(const cq_engine_config *cfg, const uint16_t *K, const uint16_t *V,
+CQ_API cq_status cq_engine_run_check(const cq_engine_config *cfg, const uint16_t *K, const uint16_t *V,
                               uint32_t T, const uint32_t *golden_k_hat,
                               const uint32_t *golden_v_hat, FILE *trace, cq_engine_report *rep,
                               cq_err *err);
 /* The same run, also writing the replay kit's files (replay may be NULL). */
-cq_status cq_engine_run_check_replay(const cq_engine_config *cfg, const uint16_t *K,
+CQ_API cq_status cq_engine_run_check_replay(const cq_engine_config *cfg, const uint16_t *K,
                                      const uint16_t *V, uint32_t T,
                                      const uint32_t *golden_k_hat, const uint32_t *golden_v_hat,
                                      FILE *trace, const cq_engine_replay_files *replay,

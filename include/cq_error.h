@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * cq_error.h - ChannelQuant status codes and error details.
  *
@@ -6,10 +7,14 @@
  * Functions that can name where bad input was found also take an optional
  * cq_err* (may be NULL) which receives the code, the token and channel, and a
  * one-line human-readable message. The library never aborts on bad input.
+ *
+ * Tier: STABLE CORE - what a runtime links; its ABI is kept within a major version
+ * (docs/API.md).
  */
 #ifndef CQ_ERROR_H
 #define CQ_ERROR_H
 
+#include "cq_api.h"
 #include <stdint.h>
 
 #ifdef __cplusplus
@@ -41,9 +46,9 @@ typedef enum cq_status {
 } cq_status;
 
 /* Stable short name of a status, e.g. "CQ_ERR_NONFINITE". Never NULL. */
-const char *cq_status_name(cq_status s);
+CQ_API const char *cq_status_name(cq_status s);
 /* One-line description of what the status means. Never NULL. */
-const char *cq_status_desc(cq_status s);
+CQ_API const char *cq_status_desc(cq_status s);
 
 /* Optional error detail. token/channel are -1 when they do not apply. */
 typedef struct cq_err {
@@ -54,10 +59,10 @@ typedef struct cq_err {
 } cq_err;
 
 /* Reset an error record to CQ_OK / no location. Accepts NULL. */
-void cq_err_clear(cq_err *e);
+CQ_API void cq_err_clear(cq_err *e);
 
 /* Fill *e (if non-NULL) and return code. printf-style message. */
-cq_status cq_err_set(cq_err *e, cq_status code, int64_t token, int32_t channel,
+CQ_API cq_status cq_err_set(cq_err *e, cq_status code, int64_t token, int32_t channel,
                      const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 5, 6)))

@@ -1,14 +1,18 @@
+/* SPDX-License-Identifier: MIT */
 /*
- * cq_eval.h - evaluation building blocks (../shared/docs/EVAL.md): statistics
- * (Wilson interval, McNemar, percentiles), multiple-choice item sets
- * (HellaSwag jsonl, a cloze set built from plain text) and the
- * attention-fidelity protocol over any pair of registry codecs; multiple-choice
- * scoring of a K/V format through the model runtime.
- * The model runtime (include/cq_model.h) drives these for the eval commands.
+ * cq_eval.h - the evaluation module (src/eval/, ../shared/docs/EVAL.md): K/V
+ * formats and their two bit figures, warnings, the perplexity / KL-divergence
+ * protocol with its base file, calibration and Q/K/V capture through the model
+ * runtime, statistics (Wilson interval, McNemar, percentiles), multiple-choice
+ * item sets and scoring, the attention-fidelity protocol, plots.
+ *
+ * Tier: TOOL-GRADE - exported for the cq tool, tests and research; may change in any
+ * minor version (docs/API.md).
  */
 #ifndef CQ_EVAL_H
 #define CQ_EVAL_H
 
+#include "cq_api.h"
 #include <stddef.h>
 #include <stdint.h>
 
@@ -23,12 +27,12 @@ extern "C" {
 /* ---------------------------------------------------------------- stats */
 
 /* Wilson score interval for k successes of n at z (1.959964 for 95%). */
-void cq_wilson(uint64_t k, uint64_t n, double z, double *lo, double *hi);
+CQ_API void cq_wilson(uint64_t k, uint64_t n, double z, double *lo, double *hi);
 /* McNemar test of paired outcomes: b = ref right / test wrong, c = ref wrong / test right.
  * Returns the exact two-sided binomial p-value (chi-square with continuity for n > 1000). */
-double cq_mcnemar_p(uint64_t b, uint64_t c);
+CQ_API double cq_mcnemar_p(uint64_t b, uint64_t c);
 /* q-quantile (0..1) of n values by linear interpolation; sorts a copy. NAN if n == 0. */
-double cq_quantile(const double *v, size_t n, double q);
+CQ_API double cq_quantile(const double *v, size_t n, double q);
 
 typedef struct cq_calib cq_calib; /* outlier calibration, below */
 
@@ -43,7 +47,7 @@ typedef struct cq_kv_format {
 
 /* Parse "KEY/VAL" by registry codec name ("fp16/fp16", "cq4+/cq4"; "cq4p" also
  * names CQ-4+), a single name for both, or "fp32" (the oracle path). */
-cq_status cq_kv_format_parse(const char *s, cq_kv_format *f, cq_err *err);
+CQ_API cq_status cq_kv_format_parse(const char *s, cq_kv_format *f, cq_err *err);
 
 /* What a format is run with (shared by perplexity, multiple choice and the tools). */
 typedef struct cq_kv_setup {
@@ -55,12 +59,12 @@ typedef struct cq_kv_setup {
 } cq_kv_setup;
 
 /* The cache configuration of format f for a model (layer_buf [n_layers] must outlive cc). */
-void cq_kv_format_cache_config(const cq_model_config *c, const cq_kv_format *f,
+CQ_API void cq_kv_format_cache_config(const cq_model_config *c, const cq_kv_format *f,
                                const cq_kv_setup *s, cq_layer_codecs *layer_buf,
                                cq_cache_config *cc);
 /* Why format f cannot run in the streaming cache of model c (NULL: it can); the reason
  * is written to buf. */
-const char *cq_kv_format_na(const cq_model_config *c, const cq_kv_format *f, uint32_t group,
+CQ_API const char *cq_kv_format_na(const cq_model_config *c, const cq_kv_format *f, uint32_t group,
                             const uint8_t *masks, char *buf, size_t cap);
 
 /* ------------------------------------------------------------- bit figures */
@@ -78,12 +82,12 @@ typedef struct cq_bits {
     uint32_t context;      /* tokens per (layer, head) when measured */
     cq_cache_mem mem;
 } cq_bits;
-cq_status cq_eval_bits(const cq_cache *c, cq_bits *out, uint32_t *warnings, cq_err *err);
+CQ_API cq_status cq_eval_bits(const cq_cache *c, cq_bits *out, uint32_t *warnings, cq_err *err);
 /* The codec bits per value of a format from the registry alone (no cache): the mean over
  * K and V of 8 * packed_bytes(n) / (n * width) for n = one full unit of each codec (G
  * tokens for grouped keys), width = head_dim, or n_kv_heads * head_dim for a codec the
  * cache runs in the row layout. NAN when a codec cannot code that shape. */
-double cq_format_codec_bits(const cq_kv_format *f, uint32_t n_kv_heads, uint32_t head_dim,
+CQ_API double cq_format_codec_bits(const cq_kv_format *f, uint32_t n_kv_heads, uint32_t head_dim,
                             uint32_t group, const uint8_t *mask);
 
 /* ----------------------------------------------------------------- warnings */
@@ -99,11 +103,11 @@ enum {
 };
 #define CQ_WARN_COUNT 4
 /* Short machine name ("ctx_le_group", ...) and sentence of warning bit i (0..CQ_WARN_COUNT-1). */
-const char *cq_warn_name(uint32_t bit);
-const char *cq_warn_text(uint32_t bit);
+CQ_API const char *cq_warn_name(uint32_t bit);
+CQ_API const char *cq_warn_text(uint32_t bit);
 /* The warnings a format raises at a context (sequence length) before anything runs:
  * CQ_WARN_CTX_LE_GROUP for CQ-4/CQ-4+ keys, CQ_WARN_KIVI_WINDOW for KIVI codecs. */
-uint32_t cq_kv_format_warnings(const cq_kv_format *f, uint32_t context, uint32_t group);
+CQ_API uint32_t cq_kv_format_warnings(const cq_kv_format *f, uint32_t context, uint32_t group);
 
 /* --------------------------------------------------- perplexity and KLD */
 
@@ -158,7 +162,7 @@ typedef struct cq_ppl_result {
  * bos >= 0), scoring positions n_ctx/2 .. n_ctx-2 (predicting the next token).
  * The reference is an fp16/fp16 cache (or the base file); res[i] is formats[i]
  * against it, and ref (optional) the reference itself. */
-cq_status cq_eval_ppl(const cq_model *m, const int32_t *tokens, size_t n_tokens, int32_t bos,
+CQ_API cq_status cq_eval_ppl(const cq_model *m, const int32_t *tokens, size_t n_tokens, int32_t bos,
                       cq_ppl_opts *o, const cq_kv_format *formats, uint32_t n_formats,
                       cq_ppl_result *res, cq_ppl_result *ref, cq_err *err);
 
@@ -175,14 +179,14 @@ typedef struct cq_calib_run_opts {
     uint32_t used_seqs, used_len, used_batches;
     size_t start; /* first token used; the range is [start, n_tokens) */
 } cq_calib_run_opts;
-cq_status cq_eval_calibrate(const cq_model *m, const int32_t *tokens, size_t n_tokens, int32_t bos,
+CQ_API cq_status cq_eval_calibrate(const cq_model *m, const int32_t *tokens, size_t n_tokens, int32_t bos,
                             cq_calib_run_opts *o, cq_calib **out, cq_err *err);
 /* Top-k of all data as CQ-4+ masks [n_layers][n_kv_heads][D]. */
-cq_status cq_calib_masks(const cq_calib *cal, const cq_model_config *c, uint32_t k,
+CQ_API cq_status cq_calib_masks(const cq_calib *cal, const cq_model_config *c, uint32_t k,
                          uint8_t *masks);
 /* Run T tokens through an fp16/fp16 session; q [L][H][T][D], k, v [L][Hkv][T][D] fp32
  * (post-RoPE, what the cache is given). Caller frees. */
-cq_status cq_capture_qkv(const cq_model *m, const int32_t *tokens, uint32_t T, uint32_t threads,
+CQ_API cq_status cq_capture_qkv(const cq_model *m, const int32_t *tokens, uint32_t T, uint32_t threads,
                           float **q, float **k, float **v, cq_err *err);
 
 /* --------------------------------------------------------- multiple choice */
@@ -204,16 +208,16 @@ typedef struct cq_mc_set {
 /* HellaSwag jsonl: one object per line with ctx (or ctx_a + " " + ctx_b, ctx_b's first
  * letter capitalized), endings[4] and label (number or numeric string). At most max_items
  * (0 = all). Malformed lines are errors naming the line. */
-cq_status cq_mc_load_hellaswag(const char *path, size_t max_items, cq_mc_set *set, cq_err *err);
-cq_status cq_mc_parse_hellaswag(const char *text, size_t len, size_t max_items, cq_mc_set *set,
+CQ_API cq_status cq_mc_load_hellaswag(const char *path, size_t max_items, cq_mc_set *set, cq_err *err);
+CQ_API cq_status cq_mc_parse_hellaswag(const char *text, size_t len, size_t max_items, cq_mc_set *set,
                                 cq_err *err);
 /* Cloze set from plain text (see docs/EVAL_IMPL.md): each paragraph with at least 4 sentences
  * gives an item: context = its first 3 sentences, endings = its 4th sentence and the 4th
  * sentences of 3 other paragraphs (chosen by seed), the true one at a seeded position.
  * A paragraph without 3 others whose 4th sentence differs in text gives no item. */
-cq_status cq_mc_build_cloze(const char *text, size_t len, size_t max_items, uint64_t seed,
+CQ_API cq_status cq_mc_build_cloze(const char *text, size_t len, size_t max_items, uint64_t seed,
                             cq_mc_set *set, cq_err *err);
-void cq_mc_free(cq_mc_set *set);
+CQ_API void cq_mc_free(cq_mc_set *set);
 
 /* ------------------------------------------------ multiple-choice scoring */
 
@@ -228,12 +232,12 @@ typedef struct cq_mc_seq {
     uint32_t n, cont;
     int retok;
 } cq_mc_seq;
-cq_status cq_mc_prepare(const cq_tokenizer *tok, const char *context, const char *ending,
+CQ_API cq_status cq_mc_prepare(const cq_tokenizer *tok, const char *context, const char *ending,
                         uint32_t max_len, cq_mc_seq *q, cq_err *err);
-void cq_mc_seq_free(cq_mc_seq *q); /* accepts NULL and a zeroed seq */
+CQ_API void cq_mc_seq_free(cq_mc_seq *q); /* accepts NULL and a zeroed seq */
 
 /* log softmax(logits)[t] over V logits, in double. */
-double cq_mc_logprob(const float *logits, uint32_t V, int32_t t);
+CQ_API double cq_mc_logprob(const float *logits, uint32_t V, int32_t t);
 
 typedef struct cq_mc_opts {
     uint32_t threads;
@@ -264,9 +268,9 @@ typedef struct cq_mc_result {
  * through a fresh cache of format f, pages sized to the set's longest sequence); acc =
  * argmax of the sum, acc_norm = argmax of the sum divided by the ending's length in bytes
  * (ties: the lower index). o may be NULL. On error *r holds nothing to free. */
-cq_status cq_mc_score(const cq_model *m, const cq_tokenizer *tok, const cq_mc_set *set,
+CQ_API cq_status cq_mc_score(const cq_model *m, const cq_tokenizer *tok, const cq_mc_set *set,
                       const cq_kv_format *f, const cq_mc_opts *o, cq_mc_result *r, cq_err *err);
-void cq_mc_result_free(cq_mc_result *r);
+CQ_API void cq_mc_result_free(cq_mc_result *r);
 
 /* ----------------------------------------------------- attention fidelity */
 
@@ -282,13 +286,13 @@ typedef struct cq_attn_metrics {
     uint64_t n;        /* number of (query) cases accumulated */
 } cq_attn_metrics;
 
-void cq_attn_metrics_clear(cq_attn_metrics *m);
+CQ_API void cq_attn_metrics_clear(cq_attn_metrics *m);
 /* Add one kv-head case (n_q queries) into *acc (sums; divide with cq_attn_metrics_mean). */
-cq_status cq_attn_fidelity_case(const cq_codec_traits *kc, const cq_codec_traits *vc,
+CQ_API cq_status cq_attn_fidelity_case(const cq_codec_traits *kc, const cq_codec_traits *vc,
                                 const cq_codec_cfg *cfg, const uint16_t *K, const uint16_t *V,
                                 uint32_t L, const float *q, uint32_t n_q, cq_attn_metrics *acc,
                                 cq_err *err);
-void cq_attn_metrics_mean(const cq_attn_metrics *sum, cq_attn_metrics *mean);
+CQ_API void cq_attn_metrics_mean(const cq_attn_metrics *sum, cq_attn_metrics *mean);
 
 /* The protocol over a captured model: layers x query heads x positions of Q [NL][NQH][T][D],
  * K/V [NL][NKV][T][D] (fp16 bits), for one codec pair: mean metrics and the measured bits per
@@ -300,12 +304,12 @@ typedef struct cq_sel {
     int n;
 } cq_sel;
 /* n values int(linspace(lo, hi, n)), duplicates dropped. */
-void cq_linspace(uint32_t lo, uint32_t hi, int n, cq_sel *out);
+CQ_API void cq_linspace(uint32_t lo, uint32_t hi, int n, cq_sel *out);
 typedef struct cq_qkv_set {
     const uint16_t *Q, *K, *V;
     uint32_t NL, NQH, NKV, T, D;
 } cq_qkv_set;
-cq_status cq_attn_pair(const cq_codec_traits *kc, const cq_codec_traits *vc, const cq_codec_cfg *cfg,
+CQ_API cq_status cq_attn_pair(const cq_codec_traits *kc, const cq_codec_traits *vc, const cq_codec_cfg *cfg,
                        const cq_qkv_set *x, const cq_sel *layers, const cq_sel *heads,
                        const cq_sel *pos, const uint8_t *masks, cq_attn_metrics *mean, double *bpv,
                        cq_err *err);
@@ -315,27 +319,27 @@ cq_status cq_attn_pair(const cq_codec_traits *kc, const cq_codec_traits *vc, con
 /* EVAL.md section 4: max |K| per (layer, kv head, channel) over calibration tokens,
  * overall and per batch; top-k channels (ties to the lower index), ascending. */
 
-cq_status cq_calib_create(uint32_t n_layers, uint32_t n_kv_heads, uint32_t head_dim,
+CQ_API cq_status cq_calib_create(uint32_t n_layers, uint32_t n_kv_heads, uint32_t head_dim,
                           uint32_t n_batches, cq_calib **out, cq_err *err);
-void cq_calib_free(cq_calib *c);
+CQ_API void cq_calib_free(cq_calib *c);
 /* Observe n tokens of one layer's keys, k [n][n_kv_heads][head_dim], from batch b. */
-cq_status cq_calib_observe(cq_calib *c, uint32_t batch, uint32_t layer, const float *k, uint32_t n);
+CQ_API cq_status cq_calib_observe(cq_calib *c, uint32_t batch, uint32_t layer, const float *k, uint32_t n);
 /* Top-k channels of every (layer, head): chan [n_layers][n_kv_heads][k]; batch -1 = all data. */
-cq_status cq_calib_topk(const cq_calib *c, int32_t batch, uint32_t k, uint16_t *chan);
+CQ_API cq_status cq_calib_topk(const cq_calib *c, int32_t batch, uint32_t k, uint16_t *chan);
 /* Largest channel max over the median channel max, per (layer, head): conc [L][H]. */
-cq_status cq_calib_concentration(const cq_calib *c, double *conc);
+CQ_API cq_status cq_calib_concentration(const cq_calib *c, double *conc);
 /* Overlap |top-k(batch) and top-k(all)| / k averaged over batches, per (layer, head)
  * (per_lh [L][H], may be NULL), the mean over all (layer, head), over layer 0, and over
  * the other layers. */
-cq_status cq_calib_stability(const cq_calib *c, uint32_t k, double *per_lh, double *mean_all,
+CQ_API cq_status cq_calib_stability(const cq_calib *c, uint32_t k, double *per_lh, double *mean_all,
                              double *mean_layer0, double *mean_rest);
 /* The text mask format of ../shared/vectors/masks ("layer kv_head c0 .. c{k-1}"), atomically. */
-cq_status cq_calib_write_mask(const cq_calib *c, uint32_t k, const char *path, const char *title,
+CQ_API cq_status cq_calib_write_mask(const cq_calib *c, uint32_t k, const char *path, const char *title,
                               cq_err *err);
 /* ROM image: one line per (layer, head) in order, the D-bit mask in hex, most significant
  * digit first, bit c = channel c (ceil(D/4) digits; $readmemh-loadable). */
-cq_status cq_calib_write_rom(const cq_calib *c, uint32_t k, const char *path, cq_err *err);
-uint64_t cq_calib_tokens(const cq_calib *c, int32_t batch);
+CQ_API cq_status cq_calib_write_rom(const cq_calib *c, uint32_t k, const char *path, cq_err *err);
+CQ_API uint64_t cq_calib_tokens(const cq_calib *c, int32_t batch);
 
 /* ------------------------------------------------------------------ plots */
 
@@ -387,17 +391,17 @@ typedef struct cq_plot_opts {
  * lines class="key", error bars class="errbar" (data-open="lo"/"hi" for an open end), Pareto
  * rings class="front-mark" data-index, the caption class="caption". Label placement takes time
  * about quadratic in the number of points (1000 named points: about a second). */
-cq_status cq_plot_svg_write(const char *path, const cq_plot_point *pts, size_t n,
+CQ_API cq_status cq_plot_svg_write(const char *path, const cq_plot_point *pts, size_t n,
                             const cq_plot_opts *o, cq_err *err);
 
 /* on_front[i] = 1 if point i is on the Pareto front (no other drawable point has x <= and y
  * at least as good, one of them strictly better), else 0; points cq_plot_svg_write leaves
  * out are 0. front NONE marks nothing. Returns the number on the front. */
-size_t cq_plot_pareto(const cq_plot_point *pts, size_t n, int log_y, cq_plot_front front,
+CQ_API size_t cq_plot_pareto(const cq_plot_point *pts, size_t n, int log_y, cq_plot_front front,
                       uint8_t *on_front);
 
 /* cq_plot_svg_write with only these options set (no caption, no front, default wrap). */
-cq_status cq_plot_svg(const char *path, const char *title, const char *xlabel, const char *ylabel,
+CQ_API cq_status cq_plot_svg(const char *path, const char *title, const char *xlabel, const char *ylabel,
                       int log_y, const cq_plot_point *pts, size_t n, const char *const *series_names,
                       uint32_t n_series, cq_err *err);
 

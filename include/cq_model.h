@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * cq_model.h - the built-in model runtime: a Llama-family decoder (llama,
  * qwen2) whose KV store is the ChannelQuant cache, its loaders (llama2.c
@@ -7,10 +8,14 @@
  * Everything here is a library API: errors are cq_status values with a
  * message in cq_err, loading never trusts a size it has not checked, and the
  * model can be built from a file (mmap) or from a byte buffer (tests, fuzzers).
+ *
+ * Tier: TOOL-GRADE - exported for the cq tool, tests and research; may change in any
+ * minor version (docs/API.md).
  */
 #ifndef CQ_MODEL_H
 #define CQ_MODEL_H
 
+#include "cq_api.h"
 #include <stddef.h>
 #include <stdint.h>
 
@@ -59,16 +64,16 @@ typedef struct cq_tokenizer cq_tokenizer;
 /* Load a model file; the format is detected from its first bytes (GGUF magic,
  * else a llama2.c checkpoint). The file is memory-mapped. A GGUF file brings
  * its tokenizer (cq_model_tokenizer); a llama2.c checkpoint does not. */
-cq_status cq_model_load(const char *path, cq_model **out, cq_err *err);
+CQ_API cq_status cq_model_load(const char *path, cq_model **out, cq_err *err);
 /* The same from a byte buffer (copied: the caller may free buf afterwards). */
-cq_status cq_model_load_llama2c_mem(const void *buf, size_t len, cq_model **out, cq_err *err);
-cq_status cq_model_load_gguf_mem(const void *buf, size_t len, cq_model **out, cq_err *err);
-void cq_model_free(cq_model *m); /* accepts NULL */
-const cq_model_config *cq_model_get_config(const cq_model *m);
+CQ_API cq_status cq_model_load_llama2c_mem(const void *buf, size_t len, cq_model **out, cq_err *err);
+CQ_API cq_status cq_model_load_gguf_mem(const void *buf, size_t len, cq_model **out, cq_err *err);
+CQ_API void cq_model_free(cq_model *m); /* accepts NULL */
+CQ_API const cq_model_config *cq_model_get_config(const cq_model *m);
 /* The tokenizer embedded in the model file (GGUF), or NULL. */
-const cq_tokenizer *cq_model_tokenizer(const cq_model *m);
+CQ_API const cq_tokenizer *cq_model_tokenizer(const cq_model *m);
 /* Bytes of weights (as stored, before any conversion). */
-uint64_t cq_model_weight_bytes(const cq_model *m);
+CQ_API uint64_t cq_model_weight_bytes(const cq_model *m);
 
 /* -------------------------------------------------------------- tokenizer */
 
@@ -78,28 +83,28 @@ typedef enum cq_tok_kind {
 } cq_tok_kind;
 
 /* llama2.c tokenizer.bin (max_token_length, then per token: score f32, len i32, bytes). */
-cq_status cq_tokenizer_load_llama2c(const char *path, uint32_t vocab_size, cq_tokenizer **out,
+CQ_API cq_status cq_tokenizer_load_llama2c(const char *path, uint32_t vocab_size, cq_tokenizer **out,
                                     cq_err *err);
-cq_status cq_tokenizer_llama2c_mem(const void *buf, size_t len, uint32_t vocab_size,
+CQ_API cq_status cq_tokenizer_llama2c_mem(const void *buf, size_t len, uint32_t vocab_size,
                                    cq_tokenizer **out, cq_err *err);
-void cq_tokenizer_free(cq_tokenizer *t); /* accepts NULL (never free cq_model_tokenizer's) */
-cq_tok_kind cq_tokenizer_kind(const cq_tokenizer *t);
-uint32_t cq_tokenizer_vocab(const cq_tokenizer *t);
-int32_t cq_tokenizer_bos(const cq_tokenizer *t); /* -1 when none */
-int32_t cq_tokenizer_eos(const cq_tokenizer *t);
+CQ_API void cq_tokenizer_free(cq_tokenizer *t); /* accepts NULL (never free cq_model_tokenizer's) */
+CQ_API cq_tok_kind cq_tokenizer_kind(const cq_tokenizer *t);
+CQ_API uint32_t cq_tokenizer_vocab(const cq_tokenizer *t);
+CQ_API int32_t cq_tokenizer_bos(const cq_tokenizer *t); /* -1 when none */
+CQ_API int32_t cq_tokenizer_eos(const cq_tokenizer *t);
 /* Whether the model expects BOS first (SentencePiece: yes; BPE: no unless the GGUF
  * file says tokenizer.ggml.add_bos_token). The tools pass it as encode's bos. */
-int cq_tokenizer_add_bos(const cq_tokenizer *t);
+CQ_API int cq_tokenizer_add_bos(const cq_tokenizer *t);
 
 /* Encode UTF-8 text (len bytes). Writes at most cap tokens; *n_out receives the
  * number the text needs (CQ_ERR_BUFFER when that exceeds cap). bos: prepend BOS. */
-cq_status cq_tokenizer_encode(const cq_tokenizer *t, const char *text, size_t len, int bos,
+CQ_API cq_status cq_tokenizer_encode(const cq_tokenizer *t, const char *text, size_t len, int bos,
                               int32_t *tokens, size_t cap, size_t *n_out, cq_err *err);
 /* The bytes of one token as it continues prev (-1 at the start): SentencePiece
  * strips the leading space after BOS; byte tokens give their byte; control
  * tokens give nothing. Writes at most cap bytes (no terminator); returns the length,
  * or -1 on an out-of-range token or a too-small buffer. */
-int cq_tokenizer_decode(const cq_tokenizer *t, int32_t prev, int32_t token, char *buf, size_t cap);
+CQ_API int cq_tokenizer_decode(const cq_tokenizer *t, int32_t prev, int32_t token, char *buf, size_t cap);
 
 /* ---------------------------------------------------------------- session */
 
@@ -128,19 +133,19 @@ typedef struct cq_session_opts {
 
 typedef struct cq_session cq_session;
 
-void cq_session_opts_default(cq_session_opts *o);
-cq_status cq_session_create(const cq_model *m, const cq_session_opts *o, cq_session **out,
+CQ_API void cq_session_opts_default(cq_session_opts *o);
+CQ_API cq_status cq_session_create(const cq_model *m, const cq_session_opts *o, cq_session **out,
                             cq_err *err);
-void cq_session_free(cq_session *s); /* accepts NULL */
+CQ_API void cq_session_free(cq_session *s); /* accepts NULL */
 /* Forget every token (the cache is reset, cq_cache_reset). */
-void cq_session_reset(cq_session *s);
-uint32_t cq_session_pos(const cq_session *s);
+CQ_API void cq_session_reset(cq_session *s);
+CQ_API uint32_t cq_session_pos(const cq_session *s);
 /* The session's cache (CQ_KV_CACHE), for cq_cache_memory; NULL otherwise. */
-cq_cache *cq_session_cache(cq_session *s);
+CQ_API cq_cache *cq_session_cache(cq_session *s);
 
 /* Run n tokens at positions pos..pos+n-1 (appending them to the KV store).
  * logits: NULL, or [n][vocab] (all positions), or with last_only [vocab]. */
-cq_status cq_session_forward(cq_session *s, const int32_t *tokens, uint32_t n, float *logits,
+CQ_API cq_status cq_session_forward(cq_session *s, const int32_t *tokens, uint32_t n, float *logits,
                              int last_only, cq_err *err);
 
 /* ------------------------------------------------------------- evaluation */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * cq_registry.h - the codec registry: a stable enum of codec IDs and one const
  * traits table (ggml-style). Every codec, ChannelQuant's tiers and each
@@ -10,10 +11,14 @@
  * points, norms, sidecars, fp16 residual windows), and decodes it back to
  * [T][D] fp32 in the original (un-rotated) space. packed_bytes is exact: it is
  * what encode writes, so measured bits per value = 8 * bytes / (T * D).
+ *
+ * Tier: STABLE CORE - what a runtime links; its ABI is kept within a major version
+ * (docs/API.md).
  */
 #ifndef CQ_REGISTRY_H
 #define CQ_REGISTRY_H
 
+#include "cq_api.h"
 #include <stddef.h>
 #include <stdint.h>
 
@@ -80,9 +85,12 @@ typedef struct cq_codec_cfg {
     uint32_t residual;     /* fp16 residual window R of KIVI (default 128) */
     const uint8_t *mask;   /* D-byte outlier mask for CQ-4+ (NULL: none) */
     uint64_t seed;         /* fixed seed of random-rotation codecs */
+    /* Zero (cq_codec_cfg_default sets it): room for new options without changing the
+     * struct's size (docs/API.md, "Growing an option struct"). */
+    uint32_t reserved[4];
 } cq_codec_cfg;
 
-void cq_codec_cfg_default(cq_codec_cfg *cfg, uint32_t dim);
+CQ_API void cq_codec_cfg_default(cq_codec_cfg *cfg, uint32_t dim);
 
 enum {
     CQ_CODEC_F_KEYS = 1u << 0,      /* can code keys */
@@ -123,17 +131,17 @@ typedef struct cq_codec_traits {
 } cq_codec_traits;
 
 /* Tokens per coded unit of a streaming codec (1 when the codec does not say). */
-uint32_t cq_codec_unit_tokens(const cq_codec_traits *c, const cq_codec_cfg *cfg, cq_role role);
+CQ_API uint32_t cq_codec_unit_tokens(const cq_codec_traits *c, const cq_codec_cfg *cfg, cq_role role);
 /* Sliding fp16 window of a streaming codec (0 when the codec does not say). */
-uint32_t cq_codec_window_tokens(const cq_codec_traits *c, const cq_codec_cfg *cfg, cq_role role);
+CQ_API uint32_t cq_codec_window_tokens(const cq_codec_traits *c, const cq_codec_cfg *cfg, cq_role role);
 
-size_t cq_codec_count(void);
-const cq_codec_traits *cq_codec_at(size_t i);
-const cq_codec_traits *cq_codec_get(cq_codec_id id);
-const cq_codec_traits *cq_codec_find(const char *name); /* case-insensitive; NULL if unknown */
+CQ_API size_t cq_codec_count(void);
+CQ_API const cq_codec_traits *cq_codec_at(size_t i);
+CQ_API const cq_codec_traits *cq_codec_get(cq_codec_id id);
+CQ_API const cq_codec_traits *cq_codec_find(const char *name); /* case-insensitive; NULL if unknown */
 
 /* Check role support: flags, then the codec's own check, then D. */
-cq_status cq_codec_supports(const cq_codec_traits *c, const cq_codec_cfg *cfg, cq_role role);
+CQ_API cq_status cq_codec_supports(const cq_codec_traits *c, const cq_codec_cfg *cfg, cq_role role);
 
 #ifdef __cplusplus
 }

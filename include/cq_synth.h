@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * cq_synth.h - a reproducible generator of Qwen2-like KV blocks for
  * measurements and evaluations when no real K/V is at hand.
@@ -8,10 +9,14 @@
  * Values: smaller, Gaussian, no hot channels. Output is fp16 bit patterns
  * (RNE), always finite. The hot-channel set is returned as a D-byte mask (the
  * generator's ground truth, what a calibrated ROM would hold).
+ *
+ * Tier: TOOL-GRADE - exported for the cq tool, tests and research; may change in any
+ * minor version (docs/API.md).
  */
 #ifndef CQ_SYNTH_H
 #define CQ_SYNTH_H
 
+#include "cq_api.h"
 #include <stdint.h>
 
 #include "cq_error.h"
@@ -31,11 +36,11 @@ typedef struct cq_synth_cfg {
     uint64_t seed;
 } cq_synth_cfg;
 
-void cq_synth_cfg_default(cq_synth_cfg *c, uint32_t dim, uint32_t tokens, uint64_t seed);
+CQ_API void cq_synth_cfg_default(cq_synth_cfg *c, uint32_t dim, uint32_t tokens, uint64_t seed);
 
 /* Fill K, V [T][D] (either may be NULL) and hot_mask [D] (may be NULL).
  * Same cfg -> same bits on every machine. */
-cq_status cq_synth_kv(const cq_synth_cfg *c, uint16_t *K, uint16_t *V, uint8_t *hot_mask,
+CQ_API cq_status cq_synth_kv(const cq_synth_cfg *c, uint16_t *K, uint16_t *V, uint8_t *hot_mask,
                       cq_err *err);
 
 #ifdef __cplusplus

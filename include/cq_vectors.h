@@ -1,13 +1,18 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * cq_vectors.h - golden vectors (CONTRACT.md section 7) and real-model
  * replay slices (section 8): load, save, and check against the codec.
  *
  * Every loader treats its files as hostile: sizes are checked before they are
  * trusted, every line is validated, and a failure says which file and line.
+ *
+ * Tier: TOOL-GRADE - exported for the cq tool, tests and research; may change in any
+ * minor version (docs/API.md).
  */
 #ifndef CQ_VECTORS_H
 #define CQ_VECTORS_H
 
+#include "cq_api.h"
 #include <stddef.h>
 #include <stdint.h>
 
@@ -21,10 +26,10 @@ extern "C" {
 /* ------------------------------------------------------------- hex files */
 
 /* Parse whitespace-separated hex words of exactly `digits` digits (2, 4 or 8). */
-cq_status cq_hex_parse(const char *text, size_t len, unsigned digits, uint32_t **words,
+CQ_API cq_status cq_hex_parse(const char *text, size_t len, unsigned digits, uint32_t **words,
                        size_t *n, const char *what, cq_err *err);
 /* Load a one-word-per-line hex file of the golden format. */
-cq_status cq_hex_load(const char *path, unsigned digits, uint32_t **words, size_t *n, cq_err *err);
+CQ_API cq_status cq_hex_load(const char *path, unsigned digits, uint32_t **words, size_t *n, cq_err *err);
 
 /* ---------------------------------------------------------- golden vector */
 
@@ -42,21 +47,21 @@ typedef struct cq_golden {
 } cq_golden;
 
 /* Parse "d{D}_T{T}_G{G}__{CQ8|CQ4|CQ4plus}" (the last path component). */
-cq_status cq_golden_parse_name(const char *dir, cq_tier *tier, uint32_t *D, uint32_t *T,
+CQ_API cq_status cq_golden_parse_name(const char *dir, cq_tier *tier, uint32_t *D, uint32_t *T,
                                uint32_t *G, cq_err *err);
 /* Canonical directory name of a vector. */
-void cq_golden_name(cq_tier tier, uint32_t D, uint32_t T, uint32_t G, char *buf, size_t cap);
+CQ_API void cq_golden_name(cq_tier tier, uint32_t D, uint32_t T, uint32_t G, char *buf, size_t cap);
 
-cq_status cq_golden_load(const char *dir, cq_golden *g, cq_err *err);
+CQ_API cq_status cq_golden_load(const char *dir, cq_golden *g, cq_err *err);
 /* Write all ten files into dir (created; must not already hold a vector). */
-cq_status cq_golden_save(const char *dir, const cq_golden *g, cq_err *err);
-void cq_golden_free(cq_golden *g);
+CQ_API cq_status cq_golden_save(const char *dir, const cq_golden *g, cq_err *err);
+CQ_API void cq_golden_free(cq_golden *g);
 
 /* Build the codec parameters a vector implies (tier, D, G, its outlier mask). */
-cq_status cq_golden_params(const cq_golden *g, cq_params *p, cq_err *err);
+CQ_API cq_status cq_golden_params(const cq_golden *g, cq_params *p, cq_err *err);
 
 /* Fill every expected surface of g from its inputs with the codec (the generator). */
-cq_status cq_golden_compute(cq_golden *g, cq_err *err);
+CQ_API cq_status cq_golden_compute(cq_golden *g, cq_err *err);
 
 /* First mismatch found by cq_golden_check. */
 typedef struct cq_mismatch {
@@ -70,7 +75,7 @@ typedef struct cq_mismatch {
 /* Compress the inputs and compare every stream; decompress the stored streams
  * and compare K_hat/V_hat (outlier channels: the widened fp16). CQ_OK or
  * CQ_ERR_MISMATCH with *mm describing the first difference. */
-cq_status cq_golden_check(const cq_golden *g, cq_mismatch *mm, cq_err *err);
+CQ_API cq_status cq_golden_check(const cq_golden *g, cq_mismatch *mm, cq_err *err);
 
 /* ------------------------------------------------------ real-model slices */
 
@@ -86,13 +91,13 @@ typedef struct cq_slice_manifest {
     uint32_t *index, *D, *T, *layer, *head;
 } cq_slice_manifest;
 
-cq_status cq_slice_manifest_load(const char *dir, cq_slice_manifest *m, cq_err *err);
-void cq_slice_manifest_free(cq_slice_manifest *m);
-cq_status cq_slice_load(const char *dir, const cq_slice_manifest *m, uint32_t i, cq_slice *s,
+CQ_API cq_status cq_slice_manifest_load(const char *dir, cq_slice_manifest *m, cq_err *err);
+CQ_API void cq_slice_manifest_free(cq_slice_manifest *m);
+CQ_API cq_status cq_slice_load(const char *dir, const cq_slice_manifest *m, uint32_t i, cq_slice *s,
                         cq_err *err);
-void cq_slice_free(cq_slice *s);
+CQ_API void cq_slice_free(cq_slice *s);
 /* Check CQ-4+ keys (G=128, slice mask), INT4 values and CQ-3-rot values. */
-cq_status cq_slice_check(const cq_slice *s, cq_mismatch *mm, cq_err *err);
+CQ_API cq_status cq_slice_check(const cq_slice *s, cq_mismatch *mm, cq_err *err);
 
 #ifdef __cplusplus
 }

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * baseline_common.h - checks every baseline codec must pass through the
  * registry interface, shared by test_turbo.c, test_rotor.c and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * baseline_rt.h - helpers of the baseline codec tests (test_baselines_*.c,
  * test_ggml.c, test_fp4.c): random fp16 blocks, a registry round trip, and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * cq_test.h - the minimal test harness: CHECK counts a pass or prints the
  * failure with file and line; each test binary ends with cq_test_done(),

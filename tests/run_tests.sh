@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # Run every test binary given as arguments, then the CLI conformance checks,
 # and print one closing line "N passed, M failed" (N and M count test
 # programs/checks). Exit status is non-zero if anything failed.

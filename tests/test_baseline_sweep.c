@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_baseline_sweep.c - every TurboQuant / RotorQuant / MegaQuant codec of
  * the registry over a sweep of D and T (T = 0 and 1 included): supported

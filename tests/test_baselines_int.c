@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_baselines_int.c - the plain integer baselines (int8-token, int4-token,
  * int4-channel, outlier-top2) and KIVI-4/KIVI-2: hand-computed bytes, error

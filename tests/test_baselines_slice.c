@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_baselines_slice.c - every baseline of this family on the 20 real
  * Qwen2-0.5B K/V slices (../shared/vectors/qwen2-0.5b, D = 64, T = 80): prints

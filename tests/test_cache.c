@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_cache.c - the streaming cache as storage: streaming append in any
  * chunking gives the bytes of encoding the whole block at once (registry

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_cache_attn.c - attention over the compressed cache against the
  * reference (read back, exact attention in double): every key/value format,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_cache_badinput.c - the bad-input matrix of the cache API: NaN, +-Inf,
  * values rounding to Inf, empty tensors, odd D, D above the limit, G = 0,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_cache_kernels.c - differential tests of the kernel tables: the AVX2
  * encoders against the codec core bit for bit (every finite fp16 value, ties,

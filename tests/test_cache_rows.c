@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_cache_rows.c - the cache's row layout (docs/CACHE.md, "Row layout"): a
  * per-token block codec whose blocks do not fit one head (q4_0's 32 channels

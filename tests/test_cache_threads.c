@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_cache_threads.c - concurrency of the cache (include/cq_cache.h,
  * "Threading"): several threads attend (decode and prefill, each with its own

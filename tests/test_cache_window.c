@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_cache_window.c - codecs with a sliding fp16 window (KIVI's values) and
  * multi-token units (KIVI's keys) through the cache's generic path: whatever

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_calibrate.c - outlier calibration: top-k with ties to the lower index,
  * concentration, the batch-stability figure on a constructed case with a

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_codec.c - the tiers as byte streams (src/codec/cq_tier.c, cq3rot.c,
  * codec_cq.c): nibble order, per-group byte padding, the -0.0 rules, the

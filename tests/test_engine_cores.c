@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_engine_cores.c - proves the KVCE integer cores (engine_cores.c) bit for
  * bit against the codec core, which is the contract:

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_engine_fuzz.c - random stimulus for the KVCE model: random register
  * writes (soft reset, flush, mask loads, addresses out of range, timeouts),

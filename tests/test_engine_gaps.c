@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_engine_gaps.c - the known gaps of the published block (ENGINE.md
  * section 7). Each gap_N(rev) runs the same scenario on a revision and returns

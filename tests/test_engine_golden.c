@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_engine_golden.c - all 9 golden vectors (CONTRACT.md section 7) through
  * the KVCE model in both revisions: every read beat compared bit for bit with

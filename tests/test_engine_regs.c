@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_engine_regs.c - the KVCE register map (ENGINE.md section 2 and the v0.3
  * additions of docs/ENGINE_V03.md) in both revisions: every offset 0x000..0x1FC

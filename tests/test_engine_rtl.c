@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_engine_rtl.c - the behaviours measured on the published KVCE RTL that
  * are not timing (docs/ENGINE_V03.md section 7.1; the spans are

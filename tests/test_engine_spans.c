@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_engine_spans.c - the v0.2 model is cycle-exact against the published
  * RTL's timing: every per-token and per-read span, measured by driving the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_engine_timing.c - the v0.3 model's cycle counts (measured by running it,
  * not computed) agree with its documented timing (docs/ENGINE_V03.md section

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_eval.c - evaluation building blocks: Wilson interval and McNemar
  * against independently computed values, quantiles, the HellaSwag jsonl

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_eval_model.c - the evaluation on the default model and the figures
  * every command reports:

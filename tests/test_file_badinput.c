@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_file_badinput.c - the bad-input matrix of the file layer
  * (include/cq_file.h, docs/FILE_IO.md) through every library reader and the

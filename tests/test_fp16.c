@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_fp16.c - the fp16 conversions of src/core/fp16.c against independent
  * references: widening over all 65,536 patterns (exact value, -0.0, NaN

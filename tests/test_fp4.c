@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_fp4.c - MXFP4 and NVFP4: element (E2M1) and scale (E8M0, E4M3)
  * encodings on hand-picked values (ties, saturation, subnormals, zero

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_ggml.c - the ggml cache types (q8_0, q4_0, q4_1, q5_0, q5_1, iq4_nl)
  * and q4_0_rot: hand-computed bytes of at least one block per type (the

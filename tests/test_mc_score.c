@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_mc_score.c - multiple-choice scoring in the library (src/eval/mc_score.c):
  * the log-probability against a direct double computation, the lm-eval pair

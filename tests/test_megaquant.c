@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_megaquant.c - the MegaQuant methods through the registry: the five
  * published modeled figures (BASELINES.md section 6) to 6 decimals, exact

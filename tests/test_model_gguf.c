@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_model_gguf.c - the GGUF loader and the forward pass on models this
  * test writes itself: random weights, llama and qwen2 architectures, head_dim

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_model_stories.c - the model runtime on a real checkpoint: stories260K
  * (llama2.c format, ../shared/models). Pins the greedy continuation of a fixed

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_persist.c - saving and restoring a whole cache (cq_cache_save / load,
  * docs/CACHE_FILE.md): round trips of every fused format, the generic path,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_plot.c - the SVG plots (src/eval/plot_svg.c, plot_layout.c), checked by
  * parsing the files they write: no two label boxes overlap and none covers a

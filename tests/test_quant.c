@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_quant.c - the contract's arithmetic primitives (src/core/quant.c)
  * against exact integer references (tests/util/cq_exact.c):

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_rotor.c - PlanarQuant-3 and IsoQuant-3 through the registry: storage
  * (codes + the charged fp16 norm), error against the 3-bit Lloyd-Max

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_synth.c - the built-in Qwen2-like KV generator: reproducible, finite,
  * the planted hot key channels are where the mask says and dominate, values

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_turbo.c - the TurboQuant family (turbo2/3/4/4_old, tbq3/4) through
  * the registry: hand-derived byte patterns, an independent double-precision

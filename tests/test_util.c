@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_util.c - shared utilities: CRC-32C check values and chunking, the RNG's
  * reproducibility and range, the Walsh-Hadamard transforms' orthonormality,

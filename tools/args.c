@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * args.c - strict argument parsing, error reporting and the wall clock shared by
  * subcommands.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * bench_kernels.c - `cq bench --kernels`: the attention kernels alone, L1-resident,
  * per kernel table this CPU runs (scalar, avx2, avx512). One call covers 128 tokens

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * cmd_bench.c - `cq bench`: append throughput and decode-attention time of the
  * streaming cache, per key/value format, head_dim, context and thread count,

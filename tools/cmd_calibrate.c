@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * cmd_calibrate.c - `cq calibrate` (also `cq eval calibrate`): the static
  * key-outlier calibration of EVAL.md section 4 on a model and a text. The

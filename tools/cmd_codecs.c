@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * cmd_codecs.c - `cq codecs`: list the codec registry (id, name, bits,
  * layout), and `cq codecs --measure`: run every codec of the registry (or a

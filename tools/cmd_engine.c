@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * cmd_engine.c - `cq engine run`: stream golden vectors, .npy tensors or
  * synthetic N(0,1) data through the KVCE model (include/cq_engine.h) in one or

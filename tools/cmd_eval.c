@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * cmd_eval.c - `cq eval ppl`: perplexity of the built-in model runtime with
  * compressed caches against the fp16 cache, reported as llama-perplexity

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * cmd_eval_attn.c - `cq eval attn`: the attention-fidelity protocol of
  * EVAL.md section 1 on Q/K/V arrays from .npy files, for any list of codec

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * cmd_eval_mc.c - `cq eval mc`: multiple choice with a compressed cache
  * (EVAL.md section 2, lm-eval-harness definitions) on HellaSwag jsonl or a

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * cmd_generate.c - `cq generate`: text generation with the built-in model
  * runtime, its KV cache in any K/V format (greedy by default). The text goes

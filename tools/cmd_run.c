@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * cmd_run.c - `cq run`: the main job on a built-in default. Its first screen
  * says what the codec is for: on the default model (tinyqwen-hd64-kbias, when

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * cmd_sweep.c - `cq sweep` (EVAL.md section 5): (a) key group size G x tier
  * (CQ-4, CQ-4+ with a calibrated mask, CQ-8 once) and (b) the codec zoo (every

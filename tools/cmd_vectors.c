@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * cmd_vectors.c - `cq vectors check|gen|replay`: conformance of the codec
  * against golden vectors (CONTRACT.md section 7) and real-model slices

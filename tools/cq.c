@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * cq.c - entry point of the `cq` command-line tool: the subcommand table.
  * Each subcommand lives in its own tools/cmd_*.c file.

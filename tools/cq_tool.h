@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * cq_tool.h - shared helpers of the `cq` command-line tool: the subcommand
  * table and small, strict argument parsers. Tools may exit; the library may not.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * eval_common.c - what the evaluation commands share (eval ppl/mc/capture/attn,
  * calibrate, sweep, run): reading and tokenizing a text, parsing K/V format

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * model_common.c - what `cq generate` and `cq eval` share: finding and loading
  * a model and its tokenizer (the default is tinyqwen-hd64-kbias under

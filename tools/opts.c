@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * opts.c - the options every model command spells the same way (cq_tool.h):
  * -m/--model, -f/--file, --kv, --mask, -c/--ctx, -t/--threads, -g/--group,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * progress.c - progress of long runs that a log can hold: on a terminal one
  * line rewritten in place with carriage returns; anywhere else (a file, a

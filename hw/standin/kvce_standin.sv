@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // kvce_standin.sv - a behavioural stand-in for the KV Cache Engine, written for
 // this repository so that the replay kit (hw/tb/, docs/ENGINE_REPLAY.md) runs in
 // CI without any third-party RTL. It has the ENGINE.md ports (AXI-Lite, the

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """compare.py - compare a replay testbench run with the KVCE model's own files.
 
 usage: compare.py PREFIX [TBPREFIX]

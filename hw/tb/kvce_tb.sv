@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // kvce_tb.sv - replay testbench of the KV Cache Engine (docs/ENGINE_REPLAY.md).
 // Reads a $readmemh image written by `cq engine run --trace-hex` (+image=FILE)
 // and drives a block with the ENGINE.md ports from it, elastically:

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """run_replay.py - build the replay testbench with Verilator and run one image.
 
 usage: run_replay.py PREFIX BUILDDIR [--no-compare] [-- extra verilator args]

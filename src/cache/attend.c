@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * attend.c - attention straight over the compressed cache: decode (one query
  * token, all query heads of a layer) and causal prefill, plus the double

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * bandwidth.c - the machine's streaming read bandwidth, measured the way the
  * attention reads the cache: the same thread pool, the same kernel table, a

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * cache.c - the cq_cache object: configuration, lifecycle, all-or-nothing
  * append (decode and prefill), flush, read-back, export and the memory

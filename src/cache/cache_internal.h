@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * cache_internal.h - the private structure of cq_cache (include/cq_cache.h):
  * per (layer, KV head) a key store and a value store, each a list of pages,

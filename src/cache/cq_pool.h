@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * cq_pool.h - the cache's persistent thread pool (pool.c), internal.
  */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * mask.c - the text outlier-mask format of ../shared/vectors/masks
  * (CONTRACT.md section 10): lines "layer kv_head c0 c1 ...", '#' comments,

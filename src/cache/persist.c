@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * persist.c - save and restore a whole cq_cache (include/cq_cache.h, the
  * "persistence" section) in the versioned, checksummed file format of

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * pool.c - a small persistent pthread pool shared by every cache in the
  * process. A job is n tasks handed out through an atomic counter; the calling

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * store.c - one role (keys or values) of one (layer, KV head): page layout,
  * page growth, decode of token ranges, the packed export and the byte

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * blockfmt.c - the shared driver of per-token block codecs (see blockfmt.h):
  * size, check, encode and decode of a [T][D] block given one codec's block

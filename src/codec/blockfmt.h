@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * blockfmt.h - library-internal plumbing of the baseline codecs. Mostly the
  * per-token block codecs (the ggml cache types and MXFP4): a token's D channels are cut into

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * codec_cq.c - registry adapters of the ChannelQuant tiers (CQ-8, CQ-4,
  * CQ-4+) and CQ-3-rot. The bytes are those of cq_tier.c / cq3rot.c; this file

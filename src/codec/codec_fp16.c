@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * codec_fp16.c - the identity codec: the fp16 reference every table starts
  * from. Packed form: the fp16 bit patterns, little-endian, [T][D].

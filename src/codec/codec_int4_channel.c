@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * codec_int4_channel.c - the "int4-channel" baseline (BASELINES.md section 1):
  * keys INT4 with one fp16 scale per channel over the WHOLE sequence (the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * codec_int4_token.c - the naive "int4-token" baseline (BASELINES.md section
  * 1): keys and values alike INT4 with one fp16 scale per token, by the rules

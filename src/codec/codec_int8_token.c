@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * codec_int8_token.c - the "int8-token" baseline (BASELINES.md section 1):
  * keys and values alike INT8 with one fp16 scale per token, by the rules of

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * codec_iq4_nl.c - ggml's IQ4_NL cache type (BASELINES.md section 2): blocks
  * of 32 consecutive channels of one token, byte-compatible with ggml's

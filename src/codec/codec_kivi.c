@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * codec_kivi.c - KIVI-4 and KIVI-2 (Liu et al., ICML 2024; BASELINES.md
  * section 1): asymmetric min/scale quantization, keys per channel over token

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * codec_megaquant.c - the MegaQuant research methods (BASELINES.md section 6),
  * which the PoC only fake-quantized, here packed for real:

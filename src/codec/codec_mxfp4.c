@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * codec_mxfp4.c - MXFP4 (OCP Microscaling Formats v1.0; BASELINES.md section
  * 3): blocks of 32 consecutive channels of one token share an E8M0 scale

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * codec_nvfp4.c - NVFP4 (NVIDIA; BASELINES.md section 3): blocks of 16
  * consecutive channels of one token, FP4 E2M1 elements, one FP8 E4M3 scale

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * codec_outlier_top2.c - the "outlier-top2" baseline (BASELINES.md section 1,
  * the c17 "outlier" row): int4-channel keys, except that the 2 key channels

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * codec_q4_0_rot.c - "q4_0+rot", llama.cpp's default quantized cache since
  * April 2026 (BASELINES.md section 2): each token's head vector is rotated

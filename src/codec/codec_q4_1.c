@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * codec_q4_1.c - ggml's Q4_1 cache type (BASELINES.md section 2): blocks of
  * 32 consecutive channels of one token, byte-compatible with ggml's

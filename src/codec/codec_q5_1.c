@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * codec_q5_1.c - ggml's Q5_1 cache type (BASELINES.md section 2): blocks of
  * 32 consecutive channels of one token, byte-compatible with ggml's

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * codec_rotor.c - the rotation-per-vector codecs of the RotorQuant family
  * (BASELINES.md section 5): PlanarQuant-3 and IsoQuant-3 (fast variant).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * codec_tbq.c - tbq3 and tbq4, the TurboQuant cache types of the sibling
  * llama.cpp fork (BASELINES.md section 4). turbo2/3/4 live in codec_turbo.c.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * codec_turbo.c - the TurboQuant cache types of the llama.cpp fork that
  * defines them (BASELINES.md section 4): turbo2, turbo3, turbo4 (corrected

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * cq3rot.c - CQ-3-rot, the value-path extension of CONTRACT.md section 9:
  * per-token fp16 Walsh-Hadamard rotation (RNE after every butterfly), INT3

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * cq_bits.h - private helpers of the baseline codecs: little-endian fp16
  * fields, LSB-first bit streams of b-bit codes, nearest-centroid lookup over

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * cq_tier.c - the three ChannelQuant tiers (CQ-8, CQ-4, CQ-4+) as canonical
  * byte streams: parameters, one value token, one key group, whole blocks.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * registry.c - the one table of codecs. Adding a codec: write its file under
  * src/codec/ defining `const cq_codec_traits cq_codec_<name>`, declare it

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * cq_le.h - the one set of little-endian load/store helpers of the library:
  * every byte format (cache files, codec blocks, GGUF, llama2.c, .npy) reads

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * crc32c.c - CRC-32C (Castagnoli), slice-by-8 table implementation (portable
  * scalar). Used by the persisted cache format for per-section checksums.

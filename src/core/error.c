@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * error.c - status names, descriptions and the cq_err detail record.
  * Lives here: the table of stable status names. Not here: any policy about

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * fileio.c - the library's one file layer (include/cq_file.h,
  * docs/FILE_IO.md): non-blocking open with a regular-file check, bounded and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * fp16.c - exact IEEE binary16 <-> binary32/binary64 conversions (scalar).
  * Round to nearest, ties to even; overflow to +-Inf; NaN payload kept, always

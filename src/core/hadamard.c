@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * hadamard.c - fast Walsh-Hadamard transforms in fp32 (scalar reference).
  * The fp16-rounded transform of CQ-3-rot lives in src/codec/cq3rot.c because

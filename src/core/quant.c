@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * quant.c - the contract's arithmetic primitives (CONTRACT.md section 3):
  * amax, scale, quantize, dequantize. Scalar reference, built with

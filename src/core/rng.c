@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * rng.c - splitmix64 and derived distributions: the one reproducible RNG of
  * the project (generators, benchmarks, random-rotation seeds).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * engine_cores.c - the KVCE compute cores as integer datapaths (ENGINE.md
  * section 6): scale (restoring division by qmax, sticky, RNE to 11 bits),

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * engine_driver.c - a small driver for the KVCE model, written the way
  * firmware drives the chip: register writes, one beat per clock on the write

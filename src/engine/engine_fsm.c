@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * engine_fsm.c - the KVCE clock: one call of cq_engine_step is one cycle.
  * Combinational outputs (s_tready, the read beat, irq) are computed from the

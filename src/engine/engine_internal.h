@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * engine_internal.h - the private state of the KVCE model, shared by the
  * files of src/engine/ (registers, FSM, SRAM records, cores, driver). Not a

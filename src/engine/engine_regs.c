@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * engine_regs.c - construction, reset and the AXI-Lite register file of the
  * KVCE model (ENGINE.md section 2; v0.3 additions in docs/ENGINE_V03.md).

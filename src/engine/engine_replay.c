@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * engine_replay.c - the model's side of the replay kit (docs/ENGINE_REPLAY.md):
  * what the pins see, as a $readmemh image of 64-bit words (register writes and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * engine_rev.c - what differs between the two revisions of the KVCE model, as
  * one table row per revision instead of revision tests spread over the files.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * engine_run.c - one end-to-end run of the KVCE model with a check of every
  * output beat: what `cq engine run` and the golden-vector tests share.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * engine_sram.c - the KVCE record SRAM, bit for bit (ENGINE.md section 4, and
  * the v0.3 layouts of docs/ENGINE_V03.md). Rows are arrays of 64-bit words,

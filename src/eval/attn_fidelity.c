@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * attn_fidelity.c - the attention-fidelity protocol of EVAL.md section 1,
  * made exact: K and V of one KV head are quantized once with the codecs under

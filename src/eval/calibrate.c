@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * calibrate.c - static key-outlier calibration (EVAL.md section 4): running
  * max |K| per (layer, kv head, channel), overall and per batch; top-k

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * eval_internal.h - what the evaluation module's files share and nothing
  * outside src/eval/ sees: the base log-probability file of the perplexity

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * kld_base.c - the base log-probability file of the perplexity protocol (what
  * llama-perplexity's --kl-divergence-base keeps): the fp16-cache reference's

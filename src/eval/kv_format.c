@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * kv_format.c - what every evaluation protocol says about a K/V format before
  * and after it runs: parsing "KEY/VAL", the cache configuration of a format on

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * mc.c - multiple-choice item sets: HellaSwag jsonl (a small strict JSON
  * reader, depth-limited, hostile-input safe) and a cloze set built from plain

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * mc_score.c - multiple-choice scoring with a compressed KV cache (EVAL.md
  * section 2, lm-eval-harness definitions): the (context, ending) token pair

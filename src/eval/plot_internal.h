@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * plot_internal.h - what plot_svg.c (axes, drawing, the SVG text) and
  * plot_layout.c (text extents, label wrapping, label placement, the Pareto

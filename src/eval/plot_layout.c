@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * plot_layout.c - the geometry behind the SVG plots: estimated text extents,
  * wrapping of long point names, greedy label placement without overlaps

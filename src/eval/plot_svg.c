@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * plot_svg.c - dependency-free scatter plots as SVG (cq_plot_svg_write): axes
  * with "nice" ticks (linear or log y), one colour per series and a legend,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * ppl.c - the chunked perplexity protocol with KL divergence against the
  * fp16-cache reference (EVAL.md section 2; the statistics of llama-perplexity

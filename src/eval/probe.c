@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * probe.c - protocols that drive the model runtime and look at what it gives
  * the cache: outlier calibration on held-out text through the key observer

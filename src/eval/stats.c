@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * stats.c - the statistics the evaluation reports: Wilson score interval,
  * McNemar's paired test, quantiles.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * golden.c - the golden-vector directory format of CONTRACT.md section 7:
  * name parsing, loading (validated), saving (atomic), generation from inputs,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * hexio.c - the fixed-width hex word format of the golden vectors (files are
  * read through the file layer, src/core/fileio.c).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * npy.c - the NumPy .npy format (versions 1.0, 2.0, 3.0): little-endian
  * float16/32/64, C order, up to 8 dimensions. The header is parsed as hostile

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * slices.c - the real-model replay slices of CONTRACT.md section 8
  * (manifest.txt, key_i/val_i/keymask_i/keyhat_i/valhat_i/vhatwht_i) and their

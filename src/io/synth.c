@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * synth.c - the built-in generator of Qwen2-like keys and values (see
  * include/cq_synth.h). Not a model of any particular checkpoint: it plants the

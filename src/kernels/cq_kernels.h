@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * cq_kernels.h - internal table of the cache's hot loops (one implementation
  * per ISA: kernels_scalar.c is the reference, kernels_avx2.c the fast path;

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * cq_tiles.h - the cache's compute layouts of INT4 codes (docs/CACHE.md, "Compute
  * layouts"). Internal: the cache (src/cache) stores committed CQ-4 key groups and INT4

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * dispatch.c - picks the kernel table once: the CPU's features (cpuid via
  * __builtin_cpu_supports and <cpuid.h>), overridden by CQ_KERNELS=scalar|avx2|avx512.

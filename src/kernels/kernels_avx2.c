@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * kernels_avx2.c - AVX2 + FMA + F16C versions of the cache's hot loops.
  * Compiled with -mavx2 -mfma -mf16c; reached only through dispatch.c after

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * kernels_avx512.c - the loops that AVX-512 (F/BW/VL/VNNI) speeds up. Compiled with
  * the AVX2 flags plus -mavx512f -mavx512bw -mavx512vl -mavx512vnni and reached only

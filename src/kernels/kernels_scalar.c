@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * kernels_scalar.c - the scalar reference of every hot loop of the cache.
  * Encoders call the codec core itself (the contract), so they are the spec the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * kernels_x86.h - internal pieces shared by the x86 kernel files (kernels_avx2.c,
  * kernels_avx512.c); included only by them. Not a public header.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * tiles.c - conversions between the contract's token-major INT4 nibbles and the cache's
  * compute layouts (cq_tiles.h states both layouts). Plain C: they run once per committed

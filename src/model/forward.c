@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * forward.c - the Llama-family forward pass (llama, qwen2) over a batch of
  * tokens, and the session that owns its activations and KV store.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * gguf.c - the GGUF v3 reader (little-endian): header, metadata key/values,
  * tensor infos, aligned data section; builds a llama or qwen2 model over the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * model.c - the model object: loading entry points (file by mmap, or a
  * memory buffer), weight tensor access and dequantization, shape validation,

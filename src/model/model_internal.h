@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * model_internal.h - private structures of the model runtime shared by its
  * files: weight tensors as stored, the model, the tokenizer, the thread pool.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * tokenizer.c - the two tokenizer families of Llama-family checkpoints:
  *   SentencePiece-style (llama2.c tokenizer.bin, GGUF "llama"): the text (with

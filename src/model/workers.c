@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * workers.c - a small pthread pool for the model's matrix products and
  * attention: persistent workers, one job at a time, tasks handed out through

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # Smoke test of `cq bench --quick`: it runs, verifies its own outputs (the bench
 # exits 1 when an append or an attention result fails verification), and prints
 # every row in markdown, --json and --csv. Timings are never asserted.

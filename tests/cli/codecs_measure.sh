@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # CLI behaviour of `cq codecs --measure`: runs on the real Qwen2 slices, the
 # golden vectors, an .npy pair and the built-in generator; --json parses and
 # carries the figures; --csv has its header; n/a roles carry a reason; bad

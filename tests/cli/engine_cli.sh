@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # CLI behaviour of `cq engine run`: all golden vectors pass through both model
 # revisions; a .npy ([T][D] and [2][T][D]) is streamed and checked; a corrupted
 # golden K_hat is caught (the check can fail); --trace writes one line per beat;

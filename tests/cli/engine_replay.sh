@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # The replay kit end to end (docs/ENGINE_REPLAY.md): `cq engine run --trace-hex`
 # writes the image and the model's files for a golden vector (v0.2); the
 # SystemVerilog testbench drives the behavioural stand-in block from it under

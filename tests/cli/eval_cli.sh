@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # CLI behaviour of the evaluation commands on stories260K: `cq eval mc` on the
 # committed HellaSwag fixture and on a tiny cloze set, `cq calibrate` writing a
 # mask and a ROM image that `cq eval ppl --mask` accepts, `cq eval capture` then

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # Replay the committed fuzz corpora (tests/fuzz/corpus/<target>/) through the
 # standalone builds of the fuzz targets that `make test` puts beside cq
 # ($BUILD/fuzz/fuzz_*). Any crash, sanitizer report or broken invariant fails;

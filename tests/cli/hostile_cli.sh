@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # Hostile inputs to the cq tool (docs/FILE_IO.md, tests/test_cache_badinput.c for the
 # library side): every file-reading option refuses a FIFO at once (under `timeout`, so a
 # reader that blocks fails instead of hanging), refuses /dev/zero and other non-regular

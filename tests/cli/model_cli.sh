@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # CLI behaviour of `cq generate` and `cq eval` on the default model
 # (tinyqwen-hd64-kbias, self-trained): the greedy story on the fp32 path and
 # through the fp16 cache, the perplexity table and its JSON/CSV forms with

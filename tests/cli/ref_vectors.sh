@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # The codec against the independent Python reference (tests/ref/cq_ref.py):
 #   1. the reference's own exact helpers pass their self test;
 #   2. the reference reproduces the shipped golden vectors and Qwen2 slices bit

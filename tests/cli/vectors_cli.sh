@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # CLI behaviour of `cq vectors`: a corrupted vector is caught on the right
 # surface (both directions), gen writes vectors that check accepts and never
 # overwrites, and bad arguments are refused with a non-zero exit.

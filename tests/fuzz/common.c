@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * common.c - helpers shared by the fuzz targets: input splitting and a
  * private scratch directory for the loaders that read files; the checks

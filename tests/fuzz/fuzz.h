@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * fuzz.h - shared declarations of the fuzz targets (tests/fuzz/fuzz_*.c).
  * Each target defines LLVMFuzzerTestOneInput; it is linked either with

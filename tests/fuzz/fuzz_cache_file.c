@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * fuzz_cache_file.c - libFuzzer target for the cache-file loader
  * (cq_cache_load_mem, docs/CACHE_FILE.md). Every input must either be

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * fuzz_codec.c - every registry codec's decode on arbitrary bytes, and its
  * encode on arbitrary fp16 input followed by a decode of what it wrote.

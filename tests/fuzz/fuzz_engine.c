@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * fuzz_engine.c - the KV Cache Engine model (cq_engine.h, both revisions)
  * driven by an arbitrary program of AXI-Lite reads/writes, stream beats and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * fuzz_gguf.c - cq_model_load_gguf_mem on arbitrary bytes. A model that loads must have a sane
  * configuration, its tokenizer (GGUF) must encode and decode fixed strings,

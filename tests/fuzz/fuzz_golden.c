@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * fuzz_golden.c - the golden-vector loader path (cq_golden_load, then
  * cq_golden_check) on arbitrary directory contents. The input is split at

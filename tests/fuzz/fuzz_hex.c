@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * fuzz_hex.c - cq_hex_parse on arbitrary text. Byte 0 picks the word width
  * (0..8, 0 being invalid); the rest is the text, not NUL-terminated.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * fuzz_jsonl.c - the multiple-choice parsers of cq_eval.h on arbitrary text:
  * cq_mc_parse_hellaswag (HellaSwag jsonl) and cq_mc_build_cloze (plain text

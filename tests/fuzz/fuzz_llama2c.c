@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * fuzz_llama2c.c - cq_model_load_llama2c_mem on arbitrary bytes. A model that loads must have a sane
  * configuration and, when its weights are at most 4 MB, one token must run through a

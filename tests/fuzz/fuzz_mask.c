@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * fuzz_mask.c - cq_mask_load (the text outlier-mask format of
  * ../shared/vectors/masks) on arbitrary files. cq_mask_load takes a path, so

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * fuzz_npy.c - cq_npy_parse on arbitrary bytes (limit 1 MiB of data), then
  * both element conversions over the whole array.

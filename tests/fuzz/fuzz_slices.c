@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * fuzz_slices.c - the real-model slice loader (manifest, six files per
  * slice) and cq_slice_check on arbitrary contents. The input is split at

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * fuzz_tokenizer.c - the llama2.c tokenizer.bin loader
  * (cq_tokenizer_llama2c_mem) on arbitrary bytes, then encode and decode of a

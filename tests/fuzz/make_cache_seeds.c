@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * make_cache_seeds.c - writes the seed corpus of fuzz_cache_file.c: small
  * valid cache files covering every storage kind (fp16, INT8, INT4 values,

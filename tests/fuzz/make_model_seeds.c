@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * make_model_seeds.c - writes the seed corpora of fuzz_gguf, fuzz_llama2c and
  * fuzz_tokenizer: tiny models (dim 32 or 16, one layer, vocabularies of 24-40

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * standalone.c - a main() for the fuzz targets without libFuzzer: runs every
  * file named on the command line, and every regular file inside each named

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """
 cq_ref.py - an independent reference of the ChannelQuant codec contract
 (../shared/docs/CONTRACT.md), written from the text alone, in exact arithmetic,

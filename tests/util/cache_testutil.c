@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * cache_testutil.c - see cache_testutil.h.
  */

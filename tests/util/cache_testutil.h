@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * cache_testutil.h - helpers shared by the cache tests: random fp16 tensors
  * with awkward values, random outlier masks, comparison of read-backs.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * cq_exact.c - exact references of fp16 rounding, scale and quantization used
  * by the unit tests (see cq_exact.h). Deliberately slow and obvious.

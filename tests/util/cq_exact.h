@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * cq_exact.h - exact integer / long-double references of the contract's
  * arithmetic, for the unit tests only. Written independently of src/core:

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * engine_stim.c - stimulus helpers of the KVCE model tests (engine_stim.h).
  */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * engine_stim.h - stimulus helpers shared by the KVCE model tests: build and
  * enable an instance, deterministic tokens, stream a token through the write
