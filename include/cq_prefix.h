@@ -76,6 +76,11 @@ typedef enum cq_block_state {
  * least recently used unreferenced cached blocks are evicted until the new ones fit. */
 cq_status cq_prefix_alloc(cq_prefix_index *ix, const uint64_t *bytes, uint32_t n, uint32_t *ids,
                           cq_err *err);
+/* Charge bytes that are not blocks (a sequence's fp16 tail) to the budget, all or
+ * nothing as cq_prefix_alloc (may evict; CQ_ERR_BUDGET changes nothing). uncharge gives
+ * them back (CQ_ERR_RANGE for more than is charged). */
+cq_status cq_prefix_charge(cq_prefix_index *ix, uint64_t bytes, cq_err *err);
+cq_status cq_prefix_uncharge(cq_prefix_index *ix, uint64_t bytes, cq_err *err);
 /* One more reference to a live block (a cached block with none leaves the LRU). */
 cq_status cq_prefix_ref(cq_prefix_index *ix, uint32_t id, cq_err *err);
 /* Drop one reference. At 0 a private block is freed (on_free), a cached one becomes the
@@ -138,7 +143,8 @@ cq_status cq_prefix_lru(const cq_prefix_index *ix, uint32_t *ids, uint32_t cap, 
 typedef struct cq_prefix_stats {
     /* state: every live block counted once */
     uint64_t budget_bytes;
-    uint64_t used_bytes;        /* live blocks (private + cached) */
+    uint64_t used_bytes;        /* live blocks (private + cached) + charged bytes */
+    uint64_t charged_bytes;     /* cq_prefix_charge minus cq_prefix_uncharge */
     uint64_t referenced_bytes;  /* live blocks with a reference */
     uint64_t cached_bytes;      /* blocks in the index */
     uint64_t lru_bytes;         /* cached blocks without a reference (evictable) */

@@ -423,12 +423,25 @@ static void test_refusals(void) {
     CHECK(snap_same(&s0, &s1, 2) && fl.n == 0, "bad input changed nothing");
     snap_free(&s1);
 
-    /* exactly the budget: fits by evicting both LRU blocks */
-    uint64_t exact[2] = {300, 300};
-    CHECK(!cq_prefix_alloc(ix, exact, 2, ids, NULL) && fl.n == 2, "exact fit evicts the LRU");
+    /* charges: the same budget rule; uncharging more than is charged is refused */
+    CHECK(cq_prefix_charge(ix, 601, &e) == CQ_ERR_BUDGET && strstr(e.msg, "nothing changed"),
+          "charge over budget: %s", e.msg);
+    CHECK(cq_prefix_uncharge(ix, 1, &e) == CQ_ERR_RANGE, "uncharge of nothing");
+    snap_take(ix, &s1);
+    CHECK(snap_same(&s0, &s1, 3) && fl.n == 0, "refused charges changed nothing");
+    snap_free(&s1);
+    CHECK(!cq_prefix_charge(ix, 450, NULL) && fl.n == 1, "a charge evicts the oldest LRU block");
     cq_prefix_stats st;
     cq_prefix_stats_get(ix, &st);
-    CHECK(st.used_bytes == 1000 && st.lru_bytes == 0 && st.budget_refusals == 2 &&
+    CHECK(st.used_bytes == 600 - 100 + 450 && st.charged_bytes == 450, "charged: %llu used",
+          (unsigned long long)st.used_bytes);
+    CHECK(!cq_prefix_uncharge(ix, 450, NULL) && cq_prefix_uncharge(ix, 1, NULL) == CQ_ERR_RANGE,
+          "uncharge");
+    /* exactly the budget: fits by evicting the last LRU block */
+    uint64_t exact[2] = {300, 300};
+    CHECK(!cq_prefix_alloc(ix, exact, 2, ids, NULL) && fl.n == 2, "exact fit evicts the LRU");
+    cq_prefix_stats_get(ix, &st);
+    CHECK(st.used_bytes == 1000 && st.lru_bytes == 0 && st.budget_refusals == 3 &&
               st.allocs == 5 && st.blocks_allocated == 7, "budget full; counters");
     uint64_t one = 1;
     CHECK(cq_prefix_alloc(ix, &one, 1, ids + 2, NULL) == CQ_ERR_BUDGET, "one byte more refused");
@@ -463,7 +476,7 @@ typedef struct rblk {
 
 typedef struct model {
     uint32_t G, F;
-    uint64_t budget, used;
+    uint64_t budget, used, charged; /* used includes charged */
     rblk b[MAXB];
     uint32_t lru[MAXB], n_lru;
     uint32_t freed[MAXB], n_freed;
@@ -655,7 +668,8 @@ static int same_as_model(const cq_prefix_index *ix, model *m, freelog *fl, uint6
     cq_prefix_stats s;
     cq_prefix_stats_get(ix, &s);
     const cq_prefix_stats *c = &m->st;
-    if (s.used_bytes != used || used != m->used || s.referenced_bytes != ref ||
+    used += m->charged;
+    if (s.used_bytes != used || used != m->used || s.charged_bytes != m->charged || s.referenced_bytes != ref ||
         s.cached_bytes != cached || s.lru_bytes != m_lru_bytes(m) || s.live_blocks != live ||
         s.referenced_blocks != nref || s.cached_blocks != ncached || s.lru_blocks != m->n_lru)
         return fprintf(stderr, "state figures differ\n"), 0;
@@ -706,9 +720,9 @@ static void test_random(uint64_t seed, uint32_t hash_bits, int ops) {
     cq_prefix_index *ix = make(cfg, m.G, m.F, m.budget, hash_bits, &fl);
     uint64_t rs = seed * 0x9E3779B97F4A7C15ull | 1;
     uint32_t hi = 0; /* ids ever handed out: [0, hi) */
-    int bad = 0, op_counts[8] = {0};
+    int bad = 0, op_counts[9] = {0};
     for (int it = 0; it < ops && !bad; it++) {
-        int op = (int)(rng_next(&rs) % 8);
+        int op = (int)(rng_next(&rs) % 9);
         cq_status a = CQ_OK, b = CQ_OK;
         op_counts[op]++;
         if (op == 0 || op == 1) { /* alloc 1-3 blocks */
@@ -763,6 +777,22 @@ static void test_random(uint64_t seed, uint32_t hash_bits, int ops) {
             a = cq_prefix_evict(ix, want, &fa, NULL);
             while (fb < want && m.n_lru) fb += m_evict_one(&m, m.lru[0]);
             if (fa != fb) bad = 1;
+        } else if (op == 8) { /* charge or give back non-block bytes */
+            uint64_t by = rng_next(&rs) % 250;
+            if (rng_next(&rs) % 2) {
+                a = cq_prefix_charge(ix, by, NULL);
+                if (by > m.budget - m.used + m_lru_bytes(&m)) {
+                    m.st.budget_refusals++;
+                    b = CQ_ERR_BUDGET;
+                } else {
+                    while (m.budget - m.used < by) m_evict_one(&m, m.lru[0]);
+                    m.used += by, m.charged += by;
+                }
+            } else {
+                a = cq_prefix_uncharge(ix, by, NULL);
+                if (by > m.charged) b = CQ_ERR_RANGE;
+                else m.used -= by, m.charged -= by;
+            }
         }
         if (a != b) {
             fprintf(stderr, "op %d at step %d: index %s, model %s\n", op, it, cq_status_name(a),
@@ -777,7 +807,7 @@ static void test_random(uint64_t seed, uint32_t hash_bits, int ops) {
     CHECK(!bad, "seed %llu, hash_bits %u: index and model agree", (unsigned long long)seed,
           hash_bits);
     int all_ops = 1;
-    for (int i = 0; i < 8; i++) all_ops &= op_counts[i] > ops / 20;
+    for (int i = 0; i < 9; i++) all_ops &= op_counts[i] > ops / 20;
     cq_prefix_stats s;
     cq_prefix_stats_get(ix, &s);
     CHECK(all_ops && s.blocks_evicted > 10 && s.budget_refusals > 5 && s.duplicates > 5 &&
@@ -792,6 +822,7 @@ static void test_random(uint64_t seed, uint32_t hash_bits, int ops) {
             m_release_chain(&m, &i, 1);
         }
     cq_prefix_evict(ix, UINT64_MAX, NULL, NULL);
+    CHECK(!cq_prefix_uncharge(ix, m.charged, NULL), "give back the charges");
     cq_prefix_stats_get(ix, &s);
     CHECK(s.live_blocks == 0 && s.used_bytes == 0 && check_ok(ix), "no leak after the walk");
     cq_prefix_free(ix);

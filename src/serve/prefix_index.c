@@ -327,6 +327,25 @@ static cq_status check_live(const cq_prefix_index *ix, uint32_t id, cq_err *err)
     return CQ_OK;
 }
 
+/* Room for need more bytes: CQ_ERR_BUDGET (nothing changed but the refusal counter) or
+ * CQ_OK once enough LRU blocks are evicted. `what` names the request in the message. */
+static int fits(const cq_prefix_index *ix, uint64_t need) {
+    const uint64_t free_now = ix->cfg.budget_bytes - ix->st.used_bytes;
+    return need <= free_now || need - free_now <= ix->st.lru_bytes;
+}
+static cq_status refuse(cq_prefix_index *ix, uint64_t need, const char *what, cq_err *err) {
+    ix->st.budget_refusals++;
+    return cq_err_set(err, CQ_ERR_BUDGET, -1, -1,
+                      "%s of %llu bytes does not fit the budget: %llu of %llu bytes in use, %llu "
+                      "evictable; nothing changed",
+                      what, (unsigned long long)need, (unsigned long long)ix->st.used_bytes,
+                      (unsigned long long)ix->cfg.budget_bytes,
+                      (unsigned long long)ix->st.lru_bytes);
+}
+static void make_room(cq_prefix_index *ix, uint64_t need) {
+    while (ix->cfg.budget_bytes - ix->st.used_bytes < need) evict_subtree(ix, ix->lru_old);
+}
+
 cq_status cq_prefix_alloc(cq_prefix_index *ix, const uint64_t *bytes, uint32_t n, uint32_t *ids,
                           cq_err *err) {
     cq_err_clear(err);
@@ -339,18 +358,10 @@ cq_status cq_prefix_alloc(cq_prefix_index *ix, const uint64_t *bytes, uint32_t n
             return cq_err_set(err, CQ_ERR_OVERFLOW, -1, -1, "allocation size overflows");
         need += bytes[i];
     }
-    const uint64_t budget = ix->cfg.budget_bytes, free_now = budget - ix->st.used_bytes;
-    if (need > free_now && need - free_now > ix->st.lru_bytes) {
-        ix->st.budget_refusals++;
-        return cq_err_set(err, CQ_ERR_BUDGET, -1, -1,
-                          "%u block(s) of %llu bytes do not fit the budget: %llu of %llu bytes in "
-                          "use, %llu evictable; nothing changed",
-                          n, (unsigned long long)need, (unsigned long long)ix->st.used_bytes,
-                          (unsigned long long)budget, (unsigned long long)ix->st.lru_bytes);
-    }
+    if (!fits(ix, need)) return refuse(ix, need, n == 1 ? "a block" : "an allocation", err);
     cq_status st = grow_ids(ix, n);
     if (st) return cq_err_set(err, st, -1, -1, "cannot grow the block table; nothing changed");
-    while (budget - ix->st.used_bytes < need) evict_subtree(ix, ix->lru_old);
+    make_room(ix, need);
     for (uint32_t i = 0; i < n; i++) {
         uint32_t id = heap_pop(ix);
         blk *x = &ix->b[id];
@@ -365,6 +376,28 @@ cq_status cq_prefix_alloc(cq_prefix_index *ix, const uint64_t *bytes, uint32_t n
     }
     ix->st.allocs++;
     ix->st.blocks_allocated += n;
+    return CQ_OK;
+}
+
+cq_status cq_prefix_charge(cq_prefix_index *ix, uint64_t bytes, cq_err *err) {
+    cq_err_clear(err);
+    if (!ix) return cq_err_set(err, CQ_ERR_NULL, -1, -1, "index is NULL");
+    if (!fits(ix, bytes)) return refuse(ix, bytes, "a charge", err);
+    make_room(ix, bytes);
+    ix->st.used_bytes += bytes;
+    ix->st.charged_bytes += bytes;
+    return CQ_OK;
+}
+
+cq_status cq_prefix_uncharge(cq_prefix_index *ix, uint64_t bytes, cq_err *err) {
+    cq_err_clear(err);
+    if (!ix) return cq_err_set(err, CQ_ERR_NULL, -1, -1, "index is NULL");
+    if (bytes > ix->st.charged_bytes)
+        return cq_err_set(err, CQ_ERR_RANGE, -1, -1,
+                          "uncharge of %llu bytes, only %llu are charged; nothing changed",
+                          (unsigned long long)bytes, (unsigned long long)ix->st.charged_bytes);
+    ix->st.used_bytes -= bytes;
+    ix->st.charged_bytes -= bytes;
     return CQ_OK;
 }
 
@@ -686,6 +719,7 @@ cq_status cq_prefix_check(const cq_prefix_index *ix, cq_err *err) {
     }
     /* the running figures */
     const cq_prefix_stats *r = &ix->st;
+    s.used_bytes += r->charged_bytes;
     if (r->used_bytes != s.used_bytes || r->referenced_bytes != s.referenced_bytes ||
         r->cached_bytes != s.cached_bytes || r->lru_bytes != s.lru_bytes ||
         r->live_blocks != s.live_blocks || r->referenced_blocks != s.referenced_blocks ||
