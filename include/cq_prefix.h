@@ -29,7 +29,7 @@ extern "C" {
 
 /* ------------------------------------------------------------ the hash (CQH64)
  * Defined on integers, the same on every CPU (docs/SERVING.md gives the text):
- * mix = the SplitMix64 finalizer, absorb(s, w) = mix(s ^ w).
+ * mix(z) = one splitmix64 step from state z (cq_rng_u64), absorb(s, w) = mix(s ^ w).
  * chain: s = 0x4351484132303031; absorb config_hash, parent_hash, n, then each token.
  * bytes: s = 0x4351484231303031; absorb n, then each 8-byte little-endian chunk
  *        (the last one zero-padded). */

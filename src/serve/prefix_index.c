@@ -10,16 +10,16 @@
 #include <string.h>
 
 #include "cq_prefix.h"
+#include "cq_util.h"
 
 /* ------------------------------------------------------------------ CQH64 */
 
-static uint64_t mix64(uint64_t z) {
-    z += 0x9E3779B97F4A7C15ull;
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
+/* mix(z) is one step of the project's splitmix64 generator from state z (cq_rng_u64: add the
+ * golden gamma, two xor-shift-multiplies, a final xor-shift), a bijection with full avalanche. */
+static uint64_t absorb(uint64_t s, uint64_t w) {
+    cq_rng r = {s ^ w};
+    return cq_rng_u64(&r);
 }
-static uint64_t absorb(uint64_t s, uint64_t w) { return mix64(s ^ w); }
 
 uint64_t cq_prefix_chain_hash(uint64_t config_hash, uint64_t parent_hash, const uint32_t *tokens,
                               uint32_t n) {
