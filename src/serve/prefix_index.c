@@ -72,6 +72,12 @@ struct cq_prefix_index {
     cq_prefix_stats st;
 };
 
+/* A free slot: no size, no references, no links. */
+static void blk_clear(blk *x) {
+    memset(x, 0, sizeof *x);
+    x->parent = x->hnext = x->lprev = x->lnext = x->child = x->sprev = x->snext = NONE;
+}
+
 static uint64_t meta_of(uint32_t cap, uint32_t n_bucket) {
     return sizeof(cq_prefix_index) + (uint64_t)cap * (sizeof(blk) + sizeof(uint32_t)) +
            (uint64_t)n_bucket * sizeof(uint32_t);
@@ -156,8 +162,7 @@ static void make_free(cq_prefix_index *ix, uint32_t id) {
     uint64_t bytes = x->bytes;
     ix->st.used_bytes -= bytes;
     ix->st.live_blocks--;
-    memset(x, 0, sizeof *x);
-    x->parent = x->hnext = x->lprev = x->lnext = x->child = x->sprev = x->snext = NONE;
+    blk_clear(x);
     heap_push(ix, id);
     if (ix->cfg.on_free) ix->cfg.on_free(ix->cfg.ctx, id, bytes);
 }
@@ -281,9 +286,7 @@ static cq_status grow_ids(cq_prefix_index *ix, uint32_t need) {
     ix->cap = (uint32_t)cap;
     ix->st.meta_bytes += meta_of(ix->cap, 0) - meta_of(old, 0);
     for (uint32_t i = old; i < ix->cap; i++) {
-        memset(&ix->b[i], 0, sizeof ix->b[i]);
-        blk *x = &ix->b[i];
-        x->parent = x->hnext = x->lprev = x->lnext = x->child = x->sprev = x->snext = NONE;
+        blk_clear(&ix->b[i]);
         heap_push(ix, i);
     }
     return CQ_OK;
