@@ -42,6 +42,7 @@ typedef enum cq_status {
     CQ_ERR_VERSION = 17,     /* file format version not supported */
     CQ_ERR_MISMATCH = 18,    /* a comparison against an expected result failed */
     CQ_ERR_ARG = 19,         /* any other invalid argument */
+    CQ_ERR_BUDGET = 20,      /* the request does not fit a fixed byte budget (nothing changed) */
     CQ_STATUS_COUNT_
 } cq_status;
 

@@ -35,6 +35,7 @@ static const struct {
     [CQ_ERR_VERSION] = {"CQ_ERR_VERSION", "unsupported format version"},
     [CQ_ERR_MISMATCH] = {"CQ_ERR_MISMATCH", "result differs from the expected one"},
     [CQ_ERR_ARG] = {"CQ_ERR_ARG", "invalid argument"},
+    [CQ_ERR_BUDGET] = {"CQ_ERR_BUDGET", "does not fit the byte budget"},
 };
 
 const char *cq_status_name(cq_status s) {
