@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * cq_prefix.h - the serving pool's block accounting and prefix index
  * (docs/SERVING.md, "The prefix index"): block ids with reference counts, a
@@ -12,10 +13,14 @@
  * commit, adopt, evict) need exclusive access (the pool holds its mutex around
  * them); read-only calls (match, info, lru, stats, check, the hash functions)
  * may run concurrently with each other.
+ *
+ * Tier: TOOL-GRADE until the serving pool that uses it lands (docs/SERVING.md);
+ * may change in any minor version (docs/API.md).
  */
 #ifndef CQ_PREFIX_H
 #define CQ_PREFIX_H
 
+#include "cq_api.h"
 #include <stddef.h>
 #include <stdint.h>
 
@@ -33,9 +38,9 @@ extern "C" {
  * chain: s = 0x4351484132303031; absorb config_hash, parent_hash, n, then each token.
  * bytes: s = 0x4351484231303031; absorb n, then each 8-byte little-endian chunk
  *        (the last one zero-padded). */
-uint64_t cq_prefix_chain_hash(uint64_t config_hash, uint64_t parent_hash, const uint32_t *tokens,
+CQ_API uint64_t cq_prefix_chain_hash(uint64_t config_hash, uint64_t parent_hash, const uint32_t *tokens,
                               uint32_t n);
-uint64_t cq_prefix_hash_bytes(const void *data, size_t n);
+CQ_API uint64_t cq_prefix_hash_bytes(const void *data, size_t n);
 
 typedef struct cq_prefix_index cq_prefix_index;
 
@@ -56,9 +61,9 @@ typedef struct cq_prefix_config {
 } cq_prefix_config;
 
 /* CQ_ERR_ARG for G = 0, budget 0, hash_bits > 64. */
-cq_status cq_prefix_create(const cq_prefix_config *cfg, cq_prefix_index **out, cq_err *err);
+CQ_API cq_status cq_prefix_create(const cq_prefix_config *cfg, cq_prefix_index **out, cq_err *err);
 /* Frees the index (accepts NULL). Does not call on_free. */
-void cq_prefix_free(cq_prefix_index *ix);
+CQ_API void cq_prefix_free(cq_prefix_index *ix);
 
 /* ------------------------------------------------------------ blocks
  * A block is FREE, PRIVATE (live, not in the index) or CACHED (published in the
@@ -74,21 +79,21 @@ typedef enum cq_block_state {
  * blocks), CQ_ERR_NOMEM when the id table cannot grow, and then nothing changed (no
  * eviction either; only the budget_refusals counter counts the refusal). Otherwise the
  * least recently used unreferenced cached blocks are evicted until the new ones fit. */
-cq_status cq_prefix_alloc(cq_prefix_index *ix, const uint64_t *bytes, uint32_t n, uint32_t *ids,
+CQ_API cq_status cq_prefix_alloc(cq_prefix_index *ix, const uint64_t *bytes, uint32_t n, uint32_t *ids,
                           cq_err *err);
 /* Charge bytes that are not blocks (a sequence's fp16 tail) to the budget, all or
  * nothing as cq_prefix_alloc (may evict; CQ_ERR_BUDGET changes nothing). uncharge gives
  * them back (CQ_ERR_RANGE for more than is charged). */
-cq_status cq_prefix_charge(cq_prefix_index *ix, uint64_t bytes, cq_err *err);
-cq_status cq_prefix_uncharge(cq_prefix_index *ix, uint64_t bytes, cq_err *err);
+CQ_API cq_status cq_prefix_charge(cq_prefix_index *ix, uint64_t bytes, cq_err *err);
+CQ_API cq_status cq_prefix_uncharge(cq_prefix_index *ix, uint64_t bytes, cq_err *err);
 /* One more reference to a live block (a cached block with none leaves the LRU). */
-cq_status cq_prefix_ref(cq_prefix_index *ix, uint32_t id, cq_err *err);
+CQ_API cq_status cq_prefix_ref(cq_prefix_index *ix, uint32_t id, cq_err *err);
 /* Drop one reference. At 0 a private block is freed (on_free), a cached one becomes the
  * most recently used entry of the LRU. */
-cq_status cq_prefix_release(cq_prefix_index *ix, uint32_t id, cq_err *err);
+CQ_API cq_status cq_prefix_release(cq_prefix_index *ix, uint32_t id, cq_err *err);
 /* Release ids[n-1], ..., ids[0] (a sequence's chain, deepest first, so its deeper blocks
  * are evicted first). All or nothing: every reference is checked first. */
-cq_status cq_prefix_release_chain(cq_prefix_index *ix, const uint32_t *ids, uint32_t n,
+CQ_API cq_status cq_prefix_release_chain(cq_prefix_index *ix, const uint32_t *ids, uint32_t n,
                                   cq_err *err);
 
 /* ------------------------------------------------------------ the index */
@@ -98,17 +103,17 @@ cq_status cq_prefix_release_chain(cq_prefix_index *ix, const uint32_t *ids, uint
  * (then n = first_block_tokens) or a cached block (n = block_tokens); else CQ_ERR_STATE /
  * CQ_ERR_SHAPE. If an equal entry (same parent, same tokens) is already there, nothing
  * changes but the duplicates counter, and *canonical names it; else *canonical = id. */
-cq_status cq_prefix_commit(cq_prefix_index *ix, uint32_t id, uint32_t parent,
+CQ_API cq_status cq_prefix_commit(cq_prefix_index *ix, uint32_t id, uint32_t parent,
                            const uint32_t *tokens, uint32_t n, uint32_t *canonical, cq_err *err);
 
 /* The longest run of cached blocks that spells tokens[0, n) from position 0, full blocks
  * only, at most max_blocks: *n_blocks and (ids non-NULL) ids[0 .. min(*n_blocks, cap)).
  * match is read-only; adopt also takes a reference on each block it returns (at most
  * min(max_blocks, cap) of them) and counts the lookup. */
-cq_status cq_prefix_match(const cq_prefix_index *ix, const uint32_t *tokens, uint32_t n,
+CQ_API cq_status cq_prefix_match(const cq_prefix_index *ix, const uint32_t *tokens, uint32_t n,
                           uint32_t max_blocks, uint32_t *ids, uint32_t cap, uint32_t *n_blocks,
                           cq_err *err);
-cq_status cq_prefix_adopt(cq_prefix_index *ix, const uint32_t *tokens, uint32_t n,
+CQ_API cq_status cq_prefix_adopt(cq_prefix_index *ix, const uint32_t *tokens, uint32_t n,
                           uint32_t max_blocks, uint32_t *ids, uint32_t cap, uint32_t *n_blocks,
                           cq_err *err);
 
@@ -116,7 +121,7 @@ cq_status cq_prefix_adopt(cq_prefix_index *ix, const uint32_t *tokens, uint32_t 
  * or none is left; *freed (may be NULL) = the bytes freed. UINT64_MAX drops the cache.
  * Evicting a block removes its cached descendants from the index too (they can no longer
  * be reached): unreferenced ones are freed, referenced ones become private. */
-cq_status cq_prefix_evict(cq_prefix_index *ix, uint64_t bytes, uint64_t *freed, cq_err *err);
+CQ_API cq_status cq_prefix_evict(cq_prefix_index *ix, uint64_t bytes, uint64_t *freed, cq_err *err);
 
 /* ------------------------------------------------------------ inspection */
 
@@ -133,11 +138,11 @@ typedef struct cq_prefix_block_info {
 } cq_prefix_block_info;
 
 /* Ids run over [0, cq_prefix_capacity); CQ_ERR_RANGE beyond. */
-uint32_t cq_prefix_capacity(const cq_prefix_index *ix);
-cq_status cq_prefix_info(const cq_prefix_index *ix, uint32_t id, cq_prefix_block_info *out,
+CQ_API uint32_t cq_prefix_capacity(const cq_prefix_index *ix);
+CQ_API cq_status cq_prefix_info(const cq_prefix_index *ix, uint32_t id, cq_prefix_block_info *out,
                          cq_err *err);
 /* The LRU list, least recently used first: *n entries, the first min(*n, cap) into ids. */
-cq_status cq_prefix_lru(const cq_prefix_index *ix, uint32_t *ids, uint32_t cap, uint32_t *n,
+CQ_API cq_status cq_prefix_lru(const cq_prefix_index *ix, uint32_t *ids, uint32_t cap, uint32_t *n,
                         cq_err *err);
 
 typedef struct cq_prefix_stats {
@@ -158,12 +163,12 @@ typedef struct cq_prefix_stats {
     uint64_t blocks_orphaned;   /* referenced descendants of an evicted block made private */
 } cq_prefix_stats;
 
-void cq_prefix_stats_get(const cq_prefix_index *ix, cq_prefix_stats *out);
+CQ_API void cq_prefix_stats_get(const cq_prefix_index *ix, cq_prefix_stats *out);
 
 /* Recompute everything from the structure (sums, counts, the free-id heap, the LRU list,
  * hash buckets, chain hashes, parent / child links, the bookkeeping bytes) and compare;
  * CQ_ERR_MISMATCH names the first broken invariant. */
-cq_status cq_prefix_check(const cq_prefix_index *ix, cq_err *err);
+CQ_API cq_status cq_prefix_check(const cq_prefix_index *ix, cq_err *err);
 
 #ifdef __cplusplus
 }

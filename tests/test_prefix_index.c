@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_prefix_index.c - the serving pool's prefix index and block accounting
  * (include/cq_prefix.h): CQH64 known answers (from tests/ref/cqh64.py) and chain

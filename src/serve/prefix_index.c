@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * prefix_index.c - block accounting and the prefix index of the serving pool
  * (include/cq_prefix.h, docs/SERVING.md "The prefix index"): the CQH64 chain

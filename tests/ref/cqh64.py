@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """
 cqh64.py - an independent reference of CQH64, the chain hash of the serving
 pool's prefix index, written from the text of docs/SERVING.md ("Chain hash")
