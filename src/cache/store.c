@@ -72,10 +72,11 @@ cq_status cq_store_init(cq_cache *c, cq_layer *l, cq_store *s, cq_role role, cq_
         s->off_sidecar = s->off_scales + 2 * (size_t)kp->kept;
         /* + 8: the INT4 dot kernel may read 7 bytes past the last token's codes */
         s->slot_bytes = round_up(s->off_sidecar + 2 * (size_t)kp->group * kp->k + 8, 32);
-        /* whole tiles: the same bytes, permuted */
-        s->tiled = c->kern->tiles && kp->group % CQ_KT_TOK == 0;
+        /* whole tiles: the same bytes, permuted. The layout is a function of the shape
+         * only (never of the kernel table): every table runs both layouts. */
+        s->tiled = kp->group % CQ_KT_TOK == 0;
     }
-    if (s->kind == ST_I4V) s->tiled = c->kern->tiles && D % 32 == 0 && P % CQ_VB_TOK == 0;
+    if (s->kind == ST_I4V) s->tiled = D % 32 == 0 && P % CQ_VB_TOK == 0;
     if (!cq_store_per_token(s)) {
         s->page_units = P / s->unit ? P / s->unit : 1;
         s->page_bytes = s->page_units * s->slot_bytes;

@@ -34,10 +34,10 @@ static const float cq_v8_dither[32] __attribute__((aligned(32))) = {
     0.109375f, 0.609375f, 0.359375f, 0.859375f, 0.234375f, 0.734375f, 0.484375f, 0.984375f};
 
 typedef struct cq_kernels {
-    const char *name; /* "scalar", "avx2" */
-    /* nonzero when the table has loops of its own over the compute layouts (cq_tiles.h);
-     * the cache holds INT4 codes in them only then (the others convert rows back) */
-    int tiles;
+    const char *name; /* "scalar", "avx2", "avx512" */
+    /* Every table runs every INT4 layout the cache can hold (the contract's token-major
+     * rows and the compute layouts of cq_tiles.h): the store's layout follows from the
+     * shape and configuration (src/cache/store.c), never from the table. */
     /* one token, per-token scale: codes D (bits 8) or D/2 (bits 4) bytes */
     void (*enc_token)(const uint16_t *x, uint32_t D, unsigned bits, uint8_t *codes,
                       uint16_t *scale);

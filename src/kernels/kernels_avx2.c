@@ -831,8 +831,8 @@ static void v_fold_quant_q8(const float *q, uint32_t nh, uint32_t D, const uint1
     cq_fold_quant_q8_split(&cq_kernels_avx2_table, q, nh, D, sc, kept, q8, sh, qs);
 }
 
-/* The tiled kernels (cq_tiles.h) through this table's token-major loops (the cache does
- * not tile for this table: .tiles = 0; these keep the table complete and tested). */
+/* The tiled kernels (cq_tiles.h) through this table's token-major loops: each run of
+ * tokens is converted back to rows (tiles.c), then the loops above. */
 static void v_dot_i4t(const float *qp, uint32_t nh, const uint8_t *grp, uint32_t r0, uint32_t n,
                       uint32_t kept, float *s, uint32_t ss) {
     cq_dot_i4t_rows(&cq_kernels_avx2_table, qp, nh, grp, r0, n, kept, s, ss);
