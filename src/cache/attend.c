@@ -16,7 +16,8 @@
  * committed INT4 values take 7-bit dithered weights and integer sums (acc_i4q),
  * while the softmax sum l stays the exact fp32 one.
  *
- * Threads: decode splits every kv head's tokens into chunks (chunk_tokens: a function
+ * Threads: the caller's pool (cq_attn_opts.pool, include/cq_pool.h) or the process's
+ * default one. Decode splits every kv head's tokens into chunks (chunk_tokens: a function
  * of the context and head count, not of the thread count, so results do not depend on
  * it) and merges the partial (m, l, acc) with a log-sum-exp merge in chunk
  * order. Read-only: safe to call concurrently on one cache.
@@ -442,6 +443,20 @@ static cq_status check_precision(const cq_attn_opts *o, cq_err *err) {
     return CQ_OK;
 }
 
+/* The caller's pool, else the process's default one (only reached with several threads). */
+static cq_pool *attn_pool(const cq_attn_opts *o) {
+    if (o && o->pool) return o->pool;
+    return o && o->n_threads > 1 ? cq_pool_default() : NULL;
+}
+
+/* Threads of a call: as asked (0 = all of the caller's pool, or 1 without one), at most
+ * the pool's (CQ_POOL_MAX for the default one, which grows). */
+static uint32_t attn_threads(const cq_attn_opts *o) {
+    uint32_t n = o && o->n_threads ? o->n_threads : o && o->pool ? cq_pool_threads(o->pool) : 1;
+    if (o && o->pool && n > cq_pool_threads(o->pool)) n = cq_pool_threads(o->pool);
+    return n > CQ_POOL_MAX ? CQ_POOL_MAX : n;
+}
+
 static float attn_scale(const cq_cache *c, const cq_attn_opts *o) {
     return o && o->scale != 0.0f ? o->scale : 1.0f / sqrtf((float)c->cfg.head_dim);
 }
@@ -459,7 +474,8 @@ cq_status cq_cache_attend(const cq_cache *c, uint32_t layer, const float *q, uin
     const uint32_t chunk = chunk_tokens(T, H);
     decode_job j = {c, l, NULL, nh, (T + chunk - 1) / chunk, T, chunk,
                     cq_attn_precision_resolve(opts ? opts->precision : 0), NULL, 0, {0}, 0};
-    const uint32_t n_tasks = H * j.n_chunks, nthr = opts && opts->n_threads ? opts->n_threads : 1;
+    cq_pool *pool = attn_pool(opts);
+    const uint32_t n_tasks = H * j.n_chunks, nthr = attn_threads(opts);
     float *qs = malloc((size_t)n_q_heads * D * sizeof *qs);
     j.ps = ((size_t)nh * (D + 2) + 15) & ~(size_t)15;
     j.parts = aligned_alloc(64, (size_t)n_tasks * j.ps * sizeof(float));
@@ -471,7 +487,7 @@ cq_status cq_cache_attend(const cq_cache *c, uint32_t layer, const float *q, uin
     }
     for (size_t i = 0; i < (size_t)n_q_heads * D; i++) qs[i] = q[i] * scale;
     j.q = qs;
-    cq_pool_run(nthr, n_tasks, decode_task, &j);
+    cq_pool_run(pool, nthr, n_tasks, decode_task, &j);
     workers_free(&j.ws);
     st = (cq_status)atomic_load(&j.status);
     if (!st) { /* log-sum-exp merge of the chunks, in chunk order */
@@ -557,13 +573,14 @@ cq_status cq_cache_attend_prefill(const cq_cache *c, uint32_t layer, const float
     for (size_t i = 0; i < N; i++) qs[i] = q[i] * scale;
     prefill_job j = {c, l, qs, out, n_q_heads / H, pos0, n_q,
                      cq_attn_precision_resolve(opts ? opts->precision : 0), {0}, 0};
-    const uint32_t nthr = opts && opts->n_threads ? opts->n_threads : 1;
+    cq_pool *pool = attn_pool(opts);
+    const uint32_t nthr = attn_threads(opts);
     if (!workers_init(&j.ws, nthr, n_q * H)) {
         workers_free(&j.ws);
         free(qs);
         return cq_err_set(err, CQ_ERR_NOMEM, -1, -1, "out of memory");
     }
-    cq_pool_run(nthr, n_q * H, prefill_task, &j);
+    cq_pool_run(pool, nthr, n_q * H, prefill_task, &j);
     workers_free(&j.ws);
     st = (cq_status)atomic_load(&j.status);
     free(qs);
