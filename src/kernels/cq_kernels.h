@@ -136,21 +136,6 @@ typedef struct cq_kernels {
     void (*f16_to_f32)(const uint16_t *x, float *y, size_t n);
 } cq_kernels;
 
-/* The tiled FAST kernels by way of a table's token-major dot_i4q / acc_i4q: the tokens are
- * converted back to rows first (tiles.c). Same bits as the scalar tiled spec; what a table
- * without a tiled loop of its own uses. */
-void cq_dot_i4tq_rows(const cq_kernels *k, const int8_t *q8, const uint8_t *sh, const float *qs,
-                      uint32_t nh, const uint8_t *grp, uint32_t r0, uint32_t n, uint32_t kept,
-                      float *s, uint32_t ss);
-void cq_dot_i4t_rows(const cq_kernels *k, const float *qp, uint32_t nh, const uint8_t *grp,
-                     uint32_t r0, uint32_t n, uint32_t kept, float *s, uint32_t ss);
-void cq_acc_i4t_rows(const cq_kernels *k, const float *w, uint32_t ws, uint32_t nh,
-                     const uint8_t *blk, uint32_t o, const uint16_t *vs, uint32_t n, uint32_t D,
-                     float *acc);
-void cq_acc_i4tq_rows(const cq_kernels *k, const float *w, uint32_t ws, uint32_t nh,
-                      const uint8_t *blk, uint32_t o, const uint16_t *vs, uint32_t n, uint32_t D,
-                      float *acc);
-
 /* fold_quant_q8 by way of a table's fold_q and quant_q8 (what tables without a fused loop use). */
 void cq_fold_quant_q8_split(const cq_kernels *k, const float *q, uint32_t nh, uint32_t D,
                             const uint16_t *sc, uint32_t kept, int8_t *q8, uint8_t *sh, float *qs);
