@@ -22,11 +22,15 @@
 
 #define HP 2 /* query heads per pass of the fp32 loops (their accumulators stay in registers) */
 
-/* The code streams come from DRAM: each loop asks for the tile (keys: 32 tokens; values: 8
- * blocks) after next, n bytes from p, a line at a time (prefetches never fault, so they may
- * point past the group or page). */
+/* The code streams come from DRAM: each loop asks, per tile of n bytes at p (keys: 32
+ * tokens; values: 8 blocks), for the tile after next into L1 and the one 4 tiles ahead into
+ * L2, a line at a time (prefetches never fault, so they may point past the group or page;
+ * the L2 request is written out as kernels_avx512.c's is, GCC 12 dropping _MM_HINT_T1). */
 static inline void prefetch_ahead(const uint8_t *p, size_t n) {
-    for (size_t o = 0; o < n; o += 64) _mm_prefetch((const char *)p + o, _MM_HINT_T0);
+    for (size_t o = 0; o < n; o += 64) {
+        _mm_prefetch((const char *)p + 2 * n + o, _MM_HINT_T0);
+        __asm__ volatile("prefetcht1 %0" : : "m"(*((const char *)p + 4 * n + o)));
+    }
 }
 
 /* The units of a tile of `kept` channels: Q quads, then a pair if kept % 4 >= 2, then a
@@ -123,7 +127,7 @@ void cq_avx2_dot_i4tq(const int8_t *q8, const uint8_t *sh, const float *qs, uint
             ktq_setup(q8 + (size_t)(g0 + h) * kept, sh + (size_t)(g0 + h) * nb, kept, &kq[h]);
         for (uint32_t t = r0 / CQ_KT_TOK * CQ_KT_TOK; t < r0 + n; t += CQ_KT_TOK) {
             const uint8_t *tile = grp + (size_t)(t / CQ_KT_TOK) * tb;
-            prefetch_ahead(tile + 2 * tb, tb);
+            prefetch_ahead(tile, tb);
             for (uint32_t i = 0; i < nu; i++) {
                 __m256i a, b;
                 unit_load(tile, Q, r, i, &a, &b);
@@ -213,7 +217,7 @@ void cq_avx2_dot_i4t(const float *qp, uint32_t nh, const uint8_t *grp, uint32_t 
     const size_t tb = (size_t)16 * kept;
     for (uint32_t t = r0 / CQ_KT_TOK * CQ_KT_TOK; t < r0 + n; t += CQ_KT_TOK) {
         const uint8_t *tile = grp + (size_t)(t / CQ_KT_TOK) * tb;
-        prefetch_ahead(tile + 2 * tb, tb);
+        prefetch_ahead(tile, tb);
         const uint32_t a = t < r0 ? r0 - t : 0, e = t + CQ_KT_TOK < r0 + n ? CQ_KT_TOK : r0 + n - t;
         for (uint32_t h0 = 0; h0 < nh; h0 += HP) {
             float out[HP][CQ_KT_TOK];
@@ -280,7 +284,7 @@ void cq_avx2_acc_i4tq(const float *w, uint32_t ws, uint32_t nh, const uint8_t *b
         const uint32_t m = n - t0 < CQ_V8_TILE ? n - t0 : CQ_V8_TILE;
         const uint32_t p0 = o + t0, sft = p0 % CQ_VB_TOK, nblk = (sft + m + CQ_VB_TOK - 1) / CQ_VB_TOK;
         const uint8_t *b0 = blk + (size_t)(p0 / CQ_VB_TOK) * bb;
-        prefetch_ahead(b0 + 2 * (CQ_V8_TILE / CQ_VB_TOK) * bb, (CQ_V8_TILE / CQ_VB_TOK) * bb);
+        prefetch_ahead(b0, (CQ_V8_TILE / CQ_VB_TOK) * bb);
         for (uint32_t g0 = 0; g0 < nh; g0 += HC) {
             const uint32_t ng = nh - g0 < HC ? nh - g0 : HC;
             cq_i4q_tile tl;
@@ -352,7 +356,7 @@ void cq_avx2_acc_i4t(const float *w, uint32_t ws, uint32_t nh, const uint8_t *bl
         const uint32_t m = n - t0 < CQ_V8_TILE ? n - t0 : CQ_V8_TILE;
         const uint32_t p0 = o + t0, sft = p0 % CQ_VB_TOK, nblk = (sft + m + CQ_VB_TOK - 1) / CQ_VB_TOK;
         const uint8_t *b0 = blk + (size_t)(p0 / CQ_VB_TOK) * bb;
-        prefetch_ahead(b0 + 2 * (CQ_V8_TILE / CQ_VB_TOK) * bb, (CQ_V8_TILE / CQ_VB_TOK) * bb);
+        prefetch_ahead(b0, (CQ_V8_TILE / CQ_VB_TOK) * bb);
         float vf[CQ_V8_TILE];
         for (uint32_t t = 0; t < m; t++) vf[t] = cq_f16_to_f32(vs[t0 + t]);
         for (uint32_t h0 = 0; h0 < nh; h0 += HC) {
