@@ -17,6 +17,7 @@
 #include "cq_cache.h"
 #include "cq_codec.h"
 #include "cq_engine.h"
+#include "cq_pool.h"
 #include "cq_error.h"
 #include "cq_file.h"
 #include "cq_fp16.h"

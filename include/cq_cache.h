@@ -29,6 +29,7 @@
 #include <stdint.h>
 
 #include "cq_error.h"
+#include "cq_pool.h"
 #include "cq_registry.h"
 
 #ifdef __cplusplus
@@ -172,9 +173,11 @@ typedef enum cq_attn_precision {
 } cq_attn_precision;
 
 typedef struct cq_attn_opts {
-    uint32_t n_threads; /* 0 = 1 */
+    uint32_t n_threads; /* 0 = all of `pool`'s threads, or 1 without a pool; at most the pool's */
     float scale;        /* 0 = 1/sqrt(head_dim); else finite and > 0 (CQ_ERR_ARG otherwise) */
     uint32_t precision; /* cq_attn_precision; 0 = default (added field: zero keeps old callers valid) */
+    struct cq_pool *pool; /* the threads to run on (include/cq_pool.h); NULL = the process's
+                             default pool (added field: zero keeps old callers valid) */
 } cq_attn_opts;
 
 /* The precision a call with opts->precision = p would use (resolves DEFAULT). */
@@ -204,8 +207,10 @@ CQ_API cq_status cq_cache_attend_ref(const cq_cache *c, uint32_t layer, const fl
 
 /* Best-of-reps streaming read bandwidth in GB/s (1e9 bytes/s) over buf (64-byte
  * aligned, bytes far larger than the last-level cache), split across n_threads
- * threads of the attention thread pool. 0 on bad arguments. */
-CQ_API double cq_read_bandwidth(const void *buf, size_t bytes, uint32_t n_threads, uint32_t reps);
+ * threads of pool (NULL: the process's default pool), as attention reads the cache.
+ * 0 on bad arguments. */
+CQ_API double cq_read_bandwidth(struct cq_pool *pool, const void *buf, size_t bytes, uint32_t n_threads,
+                                uint32_t reps);
 
 /* ======================================================================
  * Persistence (issue 7): save / restore a whole cache, compare two caches.

@@ -129,6 +129,9 @@ typedef struct cq_session_opts {
     uint32_t batch;               /* tokens per forward batch (0 = 64) */
     cq_qkv_observer observer;
     void *observer_user;
+    cq_pool *pool;                /* threads for the matrix products and attention, owned by the
+                                     caller (n_threads 0 = all of them); NULL: the session starts
+                                     its own of n_threads threads and joins them when freed */
 } cq_session_opts;
 
 typedef struct cq_session cq_session;

@@ -187,9 +187,9 @@ static void round_trip(const spec *s) {
                   cq_cache_compare(a, b, NULL) == CQ_OK && same_attention(a, b, &r),
               "%s: flush after restore", s->name);
     }
-    /* the image into a cache of the other code layout (docs/CACHE.md, "Compute layouts": the
-     * scalar table keeps the contract's form, avx512 tiles INT4 codes): the same packed bytes,
-     * the same accounting, and the same bytes after more appends to both */
+    /* the image into a cache with another kernel table (the layout follows from the shape,
+     * docs/CACHE.md, "Compute layouts"): the same packed bytes, the same accounting, and the
+     * same bytes after more appends to both */
     const char *other = strcmp(cq_cache_kernels(a), "scalar") ? "scalar" : "avx512";
     cq_cache_load_opts lo = {.kernels = other};
     cq_cache *x = NULL;
@@ -528,7 +528,7 @@ int main(void) {
         {"cq4+/cq4", 2, 2, 64, 32, 0, 64, 100, CQ_CODEC_CQ4P, CQ_CODEC_CQ4, 0, 0, 0},
         {"cq4+/cq8 flushed", 1, 2, 64, 32, 0, 0, 90, CQ_CODEC_CQ4P, CQ_CODEC_CQ8, 0, 1, 0},
         {"cq4 sinks", 2, 2, 32, 8, 5, 16, 61, CQ_CODEC_CQ4, CQ_CODEC_CQ4, 0, 0, 0},
-        /* key tiles and value blocks (avx512), partial last group flushed, sinks */
+        /* key tiles and value blocks, partial last group flushed, sinks */
         {"cq4/cq4 tiles flushed", 2, 2, 128, 64, 3, 128, 150, CQ_CODEC_CQ4, CQ_CODEC_CQ4, 0, 1, 0},
         {"sinks only", 1, 2, 16, 8, 9, 0, 4, CQ_CODEC_CQ4, CQ_CODEC_CQ8, 0, 0, 0},
         {"generic cq4", 2, 2, 32, 16, 2, 32, 75, CQ_CODEC_CQ4, CQ_CODEC_CQ4, 1, 0, 0},

@@ -12,8 +12,11 @@
  * timed loop verifies its output: appends against the registry encoder (bit
  * for bit), attention against the double-precision reference (layer 0) and
  * each timed pass against the first pass (bit for bit; results are
- * deterministic). Timings are reported, never asserted.
+ * deterministic). Timings are reported, never asserted. Every step and bandwidth read
+ * runs on one thread pool the command owns; the header prints its size and the threads
+ * the process ran.
  */
+#include <dirent.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,6 +46,8 @@ typedef struct bench_opts {
     int json, csv, kernels, quick;
     uint32_t precision; /* cq_attn_precision: 0 = the library default */
     uint32_t page_tokens; /* cq_cache_config.page_tokens; 0 = the context (one page per store) */
+    cq_pool *pool;        /* the one pool every timed step and bandwidth read runs on */
+    int proc_threads;     /* threads of the process after the timed steps (-1: unknown) */
 } bench_opts;
 
 typedef struct row {
@@ -125,6 +130,16 @@ static int verify_append(const cq_cache *c, uint32_t layer, const uint16_t *K, c
         free(b);
     }
     return ok;
+}
+
+/* Threads of this process now (entries of /proc/self/task), or -1 where that is unknown. */
+static int process_threads(void) {
+    DIR *d = opendir("/proc/self/task");
+    if (!d) return -1;
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d));) n += e->d_name[0] != '.';
+    closedir(d);
+    return n;
 }
 
 /* bytes one decode step over `layers` layers reads */
@@ -280,7 +295,7 @@ static double time_step(bench_case *b, const float *q, uint32_t NQ, uint32_t D,
  * machine's speed hits every format alike and the ratios stay fair. The read bandwidth
  * is measured before and after the reps with the same threads; the row divides by the
  * larger reading. */
-static int run_point(const bench_opts *o, uint32_t D, uint32_t T, const uint8_t *bwbuf,
+static int run_point(bench_opts *o, uint32_t D, uint32_t T, const uint8_t *bwbuf,
                      size_t bwbytes, row *rows, int *nrows) {
     const uint32_t H = o->kv_heads, NQ = H * o->gqa;
     cq_rng r;
@@ -311,7 +326,7 @@ static int run_point(const bench_opts *o, uint32_t D, uint32_t T, const uint8_t 
     }
     for (uint32_t ti = 0; ti < o->n_thr && !rc; ti++) {
         const uint32_t thr = o->thr[ti];
-        cq_attn_opts op = {thr, 0.0f, o->precision};
+        cq_attn_opts op = {thr, 0.0f, o->precision, o->pool};
         const double lim = cq_attn_precision_resolve(o->precision) == CQ_ATTN_FAST ? 5e-2 : 1e-3;
         for (int ci = 0; ci < nc; ci++) { /* warm pass: the results every timed pass must match */
             bench_case *b = &cs[ci];
@@ -329,14 +344,16 @@ static int run_point(const bench_opts *o, uint32_t D, uint32_t T, const uint8_t 
             b->ok &= b->err <= lim;
             b->best = 1e30;
         }
-        double bw = cq_read_bandwidth(bwbuf, bwbytes, thr, 3);
+        double bw = cq_read_bandwidth(o->pool, bwbuf, bwbytes, thr, 3);
         for (uint32_t rep = 0; rep < o->reps; rep++)
             for (int ci = 0; ci < nc; ci++) {
                 double dt = time_step(&cs[ci], q, NQ, D, &op);
                 if (dt < cs[ci].best) cs[ci].best = dt;
             }
-        double bw2 = cq_read_bandwidth(bwbuf, bwbytes, thr, 3);
+        double bw2 = cq_read_bandwidth(o->pool, bwbuf, bwbytes, thr, 3);
         if (bw2 > bw) bw = bw2;
+        int pt = process_threads();
+        if (pt > o->proc_threads) o->proc_threads = pt;
         for (int ci = 0; ci < nc; ci++) {
             bench_case *b = &cs[ci];
             if (!b->ok) {
@@ -377,10 +394,12 @@ done:
 static void print_rows(const bench_opts *o, const row *rows, int n) {
     if (o->json) {
         printf("{\"kernels\": \"%s\", \"precision\": \"%s\", \"kv_heads\": %u, \"gqa\": %u, "
-               "\"llc_mib\": %u, \"page_tokens\": %u, \"rows\": [\n",
+               "\"llc_mib\": %u, \"page_tokens\": %u, \"pool_threads\": %u, "
+               "\"process_threads\": %d, \"rows\": [\n",
                cq_cache_kernels(NULL),
                cq_attn_precision_resolve(o->precision) == CQ_ATTN_FAST ? "fast" : "exact",
-               o->kv_heads, o->gqa, o->llc_mib, o->page_tokens);
+               o->kv_heads, o->gqa, o->llc_mib, o->page_tokens, cq_pool_threads(o->pool),
+               o->proc_threads);
         for (int i = 0; i < n; i++) {
             const row *w = &rows[i];
             printf("  {\"D\": %u, \"T\": %u, \"format\": \"%s\", \"threads\": %u, \"layers\": %u, "
@@ -413,10 +432,17 @@ static void print_rows(const bench_opts *o, const row *rows, int n) {
     if (o->page_tokens) snprintf(pages, sizeof pages, "%u tokens", o->page_tokens);
     else snprintf(pages, sizeof pages, "the context");
     printf("kernels: %s; attention precision %s; %u KV heads x GQA %u; cache >= 4 x %u MiB "
-           "per step; pages of %s\n\n",
+           "per step; pages of %s\n",
            cq_cache_kernels(NULL),
            cq_attn_precision_resolve(o->precision) == CQ_ATTN_FAST ? "fast" : "exact",
            o->kv_heads, o->gqa, o->llc_mib, pages);
+    char pt[32];
+    if (o->proc_threads >= 0) snprintf(pt, sizeof pt, "%d", o->proc_threads);
+    else snprintf(pt, sizeof pt, "unknown");
+    const uint32_t pth = cq_pool_threads(o->pool);
+    printf("threads: one pool of %u (the caller and %u worker%s, spin %u us), each row using its "
+           "'thr' of them; threads of the process after the timed steps: %s\n\n",
+           pth, pth - 1, pth == 2 ? "" : "s", CQ_POOL_SPIN_DEFAULT_US, pt);
     printf("| D | T | K/V | thr | layers | cache MiB | bits/val | append GB/s 1 tok (new / reused "
            "pages) | append GB/s 512 (new / reused) | attn us/layer | step ms | MB/step | GB/s | "
            "read GB/s | of read |\n");
@@ -446,7 +472,7 @@ static void print_rows(const bench_opts *o, const row *rows, int n) {
 
 int cq_cmd_bench(int argc, char **argv) {
     bench_opts o = {{64, 128}, 2, {1024, 4096, 16384, 65536}, 4, {1, 2}, 2, {0, 1, 2, 3}, 4,
-                    8, 4, 32, 5, 512, 0, 0, 0, 0, 0, 0};
+                    8, 4, 32, 5, 512, 0, 0, 0, 0, 0, 0, NULL, -1};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         int bad = 0;
@@ -526,12 +552,24 @@ int cq_cmd_bench(int argc, char **argv) {
         return 1;
     }
     for (size_t i = 0; i < bwbytes; i++) bwbuf[i] = (uint8_t)(i * 131);
+    /* one pool for the whole run, as many threads as the largest --threads value */
+    cq_pool_opts po;
+    uint32_t maxthr = 1;
+    for (uint32_t k = 0; k < o.n_thr; k++) maxthr = o.thr[k] > maxthr ? o.thr[k] : maxthr;
+    cq_pool_opts_default(&po, maxthr);
+    cq_status pst = cq_pool_create(&po, &o.pool);
+    if (pst) {
+        fprintf(stderr, "cq bench: %s: cannot start %u threads\n", cq_status_name(pst), maxthr);
+        free(bwbuf);
+        return 1;
+    }
     row *rows = calloc((size_t)o.n_dims * o.n_ctx * (size_t)o.n_fmts * o.n_thr + 1, sizeof *rows);
     int n = 0, rc = 0;
     for (uint32_t di = 0; di < o.n_dims && !rc; di++)
         for (uint32_t ci = 0; ci < o.n_ctx && !rc; ci++)
             if (run_point(&o, o.dims[di], o.ctx[ci], bwbuf, bwbytes, rows, &n)) rc = 1;
     print_rows(&o, rows, n);
+    cq_pool_free(o.pool);
     free(rows);
     free(bwbuf);
     return rc;

@@ -107,7 +107,9 @@ static int decode_row(uint32_t threads) {
             for (int f = 0; f < 2; f++)
                 if (cq_cache_append(c[f], l, K, V, CH, &e)) goto done;
     }
-    cq_attn_opts op = {threads, 0.0f, 0};
+    cq_attn_opts op;
+    memset(&op, 0, sizeof op);
+    op.n_threads = threads;
     double best[2] = {1e30, 1e30};
     /* a sanity check of the run: layer 0 of each format against its double-precision reference */
     for (int f = 0; f < 2; f++) {

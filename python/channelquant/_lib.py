@@ -80,7 +80,7 @@ class CacheMem(ctypes.Structure):  # cq_cache.h: cq_cache_mem
 
 class AttnOpts(ctypes.Structure):  # cq_cache.h: cq_attn_opts
     _fields_ = [("n_threads", ctypes.c_uint32), ("scale", ctypes.c_float),
-                ("precision", ctypes.c_uint32)]
+                ("precision", ctypes.c_uint32), ("pool", ctypes.c_void_p)]
 
 
 class LoadOpts(ctypes.Structure):  # cq_cache.h: cq_cache_load_opts

@@ -17,7 +17,8 @@
  * committed INT4 values take 7-bit dithered weights and integer sums (acc_i4q),
  * while the softmax sum l stays the exact fp32 one.
  *
- * Threads: decode splits every kv head's tokens into chunks (chunk_tokens: a function
+ * Threads: the caller's pool (cq_attn_opts.pool, include/cq_pool.h) or the process's
+ * default one. Decode splits every kv head's tokens into chunks (chunk_tokens: a function
  * of the context and head count, not of the thread count, so results do not depend on
  * it) and merges the partial (m, l, acc) with a log-sum-exp merge in chunk
  * order. Read-only: safe to call concurrently on one cache.
@@ -29,10 +30,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cache_internal.h"
+#include "fused.h"
 #include "cq_pool.h"
 
-#define BLK 128u
 /* Split-KV: tokens per (kv head, chunk) decode task. A function of the context T and the kv
  * head count only, never of the thread count (so neither are the results): about 8 tasks per
  * layer, chunks of 4096 to 16384 tokens, multiples of 4096. Long chunks keep the code streams'
@@ -44,21 +44,6 @@ static uint32_t chunk_tokens(uint32_t T, uint32_t H) {
     c = (c + 4095) / 4096 * 4096;
     return c < 4096 ? 4096u : c > 16384 ? 16384u : (uint32_t)c;
 }
-
-typedef struct run_scratch {
-    float *qp;              /* [nh][D] */
-    float *qo;              /* [nh][k]: the query at the CQ-4+ outlier channels */
-    float *qg;              /* [nh][kept]: the query at the CQ-4+ kept channels */
-    int8_t *q8;             /* [nh][D]: FAST precision, qp rounded to int8 per block */
-    uint8_t *qsh;           /* [nh][D / CQ_Q8_BLOCK + 1]: block shifts */
-    float *qsc;             /* [nh]: scales */
-    int prec;               /* CQ_ATTN_EXACT or CQ_ATTN_FAST */
-    float *s;               /* [nh][BLK] */
-    float *ku, *vu;         /* decoded generic unit [unit][D] */
-    int64_t ku_id, vu_id;   /* which unit ku / vu hold */
-    float *rowbuf;          /* row layout: a decoded row-store unit [unit][H * D] */
-    uint16_t *h16;          /* row layout: in-flight tokens of the head's slice [BLK][D] */
-} run_scratch;
 
 typedef struct part {
     float *m, *l, *acc; /* [nh], [nh], [nh][D] */
@@ -149,61 +134,15 @@ static cq_status key_scores(const cq_kernels *k, const cq_store *s, uint32_t u, 
         k->dot_f16(q, nh, s->resid + (size_t)(u - s->n_done) * D, n, D, sc->s, BLK);
         return CQ_OK;
     }
-    switch (s->kind) {
-    case ST_F16:
-        k->dot_f16(q, nh, (const uint16_t *)cq_store_codes(s, u), n, D, sc->s, BLK);
-        return CQ_OK;
-    case ST_I8:
-        k->dot_i8(q, nh, (const int8_t *)cq_store_codes(s, u), cq_store_scale(s, u), n, D, sc->s,
-                  BLK);
-        return CQ_OK;
-    case ST_I4K: {
-        const cq_params *p = s->params;
-        uint32_t uu = u / s->unit, r0 = u - uu * s->unit;
-        const uint8_t *slot = cq_store_slot(s, uu);
-        const uint16_t *scl = (const uint16_t *)(slot + s->off_scales);
-        const uint16_t *side = (const uint16_t *)(slot + s->off_sidecar);
-        const uint32_t kept = p->kept;
-        const int fast = sc->prec == CQ_ATTN_FAST;
-        const uint8_t *pay = slot + (size_t)r0 * kept / 2; /* row r0 (kept even) */
-        if (kept & 1 && !s->tiled) { /* rows start mid-byte: decode, exact fp32 dot */
-            float *rows = sc->ku;
-            cq_decode_key_group_rows(p, slot, scl, side, cq_store_unit_len(s, uu), r0, r0 + n, rows);
-            k->dot_f32(q, nh, rows, n, D, sc->s, BLK);
-            return CQ_OK;
-        }
-        if ((uu + 1) * s->unit < s->n_done) { /* the next group's scales, ahead of time:
-                                                the payload stream does not reach them */
-            const uint8_t *nx = cq_store_slot(s, uu + 1) + s->off_scales;
-            for (size_t o = 0; o < (size_t)kept * 2; o += 64) __builtin_prefetch(nx + o);
-        }
-        /* CQ-4+: the query at the kept channels, gathered once per call (sc->qg), then
-         * folded like a plain row: the same products as fold_q through kept_idx */
-        const float *qk = p->k ? sc->qg : q;
-        const uint32_t qstride = p->k ? kept : D;
-        if (fast) { /* folded and rounded to 8-bit blocks in one pass */
-            k->fold_quant_q8(qk, nh, qstride, scl, kept, sc->q8, sc->qsh, sc->qsc);
-            if (s->tiled)
-                k->dot_i4tq(sc->q8, sc->qsh, sc->qsc, nh, slot, r0, n, kept, sc->s, BLK);
-            else
-                k->dot_i4q(sc->q8, sc->qsh, sc->qsc, nh, pay, n, kept, sc->s, BLK);
-        } else {
-            k->fold_q(qk, nh, qstride, NULL, scl, kept, sc->qp);
-            if (s->tiled) k->dot_i4t(sc->qp, nh, slot, r0, n, kept, sc->s, BLK);
-            else k->dot_i4(sc->qp, nh, pay, n, kept, sc->s, BLK);
-        }
-        if (p->k) /* outlier lane: raw fp16 sidecar */
-            k->side_dot(sc->qo, nh, side + (size_t)r0 * p->k, n, p->k, sc->s, BLK);
+    if (s->fused) {
+        s->fused->scores(k, s, u, n, q, nh, sc);
         return CQ_OK;
     }
-    default: {
-        uint32_t uu = u / s->unit;
-        cq_status st = gen_unit(s, uu, sc->ku, &sc->ku_id);
-        if (st) return st;
-        k->dot_f32(q, nh, sc->ku + (size_t)(u - uu * s->unit) * D, n, D, sc->s, BLK);
-        return CQ_OK;
-    }
-    }
+    uint32_t uu = u / s->unit; /* a generic codec: its unit decoded once */
+    cq_status st = gen_unit(s, uu, sc->ku, &sc->ku_id);
+    if (st) return st;
+    k->dot_f32(q, nh, sc->ku + (size_t)(u - uu * s->unit) * D, n, D, sc->s, BLK);
+    return CQ_OK;
 }
 
 static cq_status val_acc(const cq_kernels *k, const cq_store *s, uint32_t u, uint32_t n,
@@ -214,34 +153,15 @@ static cq_status val_acc(const cq_kernels *k, const cq_store *s, uint32_t u, uin
         k->acc_f16(w, BLK, nh, s->resid + (size_t)(u - s->n_done) * D, n, D, acc);
         return CQ_OK;
     }
-    switch (s->kind) {
-    case ST_F16:
-        k->acc_f16(w, BLK, nh, (const uint16_t *)cq_store_codes(s, u), n, D, acc);
-        return CQ_OK;
-    case ST_I8:
-        k->acc_i8(w, BLK, nh, (const int8_t *)cq_store_codes(s, u), cq_store_scale(s, u), n, D,
-                  acc);
-        return CQ_OK;
-    case ST_I4V: /* FAST: 7-bit dithered weights, integer sums (kernel acc_i4q) */
-        if (s->tiled && sc->prec == CQ_ATTN_FAST) {
-            k->acc_i4tq(w, BLK, nh, cq_store_vblock(s, u), u % CQ_VB_TOK, cq_store_scale(s, u), n,
-                        D, acc);
-        } else if (s->tiled) {
-            k->acc_i4t(w, BLK, nh, cq_store_vblock(s, u), u % CQ_VB_TOK, cq_store_scale(s, u), n,
-                       D, acc);
-        } else {
-            (sc->prec == CQ_ATTN_FAST ? k->acc_i4q : k->acc_i4)(w, BLK, nh, cq_store_codes(s, u),
-                                                                cq_store_scale(s, u), n, D, acc);
-        }
-        return CQ_OK;
-    default: {
-        uint32_t uu = u / s->unit;
-        cq_status st = gen_unit(s, uu, sc->vu, &sc->vu_id);
-        if (st) return st;
-        k->acc_f32(w, BLK, nh, sc->vu + (size_t)(u - uu * s->unit) * D, n, D, acc);
+    if (s->fused) {
+        s->fused->acc(k, s, u, n, w, nh, acc, sc);
         return CQ_OK;
     }
-    }
+    uint32_t uu = u / s->unit;
+    cq_status st = gen_unit(s, uu, sc->vu, &sc->vu_id);
+    if (st) return st;
+    k->acc_f32(w, BLK, nh, sc->vu + (size_t)(u - uu * s->unit) * D, n, D, acc);
+    return CQ_OK;
 }
 
 /* Online-softmax attention of nh query rows q [nh][D] (pre-scaled) over tokens
@@ -251,16 +171,7 @@ static cq_status attend_range(const cq_cache *c, const cq_head *hd, uint32_t a, 
     const cq_kernels *k = c->kern;
     const uint32_t D = c->cfg.head_dim, S = c->cfg.n_sinks;
     for (uint32_t h = 0; h < nh; h++) pt->m[h] = -INFINITY, pt->l[h] = 0.0f;
-    const cq_store *ks = &hd->k;
-    if (ks->kind == ST_I4K && ks->params->k) { /* CQ-4+: the query split by channel kind */
-        const cq_params *p = ks->params;
-        for (uint32_t h = 0; h < nh; h++) {
-            for (uint32_t j = 0; j < p->kept; j++)
-                sc->qg[(size_t)h * p->kept + j] = q[(size_t)h * D + p->kept_idx[j]];
-            for (uint32_t o = 0; o < p->k; o++)
-                sc->qo[(size_t)h * p->k + o] = q[(size_t)h * D + p->outlier[o]];
-        }
-    }
+    if (hd->k.fused && hd->k.fused->prep_query) hd->k.fused->prep_query(&hd->k, q, nh, sc);
     memset(pt->acc, 0, (size_t)nh * D * sizeof(float));
     uint32_t t = a;
     while (t < b) {
@@ -316,10 +227,10 @@ static int scratch_init(run_scratch *sc, const cq_cache *c, const cq_layer *l, u
     size_t rw = 0;
     for (uint32_t h = 0; h < c->cfg.n_kv_heads; h++) {
         const cq_head *hd = &l->heads[h];
-        /* CQ-4 keys decode rows only when tokens start mid-byte (odd kept, not tiled) */
+        /* a fused format's decode rows (CQ-4 keys whose tokens start mid-byte) */
         uint32_t k1 = hd->k.kind == ST_GEN || hd->k.kind == ST_ROW ? hd->k.unit
-                      : hd->k.kind == ST_I4K && !hd->k.tiled && (hd->k.params->kept & 1) ? BLK
-                                                                                          : 0;
+                      : hd->k.fused->scratch_rows ? hd->k.fused->scratch_rows(&hd->k)
+                                                  : 0;
         uint32_t v1 = hd->v.kind == ST_GEN || hd->v.kind == ST_ROW ? hd->v.unit : 0;
         if (k1 > ku) ku = k1;
         if (v1 > vu) vu = v1;
@@ -443,6 +354,20 @@ static cq_status check_precision(const cq_attn_opts *o, cq_err *err) {
     return CQ_OK;
 }
 
+/* The caller's pool, else the process's default one (only reached with several threads). */
+static cq_pool *attn_pool(const cq_attn_opts *o) {
+    if (o && o->pool) return o->pool;
+    return o && o->n_threads > 1 ? cq_pool_default() : NULL;
+}
+
+/* Threads of a call: as asked (0 = all of the caller's pool, or 1 without one), at most
+ * the pool's (CQ_POOL_MAX for the default one, which grows). */
+static uint32_t attn_threads(const cq_attn_opts *o) {
+    uint32_t n = o && o->n_threads ? o->n_threads : o && o->pool ? cq_pool_threads(o->pool) : 1;
+    if (o && o->pool && n > cq_pool_threads(o->pool)) n = cq_pool_threads(o->pool);
+    return n > CQ_POOL_MAX ? CQ_POOL_MAX : n;
+}
+
 static float attn_scale(const cq_cache *c, const cq_attn_opts *o) {
     return o && o->scale != 0.0f ? o->scale : 1.0f / sqrtf((float)c->cfg.head_dim);
 }
@@ -482,7 +407,8 @@ cq_status cq_cache_attend(const cq_cache *c, uint32_t layer, const float *q, uin
     const uint32_t chunk = chunk_tokens(T, H);
     decode_job j = {c, l, NULL, nh, (T + chunk - 1) / chunk, T, chunk,
                     cq_attn_precision_resolve(opts ? opts->precision : 0), NULL, 0, {0}, 0};
-    const uint32_t n_tasks = H * j.n_chunks, nthr = opts && opts->n_threads ? opts->n_threads : 1;
+    cq_pool *pool = attn_pool(opts);
+    const uint32_t n_tasks = H * j.n_chunks, nthr = attn_threads(opts);
     float *qs = malloc((size_t)n_q_heads * D * sizeof *qs);
     j.ps = ((size_t)nh * (D + 2) + 15) & ~(size_t)15;
     j.parts = aligned_alloc(64, (size_t)n_tasks * j.ps * sizeof(float));
@@ -494,7 +420,7 @@ cq_status cq_cache_attend(const cq_cache *c, uint32_t layer, const float *q, uin
     }
     for (size_t i = 0; i < (size_t)n_q_heads * D; i++) qs[i] = q[i] * scale;
     j.q = qs;
-    cq_pool_run(nthr, n_tasks, decode_task, &j);
+    cq_pool_run(pool, nthr, n_tasks, decode_task, &j);
     workers_free(&j.ws);
     st = (cq_status)atomic_load(&j.status);
     if (!st) { /* log-sum-exp merge of the chunks, in chunk order */
@@ -581,13 +507,14 @@ cq_status cq_cache_attend_prefill(const cq_cache *c, uint32_t layer, const float
     for (size_t i = 0; i < N; i++) qs[i] = q[i] * scale;
     prefill_job j = {c, l, qs, out, n_q_heads / H, pos0, n_q,
                      cq_attn_precision_resolve(opts ? opts->precision : 0), {0}, 0};
-    const uint32_t nthr = opts && opts->n_threads ? opts->n_threads : 1;
+    cq_pool *pool = attn_pool(opts);
+    const uint32_t nthr = attn_threads(opts);
     if (!workers_init(&j.ws, nthr, n_q * H)) {
         workers_free(&j.ws);
         free(qs);
         return cq_err_set(err, CQ_ERR_NOMEM, -1, -1, "out of memory");
     }
-    cq_pool_run(nthr, n_q * H, prefill_task, &j);
+    cq_pool_run(pool, nthr, n_q * H, prefill_task, &j);
     workers_free(&j.ws);
     st = (cq_status)atomic_load(&j.status);
     free(qs);

@@ -9,7 +9,6 @@
 #include <time.h>
 
 #include "cache_internal.h"
-#include "cq_pool.h"
 
 typedef struct bw_job {
     const uint8_t *buf;
@@ -30,14 +29,16 @@ static double now_s(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-double cq_read_bandwidth(const void *buf, size_t bytes, uint32_t n_threads, uint32_t reps) {
+double cq_read_bandwidth(cq_pool *pool, const void *buf, size_t bytes, uint32_t n_threads,
+                         uint32_t reps) {
+    if (!pool) pool = cq_pool_default();
     if (!buf || ((uintptr_t)buf & 63) || n_threads == 0) return 0.0;
     bw_job j = {buf, bytes / n_threads / 128 * 128, cq_kernels_get(), 0};
     if (!j.per) return 0.0;
     double best = 0.0;
     for (uint32_t r = 0; r < (reps ? reps : 1); r++) {
         double t0 = now_s();
-        cq_pool_run(n_threads, n_threads, bw_task, &j);
+        cq_pool_run(pool, n_threads, n_threads, bw_task, &j);
         double dt = now_s() - t0, gbs = (double)j.per * n_threads / dt * 1e-9;
         if (gbs > best) best = gbs;
     }

@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cache_internal.h"
+#include "fused.h"
 
 #define DEFAULT_PAGE_TOKENS 1024u
 #define PAGE_MAX_BYTES (1u << 20)
@@ -92,7 +92,7 @@ void cq_cache_free(cq_cache *c) { destroy(c); }
 static int needs_masks(const cq_cache_config *cfg) {
     for (uint32_t L = 0; L < cfg->n_layers; L++) {
         cq_codec_id k = cfg->layer_codecs ? cfg->layer_codecs[L].key : cfg->key_codec;
-        if (k == CQ_CODEC_CQ4P) return 1;
+        if (cq_fused_needs_mask(k)) return 1;
     }
     return 0;
 }
@@ -191,16 +191,14 @@ cq_status cq_cache_create(const cq_cache_config *cfg, cq_cache **out, cq_err *er
         for (uint32_t h = 0; h < H; h++) {
             cq_head *hd = &l->heads[h];
             const uint8_t *mask = c->masks ? c->masks + ((size_t)L * H + h) * D : NULL;
-            int i4k = !cfg->force_generic && (l->kid == CQ_CODEC_CQ4 || l->kid == CQ_CODEC_CQ4P);
-            if (i4k) {
+            const cq_fused_ops *kf = cfg->force_generic ? NULL : cq_fused_find(l->kid, CQ_ROLE_KEY);
+            if (kf && kf->params_init) { /* the key format's parameters (CQ-4 / CQ-4+) */
                 hd->kparams = cq_cache_alloc_(c, l, sizeof *hd->kparams, 1);
                 if (!hd->kparams) {
                     st = cq_err_set(err, CQ_ERR_NOMEM, -1, -1, "out of memory");
                     goto fail;
                 }
-                st = l->kid == CQ_CODEC_CQ4P
-                         ? cq_params_init_mask(hd->kparams, CQ_TIER_CQ4P, D, G, mask, err)
-                         : cq_params_init(hd->kparams, CQ_TIER_CQ4, D, G, NULL, 0, err);
+                st = kf->params_init(hd->kparams, l->kid, D, G, mask, err);
                 if (st) {
                     if (err) {
                         char m[sizeof err->msg];
@@ -214,7 +212,7 @@ cq_status cq_cache_create(const cq_cache_config *cfg, cq_cache **out, cq_err *er
             if (l->row[0])
                 cq_store_init_view(&hd->k, CQ_ROLE_KEY, D, l->row[0], h * D);
             else if ((st = cq_store_init(c, l, &hd->k, CQ_ROLE_KEY, l->kid, D, hd->kparams,
-                                         l->kid == CQ_CODEC_CQ4P ? mask : NULL,
+                                         cq_fused_needs_mask(l->kid) ? mask : NULL,
                                          (int)cfg->force_generic, err)))
                 goto fail;
             if (l->row[1])
@@ -359,46 +357,29 @@ static cq_status feed(cq_cache *c, cq_store *s, const uint16_t *x, size_t xs, ui
     const cq_kernels *k = c->kern;
     for (uint32_t i = 0; i < m; i++) {
         const uint16_t *row = x + (size_t)i * xs;
-        switch (s->kind) {
-        case ST_F16:
-            memcpy(cq_store_codes(s, s->n_done), row, (size_t)D * 2);
+        if (cq_store_per_token(s)) { /* a fused per-token format */
+            s->fused->put_token(k, s, s->n_done, row);
             s->n_done++;
-            break;
-        case ST_I8:
-        case ST_I4V:
-            if (s->tiled) { /* the contract's bytes, then into the value block */
-                uint8_t codes[CQ_MAX_DIM / 2];
-                k->enc_token(row, D, 4, codes, cq_store_scale(s, s->n_done));
-                cq_store_put_codes(s, s->n_done, codes);
-            } else {
-                k->enc_token(row, D, s->kind == ST_I8 ? 8 : 4, cq_store_codes(s, s->n_done),
-                             cq_store_scale(s, s->n_done));
-            }
-            s->n_done++;
-            break;
-        default:
-            memcpy(s->resid + (size_t)s->n_resid * D, row, (size_t)D * 2);
-            if (++s->n_resid < s->resid_cap) break;
-            uint8_t *slot = cq_store_slot(s, s->n_done / s->unit);
-            if (s->kind == ST_I4K) {
-                k->enc_key_group(s->params, s->resid, s->unit, slot,
-                                 (uint16_t *)(slot + s->off_scales),
-                                 (uint16_t *)(slot + s->off_sidecar));
-                cq_store_key_committed(s, slot, s->unit);
-            } else {
-                cq_status st = s->codec->encode(&s->ccfg, s->role, s->resid, s->unit, slot,
-                                                s->slot_bytes, err);
-                if (st) {
-                    s->n_resid--;
-                    if (err) err->token = pos0 + i;
-                    return st;
-                }
-            }
-            s->n_done += s->unit;
-            s->n_resid -= s->unit;
-            if (s->n_resid) /* a sliding window: the newest tokens move to the front */
-                memmove(s->resid, s->resid + (size_t)s->unit * D, (size_t)s->n_resid * D * 2);
+            continue;
         }
+        memcpy(s->resid + (size_t)s->n_resid * D, row, (size_t)D * 2);
+        if (++s->n_resid < s->resid_cap) continue;
+        uint8_t *slot = cq_store_slot(s, s->n_done / s->unit);
+        if (s->fused) {
+            s->fused->put_unit(k, s, slot, s->resid, s->unit);
+        } else {
+            cq_status st = s->codec->encode(&s->ccfg, s->role, s->resid, s->unit, slot,
+                                            s->slot_bytes, err);
+            if (st) {
+                s->n_resid--;
+                if (err) err->token = pos0 + i;
+                return st;
+            }
+        }
+        s->n_done += s->unit;
+        s->n_resid -= s->unit;
+        if (s->n_resid) /* a sliding window: the newest tokens move to the front */
+            memmove(s->resid, s->resid + (size_t)s->unit * D, (size_t)s->n_resid * D * 2);
     }
     return CQ_OK;
 }
@@ -576,12 +557,9 @@ cq_status cq_cache_flush(cq_cache *c, cq_err *err) {
                 uint32_t g = s->n_resid - off < s->unit ? s->n_resid - off : s->unit;
                 uint8_t *slot = cq_store_slot(s, (s->n_done + off) / s->unit);
                 const uint16_t *x = s->resid + (size_t)off * s->D;
-                if (s->kind == ST_I4K) {
-                    c->kern->enc_key_group(s->params, x, g, slot,
-                                           (uint16_t *)(slot + s->off_scales),
-                                           (uint16_t *)(slot + s->off_sidecar));
-                    cq_store_key_committed(s, slot, g);
-                } else
+                if (s->fused)
+                    s->fused->put_unit(c->kern, s, slot, x, g);
+                else
                     st = s->codec->encode(g < s->unit ? &s->ccfg_tail : &s->ccfg, s->role, x, g,
                                           slot, s->slot_bytes, err);
             }

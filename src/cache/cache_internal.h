@@ -3,9 +3,11 @@
  * cache_internal.h - the private structure of cq_cache (include/cq_cache.h):
  * per (layer, KV head) a key store and a value store, each a list of pages,
  * plus the fp16 sink tokens. Shared by cache.c (lifecycle, append, read,
- * accounting), store.c (pages and units) and attend.c (attention drivers).
+ * accounting), store.c (pages and units), attend.c (attention drivers) and the fused
+ * formats (fused.h).
  *
- * Store kinds. Per-token formats (fp16, INT8, INT4 values) keep a page as
+ * Store kinds. The fused formats (fused.h: one cq_fused_ops each, the store's `fused`)
+ * and the generic codec path. Per-token formats (fp16, INT8, INT4 values) keep a page as
  * [P][token bytes] codes then [P] fp16 scales. Unit formats (CQ-4/CQ-4+ key
  * groups of G tokens; generic registry codecs in units of U tokens) keep a page
  * as P/U fixed slots; a CQ-4 slot is payload | scales | sidecar in the
@@ -40,7 +42,9 @@ typedef struct cq_page_hdr {
 } cq_page_hdr;
 
 typedef struct cq_store {
-    int kind;
+    int kind;                        /* ST_* (the number the cache file records) */
+    const struct cq_fused_ops *fused; /* the fused format (fused.h), or NULL: generic / view */
+    int per_token;                   /* a fused format coding each token on its own */
     cq_role role;
     uint32_t D;
     uint32_t unit;        /* tokens per coded unit (1 for per-token kinds) */
@@ -145,7 +149,7 @@ void cq_store_trim(cq_cache *c, cq_layer *l, cq_store *s, uint32_t keep);
 /* Bytes of a committed unit/token span, for accounting. */
 void cq_store_account(const cq_store *s, cq_cache_mem *m);
 /* fp16, INT8 and INT4-value stores code each token on its own; the others are unit stores. */
-static inline int cq_store_per_token(const cq_store *s) { return s->kind <= ST_I4V; }
+static inline int cq_store_per_token(const cq_store *s) { return s->per_token; }
 /* Pointer to slot u (unit kinds) or to token t's codes / scale (per-token kinds). */
 static inline uint8_t *cq_store_slot(const cq_store *s, uint32_t u) {
     return s->pages[u / s->page_units] + CQ_PAGE_HDR + (size_t)(u % s->page_units) * s->slot_bytes;

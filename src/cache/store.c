@@ -2,7 +2,8 @@
 /*
  * store.c - one role (keys or values) of one (layer, KV head): page layout,
  * page growth, decode of token ranges, the packed export and the byte
- * accounting of a store; the head views of a row-layout store.
+ * accounting of a store; the head views of a row-layout store. What differs between the
+ * fused formats goes through their cq_fused_ops (fused.h); the generic codec path is here.
  * Pages are allocated one at a time and never moved; only the small table of
  * page pointers grows (doubling). Not here: the append state machine
  * (cache.c) and attention (attend.c).
@@ -11,7 +12,7 @@
 #include <string.h>
 
 #include "../core/cq_le.h"
-#include "cache_internal.h"
+#include "fused.h"
 
 static size_t round_up(size_t x, size_t a) { return (x + a - 1) / a * a; }
 
@@ -27,13 +28,13 @@ cq_status cq_store_init(cq_cache *c, cq_layer *l, cq_store *s, cq_role role, cq_
     if (!tr)
         return cq_err_set(err, CQ_ERR_TIER, -1, -1, "unknown codec id %d for %s", (int)id,
                           role == CQ_ROLE_KEY ? "keys" : "values");
-    int fused = !force_generic && (id == CQ_CODEC_FP16 || id == CQ_CODEC_CQ8 ||
-                                   id == CQ_CODEC_CQ4 || id == CQ_CODEC_CQ4P);
-    if (fused) {
-        if (id == CQ_CODEC_FP16) s->kind = ST_F16, s->tok_bytes = 2 * D;
-        else if (id == CQ_CODEC_CQ8) s->kind = ST_I8, s->tok_bytes = D;
-        else if (role == CQ_ROLE_VALUE) s->kind = ST_I4V, s->tok_bytes = D / 2;
-        else s->kind = ST_I4K;
+    const cq_fused_ops *f = force_generic ? NULL : cq_fused_find(id, role);
+    if (f) { /* a fused format: its own layout (fused.h) */
+        s->fused = f;
+        s->kind = f->kind;
+        s->per_token = f->per_token;
+        s->params = kp;
+        f->layout(s, P);
     } else {
         s->kind = ST_GEN;
         if (!(tr->flags & CQ_CODEC_F_STREAMING) || !tr->encode || !tr->decode ||
@@ -67,17 +68,6 @@ cq_status cq_store_init(cq_cache *c, cq_layer *l, cq_store *s, cq_role role, cq_
                               tr->name);
         s->slot_bytes = b; /* byte-packed: registry decoders take any alignment */
     }
-    if (s->kind == ST_I4K) {
-        s->params = kp;
-        s->unit = kp->group;
-        s->off_scales = round_up(cq_key_group_bytes(kp, kp->group), 2);
-        s->off_sidecar = s->off_scales + 2 * (size_t)kp->kept;
-        /* + 8: the INT4 dot kernel may read 7 bytes past the last token's codes */
-        s->slot_bytes = round_up(s->off_sidecar + 2 * (size_t)kp->group * kp->k + 8, 32);
-        /* whole tiles: the same bytes, permuted */
-        s->tiled = c->kern->tiles && kp->group % CQ_KT_TOK == 0;
-    }
-    if (s->kind == ST_I4V) s->tiled = c->kern->tiles && D % 32 == 0 && P % CQ_VB_TOK == 0;
     if (!cq_store_per_token(s)) {
         s->page_units = P / s->unit ? P / s->unit : 1;
         s->page_bytes = s->page_units * s->slot_bytes;
@@ -87,7 +77,7 @@ cq_status cq_store_init(cq_cache *c, cq_layer *l, cq_store *s, cq_role role, cq_
     } else {
         s->page_units = P;
         s->off_tscales = round_up((size_t)P * s->tok_bytes, 64); /* scales 2-byte aligned */
-        s->page_bytes = s->off_tscales + (s->kind == ST_F16 ? 0 : 2 * (size_t)P);
+        s->page_bytes = s->off_tscales + (f->has_scales ? 2 * (size_t)P : 0);
     }
     s->page_bytes = round_up(s->page_bytes, 64);
     return CQ_OK;
@@ -147,21 +137,15 @@ void cq_store_account(const cq_store *s, cq_cache_mem *m) {
     uint64_t used = 0;
     if (cq_store_per_token(s)) {
         uint64_t codes = (uint64_t)s->n_done * s->tok_bytes;
-        uint64_t sc = s->kind == ST_F16 ? 0 : 2ull * s->n_done;
+        uint64_t sc = s->fused->has_scales ? 2ull * s->n_done : 0;
         m->payload += codes;
         m->scales += sc;
         used = codes + sc;
     } else {
         uint32_t nu = (s->n_done + s->unit - 1) / s->unit;
         for (uint32_t u = 0; u < nu; u++) {
-            uint32_t g = cq_store_unit_len(s, u);
-            if (s->kind == ST_I4K) {
-                uint64_t pay = cq_key_group_bytes(s->params, g);
-                uint64_t sc = 2ull * s->params->kept, side = 2ull * g * s->params->k;
-                m->payload += pay;
-                m->scales += sc;
-                m->sidecar += side;
-                used += pay + sc + side;
+            if (s->fused) {
+                used += s->fused->account_unit(s, cq_store_unit_len(s, u), m);
             } else {
                 uint64_t b = cq_store_gen_bytes(s, u);
                 m->payload += b; /* a generic codec's blob holds all its metadata */
@@ -198,46 +182,24 @@ cq_status cq_store_read(const cq_store *s, const cq_kernels *kern, uint32_t r0, 
     if (s->kind == ST_ROW) return read_view(s, kern, r0, r1, out);
     const uint32_t D = s->D;
     uint32_t t = r0;
-    /* committed tokens */
-    while (t < r1 && t < s->n_done) {
-        if (cq_store_per_token(s)) {
-            const uint8_t *codes = cq_store_codes(s, t);
-            uint8_t tmp[CQ_MAX_DIM / 2];
-            if (s->tiled) cq_store_get_codes(s, t, tmp), codes = tmp;
-            float *o = out + (size_t)(t - r0) * D;
-            if (s->kind == ST_F16) kern->f16_to_f32((const uint16_t *)codes, o, D);
-            else cq_decode_token(codes, *cq_store_scale(s, t), D, s->kind == ST_I8 ? 8 : 4, o);
-            t++;
-            continue;
-        }
+    if (s->fused && t < s->n_done) { /* committed tokens of a fused format */
+        const uint32_t e = r1 < s->n_done ? r1 : s->n_done;
+        cq_status st = s->fused->read(s, kern, t, e, out);
+        if (st) return st;
+        t = e;
+    }
+    while (t < r1 && t < s->n_done) { /* committed units of a generic codec */
         uint32_t u = t / s->unit, g = cq_store_unit_len(s, u), a = t - u * s->unit;
         uint32_t b = r1 - u * s->unit < g ? r1 - u * s->unit : g;
-        const uint8_t *slot = cq_store_slot(s, u);
-        if (s->kind == ST_I4K) {
-            const cq_params *p = s->params;
-            const uint16_t *scl = (const uint16_t *)(slot + s->off_scales),
-                           *side = (const uint16_t *)(slot + s->off_sidecar);
-            if (s->tiled) { /* rows [a, b) back to the canonical nibble stream first */
-                uint8_t *rows = malloc(((size_t)(b - a) * p->kept + 1) / 2);
-                if (!rows) return CQ_ERR_NOMEM;
-                cq_kt_unpack(slot, p->kept, a, b, rows);
-                cq_decode_key_group_rows(p, rows, scl, side + (size_t)a * p->k, b - a, 0, b - a,
-                                         out + (size_t)(t - r0) * D);
-                free(rows);
-            } else {
-                cq_decode_key_group_rows(p, slot, scl, side, g, a, b, out + (size_t)(t - r0) * D);
-            }
-        } else {
-            float *tmp = malloc((size_t)g * D * sizeof *tmp);
-            if (!tmp) return CQ_ERR_NOMEM;
-            cq_status st = s->codec->decode(cq_store_ccfg(s, u), s->role, slot,
-                                            cq_store_gen_bytes(s, u), g, tmp);
-            if (!st)
-                memcpy(out + (size_t)(t - r0) * D, tmp + (size_t)a * D,
-                       (size_t)(b - a) * D * sizeof *tmp);
-            free(tmp);
-            if (st) return st;
-        }
+        float *tmp = malloc((size_t)g * D * sizeof *tmp);
+        if (!tmp) return CQ_ERR_NOMEM;
+        cq_status st = s->codec->decode(cq_store_ccfg(s, u), s->role, cq_store_slot(s, u),
+                                        cq_store_gen_bytes(s, u), g, tmp);
+        if (!st)
+            memcpy(out + (size_t)(t - r0) * D, tmp + (size_t)a * D,
+                   (size_t)(b - a) * D * sizeof *tmp);
+        free(tmp);
+        if (st) return st;
         t = u * s->unit + b;
     }
     /* in flight: exactly the fp16 that was appended */
@@ -254,59 +216,44 @@ void cq_store_trim(cq_cache *c, cq_layer *l, cq_store *s, uint32_t keep) {
     }
 }
 
+size_t cq_store_export_tokens_len(const cq_store *s) {
+    return (size_t)s->n_done * (s->tok_bytes + (s->fused->has_scales ? 2 : 0));
+}
+
+void cq_store_export_tokens(const cq_store *s, uint8_t *dst, int swap16) {
+    const size_t pay = (size_t)s->n_done * s->tok_bytes;
+    for (uint32_t t = 0; t < s->n_done; t++) {
+        uint8_t *d = dst + (size_t)t * s->tok_bytes;
+        cq_store_get_codes(s, t, d);
+        if (s->fused->has_scales) cq_put_u16le_n(dst + pay + 2 * (size_t)t, cq_store_scale(s, t), 1);
+        for (size_t i = 0; swap16 && i < s->tok_bytes / 2; i++) { /* stored native */
+            uint16_t v;
+            memcpy(&v, d + 2 * i, 2);
+            cq_put_u16le_n(d + 2 * i, &v, 1);
+        }
+    }
+}
+
 cq_status cq_store_export(const cq_store *s, uint8_t *dst, size_t cap, size_t *len, cq_err *err) {
     s = cq_store_data(s);
-    const uint32_t D = s->D, T = s->n_done, nu = (T + s->unit - 1) / s->unit;
-    size_t total = 0, pay = 0, sc = 0;
-    if (s->kind == ST_F16 || s->kind == ST_I8 || s->kind == ST_I4V) {
-        pay = (size_t)T * s->tok_bytes;
-        sc = s->kind == ST_F16 ? 0 : (size_t)T * 2;
-        total = pay + sc;
-    } else if (s->kind == ST_I4K) {
-        for (uint32_t u = 0; u < nu; u++) pay += cq_key_group_bytes(s->params, cq_store_unit_len(s, u));
-        sc = (size_t)nu * s->params->kept * 2;
-        total = pay + sc + (size_t)T * s->params->k * 2;
-    } else {
-        for (uint32_t u = 0; u < nu; u++)
-            total += cq_store_gen_bytes(s, u);
-    }
+    const uint32_t nu = (s->n_done + s->unit - 1) / s->unit;
+    size_t total = 0;
+    if (s->fused) total = s->fused->export_len(s);
+    else
+        for (uint32_t u = 0; u < nu; u++) total += cq_store_gen_bytes(s, u);
     *len = total;
     if (!dst) return CQ_OK;
     if (cap < total)
         return cq_err_set(err, CQ_ERR_BUFFER, -1, -1, "export needs %zu bytes, got %zu", total, cap);
-    if (s->kind == ST_F16 || s->kind == ST_I8 || s->kind == ST_I4V) {
-        for (uint32_t t = 0; t < T; t++) {
-            cq_store_get_codes(s, t, dst + (size_t)t * s->tok_bytes);
-            if (s->kind != ST_F16) cq_put_u16le_n(dst + pay + 2 * (size_t)t, cq_store_scale(s, t), 1);
-        }
-        if (s->kind == ST_F16) { /* stored native; the packed form is little-endian */
-            for (size_t i = 0; i < (size_t)T * D; i++) {
-                uint16_t v;
-                memcpy(&v, dst + 2 * i, 2);
-                cq_put_u16le_n(dst + 2 * i, &v, 1);
-            }
-        }
-    } else if (s->kind == ST_I4K) {
-        const cq_params *p = s->params;
-        size_t po = 0;
-        for (uint32_t u = 0; u < nu; u++) {
-            uint32_t g = cq_store_unit_len(s, u);
-            const uint8_t *slot = cq_store_slot(s, u);
-            if (s->tiled) cq_kt_unpack(slot, p->kept, 0, g, dst + po);
-            else memcpy(dst + po, slot, cq_key_group_bytes(p, g));
-            po += cq_key_group_bytes(p, g);
-            cq_put_u16le_n(dst + pay + (size_t)u * p->kept * 2, (const uint16_t *)(slot + s->off_scales),
-                     p->kept);
-            cq_put_u16le_n(dst + pay + sc + (size_t)u * p->group * p->k * 2,
-                     (const uint16_t *)(slot + s->off_sidecar), (size_t)g * p->k);
-        }
-    } else {
-        size_t o = 0;
-        for (uint32_t u = 0; u < nu; u++) {
-            size_t b = cq_store_gen_bytes(s, u);
-            memcpy(dst + o, cq_store_slot(s, u), b);
-            o += b;
-        }
+    if (s->fused) {
+        s->fused->export(s, dst);
+        return CQ_OK;
+    }
+    size_t o = 0;
+    for (uint32_t u = 0; u < nu; u++) {
+        size_t b = cq_store_gen_bytes(s, u);
+        memcpy(dst + o, cq_store_slot(s, u), b);
+        o += b;
     }
     return CQ_OK;
 }

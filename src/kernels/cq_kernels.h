@@ -35,10 +35,10 @@ static const float cq_v8_dither[32] __attribute__((aligned(32))) = {
     0.109375f, 0.609375f, 0.359375f, 0.859375f, 0.234375f, 0.734375f, 0.484375f, 0.984375f};
 
 typedef struct cq_kernels {
-    const char *name; /* "scalar", "avx2" */
-    /* nonzero when the table has loops of its own over the compute layouts (cq_tiles.h);
-     * the cache holds INT4 codes in them only then (the others convert rows back) */
-    int tiles;
+    const char *name; /* "scalar", "avx2", "avx512" */
+    /* Every table runs every INT4 layout the cache can hold (the contract's token-major
+     * rows and the compute layouts of cq_tiles.h): the store's layout follows from the
+     * shape and configuration (src/cache/store.c), never from the table. */
     /* one token, per-token scale: codes D (bits 8) or D/2 (bits 4) bytes */
     void (*enc_token)(const uint16_t *x, uint32_t D, unsigned bits, uint8_t *codes,
                       uint16_t *scale);
@@ -136,21 +136,6 @@ typedef struct cq_kernels {
     /* fp16 -> fp32, n values */
     void (*f16_to_f32)(const uint16_t *x, float *y, size_t n);
 } cq_kernels;
-
-/* The tiled FAST kernels by way of a table's token-major dot_i4q / acc_i4q: the tokens are
- * converted back to rows first (tiles.c). Same bits as the scalar tiled spec; what a table
- * without a tiled loop of its own uses. */
-void cq_dot_i4tq_rows(const cq_kernels *k, const int8_t *q8, const uint8_t *sh, const float *qs,
-                      uint32_t nh, const uint8_t *grp, uint32_t r0, uint32_t n, uint32_t kept,
-                      float *s, uint32_t ss);
-void cq_dot_i4t_rows(const cq_kernels *k, const float *qp, uint32_t nh, const uint8_t *grp,
-                     uint32_t r0, uint32_t n, uint32_t kept, float *s, uint32_t ss);
-void cq_acc_i4t_rows(const cq_kernels *k, const float *w, uint32_t ws, uint32_t nh,
-                     const uint8_t *blk, uint32_t o, const uint16_t *vs, uint32_t n, uint32_t D,
-                     float *acc);
-void cq_acc_i4tq_rows(const cq_kernels *k, const float *w, uint32_t ws, uint32_t nh,
-                      const uint8_t *blk, uint32_t o, const uint16_t *vs, uint32_t n, uint32_t D,
-                      float *acc);
 
 /* fold_quant_q8 by way of a table's fold_q and quant_q8 (what tables without a fused loop use). */
 void cq_fold_quant_q8_split(const cq_kernels *k, const float *q, uint32_t nh, uint32_t D,

@@ -832,29 +832,6 @@ static void v_fold_quant_q8(const float *q, uint32_t nh, uint32_t D, const uint1
     cq_fold_quant_q8_split(&cq_kernels_avx2_table, q, nh, D, sc, kept, q8, sh, qs);
 }
 
-/* The tiled kernels (cq_tiles.h) through this table's token-major loops (the cache does
- * not tile for this table: .tiles = 0; these keep the table complete and tested). */
-static void v_dot_i4t(const float *qp, uint32_t nh, const uint8_t *grp, uint32_t r0, uint32_t n,
-                      uint32_t kept, float *s, uint32_t ss) {
-    cq_dot_i4t_rows(&cq_kernels_avx2_table, qp, nh, grp, r0, n, kept, s, ss);
-}
-
-static void v_acc_i4t(const float *w, uint32_t ws, uint32_t nh, const uint8_t *blk, uint32_t o,
-                      const uint16_t *vs, uint32_t n, uint32_t D, float *acc) {
-    cq_acc_i4t_rows(&cq_kernels_avx2_table, w, ws, nh, blk, o, vs, n, D, acc);
-}
-
-static void v_dot_i4tq(const int8_t *q8, const uint8_t *sh, const float *qs, uint32_t nh,
-                       const uint8_t *grp, uint32_t r0, uint32_t n, uint32_t kept, float *s,
-                       uint32_t ss) {
-    cq_dot_i4tq_rows(&cq_kernels_avx2_table, q8, sh, qs, nh, grp, r0, n, kept, s, ss);
-}
-
-static void v_acc_i4tq(const float *w, uint32_t ws, uint32_t nh, const uint8_t *blk, uint32_t o,
-                       const uint16_t *vs, uint32_t n, uint32_t D, float *acc) {
-    cq_acc_i4tq_rows(&cq_kernels_avx2_table, w, ws, nh, blk, o, vs, n, D, acc);
-}
-
 const cq_kernels cq_kernels_avx2_table = {
     .name = "avx2",
     .enc_token = v_enc_token,
@@ -864,16 +841,16 @@ const cq_kernels cq_kernels_avx2_table = {
     .dot_i8 = v_dot_i8,
     .dot_i4 = v_dot_i4,
     .dot_i4q = v_dot_i4q,
-    .dot_i4t = v_dot_i4t,
-    .dot_i4tq = v_dot_i4tq,
+    .dot_i4t = cq_avx2_dot_i4t,   /* the compute layouts: tiles_avx2.c */
+    .dot_i4tq = cq_avx2_dot_i4tq,
     .quant_q8 = v_quant_q8,
     .acc_f16 = v_acc_f16,
     .acc_f32 = v_acc_f32,
     .acc_i8 = v_acc_i8,
     .acc_i4 = v_acc_i4,
     .acc_i4q = v_acc_i4q,
-    .acc_i4t = v_acc_i4t,
-    .acc_i4tq = v_acc_i4tq,
+    .acc_i4t = cq_avx2_acc_i4t,
+    .acc_i4tq = cq_avx2_acc_i4tq,
     .any_nonfinite = v_any_nonfinite,
     .max_f32 = v_max_f32,
     .exp_sum = v_exp_sum,

@@ -3,8 +3,8 @@
  * kernels_avx512.c - the loops that AVX-512 (F/BW/VL/VNNI) speeds up. Compiled with
  * the AVX2 flags plus -mavx512f -mavx512bw -mavx512vl -mavx512vnni and reached only
  * through dispatch.c after cpuid said yes: the "avx512" table is the AVX2 table with
- * these entries replaced and .tiles = 1, so the cache holds INT4 codes in the compute
- * layouts (cq_tiles.h). Same rules, same bits as the scalar table where the rule is
+ * these entries replaced, among them loops of their own over the compute layouts
+ * (cq_tiles.h). Same rules, same bits as the scalar table where the rule is
  * integer (tests/test_cache_kernels.c checks every table).
  *
  * Over the compute layouts (512-bit): dot_i4tq / acc_i4tq (FAST, vpdpbusd with no
@@ -723,7 +723,6 @@ static void x_fold_quant_q8(const float *q, uint32_t nh, uint32_t D, const uint1
 void cq_kernels_avx512_fill(cq_kernels *t) {
     *t = cq_kernels_avx2_table;
     t->name = "avx512";
-    t->tiles = 1;
     t->acc_i4q = x_acc_i4q;
     t->dot_i4q = x_dot_i4q;
     t->dot_i4t = x_dot_i4t;

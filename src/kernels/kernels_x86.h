@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * kernels_x86.h - internal pieces shared by the x86 kernel files (kernels_avx2.c,
- * kernels_avx512.c); included only by them. Not a public header.
+ * kernels_avx512.c, tiles_avx2.c); included only by them. Not a public header.
  */
 #ifndef CQ_KERNELS_X86_H
 #define CQ_KERNELS_X86_H
@@ -70,5 +70,17 @@ static inline void cq_i4q_add32(const __m256i *r, int32_t S8, float d, float *ds
  * stride ws) and first value scale vs[0]. Defined in kernels_avx2.c. */
 void cq_avx2_i4q_prep(const float *w, uint32_t ws, uint32_t nhc, uint32_t m, const uint16_t *vs,
                       cq_i4q_tile *tl);
+
+/* The AVX2 table's loops over the compute layouts (cq_kernels.h: dot_i4tq, dot_i4t, acc_i4tq,
+ * acc_i4t). Defined in tiles_avx2.c. */
+void cq_avx2_dot_i4tq(const int8_t *q8, const uint8_t *sh, const float *qs, uint32_t nh,
+                      const uint8_t *grp, uint32_t r0, uint32_t n, uint32_t kept, float *s,
+                      uint32_t ss);
+void cq_avx2_dot_i4t(const float *qp, uint32_t nh, const uint8_t *grp, uint32_t r0, uint32_t n,
+                     uint32_t kept, float *s, uint32_t ss);
+void cq_avx2_acc_i4tq(const float *w, uint32_t ws, uint32_t nh, const uint8_t *blk, uint32_t o,
+                      const uint16_t *vs, uint32_t n, uint32_t D, float *acc);
+void cq_avx2_acc_i4t(const float *w, uint32_t ws, uint32_t nh, const uint8_t *blk, uint32_t o,
+                     const uint16_t *vs, uint32_t n, uint32_t D, float *acc);
 
 #endif

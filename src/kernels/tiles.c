@@ -2,9 +2,8 @@
 /*
  * tiles.c - conversions between the contract's token-major INT4 nibbles and the cache's
  * compute layouts (cq_tiles.h states both layouts). Plain C: they run once per committed
- * group or appended value token, and on read-back / export. Also the table-independent
- * fallbacks built on them: the tiled kernels by way of a table's token-major loops, and
- * fold_quant_q8 by way of fold_q and quant_q8.
+ * group or appended value token, and on read-back / export. Also fold_quant_q8 by way of
+ * a table's fold_q and quant_q8.
  */
 #include <string.h>
 
@@ -116,60 +115,6 @@ void cq_vb_unpack(const uint8_t *blk, uint32_t D, uint32_t o, uint32_t n, uint8_
         uint32_t p = o + t;
         cq_vb_get_token(blk + (size_t)(p / CQ_VB_TOK) * 2 * D, D, p % CQ_VB_TOK,
                         rows + (size_t)t * (D / 2));
-    }
-}
-
-/* ------------------------------------------- tiled kernels by way of rows */
-
-void cq_dot_i4tq_rows(const cq_kernels *k, const int8_t *q8, const uint8_t *sh, const float *qs,
-                      uint32_t nh, const uint8_t *grp, uint32_t r0, uint32_t n, uint32_t kept,
-                      float *s, uint32_t ss) {
-    if (kept & 1) { /* token rows would start mid-byte: the spec itself */
-        cq_kernels_scalar()->dot_i4tq(q8, sh, qs, nh, grp, r0, n, kept, s, ss);
-        return;
-    }
-    uint8_t rows[CQ_KT_TOK * CQ_MAX_DIM / 2 + 8] = {0}; /* + 8: dot_i4q's over-read */
-    for (uint32_t t = 0; t < n; t += CQ_KT_TOK) {
-        const uint32_t m = n - t < CQ_KT_TOK ? n - t : CQ_KT_TOK;
-        cq_kt_unpack(grp, kept, r0 + t, r0 + t + m, rows);
-        k->dot_i4q(q8, sh, qs, nh, rows, m, kept, s + t, ss);
-    }
-}
-
-void cq_acc_i4tq_rows(const cq_kernels *k, const float *w, uint32_t ws, uint32_t nh,
-                      const uint8_t *blk, uint32_t o, const uint16_t *vs, uint32_t n, uint32_t D,
-                      float *acc) {
-    uint8_t rows[CQ_V8_TILE * CQ_MAX_DIM / 2 + 8] = {0};
-    /* the tiles of acc_i4q's rule start at the first token: whole tiles per call keep them */
-    for (uint32_t t = 0; t < n; t += CQ_V8_TILE) {
-        const uint32_t m = n - t < CQ_V8_TILE ? n - t : CQ_V8_TILE;
-        cq_vb_unpack(blk, D, o + t, m, rows);
-        k->acc_i4q(w + t, ws, nh, rows, vs + t, m, D, acc);
-    }
-}
-
-void cq_dot_i4t_rows(const cq_kernels *k, const float *qp, uint32_t nh, const uint8_t *grp,
-                     uint32_t r0, uint32_t n, uint32_t kept, float *s, uint32_t ss) {
-    if (kept & 1) {
-        cq_kernels_scalar()->dot_i4t(qp, nh, grp, r0, n, kept, s, ss);
-        return;
-    }
-    uint8_t rows[CQ_KT_TOK * CQ_MAX_DIM / 2 + 8] = {0};
-    for (uint32_t t = 0; t < n; t += CQ_KT_TOK) {
-        const uint32_t m = n - t < CQ_KT_TOK ? n - t : CQ_KT_TOK;
-        cq_kt_unpack(grp, kept, r0 + t, r0 + t + m, rows);
-        k->dot_i4(qp, nh, rows, m, kept, s + t, ss);
-    }
-}
-
-void cq_acc_i4t_rows(const cq_kernels *k, const float *w, uint32_t ws, uint32_t nh,
-                     const uint8_t *blk, uint32_t o, const uint16_t *vs, uint32_t n, uint32_t D,
-                     float *acc) {
-    uint8_t rows[CQ_V8_TILE * CQ_MAX_DIM / 2 + 8] = {0};
-    for (uint32_t t = 0; t < n; t += CQ_V8_TILE) {
-        const uint32_t m = n - t < CQ_V8_TILE ? n - t : CQ_V8_TILE;
-        cq_vb_unpack(blk, D, o + t, m, rows);
-        k->acc_i4(w + t, ws, nh, rows, vs + t, m, D, acc);
     }
 }
 

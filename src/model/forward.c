@@ -14,8 +14,9 @@
  * The KV store is either the ChannelQuant cache (cq_cache_append_f32, then
  * cq_cache_attend_prefill / cq_cache_attend) or the reference store: plain
  * fp32 arrays with exact softmax attention in double, kept as the oracle.
- * Matrix products run on a small thread pool, split by output rows, so the
- * result never depends on the thread count.
+ * Matrix products run on the session's thread pool (include/cq_pool.h; the cache's
+ * attention runs on the same one), split by output rows, so the result never depends
+ * on the thread count.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -27,7 +28,8 @@
 struct cq_session {
     const cq_model *m;
     cq_session_opts o;
-    cq_workers *pool;
+    cq_pool *pool;     /* the caller's (o.pool) or the session's own */
+    int own_pool;
     uint32_t n_threads, max_tokens, batch, pos;
     cq_cache *cache;   /* CQ_KV_CACHE */
     float *key_ref;    /* CQ_KV_REFERENCE: [n_layers][max_tokens][Hkv*D] */
@@ -115,7 +117,7 @@ static void matmul(cq_session *s, float *out, const float *x, uint32_t n, const 
     if (tasks > w->rows) tasks = w->rows;
     j.rows_per_task = (w->rows + tasks - 1) / tasks;
     tasks = (w->rows + j.rows_per_task - 1) / j.rows_per_task;
-    cq_workers_run(s->pool, tasks, mm_task, &j);
+    cq_pool_run(s->pool, s->n_threads, tasks, mm_task, &j);
 }
 
 /* Rotate one head vector v [D] at table row pos (interleaved pairs or half split). */
@@ -168,7 +170,7 @@ static void ref_attn_task(void *ctx, uint32_t task, uint32_t thread) {
 
 void cq_session_free(cq_session *s) {
     if (!s) return;
-    cq_workers_free(s->pool);
+    if (s->own_pool) cq_pool_free(s->pool);
     cq_cache_free(s->cache);
     free(s->key_ref);
     free(s->val_ref);
@@ -210,16 +212,25 @@ cq_status cq_session_create(const cq_model *m, const cq_session_opts *o, cq_sess
     else cq_session_opts_default(&s->o);
     s->m = m;
     s->n_threads = s->o.n_threads ? s->o.n_threads : 1;
-    if (s->n_threads > 64) s->n_threads = 64;
+    if (s->n_threads > CQ_POOL_MAX) s->n_threads = CQ_POOL_MAX;
     s->max_tokens = s->o.max_tokens ? s->o.max_tokens : c->max_seq_len;
     s->batch = s->o.batch ? s->o.batch : 64;
     if (s->batch > s->max_tokens) s->batch = s->max_tokens;
     cq_status st;
-    if (cq_workers_create(s->n_threads, &s->pool) != CQ_OK) {
-        cq_session_free(s);
-        return cq_err_set(err, CQ_ERR_NOMEM, -1, -1, "cannot start threads");
+    /* one pool for the matrix products and the cache's attention: n_threads threads in all */
+    if (s->o.pool) {
+        s->pool = s->o.pool;
+        if (!s->o.n_threads || s->n_threads > cq_pool_threads(s->pool))
+            s->n_threads = cq_pool_threads(s->pool);
+    } else if (s->n_threads > 1) {
+        cq_pool_opts po;
+        cq_pool_opts_default(&po, s->n_threads);
+        if ((st = cq_pool_create(&po, &s->pool))) {
+            cq_session_free(s);
+            return cq_err_set(err, st, -1, -1, "cannot start %u threads", po.n_threads);
+        }
+        s->own_pool = 1;
     }
-    s->n_threads = cq_workers_threads(s->pool);
     uint32_t D = c->head_dim, qd = c->n_heads * D, kvd = c->n_kv_heads * D, B = s->batch;
     uint32_t wide = c->dim > qd ? c->dim : qd;
     uint32_t cols = c->dim > c->hidden_dim ? c->dim : c->hidden_dim;
@@ -338,7 +349,8 @@ static cq_status forward_batch(cq_session *s, const int32_t *tokens, uint32_t n,
         /* store k, v; attention: xb [n][H*D] */
         if (s->cache) {
             if ((st = cq_cache_append_f32(s->cache, l, s->k, s->v, n, err))) return st;
-            cq_attn_opts ao = {.n_threads = s->n_threads, .scale = 0.0f, .precision = CQ_ATTN_DEFAULT};
+            cq_attn_opts ao = {.n_threads = s->n_threads, .scale = 0.0f,
+                               .precision = CQ_ATTN_DEFAULT, .pool = s->pool};
             if (n == 1) st = cq_cache_attend(s->cache, l, s->q, H, s->xb, &ao, err);
             else st = cq_cache_attend_prefill(s->cache, l, s->q, n, pos0, H, s->xb, &ao, err);
             if (st) return st;
@@ -353,7 +365,7 @@ static cq_status forward_batch(cq_session *s, const int32_t *tokens, uint32_t n,
                                       "layer %u: non-finite key/value", l);
             }
             ref_job j = {s, l, pos0, n, s->q, s->xb};
-            cq_workers_run(s->pool, n * H, ref_attn_task, &j);
+            cq_pool_run(s->pool, s->n_threads, n * H, ref_attn_task, &j);
         }
         /* x [n][dim] += xb Wo */
         matmul(s, s->xb2, s->xb, n, &w->wo, NULL);

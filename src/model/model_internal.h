@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * model_internal.h - private structures of the model runtime shared by its
- * files: weight tensors as stored, the model, the tokenizer, the thread pool.
+ * files: weight tensors as stored, the model, the tokenizer.
  * Not a public header (include/cq_model.h is).
  */
 #ifndef CQ_MODEL_INTERNAL_H
@@ -86,16 +86,6 @@ cq_status cq_tokenizer_build(cq_tok_kind kind, uint32_t n_vocab, const char *con
                              const uint32_t *lens, const float *scores, const int32_t *types,
                              const char *const *merges, const uint32_t *merge_lens,
                              uint32_t n_merges, cq_tokenizer **out, cq_err *err);
-
-/* ---------------------------------------------------------------- threads */
-
-typedef struct cq_workers cq_workers;
-typedef void (*cq_workers_fn)(void *ctx, uint32_t task, uint32_t thread);
-cq_status cq_workers_create(uint32_t n_threads, cq_workers **out);
-void cq_workers_free(cq_workers *p);
-uint32_t cq_workers_threads(const cq_workers *p);
-/* Run fn(ctx, task, thread) for task in [0, n_tasks) on the pool (the caller works too). */
-void cq_workers_run(cq_workers *p, uint32_t n_tasks, cq_workers_fn fn, void *ctx);
 
 /* Checked size arithmetic: 0 on success, -1 on overflow. */
 static inline int cq_mul_sz(size_t a, size_t b, size_t *out) {

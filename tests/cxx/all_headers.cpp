@@ -13,6 +13,7 @@
 #include "cq_file.h"
 #include "cq_fp16.h"
 #include "cq_model.h"
+#include "cq_pool.h"
 #include "cq_prefix.h"
 #include "cq_registry.h"
 #include "cq_synth.h"
