@@ -27,14 +27,15 @@
 #define MAXL 32
 typedef struct fmt_pair {
     cq_codec_id k, v;
-    const char *name;
+    const char *name;  /* the K/V spelling of every command (--kv) */
+    const char *alias; /* the bench's short name (--formats) */
 } fmt_pair;
 
 static const fmt_pair ALL_FMTS[] = {
-    {CQ_CODEC_FP16, CQ_CODEC_FP16, "fp16"},
-    {CQ_CODEC_CQ8, CQ_CODEC_CQ8, "cq8"},
-    {CQ_CODEC_CQ4, CQ_CODEC_CQ4, "cq4"},
-    {CQ_CODEC_CQ4P, CQ_CODEC_CQ4, "cq4+"},
+    {CQ_CODEC_FP16, CQ_CODEC_FP16, "fp16/fp16", "fp16"},
+    {CQ_CODEC_CQ8, CQ_CODEC_CQ8, "cq8/cq8", "cq8"},
+    {CQ_CODEC_CQ4, CQ_CODEC_CQ4, "cq4/cq4", "cq4"},
+    {CQ_CODEC_CQ4P, CQ_CODEC_CQ4, "cq4+/cq4", "cq4+"},
 };
 
 typedef struct bench_opts {
@@ -59,7 +60,7 @@ typedef struct row {
 static void usage(FILE *f) {
     fprintf(f,
             "usage: cq bench [--quick] [--dims 64,128] [--contexts 1024,4096,16384,65536]\n"
-            "                [--threads 1,2] [--formats fp16,cq8,cq4,cq4+] [--kv-heads 8]\n"
+            "                [-t|--threads 1,2] [--kv fp16/fp16,cq8/cq8,cq4/cq4,cq4+/cq4] [--kv-heads 8]\n"
             "                [--gqa 4] [--llc-mib 32] [--reps 5] [--precision exact|fast]\n"
             "                [--page-tokens context|N] [--json | --csv]\n"
             "       cq bench --kernels [--dims 128] [--quick] [--json | --csv]\n\n"
@@ -74,9 +75,11 @@ static void usage(FILE *f) {
             "and after the timed steps (the better of two best-of-3 reads of a 512 MiB\n"
             "buffer). The formats of one (D, T) point are timed round-robin, one step of\n"
             "each in turn (best of --reps per format), so a drift in the speed of a shared\n"
-            "machine hits them alike and their ratios stay fair. Formats are key/value\n"
-            "pairs: fp16 = fp16/fp16, cq8 = CQ-8/CQ-8, cq4 = CQ-4/CQ-4, cq4+ = CQ-4+ keys\n"
-            "(2 random outlier channels per head)/CQ-4 values; G = 128.\n"
+            "machine hits them alike and their ratios stay fair. --kv takes K/V pairs in the\n"
+            "spelling of every command (fp16/fp16, cq8/cq8, cq4/cq4, cq4+/cq4: CQ-4+ keys with 2\n"
+            "random outlier channels per head and CQ-4 values; G = 128); --formats and the short\n"
+            "names fp16, cq8, cq4, cq4+ are aliases. The cache bits per value of a row are every\n"
+            "byte the cache holds at its context (docs/EVAL_IMPL.md, \"Bits\").\n"
             "Verification: appended bytes equal the registry encoder's, attention on layer 0\n"
             "matches the double-precision reference over the read-back cache, and every timed\n"
             "pass reproduces the first bit for bit; a failure exits 1.\n"
@@ -403,7 +406,7 @@ static void print_rows(const bench_opts *o, const row *rows, int n) {
         for (int i = 0; i < n; i++) {
             const row *w = &rows[i];
             printf("  {\"D\": %u, \"T\": %u, \"format\": \"%s\", \"threads\": %u, \"layers\": %u, "
-                   "\"cache_mib\": %.2f, \"bits_per_value\": %.4f, \"append_decode_gbs\": %.3f, "
+                   "\"cache_mib\": %.2f, \"cache_bits_per_value\": %.4f, \"append_decode_gbs\": %.3f, "
                    "\"append_prefill_gbs\": %.3f, \"append_decode_warm_gbs\": %.3f, "
                    "\"append_prefill_warm_gbs\": %.3f, \"attn_us_per_layer\": %.2f, \"step_ms\": %.3f, "
                    "\"streamed_mb\": %.2f, \"effective_gbs\": %.3f, \"read_gbs\": %.3f, "
@@ -416,7 +419,7 @@ static void print_rows(const bench_opts *o, const row *rows, int n) {
         return;
     }
     if (o->csv) {
-        printf("D,T,format,threads,layers,cache_mib,bits_per_value,append_decode_gbs,"
+        printf("D,T,format,threads,layers,cache_mib,cache_bits_per_value,append_decode_gbs,"
                "append_prefill_gbs,append_decode_warm_gbs,append_prefill_warm_gbs,"
                "attn_us_per_layer,step_ms,streamed_mb,effective_gbs,read_gbs,fraction,rel_err\n");
         for (int i = 0; i < n; i++) {
@@ -443,7 +446,7 @@ static void print_rows(const bench_opts *o, const row *rows, int n) {
     printf("threads: one pool of %u (the caller and %u worker%s, spin %u us), each row using its "
            "'thr' of them; threads of the process after the timed steps: %s\n\n",
            pth, pth - 1, pth == 2 ? "" : "s", CQ_POOL_SPIN_DEFAULT_US, pt);
-    printf("| D | T | K/V | thr | layers | cache MiB | bits/val | append GB/s 1 tok (new / reused "
+    printf("| D | T | K/V | thr | layers | cache MiB | cache bits/value | append GB/s 1 tok (new / reused "
            "pages) | append GB/s 512 (new / reused) | attn us/layer | step ms | MB/step | GB/s | "
            "read GB/s | of read |\n");
     printf("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
@@ -458,9 +461,9 @@ static void print_rows(const bench_opts *o, const row *rows, int n) {
     /* speedups against fp16 through the same code */
     int any = 0;
     for (int i = 0; i < n; i++) {
-        if (!strcmp(rows[i].fmt, "fp16")) continue;
+        if (!strcmp(rows[i].fmt, ALL_FMTS[0].name)) continue;
         for (int j = 0; j < n; j++)
-            if (!strcmp(rows[j].fmt, "fp16") && rows[j].D == rows[i].D && rows[j].T == rows[i].T &&
+            if (!strcmp(rows[j].fmt, ALL_FMTS[0].name) && rows[j].D == rows[i].D && rows[j].T == rows[i].T &&
                 rows[j].threads == rows[i].threads) {
                 if (!any++)
                     printf("\n| D | T | K/V | thr | attention speedup vs fp16 |\n|---:|---:|---|---:|---:|\n");
@@ -497,10 +500,10 @@ int cq_cmd_bench(int argc, char **argv) {
         } else if (!strcmp(a, "--contexts")) {
             int n = parse_list(v, o.ctx, 16, 1, 1u << 20);
             bad = n < 0, o.n_ctx = n < 0 ? 0 : (uint32_t)n, i++;
-        } else if (!strcmp(a, "--threads")) {
+        } else if (!strcmp(a, "--threads") || !strcmp(a, "-t")) {
             int n = parse_list(v, o.thr, 8, 1, 64);
             bad = n < 0, o.n_thr = n < 0 ? 0 : (uint32_t)n, i++;
-        } else if (!strcmp(a, "--formats")) {
+        } else if (!strcmp(a, "--kv") || !strcmp(a, "--formats")) {
             char buf[128];
             o.n_fmts = 0;
             bad = strlen(v) >= sizeof buf;
@@ -508,7 +511,7 @@ int cq_cmd_bench(int argc, char **argv) {
             for (char *t = bad ? NULL : strtok(buf, ","); t && !bad; t = strtok(NULL, ",")) {
                 int f = -1;
                 for (int k = 0; k < 4; k++)
-                    if (!strcmp(t, ALL_FMTS[k].name)) f = k;
+                    if (!strcmp(t, ALL_FMTS[k].name) || !strcmp(t, ALL_FMTS[k].alias)) f = k;
                 bad = f < 0 || o.n_fmts == 8;
                 if (!bad) o.fmts[o.n_fmts++] = f;
             }

@@ -20,7 +20,7 @@ grep -q '"fraction": 0.0000' "$tmp/json" && { echo "bench_smoke: a row has no ba
 [ "$(wc -l <"$tmp/csv")" = 3 ] || { echo "bench_smoke: expected header + 2 csv rows"; cat "$tmp/csv"; fail=1; }
 CQ_KERNELS=scalar "$CQ" bench --quick --dims 64 --contexts 512 --formats cq4 >"$tmp/md" 2>"$tmp/err" ||
     { echo "bench_smoke: scalar kernels failed"; cat "$tmp/err"; fail=1; }
-grep -q '^| 64 | 512 | cq4 | 2 |' "$tmp/md" || { echo "bench_smoke: markdown row missing"; cat "$tmp/md"; fail=1; }
+grep -q '^| 64 | 512 | cq4/cq4 | 2 |' "$tmp/md" || { echo "bench_smoke: markdown row missing"; cat "$tmp/md"; fail=1; }
 grep -q 'kernels: scalar' "$tmp/md" || { echo "bench_smoke: CQ_KERNELS=scalar not honoured"; fail=1; }
 "$CQ" bench --quick --dims 64 --contexts 512 --formats cq4,cq4+ --precision fast >"$tmp/fast" 2>"$tmp/err" ||
     { echo "bench_smoke: --precision fast failed"; cat "$tmp/err"; fail=1; }
@@ -30,6 +30,10 @@ CQ_ATTN_PRECISION=fast "$CQ" bench --quick --dims 64 --contexts 512 --formats cq
 grep -q 'attention precision fast' "$tmp/fast2" || { echo "bench_smoke: CQ_ATTN_PRECISION=fast not honoured"; fail=1; }
 "$CQ" bench --precision sloppy >/dev/null 2>&1
 [ $? = 2 ] || { echo "bench_smoke: a bad precision must exit 2"; fail=1; }
+"$CQ" bench --quick --dims 64 --contexts 512 --kv fp16/fp16,cq4+/cq4 -t 1 --json >"$tmp/kv" 2>"$tmp/err" ||
+    { echo "bench_smoke: --kv K/V spelling failed"; cat "$tmp/err"; fail=1; }
+grep -q '"format": "cq4+/cq4"' "$tmp/kv" && grep -q '"cache_bits_per_value"' "$tmp/kv" ||
+    { echo "bench_smoke: --kv rows lack the K/V name or cache_bits_per_value"; head -5 "$tmp/kv"; fail=1; }
 "$CQ" bench --formats q9 >/dev/null 2>&1
 [ $? = 2 ] || { echo "bench_smoke: a bad format must exit 2"; fail=1; }
 "$CQ" bench --json --csv >/dev/null 2>&1
