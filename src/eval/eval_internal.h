@@ -2,12 +2,19 @@
 /*
  * eval_internal.h - what the evaluation module's files share and nothing
  * outside src/eval/ sees: the base log-probability file of the perplexity
- * protocol (kld_base.c).
+ * protocol (kld_base.c) and the model session of a K/V format (kv_format.c).
  */
 #ifndef CQ_EVAL_INTERNAL_H
 #define CQ_EVAL_INTERNAL_H
 
 #include "cq_eval.h"
+
+/* A model session for format f with setup kv (page_tokens 0: max_tokens), prefilling up to
+ * max_tokens tokens per call. The fp32 oracle path (f->reference) rounds K/V to fp16 as they
+ * are stored when ref_kv_fp16. */
+cq_status cq_eval_session(const cq_model *m, const cq_kv_format *f, const cq_kv_setup *kv,
+                          uint32_t n_threads, uint32_t max_tokens, int ref_kv_fp16, cq_session **out,
+                          cq_err *err);
 
 /* What a base file must match to be reused. */
 typedef struct cq_kld_base_key {

@@ -13,6 +13,7 @@
 #include <strings.h>
 
 #include "cq_eval.h"
+#include "eval_internal.h"
 
 cq_status cq_kv_format_parse(const char *s, cq_kv_format *f, cq_err *err) {
     if (!s || !f) return cq_err_set(err, CQ_ERR_NULL, -1, -1, "format is NULL");
@@ -75,6 +76,33 @@ void cq_kv_format_cache_config(const cq_model_config *c, const cq_kv_format *f,
         }
         cc->layer_codecs = layer_buf;
     }
+}
+
+cq_status cq_eval_session(const cq_model *m, const cq_kv_format *f, const cq_kv_setup *kv,
+                          uint32_t n_threads, uint32_t max_tokens, int ref_kv_fp16, cq_session **out,
+                          cq_err *err) {
+    const cq_model_config *c = cq_model_get_config(m);
+    cq_session_opts so;
+    cq_session_opts_default(&so);
+    so.n_threads = n_threads;
+    so.max_tokens = max_tokens;
+    so.batch = max_tokens;
+    if (f->reference) {
+        so.mode = CQ_KV_REFERENCE;
+        so.ref_kv_fp16 = ref_kv_fp16;
+        return cq_session_create(m, &so, out, err);
+    }
+    cq_layer_codecs *lbuf = calloc(c->n_layers, sizeof *lbuf);
+    if (!lbuf) return cq_err_set(err, CQ_ERR_NOMEM, -1, -1, "out of memory");
+    cq_kv_setup k = *kv;
+    if (!k.page_tokens) k.page_tokens = max_tokens;
+    cq_cache_config cc;
+    cq_kv_format_cache_config(c, f, &k, lbuf, &cc);
+    so.mode = CQ_KV_CACHE;
+    so.cache = &cc; /* copied by the session's cache at create */
+    cq_status st = cq_session_create(m, &so, out, err);
+    free(lbuf);
+    return st;
 }
 
 const char *cq_kv_format_na(const cq_model_config *c, const cq_kv_format *f, uint32_t group,

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "cq_eval.h"
+#include "eval_internal.h"
 
 
 static cq_status encode_alloc(const cq_tokenizer *tok, const char *s, int bos, int32_t **out,
@@ -123,10 +124,8 @@ cq_status cq_mc_score(const cq_model *m, const cq_tokenizer *tok, const cq_mc_se
     r->right_norm = calloc(set->n + 1, 1);
     const uint32_t V = c->vocab_size, max_len = c->max_seq_len;
     float *logits = malloc((size_t)max_len * V * sizeof(float)); /* [n][V] */
-    cq_layer_codecs *lbuf = calloc(c->n_layers, sizeof *lbuf);
-    if (!r->choice_norm || !r->right_norm || !logits || !lbuf) {
+    if (!r->choice_norm || !r->right_norm || !logits) {
         free(logits);
-        free(lbuf);
         cq_mc_result_free(r);
         return cq_err_set(err, CQ_ERR_NOMEM, -1, -1, "out of memory");
     }
@@ -140,23 +139,8 @@ cq_status cq_mc_score(const cq_model *m, const cq_tokenizer *tok, const cq_mc_se
             if (!st && q.n > longest) longest = q.n;
             cq_mc_seq_free(&q);
         }
-    cq_session_opts so;
-    cq_session_opts_default(&so);
-    so.n_threads = o->threads;
-    so.max_tokens = longest;
-    so.batch = longest;
-    cq_cache_config cc;
-    cq_kv_setup kv = o->kv;
-    if (!kv.page_tokens) kv.page_tokens = longest;
-    if (f->reference) {
-        so.mode = CQ_KV_REFERENCE;
-    } else {
-        so.mode = CQ_KV_CACHE;
-        cq_kv_format_cache_config(c, f, &kv, lbuf, &cc);
-        so.cache = &cc;
-    }
     cq_session *s = NULL;
-    if (!st) st = cq_session_create(m, &so, &s, err);
+    if (!st) st = cq_eval_session(m, f, &o->kv, o->threads, longest, 0, &s, err);
     double bits = 0, bits_ns = 0, len_sum = 0;
     uint64_t n_fw = 0;
     for (size_t i = 0; i < set->n && !st; i++) {
@@ -212,7 +196,6 @@ cq_status cq_mc_score(const cq_model *m, const cq_tokenizer *tok, const cq_mc_se
     if (r->bits_per_value > 16.0 && r->codec_bpv < 16.0) r->warnings |= CQ_WARN_CACHE_OVER_FP16;
     cq_session_free(s);
     free(logits);
-    free(lbuf);
     if (st) cq_mc_result_free(r);
     return st;
 }

@@ -138,29 +138,6 @@ static void finish(acc *a, const acc *b, cq_ppl_result *r) {
     r->dp_rms_se = r->dp_rms > 0 ? se_of(s4 / (double)n, n) / (2 * r->dp_rms) : 0;
 }
 
-static cq_status make_session(const cq_model *m, const cq_model_config *c, const cq_ppl_opts *o,
-                              const cq_kv_format *fmt, int is_ref, uint32_t n_ctx,
-                              cq_layer_codecs *lbuf, cq_session **out, cq_err *err) {
-    cq_session_opts so;
-    cq_session_opts_default(&so);
-    so.n_threads = o->n_threads;
-    so.max_tokens = n_ctx;
-    so.batch = n_ctx;
-    cq_cache_config cc;
-    if (fmt->reference || (is_ref && o->ref_oracle)) {
-        so.mode = CQ_KV_REFERENCE;
-        so.ref_kv_fp16 = is_ref;
-    } else {
-        so.mode = CQ_KV_CACHE;
-        cq_kv_setup kv = o->kv;
-        if (!kv.page_tokens) kv.page_tokens = n_ctx;
-        if (is_ref) kv.n_sinks = 0, kv.fp16_first = kv.fp16_last = 0, kv.masks = NULL;
-        cq_kv_format_cache_config(c, fmt, &kv, lbuf, &cc);
-        so.cache = &cc;
-    }
-    return cq_session_create(m, &so, out, err);
-}
-
 cq_status cq_eval_ppl(const cq_model *m, const int32_t *tokens, size_t n_tokens, int32_t bos,
                       cq_ppl_opts *o, const cq_kv_format *formats, uint32_t n_formats,
                       cq_ppl_result *res, cq_ppl_result *ref, cq_err *err) {
@@ -188,14 +165,13 @@ cq_status cq_eval_ppl(const cq_model *m, const int32_t *tokens, size_t n_tokens,
     const uint32_t nf = n_formats + 1; /* slot 0: the reference */
     cq_session **ss = calloc(nf, sizeof *ss);
     acc *ac = calloc(nf, sizeof *ac);
-    cq_layer_codecs *lbuf = calloc((size_t)c->n_layers * nf, sizeof *lbuf);
     float *logits = malloc((size_t)n_ctx * V * sizeof(float)); /* [n_ctx][V] */
     double *ref_lp = malloc((size_t)per * V * sizeof(double)); /* [per][V] */
     double *lp = malloc((size_t)V * sizeof(double));
     int32_t *chunk = malloc((size_t)n_ctx * sizeof *chunk);
     double *run_ppl = calloc(nf, sizeof(double)), *run_kld = calloc(nf, sizeof(double));
     cq_kld_base *base = NULL;
-    if (!ss || !ac || !lbuf || !logits || !ref_lp || !lp || !chunk || !run_ppl || !run_kld) {
+    if (!ss || !ac || !logits || !ref_lp || !lp || !chunk || !run_ppl || !run_kld) {
         st = cq_err_set(err, CQ_ERR_NOMEM, -1, -1, "out of memory");
         goto done;
     }
@@ -215,7 +191,14 @@ cq_status cq_eval_ppl(const cq_model *m, const int32_t *tokens, size_t n_tokens,
         } else {
             fmt = &formats[f - 1];
         }
-        if ((st = make_session(m, c, o, fmt, f == 0, n_ctx, lbuf + (size_t)f * c->n_layers, &ss[f], err)))
+        cq_kv_format oracle = *fmt;
+        cq_kv_setup plain;
+        memset(&plain, 0, sizeof plain);
+        plain.page_tokens = o->kv.page_tokens;
+        if (f == 0 && o->ref_oracle) oracle.reference = 1; /* fp32 path, K/V rounded to fp16 */
+        /* the reference runs without sinks, fp16 layers or masks */
+        if ((st = cq_eval_session(m, &oracle, f == 0 ? &plain : &o->kv, o->n_threads, n_ctx, f == 0,
+                                  &ss[f], err)))
             goto done;
         ac[f].nll = malloc((size_t)total * sizeof(double));
         ac[f].kld = f ? malloc((size_t)total * sizeof(double)) : NULL;
@@ -297,7 +280,6 @@ done:
         for (uint32_t f = 0; f < nf; f++) free(ac[f].nll), free(ac[f].kld), free(ac[f].dp);
     free(ss);
     free(ac);
-    free(lbuf);
     free(logits);
     free(ref_lp);
     free(lp);
