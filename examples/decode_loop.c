@@ -56,12 +56,12 @@ int main(int argc, char **argv) {
 
     /* synthetic K/V: one [T][D] block per (layer, kv head) */
     size_t per = (size_t)T * D, n_blk = (size_t)LAYERS * KV_HEADS;
-    uint16_t *K = malloc(n_blk * per * sizeof *K), *V = malloc(n_blk * per * sizeof *V);
-    float *q = malloc((size_t)PREFILL * Q_HEADS * D * sizeof *q);
-    float *out = malloc((size_t)PREFILL * Q_HEADS * D * sizeof *out);
-    float *ref = malloc((size_t)PREFILL * Q_HEADS * D * sizeof *ref);
-    uint16_t *kr = malloc((size_t)PREFILL * KV_HEADS * D * sizeof *kr);
-    uint16_t *vr = malloc((size_t)PREFILL * KV_HEADS * D * sizeof *vr);
+    uint16_t *K = (uint16_t *)malloc(n_blk * per * sizeof *K), *V = (uint16_t *)malloc(n_blk * per * sizeof *V);
+    float *q = (float *)malloc((size_t)PREFILL * Q_HEADS * D * sizeof *q);
+    float *out = (float *)malloc((size_t)PREFILL * Q_HEADS * D * sizeof *out);
+    float *ref = (float *)malloc((size_t)PREFILL * Q_HEADS * D * sizeof *ref);
+    uint16_t *kr = (uint16_t *)malloc((size_t)PREFILL * KV_HEADS * D * sizeof *kr);
+    uint16_t *vr = (uint16_t *)malloc((size_t)PREFILL * KV_HEADS * D * sizeof *vr);
     if (!K || !V || !q || !out || !ref || !kr || !vr) return 1;
     for (size_t b = 0; b < n_blk; b++) {
         cq_synth_cfg sc;
@@ -95,7 +95,9 @@ int main(int argc, char **argv) {
     }
 
     /* decode: one token per step through every layer; save + restore half-way */
-    cq_attn_opts opts = {.n_threads = 2};
+    cq_attn_opts opts;
+    memset(&opts, 0, sizeof opts); /* zero = every option's default (docs/EMBEDDING.md, growth rule) */
+    opts.n_threads = 2;
     for (uint32_t t = PREFILL; t < T; t++) {
         for (uint32_t L = 0; L < LAYERS; L++) {
             token_kv(K, L, t, kr);

@@ -9,7 +9,7 @@
  * reference, fast cache and tooling.
  *
  * Tier: umbrella - includes the stable core and the tool-grade engine, synth, util
- * and vectors headers (not cq_model.h / cq_eval.h); docs/API.md lists which is which.
+ * and vectors headers (not cq_model.h / cq_eval.h); docs/EMBEDDING.md lists which is which.
  */
 #ifndef CHANNELQUANT_H
 #define CHANNELQUANT_H

@@ -9,7 +9,7 @@
  * Define CQ_API before including a header to override it (e.g. empty).
  *
  * Tier: STABLE CORE - what a runtime links; its ABI is kept within a major version
- * (docs/API.md).
+ * (docs/EMBEDDING.md).
  */
 #ifndef CQ_API_H
 #define CQ_API_H

@@ -19,7 +19,7 @@
  * src/kernels) and its users (the model runtime, tools). See docs/CACHE.md.
  *
  * Tier: STABLE CORE - what a runtime links; its ABI is kept within a major version
- * (docs/API.md).
+ * (docs/EMBEDDING.md).
  */
 #ifndef CQ_CACHE_H
 #define CQ_CACHE_H

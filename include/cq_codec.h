@@ -17,7 +17,7 @@
  *   - blocks: a whole [T][D] K or V tensor in canonical stream form.
  *
  * Tier: STABLE CORE - what a runtime links; its ABI is kept within a major version
- * (docs/API.md).
+ * (docs/EMBEDDING.md).
  */
 #ifndef CQ_CODEC_H
 #define CQ_CODEC_H

@@ -19,7 +19,7 @@
  * The model is deterministic; errors are values (cq_status).
  *
  * Tier: TOOL-GRADE - exported for the cq tool, tests and research; may change in any
- * minor version (docs/API.md).
+ * minor version (docs/EMBEDDING.md).
  */
 #ifndef CQ_ENGINE_H
 #define CQ_ENGINE_H

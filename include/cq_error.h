@@ -9,7 +9,7 @@
  * one-line human-readable message. The library never aborts on bad input.
  *
  * Tier: STABLE CORE - what a runtime links; its ABI is kept within a major version
- * (docs/API.md).
+ * (docs/EMBEDDING.md).
  */
 #ifndef CQ_ERROR_H
 #define CQ_ERROR_H

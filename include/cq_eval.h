@@ -7,7 +7,7 @@
  * item sets and scoring, the attention-fidelity protocol, plots.
  *
  * Tier: TOOL-GRADE - exported for the cq tool, tests and research; may change in any
- * minor version (docs/API.md).
+ * minor version (docs/EMBEDDING.md).
  */
 #ifndef CQ_EVAL_H
 #define CQ_EVAL_H

@@ -15,7 +15,7 @@
  * targets, what a crash leaves behind).
  *
  * Tier: TOOL-GRADE - exported for the cq tool, tests and research; may change in any
- * minor version (docs/API.md).
+ * minor version (docs/EMBEDDING.md).
  */
 #ifndef CQ_FILE_H
 #define CQ_FILE_H

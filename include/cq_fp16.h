@@ -7,7 +7,7 @@
  * fp16 -> fp32 is exact (subnormals and -0.0 included).
  *
  * Tier: STABLE CORE - what a runtime links; its ABI is kept within a major version
- * (docs/API.md).
+ * (docs/EMBEDDING.md).
  */
 #ifndef CQ_FP16_H
 #define CQ_FP16_H

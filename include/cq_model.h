@@ -10,7 +10,7 @@
  * model can be built from a file (mmap) or from a byte buffer (tests, fuzzers).
  *
  * Tier: TOOL-GRADE - exported for the cq tool, tests and research; may change in any
- * minor version (docs/API.md).
+ * minor version (docs/EMBEDDING.md).
  */
 #ifndef CQ_MODEL_H
 #define CQ_MODEL_H

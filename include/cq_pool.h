@@ -16,7 +16,7 @@
  * concurrent callers never wait for each other and nothing deadlocks. Which thread runs
  * a task never changes a result the library computes.
  *
- * Tier: STABLE CORE (docs/API.md): what a runtime links beside the cache.
+ * Tier: STABLE CORE (docs/EMBEDDING.md): what a runtime links beside the cache.
  */
 #ifndef CQ_POOL_H
 #define CQ_POOL_H

@@ -15,7 +15,7 @@
  * may run concurrently with each other.
  *
  * Tier: TOOL-GRADE until the serving pool that uses it lands (docs/SERVING.md);
- * may change in any minor version (docs/API.md).
+ * may change in any minor version (docs/EMBEDDING.md).
  */
 #ifndef CQ_PREFIX_H
 #define CQ_PREFIX_H

@@ -13,7 +13,7 @@
  * what encode writes, so measured bits per value = 8 * bytes / (T * D).
  *
  * Tier: STABLE CORE - what a runtime links; its ABI is kept within a major version
- * (docs/API.md).
+ * (docs/EMBEDDING.md).
  */
 #ifndef CQ_REGISTRY_H
 #define CQ_REGISTRY_H
@@ -86,7 +86,7 @@ typedef struct cq_codec_cfg {
     const uint8_t *mask;   /* D-byte outlier mask for CQ-4+ (NULL: none) */
     uint64_t seed;         /* fixed seed of random-rotation codecs */
     /* Zero (cq_codec_cfg_default sets it): room for new options without changing the
-     * struct's size (docs/API.md, "Growing an option struct"). */
+     * struct's size (docs/EMBEDDING.md, "Growing an option struct"). */
     uint32_t reserved[4];
 } cq_codec_cfg;
 

@@ -11,7 +11,7 @@
  * generator's ground truth, what a calibrated ROM would hold).
  *
  * Tier: TOOL-GRADE - exported for the cq tool, tests and research; may change in any
- * minor version (docs/API.md).
+ * minor version (docs/EMBEDDING.md).
  */
 #ifndef CQ_SYNTH_H
 #define CQ_SYNTH_H

@@ -5,7 +5,7 @@
  * array format (NumPy 1.0/2.0/3.0, little-endian f2/f4/f8, C order).
  *
  * Tier: TOOL-GRADE - exported for the cq tool, tests and research; may change in any
- * minor version (docs/API.md).
+ * minor version (docs/EMBEDDING.md).
  */
 #ifndef CQ_UTIL_H
 #define CQ_UTIL_H

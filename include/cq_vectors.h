@@ -7,7 +7,7 @@
  * trusted, every line is validated, and a failure says which file and line.
  *
  * Tier: TOOL-GRADE - exported for the cq tool, tests and research; may change in any
- * minor version (docs/API.md).
+ * minor version (docs/EMBEDDING.md).
  */
 #ifndef CQ_VECTORS_H
 #define CQ_VECTORS_H

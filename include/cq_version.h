@@ -5,10 +5,10 @@
  *
  * Versioning: MAJOR changes when the ABI of the stable core breaks (it is the
  * soname: libchannelquant.so.MAJOR); MINOR when functions or trailing struct
- * fields are added; PATCH for fixes. docs/API.md states the rules.
+ * fields are added; PATCH for fixes. docs/EMBEDDING.md states the rules.
  *
  * Tier: STABLE CORE - what a runtime links; its ABI is kept within a major version
- * (docs/API.md).
+ * (docs/EMBEDDING.md).
  */
 #ifndef CQ_VERSION_H
 #define CQ_VERSION_H

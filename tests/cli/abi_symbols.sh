@@ -1,6 +1,6 @@
 #!/bin/sh
 # SPDX-License-Identifier: MIT
-# The exported ABI of libchannelquant.so (docs/API.md, "Exported symbols"):
+# The exported ABI of libchannelquant.so (docs/EMBEDDING.md, "Exported symbols"):
 #   1. every dynamic symbol the library defines is a function declared with CQ_API
 #      in include/*.h, and carries the prefix cq_ (or cq3rot_, the contract's CQ-3-rot
 #      names; no other exception);

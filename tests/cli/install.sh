@@ -67,6 +67,11 @@ if [ -f "$tmp/ex_static" ]; then
         || { echo "$NAME: the static example needs the shared library"; fail=1; }
     expect "run the example (static)" 0 "$tmp/ex_static" "$tmp/c.cqkv"
 fi
+# the same example compiled as C++ (the headers' extern "C"), linked against the installed library
+CXX=${CXX:-g++}
+expect "build the example as C++ (shared)" 0 $CXX -x c++ -std=c++11 -Wall -Wextra -Werror examples/decode_loop.c \
+    -x none $CFLAGS_PC $CQ_LDFLAGS $LIBS_PC -o "$tmp/ex_cxx"
+[ -f "$tmp/ex_cxx" ] && expect "run the C++ build" 0 env LD_LIBRARY_PATH="$lib" "$tmp/ex_cxx" "$tmp/d.cqkv"
 # the header form <channelquant/...> works too
 printf '#include <channelquant/channelquant.h>\n#include <stdio.h>\nint main(void) { puts(cq_version_string()); return cq_version() != CQ_VERSION_NUMBER; }\n' >"$tmp/v.c"
 expect "build with <channelquant/channelquant.h>" 0 $CC -std=c11 "$tmp/v.c" $CFLAGS_PC $CQ_LDFLAGS $LIBS_PC -o "$tmp/v"
