@@ -56,14 +56,17 @@ CQ_API void cq_kvpool_free(cq_kvpool *p);
 /* cq_prefix_hash_bytes of the serialized configuration (model hash, shape, G, sinks,
  * per-layer formats, masks). */
 CQ_API uint64_t cq_kvpool_config_hash(const cq_kvpool *p);
-/* Bytes of one block (every (layer, store) slot) and of one sequence's private fixed
- * state charged to the budget (fp16 tails of unit-coded stores + sinks). */
+/* Bytes charged to the budget: a block (every (layer, store) slot), the sink slot a block
+ * at position 0 carries in addition (fp16 K and V of the S sinks of every (layer, head)),
+ * and a sequence's tail while a group is in flight (the fp16 input of every unit-coded
+ * store: CQ-4 / CQ-4+ keys, unit codecs). */
 CQ_API uint64_t cq_kvpool_block_bytes(const cq_kvpool *p);
-CQ_API uint64_t cq_kvpool_seq_bytes(const cq_kvpool *p);
+CQ_API uint64_t cq_kvpool_sink_bytes(const cq_kvpool *p);
+CQ_API uint64_t cq_kvpool_tail_bytes(const cq_kvpool *p);
 
 /* ------------------------------------------------------------ sequences */
 
-/* An empty sequence; charges cq_kvpool_seq_bytes (CQ_ERR_BUDGET when it does not fit). */
+/* An empty sequence (no block, no tail: nothing charged). */
 CQ_API cq_status cq_seq_create(cq_kvpool *p, cq_seq **out, cq_err *err);
 /* Releases the sequence's blocks (deepest first) and its charge (accepts NULL). */
 CQ_API void cq_seq_free(cq_seq *s);
@@ -106,7 +109,7 @@ CQ_API cq_status cq_seq_attend_prefill(const cq_seq *s, uint32_t layer, const fl
 /* ------------------------------------------------------------ accounting */
 
 typedef struct cq_seq_mem {
-    uint64_t private_bytes; /* blocks only this sequence references + its charged state */
+    uint64_t private_bytes; /* blocks only this sequence references + its tail */
     uint64_t shared_bytes;  /* blocks referenced by more than one sequence (in full) */
     uint64_t slack;         /* block bytes of positions past the last token (pro rata) */
     uint64_t tokens;        /* tokens of layer 0 */
@@ -117,12 +120,13 @@ typedef struct cq_kvpool_mem {
     uint64_t referenced;   /* live blocks with a reference, each counted once */
     uint64_t cached;       /* published blocks without a reference (evictable) */
     uint64_t arena_slack;  /* arena slots allocated and not live */
-    uint64_t charged;      /* the sequences' charged tails and sinks */
-    uint64_t sequences;    /* the sequences' own allocations (tails, sinks, page tables) */
+    uint64_t tails;        /* the sequences' fp16 tails (groups in flight) */
+    uint64_t sequences;    /* the sequences' own bookkeeping (stores, page tables) */
     uint64_t index;        /* the prefix index's bookkeeping */
-    uint64_t total;        /* referenced + cached + arena_slack + sequences + index + pool tables */
+    uint64_t tables;       /* the pool's own (configuration, arena and sink tables) */
+    uint64_t total;        /* the sum of the above */
     uint64_t shared_saved; /* sum over blocks of (refs - 1) x bytes */
-    uint64_t arena_bytes;  /* the arena chunks as the allocator counted them */
+    uint64_t arena_bytes;  /* the arena chunks and sink slots as the allocator counted them */
     uint32_t n_seqs;
     cq_prefix_stats prefix;
 } cq_kvpool_mem;

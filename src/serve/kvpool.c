@@ -40,6 +40,35 @@ static uint8_t *pool_page(void *ctx, const cq_cache *c, const cq_layer *l, const
     return NULL;
 }
 
+/* The state the pool holds instead of the cache (kvpool_internal.h): the cache's own
+ * copies are freed at creation and the pointers lent back before its free. */
+static void lend(cq_kvpool *p, cq_seq *s, int give) {
+    cq_cache *c = s->c;
+    for (uint32_t L = 0; L < p->NL; L++) {
+        cq_layer *l = &c->layers[L];
+        for (uint32_t h = 0; h < p->H; h++) {
+            cq_head *hd = &l->heads[h];
+            if (give) {
+                cq_params *own = hd->kparams;
+                hd->kparams = p->proto->layers[L].heads[h].kparams;
+                if (own && hd->k.params == own) hd->k.params = hd->kparams;
+                cq_cache_free_(c, l, own, sizeof *own);
+                cq_cache_free_(c, l, hd->sink_k, (size_t)p->S * p->D * 2);
+                cq_cache_free_(c, l, hd->sink_v, (size_t)p->S * p->D * 2);
+            } else {
+                hd->kparams = NULL;
+            }
+            hd->sink_k = hd->sink_v = NULL;
+        }
+        for (uint32_t j = 0; j < p->NS; j++) {
+            cq_store *st = cq_layer_store(l, p->H, j);
+            if (!st || !st->resid) continue;
+            if (give) cq_cache_free_(c, l, st->resid, (size_t)st->resid_cap * st->D * 2);
+            st->resid = NULL;
+        }
+    }
+}
+
 cq_status kvp_new_cache(cq_kvpool *p, cq_seq *s, cq_err *err) {
     cq_cache_config cc = *cq_cache_get_config(p->proto);
     cc.kernels = p->proto->kern->name;
@@ -48,7 +77,77 @@ cq_status kvp_new_cache(cq_kvpool *p, cq_seq *s, cq_err *err) {
     s->src.page = pool_page;
     s->src.ctx = s;
     s->c->pager = &s->src;
+    lend(p, s, 1);
     return CQ_OK;
+}
+
+void kvp_free_cache(cq_kvpool *p, cq_seq *s) {
+    if (!s->c) return;
+    lend(p, s, 0);
+    cq_cache_free(s->c);
+    s->c = NULL;
+}
+
+void kvp_bind_sinks(cq_kvpool *p, cq_seq *s) {
+    uint8_t *slot = s->n_blk && p->S ? p->sink_of[s->blk[0]] : NULL;
+    const size_t hb = (size_t)p->S * p->D * 2;
+    for (uint32_t L = 0; L < p->NL; L++)
+        for (uint32_t h = 0; h < p->H; h++) {
+            cq_head *hd = &s->c->layers[L].heads[h];
+            hd->sink_k = slot ? (uint16_t *)(slot + ((size_t)L * p->H + h) * 2 * hb) : NULL;
+            hd->sink_v = slot ? (uint16_t *)(slot + (((size_t)L * p->H + h) * 2 + 1) * hb) : NULL;
+        }
+}
+
+/* Point every unit store's in-flight buffer into the tail (NULL: none). */
+static void point_tail(cq_kvpool *p, cq_seq *s, uint16_t *t) {
+    for (uint32_t L = 0; L < p->NL; L++)
+        for (uint32_t j = 0; j < p->NS; j++) {
+            cq_store *st = cq_layer_store(&s->c->layers[L], p->H, j);
+            if (!st || cq_store_per_token(st)) continue;
+            st->resid = t;
+            if (t) t += (size_t)st->resid_cap * st->D;
+        }
+}
+
+cq_status kvp_tail_attach(cq_kvpool *p, cq_seq *s, cq_err *err) {
+    if (s->tail || !p->tail_bytes) return CQ_OK;
+    cq_status st = cq_prefix_charge(p->ix, p->tail_bytes, err);
+    if (st) return st;
+    uint16_t *t = aligned_alloc(64, (p->tail_bytes + 63) / 64 * 64);
+    if (!t) {
+        cq_prefix_uncharge(p->ix, p->tail_bytes, NULL);
+        return cq_err_set(err, CQ_ERR_NOMEM, -1, -1, "out of memory");
+    }
+    p->tail_alloc += p->tail_bytes;
+    s->tail = t;
+    point_tail(p, s, t);
+    return CQ_OK;
+}
+
+void kvp_tail_detach(cq_kvpool *p, cq_seq *s) {
+    if (!s->tail) return;
+    for (uint32_t L = 0; L < p->NL; L++)
+        for (uint32_t j = 0; j < p->NS; j++) {
+            const cq_store *st = cq_layer_store_c(&s->c->layers[L], p->H, j);
+            if (st && st->n_resid) return; /* a group in flight */
+        }
+    point_tail(p, s, NULL);
+    free(s->tail);
+    s->tail = NULL;
+    p->tail_alloc -= p->tail_bytes;
+    cq_prefix_uncharge(p->ix, p->tail_bytes, NULL);
+}
+
+/* The index freed block id: its sink slot goes too. */
+static void on_block_free(void *ctx, uint32_t id, uint64_t bytes) {
+    cq_kvpool *p = ctx;
+    (void)bytes;
+    if (id < p->sink_cap && p->sink_of[id]) {
+        free(p->sink_of[id]);
+        p->sink_of[id] = NULL;
+        p->sink_alloc -= p->sink_bytes;
+    }
 }
 
 /* Arena room for block ids [0, n_ids): new chunks for every arena, all or none. */
@@ -90,22 +189,54 @@ static cq_status grow_arenas(cq_kvpool *p, uint64_t n_ids) {
     return CQ_OK;
 }
 
+/* The sink-slot table covers ids [0, n). */
+static cq_status grow_sink_table(cq_kvpool *p, uint64_t n) {
+    if (n <= p->sink_cap) return CQ_OK;
+    if (n > 0xFFFFFFFFull) return CQ_ERR_OVERFLOW;
+    uint32_t cap = p->sink_cap ? p->sink_cap : 16;
+    while (cap < n) cap *= 2;
+    uint8_t **t = kvp_alloc(p, (size_t)cap * sizeof *t);
+    if (!t) return CQ_ERR_NOMEM;
+    if (p->sink_cap) memcpy(t, p->sink_of, (size_t)p->sink_cap * sizeof *t);
+    kvp_free(p, p->sink_of, (size_t)p->sink_cap * sizeof *p->sink_of);
+    p->sink_of = t;
+    p->sink_cap = cap;
+    return CQ_OK;
+}
+
 cq_status kvp_alloc_blocks(cq_kvpool *p, uint32_t n, uint32_t pos0, uint32_t *ids, cq_err *err) {
     if (!n) return CQ_OK;
+    const int sinks = p->S && pos0 == 0; /* block 0 carries the sink slot */
     uint64_t *bytes = malloc((size_t)n * sizeof *bytes);
     if (!bytes) return cq_err_set(err, CQ_ERR_NOMEM, -1, -1, "out of memory");
-    for (uint32_t i = 0; i < n; i++) bytes[i] = p->block_bytes;
+    uint64_t sum = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        bytes[i] = p->block_bytes + (sinks && i == 0 ? p->sink_bytes : 0);
+        sum += bytes[i];
+    }
     cq_prefix_stats ps;
     cq_prefix_stats_get(p->ix, &ps);
     cq_status st = CQ_OK;
+    uint8_t *slot = NULL;
     /* ids are handed out lowest free first: all of them lie below live + n. Room for
      * them only when the budget admits them, so a refusal allocates nothing. */
-    if ((uint64_t)n * p->block_bytes <= ps.budget_bytes - ps.used_bytes + ps.lru_bytes &&
-        grow_arenas(p, (uint64_t)ps.live_blocks + n))
-        st = cq_err_set(err, CQ_ERR_NOMEM, -1, -1, "out of memory: the arenas cannot grow");
+    if (sum <= ps.budget_bytes - ps.used_bytes + ps.lru_bytes) {
+        if (grow_arenas(p, (uint64_t)ps.live_blocks + n) ||
+            (sinks && grow_sink_table(p, (uint64_t)ps.live_blocks + n)) ||
+            (sinks && !(slot = aligned_alloc(64, (p->sink_bytes + 63) / 64 * 64))))
+            st = cq_err_set(err, CQ_ERR_NOMEM, -1, -1, "out of memory: the arenas cannot grow");
+    }
     if (!st) st = cq_prefix_alloc(p->ix, bytes, n, ids, err);
     free(bytes);
-    if (st) return st;
+    if (st) {
+        free(slot);
+        return st;
+    }
+    if (slot) {
+        memset(slot, 0, p->sink_bytes);
+        p->sink_of[ids[0]] = slot;
+        p->sink_alloc += p->sink_bytes;
+    }
     for (uint32_t i = 0; i < n; i++)
         for (uint32_t L = 0; L < p->NL; L++)
             for (uint32_t j = 0; j < p->NS; j++) {
@@ -125,6 +256,8 @@ void kvp_copy_block(cq_kvpool *p, uint32_t dst, uint32_t src) {
         if (p->stride[a])
             memcpy(kvp_slot(p, a, dst) + CQ_PAGE_HDR, kvp_slot(p, a, src) + CQ_PAGE_HDR,
                    p->stride[a] - CQ_PAGE_HDR);
+    if (p->S && dst < p->sink_cap && src < p->sink_cap && p->sink_of[dst] && p->sink_of[src])
+        memcpy(p->sink_of[dst], p->sink_of[src], p->sink_bytes);
 }
 
 /* ------------------------------------------------------------ lifecycle */
@@ -215,9 +348,9 @@ cq_status cq_kvpool_create(const cq_kvpool_config *cfg, cq_kvpool **out, cq_err 
             p->stride[L * p->NS + j] = CQ_PAGE_HDR + s->page_bytes;
             p->block_bytes += CQ_PAGE_HDR + s->page_bytes;
             if (CQ_PAGE_HDR + s->page_bytes > widest) widest = CQ_PAGE_HDR + s->page_bytes;
-            if (!cq_store_per_token(s)) p->seq_bytes += (uint64_t)s->resid_cap * s->D * 2;
+            if (!cq_store_per_token(s)) p->tail_bytes += (uint64_t)s->resid_cap * s->D * 2;
         }
-    p->seq_bytes += 4ull * p->NL * p->H * p->S * p->D; /* fp16 K and V sinks */
+    p->sink_bytes = 4ull * p->NL * p->H * p->S * p->D; /* fp16 K and V */
     p->C = 1;
     while ((uint64_t)p->C * 2 * widest <= CHUNK_TARGET) p->C *= 2;
     if ((st = config_hash(p, cfg->model_hash, &p->config_hash))) {
@@ -225,7 +358,8 @@ cq_status cq_kvpool_create(const cq_kvpool_config *cfg, cq_kvpool **out, cq_err 
         goto fail;
     }
     cq_prefix_config pc = {.config_hash = p->config_hash, .block_tokens = G,
-                           .first_block_tokens = p->S + G, .budget_bytes = cfg->budget_bytes};
+                           .first_block_tokens = p->S + G, .budget_bytes = cfg->budget_bytes,
+                           .on_free = on_block_free, .ctx = p};
     if ((st = cq_prefix_create(&pc, &p->ix, err))) goto fail;
     *out = p;
     return CQ_OK;
@@ -240,6 +374,8 @@ void cq_kvpool_free(cq_kvpool *p) {
     for (size_t i = 0; p->chunk && i < (size_t)p->n_chunks * p->NA; i++) free(p->chunk[i]);
     free(p->chunk);
     free(p->stride);
+    for (uint32_t i = 0; i < p->sink_cap; i++) free(p->sink_of[i]);
+    free(p->sink_of);
     cq_prefix_free(p->ix);
     cq_cache_free(p->proto);
     pthread_mutex_destroy(&p->mu);
@@ -248,7 +384,8 @@ void cq_kvpool_free(cq_kvpool *p) {
 
 uint64_t cq_kvpool_config_hash(const cq_kvpool *p) { return p ? p->config_hash : 0; }
 uint64_t cq_kvpool_block_bytes(const cq_kvpool *p) { return p ? p->block_bytes : 0; }
-uint64_t cq_kvpool_seq_bytes(const cq_kvpool *p) { return p ? p->seq_bytes : 0; }
+uint64_t cq_kvpool_tail_bytes(const cq_kvpool *p) { return p ? p->tail_bytes : 0; }
+uint64_t cq_kvpool_sink_bytes(const cq_kvpool *p) { return p ? p->sink_bytes : 0; }
 
 /* ------------------------------------------------------------ accounting */
 
@@ -260,7 +397,7 @@ cq_status cq_kvpool_memory(const cq_kvpool *cp, cq_kvpool_mem *out) {
     cq_prefix_stats_get(p->ix, &out->prefix);
     out->referenced = out->prefix.referenced_bytes;
     out->cached = out->prefix.lru_bytes;
-    out->charged = out->prefix.charged_bytes;
+    out->tails = out->prefix.charged_bytes;
     /* from the structure: every slot of every chunk that no live block occupies */
     out->arena_slack = ((uint64_t)p->n_chunks * p->C - out->prefix.live_blocks) * p->block_bytes;
     for (const cq_seq *s = p->seqs; s; s = s->next) {
@@ -268,15 +405,16 @@ cq_status cq_kvpool_memory(const cq_kvpool *cp, cq_kvpool_mem *out) {
         out->n_seqs++;
     }
     out->index = out->prefix.meta_bytes;
-    out->arena_bytes = p->arena_bytes;
+    out->arena_bytes = p->arena_bytes + p->sink_alloc;
     const uint32_t cap = cq_prefix_capacity(p->ix);
     for (uint32_t id = 0; id < cap; id++) {
         cq_prefix_block_info bi;
         if (cq_prefix_info(p->ix, id, &bi, NULL) == CQ_OK && bi.refs > 1)
             out->shared_saved += (uint64_t)(bi.refs - 1) * bi.bytes;
     }
-    out->total = out->referenced + out->cached + out->arena_slack + out->sequences + out->index +
-                 p->own_bytes + cq_cache_allocated_bytes(p->proto, -1);
+    out->tables = p->own_bytes + cq_cache_allocated_bytes(p->proto, -1);
+    out->total = out->referenced + out->cached + out->arena_slack + out->tails + out->sequences +
+                 out->index + out->tables;
     pthread_mutex_unlock(&p->mu);
     return CQ_OK;
 }
@@ -287,8 +425,8 @@ uint64_t cq_kvpool_allocated_bytes(const cq_kvpool *cp) {
     pthread_mutex_lock(&p->mu);
     cq_prefix_stats ps;
     cq_prefix_stats_get(p->ix, &ps);
-    uint64_t b = p->arena_bytes + p->own_bytes + cq_cache_allocated_bytes(p->proto, -1) +
-                 ps.meta_bytes;
+    uint64_t b = p->arena_bytes + p->sink_alloc + p->tail_alloc + p->own_bytes +
+                 cq_cache_allocated_bytes(p->proto, -1) + ps.meta_bytes;
     for (const cq_seq *s = p->seqs; s; s = s->next) b += cq_cache_allocated_bytes(s->c, -1);
     pthread_mutex_unlock(&p->mu);
     return b;
@@ -304,15 +442,24 @@ cq_status cq_kvpool_check(const cq_kvpool *cp, cq_err *err) {
     uint32_t *refs = st ? NULL : calloc(cap + 1, sizeof *refs);
     if (!st && !refs) st = cq_err_set(err, CQ_ERR_NOMEM, -1, -1, "out of memory");
     for (const cq_seq *s = p->seqs; s && !st; s = s->next) {
-        uint32_t top = 0; /* store positions of the longest layer */
-        for (uint32_t L = 0; L < p->NL; L++) {
-            uint32_t t = s->c->layers[L].tokens;
-            t = t > p->S ? t - p->S : 0;
-            if (t > top) top = t;
-        }
-        if (s->n_blk != (top + p->G - 1) / p->G)
-            st = cq_err_set(err, CQ_ERR_MISMATCH, -1, -1,
-                            "a sequence holds %u blocks for %u store positions", s->n_blk, top);
+        uint32_t top = 0; /* the longest layer */
+        for (uint32_t L = 0; L < p->NL; L++)
+            if (s->c->layers[L].tokens > top) top = s->c->layers[L].tokens;
+        if (s->n_blk != kvp_blocks_for(p, top))
+            st = cq_err_set(err, CQ_ERR_MISMATCH, -1, -1, "a sequence holds %u blocks for %u tokens",
+                            s->n_blk, top);
+        int in_flight = 0;
+        for (uint32_t L = 0; L < p->NL; L++)
+            for (uint32_t j = 0; j < p->NS; j++) {
+                const cq_store *d = cq_layer_store_c(&s->c->layers[L], p->H, j);
+                in_flight |= d && d->n_resid;
+            }
+        if (!st && in_flight != (s->tail != NULL))
+            st = cq_err_set(err, CQ_ERR_MISMATCH, -1, -1, "a tail %s without a group in flight",
+                            s->tail ? "held" : "missing");
+        if (!st && p->S && s->n_blk &&
+            (uint8_t *)s->c->layers[0].heads[0].sink_k != p->sink_of[s->blk[0]])
+            st = cq_err_set(err, CQ_ERR_MISMATCH, -1, -1, "sinks not in the sink slot of block 0");
         for (uint32_t b = 0; b < s->n_blk && !st; b++) {
             if (s->blk[b] >= cap) {
                 st = cq_err_set(err, CQ_ERR_MISMATCH, -1, -1, "block id %u beyond the index",

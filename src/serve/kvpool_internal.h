@@ -7,7 +7,10 @@
  * A sequence is a cq_cache (src/cache) with page_tokens = G whose pages come from the
  * pool (cq_page_source): page i of store (layer L, store j) is the slot of block blk[i]
  * in arena (L, j). So the store code, attention and read-back are the single-sequence
- * cache's, unchanged.
+ * cache's, unchanged. The rest of that cache's state that the pool holds instead: the
+ * CQ-4 key parameters (the prototype's, read-only), the sink tokens (the sink slot of
+ * the sequence's block 0) and the fp16 in-flight groups (the tail: one allocation,
+ * attached and charged while a group is in flight).
  */
 #ifndef CQ_KVPOOL_INTERNAL_H
 #define CQ_KVPOOL_INTERNAL_H
@@ -23,6 +26,7 @@ struct cq_seq {
     cq_page_source src;   /* ctx = this sequence */
     uint32_t *blk;        /* [cap_blk] block ids, one per G store positions */
     uint32_t n_blk, cap_blk;
+    uint16_t *tail;       /* the fp16 in-flight groups of every unit store, or NULL */
     cq_seq *prev, *next;  /* the pool's list */
 };
 
@@ -36,7 +40,12 @@ struct cq_kvpool {
     uint8_t **chunk;      /* [cap_chunks][NA] chunk k of arena a at k * NA + a */
     uint32_t n_chunks, cap_chunks;
     uint64_t block_bytes; /* sum of the strides */
-    uint64_t seq_bytes;   /* charged per sequence: tails + sinks */
+    uint64_t tail_bytes;  /* a sequence's tail: the fp16 input of every unit store */
+    uint64_t sink_bytes;  /* the sink slot of a block at position 0 (K and V, fp16) */
+    uint8_t **sink_of;    /* [sink_cap] the sink slot of block id, or NULL */
+    uint32_t sink_cap;
+    uint64_t sink_alloc;  /* sink slots, as allocated */
+    uint64_t tail_alloc;  /* tails, as allocated */
     uint64_t config_hash;
     uint64_t arena_bytes; /* chunks, as allocated */
     uint64_t own_bytes;   /* pool struct, strides, chunk table, sequence structs and tables */
@@ -53,8 +62,21 @@ static inline uint8_t *kvp_slot(const cq_kvpool *p, uint32_t a, uint32_t id) {
  * sequence positions pos0 .. pos0 + n - 1. */
 cq_status kvp_alloc_blocks(cq_kvpool *p, uint32_t n, uint32_t pos0, uint32_t *ids, cq_err *err);
 void kvp_copy_block(cq_kvpool *p, uint32_t dst, uint32_t src);
-/* A new sequence's cache (empty, pages from s). */
+/* A new sequence's cache (empty, pages from s, parameters from the prototype); its free. */
 cq_status kvp_new_cache(cq_kvpool *p, cq_seq *s, cq_err *err);
+void kvp_free_cache(cq_kvpool *p, cq_seq *s);
+/* Point the cache's sinks at block 0's sink slot (none without blocks). */
+void kvp_bind_sinks(cq_kvpool *p, cq_seq *s);
+/* The tail: attach (charge + allocate; CQ_ERR_BUDGET / CQ_ERR_NOMEM change nothing),
+ * detach when no group is in flight. */
+cq_status kvp_tail_attach(cq_kvpool *p, cq_seq *s, cq_err *err);
+void kvp_tail_detach(cq_kvpool *p, cq_seq *s);
+/* Blocks a sequence of `tokens` tokens (its longest layer) holds. */
+static inline uint32_t kvp_blocks_for(const cq_kvpool *p, uint32_t tokens) {
+    if (!tokens) return 0;
+    const uint32_t T = tokens > p->S ? tokens - p->S : 0;
+    return T ? (T + p->G - 1) / p->G : 1;
+}
 void *kvp_alloc(cq_kvpool *p, size_t n);
 void kvp_free(cq_kvpool *p, void *q, size_t n);
 

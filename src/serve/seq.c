@@ -43,18 +43,13 @@ static cq_status blk_reserve(cq_seq *s, uint32_t n) {
     return CQ_OK;
 }
 
-/* A sequence object with its cache and the budget charge, not yet in the pool's list. */
+/* A sequence object with its cache, not yet in the pool's list. */
 static cq_status seq_new(cq_kvpool *p, cq_seq **out, cq_err *err) {
     cq_seq *s = kvp_alloc(p, sizeof *s);
     if (!s) return cq_err_set(err, CQ_ERR_NOMEM, -1, -1, "out of memory");
     s->pool = p;
-    cq_status st = p->seq_bytes ? cq_prefix_charge(p->ix, p->seq_bytes, err) : CQ_OK;
+    cq_status st = kvp_new_cache(p, s, err);
     if (st) {
-        kvp_free(p, s, sizeof *s);
-        return st;
-    }
-    if ((st = kvp_new_cache(p, s, err))) {
-        if (p->seq_bytes) cq_prefix_uncharge(p->ix, p->seq_bytes, NULL);
         kvp_free(p, s, sizeof *s);
         return st;
     }
@@ -69,10 +64,15 @@ static void seq_link(cq_kvpool *p, cq_seq *s) {
     p->n_seqs++;
 }
 
-/* Frees a sequence's memory (its blocks must be released already). */
+/* Frees a sequence's memory and its tail (its blocks must be released already). */
 static void seq_destroy(cq_kvpool *p, cq_seq *s) {
-    cq_cache_free(s->c);
-    if (p->seq_bytes) cq_prefix_uncharge(p->ix, p->seq_bytes, NULL);
+    for (uint32_t L = 0; s->tail && L < p->NL; L++) /* nothing in flight any more */
+        for (uint32_t j = 0; j < p->NS; j++) {
+            cq_store *d = cq_layer_store(&s->c->layers[L], p->H, j);
+            if (d) d->n_resid = 0;
+        }
+    kvp_tail_detach(p, s);
+    kvp_free_cache(p, s);
     kvp_free(p, s->blk, (size_t)s->cap_blk * sizeof *s->blk);
     kvp_free(p, s, sizeof *s);
 }
@@ -97,6 +97,7 @@ void cq_seq_free(cq_seq *s) {
     cq_kvpool *p = s->pool;
     pthread_mutex_lock(&p->mu);
     (void)cq_prefix_release_chain(p->ix, s->blk, s->n_blk, NULL);
+    s->n_blk = 0;
     if (s->prev) s->prev->next = s->next;
     else p->seqs = s->next;
     if (s->next) s->next->prev = s->prev;
@@ -132,10 +133,6 @@ static cq_status copy_stores(cq_seq *d, const cq_seq *src) {
             ds->tail_g = ss->tail_g;
             if (ss->resid) memcpy(ds->resid, ss->resid, (size_t)ss->resid_cap * ss->D * 2);
         }
-        for (uint32_t h = 0; h < p->H && p->S; h++) {
-            memcpy(dl->heads[h].sink_k, sl->heads[h].sink_k, (size_t)p->S * p->D * 2);
-            memcpy(dl->heads[h].sink_v, sl->heads[h].sink_v, (size_t)p->S * p->D * 2);
-        }
     }
     return CQ_OK;
 }
@@ -155,18 +152,20 @@ cq_status cq_seq_fork(const cq_seq *src, cq_seq **out, cq_err *err) {
     if (!st && blk_reserve(s, src->n_blk))
         st = cq_err_set(err, CQ_ERR_NOMEM, -1, -1, "out of memory");
     if (!st && open) st = kvp_alloc_blocks(p, 1, src->n_blk - 1, &open_id, err);
+    if (!st && src->tail) st = kvp_tail_attach(p, s, err);
     if (!st) {
-        memcpy(s->blk, src->blk, (size_t)src->n_blk * sizeof *s->blk);
+        if (src->n_blk) memcpy(s->blk, src->blk, (size_t)src->n_blk * sizeof *s->blk);
         s->n_blk = src->n_blk;
         if (open) {
             s->blk[s->n_blk - 1] = open_id;
             kvp_copy_block(p, open_id, src->blk[src->n_blk - 1]);
         }
+        kvp_bind_sinks(p, s);
         if (copy_stores(s, src)) st = cq_err_set(err, CQ_ERR_NOMEM, -1, -1, "out of memory");
     }
     if (st) {
         if (open_id != CQ_BLOCK_NONE) (void)cq_prefix_release(p->ix, open_id, NULL);
-        if (s) seq_destroy(p, s);
+        if (s) seq_destroy(p, s); /* gives the tail back */
         pthread_mutex_unlock(&p->mu);
         return st;
     }
@@ -214,7 +213,10 @@ cq_status cq_seq_truncate(cq_seq *s, uint32_t n, cq_err *err) {
         pthread_mutex_unlock(&p->mu);
         return st;
     }
-    const uint32_t T = store_tokens(p, n), keep = (T + p->G - 1) / p->G, NS = p->NS;
+    const uint32_t T = store_tokens(p, n), keep = kvp_blocks_for(p, n), NS = p->NS;
+    /* the last kept block keeps a part of its positions (or only sinks): appends will
+     * write it again */
+    const int partial = n && (T % p->G || T == 0);
     cut *cuts = calloc((size_t)p->NL * NS, sizeof *cuts);
     if (!cuts) {
         pthread_mutex_unlock(&p->mu);
@@ -233,7 +235,7 @@ cq_status cq_seq_truncate(cq_seq *s, uint32_t n, cq_err *err) {
         }
     /* (2) a kept partial block that another sequence sees is copied (copy-on-write) */
     uint32_t cow = CQ_BLOCK_NONE;
-    if (!st && T % p->G) {
+    if (!st && partial) {
         cq_prefix_block_info bi;
         cq_prefix_info(p->ix, s->blk[keep - 1], &bi, NULL);
         if (bi.refs > 1 || bi.state == CQ_BLOCK_CACHED)
@@ -266,6 +268,8 @@ cq_status cq_seq_truncate(cq_seq *s, uint32_t n, cq_err *err) {
                 d->pages[keep - 1] = kvp_slot(p, L * NS + j, cow);
         }
     }
+    kvp_bind_sinks(p, s);
+    kvp_tail_detach(p, s);
     free(cuts);
     pthread_mutex_unlock(&p->mu);
     return CQ_OK;
@@ -292,22 +296,38 @@ cq_status cq_seq_append(cq_seq *s, uint32_t layer, const uint16_t *K, const uint
         return cq_cache_append(s->c, layer, K, V, n, err);
     pthread_mutex_lock(&p->mu);
     const uint64_t end = (uint64_t)s->c->layers[layer].tokens + n;
-    const uint64_t T = end > p->S ? end - p->S : 0, need = (T + p->G - 1) / p->G;
     const uint32_t had = s->n_blk;
+    const int had_tail = s->tail != NULL;
     cq_status st = CQ_OK;
     if (end > 0xFFFFFFF0ull)
         st = cq_err_set(err, CQ_ERR_RANGE, -1, -1, "appending %u tokens to %u overflows", n,
                         s->c->layers[layer].tokens);
-    if (!st && need > had) {
-        const uint32_t add = (uint32_t)(need - had);
-        if (blk_reserve(s, (uint32_t)need)) st = cq_err_set(err, CQ_ERR_NOMEM, -1, -1, "out of memory");
-        else if (!(st = kvp_alloc_blocks(p, add, had, s->blk + had, err)))
-            s->n_blk = (uint32_t)need;
+    const uint32_t need = st ? 0 : kvp_blocks_for(p, (uint32_t)end);
+    /* (1) the tail when tokens reach the stores, (2) the blocks they reach */
+    if (!st && end > p->S) st = kvp_tail_attach(p, s, err);
+    if (!st && need > had) { /* the table grows only for blocks the budget admitted */
+        uint32_t *ids = malloc((size_t)(need - had) * sizeof *ids);
+        if (!ids) st = cq_err_set(err, CQ_ERR_NOMEM, -1, -1, "out of memory");
+        if (!st && !(st = kvp_alloc_blocks(p, need - had, had, ids, err))) {
+            if (blk_reserve(s, need)) {
+                (void)cq_prefix_release_chain(p->ix, ids, need - had, NULL);
+                st = cq_err_set(err, CQ_ERR_NOMEM, -1, -1, "out of memory");
+            } else {
+                memcpy(s->blk + had, ids, (size_t)(need - had) * sizeof *ids);
+                s->n_blk = need;
+                if (!had) kvp_bind_sinks(p, s);
+            }
+        }
+        free(ids);
     }
-    if (!st && (st = cq_cache_append(s->c, layer, K, V, n, err)) && s->n_blk > had) {
+    /* (3) the cache's own append (all or nothing) */
+    if (!st) st = cq_cache_append(s->c, layer, K, V, n, err);
+    if (st && s->n_blk > had) {
         (void)cq_prefix_release_chain(p->ix, s->blk + had, s->n_blk - had, NULL);
         s->n_blk = had;
+        kvp_bind_sinks(p, s);
     }
+    if (!st || !had_tail) kvp_tail_detach(p, s); /* only when no group is in flight */
     pthread_mutex_unlock(&p->mu);
     return st;
 }
@@ -372,7 +392,7 @@ cq_status cq_seq_memory(const cq_seq *s, cq_seq_mem *out) {
     if (!s || !out) return CQ_ERR_NULL;
     memset(out, 0, sizeof *out);
     const cq_kvpool *p = s->pool;
-    out->private_bytes = p->seq_bytes;
+    out->private_bytes = s->tail ? p->tail_bytes : 0;
     for (uint32_t b = 0; b < s->n_blk; b++) {
         cq_prefix_block_info bi;
         cq_prefix_info(p->ix, s->blk[b], &bi, NULL);
