@@ -8,7 +8,8 @@
  * Arenas: one per (layer, data store) of the configuration; slot j of every arena is
  * block j's page of that store (CQ_PAGE_HDR + page_bytes, laid out as a cq_cache page
  * of G tokens). Arenas grow in chunks of C slots (about 256 KiB for the widest store)
- * that never move and are kept until the pool is freed.
+ * that never move; the last chunks are freed when no live block id lies in them (ids
+ * are handed out lowest free first, so the live ids stay dense at the bottom).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -41,9 +42,16 @@ static uint8_t *pool_page(void *ctx, const cq_cache *c, const cq_layer *l, const
 }
 
 /* The state the pool holds instead of the cache (kvpool_internal.h): the cache's own
- * copies are freed at creation and the pointers lent back before its free. */
+ * copies are freed at creation and the pointers lent back before its free: the CQ-4
+ * parameters and masks (the prototype's, read-only), the sinks (block 0's sink slot),
+ * the in-flight buffers (the tail). */
 static void lend(cq_kvpool *p, cq_seq *s, int give) {
     cq_cache *c = s->c;
+    if (c->masks) { /* the CQ-4+ masks: the prototype's */
+        if (give) cq_cache_free_(c, NULL, c->masks, (size_t)p->NL * p->H * p->D);
+        c->masks = give ? p->proto->masks : NULL;
+        c->cfg.outlier_masks = c->masks;
+    }
     for (uint32_t L = 0; L < p->NL; L++) {
         cq_layer *l = &c->layers[L];
         for (uint32_t h = 0; h < p->H; h++) {
@@ -139,10 +147,25 @@ void kvp_tail_detach(cq_kvpool *p, cq_seq *s) {
     cq_prefix_uncharge(p->ix, p->tail_bytes, NULL);
 }
 
-/* The index freed block id: its sink slot goes too. */
+/* Free the last chunks of every arena while no live block lies in them. */
+static void trim_chunks(cq_kvpool *p) {
+    while (p->n_chunks && !p->chunk_live[p->n_chunks - 1]) {
+        const uint32_t k = --p->n_chunks;
+        for (uint32_t a = 0; a < p->NA; a++) {
+            if (!p->chunk[(size_t)k * p->NA + a]) continue;
+            free(p->chunk[(size_t)k * p->NA + a]);
+            p->chunk[(size_t)k * p->NA + a] = NULL;
+            p->arena_bytes -= (size_t)p->C * p->stride[a];
+        }
+    }
+}
+
+/* The index freed block id: its chunk holds one live block less, its sink slot goes. */
 static void on_block_free(void *ctx, uint32_t id, uint64_t bytes) {
     cq_kvpool *p = ctx;
     (void)bytes;
+    if (id / p->C < p->n_chunks) p->chunk_live[id / p->C]--;
+    if (!p->in_alloc) trim_chunks(p);
     if (id < p->sink_cap && p->sink_of[id]) {
         free(p->sink_of[id]);
         p->sink_of[id] = NULL;
@@ -159,10 +182,20 @@ static cq_status grow_arenas(cq_kvpool *p, uint64_t n_ids) {
         uint32_t cap = p->cap_chunks ? p->cap_chunks : 4;
         while (cap < need) cap *= 2;
         uint8_t **nc = kvp_alloc(p, (size_t)cap * p->NA * sizeof *nc);
-        if (!nc) return CQ_ERR_NOMEM;
-        if (p->n_chunks) memcpy(nc, p->chunk, (size_t)p->n_chunks * p->NA * sizeof *nc);
+        uint32_t *nl = kvp_alloc(p, (size_t)cap * sizeof *nl);
+        if (!nc || !nl) {
+            kvp_free(p, nc, (size_t)cap * p->NA * sizeof *nc);
+            kvp_free(p, nl, (size_t)cap * sizeof *nl);
+            return CQ_ERR_NOMEM;
+        }
+        if (p->n_chunks) {
+            memcpy(nc, p->chunk, (size_t)p->n_chunks * p->NA * sizeof *nc);
+            memcpy(nl, p->chunk_live, (size_t)p->n_chunks * sizeof *nl);
+        }
         kvp_free(p, p->chunk, (size_t)p->cap_chunks * p->NA * sizeof *p->chunk);
+        kvp_free(p, p->chunk_live, (size_t)p->cap_chunks * sizeof *p->chunk_live);
         p->chunk = nc;
+        p->chunk_live = nl;
         p->cap_chunks = cap;
     }
     for (uint64_t k = p->n_chunks; k < need; k++)
@@ -226,8 +259,12 @@ cq_status kvp_alloc_blocks(cq_kvpool *p, uint32_t n, uint32_t pos0, uint32_t *id
             (sinks && !(slot = aligned_alloc(64, (p->sink_bytes + 63) / 64 * 64))))
             st = cq_err_set(err, CQ_ERR_NOMEM, -1, -1, "out of memory: the arenas cannot grow");
     }
+    p->in_alloc = 1;
     if (!st) st = cq_prefix_alloc(p->ix, bytes, n, ids, err);
+    p->in_alloc = 0;
     free(bytes);
+    for (uint32_t i = 0; !st && i < n; i++) p->chunk_live[ids[i] / p->C]++;
+    trim_chunks(p); /* chunks emptied by evictions, or grown for a refused allocation */
     if (st) {
         free(slot);
         return st;
@@ -373,6 +410,7 @@ void cq_kvpool_free(cq_kvpool *p) {
     while (p->seqs) cq_seq_free(p->seqs);
     for (size_t i = 0; p->chunk && i < (size_t)p->n_chunks * p->NA; i++) free(p->chunk[i]);
     free(p->chunk);
+    free(p->chunk_live);
     free(p->stride);
     for (uint32_t i = 0; i < p->sink_cap; i++) free(p->sink_of[i]);
     free(p->sink_of);

@@ -39,6 +39,8 @@ struct cq_kvpool {
     uint32_t C;           /* slots per chunk (a power of two) */
     uint8_t **chunk;      /* [cap_chunks][NA] chunk k of arena a at k * NA + a */
     uint32_t n_chunks, cap_chunks;
+    uint32_t *chunk_live; /* [cap_chunks] live blocks whose id lies in chunk k */
+    int in_alloc;         /* inside cq_prefix_alloc: frees (evictions) do not trim */
     uint64_t block_bytes; /* sum of the strides */
     uint64_t tail_bytes;  /* a sequence's tail: the fp16 input of every unit store */
     uint64_t sink_bytes;  /* the sink slot of a block at position 0 (K and V, fp16) */
