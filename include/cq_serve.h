@@ -15,7 +15,7 @@
  * attention (both precisions) are bit-identical to that cache's.
  *
  * Threading: every call that changes a sequence's structure or the pool (sequence
- * create / free / fork / truncate, append) takes the pool's mutex. Reads, exports,
+ * create / free / fork / truncate / publish / adopt, append) takes the pool's mutex. Reads, exports,
  * attention and the memory queries take no lock: they may run concurrently with each
  * other and with calls on other sequences, not with a call that changes the sequence
  * they read. Appends do not run concurrently with each other (they share the mutex).
@@ -85,6 +85,20 @@ CQ_API cq_status cq_seq_truncate(cq_seq *s, uint32_t n_tokens, cq_err *err);
 /* Position shifts (llama.cpp seq_add): always CQ_ERR_UNSUPPORTED; post-RoPE keys quantized
  * per channel over G tokens cannot be re-rotated without requantizing (docs/SERVING.md). */
 CQ_API cq_status cq_seq_shift(cq_seq *s, uint32_t p0, uint32_t p1, int32_t delta, cq_err *err);
+
+/* Prefix caching (docs/SERVING.md, "The prefix index"). publish: put the committed full
+ * blocks that tokens[0, n) spells (block 0: the S sinks and G tokens, then G at a time;
+ * n <= length) into the index under their chain hashes. A block whose equal (same
+ * parent, same tokens) is cached already is replaced by that one and released (dedup).
+ * Publish only blocks written by prefill (their bytes are what a full prefill of those
+ * tokens writes). Blocks published before are checked against tokens (CQ_ERR_MISMATCH).
+ * On an error the blocks before the failing one stay published (a retry completes it).
+ * adopt_prefix: an empty sequence (CQ_ERR_STATE otherwise) takes the longest cached run
+ * of full blocks spelling tokens[0, n), leaving at least one token to prefill;
+ * *adopted = the tokens it now holds (0 or S + k G); the caller appends from there. */
+CQ_API cq_status cq_seq_publish(cq_seq *s, const uint32_t *tokens, uint32_t n, cq_err *err);
+CQ_API cq_status cq_seq_adopt_prefix(cq_seq *s, const uint32_t *tokens, uint32_t n,
+                                     uint32_t *adopted, cq_err *err);
 
 /* As cq_cache_append / _f32, per layer: K, V [n][n_kv_heads][head_dim]. New blocks are
  * allocated when the tokens reach them (CQ_ERR_BUDGET when they do not fit). */

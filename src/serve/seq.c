@@ -409,3 +409,113 @@ cq_status cq_seq_memory(const cq_seq *s, cq_seq_mem *out) {
     out->slack = ((uint64_t)s->n_blk * p->G - T) * p->block_bytes / p->G;
     return CQ_OK;
 }
+
+/* ------------------------------------------------------------ prefix caching */
+
+/* Point page b of every store of s at block id (after a swap of blk[b]). */
+static void repoint(cq_kvpool *p, cq_seq *s, uint32_t b) {
+    for (uint32_t L = 0; L < p->NL; L++)
+        for (uint32_t j = 0; j < p->NS; j++) {
+            cq_store *d = cq_layer_store(&s->c->layers[L], p->H, j);
+            if (d && d->n_pages > b) d->pages[b] = kvp_slot(p, L * p->NS + j, s->blk[b]);
+        }
+    if (b == 0) kvp_bind_sinks(p, s);
+}
+
+cq_status cq_seq_publish(cq_seq *s, const uint32_t *tokens, uint32_t n, cq_err *err) {
+    cq_err_clear(err);
+    if (!s || (!tokens && n)) return cq_err_set(err, CQ_ERR_NULL, -1, -1, "sequence or tokens is NULL");
+    cq_kvpool *p = s->pool;
+    pthread_mutex_lock(&p->mu);
+    uint32_t len;
+    cq_status st = common_length(s, &len, "publish", err);
+    if (!st && n > len)
+        st = cq_err_set(err, CQ_ERR_RANGE, n, -1, "publishing %u tokens of a sequence of %u", n,
+                        len);
+    /* the full blocks tokens[0, n) spells; all of them are committed (n <= length) */
+    const uint32_t nb = st || n < p->S + p->G ? 0 : (n - p->S) / p->G;
+    uint32_t parent = CQ_BLOCK_NONE;
+    for (uint32_t b = 0; b < nb && !st; b++) {
+        const uint32_t t0 = b ? p->S + b * p->G : 0, cnt = b ? p->G : p->S + p->G;
+        cq_prefix_block_info bi;
+        cq_prefix_info(p->ix, s->blk[b], &bi, NULL);
+        if (bi.state == CQ_BLOCK_CACHED) { /* adopted or published before: the same tokens */
+            if (bi.parent != parent || bi.n_tokens != cnt ||
+                memcmp(bi.tokens, tokens + t0, (size_t)cnt * sizeof *tokens))
+                st = cq_err_set(err, CQ_ERR_MISMATCH, t0, -1,
+                                "block %u was published with other tokens", b);
+            parent = s->blk[b];
+            continue;
+        }
+        uint32_t canon;
+        st = cq_prefix_commit(p->ix, s->blk[b], parent, tokens + t0, cnt, &canon, err);
+        if (st) break;
+        if (canon != s->blk[b]) { /* the same block is cached: use it, drop ours (dedup) */
+            const uint32_t own = s->blk[b];
+            (void)cq_prefix_ref(p->ix, canon, NULL);
+            s->blk[b] = canon;
+            repoint(p, s, b);
+            (void)cq_prefix_release(p->ix, own, NULL);
+        }
+        parent = canon;
+    }
+    pthread_mutex_unlock(&p->mu);
+    return st;
+}
+
+cq_status cq_seq_adopt_prefix(cq_seq *s, const uint32_t *tokens, uint32_t n, uint32_t *adopted,
+                              cq_err *err) {
+    cq_err_clear(err);
+    if (!s || !adopted || (!tokens && n))
+        return cq_err_set(err, CQ_ERR_NULL, -1, -1, "sequence, tokens or adopted is NULL");
+    *adopted = 0;
+    cq_kvpool *p = s->pool;
+    pthread_mutex_lock(&p->mu);
+    uint32_t len;
+    cq_status st = common_length(s, &len, "adopt", err);
+    if (!st && (len || s->n_blk))
+        st = cq_err_set(err, CQ_ERR_STATE, -1, -1, "adopt needs an empty sequence (%u tokens)",
+                        len);
+    /* full blocks only, and at least one prompt token left to prefill */
+    const uint32_t maxb = st || n <= p->S + p->G ? 0 : (n - 1 - p->S) / p->G;
+    if (!st && maxb && blk_reserve(s, maxb))
+        st = cq_err_set(err, CQ_ERR_NOMEM, -1, -1, "out of memory");
+    uint32_t nb = 0;
+    if (!st && maxb) st = cq_prefix_adopt(p->ix, tokens, n, maxb, s->blk, maxb, &nb, err);
+    if (!st && nb) {
+        if (nb > maxb) nb = maxb;
+        s->n_blk = nb;
+        kvp_bind_sinks(p, s);
+        const uint32_t T = nb * p->G;
+        for (uint32_t L = 0; L < p->NL && !st; L++) {
+            cq_layer *l = &s->c->layers[L];
+            l->tokens = p->S + T;
+            for (uint32_t j = 0; j < p->NS && !st; j++) {
+                cq_store *d = cq_layer_store(l, p->H, j);
+                if (!d) continue;
+                d->n_done = T;
+                if (cq_store_reserve(s->c, l, d, T))
+                    st = cq_err_set(err, CQ_ERR_NOMEM, -1, -1, "out of memory");
+            }
+        }
+        if (st) { /* undo: an empty sequence again */
+            for (uint32_t L = 0; L < p->NL; L++) {
+                cq_layer *l = &s->c->layers[L];
+                l->tokens = 0;
+                for (uint32_t j = 0; j < p->NS; j++) {
+                    cq_store *d = cq_layer_store(l, p->H, j);
+                    if (!d) continue;
+                    cq_store_trim(s->c, l, d, 0);
+                    d->n_done = 0;
+                }
+            }
+            (void)cq_prefix_release_chain(p->ix, s->blk, nb, NULL);
+            s->n_blk = 0;
+            kvp_bind_sinks(p, s);
+        } else {
+            *adopted = p->S + T;
+        }
+    }
+    pthread_mutex_unlock(&p->mu);
+    return st;
+}
