@@ -15,10 +15,11 @@
  * attention (both precisions) are bit-identical to that cache's.
  *
  * Threading: every call that changes a sequence's structure or the pool (sequence
- * create / free / fork / truncate / publish / adopt, append) takes the pool's mutex. Reads, exports,
- * attention and the memory queries take no lock: they may run concurrently with each
- * other and with calls on other sequences, not with a call that changes the sequence
- * they read. Appends do not run concurrently with each other (they share the mutex).
+ * create / free / fork / truncate / publish / adopt, append) and the memory queries and
+ * check take the pool's mutex. Reads, exports and attention take no lock: they may run
+ * concurrently with each other and with calls on other sequences, not with a call that
+ * changes the sequence they read. Appends do not run concurrently with each other (they
+ * share the mutex).
  *
  * Tier: TOOL-GRADE (docs/EMBEDDING.md): may change in any minor version while the
  * slices of docs/SERVING.md land.

@@ -8,8 +8,11 @@
  * truncate + append against a fresh sequence, and the refusal of cuts inside a
  * committed key group; budget refusals in create / append / fork / truncate leave the
  * whole observable state unchanged; windowed codecs and shifts refused; randomized
- * operation sequences against a model of cq_caches; no block left after the frees.
+ * operation sequences against a model of cq_caches; attention over shared blocks from
+ * two threads while a third appends to, forks and frees other sequences (make tsan);
+ * no block left after the frees.
  */
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -615,7 +618,72 @@ static void test_refusals(void) {
     cq_kvpool_free(c);
 }
 
+/* Attention on sequences that share blocks, from two threads, while the main thread
+ * changes other sequences of the pool (forks of the same source among them). */
+typedef struct reader {
+    const cq_seq *s;
+    const float *q, *want;
+    int bad;
+} reader;
+
+static void *read_loop(void *arg) {
+    reader *r = arg;
+    float out[QH * D];
+    cq_attn_opts o = {.n_threads = 1, .precision = CQ_ATTN_EXACT};
+    for (int i = 0; i < 40; i++) {
+        if (cq_seq_attend(r->s, 0, r->q, QH, out, &o, NULL) ||
+            memcmp(out, r->want, sizeof out))
+            r->bad++;
+        float k[4 * D];
+        if (cq_seq_read(r->s, 1, 0, 0, 4, k, NULL, NULL)) r->bad++;
+    }
+    return NULL;
+}
+
+static void test_threads(const fmt *f) {
+    const uint32_t G = 32;
+    cq_rng r;
+    cq_rng_seed(&r, 6000);
+    cq_kvpool *p = make_pool(f, G, 2, 1ull << 30);
+    mseq a = mseq_new(p, f, G, 2);
+    mseq_append(&a, &r, 5 * G + 3);
+    cq_seq *b = NULL;
+    cq_seq_fork(a.s, &b, NULL);
+    float q[QH * D], want[QH * D];
+    for (size_t i = 0; i < QH * D; i++) q[i] = (float)cq_rng_normal(&r);
+    cq_attn_opts o = {.n_threads = 1, .precision = CQ_ATTN_EXACT};
+    cq_cache_attend(a.ref, 0, q, QH, want, &o, NULL);
+    reader rd[2] = {{a.s, q, want, 0}, {b, q, want, 0}};
+    pthread_t th[2];
+    for (int i = 0; i < 2; i++) pthread_create(&th[i], NULL, read_loop, &rd[i]);
+    int bad = 0;
+    for (int it = 0; it < 6; it++) { /* structure changes elsewhere in the pool */
+        cq_seq *c = NULL, *d = NULL;
+        bad += cq_seq_fork(a.s, &c, NULL) != CQ_OK;
+        bad += cq_seq_create(p, &d, NULL) != CQ_OK;
+        uint16_t *x = calloc((size_t)(G + 1) * H * D, 2);
+        ctu_fill_f16(&r, x, (size_t)(G + 1) * H * D, 1.0f, 0);
+        for (uint32_t L = 0; L < NL; L++) {
+            bad += cq_seq_append(c, L, x, x, G + 1, NULL) != CQ_OK;
+            bad += cq_seq_append(d, L, x, x, G + 1, NULL) != CQ_OK;
+        }
+        bad += cq_seq_truncate(c, 2 + 2 * G, NULL) != CQ_OK;
+        free(x);
+        cq_seq_free(c);
+        cq_seq_free(d);
+    }
+    for (int i = 0; i < 2; i++) pthread_join(th[i], NULL);
+    CHECK(bad == 0 && rd[0].bad == 0 && rd[1].bad == 0,
+          "%s: concurrent attention over shared blocks: %d / %d / %d", f->name, bad, rd[0].bad,
+          rd[1].bad);
+    cq_seq_free(b);
+    mseq_free(&a);
+    cq_kvpool_free(p);
+}
+
 int main(void) {
+    test_threads(&FMTS[2]);
+    test_threads(&FMTS[0]);
     test_refusals();
     for (size_t i = 0; i < NFMTS; i++) {
         const fmt *f = &FMTS[i];

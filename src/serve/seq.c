@@ -391,7 +391,8 @@ cq_status cq_seq_attend_prefill(const cq_seq *s, uint32_t layer, const float *q,
 cq_status cq_seq_memory(const cq_seq *s, cq_seq_mem *out) {
     if (!s || !out) return CQ_ERR_NULL;
     memset(out, 0, sizeof *out);
-    const cq_kvpool *p = s->pool;
+    cq_kvpool *p = s->pool;
+    pthread_mutex_lock(&p->mu); /* reference counts change under other sequences' calls */
     out->private_bytes = s->tail ? p->tail_bytes : 0;
     for (uint32_t b = 0; b < s->n_blk; b++) {
         cq_prefix_block_info bi;
@@ -407,6 +408,7 @@ cq_status cq_seq_memory(const cq_seq *s, cq_seq_mem *out) {
     out->tokens = s->c->layers[0].tokens;
     const uint64_t T = store_tokens(p, s->c->layers[0].tokens);
     out->slack = ((uint64_t)s->n_blk * p->G - T) * p->block_bytes / p->G;
+    pthread_mutex_unlock(&p->mu);
     return CQ_OK;
 }
 
