@@ -690,6 +690,7 @@ int main(void) {
         test_equal(f, 32, 0);
         test_equal(f, 32, 3);
         test_equal(f, 128, 0);
+        test_equal(f, 128, 2);
         test_fork(f, 32, 0);
         test_fork(f, 32, 2);
         test_truncate(f, 32, 0);
