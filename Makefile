@@ -180,9 +180,9 @@ fuzz:
 run: all
 	$(CQ) run
 
-# The cache tests (test_cache*, test_persist) and the thread pool (test_pool) under
-# ThreadSanitizer, both kernel tables.
-TSAN_BIN := $(filter $(BUILD)/tests/test_cache% $(BUILD)/tests/test_persist $(BUILD)/tests/test_pool,$(TEST_BIN))
+# The cache tests (test_cache*, test_persist), the thread pool (test_pool) and the serving
+# pool (test_serve) under ThreadSanitizer, both kernel tables.
+TSAN_BIN := $(filter $(BUILD)/tests/test_cache% $(BUILD)/tests/test_persist $(BUILD)/tests/test_pool $(BUILD)/tests/test_serve,$(TEST_BIN))
 tsan:
 	@$(MAKE) --no-print-directory TSAN=1 tsan-run
 tsan-run: $(TSAN_BIN)

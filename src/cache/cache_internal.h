@@ -90,6 +90,16 @@ typedef struct cq_layer {
     _Atomic uint64_t bytes; /* allocations charged to this layer */
 } cq_layer;
 
+/* Where a store's pages come from when the cache does not own them (the serving pool,
+ * src/serve/kvpool.c, docs/SERVING.md): page(ctx, c, l, s, index) returns page `index` of
+ * store s of layer l, 64-byte aligned, CQ_PAGE_HDR + s->page_bytes long, header written,
+ * or NULL. Such pages belong to the source: trim and release only drop the pointers. */
+typedef struct cq_page_source {
+    uint8_t *(*page)(void *ctx, const struct cq_cache *c, const cq_layer *l, const cq_store *s,
+                     uint32_t index);
+    void *ctx;
+} cq_page_source;
+
 struct cq_cache {
     cq_cache_config cfg;       /* copy; pointers point at the copies below */
     cq_layer_codecs *codecs;   /* [n_layers] */
@@ -99,6 +109,7 @@ struct cq_cache {
     int sealed;                /* flushed: appends refused until reset */
     _Atomic uint64_t bytes;    /* every allocation, counted by the allocator wrappers */
     const cq_kernels *kern;
+    const cq_page_source *pager; /* NULL: the cache allocates its own pages */
 };
 
 /* Allocation wrappers: charge the cache (and the layer, if any). */

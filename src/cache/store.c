@@ -94,7 +94,7 @@ void cq_store_init_view(cq_store *s, cq_role role, uint32_t D, const cq_store *r
 }
 
 void cq_store_release(cq_cache *c, cq_layer *l, cq_store *s) {
-    for (uint32_t i = 0; i < s->n_pages; i++)
+    for (uint32_t i = 0; i < s->n_pages && !c->pager; i++)
         cq_cache_free_(c, l, s->pages[i], CQ_PAGE_HDR + s->page_bytes);
     cq_cache_free_(c, l, s->pages, (size_t)s->cap_pages * sizeof *s->pages);
     if (s->resid) cq_cache_free_(c, l, s->resid, (size_t)s->resid_cap * s->D * 2);
@@ -119,6 +119,11 @@ cq_status cq_store_reserve(cq_cache *c, cq_layer *l, cq_store *s, uint64_t token
         cq_cache_free_(c, l, s->pages, (size_t)s->cap_pages * sizeof *s->pages);
         s->pages = np;
         s->cap_pages = cap;
+    }
+    while (c->pager && s->n_pages < need) { /* pages of the serving pool */
+        uint8_t *pg = c->pager->page(c->pager->ctx, c, l, s, s->n_pages);
+        if (!pg) return CQ_ERR_NOMEM;
+        s->pages[s->n_pages++] = pg;
     }
     while (s->n_pages < need) {
         uint8_t *pg = cq_cache_alloc_aligned_(c, l, CQ_PAGE_HDR + s->page_bytes);
@@ -211,7 +216,7 @@ cq_status cq_store_read(const cq_store *s, const cq_kernels *kern, uint32_t r0, 
 void cq_store_trim(cq_cache *c, cq_layer *l, cq_store *s, uint32_t keep) {
     while (s->n_pages > keep) {
         s->n_pages--;
-        cq_cache_free_(c, l, s->pages[s->n_pages], CQ_PAGE_HDR + s->page_bytes);
+        if (!c->pager) cq_cache_free_(c, l, s->pages[s->n_pages], CQ_PAGE_HDR + s->page_bytes);
         s->pages[s->n_pages] = NULL;
     }
 }

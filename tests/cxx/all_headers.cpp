@@ -16,6 +16,7 @@
 #include "cq_pool.h"
 #include "cq_prefix.h"
 #include "cq_registry.h"
+#include "cq_serve.h"
 #include "cq_synth.h"
 #include "cq_util.h"
 #include "cq_vectors.h"

@@ -1,0 +1,161 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * cq_serve.h - the serving pool (docs/SERVING.md): one model's compressed KV memory
+ * for many sequences. Memory is held in blocks of G token positions (K and V of every
+ * (layer, kv head)), reference-counted and accounted through the prefix index
+ * (include/cq_prefix.h) under a byte budget fixed at creation. Committed blocks are
+ * immutable and shared by fork; each sequence's fp16 in-flight key groups (its tail)
+ * and its sink tokens are private. Every operation is all-or-nothing: on an error
+ * status nothing changed.
+ *
+ * The pool is named cq_kvpool because cq_pool is the thread pool (include/cq_pool.h).
+ *
+ * Equality with cq_cache: a sequence holds exactly what a cq_cache created with the
+ * same configuration and page_tokens = G holds after the same appends: read, export and
+ * attention (both precisions) are bit-identical to that cache's.
+ *
+ * Threading: every call that changes a sequence's structure or the pool (sequence
+ * create / free / fork / truncate / publish / adopt, append) and the memory queries and
+ * check take the pool's mutex. Reads, exports and attention take no lock: they may run
+ * concurrently with each other and with calls on other sequences, not with a call that
+ * changes the sequence they read. Appends do not run concurrently with each other (they
+ * share the mutex).
+ *
+ * Tier: TOOL-GRADE (docs/EMBEDDING.md): may change in any minor version while the
+ * slices of docs/SERVING.md land.
+ */
+#ifndef CQ_SERVE_H
+#define CQ_SERVE_H
+
+#include "cq_api.h"
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cq_cache.h"
+#include "cq_error.h"
+#include "cq_prefix.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct cq_kvpool cq_kvpool;
+typedef struct cq_seq cq_seq;
+
+typedef struct cq_kvpool_config {
+    cq_cache_config cache;  /* shape, formats, G, sinks, masks, kernels; page_tokens and
+                               max_tokens must be 0 (the pool's pages are blocks of G) */
+    uint64_t budget_bytes;  /* blocks + every sequence's tail and sinks; fixed, >= 1 */
+    uint64_t model_hash;    /* identity of the weights (part of the configuration hash) */
+} cq_kvpool_config;
+
+/* CQ_ERR_UNSUPPORTED for a codec with an fp16 window (KIVI) or a unit that does not
+ * divide G; the errors of cq_cache_create for a bad configuration. */
+CQ_API cq_status cq_kvpool_create(const cq_kvpool_config *cfg, cq_kvpool **out, cq_err *err);
+/* Frees the pool and every sequence it still holds (accepts NULL). */
+CQ_API void cq_kvpool_free(cq_kvpool *p);
+/* cq_prefix_hash_bytes of the serialized configuration (model hash, shape, G, sinks,
+ * per-layer formats, masks). */
+CQ_API uint64_t cq_kvpool_config_hash(const cq_kvpool *p);
+/* Bytes charged to the budget: a block (every (layer, store) slot), the sink slot a block
+ * at position 0 carries in addition (fp16 K and V of the S sinks of every (layer, head)),
+ * and a sequence's tail while a group is in flight (the fp16 input of every unit-coded
+ * store: CQ-4 / CQ-4+ keys, unit codecs). */
+CQ_API uint64_t cq_kvpool_block_bytes(const cq_kvpool *p);
+CQ_API uint64_t cq_kvpool_sink_bytes(const cq_kvpool *p);
+CQ_API uint64_t cq_kvpool_tail_bytes(const cq_kvpool *p);
+
+/* ------------------------------------------------------------ sequences */
+
+/* An empty sequence (no block, no tail: nothing charged). */
+CQ_API cq_status cq_seq_create(cq_kvpool *p, cq_seq **out, cq_err *err);
+/* Releases the sequence's blocks (deepest first) and its charge (accepts NULL). */
+CQ_API void cq_seq_free(cq_seq *s);
+/* A new sequence sharing every committed block of src by reference; the open block (if
+ * any) and the tail are copied. Every layer of src must have the same length
+ * (CQ_ERR_STATE). CQ_ERR_BUDGET when the copy and the charge do not fit. */
+CQ_API cq_status cq_seq_fork(const cq_seq *src, cq_seq **out, cq_err *err);
+/* Keep the first n tokens (every layer the same length, else CQ_ERR_STATE; n <= length,
+ * else CQ_ERR_RANGE). Cuts on a unit border of every store (per-token formats: any n;
+ * CQ-4 / CQ-4+ keys and unit codecs: n - sinks a multiple of their unit, or a cut inside
+ * the group still in flight) equal a fresh sequence fed the same first n tokens.
+ * A cut inside a committed key group of G tokens (or a committed unit) is refused with
+ * CQ_ERR_UNSUPPORTED: its fp16 keys are gone (docs/SERVING.md, "truncate"). A kept
+ * block that is shared is copied first (copy-on-write; CQ_ERR_BUDGET if it does not fit). */
+CQ_API cq_status cq_seq_truncate(cq_seq *s, uint32_t n_tokens, cq_err *err);
+/* Position shifts (llama.cpp seq_add): always CQ_ERR_UNSUPPORTED; post-RoPE keys quantized
+ * per channel over G tokens cannot be re-rotated without requantizing (docs/SERVING.md). */
+CQ_API cq_status cq_seq_shift(cq_seq *s, uint32_t p0, uint32_t p1, int32_t delta, cq_err *err);
+
+/* Prefix caching (docs/SERVING.md, "The prefix index"). publish: put the committed full
+ * blocks that tokens[0, n) spells (block 0: the S sinks and G tokens, then G at a time;
+ * n <= length) into the index under their chain hashes. A block whose equal (same
+ * parent, same tokens) is cached already is replaced by that one and released (dedup).
+ * Publish only blocks written by prefill (their bytes are what a full prefill of those
+ * tokens writes). Blocks published before are checked against tokens (CQ_ERR_MISMATCH).
+ * On an error the blocks before the failing one stay published (a retry completes it).
+ * adopt_prefix: an empty sequence (CQ_ERR_STATE otherwise) takes the longest cached run
+ * of full blocks spelling tokens[0, n), leaving at least one token to prefill;
+ * *adopted = the tokens it now holds (0 or S + k G); the caller appends from there. */
+CQ_API cq_status cq_seq_publish(cq_seq *s, const uint32_t *tokens, uint32_t n, cq_err *err);
+CQ_API cq_status cq_seq_adopt_prefix(cq_seq *s, const uint32_t *tokens, uint32_t n,
+                                     uint32_t *adopted, cq_err *err);
+
+/* As cq_cache_append / _f32, per layer: K, V [n][n_kv_heads][head_dim]. New blocks are
+ * allocated when the tokens reach them (CQ_ERR_BUDGET when they do not fit). */
+CQ_API cq_status cq_seq_append(cq_seq *s, uint32_t layer, const uint16_t *K, const uint16_t *V,
+                               uint32_t n, cq_err *err);
+CQ_API cq_status cq_seq_append_f32(cq_seq *s, uint32_t layer, const float *K, const float *V,
+                                   uint32_t n, cq_err *err);
+CQ_API uint32_t cq_seq_tokens(const cq_seq *s, uint32_t layer);
+/* As cq_cache_read / cq_cache_export / cq_cache_committed. */
+CQ_API cq_status cq_seq_read(const cq_seq *s, uint32_t layer, uint32_t head, uint32_t t0,
+                             uint32_t t1, float *K, float *V, cq_err *err);
+CQ_API cq_status cq_seq_export(const cq_seq *s, uint32_t layer, uint32_t head, cq_role role,
+                               uint8_t *dst, size_t cap, size_t *len, cq_err *err);
+/* As cq_cache_attend / cq_cache_attend_prefill over the sequence. */
+CQ_API cq_status cq_seq_attend(const cq_seq *s, uint32_t layer, const float *q,
+                               uint32_t n_q_heads, float *out, const cq_attn_opts *opts,
+                               cq_err *err);
+CQ_API cq_status cq_seq_attend_prefill(const cq_seq *s, uint32_t layer, const float *q,
+                                       uint32_t n_q, uint32_t pos0, uint32_t n_q_heads,
+                                       float *out, const cq_attn_opts *opts, cq_err *err);
+
+/* ------------------------------------------------------------ accounting */
+
+typedef struct cq_seq_mem {
+    uint64_t private_bytes; /* blocks only this sequence references + its tail */
+    uint64_t shared_bytes;  /* blocks referenced by more than one sequence (in full) */
+    uint64_t slack;         /* block bytes of positions past the last token (pro rata) */
+    uint64_t tokens;        /* tokens of layer 0 */
+    uint32_t blocks, shared_blocks;
+} cq_seq_mem;
+
+typedef struct cq_kvpool_mem {
+    uint64_t referenced;   /* live blocks with a reference, each counted once */
+    uint64_t cached;       /* published blocks without a reference (evictable) */
+    uint64_t arena_slack;  /* arena slots allocated and not live */
+    uint64_t tails;        /* the sequences' fp16 tails (groups in flight) */
+    uint64_t sequences;    /* the sequences' own bookkeeping (stores, page tables) */
+    uint64_t index;        /* the prefix index's bookkeeping */
+    uint64_t tables;       /* the pool's own (configuration, arena and sink tables) */
+    uint64_t total;        /* the sum of the above */
+    uint64_t shared_saved; /* sum over blocks of (refs - 1) x bytes */
+    uint64_t arena_bytes;  /* the arena chunks and sink slots as the allocator counted them */
+    uint32_t n_seqs;
+    cq_prefix_stats prefix;
+} cq_kvpool_mem;
+
+CQ_API cq_status cq_seq_memory(const cq_seq *s, cq_seq_mem *out);
+CQ_API cq_status cq_kvpool_memory(const cq_kvpool *p, cq_kvpool_mem *out);
+/* The allocator's own count of every byte the pool holds (equals cq_kvpool_memory total). */
+CQ_API uint64_t cq_kvpool_allocated_bytes(const cq_kvpool *p);
+/* The prefix index's invariants (cq_prefix_check) and that every block a sequence holds
+ * is live with as many references as sequences hold it; CQ_ERR_MISMATCH names the first
+ * broken one. */
+CQ_API cq_status cq_kvpool_check(const cq_kvpool *p, cq_err *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* CQ_SERVE_H */

@@ -1,0 +1,85 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * kvpool_internal.h - the private structure of the serving pool (include/cq_serve.h):
+ * the arenas of block slots, the prefix index, the list of sequences; shared by
+ * kvpool.c (pool, arenas, accounting, checks) and seq.c (sequence operations).
+ *
+ * A sequence is a cq_cache (src/cache) with page_tokens = G whose pages come from the
+ * pool (cq_page_source): page i of store (layer L, store j) is the slot of block blk[i]
+ * in arena (L, j). So the store code, attention and read-back are the single-sequence
+ * cache's, unchanged. The rest of that cache's state that the pool holds instead: the
+ * CQ-4 key parameters (the prototype's, read-only), the sink tokens (the sink slot of
+ * the sequence's block 0) and the fp16 in-flight groups (the tail: one allocation,
+ * attached and charged while a group is in flight).
+ */
+#ifndef CQ_KVPOOL_INTERNAL_H
+#define CQ_KVPOOL_INTERNAL_H
+
+#include <pthread.h>
+
+#include "cq_serve.h"
+#include "../cache/cache_internal.h"
+
+struct cq_seq {
+    cq_kvpool *pool;
+    cq_cache *c;          /* the sequence's stores; pages from the pool */
+    cq_page_source src;   /* ctx = this sequence */
+    uint32_t *blk;        /* [cap_blk] block ids, one per G store positions */
+    uint32_t n_blk, cap_blk;
+    uint16_t *tail;       /* the fp16 in-flight groups of every unit store, or NULL */
+    cq_seq *prev, *next;  /* the pool's list */
+};
+
+struct cq_kvpool {
+    cq_cache *proto;      /* the configuration (never holds tokens) */
+    cq_prefix_index *ix;
+    pthread_mutex_t mu;
+    uint32_t NL, H, D, S, G, NS, NA; /* NA = NL * NS arenas, (layer L, store j) at L * NS + j */
+    size_t *stride;       /* [NA] slot bytes of arena a (0: no such store) */
+    uint32_t C;           /* slots per chunk (a power of two) */
+    uint8_t **chunk;      /* [cap_chunks][NA] chunk k of arena a at k * NA + a */
+    uint32_t n_chunks, cap_chunks;
+    uint32_t *chunk_live; /* [cap_chunks] live blocks whose id lies in chunk k */
+    int in_alloc;         /* inside cq_prefix_alloc: frees (evictions) do not trim */
+    uint64_t block_bytes; /* sum of the strides */
+    uint64_t tail_bytes;  /* a sequence's tail: the fp16 input of every unit store */
+    uint64_t sink_bytes;  /* the sink slot of a block at position 0 (K and V, fp16) */
+    uint8_t **sink_of;    /* [sink_cap] the sink slot of block id, or NULL */
+    uint32_t sink_cap;
+    uint64_t sink_alloc;  /* sink slots, as allocated */
+    uint64_t tail_alloc;  /* tails, as allocated */
+    uint64_t config_hash;
+    uint64_t arena_bytes; /* chunks, as allocated */
+    uint64_t own_bytes;   /* pool struct, strides, chunk table, sequence structs and tables */
+    cq_seq *seqs;
+    uint32_t n_seqs;
+};
+
+/* kvpool.c */
+/* Slot of block id in arena a. */
+static inline uint8_t *kvp_slot(const cq_kvpool *p, uint32_t a, uint32_t id) {
+    return p->chunk[(size_t)(id / p->C) * p->NA + a] + (size_t)(id % p->C) * p->stride[a];
+}
+/* Allocate n blocks (budget, all or nothing) with arena room; headers written for
+ * sequence positions pos0 .. pos0 + n - 1. */
+cq_status kvp_alloc_blocks(cq_kvpool *p, uint32_t n, uint32_t pos0, uint32_t *ids, cq_err *err);
+void kvp_copy_block(cq_kvpool *p, uint32_t dst, uint32_t src);
+/* A new sequence's cache (empty, pages from s, parameters from the prototype); its free. */
+cq_status kvp_new_cache(cq_kvpool *p, cq_seq *s, cq_err *err);
+void kvp_free_cache(cq_kvpool *p, cq_seq *s);
+/* Point the cache's sinks at block 0's sink slot (none without blocks). */
+void kvp_bind_sinks(cq_kvpool *p, cq_seq *s);
+/* The tail: attach (charge + allocate; CQ_ERR_BUDGET / CQ_ERR_NOMEM change nothing),
+ * detach when no group is in flight. */
+cq_status kvp_tail_attach(cq_kvpool *p, cq_seq *s, cq_err *err);
+void kvp_tail_detach(cq_kvpool *p, cq_seq *s);
+/* Blocks a sequence of `tokens` tokens (its longest layer) holds. */
+static inline uint32_t kvp_blocks_for(const cq_kvpool *p, uint32_t tokens) {
+    if (!tokens) return 0;
+    const uint32_t T = tokens > p->S ? tokens - p->S : 0;
+    return T ? (T + p->G - 1) / p->G : 1;
+}
+void *kvp_alloc(cq_kvpool *p, size_t n);
+void kvp_free(cq_kvpool *p, void *q, size_t n);
+
+#endif
