@@ -772,6 +772,19 @@ static uint64_t v_read_sum(const uint8_t *p, size_t n) {
     return (uint64_t)_mm256_extract_epi64(a, 0) ^ (uint64_t)_mm256_extract_epi64(a, 3);
 }
 
+/* v_read_sum with vmovntdqa: on write-back memory a hint that the lines are not reused */
+static uint64_t v_read_sum_nt(const uint8_t *p, size_t n) {
+    __m256i a = _mm256_setzero_si256(), b = a, c = a, d = a;
+    for (size_t i = 0; i < n; i += 128) {
+        a = _mm256_add_epi64(a, _mm256_stream_load_si256((const __m256i *)(p + i)));
+        b = _mm256_add_epi64(b, _mm256_stream_load_si256((const __m256i *)(p + i + 32)));
+        c = _mm256_add_epi64(c, _mm256_stream_load_si256((const __m256i *)(p + i + 64)));
+        d = _mm256_add_epi64(d, _mm256_stream_load_si256((const __m256i *)(p + i + 96)));
+    }
+    a = _mm256_xor_si256(_mm256_xor_si256(a, b), _mm256_xor_si256(c, d));
+    return (uint64_t)_mm256_extract_epi64(a, 0) ^ (uint64_t)_mm256_extract_epi64(a, 3);
+}
+
 static void v_fold_q(const float *q, uint32_t nh, uint32_t D, const uint16_t *idx,
                      const uint16_t *sc, uint32_t kept, float *qp) {
     for (uint32_t h = 0; h < nh; h++) {
@@ -855,6 +868,7 @@ const cq_kernels cq_kernels_avx2_table = {
     .max_f32 = v_max_f32,
     .exp_sum = v_exp_sum,
     .read_sum = v_read_sum,
+    .read_sum_nt = v_read_sum_nt,
     .fold_q = v_fold_q,
     .fold_quant_q8 = v_fold_quant_q8,
     .side_dot = v_side_dot,
