@@ -78,7 +78,7 @@ static void usage(FILE *f) {
             "between and after the timed steps, three read kernels (plain loads, non-temporal\n"
             "loads, threads pinned to different CPUs) each read a 512 MiB buffer twice; a\n"
             "reading is its best kernel; the row shows the median of the readings and their\n"
-            "spread ((max - min) / median), marked unstable above 20%.\n"
+            "spread ((max - min) / median), marked unstable above 20%%.\n"
             "The formats of one (D, T) point are timed round-robin, one step of\n"
             "each in turn (best of --reps per format), so a drift in the speed of a shared\n"
             "machine hits them alike and their ratios stay fair. --kv takes K/V pairs in the\n"
@@ -92,8 +92,12 @@ static void usage(FILE *f) {
             "--quick: D 64 and 128, contexts 1024 and 4096, fp16 and cq4, 1 and 2 threads,\n"
             "a 2 MiB 'LLC' and 2 reps (a smoke run, not a measurement).\n"
             "--kernels: instead, the attention kernels alone (L1-resident, 128 tokens, 4 query\n"
-            "heads, D = the largest --dims value, a multiple of 32) in ns per token, for every\n"
-            "kernel table this CPU runs, each checked against the scalar table first.\n"
+            "heads, D = the largest --dims value, a multiple of 32) in ns per token and values\n"
+            "per cycle (the core clock measured by a chain of dependent adds), for every kernel\n"
+            "table this CPU runs, each checked against the scalar table first; beside them the\n"
+            "values per cycle the bandwidth probe's per-core median requires (1 and 2 threads,\n"
+            "readings before, between and after the trials) and, per decode step (keys, softmax,\n"
+            "values), the ns per token the stream allows.\n"
             "--precision: the attention arithmetic for CQ-4/CQ-4+ keys and INT4 values\n"
             "(cq_attn_opts.precision; default: the library's, i.e. CQ_ATTN_PRECISION or exact).\n"
             "--page-tokens: tokens per storage page (cq_cache_config.page_tokens); 'context'\n"
@@ -579,7 +583,8 @@ int cq_cmd_bench(int argc, char **argv) {
     if (o.kernels) {
         uint32_t kd = 0;
         for (uint32_t k = 0; k < o.n_dims; k++) kd = o.dims[k] > kd ? o.dims[k] : kd;
-        return cq_bench_kernels(kd ? kd : 128, o.quick ? 20 : 2000, o.json, o.csv);
+        size_t kbw = (size_t)(o.quick ? o.bw_mib : 16u * o.llc_mib) << 20;
+        return cq_bench_kernels(kd ? kd : 128, o.quick ? 20 : 2000, o.json, o.csv, kbw);
     }
     /* the bandwidth buffer: 16 x the LLC (at least 64 MiB), touched once */
     size_t bwbytes = (size_t)(o.bw_mib > 16u * o.llc_mib ? o.bw_mib : 16u * o.llc_mib) << 20;
