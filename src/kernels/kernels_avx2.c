@@ -37,16 +37,6 @@ static inline float hmax8(__m256 v) { /* exact in any order */
 }
 
 /* the four horizontal sums of a0..a3 in one __m128 */
-static inline __m128 hsum4x8(__m256 a0, __m256 a1, __m256 a2, __m256 a3) {
-    __m256 t0 = _mm256_hadd_ps(a0, a1), t1 = _mm256_hadd_ps(a2, a3);
-    __m256 t2 = _mm256_hadd_ps(t0, t1);
-    return _mm_add_ps(_mm256_castps256_ps128(t2), _mm256_extractf128_ps(t2, 1));
-}
-
-static inline __m256 load_f16x8(const uint16_t *p) {
-    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
-}
-
 /* ------------------------------------------------------------ encoders */
 
 static uint16_t amax_f16(const uint16_t *x, uint32_t D) {
