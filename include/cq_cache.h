@@ -212,6 +212,50 @@ CQ_API cq_status cq_cache_attend_ref(const cq_cache *c, uint32_t layer, const fl
 CQ_API double cq_read_bandwidth(struct cq_pool *pool, const void *buf, size_t bytes, uint32_t n_threads,
                                 uint32_t reps);
 
+/* The bandwidth probe (docs/CACHE.md, "The bandwidth probe"): several read kernels, each
+ * timed as a best-of-reps streaming read of the same buffer with the same thread count,
+ * taken repeatedly (cq bench: before, between and after its timed steps), then summarized
+ * as a median and a spread so a reader can tell a steady figure from a drifting one. */
+typedef enum cq_bw_kernel {
+    CQ_BW_SUM = 0,   /* the kernel table's read_sum (plain loads) on the pool's threads */
+    CQ_BW_NT = 1,    /* read_sum_nt (non-temporal loads where the table has them) on the pool */
+    CQ_BW_PINNED = 2 /* read_sum on n_threads threads of the probe's own, each pinned to a
+                        different CPU of the process's affinity set, spread apart (unpinned
+                        where the system refuses or there are fewer CPUs than threads) */
+} cq_bw_kernel;
+#define CQ_BW_N_KERNELS 3
+#define CQ_BW_MAX_READINGS 16
+/* a probe whose readings spread wider than this fraction of their median is unstable */
+#define CQ_BW_UNSTABLE_SPREAD 0.20
+
+typedef struct cq_bw_probe {
+    uint32_t n;                                       /* readings taken */
+    double gbs[CQ_BW_MAX_READINGS][CQ_BW_N_KERNELS];  /* GB/s per reading and kernel */
+    uint32_t pinned;                                  /* CPUs the pinned kernel got (last reading) */
+} cq_bw_probe;
+
+typedef struct cq_bw_summary {
+    uint32_t n;        /* readings */
+    double median;     /* median over readings of each reading's best kernel, GB/s */
+    double min, max;   /* the least and largest of those */
+    double spread;     /* (max - min) / median */
+    int unstable;      /* spread > CQ_BW_UNSTABLE_SPREAD, or no reading */
+    double kernel_median[CQ_BW_N_KERNELS]; /* median over readings per kernel */
+} cq_bw_summary;
+
+/* One kernel of the probe: best-of-reps GB/s, arguments as cq_read_bandwidth's (which is
+ * CQ_BW_SUM); 0 on bad arguments or an unknown kernel. */
+CQ_API double cq_read_bandwidth_kernel(struct cq_pool *pool, const void *buf, size_t bytes,
+                                       uint32_t n_threads, uint32_t reps, cq_bw_kernel kernel);
+/* Take one reading (every kernel, best of reps each) into p->gbs[p->n++]. CQ_ERR_NULL,
+ * CQ_ERR_RANGE when p already holds CQ_BW_MAX_READINGS, CQ_ERR_ARG when a kernel reads 0
+ * (bad buffer or thread count; p unchanged). */
+CQ_API cq_status cq_bw_probe_read(cq_bw_probe *p, struct cq_pool *pool, const void *buf,
+                                  size_t bytes, uint32_t n_threads, uint32_t reps);
+/* The probe's median, extremes, spread and stability (all zero and unstable with no
+ * reading); medians of an even count are the mean of the middle two. */
+CQ_API void cq_bw_probe_summarize(const cq_bw_probe *p, cq_bw_summary *s);
+
 /* ======================================================================
  * Persistence (issue 7): save / restore a whole cache, compare two caches.
  * File format: docs/CACHE_FILE.md (magic "CQKVCACH", format version 2 when a

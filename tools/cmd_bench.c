@@ -3,8 +3,9 @@
  * cmd_bench.c - `cq bench`: append throughput and decode-attention time of the
  * streaming cache, per key/value format, head_dim, context and thread count,
  * with the bytes each step streams expressed as a fraction of the machine's
- * read bandwidth measured in the same run (same threads, before and after the
- * timed steps). The formats of one (D, T) point are timed round-robin, one step
+ * read bandwidth probe of the same run (same threads; readings before, between
+ * and after the timed steps; median and spread, a row marked unstable when the
+ * spread exceeds 20%: include/cq_cache.h). The formats of one (D, T) point are timed round-robin, one step
  * of each in turn, so their ratios are measured under the same conditions.
  *
  * As in a real decode, one step walks every layer of a cache sized to at least
@@ -55,6 +56,8 @@ typedef struct row {
     uint32_t D, T, threads, layers;
     const char *fmt;
     double cache_mib, bpv, app_dec, app_pre, app_dec_w, app_pre_w, us_layer, ms_step, mb_step, eff, bw, frac, err;
+    cq_bw_summary probe; /* bw = probe.median */
+    uint32_t pinned;     /* threads the probe's pinned kernel got CPUs for */
 } row;
 
 static void usage(FILE *f) {
@@ -71,9 +74,12 @@ static void usage(FILE *f) {
             "gqa query heads) over every layer of a cache of at least 4 x --llc-mib, so the\n"
             "figures measure memory. Each row reports the bytes a step streams (codes, scales,\n"
             "sidecar, sinks and the fp16 in-flight group), the effective GB/s, and its\n"
-            "fraction of the streaming read bandwidth measured with the same threads before\n"
-            "and after the timed steps (the better of two best-of-3 reads of a 512 MiB\n"
-            "buffer). The formats of one (D, T) point are timed round-robin, one step of\n"
+            "fraction of the read bandwidth probe's median: with the same threads, before,\n"
+            "between and after the timed steps, three read kernels (plain loads, non-temporal\n"
+            "loads, threads pinned to different CPUs) each read a 512 MiB buffer twice; a\n"
+            "reading is its best kernel; the row shows the median of the readings and their\n"
+            "spread ((max - min) / median), marked unstable above 20%%.\n"
+            "The formats of one (D, T) point are timed round-robin, one step of\n"
             "each in turn (best of --reps per format), so a drift in the speed of a shared\n"
             "machine hits them alike and their ratios stay fair. --kv takes K/V pairs in the\n"
             "spelling of every command (fp16/fp16, cq8/cq8, cq4/cq4, cq4+/cq4: CQ-4+ keys with 2\n"
@@ -86,8 +92,12 @@ static void usage(FILE *f) {
             "--quick: D 64 and 128, contexts 1024 and 4096, fp16 and cq4, 1 and 2 threads,\n"
             "a 2 MiB 'LLC' and 2 reps (a smoke run, not a measurement).\n"
             "--kernels: instead, the attention kernels alone (L1-resident, 128 tokens, 4 query\n"
-            "heads, D = the largest --dims value, a multiple of 32) in ns per token, for every\n"
-            "kernel table this CPU runs, each checked against the scalar table first.\n"
+            "heads, D = the largest --dims value, a multiple of 32) in ns per token and values\n"
+            "per cycle (the core clock measured by a chain of dependent adds), for every kernel\n"
+            "table this CPU runs, each checked against the scalar table first; beside them the\n"
+            "values per cycle the bandwidth probe's per-core median requires (1 and 2 threads,\n"
+            "readings before, between and after the trials) and, per decode step (keys, softmax,\n"
+            "values), the ns per token the stream allows.\n"
             "--precision: the attention arithmetic for CQ-4/CQ-4+ keys and INT4 values\n"
             "(cq_attn_opts.precision; default: the library's, i.e. CQ_ATTN_PRECISION or exact).\n"
             "--page-tokens: tokens per storage page (cq_cache_config.page_tokens); 'context'\n"
@@ -347,14 +357,27 @@ static int run_point(bench_opts *o, uint32_t D, uint32_t T, const uint8_t *bwbuf
             b->ok &= b->err <= lim;
             b->best = 1e30;
         }
-        double bw = cq_read_bandwidth(o->pool, bwbuf, bwbytes, thr, 3);
-        for (uint32_t rep = 0; rep < o->reps; rep++)
+        /* the probe: a reading before, between (half way) and after the timed steps */
+        cq_bw_probe probe = {0};
+        int pst = cq_bw_probe_read(&probe, o->pool, bwbuf, bwbytes, thr, 2);
+        for (uint32_t rep = 0; rep < o->reps; rep++) {
+            if (rep == o->reps / 2 && rep > 0 && !pst)
+                pst = cq_bw_probe_read(&probe, o->pool, bwbuf, bwbytes, thr, 2);
             for (int ci = 0; ci < nc; ci++) {
                 double dt = time_step(&cs[ci], q, NQ, D, &op);
                 if (dt < cs[ci].best) cs[ci].best = dt;
             }
-        double bw2 = cq_read_bandwidth(o->pool, bwbuf, bwbytes, thr, 3);
-        if (bw2 > bw) bw = bw2;
+        }
+        if (!pst) pst = cq_bw_probe_read(&probe, o->pool, bwbuf, bwbytes, thr, 2);
+        if (pst) {
+            fprintf(stderr, "cq bench: %s: the bandwidth probe failed (%u threads)\n",
+                    cq_status_name((cq_status)pst), thr);
+            rc = -1;
+            break;
+        }
+        cq_bw_summary ps;
+        cq_bw_probe_summarize(&probe, &ps);
+        const double bw = ps.median;
         int pt = process_threads();
         if (pt > o->proc_threads) o->proc_threads = pt;
         for (int ci = 0; ci < nc; ci++) {
@@ -381,10 +404,14 @@ static int run_point(bench_opts *o, uint32_t D, uint32_t T, const uint8_t *bwbuf
             w->mb_step = b->sb / 1e6;
             w->eff = b->sb / b->best * 1e-9;
             w->bw = bw;
+            w->probe = ps;
+            w->pinned = probe.pinned;
             w->frac = bw > 0 ? w->eff / bw : 0.0;
             w->err = b->err;
-            fprintf(stderr, "  D=%u T=%u %-5s %u thr: %u layers, %.1f us/layer, %.2f GB/s = %.0f%% of %.1f GB/s\n",
-                    D, T, b->fp->name, thr, b->layers, w->us_layer, w->eff, 100 * w->frac, bw);
+            fprintf(stderr, "  D=%u T=%u %-5s %u thr: %u layers, %.1f us/layer, %.2f GB/s = %.0f%% of %.1f GB/s "
+                            "(probe spread %.0f%%%s)\n",
+                    D, T, b->fp->name, thr, b->layers, w->us_layer, w->eff, 100 * w->frac, bw,
+                    100 * ps.spread, ps.unstable ? ", unstable" : "");
         }
     }
     if (!rc) *nrows += nc * (int)o->n_thr;
@@ -410,10 +437,16 @@ static void print_rows(const bench_opts *o, const row *rows, int n) {
                    "\"append_prefill_gbs\": %.3f, \"append_decode_warm_gbs\": %.3f, "
                    "\"append_prefill_warm_gbs\": %.3f, \"attn_us_per_layer\": %.2f, \"step_ms\": %.3f, "
                    "\"streamed_mb\": %.2f, \"effective_gbs\": %.3f, \"read_gbs\": %.3f, "
+                   "\"read_min_gbs\": %.3f, \"read_max_gbs\": %.3f, \"read_spread\": %.4f, "
+                   "\"read_unstable\": %s, \"read_readings\": %u, \"read_sum_gbs\": %.3f, "
+                   "\"read_nt_gbs\": %.3f, \"read_pinned_gbs\": %.3f, \"read_pinned_threads\": %u, "
                    "\"fraction\": %.4f, \"rel_err\": %.3g}%s\n",
                    w->D, w->T, w->fmt, w->threads, w->layers, w->cache_mib, w->bpv, w->app_dec,
                    w->app_pre, w->app_dec_w, w->app_pre_w, w->us_layer, w->ms_step, w->mb_step,
-                   w->eff, w->bw, w->frac, w->err, i + 1 < n ? "," : "");
+                   w->eff, w->bw, w->probe.min, w->probe.max, w->probe.spread,
+                   w->probe.unstable ? "true" : "false", w->probe.n, w->probe.kernel_median[CQ_BW_SUM],
+                   w->probe.kernel_median[CQ_BW_NT], w->probe.kernel_median[CQ_BW_PINNED], w->pinned,
+                   w->frac, w->err, i + 1 < n ? "," : "");
         }
         printf("]}\n");
         return;
@@ -421,13 +454,18 @@ static void print_rows(const bench_opts *o, const row *rows, int n) {
     if (o->csv) {
         printf("D,T,format,threads,layers,cache_mib,cache_bits_per_value,append_decode_gbs,"
                "append_prefill_gbs,append_decode_warm_gbs,append_prefill_warm_gbs,"
-               "attn_us_per_layer,step_ms,streamed_mb,effective_gbs,read_gbs,fraction,rel_err\n");
+               "attn_us_per_layer,step_ms,streamed_mb,effective_gbs,read_gbs,read_min_gbs,"
+               "read_max_gbs,read_spread,read_unstable,read_readings,read_sum_gbs,read_nt_gbs,"
+               "read_pinned_gbs,read_pinned_threads,fraction,rel_err\n");
         for (int i = 0; i < n; i++) {
             const row *w = &rows[i];
-            printf("%u,%u,%s,%u,%u,%.2f,%.4f,%.3f,%.3f,%.3f,%.3f,%.2f,%.3f,%.2f,%.3f,%.3f,%.4f,%.3g\n",
+            printf("%u,%u,%s,%u,%u,%.2f,%.4f,%.3f,%.3f,%.3f,%.3f,%.2f,%.3f,%.2f,%.3f,%.3f,%.3f,%.3f,"
+                   "%.4f,%d,%u,%.3f,%.3f,%.3f,%u,%.4f,%.3g\n",
                    w->D, w->T, w->fmt, w->threads, w->layers, w->cache_mib, w->bpv, w->app_dec,
                    w->app_pre, w->app_dec_w, w->app_pre_w, w->us_layer, w->ms_step, w->mb_step,
-                   w->eff, w->bw, w->frac, w->err);
+                   w->eff, w->bw, w->probe.min, w->probe.max, w->probe.spread, w->probe.unstable,
+                   w->probe.n, w->probe.kernel_median[CQ_BW_SUM], w->probe.kernel_median[CQ_BW_NT],
+                   w->probe.kernel_median[CQ_BW_PINNED], w->pinned, w->frac, w->err);
         }
         return;
     }
@@ -448,15 +486,15 @@ static void print_rows(const bench_opts *o, const row *rows, int n) {
            pth, pth - 1, pth == 2 ? "" : "s", CQ_POOL_SPIN_DEFAULT_US, pt);
     printf("| D | T | K/V | thr | layers | cache MiB | cache bits/value | append GB/s 1 tok (new / reused "
            "pages) | append GB/s 512 (new / reused) | attn us/layer | step ms | MB/step | GB/s | "
-           "read GB/s | of read |\n");
-    printf("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+           "read GB/s (median) | probe spread | of read |\n");
+    printf("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     for (int i = 0; i < n; i++) {
         const row *w = &rows[i];
         printf("| %u | %u | %s | %u | %u | %.1f | %.2f | %.2f / %.2f | %.2f / %.2f | %.1f | %.2f | "
-               "%.1f | %.2f | %.2f | %.0f%% |\n",
+               "%.1f | %.2f | %.2f | %.0f%%%s | %.0f%% |\n",
                w->D, w->T, w->fmt, w->threads, w->layers, w->cache_mib, w->bpv, w->app_dec,
                w->app_dec_w, w->app_pre, w->app_pre_w, w->us_layer, w->ms_step, w->mb_step, w->eff,
-               w->bw, 100 * w->frac);
+               w->bw, 100 * w->probe.spread, w->probe.unstable ? " unstable" : "", 100 * w->frac);
     }
     /* speedups against fp16 through the same code */
     int any = 0;
@@ -545,7 +583,8 @@ int cq_cmd_bench(int argc, char **argv) {
     if (o.kernels) {
         uint32_t kd = 0;
         for (uint32_t k = 0; k < o.n_dims; k++) kd = o.dims[k] > kd ? o.dims[k] : kd;
-        return cq_bench_kernels(kd ? kd : 128, o.quick ? 20 : 2000, o.json, o.csv);
+        size_t kbw = (size_t)(o.quick ? o.bw_mib : 16u * o.llc_mib) << 20;
+        return cq_bench_kernels(kd ? kd : 128, o.quick ? 20 : 2000, o.json, o.csv, kbw);
     }
     /* the bandwidth buffer: 16 x the LLC (at least 64 MiB), touched once */
     size_t bwbytes = (size_t)(o.bw_mib > 16u * o.llc_mib ? o.bw_mib : 16u * o.llc_mib) << 20;

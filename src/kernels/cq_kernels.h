@@ -118,6 +118,9 @@ typedef struct cq_kernels {
     /* a streaming read of n bytes (n a multiple of 128, p 64-byte aligned): a checksum
      * that keeps the loads alive; what the bandwidth measurement runs */
     uint64_t (*read_sum)(const uint8_t *p, size_t n);
+    /* read_sum with non-temporal loads (vmovntdqa) where the table has them, else plain
+     * loads; the same checksum as the table's read_sum */
+    uint64_t (*read_sum_nt)(const uint8_t *p, size_t n);
     /* fold the key group's scales into the query: qp[h][j] = q[h][idx ? idx[j] : j] *
      * f16(sc[j]) for j < kept, h < nh (q rows of stride D); one fp32 product, so every
      * table gives the same bits */

@@ -37,16 +37,6 @@ static inline float hmax8(__m256 v) { /* exact in any order */
 }
 
 /* the four horizontal sums of a0..a3 in one __m128 */
-static inline __m128 hsum4x8(__m256 a0, __m256 a1, __m256 a2, __m256 a3) {
-    __m256 t0 = _mm256_hadd_ps(a0, a1), t1 = _mm256_hadd_ps(a2, a3);
-    __m256 t2 = _mm256_hadd_ps(t0, t1);
-    return _mm_add_ps(_mm256_castps256_ps128(t2), _mm256_extractf128_ps(t2, 1));
-}
-
-static inline __m256 load_f16x8(const uint16_t *p) {
-    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
-}
-
 /* ------------------------------------------------------------ encoders */
 
 static uint16_t amax_f16(const uint16_t *x, uint32_t D) {
@@ -772,6 +762,19 @@ static uint64_t v_read_sum(const uint8_t *p, size_t n) {
     return (uint64_t)_mm256_extract_epi64(a, 0) ^ (uint64_t)_mm256_extract_epi64(a, 3);
 }
 
+/* v_read_sum with vmovntdqa: on write-back memory a hint that the lines are not reused */
+static uint64_t v_read_sum_nt(const uint8_t *p, size_t n) {
+    __m256i a = _mm256_setzero_si256(), b = a, c = a, d = a;
+    for (size_t i = 0; i < n; i += 128) {
+        a = _mm256_add_epi64(a, _mm256_stream_load_si256((const __m256i *)(p + i)));
+        b = _mm256_add_epi64(b, _mm256_stream_load_si256((const __m256i *)(p + i + 32)));
+        c = _mm256_add_epi64(c, _mm256_stream_load_si256((const __m256i *)(p + i + 64)));
+        d = _mm256_add_epi64(d, _mm256_stream_load_si256((const __m256i *)(p + i + 96)));
+    }
+    a = _mm256_xor_si256(_mm256_xor_si256(a, b), _mm256_xor_si256(c, d));
+    return (uint64_t)_mm256_extract_epi64(a, 0) ^ (uint64_t)_mm256_extract_epi64(a, 3);
+}
+
 static void v_fold_q(const float *q, uint32_t nh, uint32_t D, const uint16_t *idx,
                      const uint16_t *sc, uint32_t kept, float *qp) {
     for (uint32_t h = 0; h < nh; h++) {
@@ -855,6 +858,7 @@ const cq_kernels cq_kernels_avx2_table = {
     .max_f32 = v_max_f32,
     .exp_sum = v_exp_sum,
     .read_sum = v_read_sum,
+    .read_sum_nt = v_read_sum_nt,
     .fold_q = v_fold_q,
     .fold_quant_q8 = v_fold_quant_q8,
     .side_dot = v_side_dot,

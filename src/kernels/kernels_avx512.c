@@ -131,6 +131,76 @@ static void x_acc_i4q(const float *w, uint32_t ws, uint32_t nh, const uint8_t *v
     }
 }
 
+/* ------------------------------------------------ fp16 key scores */
+
+/* fp16 key scores, two tokens per pass. The AVX2 loop (kernels_avx2.c, DOT_ROW) reloads
+ * the query for every token and is bound by loads (at D = 128 with 4 heads: 80 loads for
+ * 64 FMAs per token); here two tokens share every query load (48 per token), which needs
+ * 16 accumulators: AVX-512VL's 32 vector registers. Per (token, head) the sums are the
+ * AVX2 loop's (two accumulators over alternate 8-channel chunks, the last odd chunk into
+ * the first, added, then hsum4x8), so the bits are the same (tested). D % 8 != 0 and a
+ * last odd token take the AVX2 loop. */
+static ALWAYS_INLINE void f16_pair(const uint32_t nhc, const float *q, const uint16_t *k0,
+                                   uint32_t D, float *s, uint32_t ss) {
+    const uint16_t *k1 = k0 + D;
+    __m256 a0[2][HC], a1[2][HC];
+    _Pragma("GCC unroll 4") for (uint32_t h = 0; h < HC; h++)
+        a0[0][h] = a1[0][h] = a0[1][h] = a1[1][h] = _mm256_setzero_ps();
+    uint32_t c = 0;
+    for (; c + 16 <= D; c += 16) {
+        const __m256 x00 = load_f16x8(k0 + c), x01 = load_f16x8(k0 + c + 8);
+        const __m256 x10 = load_f16x8(k1 + c), x11 = load_f16x8(k1 + c + 8);
+        _Pragma("GCC unroll 4") for (uint32_t h = 0; h < nhc; h++) {
+            __m256 qa = _mm256_loadu_ps(q + (size_t)h * D + c);
+            __m256 qb = _mm256_loadu_ps(q + (size_t)h * D + c + 8);
+            /* one load per query vector: GCC would fold it into both tokens' FMAs */
+            __asm__("" : "+v"(qa), "+v"(qb));
+            a0[0][h] = _mm256_fmadd_ps(x00, qa, a0[0][h]);
+            a1[0][h] = _mm256_fmadd_ps(x01, qb, a1[0][h]);
+            a0[1][h] = _mm256_fmadd_ps(x10, qa, a0[1][h]);
+            a1[1][h] = _mm256_fmadd_ps(x11, qb, a1[1][h]);
+        }
+    }
+    if (c < D) { /* D % 16 == 8: one more 8-channel chunk, into the first accumulator */
+        const __m256 x0 = load_f16x8(k0 + c), x1 = load_f16x8(k1 + c);
+        _Pragma("GCC unroll 4") for (uint32_t h = 0; h < nhc; h++) {
+            __m256 qa = _mm256_loadu_ps(q + (size_t)h * D + c);
+            __asm__("" : "+v"(qa));
+            a0[0][h] = _mm256_fmadd_ps(x0, qa, a0[0][h]);
+            a0[1][h] = _mm256_fmadd_ps(x1, qa, a0[1][h]);
+        }
+    }
+    float o[2][4];
+    _Pragma("GCC unroll 2") for (uint32_t i = 0; i < 2; i++) {
+        _Pragma("GCC unroll 4") for (uint32_t h = 0; h < HC; h++)
+            a0[i][h] = _mm256_add_ps(a0[i][h], a1[i][h]);
+        _mm_storeu_ps(o[i], hsum4x8(a0[i][0], a0[i][1], a0[i][2], a0[i][3]));
+    }
+    _Pragma("GCC unroll 4") for (uint32_t h = 0; h < nhc; h++) {
+        s[(size_t)h * ss] = o[0][h];
+        s[(size_t)h * ss + 1] = o[1][h];
+    }
+}
+
+static void x_dot_f16(const float *q, uint32_t nh, const uint16_t *k, uint32_t n, uint32_t D,
+                      float *s, uint32_t ss) {
+    if (D % 8) {
+        cq_kernels_avx2_table.dot_f16(q, nh, k, n, D, s, ss);
+        return;
+    }
+    const uint32_t n2 = n & ~1u;
+    for (uint32_t h0 = 0; h0 < nh; h0 += HC) {
+        const uint32_t nhc = nh - h0 < HC ? nh - h0 : HC;
+        const float *qh = q + (size_t)h0 * D;
+        for (uint32_t t = 0; t < n2; t += 2) {
+#define B(NH) f16_pair(NH, qh, k + (size_t)t * D, D, s + (size_t)h0 * ss + t, ss)
+            NH_SWITCH(nhc, B)
+#undef B
+        }
+    }
+    if (n2 < n) cq_kernels_avx2_table.dot_f16(q, nh, k + (size_t)n2 * D, 1, D, s + n2, ss);
+}
+
 /* ------------------------------------------------ tiled layouts, 512-bit */
 
 /* EXACT key scores over a tiled group (cq_tiles.h), fp32. A quad unit read as 16 dwords
@@ -731,6 +801,7 @@ void cq_kernels_avx512_fill(cq_kernels *t) {
     t->acc_i4tq = x_acc_i4tq;
     t->exp_sum = x_exp_sum;
     t->max_f32 = x_max_f32;
+    t->dot_f16 = x_dot_f16;
     t->quant_q8 = x_quant_q8;
     t->fold_quant_q8 = x_fold_quant_q8;
 }

@@ -346,6 +346,7 @@ static const cq_kernels scalar_table = {
     .max_f32 = s_max_f32,
     .exp_sum = s_exp_sum,
     .read_sum = s_read_sum,
+    .read_sum_nt = s_read_sum, /* C has no non-temporal load: the plain loop */
     .fold_q = s_fold_q,
     .fold_quant_q8 = s_fold_quant_q8,
     .side_dot = s_side_dot,

@@ -27,6 +27,17 @@
     default: BLK(4); break;                                                                        \
     }
 
+/* The four sums of a0..a3's lanes (hadd tree: the order every x86 score loop uses). */
+static inline __m128 hsum4x8(__m256 a0, __m256 a1, __m256 a2, __m256 a3) {
+    __m256 t0 = _mm256_hadd_ps(a0, a1), t1 = _mm256_hadd_ps(a2, a3);
+    __m256 t2 = _mm256_hadd_ps(t0, t1);
+    return _mm_add_ps(_mm256_castps256_ps128(t2), _mm256_extractf128_ps(t2, 1));
+}
+
+static inline __m256 load_f16x8(const uint16_t *p) {
+    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
+}
+
 /* exp(x) for x <= 0 (softmax arguments), written once for the 256-bit (kernels_avx2.c exp8)
  * and 512-bit (kernels_avx512.c exp16) loops, which take the same steps so that an element
  * has the same bits in both: x clamped at CQ_EXP_MIN, n = round(x * log2 e), r = x - n ln2 (in

@@ -12,15 +12,31 @@ fail=0
 rows=$(grep -c '"D":' "$tmp/json")
 [ "$rows" = 16 ] || { echo "bench_smoke: expected 16 json rows, got $rows"; fail=1; }
 grep -q '"fraction": 0.0000' "$tmp/json" && { echo "bench_smoke: a row has no bandwidth fraction"; fail=1; }
+# the bandwidth probe: three readings per row, median within the extremes, the spread
+# rule applied to the spread printed, every kernel's median positive
+awk -F'[:,] *' '/"D":/ {
+    for (i = 1; i < NF; i++) v[$i] = $(i + 1)
+    if (v["\"read_readings\""] != 3) { print "readings " v["\"read_readings\""]; bad = 1 }
+    lo = v["\"read_min_gbs\""] + 0; md = v["\"read_gbs\""] + 0; hi = v["\"read_max_gbs\""] + 0
+    if (!(lo > 0 && lo <= md && md <= hi)) { print "min/median/max " lo " " md " " hi; bad = 1 }
+    sp = v["\"read_spread\""] + 0; un = v["\"read_unstable\""]
+    if ((sp > 0.2) != (un == "true")) { print "spread " sp " unstable " un; bad = 1 }
+    if (!(v["\"read_sum_gbs\""] > 0 && v["\"read_nt_gbs\""] > 0 && v["\"read_pinned_gbs\""] > 0)) {
+        print "a probe kernel read 0"; bad = 1 }
+    n++
+} END { exit bad || n != 16 }' "$tmp/json" || { echo "bench_smoke: json probe fields wrong"; fail=1; }
 [ "$(grep -c '"append_decode_warm_gbs": [0-9.]*, "append_prefill_warm_gbs": [0-9.]*,' "$tmp/json")" = 16 ] &&
     ! grep -q '_warm_gbs": 0\.000,' "$tmp/json" ||
     { echo "bench_smoke: a row lacks a reused-page append figure"; fail=1; }
 "$CQ" bench --quick --csv --dims 40 --contexts 300 --threads 2 --formats cq4+,cq8 >"$tmp/csv" 2>"$tmp/err" ||
     { echo "bench_smoke: --csv with odd sizes failed"; cat "$tmp/err"; fail=1; }
 [ "$(wc -l <"$tmp/csv")" = 3 ] || { echo "bench_smoke: expected header + 2 csv rows"; cat "$tmp/csv"; fail=1; }
+head -1 "$tmp/csv" | grep -q ',read_gbs,read_min_gbs,read_max_gbs,read_spread,read_unstable,read_readings,' ||
+    { echo "bench_smoke: csv lacks the probe's columns"; fail=1; }
 CQ_KERNELS=scalar "$CQ" bench --quick --dims 64 --contexts 512 --formats cq4 >"$tmp/md" 2>"$tmp/err" ||
     { echo "bench_smoke: scalar kernels failed"; cat "$tmp/err"; fail=1; }
-grep -q '^| 64 | 512 | cq4/cq4 | 2 |' "$tmp/md" || { echo "bench_smoke: markdown row missing"; cat "$tmp/md"; fail=1; }
+grep -q '^| 64 | 512 | cq4/cq4 | 2 |.* | [0-9]*%\( unstable\)\? | [0-9]*% |$' "$tmp/md" ||
+    { echo "bench_smoke: markdown row (with the probe spread) missing"; cat "$tmp/md"; fail=1; }
 grep -q 'kernels: scalar' "$tmp/md" || { echo "bench_smoke: CQ_KERNELS=scalar not honoured"; fail=1; }
 "$CQ" bench --quick --dims 64 --contexts 512 --formats cq4,cq4+ --precision fast >"$tmp/fast" 2>"$tmp/err" ||
     { echo "bench_smoke: --precision fast failed"; cat "$tmp/err"; fail=1; }
@@ -38,12 +54,19 @@ grep -q '"format": "cq4+/cq4"' "$tmp/kv" && grep -q '"cache_bits_per_value"' "$t
 [ $? = 2 ] || { echo "bench_smoke: a bad format must exit 2"; fail=1; }
 "$CQ" bench --json --csv >/dev/null 2>&1
 [ $? = 2 ] || { echo "bench_smoke: --json with --csv must exit 2"; fail=1; }
-# --kernels: every table the CPU runs, ten kernels each, checked against scalar (exit 0)
+# --kernels: every table the CPU runs, twelve kernels each, checked against scalar (exit 0),
+# with the values per cycle measured and required (positive for the kernels that read a stream)
 "$CQ" bench --kernels --quick --csv >"$tmp/kcsv" 2>"$tmp/err" ||
     { echo "bench_smoke: --kernels failed"; cat "$tmp/err"; fail=1; }
 grep -q '^scalar,acc_i4q,128,' "$tmp/kcsv" || { echo "bench_smoke: --kernels scalar row missing"; fail=1; }
-[ "$(grep -c '^scalar,' "$tmp/kcsv")" = 10 ] && [ $(( ($(wc -l <"$tmp/kcsv") - 1) % 10 )) = 0 ] ||
-    { echo "bench_smoke: --kernels rows not 10 per table"; fail=1; }
+[ "$(grep -c '^scalar,' "$tmp/kcsv")" = 12 ] && [ $(( ($(wc -l <"$tmp/kcsv") - 1) % 12 )) = 0 ] ||
+    { echo "bench_smoke: --kernels rows not 12 per table"; fail=1; }
+awk -F, 'NR > 1 && !($5 > 0) { bad = 1 } NR > 1 && $2 ~ /^(dot|acc)_/ && !($6 > 0 && $7 > 0) { bad = 1 }
+         END { exit bad }' "$tmp/kcsv" || { echo "bench_smoke: --kernels values per cycle missing"; fail=1; }
+"$CQ" bench --kernels --quick --json >"$tmp/kjson" 2>"$tmp/err" &&
+    grep -q '"clock_ghz": [0-9.]*, "probe": \[{"threads": 1, "read_gbs": [0-9.]*, ' "$tmp/kjson" &&
+    grep -q '"step_cq4_exact": [0-9.]*' "$tmp/kjson" ||
+    { echo "bench_smoke: --kernels --json lacks the clock, the probe or the steps"; fail=1; }
 CQ_KERNELS=avx2 "$CQ" bench --kernels --quick >/dev/null 2>&1 || { echo "bench_smoke: --kernels md failed"; fail=1; }
 "$CQ" bench --kernels --dims 40 >/dev/null 2>&1
 [ $? = 2 ] || { echo "bench_smoke: --kernels with D=40 must exit 2"; fail=1; }
