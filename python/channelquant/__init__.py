@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: MIT
 """channelquant - Python binding of the ChannelQuant library (libchannelquant.so)
-over ctypes: the codec registry, the streaming KV cache, and the library's errors
+over ctypes: the codec registry, the streaming KV cache, the serving pool
+(KVPool, Sequence), and the library's errors
 as exceptions. numpy arrays in and out; no compiler needed.
 
     import numpy as np, channelquant as cq
@@ -17,7 +18,9 @@ the source tree's build/, the system loader, /usr/local/lib).
 from ._lib import LibraryNotFound, lib as _lib
 from .cache import Cache, load_masks
 from .codec import KEY, VALUE, Codec, codecs, get_codec
-from .errors import (STATUS_NAMES, CQError, CQFileError, CQNonFiniteError, CQStateError)
+from .errors import (STATUS_NAMES, CQBudgetError, CQError, CQFileError, CQNonFiniteError,
+                     CQStateError, CQUnsupportedError)
+from .serve import KVPool, Sequence
 
 __version__ = _lib.cq_version_string().decode()
 
@@ -32,6 +35,7 @@ def library_path():
     return _lib._name
 
 
-__all__ = ["Cache", "load_masks", "KEY", "VALUE", "Codec", "codecs", "get_codec", "CQError",
+__all__ = ["Cache", "load_masks", "KVPool", "Sequence", "CQBudgetError", "CQUnsupportedError",
+           "KEY", "VALUE", "Codec", "codecs", "get_codec", "CQError",
            "CQFileError", "CQNonFiniteError", "CQStateError", "STATUS_NAMES", "LibraryNotFound",
            "version", "library_path"]

@@ -87,10 +87,41 @@ class LoadOpts(ctypes.Structure):  # cq_cache.h: cq_cache_load_opts
     _fields_ = [("max_bytes", ctypes.c_uint64), ("kernels", ctypes.c_char_p)]
 
 
+_U64F = ctypes.c_uint64
+
+
+class PrefixStats(ctypes.Structure):  # cq_prefix.h: cq_prefix_stats
+    _fields_ = ([(n, _U64F) for n in ("budget_bytes", "used_bytes", "charged_bytes",
+                                      "referenced_bytes", "cached_bytes", "lru_bytes")]
+                + [(n, ctypes.c_uint32) for n in ("live_blocks", "referenced_blocks",
+                                                  "cached_blocks", "lru_blocks")]
+                + [(n, _U64F) for n in ("meta_bytes", "allocs", "blocks_allocated",
+                                        "budget_refusals", "commits", "duplicates", "lookups",
+                                        "hits", "blocks_reused", "tokens_reused",
+                                        "blocks_evicted", "bytes_evicted", "blocks_orphaned")])
+
+
+class KVPoolConfig(ctypes.Structure):  # cq_serve.h: cq_kvpool_config
+    _fields_ = [("cache", CacheConfig), ("budget_bytes", _U64F), ("model_hash", _U64F)]
+
+
+class SeqMem(ctypes.Structure):  # cq_serve.h: cq_seq_mem
+    _fields_ = ([(n, _U64F) for n in ("private_bytes", "shared_bytes", "slack", "tokens")]
+                + [("blocks", ctypes.c_uint32), ("shared_blocks", ctypes.c_uint32)])
+
+
+class KVPoolMem(ctypes.Structure):  # cq_serve.h: cq_kvpool_mem
+    _fields_ = ([(n, _U64F) for n in ("referenced", "cached", "arena_slack", "tails",
+                                      "sequences", "index", "tables", "total", "shared_saved",
+                                      "arena_bytes")]
+                + [("n_seqs", ctypes.c_uint32), ("prefix", PrefixStats)])
+
+
 STRUCTS = {"cq_err": CqErr, "cq_codec_cfg": CodecCfg, "cq_codec_traits": CodecTraits,
            "cq_layer_codecs": LayerCodecs, "cq_cache_config": CacheConfig,
            "cq_cache_mem": CacheMem, "cq_attn_opts": AttnOpts,
-           "cq_cache_load_opts": LoadOpts}
+           "cq_cache_load_opts": LoadOpts, "cq_prefix_stats": PrefixStats,
+           "cq_kvpool_config": KVPoolConfig, "cq_seq_mem": SeqMem, "cq_kvpool_mem": KVPoolMem}
 
 # ---------------------------------------------------------------- functions
 
@@ -144,6 +175,32 @@ PROTOTYPES = {
     "cq_cache_load_mem_ex": (_I, [ctypes.c_char_p, _SZ, ctypes.POINTER(LoadOpts),
                                   ctypes.POINTER(_P), _ERRP]),
     "cq_cache_compare": (_I, [_P, _P, _ERRP]),
+    # cq_serve.h
+    "cq_kvpool_create": (_I, [ctypes.POINTER(KVPoolConfig), ctypes.POINTER(_P), _ERRP]),
+    "cq_kvpool_free": (None, [_P]),
+    "cq_kvpool_config_hash": (_U64, [_P]),
+    "cq_kvpool_block_bytes": (_U64, [_P]),
+    "cq_kvpool_sink_bytes": (_U64, [_P]),
+    "cq_kvpool_tail_bytes": (_U64, [_P]),
+    "cq_seq_create": (_I, [_P, ctypes.POINTER(_P), _ERRP]),
+    "cq_seq_free": (None, [_P]),
+    "cq_seq_fork": (_I, [_P, ctypes.POINTER(_P), _ERRP]),
+    "cq_seq_truncate": (_I, [_P, _U32, _ERRP]),
+    "cq_seq_shift": (_I, [_P, _U32, _U32, _I32, _ERRP]),
+    "cq_seq_publish": (_I, [_P, ctypes.POINTER(_U32), _U32, _ERRP]),
+    "cq_seq_adopt_prefix": (_I, [_P, ctypes.POINTER(_U32), _U32, ctypes.POINTER(_U32), _ERRP]),
+    "cq_seq_append": (_I, [_P, _U32, c_u16p, c_u16p, _U32, _ERRP]),
+    "cq_seq_append_f32": (_I, [_P, _U32, c_f32p, c_f32p, _U32, _ERRP]),
+    "cq_seq_tokens": (_U32, [_P, _U32]),
+    "cq_seq_read": (_I, [_P, _U32, _U32, _U32, _U32, c_f32p, c_f32p, _ERRP]),
+    "cq_seq_export": (_I, [_P, _U32, _U32, _I, c_u8p, _SZ, ctypes.POINTER(_SZ), _ERRP]),
+    "cq_seq_attend": (_I, [_P, _U32, c_f32p, _U32, c_f32p, ctypes.POINTER(AttnOpts), _ERRP]),
+    "cq_seq_attend_prefill": (_I, [_P, _U32, c_f32p, _U32, _U32, _U32, c_f32p,
+                                   ctypes.POINTER(AttnOpts), _ERRP]),
+    "cq_seq_memory": (_I, [_P, ctypes.POINTER(SeqMem)]),
+    "cq_kvpool_memory": (_I, [_P, ctypes.POINTER(KVPoolMem)]),
+    "cq_kvpool_allocated_bytes": (_U64, [_P]),
+    "cq_kvpool_check": (_I, [_P, _ERRP]),
 }
 
 

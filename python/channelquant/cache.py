@@ -43,6 +43,41 @@ def load_masks(path, n_layers, n_kv_heads, head_dim):
     return m
 
 
+def make_config(n_layers, n_kv_heads, head_dim, key_codec="cq4", val_codec="cq4", group=128,
+                n_sinks=0, page_tokens=0, max_tokens=0, layer_codecs=None, masks=None,
+                kernels=None):
+    """A cq_cache_config from Cache's arguments and the objects it points to (keep them
+    alive while the config is used)."""
+    cfg = CacheConfig()
+    lib.cq_cache_config_default(cfg, int(n_layers), int(n_kv_heads), int(head_dim))
+    cfg.key_codec = get_codec(key_codec).id
+    cfg.val_codec = get_codec(val_codec).id
+    cfg.group, cfg.n_sinks = int(group), int(n_sinks)
+    cfg.page_tokens, cfg.max_tokens = int(page_tokens), int(max_tokens)
+    keep = []
+    if layer_codecs is not None:
+        if len(layer_codecs) != n_layers:
+            raise ValueError("layer_codecs needs %d (key, value) pairs, not %d"
+                             % (n_layers, len(layer_codecs)))
+        arr = (LayerCodecs * n_layers)(*[LayerCodecs(get_codec(k).id, get_codec(v).id)
+                                         for k, v in layer_codecs])
+        cfg.layer_codecs = arr
+        keep.append(arr)
+    if masks is not None:
+        if isinstance(masks, (str, bytes, os.PathLike)):
+            m = load_masks(masks, n_layers, n_kv_heads, head_dim)
+        else:
+            m = np.ascontiguousarray(np.asarray(masks) != 0, dtype=np.uint8)
+            if m.shape != (n_layers, n_kv_heads, head_dim):
+                raise ValueError("masks must have shape %s, not %s"
+                                 % ((n_layers, n_kv_heads, head_dim), m.shape))
+        cfg.outlier_masks = m.ctypes.data_as(c_u8p)
+        keep.append(m)
+    if kernels is not None:
+        cfg.kernels = kernels.encode()
+    return cfg, keep
+
+
 class Cache:
     """A KV cache. Cache(n_layers, n_kv_heads, head_dim, key_codec="cq4", val_codec="cq4",
     group=128, n_sinks=0, page_tokens=0, max_tokens=0, layer_codecs=None, masks=None,
@@ -54,33 +89,9 @@ class Cache:
     def __init__(self, n_layers, n_kv_heads, head_dim, key_codec="cq4", val_codec="cq4",
                  group=128, n_sinks=0, page_tokens=0, max_tokens=0, layer_codecs=None,
                  masks=None, kernels=None):
-        cfg = CacheConfig()
-        lib.cq_cache_config_default(cfg, int(n_layers), int(n_kv_heads), int(head_dim))
-        cfg.key_codec = get_codec(key_codec).id
-        cfg.val_codec = get_codec(val_codec).id
-        cfg.group, cfg.n_sinks = int(group), int(n_sinks)
-        cfg.page_tokens, cfg.max_tokens = int(page_tokens), int(max_tokens)
-        keep = []
-        if layer_codecs is not None:
-            if len(layer_codecs) != n_layers:
-                raise ValueError("layer_codecs needs %d (key, value) pairs, not %d"
-                                 % (n_layers, len(layer_codecs)))
-            arr = (LayerCodecs * n_layers)(*[LayerCodecs(get_codec(k).id, get_codec(v).id)
-                                             for k, v in layer_codecs])
-            cfg.layer_codecs = arr
-            keep.append(arr)
-        if masks is not None:
-            if isinstance(masks, (str, bytes, os.PathLike)):
-                m = load_masks(masks, n_layers, n_kv_heads, head_dim)
-            else:
-                m = np.ascontiguousarray(np.asarray(masks) != 0, dtype=np.uint8)
-                if m.shape != (n_layers, n_kv_heads, head_dim):
-                    raise ValueError("masks must have shape %s, not %s"
-                                     % ((n_layers, n_kv_heads, head_dim), m.shape))
-            cfg.outlier_masks = m.ctypes.data_as(c_u8p)
-            keep.append(m)
-        if kernels is not None:
-            cfg.kernels = kernels.encode()
+        cfg, self._keep = make_config(n_layers, n_kv_heads, head_dim, key_codec, val_codec,
+                                      group, n_sinks, page_tokens, max_tokens, layer_codecs,
+                                      masks, kernels)
         self._c = ctypes.c_void_p()
         err = new_err()
         raise_for(lib.cq_cache_create(cfg, ctypes.byref(self._c), ctypes.byref(err)), err)

@@ -40,8 +40,18 @@ class CQStateError(CQError):
     """CQ_ERR_STATE: the call is not valid in the object's current state (e.g. after flush)."""
 
 
+class CQBudgetError(CQError):
+    """CQ_ERR_BUDGET: the request does not fit the serving pool's byte budget (nothing
+    changed)."""
+
+
+class CQUnsupportedError(CQError):
+    """CQ_ERR_UNSUPPORTED: a valid request this codec or path does not support (e.g. a
+    sequence position shift, a cut inside a committed key group)."""
+
+
 _CLASS = {5: CQNonFiniteError, 8: CQFileError, 9: CQFileError, 16: CQFileError,
-          17: CQFileError, 14: CQStateError}
+          17: CQFileError, 14: CQStateError, 20: CQBudgetError, 12: CQUnsupportedError}
 
 
 def new_err():

@@ -8,6 +8,7 @@
 #include "channelquant.h"
 #include "cq_eval.h"
 #include "cq_model.h"
+#include "cq_serve.h"
 
 unsigned cq_version(void) { return CQ_VERSION_NUMBER; }
 
@@ -32,6 +33,10 @@ size_t cq_abi_struct_size(const char *name) {
         {"cq_npy", sizeof(cq_npy)},
         {"cq_model_config", sizeof(cq_model_config)},
         {"cq_session_opts", sizeof(cq_session_opts)},
+        {"cq_prefix_stats", sizeof(cq_prefix_stats)},
+        {"cq_kvpool_config", sizeof(cq_kvpool_config)},
+        {"cq_seq_mem", sizeof(cq_seq_mem)},
+        {"cq_kvpool_mem", sizeof(cq_kvpool_mem)},
     };
     if (!name) return 0;
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
