@@ -3,11 +3,12 @@
  * fused.h - the cache's table of fused formats (ggml's type_traits_cpu for the cache):
  * for each codec the cache stores in a layout of its own and attends without decoding
  * (fp16, CQ-8, CQ-4 / CQ-4+ keys, INT4 values), one cq_fused_ops row with the store's
- * layout, its encode, read-back, accounting and export, and its attention kernels. The
- * store code (store.c, cache.c) and the attention drivers (attend.c) only call through
- * it. Any other streaming codec of the registry goes through the generic path (its
- * packed units, decoded for attention). Adding a fused format: one file with its
- * cq_fused_ops and one row of FUSED[] in fused.c. Internal to src/cache.
+ * layout, its encode, read-back, accounting, export and persistence, and its attention
+ * kernels. The store code (store.c, cache.c), the attention drivers (attend.c) and the
+ * cache file's loader (persist.c) only call through it. Any other streaming codec of the
+ * registry goes through the generic path (its packed units, decoded for attention). Adding
+ * a fused format: one file with its cq_fused_ops (persistence included) and one row of
+ * FUSED[] in fused.c. Internal to src/cache.
  */
 #ifndef CQ_FUSED_H
 #define CQ_FUSED_H
@@ -59,6 +60,15 @@ typedef struct cq_fused_ops {
      * the bytes into dst (that long) */
     size_t (*export_len)(const cq_store *s);
     void (*export)(const cq_store *s, uint8_t *dst);
+    /* persistence (persist.c, docs/CACHE_FILE.md) of that packed form: its exact length for
+     * n_done committed tokens whose last unit has tail_g tokens (0 = whole); the check of
+     * untrusted bytes d of that length against the invariants append maintains (where names
+     * the store in the error); the copy of checked bytes d into the store (pages reserved,
+     * n_done and tail_g set) */
+    uint64_t (*data_len)(const cq_store *s, uint32_t n_done, uint32_t tail_g);
+    cq_status (*check)(const cq_store *s, const uint8_t *d, uint32_t n_done, uint32_t tail_g,
+                       const char *where, cq_err *err);
+    void (*import)(cq_store *s, const uint8_t *d);
     /* attention: optional per-call query preparation of a (layer, kv head) (q [nh][D]);
      * rows of decode scratch (run_scratch.ku) a run may need; scores of committed tokens
      * [u, u + n) (one run: inside a page or unit) into sc->s; values: acc += w . v */
@@ -82,5 +92,18 @@ extern const cq_fused_ops cq_fused_fp16, cq_fused_int8, cq_fused_int4v, cq_fused
  * little-endian scales; swap16: the codes are native fp16 written little-endian. */
 size_t cq_store_export_tokens_len(const cq_store *s);
 void cq_store_export_tokens(const cq_store *s, uint8_t *dst, int swap16);
+
+/* Shared by the per-token formats' persistence (fused.c): the packed form's length; for
+ * the formats with scales, the check that every scale is a positive normal fp16 and the
+ * import of codes and scales. */
+uint64_t cq_fused_tokens_data_len(const cq_store *s, uint32_t n_done, uint32_t tail_g);
+cq_status cq_fused_tokens_check_scales(const cq_store *s, const uint8_t *d, uint32_t n_done,
+                                       uint32_t tail_g, const char *where, cq_err *err);
+void cq_fused_tokens_import_scaled(cq_store *s, const uint8_t *d);
+
+/* Checks of untrusted bytes (fused.c, persist.c): n little-endian fp16 at p all finite;
+ * s what cq_scale_from_amax yields (positive, normal, finite). */
+int cq_fused_all_finite(const uint8_t *p, size_t n);
+int cq_fused_is_scale(uint16_t s);
 
 #endif

@@ -108,6 +108,60 @@ static void export(const cq_store *s, uint8_t *dst) {
     }
 }
 
+/* persistence: the packed form's length (< 2^32 units x < 2^25 bytes: no overflow) */
+static uint64_t data_len(const cq_store *s, uint32_t n_done, uint32_t tail_g) {
+    const cq_params *p = s->params;
+    uint64_t nu = ((uint64_t)n_done + s->unit - 1) / s->unit, full = nu - (tail_g ? 1 : 0);
+    uint64_t per = cq_key_group_bytes(p, s->unit) + 2ull * p->kept + 2ull * s->unit * p->k;
+    uint64_t b = full * per;
+    if (tail_g) b += cq_key_group_bytes(p, tail_g) + 2ull * p->kept + 2ull * tail_g * p->k;
+    return b;
+}
+
+/* zero pad nibbles, positive normal scales, finite outliers */
+static cq_status check(const cq_store *s, const uint8_t *d, uint32_t n_done, uint32_t tail_g,
+                       const char *where, cq_err *err) {
+    const cq_params *p = s->params;
+    const uint32_t nu = (n_done + s->unit - 1) / s->unit;
+    size_t pay = 0;
+    for (uint32_t u = 0; u < nu; u++) {
+        uint32_t g = (tail_g && u + 1 == nu) ? tail_g : s->unit;
+        size_t gb = cq_key_group_bytes(p, g);
+        if (((size_t)g * p->kept) & 1 && (d[pay + gb - 1] & 0xF0))
+            return cq_err_set(err, CQ_ERR_FORMAT, -1, -1,
+                              "%s: key group %u: nonzero pad nibble", where, u);
+        pay += gb;
+    }
+    const uint8_t *sc = d + pay;
+    for (size_t i = 0; i < (size_t)nu * p->kept; i++)
+        if (!cq_fused_is_scale(cq_get_u16le(sc + 2 * i)))
+            return cq_err_set(err, CQ_ERR_FORMAT, -1, -1,
+                              "%s: key group %zu: channel scale 0x%04x is not a positive "
+                              "normal fp16", where, i / p->kept, cq_get_u16le(sc + 2 * i));
+    if (!cq_fused_all_finite(sc + (size_t)nu * p->kept * 2, (size_t)n_done * p->k))
+        return cq_err_set(err, CQ_ERR_FORMAT, -1, -1, "%s: non-finite fp16 outlier", where);
+    return CQ_OK;
+}
+
+static void import(cq_store *s, const uint8_t *d) {
+    const uint32_t T = s->n_done, nu = (T + s->unit - 1) / s->unit;
+    const cq_params *p = s->params;
+    size_t pay = 0;
+    for (uint32_t u = 0; u < nu; u++) pay += cq_key_group_bytes(p, cq_store_unit_len(s, u));
+    const uint8_t *sc = d + pay, *side = sc + (size_t)nu * p->kept * 2;
+    size_t po = 0;
+    for (uint32_t u = 0; u < nu; u++) {
+        uint32_t g = cq_store_unit_len(s, u);
+        uint8_t *slot = cq_store_slot(s, u);
+        memcpy(slot, d + po, cq_key_group_bytes(p, g));
+        cq_store_key_committed(s, slot, g);
+        po += cq_key_group_bytes(p, g);
+        cq_get_u16le_n((uint16_t *)(slot + s->off_scales), sc + (size_t)u * p->kept * 2, p->kept);
+        cq_get_u16le_n((uint16_t *)(slot + s->off_sidecar), side + (size_t)u * s->unit * p->k * 2,
+                       (size_t)g * p->k);
+    }
+}
+
 /* CQ-4+: the query split by channel kind, once per call (sc->qg kept, sc->qo outliers) */
 static void prep_query(const cq_store *s, const float *q, uint32_t nh, run_scratch *sc) {
     const cq_params *p = s->params;
@@ -171,6 +225,9 @@ const cq_fused_ops cq_fused_cq4k = {
     .read = read,
     .export_len = export_len,
     .export = export,
+    .data_len = data_len,
+    .check = check,
+    .import = import,
     .prep_query = prep_query,
     .scratch_rows = scratch_rows,
     .scores = scores,

@@ -6,6 +6,7 @@
  */
 #include <string.h>
 
+#include "../core/cq_le.h"
 #include "fused.h"
 
 static void layout(cq_store *s, uint32_t P) {
@@ -26,6 +27,20 @@ static cq_status read(const cq_store *s, const cq_kernels *k, uint32_t t0, uint3
 }
 
 static void export(const cq_store *s, uint8_t *dst) { cq_store_export_tokens(s, dst, 1); }
+
+/* persistence: every value finite; the codes are native fp16 in the pages */
+static cq_status check(const cq_store *s, const uint8_t *d, uint32_t n_done, uint32_t tail_g,
+                       const char *where, cq_err *err) {
+    (void)tail_g;
+    if (!cq_fused_all_finite(d, (size_t)n_done * s->D))
+        return cq_err_set(err, CQ_ERR_FORMAT, -1, -1, "%s: non-finite fp16 token", where);
+    return CQ_OK;
+}
+
+static void import(cq_store *s, const uint8_t *d) {
+    for (uint32_t t = 0; t < s->n_done; t++)
+        cq_get_u16le_n((uint16_t *)cq_store_codes(s, t), d + (size_t)t * s->tok_bytes, s->D);
+}
 
 static void scores(const cq_kernels *k, const cq_store *s, uint32_t u, uint32_t n, const float *q,
                    uint32_t nh, run_scratch *sc) {
@@ -48,6 +63,9 @@ const cq_fused_ops cq_fused_fp16 = {
     .read = read,
     .export_len = cq_store_export_tokens_len,
     .export = export,
+    .data_len = cq_fused_tokens_data_len,
+    .check = check,
+    .import = import,
     .scores = scores,
     .acc = acc,
 };

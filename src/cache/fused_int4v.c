@@ -59,5 +59,8 @@ const cq_fused_ops cq_fused_int4v = {
     .read = read,
     .export_len = cq_store_export_tokens_len,
     .export = export,
+    .data_len = cq_fused_tokens_data_len,
+    .check = cq_fused_tokens_check_scales,
+    .import = cq_fused_tokens_import_scaled,
     .acc = acc,
 };

@@ -34,6 +34,7 @@
 
 #include "../core/cq_le.h"
 #include "cache_internal.h"
+#include "fused.h"
 #include "cq_file.h"
 #include "cq_util.h"
 
@@ -281,33 +282,14 @@ typedef struct conf {
     const uint8_t *masks;    /* points into the file image */
 } conf;
 
-static int is_scale(uint16_t s) { /* what cq_scale_from_amax yields: positive, normal, finite */
-    uint32_t e = (s >> 10) & 0x1F;
-    return !(s & 0x8000) && e >= 1 && e <= 30;
-}
-
-static int all_finite(const uint8_t *p, size_t n) {
-    for (size_t i = 0; i < n; i++)
-        if (!cq_f16_is_finite(cq_get_u16le(p + 2 * i))) return 0;
-    return 1;
-}
-
 static const char *role_name(int r) { return r ? "values" : "keys"; }
 
 /* Exact bytes of the packed committed tokens of a store holding n_done tokens whose last unit
  * has tail_g tokens (0 = whole). 0 on overflow or an impossible partial unit (*bad set). */
 static uint64_t store_data_len(const cq_store *s, uint32_t n_done, uint32_t tail_g, int *bad) {
+    if (s->fused) return s->fused->data_len(s, n_done, tail_g);
     int ov = 0;
-    if (cq_store_per_token(s))
-        return mul_ov(n_done, (uint64_t)s->tok_bytes + (s->kind == ST_F16 ? 0 : 2), &ov);
     uint64_t nu = ((uint64_t)n_done + s->unit - 1) / s->unit, full = nu - (tail_g ? 1 : 0), b;
-    if (s->kind == ST_I4K) {
-        const cq_params *p = s->params;
-        uint64_t per = cq_key_group_bytes(p, s->unit) + 2ull * p->kept + 2ull * s->unit * p->k;
-        b = full * per;
-        if (tail_g) b += cq_key_group_bytes(p, tail_g) + 2ull * p->kept + 2ull * tail_g * p->k;
-        return b; /* < 2^32 units x < 2^25 bytes: no overflow */
-    }
     b = mul_ov(full, s->codec->packed_bytes(&s->ccfg, s->role, s->unit), &ov);
     if (tail_g) {
         size_t tb = s->codec->packed_bytes(&s->ccfg_tail, s->role, tail_g);
@@ -321,38 +303,8 @@ static uint64_t store_data_len(const cq_store *s, uint32_t n_done, uint32_t tail
 /* Check the packed tokens of a store against the invariants append maintains. */
 static cq_status check_data(const cq_store *s, const uint8_t *d, uint32_t n_done, uint32_t tail_g,
                             const char *where, cq_err *err) {
+    if (s->fused) return s->fused->check(s, d, n_done, tail_g, where, err);
     const uint32_t D = s->D;
-    if (s->kind == ST_F16) {
-        if (!all_finite(d, (size_t)n_done * D))
-            return cq_err_set(err, CQ_ERR_FORMAT, -1, -1, "%s: non-finite fp16 token", where);
-    } else if (s->kind == ST_I8 || s->kind == ST_I4V) {
-        const uint8_t *sc = d + (size_t)n_done * s->tok_bytes;
-        for (uint32_t t = 0; t < n_done; t++)
-            if (!is_scale(cq_get_u16le(sc + 2 * (size_t)t)))
-                return cq_err_set(err, CQ_ERR_FORMAT, t, -1,
-                                  "%s: token %u has scale 0x%04x (not a positive normal fp16)",
-                                  where, t, cq_get_u16le(sc + 2 * (size_t)t));
-    } else if (s->kind == ST_I4K) {
-        const cq_params *p = s->params;
-        const uint32_t nu = (n_done + s->unit - 1) / s->unit;
-        size_t pay = 0;
-        for (uint32_t u = 0; u < nu; u++) {
-            uint32_t g = (tail_g && u + 1 == nu) ? tail_g : s->unit;
-            size_t gb = cq_key_group_bytes(p, g);
-            if (((size_t)g * p->kept) & 1 && (d[pay + gb - 1] & 0xF0))
-                return cq_err_set(err, CQ_ERR_FORMAT, -1, -1,
-                                  "%s: key group %u: nonzero pad nibble", where, u);
-            pay += gb;
-        }
-        const uint8_t *sc = d + pay;
-        for (size_t i = 0; i < (size_t)nu * p->kept; i++)
-            if (!is_scale(cq_get_u16le(sc + 2 * i)))
-                return cq_err_set(err, CQ_ERR_FORMAT, -1, -1,
-                                  "%s: key group %zu: channel scale 0x%04x is not a positive "
-                                  "normal fp16", where, i / p->kept, cq_get_u16le(sc + 2 * i));
-        if (!all_finite(sc + (size_t)nu * p->kept * 2, (size_t)n_done * p->k))
-            return cq_err_set(err, CQ_ERR_FORMAT, -1, -1, "%s: non-finite fp16 outlier", where);
-    }
     if (s->kind == ST_GEN) {
         /* opaque blobs: decoders are memory-safe on any bytes but may refuse some
          * (e.g. a rotation that overflows fp16); decode each unit once so that a
@@ -382,37 +334,11 @@ static cq_status check_data(const cq_store *s, const uint8_t *d, uint32_t n_done
 
 /* Copy packed tokens (the cq_cache_export form) into the store's slots. Pages exist. */
 static void import_data(cq_store *s, const uint8_t *d) {
+    if (s->fused) {
+        s->fused->import(s, d);
+        return;
+    }
     const uint32_t T = s->n_done, nu = (T + s->unit - 1) / s->unit;
-    if (cq_store_per_token(s)) {
-        const uint8_t *sc = d + (size_t)T * s->tok_bytes;
-        for (uint32_t t = 0; t < T; t++) {
-            uint8_t *dst = cq_store_codes(s, t);
-            if (s->kind == ST_F16) cq_get_u16le_n((uint16_t *)dst, d + (size_t)t * s->tok_bytes, s->D);
-            else {
-                cq_store_put_codes(s, t, d + (size_t)t * s->tok_bytes);
-                *cq_store_scale(s, t) = cq_get_u16le(sc + 2 * (size_t)t);
-            }
-        }
-        return;
-    }
-    if (s->kind == ST_I4K) {
-        const cq_params *p = s->params;
-        size_t pay = 0;
-        for (uint32_t u = 0; u < nu; u++) pay += cq_key_group_bytes(p, cq_store_unit_len(s, u));
-        const uint8_t *sc = d + pay, *side = sc + (size_t)nu * p->kept * 2;
-        size_t po = 0;
-        for (uint32_t u = 0; u < nu; u++) {
-            uint32_t g = cq_store_unit_len(s, u);
-            uint8_t *slot = cq_store_slot(s, u);
-            memcpy(slot, d + po, cq_key_group_bytes(p, g));
-            cq_store_key_committed(s, slot, g);
-            po += cq_key_group_bytes(p, g);
-            cq_get_u16le_n((uint16_t *)(slot + s->off_scales), sc + (size_t)u * p->kept * 2, p->kept);
-            cq_get_u16le_n((uint16_t *)(slot + s->off_sidecar), side + (size_t)u * s->unit * p->k * 2,
-                   (size_t)g * p->k);
-        }
-        return;
-    }
     size_t o = 0;
     for (uint32_t u = 0; u < nu; u++) {
         size_t b = cq_store_gen_bytes(s, u);
@@ -482,7 +408,7 @@ static cq_status do_record(cq_cache *c, const conf *cf, cq_layer *l, cq_store *s
     if (!fill) {
         cq_status st = check_data(s, d, n_done, tail_g, where, err);
         if (st) return st;
-        if (!all_finite(rs, (size_t)n_resid * D))
+        if (!cq_fused_all_finite(rs, (size_t)n_resid * D))
             return cq_err_set(err, CQ_ERR_FORMAT, -1, -1, "%s: non-finite fp16 in-flight token",
                               where);
         store_page_bytes(s, n_done, need);
@@ -524,7 +450,7 @@ static cq_status do_layer(cq_cache *c, const conf *cf, uint32_t L, const uint8_t
             const uint8_t *sk = take(&r, (uint64_t)ns * D * 2);
             if (!sk)
                 return cq_err_set(err, CQ_ERR_FORMAT, -1, -1, "layer %u, kv head %u: sinks: section too short", L, h);
-            if (!fill && !all_finite(sk, (size_t)ns * D))
+            if (!fill && !cq_fused_all_finite(sk, (size_t)ns * D))
                 return cq_err_set(err, CQ_ERR_FORMAT, -1, -1,
                                   "layer %u, kv head %u: non-finite fp16 sink %s", L, h,
                                   role_name(r2));
