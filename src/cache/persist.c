@@ -527,7 +527,7 @@ static cq_status parse_conf(const uint8_t *p, uint64_t len, uint32_t n_sections,
             return cq_err_set(err, CQ_ERR_TIER, -1, -1,
                               "configuration: layer %u: unknown codec id (key %u, value %u)", L,
                               (uint32_t)cf->codecs[L].key, (uint32_t)cf->codecs[L].val);
-        any4p |= cf->codecs[L].key == CQ_CODEC_CQ4P;
+        any4p |= cq_fused_needs_mask(cf->codecs[L].key) != 0;
     }
     if (any4p != (int)cf->has_masks)
         return cq_err_set(err, CQ_ERR_FORMAT, -1, -1,
@@ -556,12 +556,12 @@ static uint64_t empty_cache_bytes(const conf *cf) {
         for (int r = 0; r < 2; r++) {
             cq_codec_id id = r ? cf->codecs[L].val : cf->codecs[L].key;
             const cq_codec_traits *tr = cq_codec_get(id);
-            int fused = !g->force_generic && (id == CQ_CODEC_FP16 || id == CQ_CODEC_CQ8 ||
-                                              id == CQ_CODEC_CQ4 || id == CQ_CODEC_CQ4P);
-            if (fused) units += (r == 0 && (id == CQ_CODEC_CQ4 || id == CQ_CODEC_CQ4P)) ? g->group : 0;
+            const cq_role role = r ? CQ_ROLE_VALUE : CQ_ROLE_KEY;
+            /* a fused unit format holds one in-flight unit of G tokens; per-token ones none */
+            const cq_fused_ops *fo = g->force_generic ? NULL : cq_fused_find(id, role);
+            if (fo) units += fo->per_token ? 0 : g->group;
             else if (tr) {
                 cq_codec_cfg cc;
-                cq_role role = r ? CQ_ROLE_VALUE : CQ_ROLE_KEY;
                 /* a row store of H * D channels holds per token what H head stores would */
                 int row = cq_layout_rule(id, role, g->n_kv_heads, g->head_dim, g->group) ==
                           CQ_LAYOUT_ROW;
