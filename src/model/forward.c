@@ -16,14 +16,15 @@
  * fp32 arrays with exact softmax attention in double, kept as the oracle.
  * Matrix products run on the session's thread pool (include/cq_pool.h; the cache's
  * attention runs on the same one), split by output rows, so the result never depends
- * on the thread count.
+ * on the thread count. The per-token math is forward_ops.c's (forward_internal.h),
+ * shared with the batch session (batch.c).
  */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cq_fp16.h"
-#include "model_internal.h"
+#include "forward_internal.h"
 
 struct cq_session {
     const cq_model *m;
@@ -34,18 +35,8 @@ struct cq_session {
     cq_cache *cache;   /* CQ_KV_CACHE */
     float *key_ref;    /* CQ_KV_REFERENCE: [n_layers][max_tokens][Hkv*D] */
     float *val_ref;    /* same */
-    /* activations, [batch][...] */
-    float *x;          /* [B][dim] residual stream */
-    float *xb;         /* [B][max(dim, H*D)] normed input / attention output */
-    float *xb2;        /* [B][dim] */
-    float *q;          /* [B][H*D] */
-    float *k, *v;      /* [B][Hkv*D] */
-    float *hb, *hb2;   /* [B][F] */
-    float *bias;       /* [H*D + 2*Hkv*D] q, k, v biases of the current layer */
-    float *rope_cos, *rope_sin; /* [max_tokens][D/2] */
-    float *scratch;    /* [n_threads][max cols] dequantized weight rows */
+    cq_fwd f;          /* activations of batch rows, RoPE tables, weight-row scratch */
     double *att;       /* [n_threads][max_tokens] reference attention scores */
-    uint32_t scratch_cols;
 };
 
 void cq_session_opts_default(cq_session_opts *o) {
@@ -55,81 +46,6 @@ void cq_session_opts_default(cq_session_opts *o) {
 }
 
 /* ------------------------------------------------------------- building blocks */
-
-/* out[i] = x[i] / rms(x) * w[i];  x, out: [n] */
-static void rmsnorm(float *out, const float *x, const cq_wtensor *w, uint32_t n, float eps,
-                    float *wrow) {
-    double ss = 0;
-    for (uint32_t i = 0; i < n; i++) ss += (double)x[i] * x[i];
-    float inv = (float)(1.0 / sqrt(ss / n + eps));
-    cq_wtensor_row_f32(w, 0, wrow);
-    for (uint32_t i = 0; i < n; i++) out[i] = x[i] * inv * wrow[i];
-}
-
-static float dot_f32(const float *a, const float *b, uint32_t n) {
-    float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-    uint32_t i = 0;
-    for (; i + 4 <= n; i += 4) {
-        s0 += a[i] * b[i];
-        s1 += a[i + 1] * b[i + 1];
-        s2 += a[i + 2] * b[i + 2];
-        s3 += a[i + 3] * b[i + 3];
-    }
-    for (; i < n; i++) s0 += a[i] * b[i];
-    return (s0 + s1) + (s2 + s3);
-}
-
-typedef struct mm_job {
-    cq_session *s;
-    float *out;          /* [n][rows] */
-    const float *x;      /* [n][cols] */
-    uint32_t n;
-    const cq_wtensor *w; /* [rows][cols] */
-    const float *bias;   /* [rows] or NULL */
-    uint32_t rows_per_task;
-} mm_job;
-
-static void mm_task(void *ctx, uint32_t task, uint32_t thread) {
-    mm_job *j = ctx;
-    const cq_wtensor *w = j->w;
-    float *row = j->s->scratch + (size_t)thread * j->s->scratch_cols;
-    uint32_t r0 = task * j->rows_per_task, r1 = r0 + j->rows_per_task;
-    if (r1 > w->rows) r1 = w->rows;
-    for (uint32_t r = r0; r < r1; r++) {
-        const float *wr;
-        if (w->type == CQ_WTYPE_F32) {
-            wr = (const float *)w->data + (size_t)r * w->cols;
-        } else {
-            cq_wtensor_row_f32(w, r, row);
-            wr = row;
-        }
-        float b = j->bias ? j->bias[r] : 0.0f;
-        for (uint32_t i = 0; i < j->n; i++)
-            j->out[(size_t)i * w->rows + r] = dot_f32(j->x + (size_t)i * w->cols, wr, w->cols) + b;
-    }
-}
-
-/* out [n][rows] = x [n][cols] . W^T (+ bias) */
-static void matmul(cq_session *s, float *out, const float *x, uint32_t n, const cq_wtensor *w,
-                   const float *bias) {
-    mm_job j = {s, out, x, n, w, bias, 0};
-    uint32_t tasks = s->n_threads * 8;
-    if (tasks > w->rows) tasks = w->rows;
-    j.rows_per_task = (w->rows + tasks - 1) / tasks;
-    tasks = (w->rows + j.rows_per_task - 1) / j.rows_per_task;
-    cq_pool_run(s->pool, s->n_threads, tasks, mm_task, &j);
-}
-
-/* Rotate one head vector v [D] at table row pos (interleaved pairs or half split). */
-static void rope_head(float *v, uint32_t D, cq_rope_style style, const float *cs, const float *sn) {
-    for (uint32_t i = 0; i < D / 2; i++) {
-        uint32_t a = style == CQ_ROPE_INTERLEAVED ? 2 * i : i;
-        uint32_t b = style == CQ_ROPE_INTERLEAVED ? 2 * i + 1 : i + D / 2;
-        float x0 = v[a], x1 = v[b];
-        v[a] = x0 * cs[i] - x1 * sn[i];
-        v[b] = x0 * sn[i] + x1 * cs[i];
-    }
-}
 
 /* Reference attention: query token i (absolute position pos0 + i) over the stored
  * tokens [0, pos0 + i], exact softmax in double. */
@@ -174,18 +90,7 @@ void cq_session_free(cq_session *s) {
     cq_cache_free(s->cache);
     free(s->key_ref);
     free(s->val_ref);
-    free(s->x);
-    free(s->xb);
-    free(s->xb2);
-    free(s->q);
-    free(s->k);
-    free(s->v);
-    free(s->hb);
-    free(s->hb2);
-    free(s->bias);
-    free(s->rope_cos);
-    free(s->rope_sin);
-    free(s->scratch);
+    cq_fwd_release(&s->f);
     free(s->att);
     free(s);
 }
@@ -231,26 +136,13 @@ cq_status cq_session_create(const cq_model *m, const cq_session_opts *o, cq_sess
         }
         s->own_pool = 1;
     }
-    uint32_t D = c->head_dim, qd = c->n_heads * D, kvd = c->n_kv_heads * D, B = s->batch;
-    uint32_t wide = c->dim > qd ? c->dim : qd;
-    uint32_t cols = c->dim > c->hidden_dim ? c->dim : c->hidden_dim;
-    if (qd > cols) cols = qd;
-    if (kvd > cols) cols = kvd;
-    s->scratch_cols = cols;
+    uint32_t D = c->head_dim, kvd = c->n_kv_heads * D;
+    if ((st = cq_fwd_init(&s->f, m, s->batch, s->max_tokens, s->pool, s->n_threads, err))) {
+        cq_session_free(s);
+        return st;
+    }
     int fail = 0;
-    s->x = alloc_f(B, c->dim, &fail);
-    s->xb = alloc_f(B, wide, &fail);
-    s->xb2 = alloc_f(B, c->dim, &fail);
-    s->q = alloc_f(B, qd, &fail);
-    s->k = alloc_f(B, kvd, &fail);
-    s->v = alloc_f(B, kvd, &fail);
-    s->hb = alloc_f(B, c->hidden_dim, &fail);
-    s->hb2 = alloc_f(B, c->hidden_dim, &fail);
-    s->bias = alloc_f(qd + 2 * kvd, 1, &fail);
-    s->rope_cos = alloc_f(s->max_tokens, D / 2, &fail);
-    s->rope_sin = alloc_f(s->max_tokens, D / 2, &fail);
-    s->scratch = alloc_f(s->n_threads, cols, &fail);
-    if (!fail) {
+    {
         size_t n;
         if (cq_mul_sz(s->n_threads, s->max_tokens, &n) || !(s->att = calloc(n, sizeof(double))))
             fail = 1;
@@ -268,13 +160,6 @@ cq_status cq_session_create(const cq_model *m, const cq_session_opts *o, cq_sess
         cq_session_free(s);
         return cq_err_set(err, CQ_ERR_NOMEM, -1, -1, "cannot allocate a session of %u tokens", mt);
     }
-    /* RoPE tables: angle(pos, i) = pos * theta^(-2i/D), computed in double */
-    for (uint32_t p = 0; p < s->max_tokens; p++)
-        for (uint32_t i = 0; i < D / 2; i++) {
-            double a = p * pow((double)c->rope_theta, -2.0 * i / D);
-            s->rope_cos[(size_t)p * (D / 2) + i] = (float)cos(a);
-            s->rope_sin[(size_t)p * (D / 2) + i] = (float)sin(a);
-        }
     if (s->o.mode == CQ_KV_CACHE) {
         cq_cache_config cc;
         if (s->o.cache) cc = *s->o.cache;
@@ -315,80 +200,45 @@ cq_cache *cq_session_cache(cq_session *s) { return s ? s->cache : NULL; }
  * or with last_only [V] (the last token's only: the classifier runs on one row). */
 static cq_status forward_batch(cq_session *s, const int32_t *tokens, uint32_t n, float *logits,
                                int last_only, cq_err *err) {
-    const cq_model *m = s->m;
-    const cq_model_config *c = &m->cfg;
-    const uint32_t dim = c->dim, D = c->head_dim, H = c->n_heads, Hkv = c->n_kv_heads;
-    const uint32_t qd = H * D, kvd = Hkv * D, F = c->hidden_dim, pos0 = s->pos;
-    float *wrow = s->scratch; /* thread 0's row: the main thread is alone here */
+    const cq_model_config *c = &s->m->cfg;
+    const uint32_t D = c->head_dim, H = c->n_heads, Hkv = c->n_kv_heads;
+    const uint32_t kvd = Hkv * D, pos0 = s->pos;
+    cq_fwd *f = &s->f;
     cq_status st;
 
-    /* x [n][dim] = token embeddings */
-    for (uint32_t i = 0; i < n; i++) cq_wtensor_row_f32(&m->tok_embd, (uint32_t)tokens[i], s->x + (size_t)i * dim);
-
+    cq_fwd_embed(f, tokens, n); /* x [n][dim] */
+    for (uint32_t i = 0; i < n; i++) f->pos[i] = pos0 + i;
     for (uint32_t l = 0; l < c->n_layers; l++) {
-        const cq_layer_w *w = &m->layers[l];
-        /* xb [n][dim] = rmsnorm(x) * attn_norm */
-        for (uint32_t i = 0; i < n; i++)
-            rmsnorm(s->xb + (size_t)i * dim, s->x + (size_t)i * dim, &w->attn_norm, dim, c->rms_eps, wrow);
-        /* q [n][H*D], k [n][Hkv*D], v [n][Hkv*D] (+ qwen2 biases, bias [H*D] scratch) */
-        float *bq = NULL, *bk = NULL, *bv = NULL;
-        if (w->bq.data) cq_wtensor_row_f32(&w->bq, 0, bq = s->bias);
-        if (w->bk.data) cq_wtensor_row_f32(&w->bk, 0, bk = s->bias + qd);
-        if (w->bv.data) cq_wtensor_row_f32(&w->bv, 0, bv = s->bias + qd + kvd);
-        matmul(s, s->q, s->xb, n, &w->wq, bq);
-        matmul(s, s->k, s->xb, n, &w->wk, bk);
-        matmul(s, s->v, s->xb, n, &w->wv, bv);
-        /* RoPE on every query and key head, at each token's absolute position */
-        for (uint32_t i = 0; i < n; i++) {
-            const float *cs = s->rope_cos + (size_t)(pos0 + i) * (D / 2);
-            const float *sn = s->rope_sin + (size_t)(pos0 + i) * (D / 2);
-            for (uint32_t h = 0; h < H; h++) rope_head(s->q + (size_t)i * qd + h * D, D, c->rope, cs, sn);
-            for (uint32_t h = 0; h < Hkv; h++) rope_head(s->k + (size_t)i * kvd + h * D, D, c->rope, cs, sn);
-        }
-        if (s->o.observer) s->o.observer(s->o.observer_user, l, pos0, n, s->q, s->k, s->v);
+        cq_fwd_qkv(f, l, n); /* q [n][H*D], k, v [n][Hkv*D], after RoPE */
+        if (s->o.observer) s->o.observer(s->o.observer_user, l, pos0, n, f->q, f->k, f->v);
         /* store k, v; attention: xb [n][H*D] */
         if (s->cache) {
-            if ((st = cq_cache_append_f32(s->cache, l, s->k, s->v, n, err))) return st;
+            if ((st = cq_cache_append_f32(s->cache, l, f->k, f->v, n, err))) return st;
             cq_attn_opts ao = {.n_threads = s->n_threads, .scale = 0.0f,
                                .precision = CQ_ATTN_DEFAULT, .pool = s->pool};
-            if (n == 1) st = cq_cache_attend(s->cache, l, s->q, H, s->xb, &ao, err);
-            else st = cq_cache_attend_prefill(s->cache, l, s->q, n, pos0, H, s->xb, &ao, err);
+            if (n == 1) st = cq_cache_attend(s->cache, l, f->q, H, f->xb, &ao, err);
+            else st = cq_cache_attend_prefill(s->cache, l, f->q, n, pos0, H, f->xb, &ao, err);
             if (st) return st;
         } else {
             float *Kd = s->key_ref + ((size_t)l * s->max_tokens + pos0) * kvd; /* [n][Hkv*D] */
             float *Vd = s->val_ref + ((size_t)l * s->max_tokens + pos0) * kvd;
             for (size_t e = 0; e < (size_t)n * kvd; e++) {
-                Kd[e] = s->o.ref_kv_fp16 ? cq_f16_to_f32(cq_f32_to_f16(s->k[e])) : s->k[e];
-                Vd[e] = s->o.ref_kv_fp16 ? cq_f16_to_f32(cq_f32_to_f16(s->v[e])) : s->v[e];
+                Kd[e] = s->o.ref_kv_fp16 ? cq_f16_to_f32(cq_f32_to_f16(f->k[e])) : f->k[e];
+                Vd[e] = s->o.ref_kv_fp16 ? cq_f16_to_f32(cq_f32_to_f16(f->v[e])) : f->v[e];
                 if (!isfinite(Kd[e]) || !isfinite(Vd[e]))
                     return cq_err_set(err, CQ_ERR_NONFINITE, (int64_t)(pos0 + e / kvd), (int32_t)(e % kvd),
                                       "layer %u: non-finite key/value", l);
             }
-            ref_job j = {s, l, pos0, n, s->q, s->xb};
+            ref_job j = {s, l, pos0, n, f->q, f->xb};
             cq_pool_run(s->pool, s->n_threads, n * H, ref_attn_task, &j);
         }
-        /* x [n][dim] += xb Wo */
-        matmul(s, s->xb2, s->xb, n, &w->wo, NULL);
-        for (size_t e = 0; e < (size_t)n * dim; e++) s->x[e] += s->xb2[e];
-        /* SwiGLU: x += (silu(xb Wg) * (xb Wu)) Wd;  hb, hb2 [n][F] */
-        for (uint32_t i = 0; i < n; i++)
-            rmsnorm(s->xb + (size_t)i * dim, s->x + (size_t)i * dim, &w->ffn_norm, dim, c->rms_eps, wrow);
-        matmul(s, s->hb, s->xb, n, &w->w_gate, NULL);
-        matmul(s, s->hb2, s->xb, n, &w->w_up, NULL);
-        for (size_t e = 0; e < (size_t)n * F; e++) {
-            float g = s->hb[e];
-            s->hb[e] = g / (1.0f + expf(-g)) * s->hb2[e];
-        }
-        matmul(s, s->xb2, s->hb, n, &w->w_down, NULL);
-        for (size_t e = 0; e < (size_t)n * dim; e++) s->x[e] += s->xb2[e];
+        cq_fwd_post_attn(f, l, n); /* x += xb Wo; x += SwiGLU */
     }
     s->pos += n;
     if (!logits) return CQ_OK;
-    /* logits [n][V] (or [1][V] of the last token) = rmsnorm(x) * out_norm  Wout */
+    /* logits [n][V] (or [1][V] of the last token) */
     uint32_t first = last_only ? n - 1 : 0;
-    for (uint32_t i = first; i < n; i++)
-        rmsnorm(s->xb + (size_t)i * dim, s->x + (size_t)i * dim, &m->out_norm, dim, c->rms_eps, wrow);
-    matmul(s, logits, s->xb + (size_t)first * dim, n - first, &m->output, NULL);
+    cq_fwd_logits(f, NULL, first, n - first, logits);
     return CQ_OK;
 }
 
