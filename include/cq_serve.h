@@ -107,6 +107,13 @@ CQ_API cq_status cq_seq_append(cq_seq *s, uint32_t layer, const uint16_t *K, con
                                uint32_t n, cq_err *err);
 CQ_API cq_status cq_seq_append_f32(cq_seq *s, uint32_t layer, const float *K, const float *V,
                                    uint32_t n, cq_err *err);
+/* The bytes the budget must admit for appending n tokens to every layer of s (layer by
+ * layer, as a forward pass does): the blocks those tokens reach, the sink slot of a new
+ * block 0, and the tail when s does not hold it and the tokens reach the stores (an append
+ * charges it while it runs). Every layer at the same length, else CQ_ERR_STATE. A runtime
+ * sums it over a step's sequences and compares it with budget - used + evictable
+ * (cq_kvpool_memory's prefix statistics) before it appends anything. */
+CQ_API cq_status cq_seq_append_need(const cq_seq *s, uint32_t n, uint64_t *bytes, cq_err *err);
 CQ_API uint32_t cq_seq_tokens(const cq_seq *s, uint32_t layer);
 /* As cq_cache_read / cq_cache_export / cq_cache_committed. */
 CQ_API cq_status cq_seq_read(const cq_seq *s, uint32_t layer, uint32_t head, uint32_t t0,

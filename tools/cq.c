@@ -14,6 +14,7 @@ static const cq_command commands[] = {
     {"codecs", "list the codec registry", cq_cmd_codecs},
     {"engine", "the KV Cache Engine model: stream data through it, check, measure", cq_cmd_engine},
     {"generate", "run the built-in model runtime: text generation through the cache", cq_cmd_generate},
+    {"batch", "many prompts through the serving pool: continuous batching, prefix caching", cq_cmd_batch},
     {"eval", "model quality with a compressed cache: ppl/KLD, multiple choice, attention, capture", cq_cmd_eval},
     {"calibrate", "outlier-channel calibration: mask, ROM image, concentration, stability", cq_cmd_calibrate},
     {"sweep", "group size x tier and the codec zoo: bits per value vs KLD and attention cosine", cq_cmd_sweep},

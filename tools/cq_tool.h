@@ -25,6 +25,7 @@ int cq_cmd_run(int argc, char **argv);
 int cq_eval_attn(int argc, char **argv); /* `cq eval attn` */
 int cq_cmd_engine(int argc, char **argv);
 int cq_cmd_generate(int argc, char **argv);
+int cq_cmd_batch(int argc, char **argv);
 int cq_cmd_eval(int argc, char **argv);
 int cq_cmd_bench(int argc, char **argv);
 /* tools/bench_kernels.c: `cq bench --kernels`, the attention kernels alone per table, beside

@@ -353,6 +353,31 @@ cq_status cq_seq_append_f32(cq_seq *s, uint32_t layer, const float *K, const flo
     return st;
 }
 
+cq_status cq_seq_append_need(const cq_seq *s, uint32_t n, uint64_t *bytes, cq_err *err) {
+    cq_err_clear(err);
+    if (!s || !bytes) return cq_err_set(err, CQ_ERR_NULL, -1, -1, "sequence or bytes is NULL");
+    *bytes = 0;
+    cq_kvpool *p = s->pool;
+    pthread_mutex_lock(&p->mu);
+    uint32_t len;
+    cq_status st = common_length(s, &len, "append_need", err);
+    const uint64_t end = (uint64_t)len + n;
+    if (!st && end > 0xFFFFFFF0ull)
+        st = cq_err_set(err, CQ_ERR_RANGE, -1, -1, "appending %u tokens to %u overflows", n, len);
+    if (!st && n) {
+        const uint32_t need = kvp_blocks_for(p, (uint32_t)end);
+        uint64_t b = 0;
+        if (need > s->n_blk) {
+            b += (uint64_t)(need - s->n_blk) * p->block_bytes;
+            if (!s->n_blk && p->S) b += p->sink_bytes;
+        }
+        if (!s->tail && end > p->S) b += p->tail_bytes;
+        *bytes = b;
+    }
+    pthread_mutex_unlock(&p->mu);
+    return st;
+}
+
 /* ------------------------------------------------------------ reading */
 
 uint32_t cq_seq_tokens(const cq_seq *s, uint32_t layer) {
