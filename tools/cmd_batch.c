@@ -29,7 +29,7 @@ static void batch_usage(FILE *f) {
             "tokens reused, evictions, preemptions, and each sequence's generated text.\n"
             "  --prompts FILE         the prompts (a regular file of at most 256 MiB)\n"
             "  -n N                   tokens to generate per prompt (default 128)\n"
-            "  --budget MiB           the pool's byte budget (default 256)\n"
+            "  --budget MiB           the pool's byte budget in MiB (default 256; fractions allowed)\n"
             "  --max-batch N          tokens per step (default 256; at least sinks + G)\n"
             "  --max-seqs N           live sequences at once (default: --max-batch)\n"
             "  --no-prefix-cache      prompts neither adopt nor publish blocks\n"
@@ -220,7 +220,8 @@ static int check_alone(const run_cfg *rc, const prompt_set *ps, const cq_batch *
 
 int cq_cmd_batch(int argc, char **argv) {
     const char *prompts = NULL;
-    uint32_t n_gen = 128, budget_mib = 256, max_batch = 256, max_seqs = 0;
+    uint32_t n_gen = 128, max_batch = 256, max_seqs = 0;
+    double budget_mib = 256;
     int check = 0, no_prefix = 0;
     cq_tool_opts op;
     cq_tool_opts_init(&op);
@@ -238,7 +239,9 @@ int cq_cmd_batch(int argc, char **argv) {
         else if (!strcmp(a, "-n") && has) {
             if (cq_arg_u32(argv[++i], 0, 1u << 20, &n_gen)) goto bad;
         } else if (!strcmp(a, "--budget") && has) {
-            if (cq_arg_u32(argv[++i], 1, 1u << 20, &budget_mib)) goto bad;
+            if (cq_arg_f64(argv[++i], &budget_mib) || !(budget_mib * 1048576.0 >= 1.0) ||
+                budget_mib > 1048576.0)
+                goto bad;
         } else if (!strcmp(a, "--max-batch") && has) {
             if (cq_arg_u32(argv[++i], 1, 1u << 20, &max_batch)) goto bad;
         } else if (!strcmp(a, "--max-seqs") && has) {
@@ -315,7 +318,7 @@ int cq_cmd_batch(int argc, char **argv) {
             goto out;
         }
     }
-    run_cfg rcfg = {tm.model, &cc, (uint64_t)budget_mib << 20, max_batch, max_seqs, op.threads,
+    run_cfg rcfg = {tm.model, &cc, (uint64_t)(budget_mib * 1048576.0), max_batch, max_seqs, op.threads,
                     n_gen, no_prefix, {0, 0}, 0, pool};
     if (cq_tokenizer_eos(tm.tok) >= 0) rcfg.stop[rcfg.n_stop++] = cq_tokenizer_eos(tm.tok);
     if (cq_tokenizer_bos(tm.tok) >= 0) rcfg.stop[rcfg.n_stop++] = cq_tokenizer_bos(tm.tok);
@@ -437,7 +440,7 @@ int cq_cmd_batch(int argc, char **argv) {
         printf(" ]");
     } else {
         fprintf(sf, "cq batch: model %s%s%s%s\n", tm.path, *label ? " (" : "", label, *label ? ")" : "");
-        fprintf(sf, "kv %s, G %u, sinks %u, budget %u MiB, max batch %u tokens, %u threads, prefix cache %s; "
+        fprintf(sf, "kv %s, G %u, sinks %u, budget %g MiB, max batch %u tokens, %u threads, prefix cache %s; "
                 "%u prompts (%llu tokens), -n %u\n", fmt.name, cc.group ? cc.group : 128, cc.n_sinks,
                 budget_mib, max_batch, op.threads, no_prefix ? "off" : "on", ps.count,
                 (unsigned long long)n_prompt_tokens, n_gen);
