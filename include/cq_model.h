@@ -132,6 +132,15 @@ typedef struct cq_session_opts {
     cq_pool *pool;                /* threads for the matrix products and attention, owned by the
                                      caller (n_threads 0 = all of them); NULL: the session starts
                                      its own of n_threads threads and joins them when freed */
+    int prompt_blocks;            /* CQ_KV_CACHE: cut a call's tokens into chunks that end on
+                                     key-group borders (n_sinks + k G) but the last, and give
+                                     every token of a call of more than one token prefill
+                                     attention (also in a one-token last chunk): the KV and
+                                     logits of a one-call prefill, as the batch session
+                                     (include/cq_batch.h) computes them. The batch is raised to
+                                     n_sinks + G when smaller. cq_session_opts_default sets 1;
+                                     0: chunks of `batch`, decode attention for a one-token
+                                     chunk. */
 } cq_session_opts;
 
 typedef struct cq_session cq_session;

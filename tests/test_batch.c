@@ -13,6 +13,10 @@
  *     top-2 key mask: any mask is a valid CQ-4+ configuration);
  *   - preemption under a small budget keeps the tokens identical, and the pool is
  *     consistent (cq_kvpool_check) with no block referenced at the end;
+ *   - the single-sequence session with prompt_blocks (the default: chunks on group
+ *     borders, prefill attention for every prompt token) and pages of G tokens generates
+ *     the batch session's tokens, with a session batch that does not divide G and a
+ *     prompt whose last chunk is one token;
  *   - refusals: max_batch below one block, bad prompts.
  * Needs ../shared (skipped without it).
  */
@@ -216,6 +220,62 @@ static uint64_t batched_vs_alone(const cq_model *m, const fmt *f, uint32_t max_b
     return st.preemptions;
 }
 
+/* greedy through cq_session (cq generate's path) */
+static int session_greedy(const cq_model *m, const cq_cache_config *cc, const int32_t *p, uint32_t n,
+                          uint32_t batch, int32_t *out, uint32_t ng) {
+    cq_session_opts so;
+    cq_session_opts_default(&so);
+    cq_cache_config c = *cc;
+    c.page_tokens = cc->group; /* the pool's pages: attention runs with the same borders */
+    so.mode = CQ_KV_CACHE;
+    so.cache = &c;
+    so.batch = batch;
+    so.n_threads = 2;
+    so.max_tokens = n + ng;
+    cq_session *s = NULL;
+    cq_err e;
+    cq_err_clear(&e);
+    const uint32_t V = cq_model_get_config(m)->vocab_size;
+    float *lg = malloc((size_t)V * sizeof *lg);
+    int rc = -1;
+    if (!lg || cq_session_create(m, &so, &s, &e) || cq_session_forward(s, p, n, lg, 1, &e)) goto done;
+    for (uint32_t i = 0; i < ng; i++) {
+        int32_t b = 0;
+        for (uint32_t v = 1; v < V; v++)
+            if (lg[v] > lg[b]) b = (int32_t)v;
+        out[i] = b;
+        if (i + 1 < ng && cq_session_forward(s, &b, 1, lg, 1, &e)) goto done;
+    }
+    rc = 0;
+done:
+    if (rc) fprintf(stderr, "session: %s\n", e.msg);
+    cq_session_free(s);
+    free(lg);
+    return rc;
+}
+
+static void test_session_equals_batch(const cq_model *m) {
+    const fmt f = {"cq4/cq4 G 32", CQ_CODEC_CQ4, CQ_CODEC_CQ4, 32, 0, 0};
+    cq_cache_config cc = make_cfg(m, &f);
+    int32_t p[129], a[NGEN + 4];
+    make_prompt(p, 129, 129, 3); /* 4 blocks and one token: a one-token last chunk */
+    cq_batch *b = make_batch(m, &cc, 256, 1, 1, 0, NULL);
+    uint32_t id;
+    cq_err e;
+    cq_err_clear(&e);
+    CHECK(cq_batch_submit(b, p, 129, NGEN + 4, &id, &e) == CQ_OK, "submit: %s", e.msg);
+    CHECK(run_all(b) == 0, "batch ran");
+    const int32_t *t;
+    uint32_t n = 0;
+    cq_batch_result(b, 0, &t, &n, NULL, NULL);
+    for (uint32_t batch = 24; batch <= 72; batch += 48) { /* raised to G = 32; 72 -> chunks of 64 */
+        CHECK(session_greedy(m, &cc, p, 129, batch, a, NGEN + 4) == 0, "session ran");
+        CHECK(n == NGEN + 4 && !memcmp(a, t, n * sizeof *a),
+              "session (batch %u, prompt_blocks) tokens differ from the batch session's", batch);
+    }
+    cq_batch_free(b);
+}
+
 static void test_refusals(const cq_model *m) {
     const fmt f = {"cq4/cq4", CQ_CODEC_CQ4, CQ_CODEC_CQ4, 32, 4, 0};
     cq_cache_config cc = make_cfg(m, &f);
@@ -252,6 +312,7 @@ int main(void) {
     }
     test_refusals(m);
     test_adoption_logits(m);
+    test_session_equals_batch(m);
     static const fmt F[] = {
         {"fp16/fp16 G 32", CQ_CODEC_FP16, CQ_CODEC_FP16, 32, 0, 0},
         {"cq4/cq4 G 32", CQ_CODEC_CQ4, CQ_CODEC_CQ4, 32, 0, 0},

@@ -8,6 +8,7 @@
 #include "channelquant.h"
 #include "cq_eval.h"
 #include "cq_model.h"
+#include "cq_batch.h"
 #include "cq_serve.h"
 
 unsigned cq_version(void) { return CQ_VERSION_NUMBER; }
@@ -37,6 +38,9 @@ size_t cq_abi_struct_size(const char *name) {
         {"cq_kvpool_config", sizeof(cq_kvpool_config)},
         {"cq_seq_mem", sizeof(cq_seq_mem)},
         {"cq_kvpool_mem", sizeof(cq_kvpool_mem)},
+        {"cq_batch_opts", sizeof(cq_batch_opts)},
+        {"cq_batch_step_info", sizeof(cq_batch_step_info)},
+        {"cq_batch_stats", sizeof(cq_batch_stats)},
     };
     if (!name) return 0;
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)

@@ -32,6 +32,7 @@ struct cq_session {
     cq_pool *pool;     /* the caller's (o.pool) or the session's own */
     int own_pool;
     uint32_t n_threads, max_tokens, batch, pos;
+    uint32_t S, G;     /* prompt_blocks: chunks end on n_sinks + k G */
     cq_cache *cache;   /* CQ_KV_CACHE */
     float *key_ref;    /* CQ_KV_REFERENCE: [n_layers][max_tokens][Hkv*D] */
     float *val_ref;    /* same */
@@ -43,6 +44,7 @@ void cq_session_opts_default(cq_session_opts *o) {
     memset(o, 0, sizeof *o);
     o->mode = CQ_KV_REFERENCE;
     o->n_threads = 1;
+    o->prompt_blocks = 1; /* the KV of a one-call prefill, as the batch session's */
 }
 
 /* ------------------------------------------------------------- building blocks */
@@ -120,6 +122,11 @@ cq_status cq_session_create(const cq_model *m, const cq_session_opts *o, cq_sess
     if (s->n_threads > CQ_POOL_MAX) s->n_threads = CQ_POOL_MAX;
     s->max_tokens = s->o.max_tokens ? s->o.max_tokens : c->max_seq_len;
     s->batch = s->o.batch ? s->o.batch : 64;
+    if (s->o.mode == CQ_KV_CACHE && s->o.prompt_blocks) {
+        s->G = s->o.cache && s->o.cache->group ? s->o.cache->group : 128;
+        s->S = s->o.cache ? s->o.cache->n_sinks : 0;
+        if (s->batch < s->S + s->G) s->batch = s->S + s->G;
+    }
     if (s->batch > s->max_tokens) s->batch = s->max_tokens;
     cq_status st;
     /* one pool for the matrix products and the cache's attention: n_threads threads in all */
@@ -199,7 +206,7 @@ cq_cache *cq_session_cache(cq_session *s) { return s ? s->cache : NULL; }
 /* One batch of n <= batch tokens at positions pos..pos+n-1. logits: NULL, [n][V],
  * or with last_only [V] (the last token's only: the classifier runs on one row). */
 static cq_status forward_batch(cq_session *s, const int32_t *tokens, uint32_t n, float *logits,
-                               int last_only, cq_err *err) {
+                               int last_only, int prefill, cq_err *err) {
     const cq_model_config *c = &s->m->cfg;
     const uint32_t D = c->head_dim, H = c->n_heads, Hkv = c->n_kv_heads;
     const uint32_t kvd = Hkv * D, pos0 = s->pos;
@@ -216,7 +223,7 @@ static cq_status forward_batch(cq_session *s, const int32_t *tokens, uint32_t n,
             if ((st = cq_cache_append_f32(s->cache, l, f->k, f->v, n, err))) return st;
             cq_attn_opts ao = {.n_threads = s->n_threads, .scale = 0.0f,
                                .precision = CQ_ATTN_DEFAULT, .pool = s->pool};
-            if (n == 1) st = cq_cache_attend(s->cache, l, f->q, H, f->xb, &ao, err);
+            if (n == 1 && !prefill) st = cq_cache_attend(s->cache, l, f->q, H, f->xb, &ao, err);
             else st = cq_cache_attend_prefill(s->cache, l, f->q, n, pos0, H, f->xb, &ao, err);
             if (st) return st;
         } else {
@@ -256,11 +263,16 @@ cq_status cq_session_forward(cq_session *s, const int32_t *tokens, uint32_t n, f
     const size_t V = c->vocab_size;
     for (uint32_t done = 0; done < n;) {
         uint32_t b = n - done < s->batch ? n - done : s->batch;
+        if (s->G && b < n - done) { /* prompt_blocks: end on the last group border in reach */
+            const uint32_t p = s->pos, end = p + b;
+            const uint32_t border = end < s->S + s->G ? 0 : s->S + (end - s->S) / s->G * s->G;
+            if (border > p) b = border - p; /* there is one: batch >= S + G */
+        }
         int last_batch = done + b == n;
         float *dst = NULL;
         if (logits && !last_only) dst = logits + (size_t)done * V;
         else if (logits && last_batch) dst = logits;
-        cq_status st = forward_batch(s, tokens + done, b, dst, last_only, err);
+        cq_status st = forward_batch(s, tokens + done, b, dst, last_only, s->G && n > 1, err);
         if (st) return st;
         done += b;
     }

@@ -5,6 +5,7 @@
 // encode/decode, and a small cache append + attend. Built and run by tests/cli/cxx_headers.sh.
 #include "channelquant.h"
 #include "cq_api.h"
+#include "cq_batch.h"
 #include "cq_cache.h"
 #include "cq_codec.h"
 #include "cq_engine.h"
