@@ -324,6 +324,9 @@ static cq_status plan_step(cq_batch *b, cq_batch_step_info *info, cq_err *err) {
     while (b->q_n && b->n_live < b->max_seqs && room) {
         const uint32_t id = b->queue[0];
         req *r = &b->reqs[id];
+        /* a chunk of one block or the whole prompt must fit, else it waits (in order),
+         * and no lookup is made for an admission that would be undone */
+        if (room < b->S + b->G && r->n_prompt > room) break;
         cq_status st = cq_seq_create(b->kv, &r->seq, err);
         if (st) return st;
         uint32_t adopted = 0;
@@ -334,13 +337,7 @@ static cq_status plan_step(cq_batch *b, cq_batch_step_info *info, cq_err *err) {
             return st;
         }
         r->fed = adopted;
-        const uint32_t n = chunk_of(b, r, room);
-        if (!n) { /* no room for a block of it in this step: it waits, in order */
-            cq_seq_free(r->seq);
-            r->seq = NULL;
-            r->fed = 0;
-            break;
-        }
+        const uint32_t n = chunk_of(b, r, room); /* > 0: room >= S + G or the prompt fits */
         memmove(b->queue, b->queue + 1, (size_t)(b->q_n - 1) * sizeof *b->queue);
         b->q_n--;
         r->stamp = b->next_stamp++;
