@@ -10,7 +10,8 @@
  * whole observable state unchanged; windowed codecs and shifts refused; randomized
  * operation sequences against a model of cq_caches; attention over shared blocks from
  * two threads while a third appends to, forks and frees other sequences (make tsan);
- * no block left after the frees.
+ * cq_seq_append_need is exact: a budget of used + need admits the appends of every
+ * layer, one byte less refuses them; no block left after the frees.
  */
 #include <pthread.h>
 #include <stdint.h>
@@ -681,6 +682,69 @@ static void test_threads(const fmt *f) {
     cq_kvpool_free(p);
 }
 
+/* Append n tokens to every layer of s (K/V from r); the first failing status. */
+static cq_status append_all(cq_seq *s, cq_rng *r, uint32_t n) {
+    uint16_t *k = calloc((size_t)n * H * D, 2), *v = calloc((size_t)n * H * D, 2);
+    cq_status st = k && v ? CQ_OK : CQ_ERR_NOMEM;
+    for (uint32_t L = 0; L < NL && !st; L++) {
+        ctu_fill_f16(r, k, (size_t)n * H * D, 1.0f, 0);
+        ctu_fill_f16(r, v, (size_t)n * H * D, 1.0f, 0);
+        st = cq_seq_append(s, L, k, v, n, NULL);
+    }
+    free(k);
+    free(v);
+    return st;
+}
+
+static uint64_t used_of(const cq_kvpool *p) {
+    cq_kvpool_mem m;
+    cq_kvpool_memory(p, &m);
+    return m.prefix.used_bytes;
+}
+
+/* The bytes cq_seq_append_need names for n tokens after L0 are what the appends of every
+ * layer need at their peak: a budget of used + need admits them, one byte less refuses
+ * them (the batch session's step check relies on it). */
+static void test_append_need(const fmt *f, uint32_t G, uint32_t S) {
+    static const uint32_t L0s[] = {0, 1, 2 + 32, 40}, Ns[] = {1, 5, 32, 70};
+    int bad = 0;
+    for (size_t a = 0; a < 4; a++)
+        for (size_t b = 0; b < 4; b++) {
+            const uint32_t L0 = L0s[a], n = Ns[b];
+            uint64_t used0 = 0, need = 0, fresh = 0;
+            { /* a generous pool: the figures */
+                cq_kvpool *p = make_pool(f, G, S, 1u << 30);
+                cq_seq *s = NULL;
+                cq_rng r;
+                cq_rng_seed(&r, 5 + a);
+                cq_seq_create(p, &s, NULL);
+                if (L0) cq_seq_append_need(s, L0, &fresh, NULL);
+                bad += L0 && append_all(s, &r, L0) != CQ_OK;
+                used0 = used_of(p);
+                bad += cq_seq_append_need(s, n, &need, NULL) != CQ_OK;
+                cq_kvpool_free(p);
+            }
+            for (int less = 0; less < 2; less++) {
+                const uint64_t budget = used0 + need - (uint64_t)less;
+                if (budget < fresh || !need) continue; /* the prefill itself would not fit */
+                cq_kvpool *p = make_pool(f, G, S, budget);
+                cq_seq *s = NULL;
+                cq_rng r;
+                cq_rng_seed(&r, 5 + a);
+                cq_seq_create(p, &s, NULL);
+                bad += L0 && append_all(s, &r, L0) != CQ_OK;
+                const cq_status st = append_all(s, &r, n);
+                if (st != (less ? CQ_ERR_BUDGET : CQ_OK)) {
+                    fprintf(stderr, "%s G %u S %u: %u after %u tokens, budget used + need%s: %s\n",
+                            f->name, G, S, n, L0, less ? " - 1" : "", cq_status_name(st));
+                    bad++;
+                }
+                cq_kvpool_free(p);
+            }
+        }
+    CHECK(bad == 0, "%s G %u S %u: cq_seq_append_need is not exact", f->name, G, S);
+}
+
 int main(void) {
     test_threads(&FMTS[2]);
     test_threads(&FMTS[0]);
@@ -699,6 +763,8 @@ int main(void) {
         test_budget(f, 32, 0);
         test_budget(f, 32, 2);
         test_random(f, 32, i % 2 ? 2 : 0, 5000 + i);
+        test_append_need(f, 32, 0);
+        test_append_need(f, 32, 2);
     }
     return cq_test_done("test_serve");
 }
