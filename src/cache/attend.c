@@ -469,7 +469,7 @@ cq_status cq_attend_decode_items(const cq_attn_item *it, uint32_t n, uint32_t la
                                  uint32_t n_q_heads, const cq_attn_opts *opts, uint32_t *bad,
                                  cq_err *err) {
     cq_err_clear(err);
-    if (bad) *bad = 0;
+    if (bad) *bad = UINT32_MAX;
     if (n == 0) return CQ_OK;
     if (!it) return cq_err_set(err, CQ_ERR_NULL, -1, -1, "no items");
     cq_status st;
@@ -582,7 +582,7 @@ cq_status cq_attend_prefill_items(const cq_attn_item *it, uint32_t n, uint32_t l
                                   uint32_t n_q_heads, const cq_attn_opts *opts, uint32_t *bad,
                                   cq_err *err) {
     cq_err_clear(err);
-    if (bad) *bad = 0;
+    if (bad) *bad = UINT32_MAX;
     if (n == 0) return CQ_OK;
     if (!it) return cq_err_set(err, CQ_ERR_NULL, -1, -1, "no items");
     cq_status st;

@@ -24,7 +24,7 @@ typedef struct cq_attn_item {
 /* Validate every item (the single call's checks and messages), then attend. On a
  * validation error nothing is written. CQ_ERR_OVERFLOW: the items whose scores overflow
  * have their out zeroed, every other item's out is valid. *bad (if not NULL) receives the
- * index of the item an error names (0 when it names none). */
+ * index of the item an error names (UINT32_MAX when it names none). */
 cq_status cq_attend_decode_items(const cq_attn_item *it, uint32_t n, uint32_t layer,
                                  uint32_t n_q_heads, const cq_attn_opts *opts, uint32_t *bad,
                                  cq_err *err);
