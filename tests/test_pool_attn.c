@@ -481,6 +481,19 @@ static void test_threads(const fmt *f) {
     cq_kvpool_free(p);
 }
 
+/* Under ThreadSanitizer (make tsan: about 15x slower) the equality grid runs one G and no
+ * sinks per format: its threads are what TSan checks, the grid is the default build's. */
+#if defined(__SANITIZE_THREAD__)
+#define TSAN_BUILD 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define TSAN_BUILD 1
+#endif
+#endif
+#ifndef TSAN_BUILD
+#define TSAN_BUILD 0
+#endif
+
 int main(void) {
     cq_pool_opts po;
     cq_pool_opts_default(&po, 3);
@@ -490,9 +503,9 @@ int main(void) {
     test_refusals();
     test_overflow();
     for (size_t i = 0; i < NFMTS; i++)
-        for (uint32_t G = 32; G <= 128; G *= 4) {
+        for (uint32_t G = 32; G <= (TSAN_BUILD ? 32u : 128u); G *= 4) {
             test_equal(&FMTS[i], G, 0, 100 + i * 8 + G);
-            test_equal(&FMTS[i], G, 3, 200 + i * 8 + G);
+            if (!TSAN_BUILD) test_equal(&FMTS[i], G, 3, 200 + i * 8 + G);
         }
     cq_pool_free(g_thr);
     return cq_test_done("test_pool_attn");
