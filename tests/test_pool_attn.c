@@ -7,8 +7,8 @@
  * masks, generic q4_0 / q8_0, mixed per-layer formats), EXACT and FAST, with and without
  * sinks, G in {32, 128}, mixed lengths (1 token, inside the in-flight group, on a block
  * border, several blocks, more than one split-KV chunk, shared-prefix forks), 1, 2 and 3
- * threads, in different batch memberships and orders; outputs against a double
- * reference over the read-back sequence; every refused input leaves out untouched and
+ * threads, in different batch memberships and orders; decode and prefill outputs against
+ * cq_cache_attend_ref over the sequence's stores; every refused input leaves out untouched and
  * names the sequence; an overflowing sequence is zeroed while the rest of its batch
  * stays valid; batched attention from two threads over shared blocks while a third
  * appends to, forks and frees other sequences (make tsan).
@@ -23,6 +23,7 @@
 #include "cq_serve.h"
 #include "cq_test.h"
 #include "util/cache_testutil.h"
+#include "../src/serve/kvpool_internal.h" /* a sequence's cq_cache, for cq_cache_attend_ref */
 
 #define NL 2u
 #define H 2u
@@ -121,34 +122,16 @@ static void random_q(cq_rng *r, float *q, size_t n) {
     for (size_t i = 0; i < n; i++) q[i] = (float)cq_rng_normal(r);
 }
 
-/* Double-precision decode attention over the sequence's read-back layer, [QH][D]. */
-static void ref_decode(const cq_seq *s, uint32_t L, const float *q, float *out) {
-    const uint32_t T = cq_seq_tokens(s, L), nh = QH / H;
-    float *K = malloc((size_t)T * D * 4), *V = malloc((size_t)T * D * 4);
-    double *sc = malloc((size_t)T * sizeof *sc), o[D];
-    for (uint32_t h = 0; h < H; h++) {
-        CHECK(cq_seq_read(s, L, h, 0, T, K, V, NULL) == CQ_OK, "read");
-        for (uint32_t g = 0; g < nh; g++) {
-            const float *qq = q + ((size_t)h * nh + g) * D;
-            double mx = -INFINITY, sum = 0.0;
-            for (uint32_t t = 0; t < T; t++) {
-                double a = 0.0;
-                for (uint32_t d = 0; d < D; d++) a += (double)qq[d] * K[(size_t)t * D + d];
-                sc[t] = a / sqrt((double)D);
-                mx = fmax(mx, sc[t]);
-            }
-            memset(o, 0, sizeof o);
-            for (uint32_t t = 0; t < T; t++) {
-                double w = exp(sc[t] - mx);
-                sum += w;
-                for (uint32_t d = 0; d < D; d++) o[d] += w * V[(size_t)t * D + d];
-            }
-            for (uint32_t d = 0; d < D; d++) out[((size_t)h * nh + g) * D + d] = (float)(o[d] / sum);
-        }
-    }
-    free(K);
-    free(V);
-    free(sc);
+/* cq_cache_attend_ref (read back, exact attention in double) over the sequence's stores:
+ * n_q queries at positions pos0 .. pos0 + n_q - 1; max |out - ref| / max |ref|. */
+static double ref_err(const cq_seq *s, uint32_t L, const float *q, uint32_t n_q, uint32_t pos0,
+                      const float *out) {
+    if (!n_q) return 0.0;
+    float *ref = malloc((size_t)n_q * ROW * 4);
+    cq_status st = cq_cache_attend_ref(s->c, L, q, n_q, pos0, QH, ref, 0.0f, NULL);
+    double e = st ? INFINITY : ctu_rel_err(out, ref, (size_t)n_q * ROW);
+    free(ref);
+    return e;
 }
 
 /* A random permutation of [0, n) into idx; returns k: a random size in [1, n] when
@@ -171,7 +154,6 @@ static void test_equal(const fmt *f, uint32_t G, uint32_t S, uint64_t seed) {
     const uint32_t n = make_set(p, G, S, &r, seqs);
     float *q = malloc((size_t)n * NPRE * ROW * 4), *single = malloc((size_t)n * NPRE * ROW * 4);
     float *bq = malloc((size_t)n * NPRE * ROW * 4), *bout = malloc((size_t)n * NPRE * ROW * 4);
-    float ref[ROW];
     int bad_eq = 0, bad_st = 0;
     double worst[3] = {0};
     for (uint32_t prec = CQ_ATTN_EXACT; prec <= CQ_ATTN_FAST; prec++)
@@ -182,12 +164,11 @@ static void test_equal(const fmt *f, uint32_t G, uint32_t S, uint64_t seed) {
             for (uint32_t i = 0; i < n; i++)
                 bad_st += cq_seq_attend(seqs[i], L, q + (size_t)i * ROW, QH,
                                         single + (size_t)i * ROW, &o1, NULL) != CQ_OK;
-            if (L == 0)
-                for (uint32_t i = 0; i < n; i++) {
-                    ref_decode(seqs[i], L, q + (size_t)i * ROW, ref);
-                    double e = ctu_rel_err(single + (size_t)i * ROW, ref, ROW);
-                    if (e > worst[prec]) worst[prec] = e;
-                }
+            for (uint32_t i = 0; i < n; i++) {
+                const uint32_t T = cq_seq_tokens(seqs[i], L);
+                double e = ref_err(seqs[i], L, q + (size_t)i * ROW, 1, T - 1, single + (size_t)i * ROW);
+                if (e > worst[prec]) worst[prec] = e;
+            }
             for (uint32_t thr = 1; thr <= 3; thr++)
                 for (int b = 0; b < 3; b++) { /* all in order, all shuffled, a random subset */
                     uint32_t idx[MAXS], k = n;
@@ -222,6 +203,11 @@ static void test_equal(const fmt *f, uint32_t G, uint32_t S, uint64_t seed) {
                 bad_st += cq_seq_attend_prefill(seqs[i], L, q + (size_t)ofs[i] * ROW, nq[i],
                                                 pos0[i], QH, single + (size_t)ofs[i] * ROW, &o1,
                                                 NULL) != CQ_OK;
+            for (uint32_t i = 0; i < n; i++) {
+                double e = ref_err(seqs[i], L, q + (size_t)ofs[i] * ROW, nq[i], pos0[i],
+                                   single + (size_t)ofs[i] * ROW);
+                if (e > worst[prec]) worst[prec] = e;
+            }
             for (uint32_t thr = 1; thr <= 3; thr++) {
                 uint32_t idx[MAXS], k = pick(&r, n, idx, thr == 3), bofs[MAXS + 1] = {0},
                                     bpos[MAXS];
@@ -245,8 +231,9 @@ static void test_equal(const fmt *f, uint32_t G, uint32_t S, uint64_t seed) {
         }
     CHECK(bad_st == 0 && bad_eq == 0, "%s G=%u S=%u: batched == single: %d failed calls, %d outputs differ",
           f->name, G, S, bad_st, bad_eq);
-    /* the tolerance of test_cache_rows.c for EXACT; FAST: a sanity bound (its per-call
-     * bound is test_cache_attn.c's, on the single call this equals bit for bit) */
+    /* against cq_cache_attend_ref: the tolerance of test_cache_rows.c for EXACT; FAST: a
+     * sanity bound (its per-call bound is test_cache_attn.c's, on the single call the batch
+     * equals bit for bit) */
     CHECK(worst[CQ_ATTN_EXACT] <= 1e-4 && worst[CQ_ATTN_FAST] <= 0.1,
           "%s G=%u S=%u: against the double reference: exact %.3g, fast %.3g", f->name, G, S,
           worst[CQ_ATTN_EXACT], worst[CQ_ATTN_FAST]);
