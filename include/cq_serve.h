@@ -162,6 +162,40 @@ CQ_API uint64_t cq_kvpool_allocated_bytes(const cq_kvpool *p);
  * broken one. */
 CQ_API cq_status cq_kvpool_check(const cq_kvpool *p, cq_err *err);
 
+/* ------------------------------------------------------------ batched attention */
+
+/* Decode attention for n_seqs sequences of one pool, one query token each: q and out
+ * [n_seqs][n_q_heads][D]. Each sequence's result is bit-identical to cq_seq_attend on
+ * it alone, for any thread count and any batch it is in (docs/SERVING.md, "Batched
+ * decode attention"): the batch is one flat list of (sequence, kv head, chunk) tasks on
+ * one thread pool, each (sequence, kv head) merging its chunks in chunk order as the
+ * single call does. A sequence may appear once.
+ * Checked before anything runs (nothing written on these errors): CQ_ERR_NULL (p, seqs,
+ * a sequence, q or out), CQ_ERR_ARG (a sequence of another pool, a sequence twice, bad
+ * precision or scale), CQ_ERR_RANGE (layer), CQ_ERR_SHAPE (n_q_heads not a positive
+ * multiple of the kv heads), CQ_ERR_NONFINITE (a query element), CQ_ERR_STATE (a
+ * sequence with no token in the layer, as cq_seq_attend); err->token is the index of the
+ * sequence an error names. n_seqs = 0: CQ_OK, nothing done.
+ * CQ_ERR_OVERFLOW: the outputs of every sequence whose scores overflow are zeroed (as
+ * cq_seq_attend zeroes its out); every other sequence's output is valid and
+ * bit-identical to its single call; err names the first overflowing sequence.
+ * CQ_ERR_NOMEM: out untouched. No lock is taken: the same rules as cq_seq_attend (may
+ * run concurrently with other attention, reads and calls on other sequences). */
+CQ_API cq_status cq_kvpool_attend(cq_kvpool *p, uint32_t layer, cq_seq *const *seqs,
+                                  uint32_t n_seqs, const float *q, uint32_t n_q_heads, float *out,
+                                  const cq_attn_opts *opts, cq_err *err);
+/* Prefill attention for several sequences' new tokens (already appended): sequence i's
+ * queries are rows q_ofs[i] .. q_ofs[i+1]-1 of q [q_ofs[n]][n_q_heads][D] at positions
+ * pos0[i] + j, causal; bit-identical per sequence to cq_seq_attend_prefill. q_ofs[0]
+ * must be 0 and q_ofs non-decreasing (CQ_ERR_ARG); a sequence with no rows is skipped;
+ * pos0[i] + rows of i beyond the sequence's tokens is CQ_ERR_RANGE. Errors as
+ * cq_kvpool_attend; on CQ_ERR_NOMEM out is unspecified. */
+CQ_API cq_status cq_kvpool_attend_prefill(cq_kvpool *p, uint32_t layer, cq_seq *const *seqs,
+                                          uint32_t n_seqs, const uint32_t *q_ofs,
+                                          const uint32_t *pos0, const float *q,
+                                          uint32_t n_q_heads, float *out,
+                                          const cq_attn_opts *opts, cq_err *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -66,7 +66,8 @@ static void usage(FILE *f) {
             "                [-t|--threads 1,2] [--kv fp16/fp16,cq8/cq8,cq4/cq4,cq4+/cq4] [--kv-heads 8]\n"
             "                [--gqa 4] [--llc-mib 32] [--reps 5] [--precision exact|fast]\n"
             "                [--page-tokens context|N] [--json | --csv]\n"
-            "       cq bench --kernels [--dims 128] [--quick] [--json | --csv]\n\n"
+            "       cq bench --kernels [--dims 128] [--quick] [--json | --csv]\n"
+            "       cq bench --serving ... (batched attention over a serving pool; --serving --help)\n\n"
             "Append throughput (GB/s of fp16 K+V input, one thread: token by token as in\n"
             "decode, and 512-token chunks as in prefill; into new pages, whose first touch\n"
             "the OS pays for, and into the pages a cq_cache_reset kept) and decode-attention\n"
@@ -514,6 +515,8 @@ static void print_rows(const bench_opts *o, const row *rows, int n) {
 int cq_cmd_bench(int argc, char **argv) {
     bench_opts o = {{64, 128}, 2, {1024, 4096, 16384, 65536}, 4, {1, 2}, 2, {0, 1, 2, 3}, 4,
                     8, 4, 32, 5, 512, 0, 0, 0, 0, 0, 0, NULL, -1};
+    for (int i = 1; i < argc; i++) /* a mode of its own (tools/bench_serving.c) */
+        if (!strcmp(argv[i], "--serving")) return cq_bench_serving(argc, argv);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         int bad = 0;

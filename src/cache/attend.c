@@ -21,7 +21,9 @@
  * default one. Decode splits every kv head's tokens into chunks (chunk_tokens: a function
  * of the context and head count, not of the thread count, so results do not depend on
  * it) and merges the partial (m, l, acc) with a log-sum-exp merge in chunk
- * order. Read-only: safe to call concurrently on one cache.
+ * order. Read-only: safe to call concurrently on one cache. Both drivers take a list
+ * of caches of one configuration (attend_items.h: a serving pool's batch) and run one
+ * flat task list over all of them; a single call is a list of one.
  *
  * Row layout: a head whose role is held in the layer's row store reads its
  * slice of each decoded row (view_scores / view_acc), then the same kernels.
@@ -30,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "attend_items.h"
 #include "fused.h"
 #include "cq_pool.h"
 
@@ -298,33 +301,6 @@ static void workers_free(worker_scratch *ws) {
     free(ws->ready);
 }
 
-/* ------------------------------------------------------------- decode */
-
-typedef struct decode_job {
-    const cq_cache *c;
-    const cq_layer *l;
-    const float *q; /* [nq][D] pre-scaled */
-    uint32_t nh, n_chunks, T, chunk;
-    int prec;
-    float *parts;   /* per task: m[nh] l[nh] acc[nh][D], at a stride of ps floats */
-    size_t ps;      /* whole 64-byte lines: tasks on different threads never share one */
-    worker_scratch ws;
-    _Atomic int status;
-} decode_job;
-
-static void decode_task(void *ctx, uint32_t task, uint32_t worker) {
-    decode_job *j = ctx;
-    const uint32_t D = j->c->cfg.head_dim, nh = j->nh;
-    uint32_t h = task / j->n_chunks, ch = task % j->n_chunks;
-    uint32_t a = ch * j->chunk, b = j->T - a > j->chunk ? a + j->chunk : j->T;
-    float *base = j->parts + (size_t)task * j->ps;
-    part pt = {base, base + nh, base + 2 * nh};
-    run_scratch *sc = worker_get(&j->ws, worker, j->c, j->l, nh, j->prec);
-    cq_status st = CQ_ERR_NOMEM;
-    if (sc) st = attend_range(j->c, &j->l->heads[h], a, b, j->q + (size_t)h * nh * D, nh, &pt, sc);
-    if (st) atomic_store(&j->status, (int)st);
-}
-
 static cq_status check_common(const cq_cache *c, uint32_t layer, const float *q, float *out,
                               uint32_t n_q_heads, size_t nq_rows, cq_err *err) {
     if (!c || !q || !out) return cq_err_set(err, CQ_ERR_NULL, -1, -1, "cache, q or out is NULL");
@@ -394,71 +370,183 @@ static cq_status check_output(float *out, size_t n, cq_err *err) {
     return CQ_OK;
 }
 
-cq_status cq_cache_attend(const cq_cache *c, uint32_t layer, const float *q, uint32_t n_q_heads,
-                          float *out, const cq_attn_opts *opts, cq_err *err) {
+
+/* ------------------------------------------------------------- items */
+
+/* Where the tasks of item i start in the flat task list: task0[i] (task0[n] = the total).
+ * The item of a task: the last i with task0[i] <= task (binary search). */
+static uint32_t item_of(const uint32_t *task0, uint32_t n, uint32_t task) {
+    uint32_t lo = 0, hi = n; /* task0[lo] <= task < task0[hi] */
+    while (hi - lo > 1) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (task0[mid] <= task) lo = mid;
+        else hi = mid;
+    }
+    return lo;
+}
+
+/* The pre-scaled queries of every item, one allocation: rows[i] floats of item i at
+ * (*qs)[ofs[i]]. */
+static float *scale_queries(const cq_attn_item *it, uint32_t n, const size_t *ofs, float scale) {
+    float *qs = malloc((ofs[n] ? ofs[n] : 1) * sizeof *qs);
+    if (!qs) return NULL;
+    for (uint32_t i = 0; i < n; i++)
+        for (size_t k = 0; k < ofs[i + 1] - ofs[i]; k++) qs[ofs[i] + k] = it[i].q[k] * scale;
+    return qs;
+}
+
+static cq_status set_bad(uint32_t *bad, uint32_t i, cq_status st) {
+    if (bad) *bad = i;
+    return st;
+}
+
+/* ------------------------------------------------------------- decode */
+
+typedef struct decode_seq {
+    uint32_t T, chunk, n_chunks;
+} decode_seq;
+
+typedef struct decode_job {
+    const cq_attn_item *it;
+    const decode_seq *ds;
+    const uint32_t *task0; /* [n + 1] */
+    const size_t *qofs;    /* [n + 1] */
+    uint32_t n, layer;
+    const float *q; /* item i: [nq][D] pre-scaled at q + qofs[i] */
+    uint32_t nh;
+    int prec;
+    float *parts;   /* per task: m[nh] l[nh] acc[nh][D], at a stride of ps floats */
+    size_t ps;      /* whole 64-byte lines: tasks on different threads never share one */
+    worker_scratch ws;
+    _Atomic int status;
+} decode_job;
+
+static void decode_task(void *ctx, uint32_t task, uint32_t worker) {
+    decode_job *j = ctx;
+    const uint32_t i = item_of(j->task0, j->n, task), local = task - j->task0[i];
+    const cq_cache *c = j->it[i].c, *c0 = j->it[0].c;
+    const cq_layer *l = &c->layers[j->layer];
+    const decode_seq *s = &j->ds[i];
+    const uint32_t D = c->cfg.head_dim, nh = j->nh;
+    uint32_t h = local / s->n_chunks, ch = local % s->n_chunks;
+    uint32_t a = ch * s->chunk, b = s->T - a > s->chunk ? a + s->chunk : s->T;
+    float *base = j->parts + (size_t)task * j->ps;
+    part pt = {base, base + nh, base + 2 * nh};
+    /* scratch sized by the first item's layer: every item has its configuration */
+    run_scratch *sc = worker_get(&j->ws, worker, c0, &c0->layers[j->layer], nh, j->prec);
+    cq_status st = CQ_ERR_NOMEM;
+    if (sc)
+        st = attend_range(c, &l->heads[h], a, b, j->q + j->qofs[i] + (size_t)h * nh * D, nh, &pt, sc);
+    if (st) atomic_store(&j->status, (int)st);
+}
+
+/* Log-sum-exp merge of item i's chunks into its out, per (kv head, query head) in chunk
+ * order. */
+static void decode_merge(const decode_job *j, uint32_t i, uint32_t H, uint32_t D) {
+    const uint32_t nh = j->nh, nch = j->ds[i].n_chunks;
+    const float *parts = j->parts + (size_t)j->task0[i] * j->ps;
+    for (uint32_t h = 0; h < H; h++)
+        for (uint32_t g = 0; g < nh; g++) {
+            float M = -INFINITY, Lsum = 0.0f, *o = j->it[i].out + ((size_t)h * nh + g) * D;
+            for (uint32_t ch = 0; ch < nch; ch++) {
+                const float *b = parts + (size_t)(h * nch + ch) * j->ps;
+                if (b[g] > M) M = b[g];
+            }
+            memset(o, 0, D * sizeof *o);
+            for (uint32_t ch = 0; ch < nch; ch++) {
+                const float *b = parts + (size_t)(h * nch + ch) * j->ps;
+                float w = expf(b[g] - M);
+                Lsum += w * b[nh + g];
+                const float *acc = b + 2 * nh + (size_t)g * D;
+                for (uint32_t d = 0; d < D; d++) o[d] += w * acc[d];
+            }
+            float inv = 1.0f / Lsum;
+            for (uint32_t d = 0; d < D; d++) o[d] *= inv;
+        }
+}
+
+cq_status cq_attend_decode_items(const cq_attn_item *it, uint32_t n, uint32_t layer,
+                                 uint32_t n_q_heads, const cq_attn_opts *opts, uint32_t *bad,
+                                 cq_err *err) {
     cq_err_clear(err);
-    cq_status st = check_common(c, layer, q, out, n_q_heads, n_q_heads, err);
-    if (st) return st;
-    const cq_layer *l = &c->layers[layer];
-    const uint32_t H = c->cfg.n_kv_heads, D = c->cfg.head_dim, nh = n_q_heads / H, T = l->tokens;
-    if (T == 0) return cq_err_set(err, CQ_ERR_STATE, -1, -1, "layer %u holds no tokens", layer);
-    const float scale = attn_scale(c, opts);
+    if (bad) *bad = UINT32_MAX;
+    if (n == 0) return CQ_OK;
+    if (!it) return cq_err_set(err, CQ_ERR_NULL, -1, -1, "no items");
+    cq_status st;
+    for (uint32_t i = 0; i < n; i++) {
+        const cq_cache *c = it[i].c;
+        if ((st = check_common(c, layer, it[i].q, it[i].out, n_q_heads, n_q_heads, err)))
+            return set_bad(bad, i, st);
+        if (c->layers[layer].tokens == 0)
+            return set_bad(bad, i, cq_err_set(err, CQ_ERR_STATE, -1, -1, "layer %u holds no tokens",
+                                              layer));
+    }
+    const cq_cache *c0 = it[0].c;
+    const float scale = attn_scale(c0, opts);
     if ((st = check_precision(opts, err)) || (st = check_scale(scale, err))) return st;
-    const uint32_t chunk = chunk_tokens(T, H);
-    decode_job j = {c, l, NULL, nh, (T + chunk - 1) / chunk, T, chunk,
+    const uint32_t H = c0->cfg.n_kv_heads, D = c0->cfg.head_dim, nh = n_q_heads / H;
+    decode_seq *ds = malloc((size_t)n * sizeof *ds);
+    uint32_t *task0 = malloc(((size_t)n + 1) * sizeof *task0);
+    size_t *qofs = malloc(((size_t)n + 1) * sizeof *qofs);
+    decode_job j = {it, ds, task0, qofs, n, layer, NULL, nh,
                     cq_attn_precision_resolve(opts ? opts->precision : 0), NULL, 0, {0}, 0};
-    cq_pool *pool = attn_pool(opts);
-    const uint32_t n_tasks = H * j.n_chunks, nthr = attn_threads(opts);
-    float *qs = malloc((size_t)n_q_heads * D * sizeof *qs);
     j.ps = ((size_t)nh * (D + 2) + 15) & ~(size_t)15;
-    j.parts = aligned_alloc(64, (size_t)n_tasks * j.ps * sizeof(float));
-    if (!qs || !j.parts || !workers_init(&j.ws, nthr, n_tasks)) {
-        free(qs);
-        free(j.parts);
+    uint64_t n_tasks = 0;
+    for (uint32_t i = 0; ds && task0 && qofs && i < n; i++) {
+        const uint32_t T = it[i].c->layers[layer].tokens, chunk = chunk_tokens(T, H);
+        ds[i] = (decode_seq){T, chunk, (T + chunk - 1) / chunk};
+        task0[i] = (uint32_t)n_tasks;
+        qofs[i] = (size_t)i * n_q_heads * D;
+        n_tasks += (uint64_t)H * ds[i].n_chunks;
+    }
+    const uint32_t nthr = attn_threads(opts);
+    float *qs = NULL;
+    if (ds && task0 && qofs && n_tasks <= UINT32_MAX) {
+        task0[n] = (uint32_t)n_tasks;
+        qofs[n] = (size_t)n * n_q_heads * D;
+        qs = scale_queries(it, n, qofs, scale);
+        j.parts = aligned_alloc(64, (size_t)n_tasks * j.ps * sizeof(float));
+    }
+    if (!qs || !j.parts || !workers_init(&j.ws, nthr, (uint32_t)n_tasks)) {
+        free(qs), free(j.parts), free(ds), free(task0), free(qofs);
         workers_free(&j.ws);
         return cq_err_set(err, CQ_ERR_NOMEM, -1, -1, "out of memory");
     }
-    for (size_t i = 0; i < (size_t)n_q_heads * D; i++) qs[i] = q[i] * scale;
     j.q = qs;
-    cq_pool_run(pool, nthr, n_tasks, decode_task, &j);
+    cq_pool_run(attn_pool(opts), nthr, (uint32_t)n_tasks, decode_task, &j);
     workers_free(&j.ws);
     st = (cq_status)atomic_load(&j.status);
-    if (!st) { /* log-sum-exp merge of the chunks, in chunk order */
-        for (uint32_t h = 0; h < H; h++)
-            for (uint32_t g = 0; g < nh; g++) {
-                float M = -INFINITY, Lsum = 0.0f, *o = out + ((size_t)h * nh + g) * D;
-                for (uint32_t ch = 0; ch < j.n_chunks; ch++) {
-                    const float *b = j.parts + (size_t)(h * j.n_chunks + ch) * j.ps;
-                    if (b[g] > M) M = b[g];
-                }
-                memset(o, 0, D * sizeof *o);
-                for (uint32_t ch = 0; ch < j.n_chunks; ch++) {
-                    const float *b = j.parts + (size_t)(h * j.n_chunks + ch) * j.ps;
-                    float w = expf(b[g] - M);
-                    Lsum += w * b[nh + g];
-                    const float *acc = b + 2 * nh + (size_t)g * D;
-                    for (uint32_t d = 0; d < D; d++) o[d] += w * acc[d];
-                }
-                float inv = 1.0f / Lsum;
-                for (uint32_t d = 0; d < D; d++) o[d] *= inv;
+    if (!st) {
+        cq_err e1;
+        for (uint32_t i = n; i-- > 0;) { /* the error names the first overflowing item */
+            decode_merge(&j, i, H, D);
+            if (check_output(it[i].out, (size_t)n_q_heads * D, &e1)) {
+                st = set_bad(bad, i, CQ_ERR_OVERFLOW);
+                if (err) *err = e1;
             }
-        st = check_output(out, (size_t)n_q_heads * D, err);
+        }
     } else {
         cq_err_set(err, st, -1, -1, "attention failed (%s)", cq_status_name(st));
     }
-    free(qs);
-    free(j.parts);
+    free(qs), free(j.parts), free(ds), free(task0), free(qofs);
     return st;
+}
+
+cq_status cq_cache_attend(const cq_cache *c, uint32_t layer, const float *q, uint32_t n_q_heads,
+                          float *out, const cq_attn_opts *opts, cq_err *err) {
+    const cq_attn_item it = {c, q, out, 1, 0};
+    return cq_attend_decode_items(&it, 1, layer, n_q_heads, opts, NULL, err);
 }
 
 /* ------------------------------------------------------------ prefill */
 
 typedef struct prefill_job {
-    const cq_cache *c;
-    const cq_layer *l;
-    const float *q; /* [n_q][nq_heads][D] pre-scaled */
-    float *out;
-    uint32_t nh, pos0, n_q;
+    const cq_attn_item *it;
+    const uint32_t *task0; /* [n + 1]: item i's tasks are its n_q x H (query, kv head) pairs */
+    const size_t *qofs;    /* [n + 1] */
+    uint32_t n, layer;
+    const float *q; /* item i: [n_q][nq_heads][D] pre-scaled at q + qofs[i] */
+    uint32_t nh;
     int prec;
     worker_scratch ws;
     _Atomic int status;
@@ -466,60 +554,103 @@ typedef struct prefill_job {
 
 static void prefill_task(void *ctx, uint32_t task, uint32_t worker) {
     prefill_job *j = ctx;
-    const uint32_t H = j->c->cfg.n_kv_heads, D = j->c->cfg.head_dim, nh = j->nh;
-    uint32_t i = task / H, h = task % H;
+    const uint32_t k = item_of(j->task0, j->n, task), local = task - j->task0[k];
+    const cq_cache *c = j->it[k].c, *c0 = j->it[0].c;
+    const uint32_t H = c->cfg.n_kv_heads, D = c->cfg.head_dim, nh = j->nh;
+    uint32_t i = local / H, h = local % H;
     size_t row = ((size_t)i * H + h) * nh * D;
     float *buf = malloc((size_t)nh * (D + 2) * sizeof(float));
-    run_scratch *sc = buf ? worker_get(&j->ws, worker, j->c, j->l, nh, j->prec) : NULL;
+    run_scratch *sc = buf ? worker_get(&j->ws, worker, c0, &c0->layers[j->layer], nh, j->prec) : NULL;
     cq_status st = CQ_ERR_NOMEM;
     if (sc) {
         part pt = {buf, buf + nh, buf + 2 * nh};
-        st = attend_range(j->c, &j->l->heads[h], 0, j->pos0 + i + 1, j->q + row, nh, &pt, sc);
+        float *out = j->it[k].out;
+        st = attend_range(c, &c->layers[j->layer].heads[h], 0, j->it[k].pos0 + i + 1,
+                          j->q + j->qofs[k] + row, nh, &pt, sc);
         if (!st)
             for (uint32_t g = 0; g < nh; g++) {
                 float inv = 1.0f / pt.l[g];
                 for (uint32_t d = 0; d < D; d++)
-                    j->out[row + (size_t)g * D + d] = pt.acc[(size_t)g * D + d] * inv;
+                    out[row + (size_t)g * D + d] = pt.acc[(size_t)g * D + d] * inv;
             }
     }
     free(buf);
     if (st) atomic_store(&j->status, (int)st);
 }
 
+cq_status cq_attend_prefill_items(const cq_attn_item *it, uint32_t n, uint32_t layer,
+                                  uint32_t n_q_heads, const cq_attn_opts *opts, uint32_t *bad,
+                                  cq_err *err) {
+    cq_err_clear(err);
+    if (bad) *bad = UINT32_MAX;
+    if (n == 0) return CQ_OK;
+    if (!it) return cq_err_set(err, CQ_ERR_NULL, -1, -1, "no items");
+    cq_status st;
+    uint64_t n_tasks = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        const cq_cache *c = it[i].c;
+        if ((st = check_common(c, layer, it[i].q, it[i].out, n_q_heads,
+                               (size_t)it[i].n_q * n_q_heads, err)))
+            return set_bad(bad, i, st);
+        const uint32_t T = c->layers[layer].tokens;
+        if (it[i].n_q && (uint64_t)it[i].pos0 + it[i].n_q > T)
+            return set_bad(bad, i,
+                           cq_err_set(err, CQ_ERR_RANGE, it[i].pos0, -1,
+                                      "queries at [%u, %llu) need that many tokens; layer %u "
+                                      "holds %u",
+                                      it[i].pos0, (unsigned long long)it[i].pos0 + it[i].n_q,
+                                      layer, T));
+        n_tasks += (uint64_t)it[i].n_q * c->cfg.n_kv_heads;
+    }
+    if (n_tasks == 0) return CQ_OK;
+    const cq_cache *c0 = it[0].c;
+    const uint32_t H = c0->cfg.n_kv_heads, D = c0->cfg.head_dim;
+    const float scale = attn_scale(c0, opts);
+    if ((st = check_precision(opts, err)) || (st = check_scale(scale, err))) return st;
+    if (n_tasks > UINT32_MAX)
+        return cq_err_set(err, CQ_ERR_RANGE, -1, -1, "%llu (query, kv head) tasks in one call",
+                          (unsigned long long)n_tasks);
+    uint32_t *task0 = malloc(((size_t)n + 1) * sizeof *task0);
+    size_t *qofs = malloc(((size_t)n + 1) * sizeof *qofs);
+    float *qs = NULL;
+    if (task0 && qofs) {
+        uint32_t t = 0;
+        size_t o = 0;
+        for (uint32_t i = 0; i < n; i++) {
+            task0[i] = t, qofs[i] = o;
+            t += it[i].n_q * H;
+            o += (size_t)it[i].n_q * n_q_heads * D;
+        }
+        task0[n] = t, qofs[n] = o;
+        qs = scale_queries(it, n, qofs, scale);
+    }
+    prefill_job j = {it, task0, qofs, n, layer, qs, n_q_heads / H,
+                     cq_attn_precision_resolve(opts ? opts->precision : 0), {0}, 0};
+    const uint32_t nthr = attn_threads(opts);
+    if (!qs || !workers_init(&j.ws, nthr, (uint32_t)n_tasks)) {
+        workers_free(&j.ws);
+        free(qs), free(task0), free(qofs);
+        return cq_err_set(err, CQ_ERR_NOMEM, -1, -1, "out of memory");
+    }
+    cq_pool_run(attn_pool(opts), nthr, (uint32_t)n_tasks, prefill_task, &j);
+    workers_free(&j.ws);
+    st = (cq_status)atomic_load(&j.status);
+    free(qs), free(task0), free(qofs);
+    if (st) return cq_err_set(err, st, -1, -1, "attention failed (%s)", cq_status_name(st));
+    cq_err e1;
+    for (uint32_t i = n; i-- > 0;) /* the error names the first overflowing item */
+        if (check_output(it[i].out, (size_t)it[i].n_q * n_q_heads * D, &e1)) {
+            st = set_bad(bad, i, CQ_ERR_OVERFLOW);
+            if (err) *err = e1;
+        }
+    return st;
+}
+
 cq_status cq_cache_attend_prefill(const cq_cache *c, uint32_t layer, const float *q, uint32_t n_q,
                                   uint32_t pos0, uint32_t n_q_heads, float *out,
                                   const cq_attn_opts *opts, cq_err *err) {
-    cq_err_clear(err);
-    cq_status st = check_common(c, layer, q, out, n_q_heads, (size_t)n_q * n_q_heads, err);
-    if (st) return st;
-    const cq_layer *l = &c->layers[layer];
-    if (n_q == 0) return CQ_OK;
-    if ((uint64_t)pos0 + n_q > l->tokens)
-        return cq_err_set(err, CQ_ERR_RANGE, pos0, -1,
-                          "queries at [%u, %llu) need that many tokens; layer %u holds %u", pos0,
-                          (unsigned long long)pos0 + n_q, layer, l->tokens);
-    const uint32_t H = c->cfg.n_kv_heads, D = c->cfg.head_dim;
-    const float scale = attn_scale(c, opts);
-    size_t N = (size_t)n_q * n_q_heads * D;
-    if ((st = check_precision(opts, err)) || (st = check_scale(scale, err))) return st;
-    float *qs = malloc(N * sizeof *qs);
-    if (!qs) return cq_err_set(err, CQ_ERR_NOMEM, -1, -1, "out of memory");
-    for (size_t i = 0; i < N; i++) qs[i] = q[i] * scale;
-    prefill_job j = {c, l, qs, out, n_q_heads / H, pos0, n_q,
-                     cq_attn_precision_resolve(opts ? opts->precision : 0), {0}, 0};
-    cq_pool *pool = attn_pool(opts);
-    const uint32_t nthr = attn_threads(opts);
-    if (!workers_init(&j.ws, nthr, n_q * H)) {
-        workers_free(&j.ws);
-        free(qs);
-        return cq_err_set(err, CQ_ERR_NOMEM, -1, -1, "out of memory");
-    }
-    cq_pool_run(pool, nthr, n_q * H, prefill_task, &j);
-    workers_free(&j.ws);
-    st = (cq_status)atomic_load(&j.status);
-    free(qs);
-    if (st) return cq_err_set(err, st, -1, -1, "attention failed (%s)", cq_status_name(st));
-    return check_output(out, N, err);
+    const cq_attn_item it = {c, q, out, n_q, pos0};
+    return cq_attend_prefill_items(&it, 1, layer, n_q_heads, opts, NULL, err);
 }
 
 /* ---------------------------------------------------------- reference */

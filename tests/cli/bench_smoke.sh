@@ -70,4 +70,31 @@ awk -F, 'NR > 1 && !($5 > 0) { bad = 1 } NR > 1 && $2 ~ /^(dot|acc)_/ && !($6 > 
 CQ_KERNELS=avx2 "$CQ" bench --kernels --quick >/dev/null 2>&1 || { echo "bench_smoke: --kernels md failed"; fail=1; }
 "$CQ" bench --kernels --dims 40 >/dev/null 2>&1
 [ $? = 2 ] || { echo "bench_smoke: --kernels with D=40 must exit 2"; fail=1; }
+# --serving: one tiny row (2 sequences of 300 tokens, D 64, cq4 and cq8 beside the fp16
+# baseline): the rows carry the issue's keys with finite values, the fork and prefix-sharing
+# figures are there; --csv and markdown print; bad options exit 2. No timing is asserted.
+"$CQ" bench --serving --help >/dev/null 2>&1 || { echo "bench_smoke: --serving --help failed"; fail=1; }
+"$CQ" bench --serving --seqs 2 --context 300 --head-dim 64 -t 1 --kv cq4,cq8 --reps 2 --bw-mib 32 \
+    --json >"$tmp/sjson" 2>"$tmp/err" || { echo "bench_smoke: --serving --json failed"; cat "$tmp/err"; fail=1; }
+[ "$(grep -c '"format": "cq[48]/cq[48]", "precision"' "$tmp/sjson")" = 3 ] ||
+    { echo "bench_smoke: --serving: expected 3 rows (cq4 exact, cq4 fast, cq8)"; cat "$tmp/sjson"; fail=1; }
+awk -F'[:,] *' '/"precision":/ {
+    for (i = 1; i < NF; i++) v[$i] = $(i + 1)
+    split("\"sequences\" \"context\" \"head_dim\" \"threads\" \"gbps\" \"read_bw_fraction\" \"speedup_vs_fp16\"", k, " ")
+    for (j in k) { x = v[k[j]]; sub(/}.*/, "", x); if (x == "" || x !~ /^[0-9.eE+-]+$/ || !(x + 0 > 0)) { print k[j] " = " x; bad = 1 } }
+} END { exit bad }' "$tmp/sjson" || { echo "bench_smoke: --serving row keys missing or not finite"; fail=1; }
+grep -q '"fork": {"format": "cq4/cq4", "tokens": 16421, .*"ok": true}' "$tmp/sjson" &&
+    grep -q '"prefix_sharing": \[{"format": "cq4/cq4", .*"accounting_ratio": [0-9.]*, "allocator_ratio": [0-9.]*, "ok": true}' "$tmp/sjson" ||
+    { echo "bench_smoke: --serving fork / prefix-sharing figures missing"; fail=1; }
+"$CQ" bench --serving --seqs 3 --context mixed --head-dim 32 -t 2 --kv fp16 --reps 1 --bw-mib 32 \
+    --no-extras --csv >"$tmp/scsv" 2>"$tmp/err" || { echo "bench_smoke: --serving --csv failed"; cat "$tmp/err"; fail=1; }
+[ "$(wc -l <"$tmp/scsv")" = 2 ] && head -1 "$tmp/scsv" | grep -q '^format,precision,sequences,context,' &&
+    grep -q '^fp16/fp16,any,3,' "$tmp/scsv" || { echo "bench_smoke: --serving csv"; cat "$tmp/scsv"; fail=1; }
+"$CQ" bench --serving --seqs 2 --context 200 --head-dim 32 -t 1 --kv cq4+ --precision fast --reps 1 \
+    --bw-mib 32 --no-extras >"$tmp/smd" 2>"$tmp/err" && grep -q '^| 2 | 200 | 32 | 1 | cq4+/cq4 | fast |' "$tmp/smd" ||
+    { echo "bench_smoke: --serving markdown"; cat "$tmp/smd" "$tmp/err"; fail=1; }
+"$CQ" bench --serving --kv q9 >/dev/null 2>&1
+[ $? = 2 ] || { echo "bench_smoke: --serving with a bad format must exit 2"; fail=1; }
+"$CQ" bench --serving --context 0 >/dev/null 2>&1
+[ $? = 2 ] || { echo "bench_smoke: --serving with context 0 must exit 2"; fail=1; }
 exit $fail
