@@ -53,6 +53,9 @@ struct cq_batch {
     uint32_t *live;     /* live request ids, admission order */
     uint32_t n_live;
     entry *plan;        /* [max_seqs] */
+    cq_seq **att_seq;   /* [max_seqs] one batched attention call's sequences */
+    uint32_t *att_ofs;  /* [max_seqs + 1] its query rows (prefill) */
+    uint32_t *att_pos;  /* [max_seqs] its first positions (prefill) */
     uint32_t n_plan;
     int32_t *tok;       /* [max_batch] the step's tokens */
     uint32_t *sel;      /* [max_seqs] rows whose logits are sampled */
@@ -81,6 +84,9 @@ void cq_batch_free(cq_batch *b) {
     free(b->queue);
     free(b->live);
     free(b->plan);
+    free(b->att_seq);
+    free(b->att_ofs);
+    free(b->att_pos);
     free(b->tok);
     free(b->sel);
     free(b->logits);
@@ -166,10 +172,13 @@ cq_status cq_batch_create(const cq_model *m, const cq_batch_opts *o, cq_batch **
     }
     b->live = calloc(b->max_seqs, sizeof *b->live);
     b->plan = calloc(b->max_seqs, sizeof *b->plan);
+    b->att_seq = calloc(b->max_seqs, sizeof *b->att_seq);
+    b->att_ofs = calloc((size_t)b->max_seqs + 1, sizeof *b->att_ofs);
+    b->att_pos = calloc(b->max_seqs, sizeof *b->att_pos);
     b->tok = calloc(b->max_batch, sizeof *b->tok);
     b->sel = calloc(b->max_seqs, sizeof *b->sel);
     b->logits = calloc((size_t)b->max_seqs * c->vocab_size, sizeof *b->logits);
-    if (!b->live || !b->plan || !b->tok || !b->sel || !b->logits) {
+    if (!b->live || !b->plan || !b->att_seq || !b->att_ofs || !b->att_pos || !b->tok || !b->sel || !b->logits) {
         cq_batch_free(b);
         return cq_err_set(err, CQ_ERR_NOMEM, -1, -1, "out of memory");
     }
@@ -381,23 +390,35 @@ static cq_status plan_step(cq_batch *b, cq_batch_step_info *info, cq_err *err) {
 
 /* ------------------------------------------------------------ the step */
 
-/* Attention of layer l for every sequence of the step: xb rows from q rows. A prompt
- * token takes prefill attention (also alone in its chunk), a decode token decode
- * attention; per sequence, so each is bit-identical to that sequence run alone. The
- * batched pool calls (cq_kvpool_attend / _prefill) are meant to replace this loop. */
+/* Attention of layer l for the planned rows: a prompt token takes prefill attention
+ * (also alone in its chunk), a decode token decode attention. Each maximal run of
+ * consecutive plan entries of one kind is one batched pool call (cq_kvpool_attend /
+ * cq_kvpool_attend_prefill, one flat task list on the thread pool); both are
+ * bit-identical per sequence to attending it alone, so the batch composition does
+ * not change any sequence's result. */
 static cq_status step_attend(cq_batch *b, uint32_t l, cq_err *err) {
     const cq_model_config *c = &b->m->cfg;
     const uint32_t H = c->n_heads, qd = H * c->head_dim;
     cq_attn_opts ao = {.n_threads = b->n_threads, .scale = 0.0f, .precision = CQ_ATTN_DEFAULT,
                        .pool = b->pool};
-    for (uint32_t i = 0; i < b->n_plan; i++) {
-        const entry *e = &b->plan[i];
-        const cq_seq *s = b->reqs[e->r].seq;
-        const float *q = b->f.q + (size_t)e->row0 * qd;
-        float *o = b->f.xb + (size_t)e->row0 * qd;
-        cq_status st = e->prompt ? cq_seq_attend_prefill(s, l, q, e->n, e->pos0, H, o, &ao, err)
-                                 : cq_seq_attend(s, l, q, H, o, &ao, err);
+    for (uint32_t i = 0; i < b->n_plan;) {
+        const int prompt = b->plan[i].prompt;
+        const uint32_t row0 = b->plan[i].row0;
+        uint32_t k = 0;
+        for (; i + k < b->n_plan && b->plan[i + k].prompt == prompt; k++) {
+            const entry *e = &b->plan[i + k];
+            b->att_seq[k] = b->reqs[e->r].seq;
+            b->att_ofs[k] = e->row0 - row0; /* rows are consecutive in plan order */
+            b->att_pos[k] = e->pos0;
+        }
+        b->att_ofs[k] = b->plan[i + k - 1].row0 + b->plan[i + k - 1].n - row0;
+        const float *q = b->f.q + (size_t)row0 * qd;
+        float *o = b->f.xb + (size_t)row0 * qd;
+        cq_status st = prompt ? cq_kvpool_attend_prefill(b->kv, l, b->att_seq, k, b->att_ofs,
+                                                         b->att_pos, q, H, o, &ao, err)
+                              : cq_kvpool_attend(b->kv, l, b->att_seq, k, q, H, o, &ao, err);
         if (st) return st;
+        i += k;
     }
     return CQ_OK;
 }
