@@ -202,6 +202,32 @@ CQ_API cq_status cq_kvpool_block_check(const cq_kvpool *p, const uint8_t *src, s
 CQ_API cq_status cq_kvpool_block_insert(cq_kvpool *p, const uint8_t *src, size_t len,
                                         int *inserted, cq_err *err);
 
+/* ------------------------------------------------------------ save and restore
+ * Cache file format version 3 (docs/CACHE_FILE.md, "Version 3"; docs/SERVING.md, "Save and
+ * restore"): CONF (the pool's configuration hash, model hash, layout, formats), BLKS (every
+ * full block in the wire form of "Blocks on the wire") and, for a sequence, TAIL (its open
+ * block and fp16 in-flight groups); every section CRC-32C checked; written with the atomic
+ * writer of include/cq_file.h. Loading validates the whole file before it takes the pool
+ * mutex, then reserves the budget for all of it (CQ_ERR_BUDGET: nothing changed).
+ * Another configuration or model: CQ_ERR_MISMATCH. cq_cache_load refuses version 3
+ * (CQ_ERR_VERSION). */
+
+/* Save sequence s (every layer at the same length, else CQ_ERR_STATE). tokens[0, n_tokens)
+ * are its token ids (n_tokens <= its length), or NULL (n_tokens 0) when unknown: then its
+ * blocks are restored private and unpublished. With tokens, its published blocks (checked
+ * against them: CQ_ERR_MISMATCH) are re-published on load. */
+CQ_API cq_status cq_kvpool_save_seq(const cq_seq *s, const uint32_t *tokens, uint32_t n_tokens,
+                                    const char *path, cq_err *err);
+/* A new sequence of p holding what the saved one held (reads, exports, attention and later
+ * appends bit-identical). Published blocks whose equal is cached already are shared (dedup),
+ * the others re-published after their chain is verified. */
+CQ_API cq_status cq_kvpool_load_seq(cq_kvpool *p, const char *path, cq_seq **out, cq_err *err);
+/* Every cached (published) block of the pool, parents before children: a warm start. */
+CQ_API cq_status cq_kvpool_save_cached(const cq_kvpool *p, const char *path, cq_err *err);
+/* Insert the file's blocks as cached, unreferenced blocks (blocks cached already are kept);
+ * each block's parent must precede it in the file or be cached (CQ_ERR_FORMAT). */
+CQ_API cq_status cq_kvpool_load_cached(cq_kvpool *p, const char *path, cq_err *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -22,4 +22,13 @@ cq_status cq_slot_check(const cq_store *s, const uint8_t *d, const char *where, 
 /* Write checked canonical bytes d into page (CQ_PAGE_HDR + s->page_bytes long). */
 void cq_slot_import(const cq_store *s, uint8_t *page, const uint8_t *d);
 
+/* The same for the first n committed tokens of a page (n <= cq_slot_tokens, a multiple of
+ * the store's unit): a block still filling. */
+uint32_t cq_slot_tokens(const cq_store *s);
+uint64_t cq_slot_canon_len_n(const cq_store *s, uint32_t n);
+void cq_slot_export_n(const cq_store *s, const uint8_t *page, uint32_t n, uint8_t *dst);
+cq_status cq_slot_check_n(const cq_store *s, const uint8_t *d, uint32_t n, const char *where,
+                          cq_err *err);
+void cq_slot_import_n(const cq_store *s, uint8_t *page, uint32_t n, const uint8_t *d);
+
 #endif

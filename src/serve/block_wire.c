@@ -42,9 +42,7 @@ static const cq_store *store_at(const cq_kvpool *p, uint32_t L, uint32_t j) {
     return cq_layer_store_c(&p->proto->layers[L], p->H, j);
 }
 
-/* Bytes of the wire form of a block at chain position pos (pos 0: S + G tokens and the
- * sinks). Fixed by the configuration: no overflow for any pool that exists. */
-static uint64_t wire_len(const cq_kvpool *p, uint32_t pos) {
+uint64_t kvp_wire_len(const cq_kvpool *p, uint32_t pos) {
     const uint64_t first = pos == 0;
     uint64_t b = WIRE_HDR + (uint64_t)p->NA * WIRE_ENTRY + 4ull * (p->G + (first ? p->S : 0));
     for (uint32_t L = 0; L < p->NL; L++)
@@ -58,7 +56,7 @@ static uint64_t wire_len(const cq_kvpool *p, uint32_t pos) {
 
 size_t cq_kvpool_block_wire_size(const cq_kvpool *p) {
     if (!p) return 0;
-    const uint64_t b = wire_len(p, 0), b1 = wire_len(p, 1);
+    const uint64_t b = kvp_wire_len(p, 0), b1 = kvp_wire_len(p, 1);
     return (size_t)(b > b1 ? b : b1);
 }
 
@@ -82,9 +80,7 @@ cq_status cq_kvpool_chain_hashes(const cq_kvpool *p, const uint32_t *tokens, uin
     return CQ_OK;
 }
 
-/* The cached block with chain hash `hash` at chain position pos, or CQ_BLOCK_NONE (the
- * index is searched by id: a pool holds at most its budget's worth of blocks). */
-static uint32_t find_cached(const cq_kvpool *p, uint64_t hash, uint32_t pos,
+uint32_t kvp_find_cached(const cq_kvpool *p, uint64_t hash, uint32_t pos,
                             cq_prefix_block_info *bi) {
     const uint32_t cap = cq_prefix_capacity(p->ix);
     for (uint32_t id = 0; id < cap; id++)
@@ -95,6 +91,44 @@ static uint32_t find_cached(const cq_kvpool *p, uint64_t hash, uint32_t pos,
 }
 
 /* ------------------------------------------------------------ encode */
+
+void kvp_wire_write(const cq_kvpool *p, uint32_t id, uint32_t pos, const uint32_t *tokens,
+                    uint64_t parent_hash, uint64_t chain_hash, uint8_t *dst) {
+    const uint32_t n_tokens = pos ? p->G : p->S + p->G;
+    const uint64_t need = kvp_wire_len(p, pos);
+    uint8_t *q = dst;
+    memcpy(q, WIRE_MAGIC, 4);
+    cq_put_u32le(q + 4, WIRE_VERSION);
+    cq_put_u64le(q + 8, p->config_hash);
+    cq_put_u64le(q + 16, p->model_hash);
+    const uint32_t v[8] = {p->NL, p->H, p->D, p->G, p->S, p->NS, pos, n_tokens};
+    for (int i = 0; i < 8; i++) cq_put_u32le(q + 24 + 4 * i, v[i]);
+    cq_put_u64le(q + 56, parent_hash);
+    cq_put_u64le(q + 64, chain_hash);
+    cq_put_u64le(q + 72, need);
+    q += WIRE_HDR;
+    for (uint32_t L = 0; L < p->NL; L++)
+        for (uint32_t j = 0; j < p->NS; j++, q += WIRE_ENTRY) {
+            const cq_store *s = store_at(p, L, j);
+            cq_put_u32le(q, s ? (uint32_t)s->kind : KIND_NONE);
+            cq_put_u32le(q + 4, 0);
+            cq_put_u64le(q + 8, s ? cq_slot_canon_len(s) : 0);
+        }
+    for (uint32_t t = 0; t < n_tokens; t++, q += 4) cq_put_u32le(q, tokens[t]);
+    for (uint32_t L = 0; L < p->NL; L++)
+        for (uint32_t j = 0; j < p->NS; j++) {
+            const cq_store *s = store_at(p, L, j);
+            if (!s) continue;
+            cq_slot_export(s, kvp_slot(p, L * p->NS + j, id), q);
+            q += cq_slot_canon_len(s);
+        }
+    if (pos == 0 && p->S) {
+        cq_put_u16le_n(q, (const uint16_t *)p->sink_of[id], p->sink_bytes / 2);
+        q += p->sink_bytes;
+    }
+    cq_put_u32le(q, cq_crc32c(0, dst, (size_t)(q - dst)));
+}
+
 
 cq_status cq_kvpool_block_encode(const cq_kvpool *cp, uint64_t chain_hash, uint8_t *dst,
                                  size_t cap, size_t *len, cq_err *err) {
@@ -123,7 +157,7 @@ cq_status cq_kvpool_block_encode(const cq_kvpool *cp, uint64_t chain_hash, uint8
         cq_prefix_info(p->ix, bi.parent, &pi, NULL);
         parent_hash = pi.hash;
     }
-    const uint64_t need = wire_len(p, bi.pos);
+    const uint64_t need = kvp_wire_len(p, bi.pos);
     *len = (size_t)need;
     if (!dst) goto out;
     if (cap < need) {
@@ -131,37 +165,7 @@ cq_status cq_kvpool_block_encode(const cq_kvpool *cp, uint64_t chain_hash, uint8
                         (unsigned long long)need, cap);
         goto out;
     }
-    uint8_t *q = dst;
-    memcpy(q, WIRE_MAGIC, 4);
-    cq_put_u32le(q + 4, WIRE_VERSION);
-    cq_put_u64le(q + 8, p->config_hash);
-    cq_put_u64le(q + 16, p->model_hash);
-    const uint32_t v[8] = {p->NL, p->H, p->D, p->G, p->S, p->NS, bi.pos, bi.n_tokens};
-    for (int i = 0; i < 8; i++) cq_put_u32le(q + 24 + 4 * i, v[i]);
-    cq_put_u64le(q + 56, parent_hash);
-    cq_put_u64le(q + 64, chain_hash);
-    cq_put_u64le(q + 72, need);
-    q += WIRE_HDR;
-    for (uint32_t L = 0; L < p->NL; L++)
-        for (uint32_t j = 0; j < p->NS; j++, q += WIRE_ENTRY) {
-            const cq_store *s = store_at(p, L, j);
-            cq_put_u32le(q, s ? (uint32_t)s->kind : KIND_NONE);
-            cq_put_u32le(q + 4, 0);
-            cq_put_u64le(q + 8, s ? cq_slot_canon_len(s) : 0);
-        }
-    for (uint32_t t = 0; t < bi.n_tokens; t++, q += 4) cq_put_u32le(q, bi.tokens[t]);
-    for (uint32_t L = 0; L < p->NL; L++)
-        for (uint32_t j = 0; j < p->NS; j++) {
-            const cq_store *s = store_at(p, L, j);
-            if (!s) continue;
-            cq_slot_export(s, kvp_slot(p, L * p->NS + j, id), q);
-            q += cq_slot_canon_len(s);
-        }
-    if (bi.pos == 0 && p->S) {
-        cq_put_u16le_n(q, (const uint16_t *)p->sink_of[id], p->sink_bytes / 2);
-        q += p->sink_bytes;
-    }
-    cq_put_u32le(q, cq_crc32c(0, dst, (size_t)(q - dst)));
+    kvp_wire_write(p, id, bi.pos, bi.tokens, parent_hash, chain_hash, dst);
 out:
     pthread_mutex_unlock(&p->mu);
     return st;
@@ -169,16 +173,8 @@ out:
 
 /* ------------------------------------------------------------ check */
 
-/* A validated wire block: its fields and where its parts lie in the input. */
-typedef struct wire_view {
-    cq_block_wire_info info;
-    uint32_t *tokens;      /* [n_tokens], malloc'd */
-    const uint8_t *slots;  /* the (layer, store) slots in order */
-    const uint8_t *sinks;  /* pos 0 with sinks, else NULL */
-} wire_view;
-
-static cq_status wire_parse(const cq_kvpool *p, const uint8_t *b, size_t len, wire_view *w,
-                            cq_err *err) {
+cq_status kvp_wire_parse(const cq_kvpool *p, const uint8_t *b, size_t len, kvp_wire *w,
+                         cq_err *err) {
     memset(w, 0, sizeof *w);
     if (len < WIRE_HDR + 4)
         return cq_err_set(err, CQ_ERR_FORMAT, -1, -1,
@@ -227,11 +223,11 @@ static cq_status wire_parse(const cq_kvpool *p, const uint8_t *b, size_t len, wi
                           "(expected %u tokens, a parent hash %s 0)",
                           pos, n_tok, (unsigned long long)parent, pos ? p->G : p->S + p->G,
                           pos ? "other than" : "of");
-    if (total != wire_len(p, pos))
+    if (total != kvp_wire_len(p, pos))
         return cq_err_set(err, CQ_ERR_FORMAT, -1, -1,
                           "wire block: %llu bytes, a block at position %u of this pool has %llu",
                           (unsigned long long)total, pos,
-                          (unsigned long long)wire_len(p, pos));
+                          (unsigned long long)kvp_wire_len(p, pos));
     const uint8_t *q = b + WIRE_HDR;
     for (uint32_t L = 0; L < p->NL; L++)
         for (uint32_t j = 0; j < p->NS; j++, q += WIRE_ENTRY) {
@@ -287,12 +283,24 @@ cq_status cq_kvpool_block_check(const cq_kvpool *p, const uint8_t *src, size_t l
                                 cq_block_wire_info *info, cq_err *err) {
     cq_err_clear(err);
     if (!p || (!src && len)) return cq_err_set(err, CQ_ERR_NULL, -1, -1, "pool or src is NULL");
-    wire_view w;
-    cq_status st = wire_parse(p, src, len, &w, err);
+    kvp_wire w;
+    cq_status st = kvp_wire_parse(p, src, len, &w, err);
     if (st) return st;
     free(w.tokens);
     if (info) *info = w.info;
     return CQ_OK;
+}
+
+void kvp_wire_import(cq_kvpool *p, uint32_t id, const kvp_wire *w) {
+    const uint8_t *q = w->slots;
+    for (uint32_t L = 0; L < p->NL; L++)
+        for (uint32_t j = 0; j < p->NS; j++) {
+            const cq_store *s = store_at(p, L, j);
+            if (!s) continue;
+            cq_slot_import(s, kvp_slot(p, L * p->NS + j, id), q);
+            q += cq_slot_canon_len(s);
+        }
+    if (w->sinks) cq_get_u16le_n((uint16_t *)p->sink_of[id], w->sinks, p->sink_bytes / 2);
 }
 
 /* ------------------------------------------------------------ insert */
@@ -302,22 +310,22 @@ cq_status cq_kvpool_block_insert(cq_kvpool *p, const uint8_t *src, size_t len, i
     cq_err_clear(err);
     if (!p || (!src && len)) return cq_err_set(err, CQ_ERR_NULL, -1, -1, "pool or src is NULL");
     if (inserted) *inserted = 0;
-    wire_view w;
-    cq_status st = wire_parse(p, src, len, &w, err); /* the configuration only: no lock */
+    kvp_wire w;
+    cq_status st = kvp_wire_parse(p, src, len, &w, err); /* the configuration only: no lock */
     if (st) return st;
     const cq_block_wire_info *in = &w.info;
     pthread_mutex_lock(&p->mu);
     uint32_t *chain = NULL, id = CQ_BLOCK_NONE, parent = CQ_BLOCK_NONE;
     cq_prefix_block_info bi;
     /* (1) cached already (the same parent hash and tokens): nothing to do */
-    const uint32_t have = find_cached(p, in->chain_hash, in->pos, &bi);
+    const uint32_t have = kvp_find_cached(p, in->chain_hash, in->pos, &bi);
     if (have != CQ_BLOCK_NONE && bi.n_tokens == in->n_tokens &&
         !memcmp(bi.tokens, w.tokens, (size_t)in->n_tokens * sizeof *w.tokens))
         goto out;
     /* (2) the parent and its ancestors: referenced while the block is allocated, so that
      * the evictions the allocation makes cannot take them */
     if (in->pos) {
-        parent = find_cached(p, in->parent_hash, in->pos - 1, &bi);
+        parent = kvp_find_cached(p, in->parent_hash, in->pos - 1, &bi);
         if (parent == CQ_BLOCK_NONE) {
             st = cq_err_set(err, CQ_ERR_STATE, in->pos, -1,
                             "wire block at position %u: its parent (chain hash 0x%016llx) is "
@@ -355,15 +363,7 @@ cq_status cq_kvpool_block_insert(cq_kvpool *p, const uint8_t *src, size_t len, i
     st = kvp_alloc_blocks(p, 1, in->pos, &id, err);
     if (!st) {
         /* (4) the bytes into the slots, then publish under the parent */
-        const uint8_t *q = w.slots;
-        for (uint32_t L = 0; L < p->NL; L++)
-            for (uint32_t j = 0; j < p->NS; j++) {
-                const cq_store *s = store_at(p, L, j);
-                if (!s) continue;
-                cq_slot_import(s, kvp_slot(p, L * p->NS + j, id), q);
-                q += cq_slot_canon_len(s);
-            }
-        if (w.sinks) cq_get_u16le_n((uint16_t *)p->sink_of[id], w.sinks, p->sink_bytes / 2);
+        kvp_wire_import(p, id, &w);
         uint32_t canon = id;
         st = cq_prefix_commit(p->ix, id, parent, w.tokens, in->n_tokens, &canon, err);
         chain[in->pos] = id; /* released with the chain: cached, or freed if not */
