@@ -546,6 +546,48 @@ static void test_kernels(const fmt *f) {
     cq_kvpool_free(pv);
 }
 
+/* A version 1 / 2 cache file (one cq_cache, any page size) loads as one private sequence. */
+static void test_v12(const fmt *f, uint32_t G, uint32_t S, uint32_t page) {
+    const uint32_t n = S + 2 * G + G / 3 + 1, more = G + 3;
+    uint32_t *P = prompt(n + more, 31);
+    cq_cache_config cfg = make_cfg(f, G, S, page);
+    cq_cache *c = NULL;
+    CHECK(cq_cache_create(&cfg, &c, NULL) == CQ_OK, "cache");
+    prefill(NULL, c, P, 0, n);
+    cq_err e;
+    const char *path = path_of("v12.cqkv");
+    CHECK(cq_cache_save(c, path, &e) == CQ_OK, "cq_cache_save: %s", e.msg);
+    cq_kvpool *p = make_pool(f, G, S, 1ull << 30);
+    cq_seq *s = NULL;
+    CHECK(cq_kvpool_load_seq(p, path, &s, &e) == CQ_OK && s, "%s G=%u page=%u: version 1/2 file: %s",
+          f->name, G, page, e.msg);
+    cq_cache *full = make_ref(f, G, S);
+    prefill(NULL, full, P, 0, n);
+    cq_rng r;
+    cq_rng_seed(&r, 6);
+    if (s) {
+        CHECK(compare(s, full, &r) == 0, "%s G=%u page=%u: a version 1/2 file as a sequence",
+              f->name, G, page);
+        prefill(s, full, P, n, n + more);
+        CHECK(compare(s, full, &r) == 0, "%s: appending after a version 1/2 load", f->name);
+    }
+    CHECK(pool_ok(p), "%s: accounting", f->name);
+    cq_seq_free(s);
+    /* another configuration; a flushed cache with a partial group */
+    int bad = 0;
+    cq_kvpool *q = make_pool(f, G, S + 1, 1ull << 30);
+    expect_refused(q, path, CQ_ERR_MISMATCH, "version 1/2 file, other sinks", &bad);
+    cq_kvpool_free(q);
+    CHECK(cq_cache_flush(c, NULL) == CQ_OK && cq_cache_save(c, path, NULL) == CQ_OK, "flush");
+    const int partial = f->k == CQ_CODEC_CQ4 || f->k == CQ_CODEC_CQ4P;
+    if (partial) expect_refused(p, path, CQ_ERR_UNSUPPORTED, "flushed partial group", &bad);
+    CHECK(bad == 0, "%s: version 1/2 refusals", f->name);
+    cq_cache_free(c);
+    cq_cache_free(full);
+    free(P);
+    cq_kvpool_free(p);
+}
+
 int main(void) {
     snprintf(g_dir, sizeof g_dir, "/tmp/cq_serve_save_XXXXXX");
     if (!mkdtemp(g_dir)) {
@@ -565,6 +607,9 @@ int main(void) {
         test_share(f);
         test_cached(f, 32, S);
         test_kernels(f);
+        test_v12(f, 32, S, 0);
+        test_v12(f, 32, S, 64);
+        test_v12(f, 128, S, 128);
     }
     test_corrupt(&FMTS[3], 32, 3);
     test_corrupt(&FMTS[4], 32, 0);

@@ -799,7 +799,7 @@ static cq_status build_seq(cq_kvpool *p, cq_seq *s, const kvp_wire *w, const uin
         }
     }
     /* (5) the stores: pages from the blocks, committed and in-flight tokens */
-    memcpy(s->blk, ids, (size_t)nt * sizeof *ids);
+    if (nt) memcpy(s->blk, ids, (size_t)nt * sizeof *ids);
     s->n_blk = nt;
     kvp_bind_sinks(p, s);
     for (uint32_t L = 0; L < p->NL && !st; L++) {
