@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * wire_pools.h - the serving pools that fuzz_block_wire.c feeds its inputs to and that
- * make_wire_seeds.c encodes its seed blocks from (header-only, shared by both so that the
- * seeds match the pools): small configurations covering CQ-4+ keys with masks and sinks,
+ * wire_pools.h - the serving pools that fuzz_block_wire.c and fuzz_seq_file.c feed their
+ * inputs to and that make_wire_seeds.c and make_seq_seeds.c make their seeds from
+ * (header-only, shared so that the seeds match the pools): small configurations covering CQ-4+ keys with masks and sinks,
  * fp16 / CQ-8 mixed layers, and the generic codec path; each pool holds a published chain
  * of WP_BLOCKS blocks of deterministic tokens, so that blocks at positions 1 .. WP_BLOCKS
  * find their parent.
