@@ -471,7 +471,7 @@ static cq_status parse_blocks(const cq_kvpool *p, const uint8_t *c, uint64_t l, 
         }
         o += REC_HDR + wl;
     }
-    *nb = st ? i - 1 : n; /* the entries holding tokens */
+    *nb = n; /* entries not parsed hold no tokens (calloc): free_blocks frees all n */
     if (!st && o != l)
         st = cq_err_set(err, CQ_ERR_FORMAT, -1, -1, "blocks: %llu trailing bytes",
                         (unsigned long long)(l - o));
