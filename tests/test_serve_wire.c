@@ -12,8 +12,10 @@
  * missing parent are refused and change nothing; inserts under budget pressure evict
  * unrelated blocks, never the block's ancestors, and refuse with nothing changed when
  * only ancestors could make room; the scalar and the SIMD kernel tables encode the same
- * bytes.
+ * bytes; encode, insert and adoption from two threads while a third appends to, publishes and
+ * frees other sequences of both pools (run it under ThreadSanitizer: make TSAN=1).
  */
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -526,6 +528,91 @@ static void test_kernels(const fmt *f, uint32_t G, uint32_t S) {
     cq_kvpool_free(pv);
 }
 
+/* ------------------------------------------------------------ threads */
+
+typedef struct thr_ctx {
+    cq_kvpool *pa, *pb;
+    uint8_t **blk;
+    size_t *lens;
+    uint64_t *hashes;
+    uint32_t nb, rounds;
+    const uint32_t *tok;
+    uint32_t n;
+    int bad;
+} thr_ctx;
+
+/* Encode every block again and again: the same bytes each time. */
+static void *thr_encode(void *arg) {
+    thr_ctx *c = arg;
+    uint8_t *buf = malloc(cq_kvpool_block_wire_size(c->pa));
+    for (uint32_t k = 0; k < c->rounds; k++)
+        for (uint32_t b = 0; b < c->nb; b++) {
+            size_t l = 0;
+            if (cq_kvpool_block_encode(c->pa, c->hashes[b], buf, cq_kvpool_block_wire_size(c->pa),
+                                       &l, NULL) != CQ_OK ||
+                l != c->lens[b] || memcmp(buf, c->blk[b], l))
+                c->bad++;
+        }
+    free(buf);
+    return NULL;
+}
+
+/* Insert the blocks into the second pool, adopt them, free the sequence. */
+static void *thr_insert(void *arg) {
+    thr_ctx *c = arg;
+    for (uint32_t k = 0; k < c->rounds; k++) {
+        for (uint32_t b = 0; b < c->nb; b++)
+            if (cq_kvpool_block_insert(c->pb, c->blk[b], c->lens[b], NULL, NULL) != CQ_OK) c->bad++;
+        cq_seq *s = NULL;
+        uint32_t got = 0;
+        if (cq_seq_create(c->pb, &s, NULL) || cq_seq_adopt_prefix(s, c->tok, c->n, &got, NULL) ||
+            got == 0)
+            c->bad++;
+        cq_seq_free(s);
+    }
+    return NULL;
+}
+
+/* Encode, insert and adopt from two threads while the main thread appends to, publishes
+ * and frees other sequences of both pools (make tsan-style: run under ThreadSanitizer). */
+static void test_threads(const fmt *f) {
+    const uint32_t G = 32, S = 2, n = S + 3 * G + 1;
+    uint32_t *P = malloc(n * sizeof *P), *Q = malloc(n * sizeof *Q);
+    for (uint32_t i = 0; i < n; i++) P[i] = 3 + i, Q[i] = 9000 + i;
+    cq_kvpool *pa = make_pool(f, G, S, 1ull << 30), *pb = make_pool(f, G, S, 1ull << 30);
+    cq_seq *a = NULL;
+    cq_seq_create(pa, &a, NULL);
+    prefill(a, NULL, P, 0, n);
+    cq_seq_publish(a, P, n, NULL);
+    uint64_t h[4];
+    size_t lens[4];
+    uint32_t nb = 0;
+    uint8_t **blk = encode_all(pa, P, n, &nb, lens, h, 4);
+    thr_ctx c = {pa, pb, blk, lens, h, nb, 20, P, n, 0};
+    pthread_t t1, t2;
+    pthread_create(&t1, NULL, thr_encode, &c);
+    pthread_create(&t2, NULL, thr_insert, &c);
+    int bad = 0;
+    for (int k = 0; k < 6; k++) {
+        cq_kvpool *p = k % 2 ? pb : pa;
+        cq_seq *s = NULL;
+        bad += cq_seq_create(p, &s, NULL) != CQ_OK;
+        bad += prefill(s, NULL, Q, 0, n) != CQ_OK;
+        bad += cq_seq_publish(s, Q, n, NULL) != CQ_OK;
+        cq_seq_free(s);
+    }
+    pthread_join(t1, NULL);
+    pthread_join(t2, NULL);
+    CHECK(bad == 0 && c.bad == 0, "%s: %d / %d failures with threads", f->name, bad, c.bad);
+    CHECK(pool_ok(pa) && pool_ok(pb), "%s: accounting after the threads", f->name);
+    cq_seq_free(a);
+    free_blocks(blk, nb);
+    free(P);
+    free(Q);
+    cq_kvpool_free(pa);
+    cq_kvpool_free(pb);
+}
+
 int main(void) {
     for (size_t i = 0; i < NFMTS; i++) {
         test_move(&FMTS[i], 32, 0);
@@ -536,5 +623,6 @@ int main(void) {
     }
     test_refusals(&FMTS[3], 32, 3); /* CQ-4+ with masks and sinks */
     test_refusals(&FMTS[4], 32, 0); /* the generic path */
+    test_threads(&FMTS[3]);
     return cq_test_done("test_serve_wire");
 }
