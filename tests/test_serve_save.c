@@ -397,6 +397,35 @@ static void test_cached(const fmt *f, uint32_t G, uint32_t S) {
         cq_cache_free(full);
     }
     CHECK(pool_ok(pb), "%s: accounting", f->name);
+    /* refusals of a cached-blocks file: a budget too small, bit flips, truncations */
+    cq_kvpool *small = make_pool(f, G, S, 2 * cq_kvpool_block_bytes(pa) + cq_kvpool_sink_bytes(pa));
+    snap s0, s1;
+    snap_take(small, &s0);
+    CHECK(cq_kvpool_load_cached(small, path, &e) == CQ_ERR_BUDGET, "%s: small pool: %s", f->name,
+          e.msg);
+    snap_take(small, &s1);
+    CHECK(snap_equal(&s0, &s1), "%s: a refused cached load changed the pool", f->name);
+    cq_kvpool_free(small);
+    size_t len = 0;
+    uint8_t *img = slurp(path, &len), *m = malloc(len);
+    const char *bad_path = path_of("bad_cached.cqkv");
+    int bad = 0;
+    snap_take(pb, &s0);
+    for (size_t bit = 0; bit < len * 8; bit += 1 + len * 8 / 300 - bit % 3) {
+        memcpy(m, img, len);
+        m[bit / 8] ^= (uint8_t)(1u << (bit % 8));
+        spit(bad_path, m, len);
+        bad += cq_kvpool_load_cached(pb, bad_path, NULL) == CQ_OK;
+    }
+    for (size_t t = 0; t < len; t += 1 + len / 50) {
+        spit(bad_path, img, t);
+        bad += cq_kvpool_load_cached(pb, bad_path, NULL) == CQ_OK;
+    }
+    snap_take(pb, &s1);
+    CHECK(bad == 0 && snap_equal(&s0, &s1), "%s: %d corrupt cached-blocks files loaded", f->name,
+          bad);
+    free(img);
+    free(m);
     free(P);
     free(Q);
     cq_kvpool_free(pa);
