@@ -613,6 +613,20 @@ static void test_threads(const fmt *f) {
     cq_kvpool_free(pb);
 }
 
+/* The wire size beside the block's bytes in the pool (printed: a figure for a shared store). */
+static void print_sizes(void) {
+    for (size_t i = 0; i < NFMTS; i++) {
+        cq_kvpool *p = make_pool(&FMTS[i], 128, 0, 1ull << 30);
+        const uint64_t bb = cq_kvpool_block_bytes(p);
+        const size_t w = cq_kvpool_block_wire_size(p);
+        printf("%s: %u layers x %u kv heads x D %u, G 128: a block holds %llu bytes in the pool, "
+               "%zu on the wire (%.3fx)\n",
+               FMTS[i].name, NL, H, D, (unsigned long long)bb, w, (double)w / (double)bb);
+        CHECK(w > 0, "wire size");
+        cq_kvpool_free(p);
+    }
+}
+
 int main(void) {
     for (size_t i = 0; i < NFMTS; i++) {
         test_move(&FMTS[i], 32, 0);
@@ -624,5 +638,6 @@ int main(void) {
     test_refusals(&FMTS[3], 32, 3); /* CQ-4+ with masks and sinks */
     test_refusals(&FMTS[4], 32, 0); /* the generic path */
     test_threads(&FMTS[3]);
+    print_sizes();
     return cq_test_done("test_serve_wire");
 }
