@@ -591,6 +591,11 @@ static cq_status check_header(const uint8_t *b, size_t n, uint64_t file_len, uin
     if (CRC_BAD(cq_get_u32le(b + 36), crc))
         return cq_err_set(err, CQ_ERR_CHECKSUM, -1, -1,
                           "header CRC: stored 0x%08x, computed 0x%08x", cq_get_u32le(b + 36), crc);
+    if (cq_get_u32le(b + 8) == 3)
+        return cq_err_set(err, CQ_ERR_VERSION, -1, -1,
+                          "version: file format version 3 holds a serving pool's sequence or "
+                          "cached blocks: load it with cq_kvpool_load_seq or "
+                          "cq_kvpool_load_cached (include/cq_serve.h)");
     if (cq_get_u32le(b + 8) < FILE_VERSION_MIN || cq_get_u32le(b + 8) > FILE_VERSION)
         return cq_err_set(err, CQ_ERR_VERSION, -1, -1,
                           "version: file format version %u, this library reads versions %u..%u",

@@ -49,6 +49,7 @@ struct cq_kvpool {
     uint64_t sink_alloc;  /* sink slots, as allocated */
     uint64_t tail_alloc;  /* tails, as allocated */
     uint64_t config_hash;
+    uint64_t model_hash;  /* cq_kvpool_config.model_hash */
     uint64_t arena_bytes; /* chunks, as allocated */
     uint64_t own_bytes;   /* pool struct, strides, chunk table, sequence structs and tables */
     cq_seq *seqs;
@@ -81,5 +82,31 @@ static inline uint32_t kvp_blocks_for(const cq_kvpool *p, uint32_t tokens) {
 }
 void *kvp_alloc(cq_kvpool *p, size_t n);
 void kvp_free(cq_kvpool *p, void *q, size_t n);
+
+/* block_wire.c: the wire form of one block (docs/SERVING.md, "Blocks on the wire"), also the
+ * unit of the pool's files (seq_file.c). */
+/* Bytes of the wire form of a block at chain position pos (pos 0: S + G tokens, sinks). */
+uint64_t kvp_wire_len(const cq_kvpool *p, uint32_t pos);
+/* Write block id at chain position pos with these token ids and hashes into dst
+ * (kvp_wire_len bytes). */
+void kvp_wire_write(const cq_kvpool *p, uint32_t id, uint32_t pos, const uint32_t *tokens,
+                    uint64_t parent_hash, uint64_t chain_hash, uint8_t *dst);
+/* A validated wire block: its fields and where its parts lie in the input. */
+typedef struct kvp_wire {
+    cq_block_wire_info info;
+    uint32_t *tokens;      /* [n_tokens], malloc'd: free() it */
+    const uint8_t *slots;  /* the (layer, store) slots in order */
+    const uint8_t *sinks;  /* pos 0 with sinks, else NULL */
+} kvp_wire;
+/* Every check of cq_kvpool_block_check; on success w->tokens must be freed. Reads only the
+ * configuration (no lock needed). */
+cq_status kvp_wire_parse(const cq_kvpool *p, const uint8_t *b, size_t len, kvp_wire *w,
+                         cq_err *err);
+/* The checked slot and sink bytes of w into block id's slots. */
+void kvp_wire_import(cq_kvpool *p, uint32_t id, const kvp_wire *w);
+/* The cached block with chain hash `hash` at chain position pos, or CQ_BLOCK_NONE (the
+ * index is searched by id; bi receives its info). */
+uint32_t kvp_find_cached(const cq_kvpool *p, uint64_t hash, uint32_t pos,
+                         cq_prefix_block_info *bi);
 
 #endif
