@@ -181,8 +181,8 @@ run: all
 	$(CQ) run
 
 # The cache tests (test_cache*, test_persist), the thread pool (test_pool) and the serving
-# pool (test_serve) under ThreadSanitizer, both kernel tables.
-TSAN_BIN := $(filter $(BUILD)/tests/test_cache% $(BUILD)/tests/test_persist $(BUILD)/tests/test_pool $(BUILD)/tests/test_serve $(BUILD)/tests/test_pool_attn,$(TEST_BIN))
+# pool (test_serve, test_pool_attn, test_serve_wire) under ThreadSanitizer, both kernel tables.
+TSAN_BIN := $(filter $(BUILD)/tests/test_cache% $(BUILD)/tests/test_persist $(BUILD)/tests/test_pool $(BUILD)/tests/test_serve $(BUILD)/tests/test_pool_attn $(BUILD)/tests/test_serve_wire,$(TEST_BIN))
 tsan:
 	@$(MAKE) --no-print-directory TSAN=1 tsan-run
 tsan-run: $(TSAN_BIN)
