@@ -27,6 +27,7 @@ int cq_cmd_engine(int argc, char **argv);
 int cq_cmd_generate(int argc, char **argv);
 int cq_cmd_eval(int argc, char **argv);
 int cq_cmd_bench(int argc, char **argv);
+int cq_cmd_kvstore(int argc, char **argv); /* tools/cmd_kvstore.c: the Redis tier */
 /* tools/bench_kernels.c: `cq bench --kernels`, the attention kernels alone per table, beside
  * the rates the bandwidth probe (over a buffer of bw_bytes) requires */
 int cq_bench_kernels(uint32_t D, uint32_t reps, int json, int csv, size_t bw_bytes);
