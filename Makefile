@@ -9,6 +9,7 @@
 #   make tsan         the cache tests under ThreadSanitizer (build-tsan/)
 #   make install     install into $(DESTDIR)$(PREFIX) (default /usr/local): headers under
 #                    include/channelquant/, libchannelquant.a, libchannelquant.so.MAJOR, cq,
+#                    libchannelquant_redis.a (the Redis tier, when built),
 #                    lib/pkgconfig/channelquant.pc (docs/API.md)
 #   make uninstall   remove exactly what install put there
 #   make clean
@@ -180,7 +181,7 @@ install: all
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR)/channelquant \
 	    $(DESTDIR)$(PKGCONFIGDIR)
 	install -m 644 $(PUB_HDR) $(DESTDIR)$(INCLUDEDIR)/channelquant/
-	install -m 644 $(STATIC) $(DESTDIR)$(LIBDIR)/
+	install -m 644 $(STATIC) $(KVLIB) $(DESTDIR)$(LIBDIR)/
 	install -m 755 $(SHARED_REAL) $(DESTDIR)$(LIBDIR)/
 	ln -sf $(notdir $(SHARED_REAL)) $(DESTDIR)$(LIBDIR)/$(SONAME)
 	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libchannelquant.so
@@ -194,7 +195,8 @@ install: all
 uninstall:
 	rm -f $(PUB_HDR:include/%=$(DESTDIR)$(INCLUDEDIR)/channelquant/%)
 	-rmdir $(DESTDIR)$(INCLUDEDIR)/channelquant 2>/dev/null
-	rm -f $(DESTDIR)$(LIBDIR)/libchannelquant.a $(DESTDIR)$(LIBDIR)/libchannelquant.so \
+	rm -f $(DESTDIR)$(LIBDIR)/libchannelquant.a $(DESTDIR)$(LIBDIR)/libchannelquant_redis.a \
+	    $(DESTDIR)$(LIBDIR)/libchannelquant.so \
 	    $(DESTDIR)$(LIBDIR)/$(SONAME) $(DESTDIR)$(LIBDIR)/$(notdir $(SHARED_REAL)) \
 	    $(DESTDIR)$(BINDIR)/cq $(DESTDIR)$(PKGCONFIGDIR)/channelquant.pc
 

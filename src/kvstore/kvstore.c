@@ -193,28 +193,32 @@ cq_status cq_kvstore_publish(cq_kvstore *ks, const cq_kvpool *p, const uint32_t 
 
 typedef enum verdict { V_TAKEN, V_MISS, V_BAD, V_STOP } verdict;
 
-/* Check and insert one fetched value that should be the block with chain hash want. */
+/* Insert one fetched value that should be the block with chain hash want (the pool
+ * validates it: sizes, CRC, version, configuration, chain). Validated once: the insert's
+ * status says what was wrong. A value that is valid but not the block its key names (its
+ * parent is not ours: CQ_ERR_STATE, or another hash got cached) is damaged too. */
 static verdict take_block(cq_kvstore *ks, cq_kvpool *p, uint64_t want, const kv_req *q) {
     if (q->res == KV_R_NIL) return V_MISS;
     if (q->res != KV_R_VALUE) return V_STOP; /* the tier failed: counted by the router */
     ks->st.bytes_fetched += q->len;
-    cq_block_wire_info info;
-    cq_status st = cq_kvpool_block_check(p, q->data, q->len, &info, NULL);
-    if (st == CQ_ERR_MISMATCH) {
+    int inserted = 0;
+    const cq_status st = cq_kvpool_block_insert(p, q->data, q->len, &inserted, NULL);
+    switch (st) {
+    case CQ_OK:
+        if (cached_locally(p, want)) return V_TAKEN;
+        ks->st.corrupt++;
+        return V_BAD;
+    case CQ_ERR_MISMATCH: /* another configuration or model: theirs, not damaged */
         ks->st.other_config++;
         return V_MISS;
-    }
-    if (st != CQ_OK || info.chain_hash != want) {
+    case CQ_ERR_BUDGET:
+    case CQ_ERR_NOMEM:
+        ks->st.refused++;
+        return V_STOP;
+    default: /* CHECKSUM, VERSION, FORMAT, BUFFER, STATE, ... */
         ks->st.corrupt++;
         return V_BAD;
     }
-    int inserted = 0;
-    st = cq_kvpool_block_insert(p, q->data, q->len, &inserted, NULL);
-    if (st != CQ_OK) {
-        ks->st.refused++;
-        return V_STOP;
-    }
-    return V_TAKEN;
 }
 
 cq_status cq_kvstore_adopt(cq_kvstore *ks, cq_kvpool *p, cq_seq *s, const uint32_t *tokens,
