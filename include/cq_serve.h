@@ -155,6 +155,53 @@ CQ_API uint64_t cq_kvpool_allocated_bytes(const cq_kvpool *p);
  * broken one. */
 CQ_API cq_status cq_kvpool_check(const cq_kvpool *p, cq_err *err);
 
+/* ------------------------------------------------------------ blocks on the wire
+ * A cached block moved between pools of the same configuration (another process, a
+ * shared store such as Redis): process A publishes, computes the chain hashes of its
+ * prompt and encodes each block; process B computes its prompt's chain hashes, inserts
+ * the fetched blocks in chain order (stopping at the first failure: a bad block is a
+ * miss) and adopts them with cq_seq_adopt_prefix. Byte layout: docs/SERVING.md,
+ * "Blocks on the wire". encode and insert take the pool mutex; chain_hashes, wire_size
+ * and check read only the configuration. */
+
+/* The chain hashes of the full blocks that tokens[0, n) spells in this pool (block 0:
+ * the S sinks and G tokens, then G at a time; cq_prefix_chain_hash with the pool's
+ * configuration hash); *n_blocks = how many (at most cap). */
+CQ_API cq_status cq_kvpool_chain_hashes(const cq_kvpool *p, const uint32_t *tokens, uint32_t n,
+                                        uint64_t *hashes, uint32_t cap, uint32_t *n_blocks,
+                                        cq_err *err);
+/* Bytes of the wire form of one block of this pool (an upper bound for every block). */
+CQ_API size_t cq_kvpool_block_wire_size(const cq_kvpool *p);
+/* Encode the cached (published) block with this chain hash: CQ_ERR_RANGE when the index
+ * holds no such block. The wire form is self-describing and versioned: magic "CQBW",
+ * wire version, the pool's configuration hash and model hash, the layout (layers, kv
+ * heads, head_dim, G, S, per-(layer, store) slot bytes), chain position, parent chain
+ * hash, chain hash, token count and token ids, the bytes of every (layer, store) slot
+ * (and the sink slot for position 0) in the kernel-table-independent canonical form,
+ * and a CRC-32C over everything before it. dst NULL (cap 0): *len = the bytes needed;
+ * cap too small: CQ_ERR_BUFFER with *len = the bytes needed. */
+CQ_API cq_status cq_kvpool_block_encode(const cq_kvpool *p, uint64_t chain_hash, uint8_t *dst,
+                                        size_t cap, size_t *len, cq_err *err);
+typedef struct cq_block_wire_info {
+    uint64_t chain_hash, parent_hash;
+    uint32_t pos;      /* chain position (0 = first block) */
+    uint32_t n_tokens; /* S + G at position 0, else G */
+} cq_block_wire_info;
+/* Validate a wire block against this pool without changing anything: sizes checked before
+ * they are trusted, CRC (CQ_ERR_CHECKSUM), version (CQ_ERR_VERSION), another configuration
+ * or model (CQ_ERR_MISMATCH), malformed (CQ_ERR_FORMAT), the chain hash recomputed from
+ * the parent hash and the token ids (CQ_ERR_MISMATCH). info may be NULL. */
+CQ_API cq_status cq_kvpool_block_check(const cq_kvpool *p, const uint8_t *src, size_t len,
+                                       cq_block_wire_info *info, cq_err *err);
+/* Validate and insert as a cached (published, unreferenced, evictable) block of the prefix
+ * index. Its parent (position > 0) must be cached already (CQ_ERR_STATE otherwise); a block
+ * already cached under that hash is left as it is (CQ_OK, *inserted = 0). CQ_ERR_BUDGET when
+ * it does not fit after evicting unreferenced blocks other than its ancestors (nothing
+ * changed). A later cq_seq_adopt_prefix adopts it like a block published locally.
+ * inserted may be NULL. */
+CQ_API cq_status cq_kvpool_block_insert(cq_kvpool *p, const uint8_t *src, size_t len,
+                                        int *inserted, cq_err *err);
+
 #ifdef __cplusplus
 }
 #endif

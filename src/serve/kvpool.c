@@ -352,6 +352,7 @@ cq_status cq_kvpool_create(const cq_kvpool_config *cfg, cq_kvpool **out, cq_err 
     p->G = G;
     p->NS = cq_layer_n_stores(p->H);
     p->NA = p->NL * p->NS;
+    p->model_hash = cfg->model_hash;
     if (pthread_mutex_init(&p->mu, NULL)) {
         cq_cache_free(p->proto);
         free(p);

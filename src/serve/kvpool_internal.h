@@ -49,6 +49,7 @@ struct cq_kvpool {
     uint64_t sink_alloc;  /* sink slots, as allocated */
     uint64_t tail_alloc;  /* tails, as allocated */
     uint64_t config_hash;
+    uint64_t model_hash;  /* cq_kvpool_config.model_hash */
     uint64_t arena_bytes; /* chunks, as allocated */
     uint64_t own_bytes;   /* pool struct, strides, chunk table, sequence structs and tables */
     cq_seq *seqs;
