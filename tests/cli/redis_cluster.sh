@@ -147,4 +147,5 @@ expect_grep "before the kill: all" "round 1: adopted 576 of 600"
 r2=$(sed -n 's/^round 2: adopted \([0-9]*\) of.*/\1/p' "$tmp/rounds")
 [ -n "$r2" ] && [ "$r2" -lt 576 ] || { echo "$NAME: master killed: adopted '$r2'"; fail=1; }
 [ "$(stat_of "$tmp/rounds" misses)" -ge 1 ] || { echo "$NAME: master killed: no miss counted"; fail=1; }
+[ $fail = 0 ] && echo "$NAME: ok (3 masters, MOVED, ASK, a 4th master, a master killed)"
 exit $fail

@@ -131,4 +131,5 @@ for s in 11 16; do
     expect "LRU: adopt $s" 0 "$CQ" kvstore adopt --kv-store "$U" --prompt $s:340 $POOL --check
     expect_grep "LRU: equal $s" "check: equal to a full prefill"
 done
+[ $fail = 0 ] && echo "$NAME: ok (publish/adopt exact, write-once, TTL, LRU, 4 damaged values, other model, stopped/killed/restarted server)"
 exit $fail
