@@ -4,7 +4,7 @@
 # redis-server of its own on a free loopback port (maxmemory + allkeys-lru): process A
 # publishes a prompt's blocks, process B adopts them into a fresh pool and prefills the
 # rest, and B equals a full local prefill bit for bit (reads, exports, attention:
-# --check); write-once publishing; TTL; LRU eviction is a shorter run, never an error;
+# --check); write-once publishing, also by two publishers at once; TTL; LRU eviction is a shorter run, never an error;
 # then the faults, each a miss with the right answer: a value with a flipped byte, a
 # truncated value, another wire version and a block under another chain hash (all
 # deleted), a value of another configuration (kept); the server stopped (SIGSTOP) beyond
@@ -46,6 +46,16 @@ expect_grep "equal (whole prompt)" "check: equal to a full prefill"
 expect "adopt with sinks: nothing of it there" 0 "$CQ" kvstore adopt --kv-store "$U" --prompt $A \
     --layers 2 --kv-heads 4 --head-dim 64 -g 32 --sinks 4 --kv fp16/fp16 --check
 expect_grep "other configuration: a miss" "round 1: adopted 0 of 340"
+# two publishers of one prompt at once: every block written exactly once, both succeed
+"$CQ" kvstore publish --kv-store "$U" --prompt 8:340 $POOL >"$tmp/pub1" 2>&1 &
+b1=$!
+"$CQ" kvstore publish --kv-store "$U" --prompt 8:340 $POOL >"$tmp/pub2" 2>&1 || fail=1
+wait $b1 || fail=1
+n1=$(sed -n 's/^published \([0-9]*\) blocks.*/\1/p' "$tmp/pub1")
+n2=$(sed -n 's/^published \([0-9]*\) blocks.*/\1/p' "$tmp/pub2")
+[ "$((n1 + n2))" = 10 ] || { echo "$NAME: concurrent publishers wrote $n1 + $n2 blocks, expected 10 in all"; fail=1; }
+expect "adopt after concurrent publishers" 0 "$CQ" kvstore adopt --kv-store "$U" --prompt 8:340 $POOL --check
+expect_grep "concurrent publishers: adopted" "round 1: adopted 320 of 340"
 # TTL: blocks published with --ttl expire
 expect "publish with a ttl" 0 "$CQ" kvstore publish --kv-store "$U" --prompt 7:64 $POOL --ttl 1000
 k=$("$CQ" kvstore keys --prompt 7:64 $POOL | head -1)
