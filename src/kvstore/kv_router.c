@@ -6,7 +6,9 @@
  * from CLUSTER SLOTS (masters only); a MOVED reply updates the slot's owner, retries
  * there and refreshes the whole map after the round; an ASK reply retries that one
  * request on the named node after ASKING; TRYAGAIN / CLUSTERDOWN are failures (a miss
- * for the caller); every request takes at most max_redirects hops. A node the cluster
+ * for the caller); a request that failed on a master is retried once the map, fetched
+ * again at once, names another master for its slot (a failover); every request takes at
+ * most max_redirects hops. A node the cluster
  * announces is used only when it is on a loopback address or on a seed's host.
  * Not here: connections and timeouts (kv_node.c), what the values are (kvstore.c).
  */
@@ -279,6 +281,7 @@ static void run_node(kv_router *r, int nd, kv_req *reqs, size_t n, int *refresh)
         }
         kv_req *q = &reqs[who[j]];
         q->hops++;
+        q->sent_node = nd;
         if (f != KV_F_NONE) fail_req(q, f);
         else take_reply(r, q, cmds[j].reply, refresh);
     }
@@ -297,6 +300,7 @@ void kv_exec(kv_router *r, kv_req *reqs, size_t n) {
         reqs[i].fail = KV_F_NONE;
         reqs[i].ask_node = -1;
         reqs[i].hops = 0;
+        reqs[i].sent_node = -1;
         reqs[i].owner = NULL;
         reqs[i].data = NULL;
         reqs[i].len = 0;
@@ -320,7 +324,22 @@ void kv_exec(kv_router *r, kv_req *reqs, size_t n) {
         }
         if (!pending) break;
         for (int nd = 0; nd < r->n_nodes; nd++) run_node(r, nd, reqs, n, &refresh);
-        if (refresh) kv_router_refresh(r);
+        if (r->cluster && r->map_stale) {
+            /* a master failed: fetch the map now; a request whose slot has another master
+             * since (a failover) is tried there, within its hops */
+            if (kv_router_refresh(r) == 0)
+                for (size_t i = 0; i < n; i++) {
+                    kv_req *q = &reqs[i];
+                    if (q->res == KV_R_FAIL && q->fail != KV_F_REPLY && q->fail != KV_F_CLUSTER &&
+                        q->fail != KV_F_NOMEM && q->ask_node < 0 && target_of(r, q) >= 0 &&
+                        target_of(r, q) != q->sent_node) {
+                        q->res = KV_R_PENDING;
+                        q->fail = KV_F_NONE;
+                    }
+                }
+        } else if (refresh) {
+            kv_router_refresh(r);
+        }
     }
 }
 

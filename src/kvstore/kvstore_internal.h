@@ -95,6 +95,7 @@ typedef struct kv_req {
     /* routing */
     int ask_node; /* >= 0: the next try goes to this node with ASKING */
     uint32_t hops;
+    int sent_node; /* the node of the last try (-1: none) */
     /* result */
     kv_res res;
     kv_fail fail;

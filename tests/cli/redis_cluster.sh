@@ -5,8 +5,9 @@
 # blocks of one prompt land on all 3 masters; adoption equals a full prefill; within one
 # process's run: a slot moved to another master (MOVED: followed, map refreshed), a key of
 # a slot in migration (ASK: followed with ASKING); a 4th master added and given slots
-# (reshard, keys migrated): old blocks are still found and new ones land on it; a master
-# killed: its blocks are misses, the answer stays exact.
+# (keys migrated): old blocks are still found and new ones land on it; a master killed and
+# its replica promoted (CLUSTER FAILOVER TAKEOVER): its blocks are found on the replica; a
+# master without a replica killed: its blocks are misses, the answer stays exact.
 # Skipped (with a line saying so) only when cq was built without the tier (HIREDIS=0).
 CQ=${1:-build/cq}
 NAME=redis_cluster
@@ -22,11 +23,10 @@ for i in 1 2 3 4; do
         echo "$NAME: FAIL: node $i did not start"; exit 1; }
     ports="$ports $port"
     pids="$pids $pid"
+    eval "pid_$port=$pid"
 done
 set -- $ports
 P1=$1 P2=$2 P3=$3 P4=$4
-set -- $pids
-PID1=$1
 rc() { p=$1; shift; redis-cli -h 127.0.0.1 -p "$p" "$@"; }
 rc "$P1" --cluster create 127.0.0.1:$P1 127.0.0.1:$P2 127.0.0.1:$P3 --cluster-yes >"$tmp/create" 2>&1 \
     || { echo "$NAME: FAIL: cluster create"; sed 's/^/  /' "$tmp/create" | tail -5; exit 1; }
@@ -133,19 +133,45 @@ expect_grep "reshard followed" "round 4: adopted 576 of 600"
 expect "publish on 4 masters" 0 "$CQ" kvstore publish --kv-store "$U" --prompt 2:600 $POOL
 [ "$(rc "$P4" dbsize)" -gt "$before" ] || { echo "$NAME: the new master took no new block"; fail=1; }
 
-# a master killed (no replica): the blocks it held are misses, the answer stays exact
-"$CQ" kvstore adopt --kv-store "$U" --prompt $A $POOL --check --stats --rounds 2 --pause "$tmp/go" \
+# failover: a replica of block 0's master; the master killed, the replica promoted (CLUSTER
+# FAILOVER TAKEOVER): the blocks are found on it (the map fetched again at once); then a
+# master without a replica killed: its blocks are misses, the answer stays exact
+redis_start "$tmp/n5" - $CL --cluster-config-file "$tmp/n5/nodes.conf" || { echo "$NAME: FAIL: node 5"; exit 1; }
+P5=$port
+M=$(slot_owner "$(rc "$P2" cluster keyslot "$(head -1 "$tmp/keys")")")
+rc "$M" --cluster add-node 127.0.0.1:$P5 127.0.0.1:$M --cluster-slave --cluster-master-id "$(rc "$M" cluster myid)" \
+    >"$tmp/add5" 2>&1 || { echo "$NAME: add replica"; fail=1; }
+i=0
+until rc "$P5" info replication | tr -d '\r' | grep -q '^master_link_status:up' \
+    && [ "$(rc "$P5" dbsize)" = "$(rc "$M" dbsize)" ]; do
+    i=$((i + 1)); [ $i -lt 100 ] || { echo "$NAME: the replica did not sync"; fail=1; break; }; sleep 0.1
+done
+"$CQ" kvstore adopt --kv-store "$U" --prompt $A $POOL --check --stats --rounds 3 --pause "$tmp/go" \
     --timeout 300 >"$tmp/rounds" 2>&1 &
 bg=$!
 wait_lines "$tmp/rounds" '^paused' 1 || fail=1
-redis_kill "$PID1"
+eval "redis_kill \$pid_$M"
+rc "$P5" cluster failover takeover >/dev/null
+i=0
+until [ "$(rc "$P5" role | head -1)" = master ] \
+    && [ "$(rc "$P5" cluster info | tr -d '\r' | awk -F: '/^cluster_state/ { print $2 }')" = ok ]; do
+    i=$((i + 1)); [ $i -lt 100 ] || { echo "$NAME: the replica was not promoted"; fail=1; break; }; sleep 0.1
+done
 touch "$tmp/go"
-wait $bg || { echo "$NAME: the kill run failed"; fail=1; }
+wait_lines "$tmp/rounds" '^paused' 2 || fail=1
+for k in $(cat "$tmp/keys"); do
+    K=$(slot_owner "$(rc "$P5" cluster keyslot "$k")")
+    [ "$K" != "$P5" ] && break
+done
+eval "redis_kill \$pid_$K"
+touch "$tmp/go"
+wait $bg || { echo "$NAME: the failover run failed"; fail=1; }
 cp "$tmp/rounds" "$tmp/out"
-expect_grep "before the kill: all" "round 1: adopted 576 of 600"
-[ "$(grep -c 'check: equal to a full prefill' "$tmp/rounds")" = 2 ] || { echo "$NAME: kill: not equal"; fail=1; }
-r2=$(sed -n 's/^round 2: adopted \([0-9]*\) of.*/\1/p' "$tmp/rounds")
-[ -n "$r2" ] && [ "$r2" -lt 576 ] || { echo "$NAME: master killed: adopted '$r2'"; fail=1; }
+expect_grep "before the failover: all" "round 1: adopted 576 of 600"
+expect_grep "after the failover: all" "round 2: adopted 576 of 600"
+[ "$(grep -c 'check: equal to a full prefill' "$tmp/rounds")" = 3 ] || { echo "$NAME: kill: not equal"; fail=1; }
+r3=$(sed -n 's/^round 3: adopted \([0-9]*\) of.*/\1/p' "$tmp/rounds")
+[ -n "$r3" ] && [ "$r3" -lt 576 ] || { echo "$NAME: master killed: adopted '$r3'"; fail=1; }
 [ "$(stat_of "$tmp/rounds" misses)" -ge 1 ] || { echo "$NAME: master killed: no miss counted"; fail=1; }
-[ $fail = 0 ] && echo "$NAME: ok (3 masters, MOVED, ASK, a 4th master, a master killed)"
+[ $fail = 0 ] && echo "$NAME: ok (3 masters, MOVED, ASK, a 4th master, a failover, a master killed)"
 exit $fail
