@@ -288,23 +288,15 @@ void kvt_print_stats(FILE *f, const cq_kvstore_stats *s) {
             (unsigned long long)s->connects, s->seconds_adopt, s->seconds_publish);
 }
 
-static int open_store(const char *cmd, const kvt_opts *o, cq_kvstore **ks) {
-    cq_err e;
-    if (cq_kvstore_open(o->url, &o->ko, ks, &e) != CQ_OK) {
-        cq_report(cmd, e.code, &e);
-        return 2;
-    }
-    return 0;
-}
-
 /* ------------------------------------------------------------ subcommands */
 
 static int do_publish(const kvt_opts *o) {
     cq_kvpool *p = NULL;
-    cq_kvstore *ks = NULL;
+    cq_tool_kvstore *t = NULL;
     cq_seq *s = NULL;
     int rc = kvt_pool("kvstore publish", o, &p);
-    if (!rc) rc = open_store("kvstore publish", o, &ks);
+    if (!rc) rc = cq_tool_kvstore_open("kvstore publish", o->url, &o->ko, &t);
+    cq_kvstore *ks = cq_tool_kvstore_handle(t);
     cq_err e;
     cq_status st = CQ_OK;
     if (!rc) st = cq_seq_create(p, &s, &e);
@@ -323,9 +315,10 @@ static int do_publish(const kvt_opts *o) {
                (unsigned long long)ss.blocks_present, (unsigned long long)ss.bytes_published,
                o->n_tokens);
         if (o->stats) kvt_print_stats(stdout, &ss);
+        cq_tool_kvstore_report(stdout, t, 0);
     }
     cq_seq_free(s);
-    cq_kvstore_free(ks);
+    cq_tool_kvstore_free(t);
     cq_kvpool_free(p);
     return rc;
 }
@@ -341,8 +334,9 @@ static void wait_file(const char *path) {
 }
 
 static int do_adopt(const kvt_opts *o) {
-    cq_kvstore *ks = NULL;
-    int rc = open_store("kvstore adopt", o, &ks);
+    cq_tool_kvstore *t = NULL;
+    int rc = cq_tool_kvstore_open("kvstore adopt", o->url, &o->ko, &t);
+    cq_kvstore *ks = cq_tool_kvstore_handle(t);
     for (uint32_t r = 0; r < o->rounds && !rc; r++) {
         if (r && o->pause) wait_file(o->pause);
         cq_kvpool *p = NULL;
@@ -355,7 +349,8 @@ static int do_adopt(const kvt_opts *o) {
         cq_kvstore_stats before, after;
         cq_kvstore_stats_get(ks, &before);
         const double t0 = cq_tool_now();
-        if (!rc && !st) st = cq_kvstore_adopt(ks, p, s, o->tokens, o->n_tokens, &adopted, &e);
+        /* as a command's --kv-store does it: never an error, a failure adopts nothing more */
+        if (!rc && !st) adopted = cq_tool_kvstore_adopt(t, p, s, o->tokens, o->n_tokens);
         const double t1 = cq_tool_now();
         cq_kvstore_stats_get(ks, &after);
         if (!rc && !st) st = kvt_prefill(o, s, NULL, adopted, o->n_tokens);
@@ -387,7 +382,8 @@ static int do_adopt(const kvt_opts *o) {
         cq_kvstore_stats_get(ks, &ss);
         kvt_print_stats(stdout, &ss);
     }
-    cq_kvstore_free(ks);
+    if (!rc) cq_tool_kvstore_report(stdout, t, 0);
+    cq_tool_kvstore_free(t);
     return rc;
 }
 

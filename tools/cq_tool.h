@@ -38,13 +38,15 @@ int cq_eval_capture(int argc, char **argv); /* `cq eval capture` */
 
 /* The Redis tier for a command's --kv-store URL (tools/kvstore_hook.c; docs/SERVING.md,
  * "The Redis tier"). open: 0, or prints why (a bad URL; a cq built without the tier) and
- * returns the exit code; timeout_ms 0: the default. adopt: before prefilling tokens[0, n)
+ * returns the exit code; o NULL: the defaults. handle: the tier itself (NULL without it). adopt: before prefilling tokens[0, n)
  * into the empty sequence s of pool p, the tokens it now holds (0 on any failure: the
  * caller prefills from there). publish: after cq_seq_publish of a prompt. report: the
  * counters as a line, or (json) as a "kv_store": {...} member. All accept t NULL (no tier). */
-#include "cq_serve.h"
+#include "cq_kvstore.h" /* declarations only: the library is linked only with the tier */
 typedef struct cq_tool_kvstore cq_tool_kvstore;
-int cq_tool_kvstore_open(const char *cmd, const char *url, uint32_t timeout_ms, cq_tool_kvstore **out);
+int cq_tool_kvstore_open(const char *cmd, const char *url, const cq_kvstore_opts *o,
+                         cq_tool_kvstore **out);
+cq_kvstore *cq_tool_kvstore_handle(cq_tool_kvstore *t);
 uint32_t cq_tool_kvstore_adopt(cq_tool_kvstore *t, cq_kvpool *p, cq_seq *s, const uint32_t *tokens,
                                uint32_t n);
 void cq_tool_kvstore_publish(cq_tool_kvstore *t, const cq_kvpool *p, const uint32_t *tokens, uint32_t n);

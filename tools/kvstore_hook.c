@@ -4,6 +4,7 @@
  * `cq batch`): open, adopt before a prefill, publish after cq_seq_publish, report the
  * counters. Compiled in every build: without the tier (HIREDIS=0) opening refuses with
  * a message and the other calls do nothing, so a command needs no #ifdef of its own.
+ * `cq kvstore publish` / `adopt` open the tier and print their summary line through it.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,24 +12,21 @@
 #include "cq_tool.h"
 
 #ifdef CQ_HAVE_KVSTORE
-#include "cq_kvstore.h"
 
 struct cq_tool_kvstore {
     cq_kvstore *ks;
 };
 
-int cq_tool_kvstore_open(const char *cmd, const char *url, uint32_t timeout_ms, cq_tool_kvstore **out) {
+int cq_tool_kvstore_open(const char *cmd, const char *url, const cq_kvstore_opts *o,
+                         cq_tool_kvstore **out) {
     *out = NULL;
-    cq_kvstore_opts o;
-    cq_kvstore_opts_default(&o);
-    if (timeout_ms) o.command_timeout_ms = timeout_ms;
     cq_tool_kvstore *t = calloc(1, sizeof *t);
     cq_err e;
     if (!t) {
         fprintf(stderr, "cq: %s: out of memory\n", cmd);
         return 1;
     }
-    if (cq_kvstore_open(url, &o, &t->ks, &e) != CQ_OK) {
+    if (cq_kvstore_open(url, o, &t->ks, &e) != CQ_OK) {
         cq_report(cmd, e.code, &e);
         free(t);
         return 2;
@@ -72,6 +70,10 @@ void cq_tool_kvstore_report(FILE *f, const cq_tool_kvstore *t, int json) {
                 (unsigned long long)s.corrupt, errors, s.seconds_adopt, s.seconds_publish);
 }
 
+cq_kvstore *cq_tool_kvstore_handle(cq_tool_kvstore *t) {
+    return t ? t->ks : NULL;
+}
+
 void cq_tool_kvstore_free(cq_tool_kvstore *t) {
     if (!t) return;
     cq_kvstore_free(t->ks);
@@ -80,9 +82,10 @@ void cq_tool_kvstore_free(cq_tool_kvstore *t) {
 
 #else /* built without the tier */
 
-int cq_tool_kvstore_open(const char *cmd, const char *url, uint32_t timeout_ms, cq_tool_kvstore **out) {
+int cq_tool_kvstore_open(const char *cmd, const char *url, const cq_kvstore_opts *o,
+                         cq_tool_kvstore **out) {
     (void)url;
-    (void)timeout_ms;
+    (void)o;
     *out = NULL;
     fprintf(stderr, "cq: %s: --kv-store: this cq was built without the Redis tier (hiredis was not "
                     "found at build time, or HIREDIS=0); install libhiredis-dev and rebuild\n", cmd);
@@ -98,6 +101,10 @@ void cq_tool_kvstore_publish(cq_tool_kvstore *t, const cq_kvpool *p, const uint3
 }
 void cq_tool_kvstore_report(FILE *f, const cq_tool_kvstore *t, int json) {
     (void)f, (void)t, (void)json;
+}
+cq_kvstore *cq_tool_kvstore_handle(cq_tool_kvstore *t) {
+    (void)t;
+    return NULL;
 }
 void cq_tool_kvstore_free(cq_tool_kvstore *t) {
     (void)t;

@@ -41,6 +41,7 @@ expect_grep "equal (shared prefix)" "check: equal to a full prefill"
 expect "adopt the whole prompt" 0 "$CQ" kvstore adopt --kv-store "$U" --prompt $A $POOL --check --stats
 expect_grep "10 blocks adopted" "round 1: adopted 320 of 340 tokens (hits 10, misses 0)"
 expect_grep "equal (whole prompt)" "check: equal to a full prefill"
+expect_grep "the summary line" "kv-store: lookups 1, hits 10, misses 0, tokens adopted 320,"
 [ "$(stat_of "$tmp/out" bytes_fetched)" -gt 0 ] || { echo "$NAME: bytes_fetched not counted"; fail=1; }
 # another shape (sinks, fp16) publishes under another configuration hash: no cross-talk
 expect "adopt with sinks: nothing of it there" 0 "$CQ" kvstore adopt --kv-store "$U" --prompt $A \
