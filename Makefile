@@ -4,10 +4,12 @@
 #   make test         build and run the whole test suite
 #   make SAN=1 test   the same under AddressSanitizer + UBSan (build-san/)
 #   make SIMD=0 ...   build without the AVX2 kernels (scalar floor only)
+#   make HIREDIS=0    build without the Redis tier (default auto: with it when hiredis is found)
 #   make fuzz         libFuzzer targets (clang) of tests/fuzz/, each run FUZZ_SECONDS
 #   make tsan         the cache tests under ThreadSanitizer (build-tsan/)
 #   make install     install into $(DESTDIR)$(PREFIX) (default /usr/local): headers under
 #                    include/channelquant/, libchannelquant.a, libchannelquant.so.MAJOR, cq,
+#                    libchannelquant_redis.a (the Redis tier, when built),
 #                    lib/pkgconfig/channelquant.pc (docs/API.md)
 #   make uninstall   remove exactly what install put there
 #   make clean
@@ -43,19 +45,37 @@ ifeq ($(SIMD),0)
   CFLAGS += -DCQ_NO_SIMD
 endif
 
+# The Redis tier (include/cq_kvstore.h, src/kvstore/): its own library on hiredis, linked
+# into cq and its tests only; the core library never depends on it. auto: on when
+# <hiredis/hiredis.h> compiles and links; 0: off (own build directory, cq refuses --kv-store).
+HIREDIS ?= auto
+ifeq ($(HIREDIS),auto)
+  HIREDIS := $(shell printf '\043include <hiredis/hiredis.h>\nint main(void){redisFree(redisConnect("",0));return 0;}\n' \
+      | $(CC) -x c - -o /dev/null -lhiredis >/dev/null 2>&1 && echo 1 || echo 0)
+endif
+ifneq ($(HIREDIS),1)
+  override HIREDIS := 0
+  BUILD  := $(BUILD)-nohiredis
+endif
+
 AVX2_FLAGS := -mavx2 -mfma -mf16c
 AVX512_FLAGS := $(AVX2_FLAGS) -mavx512f -mavx512bw -mavx512vl -mavx512vnni
 
-LIB_SRC   := $(sort $(wildcard src/*/*.c))
+LIB_SRC   := $(filter-out src/kvstore/%,$(sort $(wildcard src/*/*.c)))
+KV_SRC    := $(sort $(wildcard src/kvstore/*.c))
 ifeq ($(SIMD),0)
   LIB_SRC := $(filter-out %_avx2.c %_avx512.c,$(LIB_SRC))
 endif
 TOOL_SRC  := $(sort $(wildcard tools/*.c))
 TEST_SRC  := $(sort $(wildcard tests/test_*.c))
+ifeq ($(HIREDIS),0)
+  TEST_SRC := $(filter-out tests/test_kvstore%,$(TEST_SRC))
+endif
 TEST_UTIL := $(sort $(wildcard tests/util/*.c))
 
 LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/%.o)
 TOOL_OBJ  := $(TOOL_SRC:%.c=$(BUILD)/%.o)
+KV_OBJ    := $(KV_SRC:%.c=$(BUILD)/%.o)
 UTIL_OBJ  := $(TEST_UTIL:%.c=$(BUILD)/%.o)
 TEST_BIN  := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 
@@ -68,6 +88,14 @@ STATIC    := $(BUILD)/libchannelquant.a
 SHARED    := $(BUILD)/libchannelquant.so
 SHARED_REAL := $(BUILD)/libchannelquant.so.$(VERSION)
 CQ        := $(BUILD)/cq
+ifeq ($(HIREDIS),1)
+  KVLIB      := $(BUILD)/libchannelquant_redis.a
+  KV_LDLIBS  := $(shell pkg-config --libs hiredis 2>/dev/null || echo -lhiredis)
+  $(TOOL_OBJ): CFLAGS += -DCQ_HAVE_KVSTORE=1
+else
+  KVLIB      :=
+  KV_LDLIBS  :=
+endif
 
 # Only the CQ_API declarations of include/*.h are exported from the shared library.
 $(LIB_OBJ): CFLAGS += -fvisibility=hidden
@@ -100,12 +128,22 @@ $(SHARED): $(SHARED_REAL)
 	ln -sf $(notdir $(SHARED_REAL)) $(BUILD)/$(SONAME)
 	ln -sf $(notdir $(SHARED_REAL)) $@
 
-$(CQ): $(TOOL_OBJ) $(STATIC)
-	$(CC) $(LDFLAGS) -o $@ $(TOOL_OBJ) $(STATIC) $(LDLIBS)
+$(KVLIB): $(KV_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(CQ): $(TOOL_OBJ) $(STATIC) $(KVLIB)
+	$(CC) $(LDFLAGS) -o $@ $(TOOL_OBJ) $(KVLIB) $(STATIC) $(LDLIBS) $(KV_LDLIBS)
 
 $(BUILD)/tests/%: tests/%.c $(UTIL_OBJ) $(STATIC)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itests -Itools $< $(UTIL_OBJ) $(STATIC) $(LDFLAGS) $(LDLIBS) -o $@
+
+# the Redis tier's tests link its library and hiredis (only built with HIREDIS=1)
+KV_TEST_BIN := $(filter $(BUILD)/tests/test_kvstore%,$(TEST_BIN))
+$(KV_TEST_BIN): $(BUILD)/tests/%: tests/%.c $(UTIL_OBJ) $(STATIC) $(KVLIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Itests -Itools -Isrc/kvstore $< $(UTIL_OBJ) $(KVLIB) $(STATIC) $(LDFLAGS) $(LDLIBS) $(KV_LDLIBS) -o $@
 
 # Fuzz targets (tests/fuzz/fuzz_*.c): `make test` replays their committed corpora
 # (tests/fuzz/corpus/<target>/) through the standalone driver with $(CC);
@@ -127,6 +165,7 @@ $(BUILD)/fuzz/%: tests/fuzz/%.c tests/fuzz/standalone.c $(FUZZ_HELPERS) tests/fu
 
 test: all $(TEST_BIN) $(FUZZ_REPLAY)
 	@BUILD=$(BUILD) CQ_MAKEVARS="SAN=$(SAN) SIMD=$(SIMD) BUILD=$(BUILD)" CQ_LDFLAGS="$(LDFLAGS)" \
+	    CQ_HIREDIS=$(HIREDIS) CQ_SAN=$(SAN) \
 	    sh tests/run_tests.sh $(TEST_BIN)
 
 # Install / uninstall (tests/cli/install.sh stages an install, builds examples/ against it).
@@ -142,7 +181,7 @@ install: all
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR)/channelquant \
 	    $(DESTDIR)$(PKGCONFIGDIR)
 	install -m 644 $(PUB_HDR) $(DESTDIR)$(INCLUDEDIR)/channelquant/
-	install -m 644 $(STATIC) $(DESTDIR)$(LIBDIR)/
+	install -m 644 $(STATIC) $(KVLIB) $(DESTDIR)$(LIBDIR)/
 	install -m 755 $(SHARED_REAL) $(DESTDIR)$(LIBDIR)/
 	ln -sf $(notdir $(SHARED_REAL)) $(DESTDIR)$(LIBDIR)/$(SONAME)
 	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libchannelquant.so
@@ -156,7 +195,8 @@ install: all
 uninstall:
 	rm -f $(PUB_HDR:include/%=$(DESTDIR)$(INCLUDEDIR)/channelquant/%)
 	-rmdir $(DESTDIR)$(INCLUDEDIR)/channelquant 2>/dev/null
-	rm -f $(DESTDIR)$(LIBDIR)/libchannelquant.a $(DESTDIR)$(LIBDIR)/libchannelquant.so \
+	rm -f $(DESTDIR)$(LIBDIR)/libchannelquant.a $(DESTDIR)$(LIBDIR)/libchannelquant_redis.a \
+	    $(DESTDIR)$(LIBDIR)/libchannelquant.so \
 	    $(DESTDIR)$(LIBDIR)/$(SONAME) $(DESTDIR)$(LIBDIR)/$(notdir $(SHARED_REAL)) \
 	    $(DESTDIR)$(BINDIR)/cq $(DESTDIR)$(PKGCONFIGDIR)/channelquant.pc
 
@@ -195,4 +235,4 @@ tsan-run: $(TSAN_BIN)
 clean:
 	rm -rf build build-san build-*
 
--include $(LIB_OBJ:.o=.d) $(TOOL_OBJ:.o=.d) $(UTIL_OBJ:.o=.d)
+-include $(LIB_OBJ:.o=.d) $(TOOL_OBJ:.o=.d) $(UTIL_OBJ:.o=.d) $(KV_OBJ:.o=.d)

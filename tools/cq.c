@@ -19,6 +19,7 @@ static const cq_command commands[] = {
     {"calibrate", "outlier-channel calibration: mask, ROM image, concentration, stability", cq_cmd_calibrate},
     {"sweep", "group size x tier and the codec zoo: bits per value vs KLD and attention cosine", cq_cmd_sweep},
     {"bench", "streaming-cache benchmark: append GB/s, decode attention vs read bandwidth", cq_cmd_bench},
+    {"kvstore", "the Redis tier: prefix blocks shared by processes (publish, adopt, bench)", cq_cmd_kvstore},
 };
 
 static void usage(FILE *f) {

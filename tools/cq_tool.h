@@ -28,6 +28,7 @@ int cq_cmd_generate(int argc, char **argv);
 int cq_cmd_batch(int argc, char **argv);
 int cq_cmd_eval(int argc, char **argv);
 int cq_cmd_bench(int argc, char **argv);
+int cq_cmd_kvstore(int argc, char **argv); /* tools/cmd_kvstore.c: the Redis tier */
 /* tools/bench_kernels.c: `cq bench --kernels`, the attention kernels alone per table, beside
  * the rates the bandwidth probe (over a buffer of bw_bytes) requires */
 int cq_bench_kernels(uint32_t D, uint32_t reps, int json, int csv, size_t bw_bytes);
@@ -37,6 +38,23 @@ int cq_cmd_calibrate(int argc, char **argv); /* `cq calibrate` = `cq eval calibr
 int cq_cmd_sweep(int argc, char **argv);
 int cq_eval_mc(int argc, char **argv);      /* `cq eval mc` */
 int cq_eval_capture(int argc, char **argv); /* `cq eval capture` */
+
+/* The Redis tier for a command's --kv-store URL (tools/kvstore_hook.c; docs/SERVING.md,
+ * "The Redis tier"). open: 0, or prints why (a bad URL; a cq built without the tier) and
+ * returns the exit code; o NULL: the defaults. handle: the tier itself (NULL without it). adopt: before prefilling tokens[0, n)
+ * into the empty sequence s of pool p, the tokens it now holds (0 on any failure: the
+ * caller prefills from there). publish: after cq_seq_publish of a prompt. report: the
+ * counters as a line, or (json) as a "kv_store": {...} member. All accept t NULL (no tier). */
+#include "cq_kvstore.h" /* declarations only: the library is linked only with the tier */
+typedef struct cq_tool_kvstore cq_tool_kvstore;
+int cq_tool_kvstore_open(const char *cmd, const char *url, const cq_kvstore_opts *o,
+                         cq_tool_kvstore **out);
+cq_kvstore *cq_tool_kvstore_handle(cq_tool_kvstore *t);
+uint32_t cq_tool_kvstore_adopt(cq_tool_kvstore *t, cq_kvpool *p, cq_seq *s, const uint32_t *tokens,
+                               uint32_t n);
+void cq_tool_kvstore_publish(cq_tool_kvstore *t, const cq_kvpool *p, const uint32_t *tokens, uint32_t n);
+void cq_tool_kvstore_report(FILE *f, const cq_tool_kvstore *t, int json);
+void cq_tool_kvstore_free(cq_tool_kvstore *t);
 
 /* Strict number parsing: whole string, range checked. Return 0 on success. */
 int cq_arg_u32(const char *s, uint32_t lo, uint32_t hi, uint32_t *out);

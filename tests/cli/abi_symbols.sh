@@ -8,6 +8,7 @@
 #      .so is a stale declaration or a definition that does not see its header);
 #   3. no function declaration of include/*.h lacks CQ_API (tools/annotate_api.py --check);
 #   4. the soname is libchannelquant.so.<CQ_VERSION_MAJOR>.
+# (include/cq_kvstore.h declares the Redis tier, a separate library: left out of 1 and 2.)
 # Then the checker itself is shown able to fail: a library built with default
 # visibility must be rejected.
 CQ=${1:-build/cq}
@@ -20,8 +21,10 @@ for tool in nm readelf python3; do
 done
 [ -f "$LIB" ] || { echo "$NAME: FAIL: $LIB not built"; exit 1; }
 
-# Names declared with CQ_API: the identifier before the first '(' of each CQ_API line.
-sed -n 's/^CQ_API[^(]*[ *]\([A-Za-z_][A-Za-z0-9_]*\) *(.*/\1/p' include/*.h | sort -u >"$tmp/declared"
+# Names declared with CQ_API: the identifier before the first '(' of each CQ_API line;
+# not those of cq_kvstore.h, the Redis tier, which is its own library (libchannelquant_redis.a).
+sed -n 's/^CQ_API[^(]*[ *]\([A-Za-z_][A-Za-z0-9_]*\) *(.*/\1/p' $(ls include/*.h | grep -v '/cq_kvstore\.h$') \
+    | sort -u >"$tmp/declared"
 [ -s "$tmp/declared" ] || { echo "$NAME: FAIL: no CQ_API declarations found in include/"; exit 1; }
 
 check_lib() { # lib, label: print problems, return 1 if any

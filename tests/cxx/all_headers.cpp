@@ -12,6 +12,7 @@
 #include "cq_error.h"
 #include "cq_eval.h"
 #include "cq_file.h"
+#include "cq_kvstore.h" // declarations only: the tier is libchannelquant_redis.a
 #include "cq_fp16.h"
 #include "cq_model.h"
 #include "cq_pool.h"
