@@ -66,6 +66,18 @@ typedef struct cq_batch_opts {
                                      hash (0: from the model's shape and weight bytes) */
     cq_batch_logits_fn on_logits; /* NULL or a hook (see above) */
     void *logits_user;
+    /* A prefix store beside the pool's own index (the Redis tier, include/cq_kvstore.h;
+     * unused with no_prefix_cache). prefix_adopt, if set, replaces the newcomer's
+     * cq_seq_adopt_prefix: given the empty sequence and its prompt it may insert the
+     * prompt's blocks into the pool (cq_kvpool_block_insert) and adopts the longest cached
+     * run, returning the tokens adopted in *adopted; on an error status the session falls
+     * back to cq_seq_adopt_prefix (the hook must leave the sequence empty then).
+     * prefix_published, if set, is called after a prompt's full blocks were published
+     * (cq_seq_publish), with the prompt; it cannot fail the step. */
+    cq_status (*prefix_adopt)(void *user, cq_kvpool *p, cq_seq *s, const uint32_t *tokens,
+                              uint32_t n, uint32_t *adopted);
+    void (*prefix_published)(void *user, const cq_kvpool *p, const uint32_t *tokens, uint32_t n);
+    void *prefix_user;
 } cq_batch_opts;
 
 typedef enum cq_batch_stop {

@@ -33,6 +33,12 @@ static void batch_usage(FILE *f) {
             "  --max-batch N          tokens per step (default 256; at least sinks + G)\n"
             "  --max-seqs N           live sequences at once (default: --max-batch)\n"
             "  --no-prefix-cache      prompts neither adopt nor publish blocks\n"
+            "  --kv-store URL         share prompt blocks with other processes through Redis:\n"
+            "                         redis://HOST:PORT or redis-cluster://HOST:PORT[,HOST:PORT...]\n"
+            "                         (docs/SERVING.md, \"The Redis tier\"); a newcomer fetches the\n"
+            "                         blocks of its prompt that the pool lacks, a finished prefill\n"
+            "                         publishes its blocks; a miss or a fault prefills locally\n"
+            "  --kv-timeout MS        one Redis send or receive (default 500; connect: 200)\n"
             "  --check                run every prompt again alone (a pool of its own, same formats,\n"
             "                         no prefix reuse) and compare the token ids: exit 1 on any\n"
             "                         difference\n"
@@ -148,6 +154,7 @@ typedef struct run_cfg {
     uint64_t budget;
     uint32_t max_batch, max_seqs, threads, n_gen;
     int no_prefix;
+    cq_tool_kvstore *kvs;  /* --kv-store, or NULL */
     int32_t stop[2];
     uint32_t n_stop;
     cq_pool *pool;
@@ -163,6 +170,11 @@ static cq_status make_batch(const run_cfg *rc, int no_prefix, cq_batch **b, cq_e
     bo.n_threads = rc->threads;
     bo.pool = rc->pool;
     bo.no_prefix_cache = no_prefix;
+    if (rc->kvs && !no_prefix) {
+        bo.prefix_adopt = cq_tool_kvstore_batch_adopt;
+        bo.prefix_published = cq_tool_kvstore_batch_published;
+        bo.prefix_user = rc->kvs;
+    }
     bo.stop_tokens = rc->stop;
     bo.n_stop = rc->n_stop;
     return cq_batch_create(rc->model, &bo, b, e);
@@ -223,6 +235,8 @@ int cq_cmd_batch(int argc, char **argv) {
     uint32_t n_gen = 128, max_batch = 256, max_seqs = 0;
     double budget_mib = 256;
     int check = 0, no_prefix = 0;
+    const char *kv_store = NULL;
+    uint32_t kv_timeout = 0;
     cq_tool_opts op;
     cq_tool_opts_init(&op);
     op.kv = "fp16/fp16";
@@ -248,6 +262,10 @@ int cq_cmd_batch(int argc, char **argv) {
             if (cq_arg_u32(argv[++i], 1, 1u << 20, &max_seqs)) goto bad;
         } else if (!strcmp(a, "--check")) check = 1;
         else if (!strcmp(a, "--no-prefix-cache")) no_prefix = 1;
+        else if (!strcmp(a, "--kv-store") && has) kv_store = argv[++i];
+        else if (!strcmp(a, "--kv-timeout") && has) {
+            if (cq_arg_u32(argv[++i], 1, 600000, &kv_timeout)) goto bad;
+        }
         else {
             fprintf(stderr, "cq batch: unknown or incomplete option '%s' (cq batch --help)\n", a);
             return 2;
@@ -260,6 +278,10 @@ int cq_cmd_batch(int argc, char **argv) {
     if (cq_tool_opts_check("batch", &op)) return 2;
     if (!prompts) {
         fprintf(stderr, "cq batch: --prompts FILE is required (cq batch --help)\n");
+        return 2;
+    }
+    if (kv_store && no_prefix) {
+        fprintf(stderr, "cq batch: --kv-store shares prefix blocks: it cannot go with --no-prefix-cache\n");
         return 2;
     }
     if (strchr(op.kv, ',')) {
@@ -286,6 +308,7 @@ int cq_cmd_batch(int argc, char **argv) {
     cq_layer_codecs *lbuf = NULL;
     cq_batch *b = NULL;
     cq_pool *pool = NULL;
+    cq_tool_kvstore *kvs = NULL;
     prompt_set ps = {0};
     char **texts = NULL;
     size_t *tlen = NULL;
@@ -318,8 +341,15 @@ int cq_cmd_batch(int argc, char **argv) {
             goto out;
         }
     }
+    if (kv_store) {
+        cq_kvstore_opts ko;
+        memset(&ko, 0, sizeof ko); /* 0: each field's default */
+        ko.command_timeout_ms = kv_timeout;
+        if ((rc = cq_tool_kvstore_open("batch", kv_store, &ko, &kvs))) goto out;
+        rc = 1;
+    }
     run_cfg rcfg = {tm.model, &cc, (uint64_t)(budget_mib * 1048576.0), max_batch, max_seqs, op.threads,
-                    n_gen, no_prefix, {0, 0}, 0, pool};
+                    n_gen, no_prefix, kvs, {0, 0}, 0, pool};
     if (cq_tokenizer_eos(tm.tok) >= 0) rcfg.stop[rcfg.n_stop++] = cq_tokenizer_eos(tm.tok);
     if (cq_tokenizer_bos(tm.tok) >= 0) rcfg.stop[rcfg.n_stop++] = cq_tokenizer_bos(tm.tok);
     if ((st = make_batch(&rcfg, no_prefix, &b, &e))) {
@@ -426,6 +456,11 @@ int cq_cmd_batch(int argc, char **argv) {
                (unsigned long long)fin.prefix.blocks_evicted, (unsigned long long)fin.prefix.bytes_evicted,
                (unsigned long long)bs.preemptions, (unsigned long long)bs.deferrals,
                (unsigned long long)bs.recomputed_tokens, bs.peak_seqs);
+        if (kvs) {
+            printf(" ");
+            cq_tool_kvstore_report(stdout, kvs, 1);
+            printf(",\n");
+        }
         printf(" \"sequences\": [\n");
         for (uint32_t i = 0; i < ps.count; i++) {
             const int32_t *t;
@@ -477,6 +512,10 @@ int cq_cmd_batch(int argc, char **argv) {
         fprintf(sf, "| preemptions / deferred admissions | %llu / %llu |\n",
                 (unsigned long long)bs.preemptions, (unsigned long long)bs.deferrals);
         fprintf(sf, "\n");
+        if (kvs) {
+            cq_tool_kvstore_report(sf, kvs, 0);
+            fprintf(sf, "\n");
+        }
         if (op.csv) printf("id,prompt_tokens,generated,stop,text\n");
         for (uint32_t i = 0; i < ps.count; i++) {
             const int32_t *t;
@@ -520,6 +559,7 @@ out:
     free(texts);
     free(tlen);
     cq_batch_free(b);
+    cq_tool_kvstore_free(kvs);
     cq_pool_free(pool);
     prompts_free(&ps);
     free(masks);

@@ -55,6 +55,11 @@ uint32_t cq_tool_kvstore_adopt(cq_tool_kvstore *t, cq_kvpool *p, cq_seq *s, cons
 void cq_tool_kvstore_publish(cq_tool_kvstore *t, const cq_kvpool *p, const uint32_t *tokens, uint32_t n);
 void cq_tool_kvstore_report(FILE *f, const cq_tool_kvstore *t, int json);
 void cq_tool_kvstore_free(cq_tool_kvstore *t);
+/* The batch session's prefix-store hooks (cq_batch_opts.prefix_adopt / prefix_published),
+ * user = the cq_tool_kvstore. */
+cq_status cq_tool_kvstore_batch_adopt(void *t, cq_kvpool *p, cq_seq *s, const uint32_t *tokens,
+                                      uint32_t n, uint32_t *adopted);
+void cq_tool_kvstore_batch_published(void *t, const cq_kvpool *p, const uint32_t *tokens, uint32_t n);
 
 /* Strict number parsing: whole string, range checked. Return 0 on success. */
 int cq_arg_u32(const char *s, uint32_t lo, uint32_t hi, uint32_t *out);

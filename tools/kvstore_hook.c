@@ -73,6 +73,13 @@ void cq_tool_kvstore_report(FILE *f, const cq_tool_kvstore *t, int json) {
 cq_kvstore *cq_tool_kvstore_handle(cq_tool_kvstore *t) {
     return t ? t->ks : NULL;
 }
+cq_status cq_tool_kvstore_batch_adopt(void *t, cq_kvpool *p, cq_seq *s, const uint32_t *tokens,
+                                      uint32_t n, uint32_t *adopted) {
+    return cq_kvstore_adopt(((cq_tool_kvstore *)t)->ks, p, s, tokens, n, adopted, NULL);
+}
+void cq_tool_kvstore_batch_published(void *t, const cq_kvpool *p, const uint32_t *tokens, uint32_t n) {
+    cq_kvstore_publish(((cq_tool_kvstore *)t)->ks, p, tokens, n, NULL, NULL);
+}
 
 void cq_tool_kvstore_free(cq_tool_kvstore *t) {
     if (!t) return;
@@ -105,6 +112,15 @@ void cq_tool_kvstore_report(FILE *f, const cq_tool_kvstore *t, int json) {
 cq_kvstore *cq_tool_kvstore_handle(cq_tool_kvstore *t) {
     (void)t;
     return NULL;
+}
+cq_status cq_tool_kvstore_batch_adopt(void *t, cq_kvpool *p, cq_seq *s, const uint32_t *tokens,
+                                      uint32_t n, uint32_t *adopted) {
+    (void)t, (void)p, (void)s, (void)tokens, (void)n;
+    *adopted = 0;
+    return CQ_ERR_UNSUPPORTED;
+}
+void cq_tool_kvstore_batch_published(void *t, const cq_kvpool *p, const uint32_t *tokens, uint32_t n) {
+    (void)t, (void)p, (void)tokens, (void)n;
 }
 void cq_tool_kvstore_free(cq_tool_kvstore *t) {
     (void)t;

@@ -340,7 +340,12 @@ static cq_status plan_step(cq_batch *b, cq_batch_step_info *info, cq_err *err) {
         if (st) return st;
         uint32_t adopted = 0;
         if (!b->o.no_prefix_cache &&
-            (st = cq_seq_adopt_prefix(r->seq, r->prompt, r->n_prompt, &adopted, err))) {
+            (!b->o.prefix_adopt || b->o.prefix_adopt(b->o.prefix_user, b->kv, r->seq, r->prompt,
+                                                     r->n_prompt, &adopted) != CQ_OK)) {
+            adopted = 0; /* no prefix store, or it failed (a miss): the pool's index alone */
+            st = cq_seq_adopt_prefix(r->seq, r->prompt, r->n_prompt, &adopted, err);
+        }
+        if (st) {
             cq_seq_free(r->seq);
             r->seq = NULL;
             return st;
@@ -515,7 +520,11 @@ cq_status cq_batch_step(cq_batch *b, cq_batch_step_info *info, cq_err *err) {
             const entry *e = &b->plan[i];
             const req *r = &b->reqs[e->r];
             if (e->prompt && e->pos0 + e->n == r->n_prompt && !b->o.no_prefix_cache)
+            {
                 st = cq_seq_publish(r->seq, r->prompt, r->n_prompt, err);
+                if (!st && b->o.prefix_published)
+                    b->o.prefix_published(b->o.prefix_user, b->kv, r->prompt, r->n_prompt);
+            }
         }
         if (st) { /* no sequence stays half-stepped: every one of the step starts over */
             for (uint32_t i = b->n_plan; i-- > 0;) requeue(b, b->plan[i].r);
