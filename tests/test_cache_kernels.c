@@ -624,34 +624,46 @@ static void test_side_dot(const cq_kernels *s, const cq_kernels *v) {
     free(side);
 }
 
-/* The avx512 table's dot_f16 (two tokens per pass, kernels_avx512.c) gives the AVX2
- * loop's bits: the same per-(token, head) sums in the same order, over every D (odd
- * chunks, D % 8 != 0 through the AVX2 loop), odd and even token counts and 1-9 heads. */
-static void test_dot_f16_pair(const cq_kernels *a, const cq_kernels *b) {
+/* The avx512 table's fp16 loops give the AVX2 loops' bits: dot_f16 (two tokens per pass,
+ * kernels_avx512.c) the same per-(token, head) sums in the same order, over every D (odd
+ * chunks, D % 8 != 0 through the AVX2 loop), odd and even token counts and 1-9 heads;
+ * acc_f16 (whole 16-channel zmm lanes, 64-channel passes over 64-token tiles) the same
+ * per-(head, channel) FMA sequence over the tokens, into an accumulator that already holds
+ * values (D % 16 != 0 through the AVX2 loop). */
+static void test_f16_pair(const cq_kernels *a, const cq_kernels *b) {
     cq_rng r;
     cq_rng_seed(&r, 19);
-    static const uint32_t ns[] = {1, 2, 3, 16, 17, 65, 128};
+    static const uint32_t ns[] = {1, 2, 3, 16, 17, 63, 64, 65, 128};
     const uint32_t NMAX = 128, HMAX = 9, DMAX = 512;
     float *q = malloc(HMAX * DMAX * 4), *sa = malloc(HMAX * NMAX * 4), *sb = malloc(HMAX * NMAX * 4);
+    float *w = malloc(HMAX * NMAX * 4), *aa = malloc(HMAX * DMAX * 4), *ab = malloc(HMAX * DMAX * 4);
     uint16_t *k16 = malloc(NMAX * DMAX * 2);
-    int bad = 0, n = 0;
+    int bad = 0, bad_acc = 0, n = 0;
     for (size_t di = 0; di < NDIMS; di++)
         for (size_t ni = 0; ni < sizeof ns / sizeof ns[0]; ni++)
             for (uint32_t nh = 1; nh <= HMAX; nh++) {
                 const uint32_t D = DIMS[di], N = ns[ni];
                 for (uint32_t i = 0; i < nh * D; i++) q[i] = (float)cq_rng_normal(&r);
+                for (uint32_t i = 0; i < nh * NMAX; i++) w[i] = (float)cq_rng_uniform(&r);
+                for (uint32_t i = 0; i < nh * D; i++) aa[i] = ab[i] = (float)cq_rng_normal(&r);
                 ctu_fill_f16(&r, k16, (size_t)N * D, 1.0f, 0);
                 memset(sa, 0, HMAX * NMAX * 4);
                 memset(sb, 0xFF, HMAX * NMAX * 4);
                 a->dot_f16(q, nh, k16, N, D, sa, NMAX);
                 b->dot_f16(q, nh, k16, N, D, sb, NMAX);
-                for (uint32_t h = 0; h < nh; h++)
+                a->acc_f16(w, NMAX, nh, k16, N, D, aa);
+                b->acc_f16(w, NMAX, nh, k16, N, D, ab);
+                for (uint32_t h = 0; h < nh; h++) {
                     bad += memcmp(sa + (size_t)h * NMAX, sb + (size_t)h * NMAX, N * 4) != 0;
+                    bad_acc += memcmp(aa + (size_t)h * D, ab + (size_t)h * D, D * 4) != 0;
+                }
                 n += (int)nh;
             }
     CHECK(bad == 0, "%s dot_f16 differs from %s's bits in %d of %d (head, shape) rows", b->name,
           a->name, bad, n);
-    free(q), free(sa), free(sb), free(k16);
+    CHECK(bad_acc == 0, "%s acc_f16 differs from %s's bits in %d of %d (head, shape) rows",
+          b->name, a->name, bad_acc, n);
+    free(q), free(sa), free(sb), free(w), free(aa), free(ab), free(k16);
 }
 
 int main(void) {
@@ -669,7 +681,7 @@ int main(void) {
         test_fold(s, NULL);
         test_side_dot(s, NULL);
     }
-    if (simd[0] && simd[1]) test_dot_f16_pair(simd[0], simd[1]);
+    if (simd[0] && simd[1]) test_f16_pair(simd[0], simd[1]);
     for (int i = 0; i < 2; i++) {
         const cq_kernels *v = simd[i];
         if (!v) continue;

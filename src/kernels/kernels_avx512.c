@@ -33,6 +33,19 @@
  * KiB into L2 1.31 ms; prefetches never fault, so they may point past a page. */
 #define PF_NEAR 2048
 #define PF_FAR 8192
+/* The fp16 kernels' stream (dot_f16 keys, acc_f16 values) when a row is 256 bytes or more
+ * (D >= 128): into L2, keys PF_FAR ahead of each token pair, values F16_PF_V_TOKENS rows ahead
+ * (the next 128-token run's). acc_f16 reads a 64-token tile in 64-channel passes, so at
+ * D >= 128 a pass touches half of every row and the hardware prefetchers see strides; with
+ * the prefetch the step ran 1.3-1.7x faster at D = 128 (16K and 64K tokens, 2 threads), and
+ * 0.7-0.8x at D = 64, whose rows are one pass of sequential lines (docs/CACHE.md, "Kernel
+ * ceilings"). Prefetches never fault, so they may point past the run or the page. */
+#define F16_PF_MIN_D 128
+#define F16_PF_V_TOKENS 128
+/* into L2 only (see pf_line on why this is inline asm) */
+static inline void pf_l2(const uint8_t *p) {
+    __asm__ volatile("prefetcht1 %0" : : "m"(*(const char *)p));
+}
 static inline void pf_line(const uint8_t *p) {
     _mm_prefetch((const char *)(p + PF_NEAR), _MM_HINT_T0);
     /* GCC 12 drops the _mm_prefetch(.., _MM_HINT_T1) of these loops (seen in the object
@@ -189,16 +202,87 @@ static void x_dot_f16(const float *q, uint32_t nh, const uint16_t *k, uint32_t n
         return;
     }
     const uint32_t n2 = n & ~1u;
+    const int pf = D >= F16_PF_MIN_D;
     for (uint32_t h0 = 0; h0 < nh; h0 += HC) {
         const uint32_t nhc = nh - h0 < HC ? nh - h0 : HC;
         const float *qh = q + (size_t)h0 * D;
         for (uint32_t t = 0; t < n2; t += 2) {
+            if (pf && h0 == 0) /* the pair's lines, PF_FAR ahead */
+                for (uint32_t o = 0; o < 4 * D; o += 64)
+                    pf_l2((const uint8_t *)(k + (size_t)t * D) + o + PF_FAR);
 #define B(NH) f16_pair(NH, qh, k + (size_t)t * D, D, s + (size_t)h0 * ss + t, ss)
             NH_SWITCH(nhc, B)
 #undef B
         }
     }
     if (n2 < n) cq_kernels_avx2_table.dot_f16(q, nh, k + (size_t)n2 * D, 1, D, s + n2, ss);
+}
+
+/* fp16 value accumulation: NZ 16-channel zmm lanes per head, nhc heads, tokens [0, m) of a
+ * tile. Per (head, channel) the same FMA sequence over the tokens as the AVX2 loop
+ * (acc = w_t * x + acc, in token order; the accumulator stored and reloaded between tiles is
+ * exact), so the same bits. */
+static ALWAYS_INLINE void f16_acc_chunk(const uint32_t nhc, const uint32_t NZ, const float *w,
+                                        uint32_t ws, const uint16_t *v, uint32_t m, uint32_t D,
+                                        float *a, const uint8_t *pf) {
+    __m512 A[HC][4];
+    _Pragma("GCC unroll 4") for (uint32_t h = 0; h < HC; h++)
+        _Pragma("GCC unroll 4") for (uint32_t z = 0; z < NZ; z++)
+            A[h][z] = h < nhc ? _mm512_loadu_ps(a + (size_t)h * D + 16 * z) : _mm512_setzero_ps();
+    for (uint32_t t = 0; t < m; t++) {
+        const uint16_t *r = v + (size_t)t * D;
+        if (pf) /* token t's row, F16_PF_V_TOKENS ahead */
+            for (uint32_t o = 0; o < 2 * D; o += 64)
+                pf_l2(pf + ((size_t)t + F16_PF_V_TOKENS) * D * 2 + o);
+        __m512 x[4];
+        _Pragma("GCC unroll 4") for (uint32_t z = 0; z < NZ; z++)
+            x[z] = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(r + 16 * z)));
+        _Pragma("GCC unroll 4") for (uint32_t h = 0; h < nhc; h++) {
+            const __m512 b = _mm512_set1_ps(w[(size_t)h * ws + t]);
+            _Pragma("GCC unroll 4") for (uint32_t z = 0; z < NZ; z++)
+                A[h][z] = _mm512_fmadd_ps(b, x[z], A[h][z]);
+        }
+    }
+    _Pragma("GCC unroll 4") for (uint32_t h = 0; h < nhc; h++)
+        _Pragma("GCC unroll 4") for (uint32_t z = 0; z < NZ; z++)
+            _mm512_storeu_ps(a + (size_t)h * D + 16 * z, A[h][z]);
+}
+
+static void x_acc_f16(const float *w, uint32_t ws, uint32_t nh, const uint16_t *v, uint32_t n,
+                      uint32_t D, float *acc) {
+    if (D % 16) {
+        cq_kernels_avx2_table.acc_f16(w, ws, nh, v, n, D, acc);
+        return;
+    }
+    const int pfv = D >= F16_PF_MIN_D;
+    for (uint32_t t0 = 0; t0 < n; t0 += 64) {
+        const uint32_t m = n - t0 < 64 ? n - t0 : 64;
+        const uint16_t *vt = v + (size_t)t0 * D;
+        for (uint32_t h0 = 0; h0 < nh; h0 += HC) {
+            const uint32_t nhc = nh - h0 < HC ? nh - h0 : HC;
+            const float *wh = w + (size_t)h0 * ws + t0;
+            for (uint32_t c = 0; c < D;) {
+                const uint8_t *pf = pfv && h0 == 0 && c == 0 ? (const uint8_t *)vt : NULL;
+                float *a = acc + (size_t)h0 * D + c;
+                if (c + 64 <= D) {
+#define B(NH) f16_acc_chunk(NH, 4, wh, ws, vt + c, m, D, a, pf)
+                    NH_SWITCH(nhc, B)
+#undef B
+                    c += 64;
+                } else if (c + 32 <= D) {
+#define B(NH) f16_acc_chunk(NH, 2, wh, ws, vt + c, m, D, a, pf)
+                    NH_SWITCH(nhc, B)
+#undef B
+                    c += 32;
+                } else {
+#define B(NH) f16_acc_chunk(NH, 1, wh, ws, vt + c, m, D, a, pf)
+                    NH_SWITCH(nhc, B)
+#undef B
+                    c += 16;
+                }
+            }
+        }
+    }
 }
 
 /* ------------------------------------------------ tiled layouts, 512-bit */
@@ -354,14 +438,19 @@ static void x_acc_i4t(const float *w, uint32_t ws, uint32_t nh, const uint8_t *b
  * channels of tokens 0-15 (low nibbles) and 16-31 (high nibbles) of a tile: XOR 0x88 and
  * two masks give u = code + 8 for both halves, and one vpdpbusd per half and head (query
  * quad as a broadcast dword) adds 4 products to every token lane. The two quads of an
- * 8-channel block (CQ_Q8_BLOCK) go into a fresh accumulator that is shifted by the
- * block's sh and added to the total: the exact integer of the rule, without a horizontal
- * sum. The channels past the last whole block (a quad, a pair, a single channel) are
+ * 8-channel block (CQ_Q8_BLOCK) go into an accumulator that is shifted by the block's sh
+ * and added to the total: the exact integer of the rule, without a horizontal sum.
+ * Consecutive whole blocks with the same sh share one accumulator and one shift and add
+ * (last[][] marks where a run of equal shifts ends; sum(P_b) << s equals sum(P_b << s)
+ * modulo 2^32, where the lanes live): with Gaussian queries most blocks take sh 10 or 11, and
+ * the run fold took dot_i4tq from 3.99-4.10 to 3.47-3.49 ns per token at L1 (cq bench
+ * --kernels, three alternated runs). The channels past the last whole block (a quad, a pair, a single channel) are
  * one more block; pair and single units are widened to dwords (vpmovzxwd / vpmovzxbd), so
  * their missing channels are padding that meets a zero query byte. */
 typedef struct kt_query {
     int32_t qd[HC][CQ_MAX_DIM / 4 + 2]; /* per unit: its query bytes as one dword */
     uint32_t sh[HC][CQ_MAX_DIM / CQ_Q8_BLOCK + 1];
+    uint8_t last[HC][CQ_MAX_DIM / CQ_Q8_BLOCK + 1]; /* 1: block b ends a run of equal shifts */
     int32_t corr[HC];                   /* 8 * sum(q8), shift-weighted */
     float qs[HC];
 } kt_query;
@@ -406,6 +495,10 @@ static void kt_setup(const int8_t *q8, const uint8_t *sh, const float *qs, uint3
         for (b = 0; b + 16 <= nb; b += 16)
             _mm512_storeu_si512(kq->sh[h] + b, _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(shh + b))));
         for (; b < nb; b++) kq->sh[h][b] = shh[b];
+        {
+            const uint32_t fbk = kept / 8;
+            for (b = 0; b < fbk; b++) kq->last[h][b] = b + 1 == fbk || shh[b + 1] != shh[b];
+        }
         kq->corr[h] = (int32_t)cr;
         kq->qs[h] = qs[h0 + h];
     }
@@ -458,6 +551,9 @@ static ALWAYS_INLINE void kt_tile(const uint32_t nhc, const kt_query *kq, const 
     const uint32_t Q = kept / 4, r = kept % 4, fb = Q / 2;
     _Pragma("GCC unroll 4") for (uint32_t h = 0; h < HC; h++)
         tot[h][0] = tot[h][1] = _mm512_setzero_si512();
+    __m512i ra[HC], rc[HC]; /* the current run of blocks with one shift */
+    _Pragma("GCC unroll 4") for (uint32_t h = 0; h < HC; h++)
+        ra[h] = rc[h] = _mm512_setzero_si512();
     for (uint32_t b = 0; b < fb; b++) {
         const uint8_t *p = tile + 128 * (size_t)b;
         pf_line(p); /* the stream from DRAM */
@@ -468,13 +564,16 @@ static ALWAYS_INLINE void kt_tile(const uint32_t nhc, const kt_query *kq, const 
         _Pragma("GCC unroll 4") for (uint32_t h = 0; h < nhc; h++) {
             const __m512i qa = _mm512_set1_epi32(kq->qd[h][2 * b]),
                           qb = _mm512_set1_epi32(kq->qd[h][2 * b + 1]);
-            __m512i a = _mm512_dpbusd_epi32(_mm512_setzero_si512(), l0, qa);
-            __m512i c = _mm512_dpbusd_epi32(_mm512_setzero_si512(), h0, qa);
-            a = _mm512_dpbusd_epi32(a, l1, qb);
-            c = _mm512_dpbusd_epi32(c, h1, qb);
-            const __m128i cnt = _mm_cvtsi32_si128((int)kq->sh[h][b]);
-            tot[h][0] = _mm512_add_epi32(tot[h][0], _mm512_sll_epi32(a, cnt));
-            tot[h][1] = _mm512_add_epi32(tot[h][1], _mm512_sll_epi32(c, cnt));
+            ra[h] = _mm512_dpbusd_epi32(ra[h], l0, qa);
+            rc[h] = _mm512_dpbusd_epi32(rc[h], h0, qa);
+            ra[h] = _mm512_dpbusd_epi32(ra[h], l1, qb);
+            rc[h] = _mm512_dpbusd_epi32(rc[h], h1, qb);
+            if (kq->last[h][b]) {
+                const __m128i cnt = _mm_cvtsi32_si128((int)kq->sh[h][b]);
+                tot[h][0] = _mm512_add_epi32(tot[h][0], _mm512_sll_epi32(ra[h], cnt));
+                tot[h][1] = _mm512_add_epi32(tot[h][1], _mm512_sll_epi32(rc[h], cnt));
+                ra[h] = rc[h] = _mm512_setzero_si512();
+            }
         }
     }
     if (4 * Q + r == 8 * fb) return;
@@ -802,6 +901,7 @@ void cq_kernels_avx512_fill(cq_kernels *t) {
     t->exp_sum = x_exp_sum;
     t->max_f32 = x_max_f32;
     t->dot_f16 = x_dot_f16;
+    t->acc_f16 = x_acc_f16;
     t->quant_q8 = x_quant_q8;
     t->fold_quant_q8 = x_fold_quant_q8;
 }
