@@ -201,6 +201,15 @@ PROTOTYPES = {
     "cq_kvpool_memory": (_I, [_P, ctypes.POINTER(KVPoolMem)]),
     "cq_kvpool_allocated_bytes": (_U64, [_P]),
     "cq_kvpool_check": (_I, [_P, _ERRP]),
+    "cq_kvpool_attend": (_I, [_P, _U32, ctypes.POINTER(_P), _U32, c_f32p, _U32, c_f32p,
+                              ctypes.POINTER(AttnOpts), _ERRP]),
+    "cq_kvpool_attend_prefill": (_I, [_P, _U32, ctypes.POINTER(_P), _U32, ctypes.POINTER(_U32),
+                                      ctypes.POINTER(_U32), c_f32p, _U32, c_f32p,
+                                      ctypes.POINTER(AttnOpts), _ERRP]),
+    "cq_kvpool_save_seq": (_I, [_P, ctypes.POINTER(_U32), _U32, ctypes.c_char_p, _ERRP]),
+    "cq_kvpool_load_seq": (_I, [_P, ctypes.c_char_p, ctypes.POINTER(_P), _ERRP]),
+    "cq_kvpool_save_cached": (_I, [_P, ctypes.c_char_p, _ERRP]),
+    "cq_kvpool_load_cached": (_I, [_P, ctypes.c_char_p, _ERRP]),
 }
 
 

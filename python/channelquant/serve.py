@@ -12,6 +12,7 @@ refusal (CQBudgetError for CQ_ERR_BUDGET) changes nothing.
 Tier: TOOL-GRADE in C (docs/EMBEDDING.md); this binding follows it.
 """
 import ctypes
+import os
 import weakref
 
 import numpy as np
@@ -111,6 +112,74 @@ class KVPool:
     def allocated_bytes(self):
         """The allocator's own count (equals memory()["total"])."""
         return int(lib.cq_kvpool_allocated_bytes(self._h()))
+
+    # ------------------------------------------------------------ many sequences
+    def _seq_array(self, seqs):
+        seqs = list(seqs)
+        for x in seqs:
+            if not isinstance(x, Sequence) or x.pool is not self:
+                raise ValueError("every sequence must be a Sequence of this pool")
+        return seqs, (ctypes.c_void_p * max(len(seqs), 1))(*[x._h() for x in seqs])
+
+    def attend(self, layer, seqs, q, n_threads=1, scale=0.0, precision="default"):
+        """cq_kvpool_attend: one query token per sequence, q [n_seqs][n_q_heads][head_dim]
+        -> the same shape; each row bit-identical to seqs[i].attend(layer, q[i])."""
+        seqs, arr = self._seq_array(seqs)
+        q = np.ascontiguousarray(np.asarray(q, dtype=np.float32))
+        if q.ndim != 3 or q.shape[0] != len(seqs) or q.shape[2] != self.head_dim:
+            raise ValueError("q must be [n_seqs][n_q_heads][head_dim]")
+        out = np.zeros_like(q)
+        err, o = new_err(), Cache._opts(self, n_threads, scale, precision)
+        raise_for(lib.cq_kvpool_attend(self._h(), int(layer), arr, len(seqs),
+                                       q.ctypes.data_as(c_f32p), q.shape[1],
+                                       out.ctypes.data_as(c_f32p), ctypes.byref(o),
+                                       ctypes.byref(err)), err)
+        return out
+
+    def attend_prefill(self, layer, seqs, qs, pos0s, n_threads=1, scale=0.0,
+                       precision="default"):
+        """cq_kvpool_attend_prefill: qs[i] [n_i][n_q_heads][head_dim] are sequence i's new
+        tokens (appended) at positions pos0s[i] + j; returns the list of outputs, each
+        bit-identical to seqs[i].attend_prefill(layer, qs[i], pos0s[i])."""
+        seqs, arr = self._seq_array(seqs)
+        qs = [np.ascontiguousarray(np.asarray(x, dtype=np.float32)) for x in qs]
+        if len(qs) != len(seqs) or len(pos0s) != len(seqs):
+            raise ValueError("one query block and one first position per sequence")
+        if any(x.ndim != 3 or x.shape[1:] != qs[0].shape[1:] or x.shape[2] != self.head_dim
+               for x in qs):
+            raise ValueError("each query block must be [n][n_q_heads][head_dim]")
+        Hq = qs[0].shape[1] if qs else 0
+        ofs = np.zeros(len(seqs) + 1, dtype=np.uint32)
+        ofs[1:] = np.cumsum([x.shape[0] for x in qs])
+        q = (np.concatenate(qs) if qs else np.zeros((0, Hq, self.head_dim), np.float32))
+        out = np.zeros_like(q)
+        pos = np.ascontiguousarray(np.asarray(pos0s, dtype=np.uint32))
+        err, o = new_err(), Cache._opts(self, n_threads, scale, precision)
+        raise_for(lib.cq_kvpool_attend_prefill(
+            self._h(), int(layer), arr, len(seqs), ofs.ctypes.data_as(ctypes.POINTER(ctypes.c_uint32)),
+            pos.ctypes.data_as(ctypes.POINTER(ctypes.c_uint32)), q.ctypes.data_as(c_f32p), Hq,
+            out.ctypes.data_as(c_f32p), ctypes.byref(o), ctypes.byref(err)), err)
+        return [out[ofs[i]:ofs[i + 1]] for i in range(len(seqs))]
+
+    # ------------------------------------------------------------ files
+    def load_sequence(self, path):
+        """cq_kvpool_load_seq: a Sequence restored from a sequence file (version 3; a
+        version 1/2 cache file loads as one sequence when the configurations agree)."""
+        h, err = ctypes.c_void_p(), new_err()
+        raise_for(lib.cq_kvpool_load_seq(self._h(), os.fsencode(path), ctypes.byref(h),
+                                         ctypes.byref(err)), err)
+        return Sequence(self, h)
+
+    def save_cached(self, path):
+        """cq_kvpool_save_cached: the published (cached) blocks, a warm start of the
+        prefix cache."""
+        err = new_err()
+        raise_for(lib.cq_kvpool_save_cached(self._h(), os.fsencode(path), ctypes.byref(err)), err)
+
+    def load_cached(self, path):
+        """cq_kvpool_load_cached: the blocks of a save_cached file into the prefix index."""
+        err = new_err()
+        raise_for(lib.cq_kvpool_load_cached(self._h(), os.fsencode(path), ctypes.byref(err)), err)
 
     def check(self):
         """The pool's invariants; raise CQError (CQ_ERR_MISMATCH) naming the first broken
@@ -277,6 +346,14 @@ class Sequence:
                                             out.ctypes.data_as(c_f32p), ctypes.byref(o),
                                             ctypes.byref(err)), err)
         return out
+
+    def save(self, path, tokens=None):
+        """cq_kvpool_save_seq: the sequence as a sequence file (version 3); with its token
+        ids its published blocks are published again on load (sharing re-established)."""
+        err = new_err()
+        arr, ptr = (None, None) if tokens is None else self._tok(tokens)
+        raise_for(lib.cq_kvpool_save_seq(self._h(), ptr, 0 if arr is None else len(arr),
+                                         os.fsencode(path), ctypes.byref(err)), err)
 
     def memory(self):
         """cq_seq_memory as a dict: private_bytes, shared_bytes, slack, tokens, blocks,

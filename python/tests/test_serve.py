@@ -197,6 +197,61 @@ class ServeTest(unittest.TestCase):
             self.assert_same(b, c, rng)
             self.assertTrue(p.check())
 
+    def test_batched_attention_equals_single(self):
+        rng = np.random.default_rng(6)
+        for k, v in FORMATS:
+            with self.subTest(fmt=(k, v)), self.pool(k, v) as p:
+                seqs = [p.sequence() for _ in range(4)]
+                for i, s in enumerate(seqs):       # lengths 1, in flight, border, several blocks
+                    feed([s], [1, S + 5, S + G, S + 3 * G + 9][i], 140 + 10 * i)
+                for layer in range(L):
+                    q = rng.standard_normal((4, 2 * H, D)).astype(np.float32)
+                    for prec in ("exact", "fast"):
+                        order = [3, 0, 2, 1]
+                        got = p.attend(layer, [seqs[i] for i in order], q[order], n_threads=2,
+                                       precision=prec)
+                        for j, i in enumerate(order):
+                            self.assertTrue(np.array_equal(
+                                got[j], seqs[i].attend(layer, q[i], precision=prec)))
+                    qs = [rng.standard_normal((m, 2 * H, D)).astype(np.float32) for m in (1, 3)]
+                    pos = [seqs[1].tokens(layer) - 1, seqs[3].tokens(layer) - 3]
+                    outs = p.attend_prefill(layer, [seqs[1], seqs[3]], qs, pos)
+                    self.assertTrue(np.array_equal(outs[0], seqs[1].attend_prefill(layer, qs[0], pos[0])))
+                    self.assertTrue(np.array_equal(outs[1], seqs[3].attend_prefill(layer, qs[1], pos[1])))
+                with self.assertRaises(ValueError):
+                    p.attend(0, [seqs[0], seqs[0]], np.zeros((1, 2 * H, D), np.float32))
+
+    def test_save_load_sequence_and_cached(self):
+        import os
+        import tempfile
+        rng = np.random.default_rng(7)
+        n = S + 2 * G + 5
+        toks = np.arange(2000, 2000 + n, dtype=np.uint32)
+        with tempfile.TemporaryDirectory() as d, self.pool() as p, self.pool() as p2:
+            a = p.sequence()
+            c = cq.Cache(L, H, D, group=G, n_sinks=S, page_tokens=G)
+            feed([a, c], n, 150)
+            a.publish(toks)
+            a.save(os.path.join(d, "a.cqs"), toks)
+            p.save_cached(os.path.join(d, "p.cqc"))
+            b = p2.load_sequence(os.path.join(d, "a.cqs"))
+            self.assert_same(b, c, rng)
+            for layer in range(L):              # continues as the original would
+                K, V = kv(7, 160 + layer)
+                b.append(layer, K, V)
+                c.append(layer, K, V)
+            self.assert_same(b, c, rng)
+            self.assertTrue(p2.check())
+            # the cached blocks as a warm start of a third pool
+            with self.pool() as p3:
+                p3.load_cached(os.path.join(d, "p.cqc"))
+                self.assertEqual(p3.sequence().adopt_prefix(toks), S + 2 * G)
+            with open(os.path.join(d, "bad.cqs"), "wb") as f:
+                f.write(b"not a sequence file")
+            with self.assertRaises(cq.CQError):
+                p.load_sequence(os.path.join(d, "bad.cqs"))
+            c.close()
+
     def test_close_pool_invalidates_sequences(self):
         p = self.pool()
         s = p.sequence()
