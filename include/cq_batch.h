@@ -127,6 +127,15 @@ CQ_API uint32_t cq_batch_unfinished(const cq_batch *b);
 CQ_API cq_status cq_batch_result(const cq_batch *b, uint32_t id, const int32_t **tokens,
                                  uint32_t *n, cq_batch_stop *stop, cq_err *err);
 CQ_API void cq_batch_stats_get(const cq_batch *b, cq_batch_stats *out);
+/* The steps of request id, numbered from 1 in the order cq_batch_step completed them
+ * (a failed step takes no number): *admitted the step of its first admission (a
+ * sequence preempted later keeps it; an admission deferred in its step is none),
+ * *first_token the step that first sampled a token for it (the stop token included;
+ * a later rerun after a preemption keeps it); 0: not yet. Either may be NULL. Only
+ * counts: a caller that wants times stamps the steps itself (`cq batch` does, for the
+ * time to first token). */
+CQ_API cq_status cq_batch_request_steps(const cq_batch *b, uint32_t id, uint64_t *admitted,
+                                        uint64_t *first_token, cq_err *err);
 /* The session's pool (memory, check). */
 CQ_API const cq_kvpool *cq_batch_kvpool(const cq_batch *b);
 

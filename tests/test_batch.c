@@ -198,6 +198,18 @@ static uint64_t batched_vs_alone(const cq_model *m, const fmt *f, uint32_t max_b
           "%s: every sequence freed at the end (referenced %llu, tails %llu)", f->name,
           (unsigned long long)mem.referenced, (unsigned long long)mem.tails);
     CHECK(mem.prefix.hits > 0, "%s: prefix hits", f->name);
+    /* the steps of each request: admitted, then a first token, within the run; the
+     * prompts queue in order, so their first admissions do not go backwards */
+    uint64_t prev_adm = 0;
+    for (uint32_t i = 0; i < NP; i++) {
+        uint64_t adm = 0, first = 0;
+        CHECK(cq_batch_request_steps(b, i, &adm, &first, &e) == CQ_OK, "request steps: %s", e.msg);
+        CHECK(adm >= 1 && first >= adm && first <= st.steps && adm >= prev_adm,
+              "%s: prompt %u admitted at step %llu, first token at %llu (%llu steps)", f->name, i,
+              (unsigned long long)adm, (unsigned long long)first, (unsigned long long)st.steps);
+        prev_adm = adm;
+    }
+    CHECK(cq_batch_request_steps(b, NP, NULL, NULL, &e) == CQ_ERR_RANGE, "request steps: no request");
     int bad = 0;
     for (uint32_t i = 0; i < NP; i++) {
         cq_batch *a = make_batch(m, &cc, 256, 1, 1, 0, NULL);

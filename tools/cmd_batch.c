@@ -3,10 +3,17 @@
  * cmd_batch.c - `cq batch`: many prompts through the batch session (include/cq_batch.h):
  * continuous batching over the serving pool with prefix caching, greedy sampling.
  * Prints the throughput, the pool's memory by role at its fullest step, the bytes the
- * sharing saved, the prefix-cache counters, preemptions, and each sequence's text;
- * --check runs every prompt again alone (a pool of its own, no prefix reuse) and
- * compares the generated token ids.
+ * sharing saved, the prefix-cache counters, preemptions, the time to first token, and
+ * each sequence's text; --check runs every prompt again alone (a pool of its own, no
+ * prefix reuse) and compares the generated token ids, --check-logits also the logits of
+ * every sampled position (a 64-bit hash of each row's bytes).
+ *
+ * Time to first token: the library numbers the steps (cq_batch_request_steps); the tool
+ * stamps each step's start and end, so the timing stays out of the library. A sequence's
+ * TTFT is the end of the step that sampled its first token, from the start of the run
+ * and from the start of the step that admitted it.
  */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,7 +49,13 @@ static void batch_usage(FILE *f) {
             "  --check                run every prompt again alone (a pool of its own, same formats,\n"
             "                         no prefix reuse) and compare the token ids: exit 1 on any\n"
             "                         difference\n"
-            "  --csv                  one row per sequence (the summary goes to stderr)\n");
+            "  --check-logits         as --check, and also compare the logits of every sampled\n"
+            "                         position bit for bit (a 64-bit hash of each row's bytes):\n"
+            "                         exit 1 on any difference\n"
+            "  --json                 the summary, the time to first token (ttft_*_s) and every\n"
+            "                         sequence (ttft_s, ttft_admitted_s, text) as one JSON object\n"
+            "  --csv                  one row per sequence, with its time to first token (the\n"
+            "                         summary goes to stderr)\n");
     cq_tool_opts_help(f, BATCH_OPTS);
 }
 
@@ -81,6 +94,17 @@ static char *detok(const cq_tokenizer *tok, int32_t prev, const int32_t *t, uint
     s[k] = '\0';
     *len = k;
     return s;
+}
+
+static int cmp_dbl(const void *a, const void *b) {
+    const double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* a number or null (JSON has no NaN) */
+static void json_num(FILE *f, double v) {
+    if (isnan(v)) fputs("null", f);
+    else fprintf(f, "%.6f", v);
 }
 
 typedef struct prompt_set {
@@ -147,6 +171,79 @@ static int read_prompts(const char *path, const cq_tokenizer *tok, prompt_set *p
     return rc;
 }
 
+/* --check-logits: a 64-bit FNV-1a hash of the bytes of each logits row a token is
+ * sampled from, per (sequence, index). The main run records them (a sequence rerun after
+ * a preemption must give the same hash again: `unstable` counts those that do not); each
+ * run alone compares its rows with them. */
+typedef struct logit_log {
+    uint32_t vocab, count;
+    uint64_t **hash;   /* [count][n_gen] */
+    uint8_t **seen;    /* [count][n_gen] */
+    uint64_t unstable;
+} logit_log;
+
+static uint64_t row_hash(const float *lg, uint32_t V) {
+    const unsigned char *p = (const unsigned char *)lg;
+    uint64_t h = 14695981039346656037ull;
+    for (size_t i = 0; i < (size_t)V * sizeof *lg; i++) {
+        h ^= p[i];
+        h *= 1099511628211ull;
+    }
+    return h;
+}
+
+static void logit_log_free(logit_log *l) {
+    for (uint32_t i = 0; i < l->count; i++) {
+        if (l->hash) free(l->hash[i]);
+        if (l->seen) free(l->seen[i]);
+    }
+    free(l->hash);
+    free(l->seen);
+    memset(l, 0, sizeof *l);
+}
+
+static int logit_log_init(logit_log *l, uint32_t count, uint32_t n_gen, uint32_t vocab) {
+    memset(l, 0, sizeof *l);
+    l->vocab = vocab;
+    l->hash = calloc(count, sizeof *l->hash);
+    l->seen = calloc(count, sizeof *l->seen);
+    if (!l->hash || !l->seen) return 1;
+    l->count = count;
+    for (uint32_t i = 0; i < count; i++) {
+        l->hash[i] = calloc(n_gen ? n_gen : 1, sizeof **l->hash);
+        l->seen[i] = calloc(n_gen ? n_gen : 1, 1);
+        if (!l->hash[i] || !l->seen[i]) return 1;
+    }
+    return 0;
+}
+
+static void logits_record(void *user, uint32_t id, uint32_t index, const float *lg) {
+    logit_log *l = user;
+    if (id >= l->count) return;
+    const uint64_t h = row_hash(lg, l->vocab);
+    if (l->seen[id][index] && l->hash[id][index] != h) l->unstable++;
+    l->hash[id][index] = h;
+    l->seen[id][index] = 1;
+}
+
+/* one prompt alone against the main run's sequence seq */
+typedef struct logit_cmp {
+    const logit_log *main;
+    uint32_t seq, compared, differ, first_bad;
+} logit_cmp;
+
+static void logits_compare(void *user, uint32_t id, uint32_t index, const float *lg) {
+    logit_cmp *c = user;
+    (void)id; /* the only request of its batch */
+    const logit_log *l = c->main;
+    const uint64_t h = row_hash(lg, l->vocab);
+    if (!l->seen[c->seq][index] || l->hash[c->seq][index] != h) {
+        if (!c->differ) c->first_bad = index;
+        c->differ++;
+    }
+    c->compared++;
+}
+
 /* Everything a run of the batch session needs besides the prompts. */
 typedef struct run_cfg {
     const cq_model *model;
@@ -158,6 +255,8 @@ typedef struct run_cfg {
     int32_t stop[2];
     uint32_t n_stop;
     cq_pool *pool;
+    cq_batch_logits_fn on_logits; /* --check-logits, or NULL */
+    void *logits_user;
 } run_cfg;
 
 static cq_status make_batch(const run_cfg *rc, int no_prefix, cq_batch **b, cq_err *e) {
@@ -177,6 +276,8 @@ static cq_status make_batch(const run_cfg *rc, int no_prefix, cq_batch **b, cq_e
     }
     bo.stop_tokens = rc->stop;
     bo.n_stop = rc->n_stop;
+    bo.on_logits = rc->on_logits;
+    bo.logits_user = rc->logits_user;
     return cq_batch_create(rc->model, &bo, b, e);
 }
 
@@ -189,10 +290,19 @@ static const char *stop_name(cq_batch_stop s) {
     }
 }
 
-/* --check: every prompt alone; the ids of those that differ. Returns the count differing,
- * or -1 on an error (reported). */
-static int check_alone(const run_cfg *rc, const prompt_set *ps, const cq_batch *main_b) {
+/* --check: every prompt alone; the ids of those that differ. Returns the count whose
+ * tokens differ, or -1 on an error (reported). With ll (--check-logits) also the logits:
+ * *bad_logits the sequences with a differing or missing row, *positions the rows compared. */
+static int check_alone(const run_cfg *rc_main, const prompt_set *ps, const cq_batch *main_b,
+                       const logit_log *ll, int *bad_logits, uint64_t *positions) {
     int bad = 0;
+    run_cfg rcv = *rc_main;
+    const run_cfg *rc = &rcv;
+    logit_cmp lc;
+    rcv.on_logits = ll ? logits_compare : NULL;
+    rcv.logits_user = ll ? &lc : NULL;
+    *bad_logits = 0;
+    *positions = 0;
     cq_progress pr;
     cq_progress_start(&pr, "cq batch: --check: prompt", ps->count);
     for (uint32_t i = 0; i < ps->count; i++) {
@@ -200,6 +310,9 @@ static int check_alone(const run_cfg *rc, const prompt_set *ps, const cq_batch *
         cq_err e;
         cq_err_clear(&e);
         uint32_t id;
+        memset(&lc, 0, sizeof lc);
+        lc.main = ll;
+        lc.seq = i;
         cq_status st = make_batch(rc, 1, &b, &e);
         if (!st) st = cq_batch_submit(b, ps->tok[i], ps->n[i], rc->n_gen, &id, &e);
         while (!st && cq_batch_unfinished(b)) st = cq_batch_step(b, NULL, &e);
@@ -223,6 +336,22 @@ static int check_alone(const run_cfg *rc, const prompt_set *ps, const cq_batch *
                     stop_name(sb), na, stop_name(sa));
             bad++;
         }
+        if (ll) {
+            uint32_t recorded = 0;
+            for (uint32_t k = 0; k < rc->n_gen; k++) recorded += ll->seen[i][k];
+            *positions += lc.compared;
+            if (lc.differ || recorded != lc.compared) {
+                cq_progress_end(&pr);
+                if (lc.differ)
+                    fprintf(stderr, "cq batch: --check-logits: sequence %u: the logits of %u of %u sampled "
+                            "positions differ from running alone (the first at generated token %u)\n",
+                            i, lc.differ, lc.compared, lc.first_bad);
+                else
+                    fprintf(stderr, "cq batch: --check-logits: sequence %u: %u sampled positions batched, "
+                            "%u alone\n", i, recorded, lc.compared);
+                (*bad_logits)++;
+            }
+        }
         cq_batch_free(b);
         cq_progress_update(&pr, i + 1, NULL);
     }
@@ -234,7 +363,7 @@ int cq_cmd_batch(int argc, char **argv) {
     const char *prompts = NULL;
     uint32_t n_gen = 128, max_batch = 256, max_seqs = 0;
     double budget_mib = 256;
-    int check = 0, no_prefix = 0;
+    int check = 0, check_logits = 0, no_prefix = 0;
     const char *kv_store = NULL;
     uint32_t kv_timeout = 0;
     cq_tool_opts op;
@@ -261,6 +390,7 @@ int cq_cmd_batch(int argc, char **argv) {
         } else if (!strcmp(a, "--max-seqs") && has) {
             if (cq_arg_u32(argv[++i], 1, 1u << 20, &max_seqs)) goto bad;
         } else if (!strcmp(a, "--check")) check = 1;
+        else if (!strcmp(a, "--check-logits")) check = check_logits = 1;
         else if (!strcmp(a, "--no-prefix-cache")) no_prefix = 1;
         else if (!strcmp(a, "--kv-store") && has) kv_store = argv[++i];
         else if (!strcmp(a, "--kv-timeout") && has) {
@@ -310,6 +440,10 @@ int cq_cmd_batch(int argc, char **argv) {
     cq_pool *pool = NULL;
     cq_tool_kvstore *kvs = NULL;
     prompt_set ps = {0};
+    logit_log ll = {0};
+    double *t_step = NULL; /* [2 * steps]: each step's start and end, from t0 */
+    size_t cap_step = 0;
+    double *ttft = NULL, *ttft_adm = NULL, *sorted = NULL;
     char **texts = NULL;
     size_t *tlen = NULL;
     rc = 1;
@@ -349,9 +483,14 @@ int cq_cmd_batch(int argc, char **argv) {
         rc = 1;
     }
     run_cfg rcfg = {tm.model, &cc, (uint64_t)(budget_mib * 1048576.0), max_batch, max_seqs, op.threads,
-                    n_gen, no_prefix, kvs, {0, 0}, 0, pool};
+                    n_gen, no_prefix, kvs, {0, 0}, 0, pool, NULL, NULL};
     if (cq_tokenizer_eos(tm.tok) >= 0) rcfg.stop[rcfg.n_stop++] = cq_tokenizer_eos(tm.tok);
     if (cq_tokenizer_bos(tm.tok) >= 0) rcfg.stop[rcfg.n_stop++] = cq_tokenizer_bos(tm.tok);
+    if (check_logits) {
+        if (logit_log_init(&ll, ps.count, n_gen, c->vocab_size)) goto oom;
+        rcfg.on_logits = logits_record;
+        rcfg.logits_user = &ll;
+    }
     if ((st = make_batch(&rcfg, no_prefix, &b, &e))) {
         cq_report("batch", st, &e);
         rc = st == CQ_ERR_ARG ? 2 : 1;
@@ -383,7 +522,24 @@ int cq_cmd_batch(int argc, char **argv) {
             cq_report("batch", st, &e);
             goto out;
         }
-        const double dt = cq_tool_now() - ts;
+        const double te = cq_tool_now(), dt = te - ts;
+        cq_batch_stats sn;
+        cq_batch_stats_get(b, &sn);
+        if (sn.steps * 2 > cap_step) { /* the step just numbered sn.steps */
+            size_t nc = cap_step ? cap_step * 2 : 512;
+            while (nc < sn.steps * 2) nc *= 2;
+            double *nt = realloc(t_step, nc * sizeof *nt);
+            if (!nt) {
+                cq_progress_end(&pr);
+                goto oom;
+            }
+            t_step = nt;
+            cap_step = nc;
+        }
+        if (sn.steps) {
+            t_step[2 * (sn.steps - 1)] = ts - t0;
+            t_step[2 * (sn.steps - 1) + 1] = te - t0;
+        }
         if (si.prefill_tokens) t_prefill += dt;
         else {
             t_decode += dt;
@@ -401,6 +557,37 @@ int cq_cmd_batch(int argc, char **argv) {
     cq_progress_end(&pr);
     cq_batch_stats bs;
     cq_batch_stats_get(b, &bs);
+    /* time to first token: NAN for a sequence that sampled none (-n 0) */
+    ttft = calloc(ps.count, sizeof *ttft);
+    ttft_adm = calloc(ps.count, sizeof *ttft_adm);
+    sorted = calloc(2 * (size_t)ps.count, sizeof *sorted);
+    if (!ttft || !ttft_adm || !sorted) goto oom;
+    uint32_t n_ttft = 0;
+    double ttft_sum = 0, ttft_adm_sum = 0;
+    for (uint32_t i = 0; i < ps.count; i++) {
+        uint64_t sa = 0, sf = 0;
+        cq_batch_request_steps(b, i, &sa, &sf, NULL);
+        ttft[i] = ttft_adm[i] = NAN;
+        if (!sf || !sa || sf > bs.steps || sa > sf) continue;
+        ttft[i] = t_step[2 * (sf - 1) + 1];
+        ttft_adm[i] = t_step[2 * (sf - 1) + 1] - t_step[2 * (sa - 1)];
+        sorted[n_ttft] = ttft[i];
+        sorted[ps.count + n_ttft++] = ttft_adm[i];
+        ttft_sum += ttft[i];
+        ttft_adm_sum += ttft_adm[i];
+    }
+    double tt_mean = NAN, tt_med = NAN, tt_max = NAN, ta_mean = NAN, ta_med = NAN, ta_max = NAN;
+    if (n_ttft) {
+        qsort(sorted, n_ttft, sizeof *sorted, cmp_dbl);
+        qsort(sorted + ps.count, n_ttft, sizeof *sorted, cmp_dbl);
+        const double *sa = sorted + ps.count;
+        tt_mean = ttft_sum / n_ttft;
+        ta_mean = ttft_adm_sum / n_ttft;
+        tt_med = n_ttft % 2 ? sorted[n_ttft / 2] : (sorted[n_ttft / 2 - 1] + sorted[n_ttft / 2]) / 2;
+        ta_med = n_ttft % 2 ? sa[n_ttft / 2] : (sa[n_ttft / 2 - 1] + sa[n_ttft / 2]) / 2;
+        tt_max = sorted[n_ttft - 1];
+        ta_max = sa[n_ttft - 1];
+    }
     cq_kvpool_mem fin;
     cq_kvpool_memory(cq_batch_kvpool(b), &fin);
     const cq_kvpool_mem *pk = &bs.peak;
@@ -435,6 +622,19 @@ int cq_cmd_batch(int argc, char **argv) {
                t_prefill > 0 ? bs.prefill_tokens / t_prefill : 0.0,
                t_decode > 0 ? dec_only_tokens / t_decode : 0.0,
                t_all > 0 ? (bs.prefill_tokens + bs.decode_tokens) / t_all : 0.0);
+        printf(" \"ttft_mean_s\": ");
+        json_num(stdout, tt_mean);
+        printf(", \"ttft_median_s\": ");
+        json_num(stdout, tt_med);
+        printf(", \"ttft_max_s\": ");
+        json_num(stdout, tt_max);
+        printf(", \"ttft_admitted_mean_s\": ");
+        json_num(stdout, ta_mean);
+        printf(", \"ttft_admitted_median_s\": ");
+        json_num(stdout, ta_med);
+        printf(", \"ttft_admitted_max_s\": ");
+        json_num(stdout, ta_max);
+        printf(",\n");
         printf(" \"peak_memory\": {\"referenced\": %llu, \"shared\": %llu, \"cached\": %llu, \"tails\": %llu, "
                "\"block_slack\": %llu, \"arena_slack\": %llu, \"index\": %llu, \"sequences\": %llu, "
                "\"tables\": %llu, \"total\": %llu, \"shared_saved\": %llu, \"sequences_live\": %u},\n",
@@ -467,8 +667,12 @@ int cq_cmd_batch(int argc, char **argv) {
             uint32_t n;
             cq_batch_stop sp;
             cq_batch_result(b, i, &t, &n, &sp, NULL);
-            printf("  {\"id\": %u, \"prompt_tokens\": %u, \"generated\": %u, \"stop\": \"%s\", \"text\": ",
+            printf("  {\"id\": %u, \"prompt_tokens\": %u, \"generated\": %u, \"stop\": \"%s\", \"ttft_s\": ",
                    i, ps.n[i], n, stop_name(sp));
+            json_num(stdout, ttft[i]);
+            printf(", \"ttft_admitted_s\": ");
+            json_num(stdout, ttft_adm[i]);
+            printf(", \"text\": ");
             json_str(stdout, texts[i], tlen[i]);
             printf("}%s\n", i + 1 < ps.count ? "," : "");
         }
@@ -490,6 +694,10 @@ int cq_cmd_batch(int argc, char **argv) {
         fprintf(sf, "| all tokens/s (prefill + decode over the wall time) | %.1f |\n",
                 t_all > 0 ? (bs.prefill_tokens + bs.decode_tokens) / t_all : 0.0);
         fprintf(sf, "| generated tokens | %llu |\n", (unsigned long long)bs.generated);
+        fprintf(sf, "| time to first token from the start, mean / median / max (s) | %.3f / %.3f / %.3f |\n",
+                tt_mean, tt_med, tt_max);
+        fprintf(sf, "| time to first token from admission, mean / median / max (s) | %.3f / %.3f / %.3f |\n",
+                ta_mean, ta_med, ta_max);
         fprintf(sf, "| peak live sequences | %u |\n", bs.peak_seqs);
         fprintf(sf, "| memory at the fullest step: blocks referenced (bytes) | %llu |\n",
                 (unsigned long long)pk->referenced);
@@ -516,14 +724,16 @@ int cq_cmd_batch(int argc, char **argv) {
             cq_tool_kvstore_report(sf, kvs, 0);
             fprintf(sf, "\n");
         }
-        if (op.csv) printf("id,prompt_tokens,generated,stop,text\n");
+        if (op.csv) printf("id,prompt_tokens,generated,stop,ttft_s,ttft_admitted_s,text\n");
         for (uint32_t i = 0; i < ps.count; i++) {
             const int32_t *t;
             uint32_t n;
             cq_batch_stop sp;
             cq_batch_result(b, i, &t, &n, &sp, NULL);
             if (op.csv) {
-                printf("%u,%u,%u,%s,\"", i, ps.n[i], n, stop_name(sp));
+                printf("%u,%u,%u,%s,", i, ps.n[i], n, stop_name(sp));
+                if (!isnan(ttft[i])) printf("%.6f,%.6f,\"", ttft[i], ttft_adm[i]);
+                else printf(",,\"");
                 for (size_t k = 0; k < tlen[i]; k++) {
                     if (texts[i][k] == '"') putchar('"');
                     putchar(texts[i][k]);
@@ -541,13 +751,38 @@ int cq_cmd_batch(int argc, char **argv) {
     }
     rc = 0;
     if (check) {
-        int bad = check_alone(&rcfg, &ps, b);
-        if (bad) rc = 1;
-        if (op.json) printf(",\n \"check\": {\"sequences\": %u, \"differing\": %d}", ps.count, bad < 0 ? -1 : bad);
+        int bad_logits = 0;
+        uint64_t positions = 0;
+        /* CQ_TEST_LOGITS_FLIP=SEQ:INDEX (tests only): change the hash recorded for one
+         * sampled position, so the test sees --check-logits fail */
+        const char *flip = getenv("CQ_TEST_LOGITS_FLIP");
+        unsigned fs, fi;
+        if (check_logits && flip && sscanf(flip, "%u:%u", &fs, &fi) == 2 && fs < ll.count && fi < n_gen)
+            ll.hash[fs][fi] ^= 1;
+        int bad = check_alone(&rcfg, &ps, b, check_logits ? &ll : NULL, &bad_logits, &positions);
+        if (check_logits && ll.unstable) bad_logits++; /* a rerun gave other logits */
+        if (bad || bad_logits) rc = 1;
+        if (op.json) {
+            printf(",\n \"check\": {\"sequences\": %u, \"differing\": %d", ps.count, bad < 0 ? -1 : bad);
+            if (check_logits)
+                printf(", \"logits\": {\"positions\": %llu, \"differing\": %d, \"unstable\": %llu}",
+                       (unsigned long long)positions, bad < 0 ? -1 : bad_logits,
+                       (unsigned long long)ll.unstable);
+            printf("}");
+        }
         fprintf(stderr, "cq batch: --check: %s\n",
                 bad < 0 ? "failed to run"
                         : bad ? "sequences differ from running alone"
                               : "every sequence's tokens equal running it alone");
+        if (check_logits && bad >= 0) {
+            if (ll.unstable)
+                fprintf(stderr, "cq batch: --check-logits: %llu logits rows changed when a preempted "
+                        "sequence ran again\n", (unsigned long long)ll.unstable);
+            fprintf(stderr, "cq batch: --check-logits: %s (%llu sampled positions compared)\n",
+                    bad_logits ? "logits differ from running alone"
+                               : "every sequence's logits equal running it alone bit for bit",
+                    (unsigned long long)positions);
+        }
     }
     if (op.json) printf("\n}\n");
     goto out;
@@ -556,6 +791,11 @@ oom:
     rc = 1;
 out:
     for (uint32_t i = 0; texts && i < ps.count; i++) free(texts[i]);
+    logit_log_free(&ll);
+    free(t_step);
+    free(ttft);
+    free(ttft_adm);
+    free(sorted);
     free(texts);
     free(tlen);
     cq_batch_free(b);

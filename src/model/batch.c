@@ -28,6 +28,8 @@ typedef struct req {
     uint32_t fed;       /* prompt tokens the sequence holds (adopted + computed) */
     uint64_t stamp;     /* admission order of the current admission */
     uint64_t work;      /* tokens computed since that admission */
+    uint64_t step_admitted; /* the step (1 = the first) of its first admission, 0: none yet */
+    uint64_t step_first;    /* the step that sampled its first token, 0: none yet */
 } req;
 
 /* One sequence's share of a step: rows [row0, row0 + n) at positions pos0.. */
@@ -249,6 +251,16 @@ void cq_batch_stats_get(const cq_batch *b, cq_batch_stats *out) {
 }
 
 const cq_kvpool *cq_batch_kvpool(const cq_batch *b) { return b ? b->kv : NULL; }
+
+cq_status cq_batch_request_steps(const cq_batch *b, uint32_t id, uint64_t *admitted,
+                                 uint64_t *first_token, cq_err *err) {
+    cq_err_clear(err);
+    if (!b) return cq_err_set(err, CQ_ERR_NULL, -1, -1, "batch is NULL");
+    if (id >= b->n_reqs) return cq_err_set(err, CQ_ERR_RANGE, id, -1, "no request %u", id);
+    if (admitted) *admitted = b->reqs[id].step_admitted;
+    if (first_token) *first_token = b->reqs[id].step_first;
+    return CQ_OK;
+}
 
 /* ------------------------------------------------------------ scheduling */
 
@@ -543,6 +555,7 @@ cq_status cq_batch_step(cq_batch *b, cq_batch_step_info *info, cq_err *err) {
             const entry *e = &b->plan[i];
             req *r = &b->reqs[e->r];
             r->work += e->n;
+            if (e->fresh && !r->step_admitted) r->step_admitted = b->stats.steps;
             if (e->prompt) {
                 r->fed += e->n;
                 if (r->fed < r->n_prompt) continue;
@@ -553,6 +566,7 @@ cq_status cq_batch_step(cq_batch *b, cq_batch_step_info *info, cq_err *err) {
             }
             const float *lg = b->logits + (size_t)k++ * V;
             if (b->o.on_logits) b->o.on_logits(b->o.logits_user, e->r, r->n_out, lg);
+            if (!r->step_first) r->step_first = b->stats.steps;
             int32_t best = 0;
             for (uint32_t v = 1; v < V; v++)
                 if (lg[v] > lg[best]) best = (int32_t)v;

@@ -4,8 +4,9 @@
 # against one redis-server of its own on a free loopback port: process A serves prompts
 # that share a long prefix and publishes their prompt blocks; process B, a separate
 # process with an empty pool, serves the same prompts, fetches the blocks (kv_store hits
-# > 0, fewer prompt tokens computed) and generates exactly A's tokens, which --check
-# compares with each prompt run alone without any prefix reuse; a prompt set that only
+# > 0, fewer prompt tokens computed) and generates exactly A's tokens, and --check-logits
+# finds the logits of every sampled position of B's sequences equal bit for bit to each
+# prompt run alone without any prefix reuse (a full local prefill); a prompt set that only
 # shares the prefix adopts it from Redis too; with the server killed a run prefills
 # locally (errors counted, the same tokens); refusals of bad --kv-store uses.
 # Skipped (with a line saying so) only when cq was built without the tier (HIREDIS=0).
@@ -55,9 +56,10 @@ cp "$tmp/out" "$tmp/a.json"
 positive "A: blocks published to Redis" blocks_published a.json
 [ "$(redis-cli -h 127.0.0.1 -p "$port" dbsize)" -gt 0 ] || { echo "$NAME: Redis holds no key after A"; fail=1; }
 # B: another process, an empty pool: adopts from Redis, the same tokens, and equal to alone
-expect "B adopts" 0 $RUN --prompts "$tmp/prompts" --kv-store "$U" --check
+expect "B adopts" 0 $RUN --prompts "$tmp/prompts" --kv-store "$U" --check-logits
 cp "$tmp/out" "$tmp/b.json"
-expect_grep "B --check" '"differing": 0' b.json
+expect_grep "B --check-logits" '"differing": 0, "logits": {"positions": 60, "differing": 0, "unstable": 0}' b.json
+expect_grep "B --check-logits message" "logits equal running it alone bit for bit" err
 positive "B: blocks fetched from Redis" hits b.json
 positive "B: bytes fetched" bytes_fetched b.json
 a_pf=$(jnum prefill_tokens a.json)
