@@ -147,7 +147,7 @@ until rc "$P5" info replication | tr -d '\r' | grep -q '^master_link_status:up' 
     i=$((i + 1)); [ $i -lt 100 ] || { echo "$NAME: the replica did not sync"; fail=1; break; }; sleep 0.1
 done
 "$CQ" kvstore adopt --kv-store "$U" --prompt $A $POOL --check --stats --rounds 3 --pause "$tmp/go" \
-    --timeout 300 >"$tmp/rounds" 2>&1 &
+    --timeout 2000 >"$tmp/rounds" 2>&1 &
 bg=$!
 wait_lines "$tmp/rounds" '^paused' 1 || fail=1
 eval "redis_kill \$pid_$M"
