@@ -90,11 +90,11 @@ BATCH="$CQ batch --prompts $P -n $N -t $T $MOPT --json"
 jnum() { # key file: the first number after "key": (null: empty)
     grep -o "\"$1\": [0-9.e+-]*" "$2" | head -1 | sed 's/.*: //'
 }
-logits_ok() { # file: "equal" / "DIFFER" / "none" from --check-logits
+logits_ok() { # file: "equal" / "DIFFER" / "-" (not checked) from --check-logits
     if grep -q '"logits": {"positions": [0-9]*, "differing": 0, "unstable": 0}' "$1" &&
         grep -q '"check": {"sequences": [0-9]*, "differing": 0' "$1"; then echo equal
     elif grep -q '"logits": ' "$1"; then echo DIFFER
-    else echo none; fi
+    else echo -; fi
 }
 used_memory() { # port: INFO memory used_memory
     redis-cli -h 127.0.0.1 -p "$1" info memory | tr -d '\r' | awk -F: '$1 == "used_memory" { print $2 }'
@@ -132,10 +132,10 @@ row() { # scenario kv file [redis_bytes]: a table row and a JSON object
     printf '| %s | %s | %s | %s | %s / %s | %s | %s | %s | %s | %s / %s | %s | %s | %s |\n' "$1" "$2" \
         "${pf:--}" "${ad:--}" "${hits:--}" "${miss:--}" "$mr" "${bf:--}" "$bpt" "$bpa" "$tm3" "$td3" "${bp:--}" "$rm_" \
         "$lk" >>"$ROWS"
-    printf '{"scenario": "%s", "kv": "%s", "exit": %s, "prefill_tokens": %s, "tokens_adopted": %s, "hits": %s, "misses": %s, "bytes_fetched": %s, "bytes_per_fetched_token": %s, "bytes_per_adopted_token": %s, "ttft_mean_s": %s, "ttft_median_s": %s, "bytes_published": %s, "redis_used_memory_growth": %s, "check_logits": "%s"}\n' \
+    printf '{"scenario": "%s", "kv": "%s", "exit": %s, "prefill_tokens": %s, "tokens_adopted": %s, "hits": %s, "misses": %s, "bytes_fetched": %s, "bytes_per_fetched_token": %s, "bytes_per_adopted_token": %s, "ttft_mean_s": %s, "ttft_median_s": %s, "bytes_published": %s, "redis_used_memory_growth": %s, "check_logits": %s}\n' \
         "$1" "$2" "$(cat "$f.rc")" "${pf:-null}" "${ad:-null}" "${hits:-null}" "${miss:-null}" "${bf:-null}" \
         "$(echo "$bpt" | sed 's/^-$/null/')" "$(echo "$bpa" | sed 's/^-$/null/')" "${tm:-null}" "${td:-null}" \
-        "${bp:-null}" "$(echo "$rm_" | sed 's/^-$/null/')" "$lk" >>"$JS"
+        "${bp:-null}" "$(echo "$rm_" | sed 's/^-$/null/')" "$(echo "\"$lk\"" | sed 's/^"-"$/null/')" >>"$JS"
 }
 
 # ------------------------------------------------------------ one redis-server
@@ -253,6 +253,7 @@ if [ "$CLUSTER" = 1 ]; then
     done
     eval "redis_kill \$pid_$victim"
     log "redis_demo: master $victim killed ($most keys), replica $rep"
+    say_after="the master with the most blocks ($most keys) killed; its replica promoted"
     how=automatic
     i=0
     until [ -n "$rep" ] && [ "$(rcli "$rep" role | head -1)" = master ]; do
@@ -265,8 +266,9 @@ if [ "$CLUSTER" = 1 ]; then
         sleep 0.1
     done
     wait_ok
+    say_after="$say_after ($how)"
     run "cluster after failover: B, --check-logits" "$tmp/cf" --kv "$kv" --kv-store "$CU" --check-logits
-    row "cluster, master killed, replica promoted ($how): B" "$kv" "$tmp/cf"
+    row "cluster, master killed, replica promoted: B" "$kv" "$tmp/cf"
     # the promoted master has no replica: kill it too, its blocks are gone (misses)
     [ -n "$rep" ] && eval "redis_kill \$pid_$rep"
     log "redis_demo: promoted master $rep killed (no replica)"
@@ -287,6 +289,7 @@ if [ "$JSON_ONLY" = 0 ]; then
     [ "$JSON_ONLY" = 1 ] || cat "$ROWS"
     say ""
     say "B/token fetched: bytes fetched / (hits x G); fp16 / cq4: $(awk -v a="$bf" -v b="$bq" 'BEGIN { printf "%.2f", a / b }')x"
+    [ "$CLUSTER" = 1 ] && say "cluster: $say_after"
     say "prompt tokens computed (cq4/cq4): without the tier $(jnum prefill_tokens "$tmp/l_cq4_cq4"), A $(jnum prefill_tokens "$tmp/a_cq4_cq4"), B $(jnum prefill_tokens "$tmp/b_cq4_cq4")"
     say ""
 fi
