@@ -14,6 +14,8 @@
 # Starts its own redis-server processes on free 127.0.0.1 ports (no persistence, under
 # a temporary directory) and stops every one on exit. Run from the repository root
 # after `make`; prints a markdown table and one JSON line.
+# shellcheck disable=SC2086,SC2154 # word-split option lists on purpose; port, pid, pp are
+# set by redis_lib.sh.inc's redis_start and by eval
 set -u
 usage() {
     cat <<'EOF'
@@ -73,6 +75,7 @@ LIB=$(dirname "$0")/../tests/cli/redis_lib.sh.inc
 NAME=redis_demo
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
+# shellcheck source=tests/cli/redis_lib.sh.inc
 . "$LIB"
 redis_require
 say() { [ "$JSON_ONLY" = 1 ] || printf '%s\n' "$*"; }
@@ -123,6 +126,7 @@ row() { # scenario kv file [redis_bytes]: a table row and a JSON object
     bf=$(jnum bytes_fetched "$f")
     bp=$(jnum bytes_published "$f")
     lk=$(logits_ok "$f")
+    pos=$(grep -o '"logits": {"positions": [0-9]*' "$f" | sed 's/.*: //')
     bpt=$(awk -v b="${bf:-0}" -v h="${hits:-0}" -v g=$G 'BEGIN { if (h > 0) printf "%.1f", b / (h * g); else print "-" }')
     bpa=$(awk -v b="${bf:-0}" -v a="${ad:-0}" 'BEGIN { if (a > 0) printf "%.1f", b / a; else print "-" }')
     mr=$(awk -v h="${hits:-0}" -v m="${miss:-0}" 'BEGIN { if (h + m > 0) printf "%.3f", m / (h + m); else print "-" }')
@@ -132,10 +136,10 @@ row() { # scenario kv file [redis_bytes]: a table row and a JSON object
     printf '| %s | %s | %s | %s | %s / %s | %s | %s | %s | %s | %s / %s | %s | %s | %s |\n' "$1" "$2" \
         "${pf:--}" "${ad:--}" "${hits:--}" "${miss:--}" "$mr" "${bf:--}" "$bpt" "$bpa" "$tm3" "$td3" "${bp:--}" "$rm_" \
         "$lk" >>"$ROWS"
-    printf '{"scenario": "%s", "kv": "%s", "exit": %s, "prefill_tokens": %s, "tokens_adopted": %s, "hits": %s, "misses": %s, "bytes_fetched": %s, "bytes_per_fetched_token": %s, "bytes_per_adopted_token": %s, "ttft_mean_s": %s, "ttft_median_s": %s, "bytes_published": %s, "redis_used_memory_growth": %s, "check_logits": %s}\n' \
+    printf '{"scenario": "%s", "kv": "%s", "exit": %s, "prefill_tokens": %s, "tokens_adopted": %s, "hits": %s, "misses": %s, "bytes_fetched": %s, "bytes_per_fetched_token": %s, "bytes_per_adopted_token": %s, "ttft_mean_s": %s, "ttft_median_s": %s, "bytes_published": %s, "redis_used_memory_growth": %s, "check_logits": %s, "check_logits_positions": %s}\n' \
         "$1" "$2" "$(cat "$f.rc")" "${pf:-null}" "${ad:-null}" "${hits:-null}" "${miss:-null}" "${bf:-null}" \
         "$(echo "$bpt" | sed 's/^-$/null/')" "$(echo "$bpa" | sed 's/^-$/null/')" "${tm:-null}" "${td:-null}" \
-        "${bp:-null}" "$(echo "$rm_" | sed 's/^-$/null/')" "$(echo "\"$lk\"" | sed 's/^"-"$/null/')" >>"$JS"
+        "${bp:-null}" "$(echo "$rm_" | sed 's/^-$/null/')" "$(echo "\"$lk\"" | sed 's/^"-"$/null/')" "${pos:-null}" >>"$JS"
 }
 
 # ------------------------------------------------------------ one redis-server
@@ -244,7 +248,6 @@ if [ "$CLUSTER" = 1 ]; then
         d=$(rcli "$p" dbsize)
         [ "$d" -gt "$most" ] && { most=$d; victim=$p; }
     done
-    vid=$(rcli "$victim" cluster myid)
     rep=""
     for p in $ports; do
         [ "$(rcli "$p" role | head -1)" = slave ] || continue
