@@ -138,7 +138,7 @@ static model m_fork(const model *src) {
     m.hk[0] = m.hk[1] = m.hv[0] = m.hv[1] = NULL;
     m.cap = 0;
     m_reserve(&m, src->np + 1);
-    for (uint32_t L = 0; L < NL; L++) {
+    for (uint32_t L = 0; L < NL && src->np; L++) {
         memcpy(m.hk[L], src->hk[L], (size_t)src->np * H * D * 2);
         memcpy(m.hv[L], src->hv[L], (size_t)src->np * H * D * 2);
     }
