@@ -447,7 +447,10 @@ static void test_cut(const fmt *f, uint32_t G, uint32_t S, uint32_t b, uint32_t 
     bad += check(&m, shared ? o.s : NULL, &r, 1);
     /* appended tokens: a fresh stream from n (a cache without sinks fed them alone) */
     uint16_t *xk[NL], *xv[NL];
-    for (uint32_t L = 0; L < NL; L++) xk[L] = malloc((size_t)X * H * D * 2), xv[L] = malloc((size_t)X * H * D * 2);
+    for (uint32_t L = 0; L < NL; L++) {
+        xk[L] = malloc((size_t)X * H * D * 2);
+        xv[L] = malloc((size_t)X * H * D * 2);
+    }
     CHECK(m_append(&m, &r, X, xk, xv) == CQ_OK, "%s: append after the cut", f->name);
     cq_cache *fresh = make_cache(f, G, 0);
     for (uint32_t L = 0; L < NL; L++) cq_cache_append(fresh, L, xk[L], xv[L], X, NULL);
@@ -484,7 +487,8 @@ static void test_cut(const fmt *f, uint32_t G, uint32_t S, uint32_t b, uint32_t 
     char path[64];
     snprintf(path, sizeof path, "/tmp/cq_trunc_%d.cqs", (int)getpid());
     unlink(path);
-    CHECK(cq_kvpool_save_seq(m.s, tok, nt, path, &e) == CQ_ERR_UNSUPPORTED && access(path, F_OK) != 0,
+    CHECK(cq_kvpool_save_seq(m.s, tok, nt, path, &e) == CQ_ERR_UNSUPPORTED &&
+              access(path, F_OK) != 0,
           "%s: save of a partial block", f->name);
     free(tok);
     /* cut inside the partial block's kept tokens, then append */

@@ -499,8 +499,9 @@ cq_status cq_kvpool_check(const cq_kvpool *cp, cq_err *err) {
         if (!st && p->S && s->n_blk &&
             (uint8_t *)s->c->layers[0].heads[0].sink_k != p->sink_of[s->blk[0]])
             st = cq_err_set(err, CQ_ERR_MISMATCH, -1, -1, "sinks not in the sink slot of block 0");
-        if (!st && (s->src.n_part != s->n_part ||
-                    (s->n_part && (s->src.part_page != s->part_b || s->src.part_used != s->part_k))))
+        const int named = !s->n_part ||
+                          (s->src.part_page == s->part_b && s->src.part_used == s->part_k);
+        if (!st && (s->src.n_part != s->n_part || !named))
             st = cq_err_set(err, CQ_ERR_MISMATCH, -1, -1,
                             "the page source names %u partial blocks, the sequence %u",
                             s->src.n_part, s->n_part);

@@ -539,7 +539,8 @@ cq_status cq_seq_attend_prefill(const cq_seq *s, uint32_t layer, const float *q,
                                 const cq_attn_opts *opts, cq_err *err) {
     cq_err_clear(err);
     if (!s) return cq_err_set(err, CQ_ERR_NULL, -1, -1, "sequence is NULL");
-    if (!s->n_part) return cq_cache_attend_prefill(s->c, layer, q, n_q, pos0, n_q_heads, out, opts, err);
+    if (!s->n_part)
+        return cq_cache_attend_prefill(s->c, layer, q, n_q, pos0, n_q_heads, out, opts, err);
     cq_attn_item *it = malloc(((size_t)s->n_part + 1) * sizeof *it);
     if (!it) return cq_err_set(err, CQ_ERR_NOMEM, -1, -1, "out of memory");
     uint32_t n_it = 0;
