@@ -141,7 +141,8 @@ CQ_API cq_status cq_seq_attend_prefill(const cq_seq *s, uint32_t layer, const fl
 typedef struct cq_seq_mem {
     uint64_t private_bytes; /* blocks only this sequence references + its tail */
     uint64_t shared_bytes;  /* blocks referenced by more than one sequence (in full) */
-    uint64_t slack;         /* block bytes of positions past the last token (pro rata) */
+    uint64_t slack;         /* block bytes of positions past the last token and the unused
+                               positions of partial blocks (pro rata) */
     uint64_t tokens;        /* tokens of layer 0 */
     uint32_t blocks, shared_blocks;
 } cq_seq_mem;
