@@ -78,10 +78,16 @@ CQ_API cq_status cq_seq_fork(const cq_seq *src, cq_seq **out, cq_err *err);
 /* Keep the first n tokens (every layer the same length, else CQ_ERR_STATE; n <= length,
  * else CQ_ERR_RANGE). Cuts on a unit border of every store (per-token formats: any n;
  * CQ-4 / CQ-4+ keys and unit codecs: n - sinks a multiple of their unit, or a cut inside
- * the group still in flight) equal a fresh sequence fed the same first n tokens.
- * A cut inside a committed key group of G tokens (or a committed unit) is refused with
- * CQ_ERR_UNSUPPORTED: its fp16 keys are gone (docs/SERVING.md, "truncate"). A kept
- * block that is shared is copied first (copy-on-write; CQ_ERR_BUDGET if it does not fit). */
+ * the group still in flight) equal a fresh sequence fed the same first n tokens; a kept
+ * block that later appends write again and that is shared is copied first (copy-on-write;
+ * CQ_ERR_BUDGET if it does not fit). A cut inside a committed key group of G tokens (or a
+ * committed unit), k tokens into its block, leaves a partial block (docs/SERVING.md,
+ * "truncate"): the block stays referenced whole (shared or not, nothing copied, G - k
+ * positions of slack), the k tokens keep the codes of their full group, and the next append
+ * starts a new group in a new block at position n, so every later group border lies k
+ * positions off a fresh sequence's grid. Such a sequence publishes no block from the partial
+ * one on and cannot be saved (CQ_ERR_UNSUPPORTED). A cut inside a committed unit whose block
+ * some unit store still holds in part in flight is refused with CQ_ERR_UNSUPPORTED. */
 CQ_API cq_status cq_seq_truncate(cq_seq *s, uint32_t n_tokens, cq_err *err);
 /* Position shifts (llama.cpp seq_add): always CQ_ERR_UNSUPPORTED; post-RoPE keys quantized
  * per channel over G tokens cannot be re-rotated without requantizing (docs/SERVING.md). */
@@ -115,7 +121,9 @@ CQ_API cq_status cq_seq_append_f32(cq_seq *s, uint32_t layer, const float *K, co
  * (cq_kvpool_memory's prefix statistics) before it appends anything. */
 CQ_API cq_status cq_seq_append_need(const cq_seq *s, uint32_t n, uint64_t *bytes, cq_err *err);
 CQ_API uint32_t cq_seq_tokens(const cq_seq *s, uint32_t layer);
-/* As cq_cache_read / cq_cache_export / cq_cache_committed. */
+/* As cq_cache_read / cq_cache_export / cq_cache_committed, over the sequence's tokens. With a
+ * partial block (cq_seq_truncate) cq_seq_export returns the blocks' bytes as held: the partial
+ * block's full group / all G positions, then the later tokens. */
 CQ_API cq_status cq_seq_read(const cq_seq *s, uint32_t layer, uint32_t head, uint32_t t0,
                              uint32_t t1, float *K, float *V, cq_err *err);
 CQ_API cq_status cq_seq_export(const cq_seq *s, uint32_t layer, uint32_t head, cq_role role,
@@ -133,7 +141,8 @@ CQ_API cq_status cq_seq_attend_prefill(const cq_seq *s, uint32_t layer, const fl
 typedef struct cq_seq_mem {
     uint64_t private_bytes; /* blocks only this sequence references + its tail */
     uint64_t shared_bytes;  /* blocks referenced by more than one sequence (in full) */
-    uint64_t slack;         /* block bytes of positions past the last token (pro rata) */
+    uint64_t slack;         /* block bytes of positions past the last token and the unused
+                               positions of partial blocks (pro rata) */
     uint64_t tokens;        /* tokens of layer 0 */
     uint32_t blocks, shared_blocks;
 } cq_seq_mem;
@@ -256,7 +265,8 @@ CQ_API cq_status cq_kvpool_block_insert(cq_kvpool *p, const uint8_t *src, size_t
 /* Save sequence s (every layer at the same length, else CQ_ERR_STATE). tokens[0, n_tokens)
  * are its token ids (n_tokens <= its length), or NULL (n_tokens 0) when unknown: then its
  * blocks are restored private and unpublished. With tokens, its published blocks (checked
- * against them: CQ_ERR_MISMATCH) are re-published on load. */
+ * against them: CQ_ERR_MISMATCH) are re-published on load. A sequence holding a partial
+ * block (cq_seq_truncate) is refused with CQ_ERR_UNSUPPORTED. */
 CQ_API cq_status cq_kvpool_save_seq(const cq_seq *s, const uint32_t *tokens, uint32_t n_tokens,
                                     const char *path, cq_err *err);
 /* A new sequence of p holding what the saved one held (reads, exports, attention and later

@@ -241,8 +241,9 @@ class Sequence:
         return Sequence(self.pool, h)
 
     def truncate(self, n_tokens):
-        """Keep the first n_tokens (CQUnsupportedError for a cut inside a committed key
-        group; CQBudgetError when a shared kept block cannot be copied)."""
+        """Keep the first n_tokens (CQBudgetError when a shared kept block cannot be
+        copied). A cut inside a committed key group keeps a partial block: the kept tokens
+        keep their group's codes, later appends start a new group (docs/SERVING.md)."""
         err = new_err()
         raise_for(lib.cq_seq_truncate(self._h(), int(n_tokens), ctypes.byref(err)), err)
 

@@ -106,11 +106,19 @@ class ServeTest(unittest.TestCase):
                     ks, vs = s.read(layer, h)
                     kc, vc = fresh.read(layer, h, 0, S + 2 * G)
                     self.assertTrue(np.array_equal(ks, kc) and np.array_equal(vs, vc))
-            # a cut inside a committed key group is refused and changes nothing
-            with self.assertRaises(cq.CQUnsupportedError) as e:
-                s.truncate(S + G + 5)
-            self.assertEqual(e.exception.name, "CQ_ERR_UNSUPPORTED")
+            # a cut inside a committed key group (of a fork) keeps the group's codes of the
+            # kept tokens and leaves the source unchanged
+            b = s.fork()
+            b.truncate(S + G + 5)
+            self.assertEqual(b.tokens(), S + G + 5)
             self.assertEqual(s.tokens(), S + 2 * G)
+            for layer in range(L):
+                for h in range(H):
+                    kb, vb = b.read(layer, h)
+                    ks, vs = s.read(layer, h, 0, S + G + 5)
+                    self.assertTrue(np.array_equal(kb, ks) and np.array_equal(vb, vs))
+            self.assertEqual(b.memory()["slack"], (G - 5) * p.block_bytes // G)
+            b.free()
             # truncate + append equals a fresh sequence fed the same tokens
             ref = cq.Cache(L, H, D, group=G, n_sinks=S, page_tokens=G)
             for layer in range(L):

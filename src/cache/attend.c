@@ -64,6 +64,15 @@ static uint32_t store_run(const cq_store *s, uint32_t u) {
     return uu * s->unit + cq_store_unit_len(s, uu) - u;
 }
 
+/* Tokens of a pool sequence's page left at store position u: P - u % P for a whole page, what
+ * is left of the used positions of a partial one (0: u lies past them). */
+static uint32_t part_left(const cq_page_source *ps, uint32_t P, uint32_t u) {
+    const uint32_t pg = u / P, off = u % P;
+    for (uint32_t i = 0; i < ps->n_part && ps->part_page[i] <= pg; i++)
+        if (ps->part_page[i] == pg) return off < ps->part_used[i] ? ps->part_used[i] - off : 0;
+    return P - off;
+}
+
 static cq_status gen_unit(const cq_store *s, uint32_t uu, float *buf, int64_t *id) {
     if (*id == (int64_t)uu) return CQ_OK;
     uint32_t g = cq_store_unit_len(s, uu);
@@ -185,6 +194,15 @@ static cq_status attend_range(const cq_cache *c, const cq_head *hd, uint32_t a, 
             k->dot_f16(q, nh, hd->sink_k + (size_t)t * D, n, D, sc->s, BLK);
         } else {
             uint32_t u = t - S, rk = store_run(&hd->k, u), rv = store_run(&hd->v, u);
+            if (c->pager && c->pager->n_part) { /* a partial page ends its tokens early */
+                uint32_t left = part_left(c->pager, c->page_tokens, u);
+                if (!left) {
+                    uint32_t skip = c->page_tokens - u % c->page_tokens;
+                    t = b - t < skip ? b : t + skip;
+                    continue;
+                }
+                if (left < n) n = left;
+            }
             if (rk < n) n = rk;
             if (rv < n) n = rv;
             cq_status st = key_scores(k, &hd->k, u, n, q, nh, sc);

@@ -98,6 +98,12 @@ typedef struct cq_page_source {
     uint8_t *(*page)(void *ctx, const struct cq_cache *c, const cq_layer *l, const cq_store *s,
                      uint32_t index);
     void *ctx;
+    /* Partial pages (a pool sequence truncated inside a committed key group, docs/SERVING.md):
+     * page part_page[i] (ascending) holds tokens at its first part_used[i] positions only; its
+     * other positions are held but are no tokens of the sequence, and attention skips them.
+     * n_part = 0: every page is whole (always so for a cq_cache's own pages). */
+    const uint32_t *part_page, *part_used;
+    uint32_t n_part;
 } cq_page_source;
 
 struct cq_cache {

@@ -93,13 +93,29 @@ cq_status cq_kvpool_attend_prefill(cq_kvpool *p, uint32_t layer, cq_seq *const *
                               i, q_ofs[i], q_ofs[i + 1]);
     if (n_seqs == 0) return CQ_OK;
     const size_t row = (size_t)n_q_heads * p->D; /* [n_q_heads][D] per query token */
-    cq_attn_item *it = malloc((size_t)n_seqs * sizeof *it);
-    if (!it) return cq_err_set(err, CQ_ERR_NOMEM, -1, -1, "out of memory");
-    for (uint32_t i = 0; i < n_seqs; i++)
-        it[i] = (cq_attn_item){seqs[i]->c, q + q_ofs[i] * row, out + q_ofs[i] * row,
-                               q_ofs[i + 1] - q_ofs[i], pos0[i]};
+    /* a sequence with partial blocks: one item per piece of its queries contiguous in its
+     * cache (kvp_prefill_items), as its single call makes them */
+    size_t cap = 0;
+    for (uint32_t i = 0; i < n_seqs; i++) cap += (size_t)seqs[i]->n_part + 1;
+    cq_attn_item *it = malloc(cap * sizeof *it);
+    uint32_t *owner = malloc(cap * sizeof *owner), n_it = 0;
+    if (!it || !owner) {
+        free(it), free(owner);
+        return cq_err_set(err, CQ_ERR_NOMEM, -1, -1, "out of memory");
+    }
     uint32_t bad = UINT32_MAX;
-    st = cq_attend_prefill_items(it, n_seqs, layer, n_q_heads, opts, &bad, err);
-    free(it);
+    for (uint32_t i = 0; i < n_seqs && !st; i++) {
+        uint32_t k = 0;
+        st = kvp_prefill_items(seqs[i], layer, q + q_ofs[i] * row, out + q_ofs[i] * row,
+                               q_ofs[i + 1] - q_ofs[i], pos0[i], row, it + n_it, &k, err);
+        for (uint32_t m = 0; m < k; m++) owner[n_it + m] = i;
+        if (st) bad = i;
+        n_it += k;
+    }
+    if (!st) {
+        st = cq_attend_prefill_items(it, n_it, layer, n_q_heads, opts, &bad, err);
+        if (bad != UINT32_MAX) bad = owner[bad];
+    }
+    free(it), free(owner);
     return name_seq(st, bad, err);
 }

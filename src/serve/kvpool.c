@@ -499,6 +499,22 @@ cq_status cq_kvpool_check(const cq_kvpool *cp, cq_err *err) {
         if (!st && p->S && s->n_blk &&
             (uint8_t *)s->c->layers[0].heads[0].sink_k != p->sink_of[s->blk[0]])
             st = cq_err_set(err, CQ_ERR_MISMATCH, -1, -1, "sinks not in the sink slot of block 0");
+        const int named = !s->n_part ||
+                          (s->src.part_page == s->part_b && s->src.part_used == s->part_k);
+        if (!st && (s->src.n_part != s->n_part || !named))
+            st = cq_err_set(err, CQ_ERR_MISMATCH, -1, -1,
+                            "the page source names %u partial blocks, the sequence %u",
+                            s->src.n_part, s->n_part);
+        for (uint32_t i = 0; i < s->n_part && !st; i++) { /* partial blocks: held whole */
+            uint32_t lo = UINT32_MAX;
+            for (uint32_t L = 0; L < p->NL; L++)
+                if (s->c->layers[L].tokens < lo) lo = s->c->layers[L].tokens;
+            if ((i && s->part_b[i] <= s->part_b[i - 1]) || !s->part_k[i] ||
+                s->part_k[i] >= p->G || (uint64_t)(s->part_b[i] + 1) * p->G + p->S > lo)
+                st = cq_err_set(err, CQ_ERR_MISMATCH, -1, -1,
+                                "partial block %u (block %u, %u positions used) is inconsistent",
+                                i, s->part_b[i], s->part_k[i]);
+        }
         for (uint32_t b = 0; b < s->n_blk && !st; b++) {
             if (s->blk[b] >= cap) {
                 st = cq_err_set(err, CQ_ERR_MISMATCH, -1, -1, "block id %u beyond the index",

@@ -27,6 +27,13 @@ struct cq_seq {
     uint32_t *blk;        /* [cap_blk] block ids, one per G store positions */
     uint32_t n_blk, cap_blk;
     uint16_t *tail;       /* the fp16 in-flight groups of every unit store, or NULL */
+    /* Partial blocks (truncate inside a committed key group, docs/SERVING.md): block
+     * part_b[i] (ascending) is held whole but the sequence uses its first part_k[i] store
+     * positions (0 < k < G). The cache's stores hold every position of the blocks (their
+     * "physical" positions: block b at [b * G, (b + 1) * G)); the sequence's tokens skip
+     * the unused ones. src.part_page / part_used / n_part point here. */
+    uint32_t *part_b, *part_k;
+    uint32_t n_part, cap_part;
     cq_seq *prev, *next;  /* the pool's list */
 };
 
@@ -81,6 +88,19 @@ static inline uint32_t kvp_blocks_for(const cq_kvpool *p, uint32_t tokens) {
     return T ? (T + p->G - 1) / p->G : 1;
 }
 void *kvp_alloc(cq_kvpool *p, size_t n);
+
+/* seq.c: positions of a sequence with partial blocks. Physical store position of logical
+ * store position u (past the sinks). */
+uint32_t kvp_phys(const cq_seq *s, uint32_t u);
+/* Store positions the partial blocks leave unused. */
+uint32_t kvp_holes(const cq_seq *s);
+/* The prefill items of a sequence's queries at logical positions [pos0, pos0 + n_q): one per
+ * physically contiguous piece, written to it (room for s->n_part + 1), their count in *n_it.
+ * CQ_ERR_RANGE when the positions lie beyond layer's tokens. row: floats per query token. */
+struct cq_attn_item;
+cq_status kvp_prefill_items(const cq_seq *s, uint32_t layer, const float *q, float *out,
+                            uint32_t n_q, uint32_t pos0, size_t row, struct cq_attn_item *it,
+                            uint32_t *n_it, cq_err *err);
 void kvp_free(cq_kvpool *p, void *q, size_t n);
 
 /* block_wire.c: the wire form of one block (docs/SERVING.md, "Blocks on the wire"), also the

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "kvpool_internal.h"
+#include "../cache/attend_items.h"
 
 /* Store positions (tokens past the sinks) of a layer. */
 static uint32_t store_tokens(const cq_kvpool *p, uint32_t tokens) {
@@ -40,6 +41,74 @@ static cq_status blk_reserve(cq_seq *s, uint32_t n) {
     kvp_free(s->pool, s->blk, (size_t)s->cap_blk * sizeof *s->blk);
     s->blk = nb;
     s->cap_blk = cap;
+    return CQ_OK;
+}
+
+/* ------------------------------------------------------------ partial blocks */
+
+uint32_t kvp_phys(const cq_seq *s, uint32_t u) {
+    const uint32_t G = s->pool->G;
+    for (uint32_t i = 0; i < s->n_part && u >= s->part_b[i] * G + s->part_k[i]; i++)
+        u += G - s->part_k[i];
+    return u;
+}
+
+uint32_t kvp_holes(const cq_seq *s) {
+    uint32_t h = 0;
+    for (uint32_t i = 0; i < s->n_part; i++) h += s->pool->G - s->part_k[i];
+    return h;
+}
+
+/* The cache's token position of the sequence's token t (sinks included). */
+static uint32_t tok_phys(const cq_seq *s, uint32_t t) {
+    const uint32_t S = s->pool->S;
+    return t < S ? t : S + kvp_phys(s, t - S);
+}
+
+/* Tokens from the sequence's token t on that lie contiguous in the cache (up to the end of
+ * the used positions of the next partial block; UINT32_MAX past the last one). */
+static uint32_t tok_run(const cq_seq *s, uint32_t t) {
+    const uint32_t S = s->pool->S, G = s->pool->G, ph = tok_phys(s, t);
+    for (uint32_t i = 0; i < s->n_part; i++) {
+        const uint32_t end = S + s->part_b[i] * G + s->part_k[i];
+        if (ph < end) return end - ph;
+    }
+    return UINT32_MAX;
+}
+
+/* The sequence's tokens of layer L (the cache's minus the unused positions). */
+static uint32_t seq_len(const cq_seq *s, uint32_t L) {
+    const uint32_t t = s->c->layers[L].tokens;
+    return s->n_part ? t - kvp_holes(s) : t;
+}
+
+static void part_bind(cq_seq *s) {
+    s->src.part_page = s->part_b;
+    s->src.part_used = s->part_k;
+    s->src.n_part = s->n_part;
+}
+
+static cq_status part_reserve(cq_seq *s, uint32_t n) {
+    if (n <= s->cap_part) return CQ_OK;
+    uint32_t cap = s->cap_part ? s->cap_part * 2 : 4;
+    while (cap < n) cap *= 2;
+    uint32_t *nb = kvp_alloc(s->pool, (size_t)cap * sizeof *nb);
+    uint32_t *nk = kvp_alloc(s->pool, (size_t)cap * sizeof *nk);
+    if (!nb || !nk) {
+        kvp_free(s->pool, nb, (size_t)cap * sizeof *nb);
+        kvp_free(s->pool, nk, (size_t)cap * sizeof *nk);
+        return CQ_ERR_NOMEM;
+    }
+    if (s->n_part) {
+        memcpy(nb, s->part_b, (size_t)s->n_part * sizeof *nb);
+        memcpy(nk, s->part_k, (size_t)s->n_part * sizeof *nk);
+    }
+    kvp_free(s->pool, s->part_b, (size_t)s->cap_part * sizeof *nb);
+    kvp_free(s->pool, s->part_k, (size_t)s->cap_part * sizeof *nk);
+    s->part_b = nb;
+    s->part_k = nk;
+    s->cap_part = cap;
+    part_bind(s);
     return CQ_OK;
 }
 
@@ -74,6 +143,8 @@ static void seq_destroy(cq_kvpool *p, cq_seq *s) {
     kvp_tail_detach(p, s);
     kvp_free_cache(p, s);
     kvp_free(p, s->blk, (size_t)s->cap_blk * sizeof *s->blk);
+    kvp_free(p, s->part_b, (size_t)s->cap_part * sizeof *s->part_b);
+    kvp_free(p, s->part_k, (size_t)s->cap_part * sizeof *s->part_k);
     kvp_free(p, s, sizeof *s);
 }
 
@@ -149,13 +220,19 @@ cq_status cq_seq_fork(const cq_seq *src, cq_seq **out, cq_err *err) {
     const int open = src->n_blk && !committed(src, src->n_blk - 1);
     uint32_t open_id = CQ_BLOCK_NONE;
     if (!st) st = seq_new(p, &s, err);
-    if (!st && blk_reserve(s, src->n_blk))
+    if (!st && (blk_reserve(s, src->n_blk) || part_reserve(s, src->n_part)))
         st = cq_err_set(err, CQ_ERR_NOMEM, -1, -1, "out of memory");
     if (!st && open) st = kvp_alloc_blocks(p, 1, src->n_blk - 1, &open_id, err);
     if (!st && src->tail) st = kvp_tail_attach(p, s, err);
     if (!st) {
         if (src->n_blk) memcpy(s->blk, src->blk, (size_t)src->n_blk * sizeof *s->blk);
         s->n_blk = src->n_blk;
+        if (src->n_part) { /* partial blocks are committed: shared like the others */
+            memcpy(s->part_b, src->part_b, (size_t)src->n_part * sizeof *s->part_b);
+            memcpy(s->part_k, src->part_k, (size_t)src->n_part * sizeof *s->part_k);
+        }
+        s->n_part = src->n_part;
+        part_bind(s);
         if (open) {
             s->blk[s->n_blk - 1] = open_id;
             kvp_copy_block(p, open_id, src->blk[src->n_blk - 1]);
@@ -200,42 +277,73 @@ static cq_status store_cut(const cq_store *s, uint32_t T, cut *o) {
     return CQ_OK;
 }
 
+/* Every store's state after keeping T store positions (cuts[L * NS + j]); 0, or 1 when T cuts
+ * a committed unit (its fp16 input is gone), with *L0 / *d0 naming the first such store. */
+static int cut_all(const cq_seq *s, uint32_t T, cut *cuts, uint32_t *L0, const cq_store **d0) {
+    const cq_kvpool *p = s->pool;
+    int refused = 0;
+    for (uint32_t L = 0; L < p->NL; L++)
+        for (uint32_t j = 0; j < p->NS; j++) {
+            const cq_store *d = cq_layer_store_c(&s->c->layers[L], p->H, j);
+            if (d && store_cut(d, T, &cuts[L * p->NS + j]) && !refused++) *L0 = L, *d0 = d;
+        }
+    return refused != 0;
+}
+
 cq_status cq_seq_truncate(cq_seq *s, uint32_t n, cq_err *err) {
     cq_err_clear(err);
     if (!s) return cq_err_set(err, CQ_ERR_NULL, -1, -1, "sequence is NULL");
     cq_kvpool *p = s->pool;
     pthread_mutex_lock(&p->mu);
-    uint32_t len;
-    cq_status st = common_length(s, &len, "truncate", err);
+    uint32_t plen;
+    cq_status st = common_length(s, &plen, "truncate", err);
+    const uint32_t len = st ? 0 : plen - kvp_holes(s);
     if (!st && n > len)
         st = cq_err_set(err, CQ_ERR_RANGE, n, -1, "truncate to %u tokens of %u", n, len);
     if (st || n == len) {
         pthread_mutex_unlock(&p->mu);
         return st;
     }
-    const uint32_t T = store_tokens(p, n), keep = kvp_blocks_for(p, n), NS = p->NS;
-    /* the last kept block keeps a part of its positions (or only sinks): appends will
-     * write it again */
-    const int partial = n && (T % p->G || T == 0);
+    const uint32_t G = p->G, NS = p->NS, Tl = store_tokens(p, n);
+    /* the cut in the cache's positions; the partial blocks before it stay */
+    const uint32_t PT = Tl ? kvp_phys(s, Tl - 1) + 1 : 0;
+    uint32_t np = 0;
+    while (np < s->n_part && s->part_b[np] * G + s->part_k[np] < PT) np++;
     cut *cuts = calloc((size_t)p->NL * NS, sizeof *cuts);
     if (!cuts) {
         pthread_mutex_unlock(&p->mu);
         return cq_err_set(err, CQ_ERR_NOMEM, -1, -1, "out of memory");
     }
-    /* (1) every store's new state, or the refusal */
-    for (uint32_t L = 0; L < p->NL && !st; L++)
-        for (uint32_t j = 0; j < NS && !st; j++) {
-            const cq_store *d = cq_layer_store_c(&s->c->layers[L], p->H, j);
-            if (d && store_cut(d, T, &cuts[L * NS + j]))
-                st = cq_err_set(err, CQ_ERR_UNSUPPORTED, n, -1,
-                                "truncating to %u tokens cuts a committed unit of %u tokens "
-                                "(layer %u, %s): its fp16 input is gone; cut on a unit border "
-                                "(docs/SERVING.md, \"truncate\")",
-                                n, d->unit, L, d->role == CQ_ROLE_KEY ? "keys" : "values");
-        }
-    /* (2) a kept partial block that another sequence sees is copied (copy-on-write) */
+    /* (1) every store's new state. A cut inside a committed unit keeps the whole block and
+     * uses its first PT % G positions (a partial block): the stores are cut at the block's
+     * end, which every store must have committed (a unit store holding part of the block in
+     * flight cannot keep it). */
+    uint32_t PC = PT, L0 = 0;
+    const cq_store *d0 = NULL;
+    int part = cut_all(s, PT, cuts, &L0, &d0);
+    if (part) {
+        PC = (PT / G + 1) * G;
+        for (uint32_t L = 0; L < p->NL && part; L++)
+            for (uint32_t j = 0; j < NS; j++) {
+                const cq_store *d = cq_layer_store_c(&s->c->layers[L], p->H, j);
+                if (d && !cq_store_per_token(d) && d->n_done < PC) part = 0;
+            }
+        if (!part || cut_all(s, PC, cuts, &L0, &d0))
+            st = cq_err_set(err, CQ_ERR_UNSUPPORTED, n, -1,
+                            "truncating to %u tokens cuts a unit of %u tokens (layer %u, %s) "
+                            "whose block is not committed: its fp16 input is gone; cut on a unit "
+                            "border (docs/SERVING.md, \"truncate\")",
+                            n, d0->unit, L0, d0->role == CQ_ROLE_KEY ? "keys" : "values");
+    }
+    const uint32_t nphys = Tl ? p->S + PC : n, keep = kvp_blocks_for(p, nphys);
+    /* the last kept block keeps a part of its positions (or only sinks): appends will
+     * write it again (a partial block is never written again) */
+    const int reopen = nphys && (PC % G || PC == 0);
+    if (!st && part && part_reserve(s, np + 1))
+        st = cq_err_set(err, CQ_ERR_NOMEM, -1, -1, "out of memory");
+    /* (2) a reopened block that another sequence sees is copied (copy-on-write) */
     uint32_t cow = CQ_BLOCK_NONE;
-    if (!st && partial) {
+    if (!st && reopen) {
         cq_prefix_block_info bi;
         cq_prefix_info(p->ix, s->blk[keep - 1], &bi, NULL);
         if (bi.refs > 1 || bi.state == CQ_BLOCK_CACHED)
@@ -256,7 +364,7 @@ cq_status cq_seq_truncate(cq_seq *s, uint32_t n, cq_err *err) {
     s->n_blk = keep;
     for (uint32_t L = 0; L < p->NL; L++) {
         cq_layer *l = &s->c->layers[L];
-        l->tokens = n;
+        l->tokens = nphys;
         for (uint32_t j = 0; j < NS; j++) {
             cq_store *d = cq_layer_store(l, p->H, j);
             if (!d) continue;
@@ -268,6 +376,13 @@ cq_status cq_seq_truncate(cq_seq *s, uint32_t n, cq_err *err) {
                 d->pages[keep - 1] = kvp_slot(p, L * NS + j, cow);
         }
     }
+    s->n_part = np;
+    if (part) {
+        s->part_b[np] = PT / G;
+        s->part_k[np] = PT % G;
+        s->n_part++;
+    }
+    part_bind(s);
     kvp_bind_sinks(p, s);
     kvp_tail_detach(p, s);
     free(cuts);
@@ -381,14 +496,28 @@ cq_status cq_seq_append_need(const cq_seq *s, uint32_t n, uint64_t *bytes, cq_er
 /* ------------------------------------------------------------ reading */
 
 uint32_t cq_seq_tokens(const cq_seq *s, uint32_t layer) {
-    return s ? cq_cache_tokens(s->c, layer) : 0;
+    return s && layer < s->pool->NL ? seq_len(s, layer) : 0;
 }
 
 cq_status cq_seq_read(const cq_seq *s, uint32_t layer, uint32_t head, uint32_t t0, uint32_t t1,
                       float *K, float *V, cq_err *err) {
     cq_err_clear(err);
     if (!s) return cq_err_set(err, CQ_ERR_NULL, -1, -1, "sequence is NULL");
-    return cq_cache_read(s->c, layer, head, t0, t1, K, V, err);
+    if (!s->n_part || layer >= s->pool->NL || head >= s->pool->H)
+        return cq_cache_read(s->c, layer, head, t0, t1, K, V, err);
+    const uint32_t len = seq_len(s, layer), D = s->pool->D;
+    if (t0 > t1 || t1 > len)
+        return cq_err_set(err, CQ_ERR_RANGE, t1, -1, "token range [%u, %u) outside [0, %u)", t0,
+                          t1, len);
+    for (uint32_t t = t0; t < t1;) { /* pieces contiguous in the cache */
+        const uint32_t run = tok_run(s, t), e = t1 - t < run ? t1 : t + run, ph = tok_phys(s, t);
+        const size_t o = (size_t)(t - t0) * D;
+        cq_status st = cq_cache_read(s->c, layer, head, ph, ph + (e - t), K ? K + o : NULL,
+                                     V ? V + o : NULL, err);
+        if (st) return st;
+        t = e;
+    }
+    return CQ_OK;
 }
 
 cq_status cq_seq_export(const cq_seq *s, uint32_t layer, uint32_t head, cq_role role,
@@ -410,7 +539,39 @@ cq_status cq_seq_attend_prefill(const cq_seq *s, uint32_t layer, const float *q,
                                 const cq_attn_opts *opts, cq_err *err) {
     cq_err_clear(err);
     if (!s) return cq_err_set(err, CQ_ERR_NULL, -1, -1, "sequence is NULL");
-    return cq_cache_attend_prefill(s->c, layer, q, n_q, pos0, n_q_heads, out, opts, err);
+    if (!s->n_part)
+        return cq_cache_attend_prefill(s->c, layer, q, n_q, pos0, n_q_heads, out, opts, err);
+    cq_attn_item *it = malloc(((size_t)s->n_part + 1) * sizeof *it);
+    if (!it) return cq_err_set(err, CQ_ERR_NOMEM, -1, -1, "out of memory");
+    uint32_t n_it = 0;
+    cq_status st = kvp_prefill_items(s, layer, q, out, n_q, pos0, (size_t)n_q_heads * s->pool->D,
+                                     it, &n_it, err);
+    if (!st) st = cq_attend_prefill_items(it, n_it, layer, n_q_heads, opts, NULL, err);
+    free(it);
+    return st;
+}
+
+cq_status kvp_prefill_items(const cq_seq *s, uint32_t layer, const float *q, float *out,
+                            uint32_t n_q, uint32_t pos0, size_t row, cq_attn_item *it,
+                            uint32_t *n_it, cq_err *err) {
+    *n_it = 1;
+    it[0] = (cq_attn_item){s->c, q, out, n_q, pos0};
+    if (!s->n_part || layer >= s->pool->NL || !n_q || !q || !out)
+        return CQ_OK; /* the drivers' own checks and answers */
+    const uint32_t len = seq_len(s, layer);
+    if ((uint64_t)pos0 + n_q > len)
+        return cq_err_set(err, CQ_ERR_RANGE, pos0, -1,
+                          "queries at [%u, %llu) need that many tokens; layer %u holds %u", pos0,
+                          (unsigned long long)pos0 + n_q, layer, len);
+    uint32_t k = 0;
+    for (uint32_t t = pos0; t < pos0 + n_q; k++) { /* the causal position of each query */
+        const uint32_t run = tok_run(s, t), e = pos0 + n_q - t < run ? pos0 + n_q : t + run;
+        it[k] = (cq_attn_item){s->c, q + (t - pos0) * row, out + (t - pos0) * row, e - t,
+                               tok_phys(s, t)};
+        t = e;
+    }
+    *n_it = k;
+    return CQ_OK;
 }
 
 cq_status cq_seq_memory(const cq_seq *s, cq_seq_mem *out) {
@@ -430,8 +591,8 @@ cq_status cq_seq_memory(const cq_seq *s, cq_seq_mem *out) {
         }
     }
     out->blocks = s->n_blk;
-    out->tokens = s->c->layers[0].tokens;
-    const uint64_t T = store_tokens(p, s->c->layers[0].tokens);
+    out->tokens = seq_len(s, 0);
+    const uint64_t T = store_tokens(p, out->tokens); /* a partial block's unused positions: slack */
     out->slack = ((uint64_t)s->n_blk * p->G - T) * p->block_bytes / p->G;
     pthread_mutex_unlock(&p->mu);
     return CQ_OK;
@@ -456,11 +617,15 @@ cq_status cq_seq_publish(cq_seq *s, const uint32_t *tokens, uint32_t n, cq_err *
     pthread_mutex_lock(&p->mu);
     uint32_t len;
     cq_status st = common_length(s, &len, "publish", err);
+    if (!st) len -= kvp_holes(s);
     if (!st && n > len)
         st = cq_err_set(err, CQ_ERR_RANGE, n, -1, "publishing %u tokens of a sequence of %u", n,
                         len);
     /* the full blocks tokens[0, n) spells; all of them are committed (n <= length) */
-    const uint32_t nb = st || n < p->S + p->G ? 0 : (n - p->S) / p->G;
+    uint32_t nb = st || n < p->S + p->G ? 0 : (n - p->S) / p->G;
+    /* a partial block is not published, nor any block after it: their chain does not lie on
+     * the G-token grid of a fresh prompt (before it, the positions are the prompt's) */
+    if (s->n_part && nb > s->part_b[0]) nb = s->part_b[0];
     uint32_t parent = CQ_BLOCK_NONE;
     for (uint32_t b = 0; b < nb && !st; b++) {
         const uint32_t t0 = b ? p->S + b * p->G : 0, cnt = b ? p->G : p->S + p->G;

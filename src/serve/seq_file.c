@@ -236,7 +236,15 @@ cq_status cq_kvpool_save_seq(const cq_seq *s, const uint32_t *tokens, uint32_t n
     uint8_t *img = NULL;
     uint64_t len = 0;
     pthread_mutex_lock(&p->mu);
-    cq_status st = seq_image(s, tokens, n_tokens, &img, &len, err);
+    cq_status st = CQ_OK;
+    if (s->n_part) /* the file's blocks lie on the grid of a fresh prompt */
+        st = cq_err_set(err, CQ_ERR_UNSUPPORTED, -1, -1,
+                        "the sequence holds a partial block (block %u, %u of %u positions used, "
+                        "from a truncate inside a key group): its later groups do not lie on "
+                        "the G-token grid the file format records; it cannot be saved "
+                        "(docs/SERVING.md, \"Save and restore\")",
+                        s->part_b[0], s->part_k[0], p->G);
+    if (!st) st = seq_image(s, tokens, n_tokens, &img, &len, err);
     pthread_mutex_unlock(&p->mu);
     if (!st) st = cq_write_file_atomic(path, img, (size_t)len, err);
     free(img);
