@@ -496,6 +496,14 @@ static void test_tiled(const cq_kernels *s, const cq_kernels *v) {
             for (uint32_t h = 0; h < nh; h++)
                 for (uint32_t t = 0; t < N; t++)
                     w[(size_t)h * GM + t] = (float)exp(-fabs(cq_rng_normal(&r)) * (rep % 4) * 3.0);
+            if (rep >= 6) /* FAST tiles around the 2^-100 cut: some skipped, some with tiny steps */
+                for (uint32_t h = 0; h < nh; h++) {
+                    float f = 1.0f; /* per tile of CQ_V8_TILE: 2^-96 .. 2^-107 */
+                    for (uint32_t t = 0; t < N; t++) {
+                        if (t % CQ_V8_TILE == 0) f = (float)ldexp(1.0, -96 - (int)cq_rng_below(&r, 12));
+                        w[(size_t)h * GM + t] *= f;
+                    }
+                }
             /* EXACT: s_acc_i4's bits on the rows; a table within 1e-5 of the term sums */
             double mag = 0.0;
             for (uint32_t h = 0; h < nh; h++)
