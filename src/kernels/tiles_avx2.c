@@ -69,10 +69,15 @@ static inline void split_u(__m256i a, __m256i b, __m256i out[4]) {
 /* ------------------------------------------------------ FAST key scores */
 
 /* Per call and query head: each unit's query bytes as one dword, each 8-channel block's
- * multiplier 2^sh, and 8 * sum(q8) weighted the same way (u = code + 8). */
+ * multiplier 2^sh, and 8 * sum(q8) weighted the same way (u = code + 8). Consecutive whole
+ * blocks with the same shift share one int16 sum and one multiply-add: a block adds at most
+ * 2 x 2 x 15 x 127 = 7620 to an int16 lane, so a run is cut after KTQ_RUN_MAX blocks
+ * (30480 <= 32767); last[b] marks the block that ends a run. */
+#define KTQ_RUN_MAX 4u
 typedef struct ktq_head {
     int32_t qd[CQ_MAX_DIM / 4 + 2];
     int16_t mult[CQ_MAX_DIM / CQ_Q8_BLOCK + 1];
+    uint8_t last[CQ_MAX_DIM / CQ_Q8_BLOCK + 1];
     uint32_t corr; /* unsigned: wraps like the int32 lanes */
 } ktq_head;
 
@@ -94,6 +99,12 @@ static void ktq_setup(const int8_t *q, const uint8_t *shh, uint32_t kept, ktq_he
         for (uint32_t c = bk * CQ_Q8_BLOCK; c < kept && c < (bk + 1) * CQ_Q8_BLOCK; c++) sb += q[c];
         kq->corr += (uint32_t)(8 * sb) << shh[bk];
         kq->mult[bk] = (int16_t)(1 << shh[bk]); /* <= 2^11 */
+    }
+    const uint32_t fb = Q / 2; /* whole blocks (the last, partial one is summed alone) */
+    for (uint32_t bk = 0, run = 0; bk < fb; bk++) {
+        run++;
+        kq->last[bk] = bk + 1 == fb || shh[bk + 1] != shh[bk] || run == KTQ_RUN_MAX;
+        if (kq->last[bk]) run = 0;
     }
 }
 
@@ -139,16 +150,17 @@ void cq_avx2_dot_i4tq(const int8_t *q8, const uint8_t *sh, const float *qs, uint
                 const ktq_head *k = &kq[h];
                 __m256i tot[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(),
                                   _mm256_setzero_si256(), _mm256_setzero_si256()};
+                __m256i a16[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(),
+                                  _mm256_setzero_si256(), _mm256_setzero_si256()};
                 for (uint32_t bk = 0; bk < fb; bk++) { /* two quads */
-                    __m256i a16[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(),
-                                      _mm256_setzero_si256(), _mm256_setzero_si256()};
                     ktq_unit(sp[2 * bk], k->qd[2 * bk], a16);
                     ktq_unit(sp[2 * bk + 1], k->qd[2 * bk + 1], a16);
-                    ktq_block(a16, k->mult[bk], tot);
+                    if (k->last[bk]) { /* the run's sum, shifted once */
+                        ktq_block(a16, k->mult[bk], tot);
+                        a16[0] = a16[1] = a16[2] = a16[3] = _mm256_setzero_si256();
+                    }
                 }
                 if (fb < nb) { /* the last block: a quad if Q is odd, the pair, the single */
-                    __m256i a16[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(),
-                                      _mm256_setzero_si256(), _mm256_setzero_si256()};
                     for (uint32_t i = 2 * fb; i < nu; i++) ktq_unit(sp[i], k->qd[i], a16);
                     ktq_block(a16, k->mult[fb], tot);
                 }
