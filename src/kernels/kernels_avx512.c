@@ -33,19 +33,7 @@
  * KiB into L2 1.31 ms; prefetches never fault, so they may point past a page. */
 #define PF_NEAR 2048
 #define PF_FAR 8192
-/* The fp16 kernels' stream (dot_f16 keys, acc_f16 values) when a row is 256 bytes or more
- * (D >= 128): into L2, keys PF_FAR ahead of each token pair, values F16_PF_V_TOKENS rows ahead
- * (the next 128-token run's). acc_f16 reads a 64-token tile in 64-channel passes, so at
- * D >= 128 a pass touches half of every row and the hardware prefetchers see strides; with
- * the prefetch the step ran 1.3-1.7x faster at D = 128 (16K and 64K tokens, 2 threads), and
- * 0.7-0.8x at D = 64, whose rows are one pass of sequential lines (docs/CACHE.md, "Kernel
- * ceilings"). Prefetches never fault, so they may point past the run or the page. */
-#define F16_PF_MIN_D 128
-#define F16_PF_V_TOKENS 128
-/* into L2 only (see pf_line on why this is inline asm) */
-static inline void pf_l2(const uint8_t *p) {
-    __asm__ volatile("prefetcht1 %0" : : "m"(*(const char *)p));
-}
+/* The fp16 kernels' L2 prefetch (F16_PF_MIN_D, F16_PF_V_TOKENS, pf_l2): kernels_x86.h. */
 static inline void pf_line(const uint8_t *p) {
     _mm_prefetch((const char *)(p + PF_NEAR), _MM_HINT_T0);
     /* GCC 12 drops the _mm_prefetch(.., _MM_HINT_T1) of these loops (seen in the object
@@ -207,9 +195,9 @@ static void x_dot_f16(const float *q, uint32_t nh, const uint16_t *k, uint32_t n
         const uint32_t nhc = nh - h0 < HC ? nh - h0 : HC;
         const float *qh = q + (size_t)h0 * D;
         for (uint32_t t = 0; t < n2; t += 2) {
-            if (pf && h0 == 0) /* the pair's lines, PF_FAR ahead */
+            if (pf && h0 == 0) /* the pair's lines, F16_PF_K_BYTES ahead */
                 for (uint32_t o = 0; o < 4 * D; o += 64)
-                    pf_l2((const uint8_t *)(k + (size_t)t * D) + o + PF_FAR);
+                    pf_l2((const uint8_t *)(k + (size_t)t * D) + o + F16_PF_K_BYTES);
 #define B(NH) f16_pair(NH, qh, k + (size_t)t * D, D, s + (size_t)h0 * ss + t, ss)
             NH_SWITCH(nhc, B)
 #undef B
