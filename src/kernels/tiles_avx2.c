@@ -290,28 +290,41 @@ static ALWAYS_INLINE void vb_fast(const uint32_t nhc, const uint8_t (*wb)[CQ_V8_
     }
 }
 
+/* Tiles are prepared VB_PREP_TILES at a time before their loops run, so that the preps'
+ * dependency chains (the max, the division, the conversion, the byte stores the loop reads
+ * back) overlap one another instead of each stalling its tile's loop. Each head's tiles
+ * still add to acc in token order: the same bits. */
+#define VB_PREP_TILES 4u
 void cq_avx2_acc_i4tq(const float *w, uint32_t ws, uint32_t nh, const uint8_t *blk, uint32_t o,
                       const uint16_t *vs, uint32_t n, uint32_t D, float *acc) {
     const size_t bb = 2 * (size_t)D;
-    for (uint32_t t0 = 0; t0 < n; t0 += CQ_V8_TILE) {
-        const uint32_t m = n - t0 < CQ_V8_TILE ? n - t0 : CQ_V8_TILE;
-        const uint32_t p0 = o + t0, sft = p0 % CQ_VB_TOK, nblk = (sft + m + CQ_VB_TOK - 1) / CQ_VB_TOK;
-        const uint8_t *b0 = blk + (size_t)(p0 / CQ_VB_TOK) * bb;
-        prefetch_ahead(b0, (CQ_V8_TILE / CQ_VB_TOK) * bb);
+    for (uint32_t G = 0; G < n; G += VB_PREP_TILES * CQ_V8_TILE) {
+        const uint32_t gn = n - G < VB_PREP_TILES * CQ_V8_TILE ? n - G : VB_PREP_TILES * CQ_V8_TILE;
+        const uint32_t nt = (gn + CQ_V8_TILE - 1) / CQ_V8_TILE;
         for (uint32_t g0 = 0; g0 < nh; g0 += HC) {
             const uint32_t ng = nh - g0 < HC ? nh - g0 : HC;
-            cq_i4q_tile tl;
-            cq_avx2_i4q_prep(w + (size_t)g0 * ws + t0, ws, ng, m, vs + t0, &tl);
+            cq_i4q_tile tl[VB_PREP_TILES];
             /* the weights by storage position: a run may start mid-block */
-            uint8_t wsh[HC][CQ_V8_TILE + 8];
-            for (uint32_t h = 0; h < ng; h++) {
-                memset(wsh[h], 0, sizeof wsh[h]);
-                memcpy(wsh[h] + sft, tl.wb[h], m);
+            uint8_t wsh[VB_PREP_TILES][HC][CQ_V8_TILE + 8];
+            for (uint32_t j = 0; j < nt; j++) {
+                const uint32_t t0 = G + j * CQ_V8_TILE, m = n - t0 < CQ_V8_TILE ? n - t0 : CQ_V8_TILE;
+                const uint32_t sft = (o + t0) % CQ_VB_TOK;
+                cq_avx2_i4q_prep(w + (size_t)g0 * ws + t0, ws, ng, m, vs + t0, &tl[j]);
+                for (uint32_t h = 0; h < ng; h++) {
+                    memset(wsh[j][h], 0, sizeof wsh[j][h]);
+                    memcpy(wsh[j][h] + sft, tl[j].wb[h], m);
+                }
             }
             float *ag = acc + (size_t)g0 * D;
-#define B(NH) vb_fast(NH, (const uint8_t(*)[CQ_V8_TILE + 8])wsh, &tl, b0, nblk, D, ag)
-            NH_SWITCH(ng, B)
+            for (uint32_t j = 0; j < nt; j++) {
+                const uint32_t t0 = G + j * CQ_V8_TILE, m = n - t0 < CQ_V8_TILE ? n - t0 : CQ_V8_TILE;
+                const uint32_t p0 = o + t0, nblk = (p0 % CQ_VB_TOK + m + CQ_VB_TOK - 1) / CQ_VB_TOK;
+                const uint8_t *b0 = blk + (size_t)(p0 / CQ_VB_TOK) * bb;
+                if (g0 == 0) prefetch_ahead(b0, (CQ_V8_TILE / CQ_VB_TOK) * bb);
+#define B(NH) vb_fast(NH, (const uint8_t(*)[CQ_V8_TILE + 8])wsh[j], &tl[j], b0, nblk, D, ag)
+                NH_SWITCH(ng, B)
 #undef B
+            }
         }
     }
 }
