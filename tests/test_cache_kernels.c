@@ -420,6 +420,9 @@ static void test_tiled(const cq_kernels *s, const cq_kernels *v) {
             const uint32_t g = rep < 2 ? CQ_KT_TOK * (1 + cq_rng_below(&r, 5)) : 1 + cq_rng_below(&r, GM);
             const size_t gb = (size_t)(g + CQ_KT_TOK - 1) / CQ_KT_TOK * 16 * kept;
             for (size_t i = 0; i < gb + 16; i++) canon[i] = (uint8_t)cq_rng_below(&r, 256);
+            if (rep == 5) /* mostly the largest u = code + 8 (15): the widest integer sums */
+                for (size_t i = 0; i < gb + 16; i++)
+                    if (cq_rng_below(&r, 4)) canon[i] = 0x77;
             memcpy(grp, canon, gb + 16);
             cq_kt_pack(grp, kept, g);
             for (uint32_t t = 0; t < (g + CQ_KT_TOK - 1) / CQ_KT_TOK * CQ_KT_TOK; t++)
@@ -434,7 +437,8 @@ static void test_tiled(const cq_kernels *s, const cq_kernels *v) {
             const uint32_t nh = 1 + cq_rng_below(&r, 8);
             for (uint32_t h = 0; h < nh; h++) {
                 for (uint32_t c = 0; c < kept; c++)
-                    x[c] = (float)(cq_rng_normal(&r) * ldexp(1.0, (int)((c / CQ_Q8_BLOCK * 5 + h) % 17) - 8));
+                    x[c] = rep == 5 ? (h & 1 ? -1.0f : 1.0f) /* q8 = +-127, one shift for all blocks */
+                                    : (float)(cq_rng_normal(&r) * ldexp(1.0, (int)((c / CQ_Q8_BLOCK * 5 + h) % 17) - 8));
                 s->quant_q8(x, kept, q8 + (size_t)h * kept, sh + (size_t)h * nb, &qs[h]);
             }
             s->dot_i4tq(q8, sh, qs, nh, grp, r0, cnt, kept, sa, GM);
@@ -496,6 +500,14 @@ static void test_tiled(const cq_kernels *s, const cq_kernels *v) {
             for (uint32_t h = 0; h < nh; h++)
                 for (uint32_t t = 0; t < N; t++)
                     w[(size_t)h * GM + t] = (float)exp(-fabs(cq_rng_normal(&r)) * (rep % 4) * 3.0);
+            if (rep >= 6) /* FAST tiles around the 2^-100 cut: some skipped, some with tiny steps */
+                for (uint32_t h = 0; h < nh; h++) {
+                    float f = 1.0f; /* per tile of CQ_V8_TILE: 2^-96 .. 2^-107 */
+                    for (uint32_t t = 0; t < N; t++) {
+                        if (t % CQ_V8_TILE == 0) f = (float)ldexp(1.0, -96 - (int)cq_rng_below(&r, 12));
+                        w[(size_t)h * GM + t] *= f;
+                    }
+                }
             /* EXACT: s_acc_i4's bits on the rows; a table within 1e-5 of the term sums */
             double mag = 0.0;
             for (uint32_t h = 0; h < nh; h++)

@@ -182,10 +182,13 @@ static void v_enc_key_group(const cq_params *p, const uint16_t *K, uint32_t g, u
     } while (0)
 
 
+/* pf: ask for each row's lines F16_PF_K_BYTES ahead into L2 */
 static ALWAYS_INLINE void dot_f16_blk(const uint32_t nhc, const float *qh, const uint16_t *k,
-                                      uint32_t n, uint32_t D, float *s, uint32_t ss) {
+                                      uint32_t n, uint32_t D, float *s, uint32_t ss, int pf) {
     for (uint32_t t = 0; t < n; t++) {
         const uint16_t *row = k + (size_t)t * D;
+        if (pf)
+            for (uint32_t o = 0; o < 2 * D; o += 64) pf_l2((const uint8_t *)row + o + F16_PF_K_BYTES);
         float o[4];
 #define L8(c) load_f16x8(row + (c))
 #define S1(c) cq_f16_to_f32(row[c])
@@ -200,7 +203,8 @@ static void v_dot_f16(const float *q, uint32_t nh, const uint16_t *k, uint32_t n
                       float *s, uint32_t ss) {
     for (uint32_t h0 = 0; h0 < nh; h0 += HC) {
         uint32_t nhc = nh - h0 < HC ? nh - h0 : HC;
-#define B(NH) dot_f16_blk(NH, q + (size_t)h0 * D, k, n, D, s + (size_t)h0 * ss, ss)
+        const int pf = D >= F16_PF_MIN_D && h0 == 0;
+#define B(NH) dot_f16_blk(NH, q + (size_t)h0 * D, k, n, D, s + (size_t)h0 * ss, ss, pf)
         NH_SWITCH(nhc, B)
 #undef B
     }
@@ -378,9 +382,11 @@ static void v_quant_q8(const float *x, uint32_t kept, int8_t *q8, uint8_t *sh, f
 
 /* --------------------------------------------------- value accumulation */
 
+#define NO_PF(t, c) ((void)0)
+
 /* acc[h][c..c+16) += sum_t w[h][t] * x_t(c..c+16), for one 16-channel chunk at a time:
  * accumulators stay in registers across the token loop. */
-#define ACC_CHUNKS(nhc, wt, n, D, acc, LOAD8, SCAL)                                                \
+#define ACC_CHUNKS(nhc, wt, n, D, acc, LOAD8, SCAL, PF)                                            \
     do {                                                                                           \
         uint32_t c_ = 0;                                                                           \
         for (; c_ + 16 <= (D); c_ += 16) {                                                         \
@@ -393,6 +399,7 @@ static void v_quant_q8(const float *x, uint32_t kept, int8_t *q8, uint8_t *sh, f
                 }                                                                                  \
             }                                                                                      \
             for (uint32_t t_ = 0; t_ < (n); t_++) {                                                \
+                PF(t_, c_);                                                                        \
                 __m256 x0 = LOAD8(t_, c_), x1 = LOAD8(t_, c_ + 8);                                 \
                 _Pragma("GCC unroll 4") for (uint32_t h_ = 0; h_ < (nhc); h_++) {                  \
                     __m256 b_ = _mm256_broadcast_ss((wt) + (size_t)h_ * (n) + t_);                 \
@@ -432,11 +439,21 @@ static void weights_tile(const float *w, uint32_t ws, uint32_t h0, uint32_t nhc,
     }
 }
 
+/* pf != NULL: the first 16-channel pass asks for token t's row F16_PF_V_TOKENS rows ahead of
+ * pf into L2 (a line at a time, spread over the token loop) */
 static ALWAYS_INLINE void acc_f16_blk(const uint32_t nhc, const float *wt, uint32_t m,
-                                      const uint16_t *vb, uint32_t D, float *ah) {
+                                      const uint16_t *vb, uint32_t D, float *ah,
+                                      const uint8_t *pf) {
 #define L8(t, c) load_f16x8(vb + (size_t)(t) * D + (c))
 #define S1(t, c) cq_f16_to_f32(vb[(size_t)(t) * D + (c)])
-    ACC_CHUNKS(nhc, wt, m, D, ah, L8, S1);
+#define PFV(t, c)                                                                                  \
+    do {                                                                                           \
+        if (pf && (c) == 0)                                                                        \
+            for (uint32_t o_ = 0; o_ < 2 * D; o_ += 64)                                            \
+                pf_l2(pf + ((size_t)(t) + F16_PF_V_TOKENS) * D * 2 + o_);                          \
+    } while (0)
+    ACC_CHUNKS(nhc, wt, m, D, ah, L8, S1, PFV);
+#undef PFV
 #undef L8
 #undef S1
 }
@@ -445,7 +462,7 @@ static ALWAYS_INLINE void acc_f32_blk(const uint32_t nhc, const float *wt, uint3
                                       const float *vb, uint32_t D, float *ah) {
 #define L8(t, c) _mm256_loadu_ps(vb + (size_t)(t) * D + (c))
 #define S1(t, c) vb[(size_t)(t) * D + (c)]
-    ACC_CHUNKS(nhc, wt, m, D, ah, L8, S1);
+    ACC_CHUNKS(nhc, wt, m, D, ah, L8, S1, NO_PF);
 #undef L8
 #undef S1
 }
@@ -454,7 +471,7 @@ static ALWAYS_INLINE void acc_i8_blk(const uint32_t nhc, const float *wt, uint32
                                      const int8_t *vb, uint32_t D, float *ah) {
 #define L8(t, c) load_i8x8(vb + (size_t)(t) * D + (c))
 #define S1(t, c) (float)vb[(size_t)(t) * D + (c)]
-    ACC_CHUNKS(nhc, wt, m, D, ah, L8, S1);
+    ACC_CHUNKS(nhc, wt, m, D, ah, L8, S1, NO_PF);
 #undef L8
 #undef S1
 }
@@ -467,7 +484,8 @@ static void v_acc_f16(const float *w, uint32_t ws, uint32_t nh, const uint16_t *
         for (uint32_t t0 = 0; t0 < n; t0 += TB) {
             uint32_t m = n - t0 < TB ? n - t0 : TB;
             weights_tile(w, ws, h0, nhc, t0, m, NULL, wt);
-#define B(NH) acc_f16_blk(NH, wt, m, v + (size_t)t0 * D, D, acc + (size_t)h0 * D)
+            const uint8_t *pf = D >= F16_PF_MIN_D && h0 == 0 ? (const uint8_t *)(v + (size_t)t0 * D) : NULL;
+#define B(NH) acc_f16_blk(NH, wt, m, v + (size_t)t0 * D, D, acc + (size_t)h0 * D, pf)
             NH_SWITCH(nhc, B)
 #undef B
         }

@@ -33,19 +33,7 @@
  * KiB into L2 1.31 ms; prefetches never fault, so they may point past a page. */
 #define PF_NEAR 2048
 #define PF_FAR 8192
-/* The fp16 kernels' stream (dot_f16 keys, acc_f16 values) when a row is 256 bytes or more
- * (D >= 128): into L2, keys PF_FAR ahead of each token pair, values F16_PF_V_TOKENS rows ahead
- * (the next 128-token run's). acc_f16 reads a 64-token tile in 64-channel passes, so at
- * D >= 128 a pass touches half of every row and the hardware prefetchers see strides; with
- * the prefetch the step ran 1.3-1.7x faster at D = 128 (16K and 64K tokens, 2 threads), and
- * 0.7-0.8x at D = 64, whose rows are one pass of sequential lines (docs/CACHE.md, "Kernel
- * ceilings"). Prefetches never fault, so they may point past the run or the page. */
-#define F16_PF_MIN_D 128
-#define F16_PF_V_TOKENS 128
-/* into L2 only (see pf_line on why this is inline asm) */
-static inline void pf_l2(const uint8_t *p) {
-    __asm__ volatile("prefetcht1 %0" : : "m"(*(const char *)p));
-}
+/* The fp16 kernels' L2 prefetch (F16_PF_MIN_D, F16_PF_V_TOKENS, pf_l2): kernels_x86.h. */
 static inline void pf_line(const uint8_t *p) {
     _mm_prefetch((const char *)(p + PF_NEAR), _MM_HINT_T0);
     /* GCC 12 drops the _mm_prefetch(.., _MM_HINT_T1) of these loops (seen in the object
@@ -207,9 +195,9 @@ static void x_dot_f16(const float *q, uint32_t nh, const uint16_t *k, uint32_t n
         const uint32_t nhc = nh - h0 < HC ? nh - h0 : HC;
         const float *qh = q + (size_t)h0 * D;
         for (uint32_t t = 0; t < n2; t += 2) {
-            if (pf && h0 == 0) /* the pair's lines, PF_FAR ahead */
+            if (pf && h0 == 0) /* the pair's lines, F16_PF_K_BYTES ahead */
                 for (uint32_t o = 0; o < 4 * D; o += 64)
-                    pf_l2((const uint8_t *)(k + (size_t)t * D) + o + PF_FAR);
+                    pf_l2((const uint8_t *)(k + (size_t)t * D) + o + F16_PF_K_BYTES);
 #define B(NH) f16_pair(NH, qh, k + (size_t)t * D, D, s + (size_t)h0 * ss + t, ss)
             NH_SWITCH(nhc, B)
 #undef B
@@ -628,85 +616,141 @@ static void x_dot_i4tq(const int8_t *q8, const uint8_t *sh, const float *qs, uin
 
 /* cq_avx2_i4q_prep on 16 lanes, the same operations in the same order per weight (product,
  * max, one division, product then dithered sum, truncation, clamp), so the same tile.
- * The tile holds CQ_V8_TILE = 32 weights: two vectors per head. */
+ * The tile holds CQ_V8_TILE = 32 weights: two vectors per head. The heads' maxima and code
+ * sums are reduced together (max and integer sums are exact in any order): four vectors
+ * fold to one whose 128-bit lane h holds head h's value, and the two divisions run once
+ * for the four heads. */
 _Static_assert(CQ_V8_TILE == 32, "x_i4q_prep holds a tile in two 16-lane vectors");
-static void x_i4q_prep(const float *w, uint32_t ws, uint32_t nhc, uint32_t m, const uint16_t *vs,
-                       cq_i4q_tile *tl) {
+#define X4_FOLD(OP, CAST, v0, v1, v2, v3, out)                                                     \
+    do {                                                                                           \
+        const __m512 f0_ = CAST(v0), f1_ = CAST(v1), f2_ = CAST(v2), f3_ = CAST(v3);             \
+        const __m512 t0_ = OP(_mm512_shuffle_f32x4(f0_, f1_, 0x44), _mm512_shuffle_f32x4(f0_, f1_, 0xEE)); \
+        const __m512 t1_ = OP(_mm512_shuffle_f32x4(f2_, f3_, 0x44), _mm512_shuffle_f32x4(f2_, f3_, 0xEE)); \
+        __m512 u_ = OP(_mm512_shuffle_f32x4(t0_, t1_, 0x88), _mm512_shuffle_f32x4(t0_, t1_, 0xDD)); \
+        u_ = OP(u_, _mm512_permute_ps(u_, 0x4E));                                                  \
+        (out) = OP(u_, _mm512_permute_ps(u_, 0xB1));                                               \
+    } while (0)
+#define X4_ID(x) (x)
+#define X4_ADDI(a, b) _mm512_castsi512_ps(_mm512_add_epi32(_mm512_castps_si512(a), _mm512_castps_si512(b)))
+static ALWAYS_INLINE void x_i4q_prep(const float *w, uint32_t ws, uint32_t nhc, uint32_t m,
+                                     const uint16_t *vs, cq_i4q_tile *tl) {
     const __mmask16 k0 = (__mmask16)(m >= 16 ? 0xFFFF : (1u << m) - 1),
                     k1 = (__mmask16)(m >= 32 ? 0xFFFF : m > 16 ? (1u << (m - 16)) - 1 : 0);
     const __m512 v0 = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(k0, vs)),
                  v1 = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(k1, vs + 16));
     const __m512 d0 = _mm512_loadu_ps(cq_v8_dither), d1 = _mm512_loadu_ps(cq_v8_dither + 16);
     const __m512i cmax = _mm512_set1_epi32(CQ_V8_MAX);
-    for (uint32_t h = 0; h < nhc; h++) {
-        const float *wr = w + (size_t)h * ws;
-        const __m512 a0 = _mm512_mul_ps(_mm512_maskz_loadu_ps(k0, wr), v0);
-        const __m512 a1 = _mm512_mul_ps(_mm512_maskz_loadu_ps(k1, wr + 16), v1);
-        const float A = _mm512_reduce_max_ps(_mm512_max_ps(a0, a1)); /* exact in any order */
-        tl->on[h] = A > 0x1p-100f;
+    __m512 a0[HC], a1[HC], mx[HC];
+    _Pragma("GCC unroll 4") for (uint32_t h = 0; h < HC; h++) {
+        if (h < nhc) {
+            const float *wr = w + (size_t)h * ws;
+            a0[h] = _mm512_mul_ps(_mm512_maskz_loadu_ps(k0, wr), v0);
+            a1[h] = _mm512_mul_ps(_mm512_maskz_loadu_ps(k1, wr + 16), v1);
+            mx[h] = _mm512_max_ps(a0[h], a1[h]);
+        } else {
+            a0[h] = a1[h] = mx[h] = _mm512_setzero_ps();
+        }
+    }
+    __m512 Av; /* lane 4h: head h's A */
+    X4_FOLD(_mm512_max_ps, X4_ID, mx[0], mx[1], mx[2], mx[3], Av);
+    const __m512 c127 = _mm512_set1_ps((float)CQ_V8_MAX);
+    const __m512 ivv = _mm512_div_ps(c127, Av), dvv = _mm512_div_ps(Av, c127);
+    const __mmask16 on = _mm512_cmp_ps_mask(Av, _mm512_set1_ps(0x1p-100f), _CMP_GT_OQ);
+    __m512i sq[HC];
+    _Pragma("GCC unroll 4") for (uint32_t h = 0; h < HC; h++) {
+        sq[h] = _mm512_setzero_si512();
+        if (h >= nhc) continue;
+        tl->on[h] = (on >> (4 * h)) & 1;
         if (!tl->on[h]) {
             memset(tl->wb[h], 0, CQ_V8_TILE);
             continue;
         }
-        const __m512 iv = _mm512_set1_ps((float)CQ_V8_MAX / A);
-        const __m512i q0 = _mm512_min_epi32(_mm512_cvttps_epi32(_mm512_add_ps(_mm512_mul_ps(a0, iv), d0)), cmax);
-        const __m512i q1 = _mm512_min_epi32(_mm512_cvttps_epi32(_mm512_add_ps(_mm512_mul_ps(a1, iv), d1)), cmax);
+        const __m512 iv = _mm512_shuffle_f32x4(ivv, ivv, 0x55 * h);
+        const __m512i q0 = _mm512_min_epi32(_mm512_cvttps_epi32(_mm512_add_ps(_mm512_mul_ps(a0[h], iv), d0)), cmax);
+        const __m512i q1 = _mm512_min_epi32(_mm512_cvttps_epi32(_mm512_add_ps(_mm512_mul_ps(a1[h], iv), d1)), cmax);
         /* tokens past m: a = 0, so q = trunc(dither) = 0 */
-        tl->S8[h] = 8 * _mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));
-        tl->d[h] = A / (float)CQ_V8_MAX;
+        sq[h] = _mm512_add_epi32(q0, q1);
         _mm_store_si128((__m128i *)tl->wb[h], _mm512_cvtepi32_epi8(q0));
         _mm_store_si128((__m128i *)(tl->wb[h] + 16), _mm512_cvtepi32_epi8(q1));
     }
+    __m512 Sv;
+    X4_FOLD(X4_ADDI, _mm512_castsi512_ps, sq[0], sq[1], sq[2], sq[3], Sv);
+    float dt[16] __attribute__((aligned(64)));
+    int32_t st[16] __attribute__((aligned(64)));
+    _mm512_store_ps(dt, dvv);
+    _mm512_store_si512(st, _mm512_castps_si512(Sv));
+    _Pragma("GCC unroll 4") for (uint32_t h = 0; h < nhc; h++) {
+        tl->S8[h] = 8 * st[4 * h];
+        tl->d[h] = dt[4 * h];
+    }
+}
+#undef X4_FOLD
+#undef X4_ID
+#undef X4_ADDI
+
+/* acc += the four u8 x s8 products of each dword of u and s, in place. Written out because
+ * GCC 12 gives the intrinsic's loop-carried accumulators a copy each per use (two vector
+ * moves per vpdpbusd and stack stores in vb_chunk's loop, seen in the object code). */
+static ALWAYS_INLINE __m512i dpbusd_inplace(__m512i acc, __m512i u, __m512i s) {
+    __asm__("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(u), "v"(s));
+    return acc;
 }
 
 /* FAST values over value blocks (cq_tiles.h). A chunk read as 16 dwords holds 4 tokens of
  * channel m (low nibbles) and of channel 16 + m (high): one vpdpbusd per nibble side and
- * head multiplies the block's four 7-bit weights (unsigned operand, a broadcast dword) by
- * the four u = code + 8 (signed operand) and adds to the channel's int32 lane, with no
- * transpose. Per acc_i4q tile the weights come from the AVX2 prep (the same rule); they
- * are laid out by storage position, so a run that starts mid-block gives its first and
- * last blocks zero weights on the positions outside it. 64 channels at a time: 4 heads x
- * 4 vectors of accumulators. */
+ * head multiplies the four u = code + 8 of the block (unsigned operand) by its four 7-bit
+ * weights (signed operand, a broadcast dword) and adds to the channel's int32 lane, with no
+ * transpose. The high side is not shifted down: its operand is 16 u ((x ^ 0x88) & 0xF0, one
+ * vpternlogd like the low side's (x ^ 0x88) & 0x0F, both at most 240), so its lane sums
+ * 16 (I - 8 S) (from -128 S) and the flush multiplies by d / 16: the exact product
+ * (16 K) (d / 16) is K d (16 K < 2^24 converts exactly, d / 16 >= 2^-111 is a normal
+ * float), so the rounded product and the sum have the rule's bits. Per acc_i4q tile the
+ * weights come from x_i4q_prep (the same rule); they are laid out by storage position, so a
+ * run that starts mid-block gives its first and last blocks zero weights on the positions
+ * outside it. 64 channels at a time: 4 heads x 4 vectors of accumulators. */
 /* 32 * (1 + TWO) channels from byte 2c of each block (TWO: a second 32-channel chunk) */
 static ALWAYS_INLINE void vb_chunk(const uint32_t nhc, const uint32_t TWO,
                                    const uint8_t *wb, size_t wst, const cq_i4q_tile *tl,
                                    const uint8_t *blk, uint32_t nblk, size_t bb, float *acc,
                                    uint32_t D) {
-    const __m512i m15 = _mm512_set1_epi8(0x0F), x88 = _mm512_set1_epi8((char)0x88);
-    __m512i a[HC][4]; /* start at -8 S: the flush then converts I - 8 S directly */
-    _Pragma("GCC unroll 4") for (uint32_t h = 0; h < HC; h++)
-        a[h][0] = a[h][1] = a[h][2] = a[h][3] = _mm512_set1_epi32(h < nhc ? -tl->S8[h] : 0);
+    const __m512i m15 = _mm512_set1_epi8(0x0F), m240 = _mm512_set1_epi8((char)0xF0),
+                  x88 = _mm512_set1_epi8((char)0x88);
+    __m512i a[HC][4]; /* low sides from -8 S, high sides from -128 S */
+    _Pragma("GCC unroll 4") for (uint32_t h = 0; h < HC; h++) {
+        a[h][0] = a[h][2] = _mm512_set1_epi32(h < nhc ? -tl->S8[h] : 0);
+        a[h][1] = a[h][3] = _mm512_set1_epi32(h < nhc ? -16 * tl->S8[h] : 0);
+    }
     for (uint32_t k = 0; k < nblk; k++) {
         const uint8_t *p = blk + k * bb;
         pf_line(p); /* the stream from DRAM: the lines this chunk reads */
         if (TWO) pf_line(p + 64);
-        const __m512i x0 = _mm512_loadu_si512(p); /* u = (nibble ^ 8) & 15 */
+        const __m512i x0 = _mm512_loadu_si512(p);
         const __m512i l0 = _mm512_ternarylogic_epi32(x0, x88, m15, TERN_XOR_AND),
-                      h0 = _mm512_ternarylogic_epi32(_mm512_srli_epi16(x0, 4), x88, m15, TERN_XOR_AND);
+                      h0 = _mm512_ternarylogic_epi32(x0, x88, m240, TERN_XOR_AND);
         __m512i l1 = l0, h1 = h0;
         if (TWO) {
             const __m512i x1 = _mm512_loadu_si512(p + 64);
             l1 = _mm512_ternarylogic_epi32(x1, x88, m15, TERN_XOR_AND);
-            h1 = _mm512_ternarylogic_epi32(_mm512_srli_epi16(x1, 4), x88, m15, TERN_XOR_AND);
+            h1 = _mm512_ternarylogic_epi32(x1, x88, m240, TERN_XOR_AND);
         }
         _Pragma("GCC unroll 4") for (uint32_t h = 0; h < nhc; h++) {
             int32_t w4;
             memcpy(&w4, wb + h * wst + 4 * k, 4);
             const __m512i wv = _mm512_set1_epi32(w4);
-            a[h][0] = _mm512_dpbusd_epi32(a[h][0], wv, l0);
-            a[h][1] = _mm512_dpbusd_epi32(a[h][1], wv, h0);
+            a[h][0] = dpbusd_inplace(a[h][0], l0, wv);
+            a[h][1] = dpbusd_inplace(a[h][1], h0, wv);
             if (TWO) {
-                a[h][2] = _mm512_dpbusd_epi32(a[h][2], wv, l1);
-                a[h][3] = _mm512_dpbusd_epi32(a[h][3], wv, h1);
+                a[h][2] = dpbusd_inplace(a[h][2], l1, wv);
+                a[h][3] = dpbusd_inplace(a[h][3], h1, wv);
             }
         }
     }
     _Pragma("GCC unroll 4") for (uint32_t h = 0; h < nhc; h++) {
         if (!tl->on[h]) continue;
-        const __m512 dv = _mm512_set1_ps(tl->d[h]);
+        const __m512 dv = _mm512_set1_ps(tl->d[h]), dv16 = _mm512_set1_ps(tl->d[h] * 0.0625f);
         float *dst = acc + (size_t)h * D;
         _Pragma("GCC unroll 4") for (uint32_t i = 0; i < 2 + 2 * TWO; i++) {
-            const __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(a[h][i]), dv);
+            const __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(a[h][i]), (i & 1) ? dv16 : dv);
             _mm512_storeu_ps(dst + 16 * i, _mm512_add_ps(_mm512_loadu_ps(dst + 16 * i), f));
         }
     }
@@ -722,34 +766,48 @@ static ALWAYS_INLINE void vb_tile(const uint32_t nhc, const uint8_t *wb, size_t 
     if (c < D) vb_chunk(nhc, 0, wb, wst, tl, blk + 2 * (size_t)c, nblk, bb, acc + c, D);
 }
 
+/* Tiles are prepared X_PREP_TILES at a time before their loops run, so that the preps'
+ * dependency chains (loads, the max, the divisions, the conversion and the byte stores the
+ * loop reads back) overlap one another instead of each stalling its tile's loop. Each head's
+ * tiles still add to acc in token order: the same bits. */
+#define X_PREP_TILES 4u
 static void x_acc_i4tq(const float *w, uint32_t ws, uint32_t nh, const uint8_t *blk, uint32_t o,
                        const uint16_t *vs, uint32_t n, uint32_t D, float *acc) {
     const size_t bb = 2 * (size_t)D;
-    for (uint32_t t0 = 0; t0 < n; t0 += CQ_V8_TILE) {
-        const uint32_t m = n - t0 < CQ_V8_TILE ? n - t0 : CQ_V8_TILE;
-        const uint32_t p0 = o + t0, nblk = (p0 % CQ_VB_TOK + m + CQ_VB_TOK - 1) / CQ_VB_TOK;
-        const uint8_t *b0 = blk + (size_t)(p0 / CQ_VB_TOK) * bb;
-        /* the value scales are a stream of their own (64 bytes a tile): a line 8 tiles ahead */
-        _mm_prefetch((const char *)(vs + t0) + 8 * 2 * CQ_V8_TILE, _MM_HINT_T0);
+    for (uint32_t g0 = 0; g0 < n; g0 += X_PREP_TILES * CQ_V8_TILE) {
+        const uint32_t gn = n - g0 < X_PREP_TILES * CQ_V8_TILE ? n - g0 : X_PREP_TILES * CQ_V8_TILE;
+        const uint32_t nt = (gn + CQ_V8_TILE - 1) / CQ_V8_TILE;
+        /* the value scales are a stream of their own (64 bytes a tile): lines 8 tiles ahead */
+        for (uint32_t j = 0; j < nt; j++)
+            _mm_prefetch((const char *)(vs + g0 + j * CQ_V8_TILE) + 8 * 2 * CQ_V8_TILE, _MM_HINT_T0);
         for (uint32_t h0 = 0; h0 < nh; h0 += HC) {
             const uint32_t nhc = nh - h0 < HC ? nh - h0 : HC;
-            cq_i4q_tile tl;
-            x_i4q_prep(w + (size_t)h0 * ws + t0, ws, nhc, m, vs + t0, &tl);
-            const uint32_t sft = p0 % CQ_VB_TOK;
-            uint8_t wsh[HC][CQ_V8_TILE + 8] __attribute__((aligned(16)));
-            const uint8_t *wb = &tl.wb[0][0]; /* a tile from a block start: as prepared */
-            size_t wst = sizeof tl.wb[0];
-            if (sft) { /* weights by storage position: the run starts mid-block */
-                for (uint32_t h = 0; h < nhc; h++) {
-                    memset(wsh[h], 0, sizeof wsh[h]);
-                    memcpy(wsh[h] + sft, tl.wb[h], m);
+            cq_i4q_tile tl[X_PREP_TILES];
+            uint8_t wsh[X_PREP_TILES][HC][CQ_V8_TILE + 8] __attribute__((aligned(16)));
+            const uint8_t *wb[X_PREP_TILES];
+            size_t wst[X_PREP_TILES];
+            for (uint32_t j = 0; j < nt; j++) {
+                const uint32_t t0 = g0 + j * CQ_V8_TILE, m = n - t0 < CQ_V8_TILE ? n - t0 : CQ_V8_TILE;
+                x_i4q_prep(w + (size_t)h0 * ws + t0, ws, nhc, m, vs + t0, &tl[j]);
+                const uint32_t sft = (o + t0) % CQ_VB_TOK;
+                wb[j] = &tl[j].wb[0][0], wst[j] = sizeof tl[j].wb[0]; /* from a block start: as prepared */
+                if (sft) { /* weights by storage position: the run starts mid-block */
+                    for (uint32_t h = 0; h < nhc; h++) {
+                        memset(wsh[j][h], 0, sizeof wsh[j][h]);
+                        memcpy(wsh[j][h] + sft, tl[j].wb[h], m);
+                    }
+                    wb[j] = &wsh[j][0][0], wst[j] = sizeof wsh[j][0];
                 }
-                wb = &wsh[0][0], wst = sizeof wsh[0];
             }
             float *ah = acc + (size_t)h0 * D;
-#define B(NH) vb_tile(NH, wb, wst, &tl, b0, nblk, D, ah)
-            NH_SWITCH(nhc, B)
+            for (uint32_t j = 0; j < nt; j++) {
+                const uint32_t t0 = g0 + j * CQ_V8_TILE, m = n - t0 < CQ_V8_TILE ? n - t0 : CQ_V8_TILE;
+                const uint32_t p0 = o + t0, nblk = (p0 % CQ_VB_TOK + m + CQ_VB_TOK - 1) / CQ_VB_TOK;
+                const uint8_t *b0 = blk + (size_t)(p0 / CQ_VB_TOK) * bb;
+#define B(NH) vb_tile(NH, wb[j], wst[j], &tl[j], b0, nblk, D, ah)
+                NH_SWITCH(nhc, B)
 #undef B
+            }
         }
     }
 }

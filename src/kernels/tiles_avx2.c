@@ -69,10 +69,15 @@ static inline void split_u(__m256i a, __m256i b, __m256i out[4]) {
 /* ------------------------------------------------------ FAST key scores */
 
 /* Per call and query head: each unit's query bytes as one dword, each 8-channel block's
- * multiplier 2^sh, and 8 * sum(q8) weighted the same way (u = code + 8). */
+ * multiplier 2^sh, and 8 * sum(q8) weighted the same way (u = code + 8). Consecutive whole
+ * blocks with the same shift share one int16 sum and one multiply-add: a block adds at most
+ * 2 x 2 x 15 x 127 = 7620 to an int16 lane, so a run is cut after KTQ_RUN_MAX blocks
+ * (30480 <= 32767); last[b] marks the block that ends a run. */
+#define KTQ_RUN_MAX 4u
 typedef struct ktq_head {
     int32_t qd[CQ_MAX_DIM / 4 + 2];
     int16_t mult[CQ_MAX_DIM / CQ_Q8_BLOCK + 1];
+    uint8_t last[CQ_MAX_DIM / CQ_Q8_BLOCK + 1];
     uint32_t corr; /* unsigned: wraps like the int32 lanes */
 } ktq_head;
 
@@ -94,6 +99,12 @@ static void ktq_setup(const int8_t *q, const uint8_t *shh, uint32_t kept, ktq_he
         for (uint32_t c = bk * CQ_Q8_BLOCK; c < kept && c < (bk + 1) * CQ_Q8_BLOCK; c++) sb += q[c];
         kq->corr += (uint32_t)(8 * sb) << shh[bk];
         kq->mult[bk] = (int16_t)(1 << shh[bk]); /* <= 2^11 */
+    }
+    const uint32_t fb = Q / 2; /* whole blocks (the last, partial one is summed alone) */
+    for (uint32_t bk = 0, run = 0; bk < fb; bk++) {
+        run++;
+        kq->last[bk] = bk + 1 == fb || shh[bk + 1] != shh[bk] || run == KTQ_RUN_MAX;
+        if (kq->last[bk]) run = 0;
     }
 }
 
@@ -139,16 +150,17 @@ void cq_avx2_dot_i4tq(const int8_t *q8, const uint8_t *sh, const float *qs, uint
                 const ktq_head *k = &kq[h];
                 __m256i tot[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(),
                                   _mm256_setzero_si256(), _mm256_setzero_si256()};
+                __m256i a16[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(),
+                                  _mm256_setzero_si256(), _mm256_setzero_si256()};
                 for (uint32_t bk = 0; bk < fb; bk++) { /* two quads */
-                    __m256i a16[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(),
-                                      _mm256_setzero_si256(), _mm256_setzero_si256()};
                     ktq_unit(sp[2 * bk], k->qd[2 * bk], a16);
                     ktq_unit(sp[2 * bk + 1], k->qd[2 * bk + 1], a16);
-                    ktq_block(a16, k->mult[bk], tot);
+                    if (k->last[bk]) { /* the run's sum, shifted once */
+                        ktq_block(a16, k->mult[bk], tot);
+                        a16[0] = a16[1] = a16[2] = a16[3] = _mm256_setzero_si256();
+                    }
                 }
                 if (fb < nb) { /* the last block: a quad if Q is odd, the pair, the single */
-                    __m256i a16[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(),
-                                      _mm256_setzero_si256(), _mm256_setzero_si256()};
                     for (uint32_t i = 2 * fb; i < nu; i++) ktq_unit(sp[i], k->qd[i], a16);
                     ktq_block(a16, k->mult[fb], tot);
                 }
@@ -278,28 +290,41 @@ static ALWAYS_INLINE void vb_fast(const uint32_t nhc, const uint8_t (*wb)[CQ_V8_
     }
 }
 
+/* Tiles are prepared VB_PREP_TILES at a time before their loops run, so that the preps'
+ * dependency chains (the max, the division, the conversion, the byte stores the loop reads
+ * back) overlap one another instead of each stalling its tile's loop. Each head's tiles
+ * still add to acc in token order: the same bits. */
+#define VB_PREP_TILES 4u
 void cq_avx2_acc_i4tq(const float *w, uint32_t ws, uint32_t nh, const uint8_t *blk, uint32_t o,
                       const uint16_t *vs, uint32_t n, uint32_t D, float *acc) {
     const size_t bb = 2 * (size_t)D;
-    for (uint32_t t0 = 0; t0 < n; t0 += CQ_V8_TILE) {
-        const uint32_t m = n - t0 < CQ_V8_TILE ? n - t0 : CQ_V8_TILE;
-        const uint32_t p0 = o + t0, sft = p0 % CQ_VB_TOK, nblk = (sft + m + CQ_VB_TOK - 1) / CQ_VB_TOK;
-        const uint8_t *b0 = blk + (size_t)(p0 / CQ_VB_TOK) * bb;
-        prefetch_ahead(b0, (CQ_V8_TILE / CQ_VB_TOK) * bb);
+    for (uint32_t G = 0; G < n; G += VB_PREP_TILES * CQ_V8_TILE) {
+        const uint32_t gn = n - G < VB_PREP_TILES * CQ_V8_TILE ? n - G : VB_PREP_TILES * CQ_V8_TILE;
+        const uint32_t nt = (gn + CQ_V8_TILE - 1) / CQ_V8_TILE;
         for (uint32_t g0 = 0; g0 < nh; g0 += HC) {
             const uint32_t ng = nh - g0 < HC ? nh - g0 : HC;
-            cq_i4q_tile tl;
-            cq_avx2_i4q_prep(w + (size_t)g0 * ws + t0, ws, ng, m, vs + t0, &tl);
+            cq_i4q_tile tl[VB_PREP_TILES];
             /* the weights by storage position: a run may start mid-block */
-            uint8_t wsh[HC][CQ_V8_TILE + 8];
-            for (uint32_t h = 0; h < ng; h++) {
-                memset(wsh[h], 0, sizeof wsh[h]);
-                memcpy(wsh[h] + sft, tl.wb[h], m);
+            uint8_t wsh[VB_PREP_TILES][HC][CQ_V8_TILE + 8];
+            for (uint32_t j = 0; j < nt; j++) {
+                const uint32_t t0 = G + j * CQ_V8_TILE, m = n - t0 < CQ_V8_TILE ? n - t0 : CQ_V8_TILE;
+                const uint32_t sft = (o + t0) % CQ_VB_TOK;
+                cq_avx2_i4q_prep(w + (size_t)g0 * ws + t0, ws, ng, m, vs + t0, &tl[j]);
+                for (uint32_t h = 0; h < ng; h++) {
+                    memset(wsh[j][h], 0, sizeof wsh[j][h]);
+                    memcpy(wsh[j][h] + sft, tl[j].wb[h], m);
+                }
             }
             float *ag = acc + (size_t)g0 * D;
-#define B(NH) vb_fast(NH, (const uint8_t(*)[CQ_V8_TILE + 8])wsh, &tl, b0, nblk, D, ag)
-            NH_SWITCH(ng, B)
+            for (uint32_t j = 0; j < nt; j++) {
+                const uint32_t t0 = G + j * CQ_V8_TILE, m = n - t0 < CQ_V8_TILE ? n - t0 : CQ_V8_TILE;
+                const uint32_t p0 = o + t0, nblk = (p0 % CQ_VB_TOK + m + CQ_VB_TOK - 1) / CQ_VB_TOK;
+                const uint8_t *b0 = blk + (size_t)(p0 / CQ_VB_TOK) * bb;
+                if (g0 == 0) prefetch_ahead(b0, (CQ_V8_TILE / CQ_VB_TOK) * bb);
+#define B(NH) vb_fast(NH, (const uint8_t(*)[CQ_V8_TILE + 8])wsh[j], &tl[j], b0, nblk, D, ag)
+                NH_SWITCH(ng, B)
 #undef B
+            }
         }
     }
 }
