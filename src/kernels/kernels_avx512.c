@@ -665,7 +665,12 @@ static ALWAYS_INLINE void x_i4q_prep(const float *w, uint32_t ws, uint32_t nhc, 
             memset(tl->wb[h], 0, CQ_V8_TILE);
             continue;
         }
-        const __m512 iv = _mm512_shuffle_f32x4(ivv, ivv, 0x55 * h);
+        /* lane h of ivv in every lane (an index vector: h is not an immediate for every
+         * compiler) */
+        const __m512 iv = _mm512_permutexvar_ps(
+            _mm512_add_epi32(_mm512_set1_epi32((int)(4 * h)),
+                             _mm512_set_epi32(3, 2, 1, 0, 3, 2, 1, 0, 3, 2, 1, 0, 3, 2, 1, 0)),
+            ivv);
         const __m512i q0 = _mm512_min_epi32(_mm512_cvttps_epi32(_mm512_add_ps(_mm512_mul_ps(a0[h], iv), d0)), cmax);
         const __m512i q1 = _mm512_min_epi32(_mm512_cvttps_epi32(_mm512_add_ps(_mm512_mul_ps(a1[h], iv), d1)), cmax);
         /* tokens past m: a = 0, so q = trunc(dither) = 0 */
