@@ -27,20 +27,6 @@
 #define WIRE_VERSION 1u
 #define WIRE_HDR 80u   /* the fixed header */
 #define WIRE_ENTRY 16u /* per (layer, store): u32 kind, u32 0, u64 canonical bytes */
-#define KIND_NONE 0xFFFFFFFFu
-
-/* Fuzzing builds ignore CRC mismatches so that mutated inputs reach the checks behind
- * them (never defined in the library's own builds). */
-#ifdef FUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION
-#define CRC_BAD(stored, computed) ((void)(stored), (void)(computed), 0)
-#else
-#define CRC_BAD(stored, computed) ((stored) != (computed))
-#endif
-
-/* The data store (layer L, store j) of the configuration, or NULL. */
-static const cq_store *store_at(const cq_kvpool *p, uint32_t L, uint32_t j) {
-    return cq_layer_store_c(&p->proto->layers[L], p->H, j);
-}
 
 uint64_t kvp_wire_len(const cq_kvpool *p, uint32_t pos) {
     const uint64_t first = pos == 0;

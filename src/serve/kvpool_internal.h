@@ -94,6 +94,9 @@ void *kvp_alloc(cq_kvpool *p, size_t n);
 uint32_t kvp_phys(const cq_seq *s, uint32_t u);
 /* Store positions the partial blocks leave unused. */
 uint32_t kvp_holes(const cq_seq *s);
+/* Every store of the sequence without tokens, pages or state in flight (the undo of a
+ * failed build; blocks, tail and sinks are the caller's). */
+void kvp_clear_stores(cq_kvpool *p, cq_seq *s);
 /* The prefill items of a sequence's queries at logical positions [pos0, pos0 + n_q): one per
  * physically contiguous piece, written to it (room for s->n_part + 1), their count in *n_it.
  * CQ_ERR_RANGE when the positions lie beyond layer's tokens. row: floats per query token. */
@@ -102,6 +105,20 @@ cq_status kvp_prefill_items(const cq_seq *s, uint32_t layer, const float *q, flo
                             uint32_t n_q, uint32_t pos0, size_t row, struct cq_attn_item *it,
                             uint32_t *n_it, cq_err *err);
 void kvp_free(cq_kvpool *p, void *q, size_t n);
+
+/* The wire form and the files: a (layer, store) slot the configuration does not have. */
+#define KIND_NONE 0xFFFFFFFFu
+/* Fuzzing builds ignore CRC mismatches so that mutated inputs reach the checks behind
+ * them (never defined in the library's own builds). */
+#ifdef FUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION
+#define CRC_BAD(stored, computed) ((void)(stored), (void)(computed), 0)
+#else
+#define CRC_BAD(stored, computed) ((stored) != (computed))
+#endif
+/* The data store (layer L, store j) of the configuration, or NULL. */
+static inline const cq_store *store_at(const cq_kvpool *p, uint32_t L, uint32_t j) {
+    return cq_layer_store_c(&p->proto->layers[L], p->H, j);
+}
 
 /* block_wire.c: the wire form of one block (docs/SERVING.md, "Blocks on the wire"), also the
  * unit of the pool's files (seq_file.c). */

@@ -655,6 +655,19 @@ cq_status cq_seq_publish(cq_seq *s, const uint32_t *tokens, uint32_t n, cq_err *
     return st;
 }
 
+void kvp_clear_stores(cq_kvpool *p, cq_seq *s) {
+    for (uint32_t L = 0; L < p->NL; L++) {
+        cq_layer *l = &s->c->layers[L];
+        l->tokens = 0;
+        for (uint32_t j = 0; j < p->NS; j++) {
+            cq_store *d = cq_layer_store(l, p->H, j);
+            if (!d) continue;
+            cq_store_trim(s->c, l, d, 0);
+            d->n_done = d->n_resid = d->tail_g = 0;
+        }
+    }
+}
+
 cq_status cq_seq_adopt_prefix(cq_seq *s, const uint32_t *tokens, uint32_t n, uint32_t *adopted,
                               cq_err *err) {
     cq_err_clear(err);
@@ -691,16 +704,7 @@ cq_status cq_seq_adopt_prefix(cq_seq *s, const uint32_t *tokens, uint32_t n, uin
             }
         }
         if (st) { /* undo: an empty sequence again */
-            for (uint32_t L = 0; L < p->NL; L++) {
-                cq_layer *l = &s->c->layers[L];
-                l->tokens = 0;
-                for (uint32_t j = 0; j < p->NS; j++) {
-                    cq_store *d = cq_layer_store(l, p->H, j);
-                    if (!d) continue;
-                    cq_store_trim(s->c, l, d, 0);
-                    d->n_done = 0;
-                }
-            }
+            kvp_clear_stores(p, s);
             (void)cq_prefix_release_chain(p->ix, s->blk, nb, NULL);
             s->n_blk = 0;
             kvp_bind_sinks(p, s);

@@ -39,18 +39,7 @@
 #define CONF_FIXED 48u
 #define REC_HDR 16u  /* a BLKS record: u32 flags, u32 0, u64 wire bytes */
 #define TENT_HDR 24u /* a TAIL store entry: kind, n_done, n_resid, 0, u64 data bytes */
-#define KIND_NONE 0xFFFFFFFFu
 #define FLAG_PUBLISHED 1u
-
-#ifdef FUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION
-#define CRC_BAD(stored, computed) ((void)(stored), (void)(computed), 0)
-#else
-#define CRC_BAD(stored, computed) ((stored) != (computed))
-#endif
-
-static const cq_store *store_at(const cq_kvpool *p, uint32_t L, uint32_t j) {
-    return cq_layer_store_c(&p->proto->layers[L], p->H, j);
-}
 
 static uint64_t conf_bytes(const cq_kvpool *p) { return CONF_FIXED + 8ull * p->NL; }
 
@@ -716,16 +705,7 @@ static cq_status parse_tail(const cq_kvpool *p, const uint8_t *c, uint64_t l, ui
 
 /* Empty again: every store without tokens or pages (the blocks are released by the caller). */
 static void seq_reset(cq_kvpool *p, cq_seq *s) {
-    for (uint32_t L = 0; L < p->NL; L++) {
-        cq_layer *l = &s->c->layers[L];
-        l->tokens = 0;
-        for (uint32_t j = 0; j < p->NS; j++) {
-            cq_store *d = cq_layer_store(l, p->H, j);
-            if (!d) continue;
-            cq_store_trim(s->c, l, d, 0);
-            d->n_done = d->n_resid = d->tail_g = 0;
-        }
-    }
+    kvp_clear_stores(p, s);
     kvp_tail_detach(p, s);
     s->n_blk = 0;
     kvp_bind_sinks(p, s);

@@ -133,16 +133,7 @@ static cq_status copy_in(cq_kvpool *p, cq_seq *s, const cq_cache *c, uint32_t n,
         }
     }
     if (st) { /* an empty sequence again */
-        for (uint32_t L = 0; L < p->NL; L++) {
-            cq_layer *l = &s->c->layers[L];
-            l->tokens = 0;
-            for (uint32_t j = 0; j < p->NS; j++) {
-                cq_store *d = cq_layer_store(l, p->H, j);
-                if (!d) continue;
-                cq_store_trim(s->c, l, d, 0);
-                d->n_done = d->n_resid = 0;
-            }
-        }
+        kvp_clear_stores(p, s);
         kvp_tail_detach(p, s);
         (void)cq_prefix_release_chain(p->ix, s->blk, nt, NULL);
         s->n_blk = 0;
