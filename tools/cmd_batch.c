@@ -59,17 +59,6 @@ static void batch_usage(FILE *f) {
     cq_tool_opts_help(f, BATCH_OPTS);
 }
 
-static void json_str(FILE *f, const char *s, size_t n) {
-    fputc('"', f);
-    for (size_t i = 0; i < n; i++) {
-        unsigned char ch = (unsigned char)s[i];
-        if (ch == '"' || ch == '\\') fprintf(f, "\\%c", ch);
-        else if (ch < 0x20) fprintf(f, "\\u%04x", ch);
-        else fputc(ch, f);
-    }
-    fputc('"', f);
-}
-
 /* The text of tokens continuing after prev, into a growing buffer. */
 static char *detok(const cq_tokenizer *tok, int32_t prev, const int32_t *t, uint32_t n, size_t *len) {
     size_t cap = 64 + (size_t)n * 16, k = 0;
@@ -605,9 +594,9 @@ int cq_cmd_batch(int argc, char **argv) {
     FILE *sf = op.csv ? stderr : stdout; /* the summary */
     if (op.json) {
         printf("{\"model\": ");
-        json_str(stdout, tm.path, strlen(tm.path));
+        cq_tool_json_str(stdout, tm.path, strlen(tm.path));
         printf(", \"model_note\": ");
-        json_str(stdout, label, strlen(label));
+        cq_tool_json_str(stdout, label, strlen(label));
         printf(", \"kv\": \"%s\", \"group\": %u, \"sinks\": %u, \"budget_bytes\": %llu, \"max_batch\": %u, "
                "\"threads\": %u, \"prefix_cache\": %d, \"prompts\": %u, \"n\": %u,\n",
                fmt.name, cc.group ? cc.group : 128, cc.n_sinks, (unsigned long long)rcfg.budget,
@@ -673,7 +662,7 @@ int cq_cmd_batch(int argc, char **argv) {
             printf(", \"ttft_admitted_s\": ");
             json_num(stdout, ttft_adm[i]);
             printf(", \"text\": ");
-            json_str(stdout, texts[i], tlen[i]);
+            cq_tool_json_str(stdout, texts[i], tlen[i]);
             printf("}%s\n", i + 1 < ps.count ? "," : "");
         }
         printf(" ]");

@@ -25,15 +25,9 @@ static void print_md_cell(const char *s) {
     }
 }
 
-static void print_json_str(FILE *f, const char *s) {
-    fputc('"', f);
-    for (; s && *s; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if (ch == '"' || ch == '\\') fprintf(f, "\\%c", ch);
-        else if (ch < 0x20) fprintf(f, "\\u%04x", ch);
-        else fputc(ch, f);
-    }
-    fputc('"', f);
+/* A C string (NULL: "") as a JSON string. */
+static void json_cstr(FILE *f, const char *s) {
+    cq_tool_json_str(f, s, s ? strlen(s) : 0);
 }
 
 static int codecs_list(int json) {
@@ -46,11 +40,11 @@ static int codecs_list(int json) {
                                                                                           : "V";
         if (json) {
             printf("  {\"id\": %d, \"name\": ", (int)c->id);
-            print_json_str(stdout, c->name);
+            json_cstr(stdout, c->name);
             printf(", \"family\": ");
-            print_json_str(stdout, c->family);
+            json_cstr(stdout, c->family);
             printf(", \"bits\": %g, \"roles\": \"%s\", \"layout\": ", c->bits, roles);
-            print_json_str(stdout, c->layout);
+            json_cstr(stdout, c->layout);
             printf("}%s\n", i + 1 < cq_codec_count() ? "," : "");
         } else {
             printf("| %d | %s | %s | %g | %s | ", (int)c->id, c->name, c->family, c->bits, roles);
@@ -477,14 +471,14 @@ static void json_num(const char *key, double v, int last) {
 
 static void print_json(const codec_row *rows, size_t n, const char *source, const mset *s) {
     printf("{\"source\": ");
-    print_json_str(stdout, source);
+    json_cstr(stdout, source);
     printf(", \"cases\": %zu, \"codecs\": [\n", s->n);
     for (size_t i = 0; i < n; i++) {
         const codec_row *w = &rows[i];
         printf("  {\"codec\": ");
-        print_json_str(stdout, w->c->name);
+        json_cstr(stdout, w->c->name);
         printf(", \"id\": %d, \"family\": ", (int)w->c->id);
-        print_json_str(stdout, w->c->family);
+        json_cstr(stdout, w->c->family);
         printf(", \"offline\": %s, ", (w->c->flags & CQ_CODEC_F_OFFLINE) ? "true" : "false");
         for (int r = 0; r < 2; r++) {
             const role_stats *st = &w->r[r];
@@ -495,7 +489,7 @@ static void print_json(const codec_row *rows, size_t n, const char *source, cons
             json_num("max_abs_err", st_maxerr(st), 0);
             printf("\"cases_coded\": %u, \"cases\": %u, \"na\": ", st->ok, st->cases);
             if (st->ok == st->cases) printf("null");
-            else print_json_str(stdout, st->na);
+            else json_cstr(stdout, st->na);
             printf("}, ");
         }
         json_num("codec_bits_per_value", row_bits_kv(w), 0);

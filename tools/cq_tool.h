@@ -171,4 +171,8 @@ int cq_tool_parse_formats(const char *cmd, const char *list, cq_kv_format *f, ui
  * user is the label (const char *). */
 void cq_tool_mc_progress(void *user, size_t done, size_t total);
 
+/* s[0, n) as a JSON string: quotes, the backslash escapes of '"' and '\\', \u00XX for
+ * control characters; other bytes as they are (UTF-8 passes through). */
+void cq_tool_json_str(FILE *f, const char *s, size_t n);
+
 #endif

@@ -146,3 +146,14 @@ void cq_tool_json_warnings(FILE *f, uint32_t warnings) {
         }
     fprintf(f, "]");
 }
+
+void cq_tool_json_str(FILE *f, const char *s, size_t n) {
+    fputc('"', f);
+    for (size_t i = 0; s && i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch == '"' || ch == '\\') fprintf(f, "\\%c", ch);
+        else if (ch < 0x20) fprintf(f, "\\u%04x", ch);
+        else fputc(ch, f);
+    }
+    fputc('"', f);
+}
