@@ -32,6 +32,14 @@ int cq_cmd_kvstore(int argc, char **argv); /* tools/cmd_kvstore.c: the Redis tie
 /* tools/bench_kernels.c: `cq bench --kernels`, the attention kernels alone per table, beside
  * the rates the bandwidth probe (over a buffer of bw_bytes) requires */
 int cq_bench_kernels(uint32_t D, uint32_t reps, int json, int csv, size_t bw_bytes);
+/* tools/bench_peaks.c: one core's arithmetic peaks (independent accumulators, no loads) of the
+ * instructions the attention kernels multiply with; cq_peak_measure gives instructions per ns
+ * (0 when not measured: not x86-64, or the CPU lacks the ISA) */
+enum { CQ_PEAK_FMA_YMM, CQ_PEAK_FMA_ZMM, CQ_PEAK_MADDUBS_YMM, CQ_PEAK_VNNI_ZMM, CQ_PEAK_N };
+const char *cq_peak_id(int i);
+const char *cq_peak_insn(int i);
+double cq_peak_products(int i); /* multiply-adds one instruction does */
+double cq_peak_measure(int i, int have_avx2, int have_avx512);
 /* tools/bench_serving.c: `cq bench --serving`, batched decode attention over a serving pool */
 int cq_bench_serving(int argc, char **argv);
 int cq_cmd_calibrate(int argc, char **argv); /* `cq calibrate` = `cq eval calibrate` */
