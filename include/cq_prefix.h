@@ -141,6 +141,10 @@ typedef struct cq_prefix_block_info {
 CQ_API uint32_t cq_prefix_capacity(const cq_prefix_index *ix);
 CQ_API cq_status cq_prefix_info(const cq_prefix_index *ix, uint32_t id, cq_prefix_block_info *out,
                          cq_err *err);
+/* The published block with this full 64-bit chain hash at chain position pos (the lowest id
+ * when several match), found through the hash buckets in time independent of the capacity;
+ * CQ_BLOCK_NONE when there is none (also for a NULL index). */
+CQ_API uint32_t cq_prefix_find(const cq_prefix_index *ix, uint64_t hash, uint32_t pos);
 /* The LRU list, least recently used first: *n entries, the first min(*n, cap) into ids. */
 CQ_API cq_status cq_prefix_lru(const cq_prefix_index *ix, uint32_t *ids, uint32_t cap, uint32_t *n,
                         cq_err *err);

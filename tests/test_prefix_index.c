@@ -44,8 +44,38 @@ static cq_prefix_index *make(uint64_t cfg_hash, uint32_t G, uint32_t F, uint64_t
     return ix;
 }
 
+/* cq_prefix_find against a scan of every id: the lowest cached id with the hash and position,
+ * for every cached block, the same hash at the next position and a hash nobody has. */
+static uint32_t find_scan(const cq_prefix_index *ix, uint64_t hash, uint32_t pos) {
+    cq_prefix_block_info bi;
+    for (uint32_t id = 0; id < cq_prefix_capacity(ix); id++)
+        if (cq_prefix_info(ix, id, &bi, NULL) == CQ_OK && bi.state == CQ_BLOCK_CACHED &&
+            bi.hash == hash && bi.pos == pos)
+            return id;
+    return CQ_BLOCK_NONE;
+}
+
+static int find_ok(const cq_prefix_index *ix) {
+    cq_prefix_block_info bi;
+    for (uint32_t id = 0; id < cq_prefix_capacity(ix); id++) {
+        if (cq_prefix_info(ix, id, &bi, NULL) != CQ_OK || bi.state != CQ_BLOCK_CACHED) continue;
+        const uint64_t h[3] = {bi.hash, bi.hash, bi.hash ^ 0x8000000000000000ull};
+        const uint32_t pos[3] = {bi.pos, bi.pos + 1, bi.pos};
+        for (int k = 0; k < 3; k++)
+            if (cq_prefix_find(ix, h[k], pos[k]) != find_scan(ix, h[k], pos[k])) {
+                fprintf(stderr, "cq_prefix_find(%016llx, %u) = %u, a scan finds %u\n",
+                        (unsigned long long)h[k], pos[k], cq_prefix_find(ix, h[k], pos[k]),
+                        find_scan(ix, h[k], pos[k]));
+                return 0;
+            }
+        if (cq_prefix_find(ix, bi.hash, bi.pos) == CQ_BLOCK_NONE) return 0;
+    }
+    return cq_prefix_find(NULL, 0, 0) == CQ_BLOCK_NONE;
+}
+
 static int check_ok(const cq_prefix_index *ix) {
     cq_err e;
+    if (!find_ok(ix)) return 0;
     if (cq_prefix_check(ix, &e) == CQ_OK) return 1;
     fprintf(stderr, "cq_prefix_check: %s\n", e.msg);
     return 0;

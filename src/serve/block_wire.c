@@ -68,12 +68,8 @@ cq_status cq_kvpool_chain_hashes(const cq_kvpool *p, const uint32_t *tokens, uin
 
 uint32_t kvp_find_cached(const cq_kvpool *p, uint64_t hash, uint32_t pos,
                             cq_prefix_block_info *bi) {
-    const uint32_t cap = cq_prefix_capacity(p->ix);
-    for (uint32_t id = 0; id < cap; id++)
-        if (cq_prefix_info(p->ix, id, bi, NULL) == CQ_OK && bi->state == CQ_BLOCK_CACHED &&
-            bi->hash == hash && bi->pos == pos)
-            return id;
-    return CQ_BLOCK_NONE;
+    const uint32_t id = cq_prefix_find(p->ix, hash, pos);
+    return id != CQ_BLOCK_NONE && cq_prefix_info(p->ix, id, bi, NULL) == CQ_OK ? id : CQ_BLOCK_NONE;
 }
 
 /* ------------------------------------------------------------ encode */

@@ -142,7 +142,7 @@ cq_status kvp_wire_parse(const cq_kvpool *p, const uint8_t *b, size_t len, kvp_w
 /* The checked slot and sink bytes of w into block id's slots. */
 void kvp_wire_import(cq_kvpool *p, uint32_t id, const kvp_wire *w);
 /* The cached block with chain hash `hash` at chain position pos, or CQ_BLOCK_NONE (the
- * index is searched by id; bi receives its info). */
+ * index's hash buckets, cq_prefix_find; bi receives its info). */
 uint32_t kvp_find_cached(const cq_kvpool *p, uint64_t hash, uint32_t pos,
                          cq_prefix_block_info *bi);
 

@@ -618,6 +618,16 @@ cq_status cq_prefix_info(const cq_prefix_index *ix, uint32_t id, cq_prefix_block
     return CQ_OK;
 }
 
+uint32_t cq_prefix_find(const cq_prefix_index *ix, uint64_t hash, uint32_t pos) {
+    uint32_t best = NONE;
+    if (!ix || !ix->n_bucket) return NONE;
+    for (uint32_t e = ix->bucket[bucket_of(ix, hash)]; e != NONE; e = ix->b[e].hnext) {
+        const blk *x = &ix->b[e];
+        if (x->hash == hash && x->pos == pos && (best == NONE || e < best)) best = e;
+    }
+    return best;
+}
+
 cq_status cq_prefix_lru(const cq_prefix_index *ix, uint32_t *ids, uint32_t cap, uint32_t *n,
                         cq_err *err) {
     cq_err_clear(err);

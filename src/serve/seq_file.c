@@ -248,7 +248,8 @@ cq_status cq_kvpool_save_cached(const cq_kvpool *cp, const char *path, cq_err *e
     cq_kvpool *p = (cq_kvpool *)cp;
     pthread_mutex_lock(&p->mu);
     const uint32_t cap = cq_prefix_capacity(p->ix);
-    uint32_t *ids = malloc(((size_t)cap + 1) * sizeof *ids), n = 0, maxpos = 0;
+    /* ids, then the same ids in chain order, and the per-position counts of that sort */
+    uint32_t *ids = malloc(((size_t)cap + 1) * 2 * sizeof *ids), n = 0, maxpos = 0, *start = NULL;
     cq_prefix_block_info bi, pi;
     uint8_t *img = NULL;
     uint64_t total = 0;
@@ -264,37 +265,47 @@ cq_status cq_kvpool_save_cached(const cq_kvpool *cp, const char *path, cq_err *e
             len[1] += REC_HDR + kvp_wire_len(p, bi.pos);
             if (bi.pos > maxpos) maxpos = bi.pos;
         }
-    if (!(img = new_image(2, len, &total))) {
+    /* chain order: by position (a parent is one position before its child), then id; a
+     * counting sort, stable, so ids stay ascending within a position */
+    uint32_t *order = ids + cap + 1;
+    if (!(start = calloc((size_t)maxpos + 2, sizeof *start)) || !(img = new_image(2, len, &total))) {
         st = cq_err_set(err, CQ_ERR_NOMEM, -1, -1, "out of memory");
         goto out;
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        cq_prefix_info(p->ix, ids[i], &bi, NULL);
+        start[bi.pos + 1]++;
+    }
+    for (uint32_t k = 0; k <= maxpos; k++) start[k + 1] += start[k];
+    for (uint32_t i = 0; i < n; i++) {
+        cq_prefix_info(p->ix, ids[i], &bi, NULL);
+        order[start[bi.pos]++] = ids[i];
     }
     write_conf(p, KIND_CACHED, payload(img, 0, len));
     uint8_t *q = payload(img, 1, len);
     cq_put_u32le(q, n);
     cq_put_u32le(q + 4, 0);
     q += 8;
-    /* chain order: by position (a parent is one position before its child), then id */
-    for (uint32_t pos = 0; n && pos <= maxpos; pos++)
-        for (uint32_t i = 0; i < n; i++) {
-            cq_prefix_info(p->ix, ids[i], &bi, NULL);
-            if (bi.pos != pos) continue;
-            uint64_t ph = 0;
-            if (bi.parent != CQ_BLOCK_NONE) {
-                cq_prefix_info(p->ix, bi.parent, &pi, NULL);
-                ph = pi.hash;
-            }
-            const uint64_t wl = kvp_wire_len(p, pos);
-            cq_put_u32le(q, FLAG_PUBLISHED);
-            cq_put_u32le(q + 4, 0);
-            cq_put_u64le(q + 8, wl);
-            kvp_wire_write(p, ids[i], pos, bi.tokens, ph, bi.hash, q + REC_HDR);
-            q += REC_HDR + wl;
+    for (uint32_t i = 0; i < n; i++) {
+        cq_prefix_info(p->ix, order[i], &bi, NULL);
+        uint64_t ph = 0;
+        if (bi.parent != CQ_BLOCK_NONE) {
+            cq_prefix_info(p->ix, bi.parent, &pi, NULL);
+            ph = pi.hash;
         }
+        const uint64_t wl = kvp_wire_len(p, bi.pos);
+        cq_put_u32le(q, FLAG_PUBLISHED);
+        cq_put_u32le(q + 4, 0);
+        cq_put_u64le(q + 8, wl);
+        kvp_wire_write(p, order[i], bi.pos, bi.tokens, ph, bi.hash, q + REC_HDR);
+        q += REC_HDR + wl;
+    }
     const uint32_t tags[2] = {TAG_CONF, TAG_BLKS};
     finish_image(img, 2, tags, len);
 out:
     pthread_mutex_unlock(&p->mu);
     free(ids);
+    free(start);
     if (!st) st = cq_write_file_atomic(path, img, (size_t)total, err);
     free(img);
     return st;
