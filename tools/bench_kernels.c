@@ -147,15 +147,12 @@ static double stream_bytes(int which, uint32_t D) {
 typedef struct kb_step {
     const char *id, *name;
     int k[4], nk;
-    int peak[3]; /* per table (scalar, avx2, avx512): the instruction its products go through */
+    int integer; /* its products: 1 byte products (FAST INT4 loops), 0 fp32 FMAs */
 } kb_step;
 static const kb_step STEPS[] = {
-    {"cq4_exact", "CQ-4 EXACT (dot_i4t + exp_sum + acc_i4t)", {9, 4, 8}, 3,
-     {-1, CQ_PEAK_FMA_YMM, CQ_PEAK_FMA_ZMM}},
-    {"cq4_fast", "CQ-4 FAST (quant_q8 + dot_i4tq + exp_sum + acc_i4tq)", {5, 7, 4, 6}, 4,
-     {-1, CQ_PEAK_MADDUBS_YMM, CQ_PEAK_VNNI_ZMM}},
-    {"fp16", "fp16 (dot_f16 + exp_sum + acc_f16)", {10, 4, 11}, 3,
-     {-1, CQ_PEAK_FMA_YMM, CQ_PEAK_FMA_ZMM}},
+    {"cq4_exact", "CQ-4 EXACT (dot_i4t + exp_sum + acc_i4t)", {9, 4, 8}, 3, 0},
+    {"cq4_fast", "CQ-4 FAST (quant_q8 + dot_i4tq + exp_sum + acc_i4tq)", {5, 7, 4, 6}, 4, 1},
+    {"fp16", "fp16 (dot_f16 + exp_sum + acc_f16)", {10, 4, 11}, 3, 0},
 };
 enum { NS = 3 };
 /* The fraction of the probe a decode step is held to (issue: >= 80% of the median). */
@@ -245,6 +242,7 @@ int cq_bench_kernels(uint32_t D, uint32_t reps, int json, int csv, size_t bw_byt
      * peak of the instruction that does them, nothing else counted */
     const double products = 2.0 * KH * D;
     double step_floor[3][NS];
+    int step_peak[3][NS];
     for (int si = 0; si < NS; si++) {
         double bytes = 0;
         for (int i = 0; i < STEPS[si].nk; i++) bytes += stream_bytes(STEPS[si].k[i], D);
@@ -252,9 +250,9 @@ int cq_bench_kernels(uint32_t D, uint32_t reps, int json, int csv, size_t bw_byt
         for (int ti = 0; ti < 3; ti++) {
             step_ns[ti][si] = 0;
             for (int i = 0; tabs[ti] && i < STEPS[si].nk; i++) step_ns[ti][si] += ns[ti][STEPS[si].k[i]];
-            const int p = STEPS[si].peak[ti];
-            step_floor[ti][si] = tabs[ti] && p >= 0 && peak[p] > 0
-                                     ? products / (peak[p] * cq_peak_products(p)) : 0;
+            const int p = tabs[ti] ? cq_peak_of_table(tabs[ti]->name, STEPS[si].integer) : -1;
+            step_peak[ti][si] = p;
+            step_floor[ti][si] = cq_peak_floor_ns(peak, p, D, KH);
         }
     }
     if (json) {
@@ -313,7 +311,7 @@ int cq_bench_kernels(uint32_t D, uint32_t reps, int json, int csv, size_t bw_byt
                        vpc[ti][kk], need[0][kk], need[1][kk]);
         for (int ti = 0; ti < 3; ti++)
             for (int si = 0; tabs[ti] && si < NS; si++) {
-                const int p = STEPS[si].peak[ti];
+                const int p = step_peak[ti][si];
                 printf("%s,step_%s,%u,%.3f,,,,", tabs[ti]->name, STEPS[si].id, D, step_ns[ti][si]);
                 if (step_floor[ti][si] > 0)
                     printf("%.3f,%s,%.4f,", step_floor[ti][si], cq_peak_insn(p),
@@ -376,7 +374,7 @@ int cq_bench_kernels(uint32_t D, uint32_t reps, int json, int csv, size_t bw_byt
             for (int ti = 1; ti < 3; ti++)
                 if (tabs[ti] && step_floor[ti][si] > 0)
                     printf("| %s | %s | %s | %.2f | %.2f | %.2f | %.2f |\n", STEPS[si].name,
-                           tabs[ti]->name, cq_peak_insn(STEPS[si].peak[ti]), step_floor[ti][si],
+                           tabs[ti]->name, cq_peak_insn(step_peak[ti][si]), step_floor[ti][si],
                            step_ns[ti][si], step_need[0][si] / KB_TARGET, step_need[1][si] / KB_TARGET);
     }
     return rc;

@@ -14,6 +14,7 @@
 #include "cq_tool.h"
 
 #include <stdint.h>
+#include <string.h>
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define PK_X86 1
@@ -96,4 +97,18 @@ double cq_peak_measure(int i, int have_avx2, int have_avx512) {
     (void)i, (void)have_avx2, (void)have_avx512;
     return 0.0;
 #endif
+}
+
+/* The peak a kernel table's products go through: fp32 FMAs, or the byte products of the FAST
+ * INT4 loops (avx512: vpdpbusd zmm; avx2: vpmaddubsw ymm); -1 for a table without one. */
+int cq_peak_of_table(const char *table, int integer) {
+    if (!table) return -1;
+    if (!strcmp(table, "avx512")) return integer ? CQ_PEAK_VNNI_ZMM : CQ_PEAK_FMA_ZMM;
+    if (!strcmp(table, "avx2")) return integer ? CQ_PEAK_MADDUBS_YMM : CQ_PEAK_FMA_YMM;
+    return -1;
+}
+
+double cq_peak_floor_ns(const double *peak, int p, uint32_t D, uint32_t heads) {
+    if (p < 0 || p >= CQ_PEAK_N || !(peak[p] > 0)) return 0.0;
+    return 2.0 * heads * D / (peak[p] * PEAKS[p].products);
 }

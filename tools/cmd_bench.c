@@ -30,13 +30,14 @@ typedef struct fmt_pair {
     cq_codec_id k, v;
     const char *name;  /* the K/V spelling of every command (--kv) */
     const char *alias; /* the bench's short name (--formats) */
+    int int4;          /* INT4 keys and values: FAST makes their products byte products */
 } fmt_pair;
 
 static const fmt_pair ALL_FMTS[] = {
-    {CQ_CODEC_FP16, CQ_CODEC_FP16, "fp16/fp16", "fp16"},
-    {CQ_CODEC_CQ8, CQ_CODEC_CQ8, "cq8/cq8", "cq8"},
-    {CQ_CODEC_CQ4, CQ_CODEC_CQ4, "cq4/cq4", "cq4"},
-    {CQ_CODEC_CQ4P, CQ_CODEC_CQ4, "cq4+/cq4", "cq4+"},
+    {CQ_CODEC_FP16, CQ_CODEC_FP16, "fp16/fp16", "fp16", 0},
+    {CQ_CODEC_CQ8, CQ_CODEC_CQ8, "cq8/cq8", "cq8", 0},
+    {CQ_CODEC_CQ4, CQ_CODEC_CQ4, "cq4/cq4", "cq4", 1},
+    {CQ_CODEC_CQ4P, CQ_CODEC_CQ4, "cq4+/cq4", "cq4+", 1},
 };
 
 typedef struct bench_opts {
@@ -50,12 +51,17 @@ typedef struct bench_opts {
     uint32_t page_tokens; /* cq_cache_config.page_tokens; 0 = the context (one page per store) */
     cq_pool *pool;        /* the one pool every timed step and bandwidth read runs on */
     int proc_threads;     /* threads of the process after the timed steps (-1: unknown) */
+    double peak[CQ_PEAK_N]; /* one core's arithmetic peaks, instructions per ns (bench_peaks.c) */
 } bench_opts;
 
 typedef struct row {
     uint32_t D, T, threads, layers;
     const char *fmt;
     double cache_mib, bpv, app_dec, app_pre, app_dec_w, app_pre_w, us_layer, ms_step, mb_step, eff, bw, frac, err;
+    /* the products' floor: ns per token of one KV head at the measured peak (0: no peak for
+     * this table and format), the GB/s a step streaming at that floor on every thread would
+     * reach, and that over the probe's median */
+    double floor_ns, ceil_gbs, ceil_frac;
     cq_bw_summary probe; /* bw = probe.median */
     uint32_t pinned;     /* threads the probe's pinned kernel got CPUs for */
 } row;
@@ -80,6 +86,12 @@ static void usage(FILE *f) {
             "loads, threads pinned to different CPUs) each read a 512 MiB buffer twice; a\n"
             "reading is its best kernel; the row shows the median of the readings and their\n"
             "spread ((max - min) / median), marked unstable above 20%%.\n"
+            "The products ceiling of a row: the GB/s its step would reach if every thread did\n"
+            "nothing but the step's multiply-adds (2 x gqa x D per token of a KV head: fp32 FMAs,\n"
+            "or with --precision fast over CQ-4 the byte products of vpdpbusd / vpmaddubsw) at\n"
+            "one core's peak, measured at the start of the run (12 independent accumulators),\n"
+            "and that over the probe's median: a row cannot reach a fraction above it ('-' on\n"
+            "the scalar table).\n"
             "The formats of one (D, T) point are timed round-robin, one step of\n"
             "each in turn (best of --reps per format), so a drift in the speed of a shared\n"
             "machine hits them alike and their ratios stay fair. --kv takes K/V pairs in the\n"
@@ -411,6 +423,14 @@ static int run_point(bench_opts *o, uint32_t D, uint32_t T, const uint8_t *bwbuf
             w->probe = ps;
             w->pinned = probe.pinned;
             w->frac = bw > 0 ? w->eff / bw : 0.0;
+            {
+                const int integer = b->fp->int4 && cq_attn_precision_resolve(o->precision) == CQ_ATTN_FAST;
+                w->floor_ns = cq_peak_floor_ns(o->peak, cq_peak_of_table(cq_cache_kernels(NULL), integer),
+                                               D, o->gqa);
+                const double floor_s = (double)b->layers * H * T * w->floor_ns * 1e-9 / thr;
+                w->ceil_gbs = floor_s > 0 ? b->sb / floor_s * 1e-9 : 0.0;
+                w->ceil_frac = bw > 0 ? w->ceil_gbs / bw : 0.0;
+            }
             w->err = b->err;
             fprintf(stderr, "  D=%u T=%u %-5s %u thr: %u layers, %.1f us/layer, %.2f GB/s = %.0f%% of %.1f GB/s "
                             "(probe spread %.0f%%%s)\n",
@@ -425,7 +445,15 @@ done:
     return rc;
 }
 
+/* "29.6 GB/s (92%)", or "-" for a row with no products peak (scalar table, CQ-8) */
+static const char *ceil_txt(const row *w, char *buf, size_t n) {
+    if (w->ceil_gbs > 0) snprintf(buf, n, "%.1f GB/s (%.0f%%)", w->ceil_gbs, 100 * w->ceil_frac);
+    else snprintf(buf, n, "-");
+    return buf;
+}
+
 static void print_rows(const bench_opts *o, const row *rows, int n) {
+    char ct[48];
     if (o->json) {
         printf("{\"kernels\": \"%s\", \"precision\": \"%s\", \"kv_heads\": %u, \"gqa\": %u, "
                "\"llc_mib\": %u, \"page_tokens\": %u, \"pool_threads\": %u, "
@@ -444,13 +472,14 @@ static void print_rows(const bench_opts *o, const row *rows, int n) {
                    "\"read_min_gbs\": %.3f, \"read_max_gbs\": %.3f, \"read_spread\": %.4f, "
                    "\"read_unstable\": %s, \"read_readings\": %u, \"read_sum_gbs\": %.3f, "
                    "\"read_nt_gbs\": %.3f, \"read_pinned_gbs\": %.3f, \"read_pinned_threads\": %u, "
-                   "\"fraction\": %.4f, \"rel_err\": %.3g}%s\n",
+                   "\"fraction\": %.4f, \"products_floor_ns\": %.3f, \"products_ceiling_gbs\": %.3f, "
+                   "\"products_ceiling_fraction\": %.4f, \"rel_err\": %.3g}%s\n",
                    w->D, w->T, w->fmt, w->threads, w->layers, w->cache_mib, w->bpv, w->app_dec,
                    w->app_pre, w->app_dec_w, w->app_pre_w, w->us_layer, w->ms_step, w->mb_step,
                    w->eff, w->bw, w->probe.min, w->probe.max, w->probe.spread,
                    w->probe.unstable ? "true" : "false", w->probe.n, w->probe.kernel_median[CQ_BW_SUM],
                    w->probe.kernel_median[CQ_BW_NT], w->probe.kernel_median[CQ_BW_PINNED], w->pinned,
-                   w->frac, w->err, i + 1 < n ? "," : "");
+                   w->frac, w->floor_ns, w->ceil_gbs, w->ceil_frac, w->err, i + 1 < n ? "," : "");
         }
         printf("]}\n");
         return;
@@ -460,16 +489,18 @@ static void print_rows(const bench_opts *o, const row *rows, int n) {
                "append_prefill_gbs,append_decode_warm_gbs,append_prefill_warm_gbs,"
                "attn_us_per_layer,step_ms,streamed_mb,effective_gbs,read_gbs,read_min_gbs,"
                "read_max_gbs,read_spread,read_unstable,read_readings,read_sum_gbs,read_nt_gbs,"
-               "read_pinned_gbs,read_pinned_threads,fraction,rel_err\n");
+               "read_pinned_gbs,read_pinned_threads,fraction,products_floor_ns,products_ceiling_gbs,"
+               "products_ceiling_fraction,rel_err\n");
         for (int i = 0; i < n; i++) {
             const row *w = &rows[i];
             printf("%u,%u,%s,%u,%u,%.2f,%.4f,%.3f,%.3f,%.3f,%.3f,%.2f,%.3f,%.2f,%.3f,%.3f,%.3f,%.3f,"
-                   "%.4f,%d,%u,%.3f,%.3f,%.3f,%u,%.4f,%.3g\n",
+                   "%.4f,%d,%u,%.3f,%.3f,%.3f,%u,%.4f,%.3f,%.3f,%.4f,%.3g\n",
                    w->D, w->T, w->fmt, w->threads, w->layers, w->cache_mib, w->bpv, w->app_dec,
                    w->app_pre, w->app_dec_w, w->app_pre_w, w->us_layer, w->ms_step, w->mb_step,
                    w->eff, w->bw, w->probe.min, w->probe.max, w->probe.spread, w->probe.unstable,
                    w->probe.n, w->probe.kernel_median[CQ_BW_SUM], w->probe.kernel_median[CQ_BW_NT],
-                   w->probe.kernel_median[CQ_BW_PINNED], w->pinned, w->frac, w->err);
+                   w->probe.kernel_median[CQ_BW_PINNED], w->pinned, w->frac, w->floor_ns, w->ceil_gbs,
+                   w->ceil_frac, w->err);
         }
         return;
     }
@@ -490,15 +521,16 @@ static void print_rows(const bench_opts *o, const row *rows, int n) {
            pth, pth - 1, pth == 2 ? "" : "s", CQ_POOL_SPIN_DEFAULT_US, pt);
     printf("| D | T | K/V | thr | layers | cache MiB | cache bits/value | append GB/s 1 tok (new / reused "
            "pages) | append GB/s 512 (new / reused) | attn us/layer | step ms | MB/step | GB/s | "
-           "read GB/s (median) | probe spread | of read |\n");
-    printf("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+           "read GB/s (median) | probe spread | of read | products ceiling (of read) |\n");
+    printf("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     for (int i = 0; i < n; i++) {
         const row *w = &rows[i];
         printf("| %u | %u | %s | %u | %u | %.1f | %.2f | %.2f / %.2f | %.2f / %.2f | %.1f | %.2f | "
-               "%.1f | %.2f | %.2f | %.0f%%%s | %.0f%% |\n",
+               "%.1f | %.2f | %.2f | %.0f%%%s | %.0f%% | %s |\n",
                w->D, w->T, w->fmt, w->threads, w->layers, w->cache_mib, w->bpv, w->app_dec,
                w->app_dec_w, w->app_pre, w->app_pre_w, w->us_layer, w->ms_step, w->mb_step, w->eff,
-               w->bw, 100 * w->probe.spread, w->probe.unstable ? " unstable" : "", 100 * w->frac);
+               w->bw, 100 * w->probe.spread, w->probe.unstable ? " unstable" : "", 100 * w->frac,
+               ceil_txt(w, ct, sizeof ct));
     }
     /* speedups against fp16 through the same code */
     int any = 0;
@@ -517,7 +549,7 @@ static void print_rows(const bench_opts *o, const row *rows, int n) {
 
 int cq_cmd_bench(int argc, char **argv) {
     bench_opts o = {{64, 128}, 2, {1024, 4096, 16384, 65536}, 4, {1, 2}, 2, {0, 1, 2, 3}, 4,
-                    8, 4, 32, 5, 512, 0, 0, 0, 0, 0, 0, NULL, -1};
+                    8, 4, 32, 5, 512, 0, 0, 0, 0, 0, 0, NULL, -1, {0}};
     for (int i = 1; i < argc; i++) /* a mode of its own (tools/bench_serving.c) */
         if (!strcmp(argv[i], "--serving")) return cq_bench_serving(argc, argv);
     for (int i = 1; i < argc; i++) {
@@ -610,6 +642,11 @@ int cq_cmd_bench(int argc, char **argv) {
         fprintf(stderr, "cq bench: %s: cannot start %u threads\n", cq_status_name(pst), maxthr);
         free(bwbuf);
         return 1;
+    }
+    {
+        const char *kt = cq_cache_kernels(NULL);
+        const int a512 = !strcmp(kt, "avx512"), a2 = a512 || !strcmp(kt, "avx2");
+        for (int p = 0; p < CQ_PEAK_N; p++) o.peak[p] = cq_peak_measure(p, a2, a512);
     }
     row *rows = calloc((size_t)o.n_dims * o.n_ctx * (size_t)o.n_fmts * o.n_thr + 1, sizeof *rows);
     int n = 0, rc = 0;

@@ -40,6 +40,12 @@ const char *cq_peak_id(int i);
 const char *cq_peak_insn(int i);
 double cq_peak_products(int i); /* multiply-adds one instruction does */
 double cq_peak_measure(int i, int have_avx2, int have_avx512);
+/* The peak the products of kernel table `table` (its name) go through (integer: the FAST INT4
+ * loops, else fp32 FMAs), -1 when the table has none (scalar); and the floor of a decode step
+ * at it: ns per token of one KV head for its 2 x heads x D products (keys and values), 0 when
+ * p is -1 or not measured. */
+int cq_peak_of_table(const char *table, int integer);
+double cq_peak_floor_ns(const double *peak, int p, uint32_t D, uint32_t heads);
 /* tools/bench_serving.c: `cq bench --serving`, batched decode attention over a serving pool */
 int cq_bench_serving(int argc, char **argv);
 int cq_cmd_calibrate(int argc, char **argv); /* `cq calibrate` = `cq eval calibrate` */

@@ -25,6 +25,19 @@ awk -F'[:,] *' '/"D":/ {
         print "a probe kernel read 0"; bad = 1 }
     n++
 } END { exit bad || n != 16 }' "$tmp/json" || { echo "bench_smoke: json probe fields wrong"; fail=1; }
+# the products' ceiling: on a SIMD table every row has a floor from a measured peak, and its
+# fraction is the ceiling over the row's probe median (scalar: no peak, all zero)
+simd=1
+grep -q '"kernels": "scalar"' "$tmp/json" && simd=0
+awk -F'[:,] *' -v simd=$simd '/"D":/ {
+    for (i = 1; i < NF; i++) v[$i] = $(i + 1)
+    fl = v["\"products_floor_ns\""] + 0; cg = v["\"products_ceiling_gbs\""] + 0
+    cf = v["\"products_ceiling_fraction\""] + 0; md = v["\"read_gbs\""] + 0
+    if (simd && !(fl > 0 && cg > 0)) { print "no floor"; bad = 1 }
+    if (!simd && (fl != 0 || cg != 0)) { print "a scalar floor"; bad = 1 }
+    d = cf * md - cg; if (d < 0) d = -d
+    if (d > 0.01 * cg + 0.01) { print "ceiling fraction " cf " x " md " != " cg; bad = 1 }
+} END { exit bad }' "$tmp/json" || { echo "bench_smoke: products ceiling fields wrong"; fail=1; }
 [ "$(grep -c '"append_decode_warm_gbs": [0-9.]*, "append_prefill_warm_gbs": [0-9.]*,' "$tmp/json")" = 16 ] &&
     ! grep -q '_warm_gbs": 0\.000,' "$tmp/json" ||
     { echo "bench_smoke: a row lacks a reused-page append figure"; fail=1; }
@@ -35,7 +48,7 @@ head -1 "$tmp/csv" | grep -q ',read_gbs,read_min_gbs,read_max_gbs,read_spread,re
     { echo "bench_smoke: csv lacks the probe's columns"; fail=1; }
 CQ_KERNELS=scalar "$CQ" bench --quick --dims 64 --contexts 512 --formats cq4 >"$tmp/md" 2>"$tmp/err" ||
     { echo "bench_smoke: scalar kernels failed"; cat "$tmp/err"; fail=1; }
-grep -q '^| 64 | 512 | cq4/cq4 | 2 |.* | [0-9]*%\( unstable\)\? | [0-9]*% |$' "$tmp/md" ||
+grep -q '^| 64 | 512 | cq4/cq4 | 2 |.* | [0-9]*%\( unstable\)\? | [0-9]*% | - |$' "$tmp/md" ||
     { echo "bench_smoke: markdown row (with the probe spread) missing"; cat "$tmp/md"; fail=1; }
 grep -q 'kernels: scalar' "$tmp/md" || { echo "bench_smoke: CQ_KERNELS=scalar not honoured"; fail=1; }
 "$CQ" bench --quick --dims 64 --contexts 512 --formats cq4,cq4+ --precision fast >"$tmp/fast" 2>"$tmp/err" ||
