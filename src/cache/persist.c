@@ -304,32 +304,7 @@ static uint64_t store_data_len(const cq_store *s, uint32_t n_done, uint32_t tail
 static cq_status check_data(const cq_store *s, const uint8_t *d, uint32_t n_done, uint32_t tail_g,
                             const char *where, cq_err *err) {
     if (s->fused) return s->fused->check(s, d, n_done, tail_g, where, err);
-    const uint32_t D = s->D;
-    if (s->kind == ST_GEN) {
-        /* opaque blobs: decoders are memory-safe on any bytes but may refuse some
-         * (e.g. a rotation that overflows fp16); decode each unit once so that a
-         * restored cache never fails later in read or attention */
-        const uint32_t nu = (n_done + s->unit - 1) / s->unit;
-        float *tmp = nu ? malloc((size_t)s->unit * D * sizeof *tmp) : NULL;
-        if (nu && !tmp) return cq_err_set(err, CQ_ERR_NOMEM, -1, -1, "out of memory");
-        size_t o = 0;
-        for (uint32_t u = 0; u < nu; u++) {
-            uint32_t g = (tail_g && u + 1 == nu) ? tail_g : s->unit;
-            /* the unit a flush closed early was coded without a window (cq_store_ccfg) */
-            const cq_codec_cfg *cc = (tail_g && u + 1 == nu) ? &s->ccfg_tail : &s->ccfg;
-            size_t b = s->codec->packed_bytes(cc, s->role, g);
-            cq_status st = s->codec->decode(cc, s->role, d + o, b, g, tmp);
-            if (st) {
-                free(tmp);
-                return cq_err_set(err, CQ_ERR_FORMAT, (int64_t)u * s->unit, -1,
-                                  "%s: unit %u does not decode with codec %s (%s)", where, u,
-                                  s->codec->name, cq_status_name(st));
-            }
-            o += b;
-        }
-        free(tmp);
-    }
-    return CQ_OK;
+    return s->kind == ST_GEN ? cq_store_gen_check(s, d, n_done, tail_g, where, err) : CQ_OK;
 }
 
 /* Copy packed tokens (the cq_cache_export form) into the store's slots. Pages exist. */

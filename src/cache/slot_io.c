@@ -59,19 +59,9 @@ cq_status cq_slot_check_n(const cq_store *s, const uint8_t *d, uint32_t n, const
                           cq_err *err) {
     cq_store v = view_of(s, NULL, n);
     if (s->fused) return s->fused->check(&v, d, n, 0, where, err);
-    /* opaque blobs: decode each unit once so that an inserted block never fails later in
-     * read or attention (as the cache file's loader does) */
-    const size_t b = s->codec->packed_bytes(&s->ccfg, s->role, s->unit);
-    float *tmp = malloc((size_t)s->unit * s->D * sizeof *tmp);
-    if (!tmp) return cq_err_set(err, CQ_ERR_NOMEM, -1, -1, "out of memory");
-    cq_status st = CQ_OK;
-    for (uint32_t u = 0; u < n / s->unit && !st; u++)
-        if (s->codec->decode(&s->ccfg, s->role, d + (size_t)u * b, b, s->unit, tmp))
-            st = cq_err_set(err, CQ_ERR_FORMAT, (int64_t)u * s->unit, -1,
-                            "%s: unit %u does not decode with codec %s", where, u,
-                            s->codec->name);
-    free(tmp);
-    return st;
+    /* opaque blobs: the whole units decode (as the cache file's loader checks them), so that
+     * an inserted block never fails later in read or attention */
+    return cq_store_gen_check(s, d, n / s->unit * s->unit, 0, where, err);
 }
 
 void cq_slot_import(const cq_store *s, uint8_t *page, const uint8_t *d) {

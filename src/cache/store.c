@@ -163,6 +163,29 @@ void cq_store_account(const cq_store *s, cq_cache_mem *m) {
     if (s->resid) m->residual += (uint64_t)s->resid_cap * s->D * 2;
 }
 
+cq_status cq_store_gen_check(const cq_store *s, const uint8_t *d, uint32_t n_done,
+                             uint32_t tail_g, const char *where, cq_err *err) {
+    const uint32_t nu = (n_done + s->unit - 1) / s->unit;
+    float *tmp = nu ? malloc((size_t)s->unit * s->D * sizeof *tmp) : NULL;
+    if (nu && !tmp) return cq_err_set(err, CQ_ERR_NOMEM, -1, -1, "out of memory");
+    size_t o = 0;
+    cq_status st = CQ_OK;
+    for (uint32_t u = 0; u < nu && !st; u++) {
+        const uint32_t g = (tail_g && u + 1 == nu) ? tail_g : s->unit;
+        /* the unit a flush closed early was coded without a window (cq_store_ccfg) */
+        const cq_codec_cfg *cc = (tail_g && u + 1 == nu) ? &s->ccfg_tail : &s->ccfg;
+        const size_t b = s->codec->packed_bytes(cc, s->role, g);
+        cq_status ds = s->codec->decode(cc, s->role, d + o, b, g, tmp);
+        if (ds)
+            st = cq_err_set(err, CQ_ERR_FORMAT, (int64_t)u * s->unit, -1,
+                            "%s: unit %u does not decode with codec %s (%s)", where, u,
+                            s->codec->name, cq_status_name(ds));
+        o += b;
+    }
+    free(tmp);
+    return st;
+}
+
 /* A view: decode the row store's rows in pieces, keep the head's slice. */
 static cq_status read_view(const cq_store *s, const cq_kernels *kern, uint32_t r0, uint32_t r1,
                            float *out) {
