@@ -34,6 +34,8 @@ int cq_cmd_kvstore(int argc, char **argv); /* tools/cmd_kvstore.c: the Redis tie
 int cq_bench_kernels(uint32_t D, uint32_t reps, int json, int csv, size_t bw_bytes);
 /* tools/bench_serving.c: `cq bench --serving`, batched decode attention over a serving pool */
 int cq_bench_serving(int argc, char **argv);
+/* tools/bench_prefill.c: `cq bench --prefill`, causal prefill attention per shape */
+int cq_bench_prefill(int argc, char **argv);
 int cq_cmd_calibrate(int argc, char **argv); /* `cq calibrate` = `cq eval calibrate` */
 int cq_cmd_sweep(int argc, char **argv);
 int cq_eval_mc(int argc, char **argv);      /* `cq eval mc` */
