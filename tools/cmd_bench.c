@@ -73,7 +73,8 @@ static void usage(FILE *f) {
             "                [--gqa 4] [--llc-mib 32] [--reps 5] [--precision exact|fast]\n"
             "                [--page-tokens context|N] [--json | --csv]\n"
             "       cq bench --kernels [--dims 128] [--quick] [--json | --csv]\n"
-            "       cq bench --serving ... (batched attention over a serving pool; --serving --help)\n\n"
+            "       cq bench --serving ... (batched attention over a serving pool; --serving --help)\n"
+            "       cq bench --prefill ... (causal prefill attention per shape; --prefill --help)\n\n"
             "Append throughput (GB/s of fp16 K+V input, one thread: token by token as in\n"
             "decode, and 512-token chunks as in prefill; into new pages, whose first touch\n"
             "the OS pays for, and into the pages a cq_cache_reset kept) and decode-attention\n"
@@ -552,6 +553,7 @@ int cq_cmd_bench(int argc, char **argv) {
                     8, 4, 32, 5, 512, 0, 0, 0, 0, 0, 0, NULL, -1, {0}};
     for (int i = 1; i < argc; i++) /* a mode of its own (tools/bench_serving.c) */
         if (!strcmp(argv[i], "--serving")) return cq_bench_serving(argc, argv);
+        else if (!strcmp(argv[i], "--prefill")) return cq_bench_prefill(argc, argv);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         int bad = 0;

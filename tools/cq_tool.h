@@ -48,6 +48,8 @@ int cq_peak_of_table(const char *table, int integer);
 double cq_peak_floor_ns(const double *peak, int p, uint32_t D, uint32_t heads);
 /* tools/bench_serving.c: `cq bench --serving`, batched decode attention over a serving pool */
 int cq_bench_serving(int argc, char **argv);
+/* tools/bench_prefill.c: `cq bench --prefill`, causal prefill attention per shape */
+int cq_bench_prefill(int argc, char **argv);
 int cq_cmd_calibrate(int argc, char **argv); /* `cq calibrate` = `cq eval calibrate` */
 int cq_cmd_sweep(int argc, char **argv);
 int cq_eval_mc(int argc, char **argv);      /* `cq eval mc` */

@@ -118,4 +118,36 @@ grep -q '"fork": {"format": "cq4/cq4", "tokens": 16421, .*"ok": true}' "$tmp/sjs
 [ $? = 2 ] || { echo "bench_smoke: --serving with a bad format must exit 2"; fail=1; }
 "$CQ" bench --serving --context 0 >/dev/null 2>&1
 [ $? = 2 ] || { echo "bench_smoke: --serving with context 0 must exit 2"; fail=1; }
+# cq bench --prefill: every row verified (the bench exits 1 otherwise), its fields present and
+# consistent (pairs from the causal count, best <= median, fp16 the 1.00x baseline); a zero
+# tolerance must fail the reference check.
+"$CQ" bench --prefill --help >"$tmp/phelp" 2>&1 && grep -q -- '--chunk N' "$tmp/phelp" ||
+    { echo "bench_smoke: --prefill --help"; fail=1; }
+"$CQ" bench --prefill --quick --json >"$tmp/pjson" 2>"$tmp/err" || { echo "bench_smoke: --prefill --quick --json failed"; cat "$tmp/err"; fail=1; }
+awk '/"D":/ { n++
+    if (!match($0, /"context": [0-9]+/)) { bad = 1; next } T = substr($0, RSTART + 11, RLENGTH - 11) + 0
+    if (!match($0, /"pairs": [0-9]+/)) { bad = 1; next } p = substr($0, RSTART + 9, RLENGTH - 9) + 0
+    if (p != T * (T + 1) / 2) bad = 1
+    if (!match($0, /"median_ms": [0-9.]+/)) { bad = 1; next } m = substr($0, RSTART + 13, RLENGTH - 13) + 0
+    if (!match($0, /"best_ms": [0-9.]+/)) { bad = 1; next } b = substr($0, RSTART + 11, RLENGTH - 11) + 0
+    if (!(m > 0 && b > 0 && b <= m)) bad = 1
+    if (!match($0, /"gflops": [0-9.]+/) || substr($0, RSTART + 10, RLENGTH - 10) + 0 <= 0) bad = 1
+    if (!match($0, /"rel_err": [-0-9.e]+, "limit": [-0-9.e]+/)) bad = 1
+    if (/"format": "fp16\/fp16", "precision": "any"/) { f++; if (!/"speedup_vs_fp16": 1.000/) bad = 1 }
+    if (/"format": "cq4\/cq4", "precision": "(exact|fast)"/) c++
+  } END { exit bad || n != 12 || f != 4 || c != 8 }' "$tmp/pjson" || { echo "bench_smoke: --prefill json rows wrong"; cat "$tmp/pjson"; fail=1; }
+grep -q '"gflop_formula": "4 \* D \* pairs \* query_heads / median"' "$tmp/pjson" || { echo "bench_smoke: --prefill json header"; fail=1; }
+"$CQ" bench --prefill --quick --chunk 50 --kv cq4+ --precision fast -t 2 --csv >"$tmp/pcsv" 2>"$tmp/err" ||
+    { echo "bench_smoke: --prefill --chunk --csv failed"; cat "$tmp/err"; fail=1; }
+[ "$(wc -l <"$tmp/pcsv")" = 3 ] && head -1 "$tmp/pcsv" | grep -q '^D,context,n_q,pos0,threads,format,precision,median_ms,best_ms,pairs,' &&
+    grep -q '^64,200,50,150,2,cq4+/cq4,fast,[0-9.]*,[0-9.]*,8775,' "$tmp/pcsv" &&
+    grep -q '^64,300,50,250,2,cq4+/cq4,fast,[0-9.]*,[0-9.]*,13775,' "$tmp/pcsv" || { echo "bench_smoke: --prefill --chunk csv"; cat "$tmp/pcsv"; fail=1; }
+"$CQ" bench --prefill --quick -t 1 >"$tmp/pmd" 2>"$tmp/err" && grep -q '^| 64 | 300 | 300 | 0 | 1 | cq4/cq4 | exact |' "$tmp/pmd" ||
+    { echo "bench_smoke: --prefill markdown"; cat "$tmp/pmd" "$tmp/err"; fail=1; }
+"$CQ" bench --prefill --quick --kv fp16 -t 1 --tolerance 0 >/dev/null 2>"$tmp/err"
+[ $? = 1 ] && grep -q 'CQ_ERR_MISMATCH' "$tmp/err" || { echo "bench_smoke: --prefill --tolerance 0 must fail verification"; fail=1; }
+"$CQ" bench --prefill --contexts 100 --chunk 101 >/dev/null 2>&1
+[ $? = 2 ] || { echo "bench_smoke: --prefill with a chunk over the context must exit 2"; fail=1; }
+"$CQ" bench --prefill --precision exact,exact >/dev/null 2>&1
+[ $? = 2 ] || { echo "bench_smoke: --prefill with a repeated precision must exit 2"; fail=1; }
 exit $fail
