@@ -6,8 +6,8 @@
  * own arithmetic runs. Checked at both sides of the threshold with a bound computed by hand
  * (every block holding the row's max, so every block step is max / 127: delta = 4 * max *
  * kept / 127), and on an adversarial row (one huge channel with constant keys in a block of
- * small ones: FAST without the guard rounds the small ones to zero and is wrong by about a
- * third of max |ref|), for every kernel table, token-major and tiled key groups, decode and
+ * small ones: FAST without the guard rounds the small ones to zero and was off by 0.3 to 1.1
+ * of max |ref|), for every kernel table, token-major and tiled key groups, decode and
  * prefill. CQ-8 values, whose arithmetic is the same in both precisions, so the keys decide.
  */
 #include <math.h>
