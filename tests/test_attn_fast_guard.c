@@ -99,13 +99,17 @@ int main(void) {
                 fill_q(&r, amax, huge, q);
                 CHECK(run(c, T, q, CQ_ATTN_EXACT, ex, exp_) == CQ_OK, "exact");
                 CHECK(run(c, T, q, CQ_ATTN_FAST, fa, fap) == CQ_OK, "fast");
-                const char *what = side == 0 ? "delta 0.76" : side == 1 ? "delta 1.26" : "huge channel";
+                const char *what = side == 0   ? "delta 0.76"
+                                   : side == 1 ? "delta 1.26"
+                                               : "huge channel";
                 if (side == 0) {
-                    CHECK(ctu_first_diff(fa, ex, NQ * D) >= 0 || ctu_first_diff(fap, exp_, 4 * NQ * D) >= 0,
-                          "%s G %u: %s runs FAST (its bits differ from EXACT's)", KERNS[kn], G, what);
+                    CHECK(ctu_first_diff(fa, ex, NQ * D) >= 0 ||
+                              ctu_first_diff(fap, exp_, 4 * NQ * D) >= 0,
+                          "%s G %u: %s runs FAST (its bits differ from EXACT's)", KERNS[kn], G,
+                          what);
                 } else {
-                    CHECK(ctu_first_diff(fa, ex, NQ * D) < 0, "%s G %u %s: FAST decode = EXACT bits",
-                          KERNS[kn], G, what);
+                    CHECK(ctu_first_diff(fa, ex, NQ * D) < 0,
+                          "%s G %u %s: FAST decode = EXACT bits", KERNS[kn], G, what);
                     CHECK(ctu_first_diff(fap, exp_, 4 * NQ * D) < 0,
                           "%s G %u %s: FAST prefill = EXACT bits", KERNS[kn], G, what);
                 }

@@ -592,7 +592,8 @@ static void mixed_overflow_matrix(void) {
                 for (size_t i = 0; i < T * H * D; i++) q[i] = (i & 1) ? 1e34f : -1e34f;
                 CHECK(cq_cache_attend_ref(c, 0, q, T, 0, H, ref, 0.0f, &e) == CQ_OK, "reference");
                 const cq_attn_opts o = {1, 0.0f, prec, NULL};
-                const char *fk = cq_codec_get(fmts[f][0])->name, *fv = cq_codec_get(fmts[f][1])->name;
+                const char *fk = cq_codec_get(fmts[f][0])->name;
+                const char *fv = cq_codec_get(fmts[f][1])->name;
                 const char *pn = prec == CQ_ATTN_FAST ? "fast" : "exact";
                 cq_status st = cq_cache_attend(c, 0, q, H, out, &o, &e);
                 CHECK(st == CQ_OK || st == CQ_ERR_OVERFLOW, "decode: %s", cq_status_name(st));

@@ -342,7 +342,8 @@ static cq_status check_common(const cq_cache *c, uint32_t layer, const float *q,
 
 cq_attn_precision cq_attn_precision_resolve(uint32_t p) {
     if (p == CQ_ATTN_EXACT || p == CQ_ATTN_FAST) return (cq_attn_precision)p;
-    const char *e = getenv("CQ_ATTN_PRECISION"); /* the default is FAST (docs/CACHE.md, "Tolerance") */
+    /* the default is FAST (docs/CACHE.md, "Tolerance"); the environment may name EXACT */
+    const char *e = getenv("CQ_ATTN_PRECISION");
     if (e && !strcmp(e, "exact")) return CQ_ATTN_EXACT;
     return CQ_ATTN_FAST;
 }

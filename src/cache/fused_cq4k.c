@@ -178,9 +178,9 @@ static void prep_query(const cq_store *s, const float *q, uint32_t nh, run_scrat
 /* FAST's key guard (docs/CACHE.md, "Tolerance"): 1 when every query head's 8-bit blocks keep
  * each score of the run within CQ_FAST_KEY_DELTA of the exact dot of the codes with the folded
  * query, for any codes. Block b (n_b channels, step d_b = qs 2^sh[b]) moves a score by at most
- * (d_b / 2) * 8 per channel (|code| <= 8), so the bound is 4 qs sum_b n_b 2^sh[b]; the sum is an
- * exact integer of at most 512 * 2^11 = 2^20 and qs is quant_q8's, which every kernel table computes to the same
- * bits, so the choice is the same in every table. A non-finite qs fails the test. */
+ * (d_b / 2) * 8 per channel (|code| <= 8), so the bound is 4 qs sum_b n_b 2^sh[b]. The sum is
+ * an exact integer of at most 512 * 2^11 = 2^20 and qs is quant_q8's, which every kernel table
+ * computes to the same bits, so every table makes the same choice. A non-finite qs fails. */
 static int fast_keys_ok(const run_scratch *sc, uint32_t nh, uint32_t kept) {
     const uint32_t nb = (kept + CQ_Q8_BLOCK - 1) / CQ_Q8_BLOCK;
     for (uint32_t h = 0; h < nh; h++) {
