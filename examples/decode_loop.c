@@ -79,6 +79,14 @@ int main(int argc, char **argv) {
     cq_cache *c = NULL, *restored = NULL;
     if (cq_cache_create(&cfg, &c, &err)) return fail("create", &err);
 
+    /* EXACT attention (fp32 arithmetic): its bound (docs/CACHE.md "Tolerance") is what the
+     * 1e-4 checks below rely on. Zero options give the default, FAST (8-bit integer dot
+     * products over the 4-bit codes), whose documented bound is looser. */
+    cq_attn_opts opts;
+    memset(&opts, 0, sizeof opts); /* zero = every option's default (docs/EMBEDDING.md, growth rule) */
+    opts.n_threads = 2;
+    opts.precision = CQ_ATTN_EXACT;
+
     int bad = 0;
     /* prefill: every layer gets PREFILL tokens, then causal attention for all of them */
     for (uint32_t L = 0; L < LAYERS; L++) {
@@ -87,7 +95,7 @@ int main(int argc, char **argv) {
             token_kv(V, L, t, vr + (size_t)t * KV_HEADS * D);
         }
         if (cq_cache_append(c, L, kr, vr, PREFILL, &err)) return fail("prefill append", &err);
-        if (cq_cache_attend_prefill(c, L, q, PREFILL, 0, Q_HEADS, out, NULL, &err))
+        if (cq_cache_attend_prefill(c, L, q, PREFILL, 0, Q_HEADS, out, &opts, &err))
             return fail("prefill attend", &err);
         if (cq_cache_attend_ref(c, L, q, PREFILL, 0, Q_HEADS, ref, 0.0f, &err))
             return fail("prefill reference", &err);
@@ -95,9 +103,6 @@ int main(int argc, char **argv) {
     }
 
     /* decode: one token per step through every layer; save + restore half-way */
-    cq_attn_opts opts;
-    memset(&opts, 0, sizeof opts); /* zero = every option's default (docs/EMBEDDING.md, growth rule) */
-    opts.n_threads = 2;
     for (uint32_t t = PREFILL; t < T; t++) {
         for (uint32_t L = 0; L < LAYERS; L++) {
             token_kv(K, L, t, kr);

@@ -158,14 +158,15 @@ CQ_API const char *cq_cache_kernels(const cq_cache *c);
 
 /* ------------------------------------------------------------- attention */
 
-/* Arithmetic of the key scores over CQ-4 / CQ-4+ keys (docs/CACHE.md, "Tolerance").
- * EXACT: fp32 dot of the codes with q .* scales (the tight bound). FAST: q .* scales
- * rounded once per (key group, query head) to int8 in blocks of 32 channels with
- * power-of-two block steps, exact integer dot products (vpmaddubsw), one fp32 multiply
- * per score: cheaper, with a score error of up to half a step per channel times the
- * code (ggml-class accuracy). Every other format and the softmax / value side are the
- * same in both. DEFAULT: CQ_ATTN_PRECISION=exact|fast from the environment if set,
- * else EXACT. */
+/* Arithmetic of attention over CQ-4 / CQ-4+ keys and INT4 values (docs/CACHE.md,
+ * "Tolerance"). EXACT: fp32 dot of the codes with q .* scales and fp32 value sums (the
+ * tight bound). FAST: q .* scales rounded once per (key group run, query head) to int8 in
+ * blocks of 8 channels with power-of-two block steps, exact integer dot products, one fp32
+ * multiply per score (a score error of up to half a step per channel times the code), and
+ * 7-bit dithered softmax weights for INT4 values; a run whose blocks could move a score by
+ * more than 1 (in logit units) takes the EXACT dot instead, so FAST's key error is at most
+ * 1 per score. Every other format and the softmax are the same in both.
+ * DEFAULT: FAST, or what CQ_ATTN_PRECISION=exact|fast in the environment names. */
 typedef enum cq_attn_precision {
     CQ_ATTN_DEFAULT = 0,
     CQ_ATTN_EXACT = 1,

@@ -201,7 +201,7 @@ static int check_decode(const cq_cache *c, uint32_t layer, const float *q, uint3
     const double delta = fast_delta(c, layer, q, nq);
     int ok = !s2;
     for (uint32_t prec = CQ_ATTN_EXACT; prec <= CQ_ATTN_FAST; prec++) {
-        cq_attn_opts op = {thr, 0.0f, prec};
+        cq_attn_opts op = {thr, 0.0f, prec, NULL};
         cq_err e;
         cq_status s1 = cq_cache_attend(c, layer, q, nq, o, &op, &e);
         double err = ctu_rel_err(o, ref, (size_t)nq * D);
@@ -290,7 +290,7 @@ static void test_long(void) {
         CHECK(check_decode(c, 0, q, nq, 2, "long"), "long context variant %d", variant);
         float o1[8 * 128], o2[8 * 128], o3[8 * 128];
         for (uint32_t prec = CQ_ATTN_EXACT; prec <= CQ_ATTN_FAST; prec++) {
-            cq_attn_opts a1 = {1, 0, prec}, a2 = {2, 0, prec}, a3 = {3, 0, prec};
+            cq_attn_opts a1 = {1, 0, prec, NULL}, a2 = {2, 0, prec, NULL}, a3 = {3, 0, prec, NULL};
             cq_cache_attend(c, 0, q, nq, o1, &a1, NULL);
             cq_cache_attend(c, 0, q, nq, o2, &a2, NULL);
             cq_cache_attend(c, 0, q, nq, o3, &a3, NULL);
@@ -316,7 +316,7 @@ static void test_prefill(void) {
     for (int ki = 0; ki < 3; ki++) {
         cq_cache *c = make(2, H, D, FMT[ki], FMT[2 - ki], 32, 3, NULL, 0, NULL);
         cq_cache_append(c, 1, K, V, T, NULL);
-        cq_attn_opts op = {2, 0.1f, 0};
+        cq_attn_opts op = {2, 0.1f, CQ_ATTN_EXACT, NULL}; /* TOL is EXACT's bound */
         cq_err e;
         CHECK(cq_cache_attend_prefill(c, 1, q, NQ, pos0, nqh, o, &op, &e) == CQ_OK, "prefill %s",
               e.msg);
@@ -351,7 +351,7 @@ typedef struct conc_arg {
 
 static void *conc_main(void *p) {
     conc_arg *a = p;
-    cq_attn_opts op = {2, 0, 0};
+    cq_attn_opts op = {2, 0, 0, NULL};
     for (int i = 0; i < 20; i++) cq_cache_attend(a->c, 0, a->q, 8, a->out, &op, NULL);
     return NULL;
 }
@@ -453,25 +453,29 @@ static void test_precision_opt(void) {
     for (uint32_t i = 0; i < nq * D; i++) q[i] = (float)cq_rng_normal(&r);
     cq_cache *c = make(1, H, D, CQ_CODEC_CQ4, CQ_CODEC_CQ4, 128, 0, NULL, 0, NULL);
     cq_cache_append(c, 0, K, V, T, NULL);
-    cq_attn_opts o0 = {1, 0, 0}, oE = {1, 0, CQ_ATTN_EXACT}, oF = {1, 0, CQ_ATTN_FAST},
-                 bad = {1, 0, 7};
+    cq_attn_opts o0 = {1, 0, 0, NULL}, oE = {1, 0, CQ_ATTN_EXACT, NULL},
+                 oF = {1, 0, CQ_ATTN_FAST, NULL}, bad = {1, 0, 7, NULL};
     cq_err e;
     CHECK(cq_cache_attend(c, 0, q, nq, od, &bad, &e) == CQ_ERR_ARG, "unknown precision refused");
     CHECK(cq_cache_attend_prefill(c, 0, q, 1, T - 1, nq, od, &bad, &e) == CQ_ERR_ARG,
           "unknown precision refused (prefill)");
     unsetenv("CQ_ATTN_PRECISION");
-    CHECK(cq_attn_precision_resolve(0) == CQ_ATTN_EXACT, "default is exact");
+    CHECK(cq_attn_precision_resolve(0) == CQ_ATTN_FAST, "default is fast");
     cq_cache_attend(c, 0, q, nq, od, &o0, NULL);
     cq_cache_attend(c, 0, q, nq, oe, &oE, NULL);
     cq_cache_attend(c, 0, q, nq, of, &oF, NULL);
-    CHECK(ctu_first_diff(od, oe, nq * D) < 0, "default = exact");
+    CHECK(ctu_first_diff(od, of, nq * D) < 0, "default = fast");
     CHECK(ctu_first_diff(oe, of, nq * D) >= 0, "fast differs from exact (the test can tell them apart)");
-    setenv("CQ_ATTN_PRECISION", "fast", 1);
-    CHECK(cq_attn_precision_resolve(0) == CQ_ATTN_FAST, "env selects fast");
+    setenv("CQ_ATTN_PRECISION", "exact", 1);
+    CHECK(cq_attn_precision_resolve(0) == CQ_ATTN_EXACT, "env selects exact");
     cq_cache_attend(c, 0, q, nq, od, &o0, NULL);
-    CHECK(ctu_first_diff(od, of, nq * D) < 0, "env default = fast");
-    cq_cache_attend(c, 0, q, nq, od, &oE, NULL);
-    CHECK(ctu_first_diff(od, oe, nq * D) < 0, "explicit exact wins over the environment");
+    CHECK(ctu_first_diff(od, oe, nq * D) < 0, "env default = exact");
+    cq_cache_attend(c, 0, q, nq, od, &oF, NULL);
+    CHECK(ctu_first_diff(od, of, nq * D) < 0, "explicit fast wins over the environment");
+    setenv("CQ_ATTN_PRECISION", "fast", 1);
+    CHECK(cq_attn_precision_resolve(0) == CQ_ATTN_FAST, "env fast = fast");
+    setenv("CQ_ATTN_PRECISION", "bogus", 1);
+    CHECK(cq_attn_precision_resolve(0) == CQ_ATTN_FAST, "an unknown env value = the default");
     unsetenv("CQ_ATTN_PRECISION");
     cq_cache_free(c);
     free(K);

@@ -494,7 +494,7 @@ static void scale_matrix(void) {
     const float bad[] = {NAN, INFINITY, -INFINITY, -1.0f, -1e-30f};
     cq_err e;
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        cq_attn_opts o = {1, bad[i], 0};
+        cq_attn_opts o = {1, bad[i], 0, NULL};
         CHECK(cq_cache_attend(c, 0, q, H, out, &o, &e) == CQ_ERR_ARG, "decode scale %g",
               (double)bad[i]);
         CHECK(cq_cache_attend_prefill(c, 0, q, 2, 8, H, out, &o, &e) == CQ_ERR_ARG,
@@ -502,7 +502,7 @@ static void scale_matrix(void) {
         CHECK(cq_cache_attend_ref(c, 0, q, 2, 8, H, out, bad[i], &e) == CQ_ERR_ARG,
               "reference scale %g", (double)bad[i]);
     }
-    cq_attn_opts o = {1, 0.25f, 0};
+    cq_attn_opts o = {1, 0.25f, 0, NULL};
     CHECK(cq_cache_attend(c, 0, q, H, out, &o, &e) == CQ_OK, "finite positive scale: %s", e.msg);
     cq_cache_free(c);
 }
@@ -559,6 +559,58 @@ static void extreme_query_matrix(void) {
         }
 }
 
+/* Some scores overflow fp32 and others do not: even tokens' keys are +-65504 aligned with
+ * the +-1e34 query (score beyond fp32), odd tokens' keys are small (score near 0), and the
+ * values tell them apart (1 and -1), so the double reference is V = 1. Every table and both
+ * precisions must return the right result or CQ_ERR_OVERFLOW: a softmax exp that maps the
+ * NaN of inf - inf to its floor gives every token the same weight, which is CQ_OK and wrong
+ * (and, with FAST values, drops the committed values while the softmax sum keeps them). */
+static void mixed_overflow_matrix(void) {
+    const cq_codec_id fmts[][2] = {{CQ_CODEC_FP16, CQ_CODEC_FP16}, {CQ_CODEC_CQ8, CQ_CODEC_CQ8},
+                                   {CQ_CODEC_CQ4, CQ_CODEC_CQ4},   {CQ_CODEC_CQ4P, CQ_CODEC_CQ4},
+                                   {CQ_CODEC_Q8_0, CQ_CODEC_Q4_0}};
+    const char *kern[] = {"scalar", "avx2", "avx512"};
+    enum { T = 12 };
+    for (size_t f = 0; f < sizeof fmts / sizeof fmts[0]; f++)
+        for (int k = 0; k < 3; k++)
+            for (uint32_t prec = CQ_ATTN_EXACT; prec <= CQ_ATTN_FAST; prec++) {
+                cq_cache *c = make_k(fmts[f][0], fmts[f][1], 0, kern[k]);
+                if (!c) { /* a SIMD=0 build or a CPU without the table */
+                    CHECK(k > 0, "create");
+                    continue;
+                }
+                uint16_t K[T * H * D], V[T * H * D];
+                for (size_t i = 0; i < T * H * D; i++) {
+                    const size_t t = i / (H * D);
+                    if (t % 2 == 0) K[i] = (i & 1) ? 0x7BFFu : 0xFBFFu; /* +-65504 */
+                    else K[i] = (i & 1) ? 0x3400u : 0xB400u;            /* +-0.25 */
+                    V[i] = t % 2 == 0 ? 0x3C00u : 0xBC00u;              /* 1, -1 */
+                }
+                cq_err e;
+                CHECK(cq_cache_append(c, 0, K, V, T, &e) == CQ_OK, "append: %s", e.msg);
+                float q[T * H * D], out[T * H * D], ref[T * H * D];
+                for (size_t i = 0; i < T * H * D; i++) q[i] = (i & 1) ? 1e34f : -1e34f;
+                CHECK(cq_cache_attend_ref(c, 0, q, T, 0, H, ref, 0.0f, &e) == CQ_OK, "reference");
+                const cq_attn_opts o = {1, 0.0f, prec, NULL};
+                const char *fk = cq_codec_get(fmts[f][0])->name;
+                const char *fv = cq_codec_get(fmts[f][1])->name;
+                const char *pn = prec == CQ_ATTN_FAST ? "fast" : "exact";
+                cq_status st = cq_cache_attend(c, 0, q, H, out, &o, &e);
+                CHECK(st == CQ_OK || st == CQ_ERR_OVERFLOW, "decode: %s", cq_status_name(st));
+                if (st == CQ_OK)
+                    CHECK(ctu_rel_err(out, ref + (T - 1) * H * D, H * D) < 1e-2,
+                          "%s/%s %s %s: decode CQ_OK but wrong: rel err %g", fk, fv, kern[k], pn,
+                          ctu_rel_err(out, ref + (T - 1) * H * D, H * D));
+                st = cq_cache_attend_prefill(c, 0, q, T, 0, H, out, &o, &e);
+                CHECK(st == CQ_OK || st == CQ_ERR_OVERFLOW, "prefill: %s", cq_status_name(st));
+                if (st == CQ_OK)
+                    CHECK(ctu_rel_err(out, ref, T * H * D) < 1e-2,
+                          "%s/%s %s %s: prefill CQ_OK but wrong: rel err %g", fk, fv, kern[k], pn,
+                          ctu_rel_err(out, ref, T * H * D));
+                cq_cache_free(c);
+            }
+}
+
 /* page_tokens up to 2^20 is legal: a cache of 40 tokens saved from such a
  * configuration loads with the default options, and holds no huge page. */
 static void page_tokens_roundtrip(void) {
@@ -607,6 +659,7 @@ int main(void) {
     force_generic_flag();
     scale_matrix();
     extreme_query_matrix();
+    mixed_overflow_matrix();
     page_tokens_roundtrip();
     return cq_test_done("test_cache_badinput");
 }

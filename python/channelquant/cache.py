@@ -244,7 +244,8 @@ class Cache:
     def attend(self, layer, q, n_threads=1, scale=0.0, precision="default"):
         """Decode attention of one query token over every token of layer: q
         [n_q_heads][head_dim] -> [n_q_heads][head_dim]. scale 0: 1/sqrt(head_dim).
-        precision: "default", "exact" or "fast" (docs/CACHE.md, Tolerance)."""
+        precision: "default" (fast, unless CQ_ATTN_PRECISION=exact), "exact" or "fast"
+        (docs/CACHE.md, Tolerance)."""
         q = np.ascontiguousarray(np.asarray(q, dtype=np.float32))
         Hq = self._q_heads(q, 0)
         out = np.zeros_like(q)

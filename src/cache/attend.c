@@ -219,6 +219,11 @@ static cq_status attend_range(const cq_cache *c, const cq_head *hd, uint32_t a, 
             }
             pt->l[h] += k->exp_sum(s, n, pt->m[h]);
         }
+        /* A score beyond fp32 (inf, or the NaN of inf - inf in a dot) made a weight and so l
+         * NaN in every table (scalar expf and the SIMD exp keep NaN): stop here, before NaN
+         * weights reach the value loops; the NaN output is CQ_ERR_OVERFLOW (check_output). */
+        for (uint32_t h = 0; h < nh; h++)
+            if (isnan(pt->l[h])) return CQ_OK;
         if (sink) {
             k->acc_f16(sc->s, BLK, nh, hd->sink_v + (size_t)t * D, n, D, pt->acc);
         } else {
@@ -337,9 +342,10 @@ static cq_status check_common(const cq_cache *c, uint32_t layer, const float *q,
 
 cq_attn_precision cq_attn_precision_resolve(uint32_t p) {
     if (p == CQ_ATTN_EXACT || p == CQ_ATTN_FAST) return (cq_attn_precision)p;
+    /* the default is FAST (docs/CACHE.md, "Tolerance"); the environment may name EXACT */
     const char *e = getenv("CQ_ATTN_PRECISION");
-    if (e && !strcmp(e, "fast")) return CQ_ATTN_FAST;
-    return CQ_ATTN_EXACT;
+    if (e && !strcmp(e, "exact")) return CQ_ATTN_EXACT;
+    return CQ_ATTN_FAST;
 }
 
 static cq_status check_precision(const cq_attn_opts *o, cq_err *err) {

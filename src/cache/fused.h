@@ -16,6 +16,10 @@
 #include "cache_internal.h"
 
 #define BLK 128u /* tokens per attention run (attend.c) */
+/* FAST precision: the largest error a run's 8-bit query blocks may put on a CQ-4 key score
+ * (after the attention scale, so in nats of the softmax); a run whose bound exceeds it takes the
+ * EXACT dot (fused_cq4k.c fast_keys_ok; docs/CACHE.md, "Tolerance"). */
+#define CQ_FAST_KEY_DELTA 1.0f
 
 /* Per-thread scratch of the attention drivers (attend.c), sized for the layer's stores. */
 typedef struct run_scratch {

@@ -7,7 +7,8 @@
  * multiple of CQ_KT_TOK, else in the contract's token-major form: a function of the
  * shape only. Attention folds the group's scales into the query once per run (fold_q,
  * or fold_quant_q8 with the FAST precision), dots the codes (dot_i4[t][q]) and adds the
- * outlier lane (side_dot).
+ * outlier lane (side_dot). A FAST run whose 8-bit query blocks could move a score by more
+ * than CQ_FAST_KEY_DELTA takes the EXACT dot (fast_keys_ok).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -174,6 +175,25 @@ static void prep_query(const cq_store *s, const float *q, uint32_t nh, run_scrat
     }
 }
 
+/* FAST's key guard (docs/CACHE.md, "Tolerance"): 1 when every query head's 8-bit blocks keep
+ * each score of the run within CQ_FAST_KEY_DELTA of the exact dot of the codes with the folded
+ * query, for any codes. Block b (n_b channels, step d_b = qs 2^sh[b]) moves a score by at most
+ * (d_b / 2) * 8 per channel (|code| <= 8), so the bound is 4 qs sum_b n_b 2^sh[b]. The sum is
+ * an exact integer of at most 512 * 2^11 = 2^20 and qs is quant_q8's, which every kernel table
+ * computes to the same bits, so every table makes the same choice. A non-finite qs fails. */
+static int fast_keys_ok(const run_scratch *sc, uint32_t nh, uint32_t kept) {
+    const uint32_t nb = (kept + CQ_Q8_BLOCK - 1) / CQ_Q8_BLOCK;
+    for (uint32_t h = 0; h < nh; h++) {
+        uint32_t w = 0;
+        for (uint32_t b = 0; b < nb; b++) {
+            const uint32_t n_b = b + 1 < nb ? CQ_Q8_BLOCK : kept - b * CQ_Q8_BLOCK;
+            w += n_b << sc->qsh[(size_t)h * nb + b];
+        }
+        if (!((float)w * sc->qsc[h] <= CQ_FAST_KEY_DELTA / 4.0f)) return 0;
+    }
+    return 1;
+}
+
 /* rows decoded for the exact fp32 dot when tokens start mid-byte (odd kept, not tiled) */
 static uint32_t scratch_rows(const cq_store *s) {
     return !s->tiled && (s->params->kept & 1) ? BLK : 0;
@@ -201,8 +221,12 @@ static void scores(const cq_kernels *k, const cq_store *s, uint32_t u, uint32_t 
      * same products as fold_q through kept_idx */
     const float *qk = p->k ? sc->qg : q;
     const uint32_t qstride = p->k ? kept : D;
+    int fast = 0;
     if (sc->prec == CQ_ATTN_FAST) { /* folded and rounded to 8-bit blocks in one pass */
         k->fold_quant_q8(qk, nh, qstride, scl, kept, sc->q8, sc->qsh, sc->qsc);
+        fast = fast_keys_ok(sc, nh, kept); /* else the run takes the EXACT dot */
+    }
+    if (fast) {
         if (s->tiled) k->dot_i4tq(sc->q8, sc->qsh, sc->qsc, nh, slot, r0, n, kept, sc->s, BLK);
         else k->dot_i4q(sc->q8, sc->qsh, sc->qsc, nh, pay, n, kept, sc->s, BLK);
     } else {

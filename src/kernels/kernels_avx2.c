@@ -727,7 +727,7 @@ static int v_any_nonfinite(const uint16_t *x, size_t n) {
 
 /* exp(x) for x <= 0: the steps and constants of kernels_x86.h (CQ_EXP_*), 8 lanes */
 static inline __m256 exp8(__m256 x) {
-    x = _mm256_max_ps(x, _mm256_set1_ps(CQ_EXP_MIN));
+    x = _mm256_max_ps(_mm256_set1_ps(CQ_EXP_MIN), x); /* NaN (inf - inf) stays NaN */
     __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(CQ_EXP_LOG2E)),
                                _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(CQ_EXP_LN2_HI), x);

@@ -822,7 +822,7 @@ static void x_acc_i4tq(const float *w, uint32_t ws, uint32_t nh, const uint8_t *
 /* exp8 of kernels_avx2.c on 16 lanes: the steps and constants of kernels_x86.h (CQ_EXP_*),
  * so every element has the AVX2 table's bits. */
 static inline __m512 exp16(__m512 x) {
-    x = _mm512_max_ps(x, _mm512_set1_ps(CQ_EXP_MIN));
+    x = _mm512_max_ps(_mm512_set1_ps(CQ_EXP_MIN), x); /* NaN (inf - inf) stays NaN */
     __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(CQ_EXP_LOG2E)),
                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(CQ_EXP_LN2_HI), x);

@@ -59,7 +59,10 @@ static inline __m256 load_f16x8(const uint16_t *p) {
  * and 512-bit (kernels_avx512.c exp16) loops, which take the same steps so that an element
  * has the same bits in both: x clamped at CQ_EXP_MIN, n = round(x * log2 e), r = x - n ln2 (in
  * two parts), p = 1 + r + r^2 * poly(r) with these degree-5 Cephes expf coefficients (highest
- * first), result p * 2^n; relative error ~2 ulp, inputs below -87 give the 2^-126 floor. */
+ * first), result p * 2^n; relative error ~2 ulp, inputs below -87 give the 2^-126 floor. A NaN
+ * (the inf - inf of an overflowed score) stays NaN, as with libm expf: the clamp is
+ * max(CQ_EXP_MIN, x), and max returns its second operand when one is NaN. So the softmax sum
+ * turns NaN and the call is CQ_ERR_OVERFLOW in every table (attend.c). */
 #define CQ_EXP_MIN -87.0f
 #define CQ_EXP_LOG2E 1.44269504088896341f
 #define CQ_EXP_LN2_HI 0.693359375f

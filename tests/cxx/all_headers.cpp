@@ -91,7 +91,10 @@ int main() {
         CHECK(cq_cache_tokens(cache, 0) == T);
         std::vector<float> q(4 * D), o(4 * D), r(4 * D);
         for (size_t i = 0; i < q.size(); i++) q[i] = std::sin(0.3 * i);
-        CHECK(cq_cache_attend(cache, 0, q.data(), 4, o.data(), nullptr, &err) == CQ_OK);
+        // EXACT (asked for by name): the 1e-3 below is within its bound (docs/CACHE.md)
+        cq_attn_opts ex = {};
+        ex.precision = CQ_ATTN_EXACT;
+        CHECK(cq_cache_attend(cache, 0, q.data(), 4, o.data(), &ex, &err) == CQ_OK);
         CHECK(cq_cache_attend_ref(cache, 0, q.data(), 1, T - 1, 4, r.data(), 0.f, &err) == CQ_OK);
         double md = 0, mr = 0;
         for (size_t i = 0; i < o.size(); i++) {
@@ -99,6 +102,13 @@ int main() {
             mr = std::fmax(mr, std::fabs(r[i]));
         }
         CHECK(mr > 0 && md / mr < 1e-3);
+        // the default options: the precision cq_attn_precision_resolve(0) names, bit for bit
+        std::vector<float> od(4 * D), on(4 * D);
+        cq_attn_opts named = {};
+        named.precision = cq_attn_precision_resolve(CQ_ATTN_DEFAULT);
+        CHECK(cq_cache_attend(cache, 0, q.data(), 4, od.data(), nullptr, &err) == CQ_OK);
+        CHECK(cq_cache_attend(cache, 0, q.data(), 4, on.data(), &named, &err) == CQ_OK);
+        CHECK(std::memcmp(od.data(), on.data(), od.size() * sizeof(float)) == 0);
         // an error comes back as a value with a message
         CHECK(cq_cache_append(cache, 5, K2.data(), V2.data(), 1, &err) != CQ_OK);
         CHECK(err.msg[0] != '\0');
