@@ -116,7 +116,7 @@ static void usage(FILE *f) {
             "loads), and each step's floor (its products at the peak of the instruction that\n"
             "does them) beside the time the stream allows at 80%% of the probe's median.\n"
             "--precision: the attention arithmetic for CQ-4/CQ-4+ keys and INT4 values\n"
-            "(cq_attn_opts.precision; default: the library's, i.e. CQ_ATTN_PRECISION or exact).\n"
+            "(cq_attn_opts.precision; default: the library's: fast, or what CQ_ATTN_PRECISION names).\n"
             "--page-tokens: tokens per storage page (cq_cache_config.page_tokens); 'context'\n"
             "(the default) sizes one page per (layer, head) to the context, as cq generate and\n"
             "cq eval do; a number sets it (the library's own default is 1024).\n");
