@@ -43,10 +43,12 @@ typedef struct cq_kv_format {
     char name[48];      /* as given, e.g. "cq4+/cq4" */
     int reference;      /* 1: the fp32 oracle path instead of a cache */
     cq_codec_id key, val;
+    uint32_t precision; /* cq_attn_precision of the format's attention (0 = the default) */
 } cq_kv_format;
 
 /* Parse "KEY/VAL" by registry codec name ("fp16/fp16", "cq4+/cq4"; "cq4p" also
- * names CQ-4+), a single name for both, or "fp32" (the oracle path). */
+ * names CQ-4+), a single name for both, or "fp32" (the oracle path); a suffix "@exact" or
+ * "@fast" names the attention precision ("cq4/cq4@exact"; not with fp32). */
 CQ_API cq_status cq_kv_format_parse(const char *s, cq_kv_format *f, cq_err *err);
 
 /* What a format is run with (shared by perplexity, multiple choice and the tools). */
@@ -117,6 +119,10 @@ typedef struct cq_ppl_opts {
     uint32_t n_threads;
     cq_kv_setup kv;        /* group, sinks, fp16 layers, masks, pages of every format */
     int ref_oracle;        /* reference = the oracle path with K/V rounded to fp16 (no cache) */
+    /* reference = this cache format (with the kv setup's masks, sinks and fp16 layers, and its
+     * precision), e.g. cq4/cq4@exact to measure cq4/cq4@fast against it; NULL = fp16/fp16.
+     * Not with ref_oracle or base_path (CQ_ERR_ARG). */
+    const cq_kv_format *ref;
     /* the token range [calib_begin, calib_end) used to calibrate the masks (0, 0: none);
      * overlapping the scored chunks raises CQ_WARN_CALIB_OVERLAP */
     size_t calib_begin, calib_end;

@@ -141,6 +141,10 @@ typedef struct cq_session_opts {
                                      n_sinks + G when smaller. cq_session_opts_default sets 1;
                                      0: chunks of `batch`, decode attention for a one-token
                                      chunk. */
+    uint32_t attn_precision;      /* CQ_KV_CACHE: cq_attn_precision of every attention call
+                                     (cq_attn_opts.precision): 0 = the library default (FAST,
+                                     or what CQ_ATTN_PRECISION names); another value than
+                                     EXACT or FAST is CQ_ERR_ARG at create */
 } cq_session_opts;
 
 typedef struct cq_session cq_session;

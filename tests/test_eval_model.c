@@ -233,8 +233,76 @@ static void test_ppl_warnings(const char *shared) {
     cq_model_free(m);
 }
 
+/* the "@exact" / "@fast" suffix of a format: parsed into precision, kept in the name, the
+ * one-name spelling canonical with it; bad suffixes and fp32 with one refused */
+static void test_format_precision(void) {
+    cq_kv_format f;
+    cq_err e;
+    CHECK(cq_kv_format_parse("cq4/cq4@exact", &f, &e) == CQ_OK && f.precision == CQ_ATTN_EXACT &&
+              f.key == CQ_CODEC_CQ4 && f.val == CQ_CODEC_CQ4 && !strcmp(f.name, "cq4/cq4@exact"),
+          "cq4/cq4@exact: %u %s", f.precision, f.name);
+    CHECK(cq_kv_format_parse("cq4@FAST", &f, &e) == CQ_OK && f.precision == CQ_ATTN_FAST &&
+              !strcmp(f.name, "cq4/cq4@fast"), "cq4@FAST: %u %s", f.precision, f.name);
+    CHECK(cq_kv_format_parse("cq8/cq4", &f, &e) == CQ_OK && f.precision == 0, "no suffix: default");
+    const char *bad[] = {"cq4/cq4@", "cq4/cq4@slow", "fp32@exact", "@fast", "cq4@exact@fast"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+        CHECK(cq_kv_format_parse(bad[i], &f, &e) != CQ_OK, "'%s' refused", bad[i]);
+}
+
+/* cq_session_opts.attn_precision reaches the cache's attention: EXACT and FAST sessions give
+ * different logits on a CQ-4 cache, each reproduces itself bit for bit, and a value that is
+ * neither is refused at create */
+static void test_session_precision(const char *shared) {
+    char path[4200];
+    snprintf(path, sizeof path, "%.4000s/models/tinyqwen-hd64/tinyqwen-hd64-kbias.gguf", shared);
+    cq_model *m = NULL;
+    cq_err e;
+    if (cq_model_load(path, &m, &e)) {
+        CHECK(0, "%s: %s", path, e.msg);
+        return;
+    }
+    const cq_model_config *c = cq_model_get_config(m);
+    cq_kv_format f;
+    cq_kv_format_parse("cq4/cq4", &f, &e);
+    cq_kv_setup kv;
+    memset(&kv, 0, sizeof kv);
+    kv.page_tokens = 300;
+    cq_layer_codecs *lbuf = calloc(c->n_layers, sizeof *lbuf);
+    cq_cache_config cc;
+    cq_kv_format_cache_config(c, &f, &kv, lbuf, &cc);
+    int32_t tok[300];
+    for (int i = 0; i < 300; i++) tok[i] = 3 + (i * 37) % 400;
+    float *lg[3];
+    for (int k = 0; k < 3; k++) lg[k] = malloc((size_t)300 * c->vocab_size * sizeof(float));
+    const uint32_t prec[3] = {CQ_ATTN_EXACT, CQ_ATTN_FAST, CQ_ATTN_EXACT};
+    for (int k = 0; k < 3; k++) {
+        cq_session_opts so;
+        cq_session_opts_default(&so);
+        so.mode = CQ_KV_CACHE;
+        so.cache = &cc;
+        so.max_tokens = so.batch = 300;
+        so.attn_precision = prec[k];
+        cq_session *s = NULL;
+        CHECK(lg[k] && cq_session_create(m, &so, &s, &e) == CQ_OK, "session: %s", e.msg);
+        CHECK(s && cq_session_forward(s, tok, 300, lg[k], 0, &e) == CQ_OK, "forward: %s", e.msg);
+        cq_session_free(s);
+    }
+    const size_t nb = (size_t)300 * c->vocab_size * sizeof(float);
+    CHECK(!memcmp(lg[0], lg[2], nb), "EXACT reproduces itself");
+    CHECK(memcmp(lg[0], lg[1], nb) != 0, "FAST differs from EXACT (the precision reached attention)");
+    cq_session_opts so;
+    cq_session_opts_default(&so);
+    so.attn_precision = 7;
+    cq_session *s = NULL;
+    CHECK(cq_session_create(m, &so, &s, &e) == CQ_ERR_ARG && !s, "attn_precision 7 refused");
+    for (int k = 0; k < 3; k++) free(lg[k]);
+    free(lbuf);
+    cq_model_free(m);
+}
+
 int main(void) {
     test_codec_bits();
+    test_format_precision();
     test_warnings();
     const char *shared = cq_test_shared();
     char probe[4200];
@@ -244,6 +312,7 @@ int main(void) {
         fclose(f);
         test_greedy_pins(shared);
         test_ppl_warnings(shared);
+        test_session_precision(shared);
     } else {
         printf("test_eval_model: no %s: model checks skipped\n", probe);
     }

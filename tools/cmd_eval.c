@@ -42,6 +42,9 @@ static void eval_usage(FILE *f) {
             "                         (validated), else compute and write it (alias\n"
             "                         --kl-divergence-base)\n"
             "  --ref-oracle           reference = the fp32 path with K/V rounded to fp16\n"
+            "  --ref-kv K/V           reference = this cache format (with the masks, sinks and\n"
+            "                       fp16 layers of the others), e.g. --ref-kv cq4/cq4@exact\n"
+            "                       --kv cq4/cq4@fast: FAST's KLD against EXACT directly\n"
             "  --calib-range A:B      token range a mask was calibrated on (warns on overlap)\n"
             "Progress and warnings go to stderr.\n",
             DEFAULT_CHUNKS);
@@ -105,6 +108,8 @@ static int eval_ppl(int argc, char **argv) {
     op.kv = "fp16/fp16,cq8/cq8,cq4/cq4";
     cq_ppl_opts po;
     memset(&po, 0, sizeof po);
+    cq_kv_format ref_fmt;
+    cq_err e;
     uint32_t chunks = DEFAULT_CHUNKS;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -122,6 +127,13 @@ static int eval_ppl(int argc, char **argv) {
         } else if (!strcmp(a, "--calib-range") && has) {
             if (parse_range(argv[++i], &po.calib_begin, &po.calib_end)) goto bad;
         } else if (!strcmp(a, "--ref-oracle")) po.ref_oracle = 1;
+        else if (!strcmp(a, "--ref-kv") && has) {
+            if (cq_kv_format_parse(argv[++i], &ref_fmt, &e)) {
+                fprintf(stderr, "cq eval ppl: --ref-kv: %s\n", e.msg);
+                return 2;
+            }
+            po.ref = &ref_fmt;
+        }
         else {
             fprintf(stderr, "cq eval ppl: unknown or incomplete option '%s' (cq eval ppl --help)\n", a);
             return 2;
@@ -136,6 +148,11 @@ static int eval_ppl(int argc, char **argv) {
         fprintf(stderr, "cq eval ppl: --ref-oracle and --kld-base are exclusive\n");
         return 2;
     }
+    if (po.ref && (po.ref_oracle || po.base_path)) {
+        fprintf(stderr, "cq eval ppl: --ref-kv excludes --ref-oracle and --kld-base\n");
+        return 2;
+    }
+    const char *ref_name = po.ref ? po.ref->name : po.ref_oracle ? "fp32-oracle/fp16-rounded" : "fp16/fp16";
     cq_kv_format all[64];
     uint32_t n_all = 0;
     int rc = cq_tool_parse_formats("eval ppl", op.kv, all, 64, &n_all);
@@ -195,7 +212,6 @@ static int eval_ppl(int argc, char **argv) {
     po.progress_user = &pc;
     cq_ppl_result ref;
     int32_t bos = cq_tokenizer_add_bos(tm.tok) ? cq_tokenizer_bos(tm.tok) : -1;
-    cq_err e;
     cq_err_clear(&e);
     cq_status st = cq_eval_ppl(tm.model, tokens, n_tokens, bos, &po, fmts, nf, res, &ref, &e);
     cq_progress_end(&pc.pg);
@@ -218,7 +234,7 @@ static int eval_ppl(int argc, char **argv) {
                " \"formats\": [\n",
                tm.path, label, text, ref.n_ctx, ref.n_chunks, (unsigned long long)ref.n_scored,
                op.sinks, op.fp16_first, op.fp16_last, G, po.base_loaded,
-               po.ref_oracle ? "fp32-oracle/fp16-rounded" : "fp16/fp16", ref.ppl, ref.ppl_se,
+               ref_name, ref.ppl, ref.ppl_se,
                ref.nll_mean, ref.bits.codec_bpv, ref.bits.cache_bpv, ref.bits.context);
         for (uint32_t i = 0; i < nf; i++) json_result(&fmts[i], &res[i], i + 1 == nf);
         printf(" ], \"not_applicable\": [");
@@ -253,7 +269,7 @@ static int eval_ppl(int argc, char **argv) {
                op.fp16_first && op.fp16_last ? "," : "",
                op.fp16_last ? "last" : (op.fp16_first ? "" : "none"));
         printf("PPL(base) %s%s: %.4f +- %.4f; cache bits are measured at a context of %u tokens\n\n",
-               po.ref_oracle ? "fp32 path, K/V rounded to fp16" : "fp16/fp16 cache",
+               po.ref ? ref_name : po.ref_oracle ? "fp32 path, K/V rounded to fp16" : "fp16/fp16 cache",
                po.base_loaded ? " (from the base file)" : "", ref.ppl, ref.ppl_se, ref.n_ctx);
         printf("| K/V | codec bits/value | cache bits/value | PPL(Q) | PPL ratio | ln ratio | KLD mean "
                "| KLD 99%% | KLD max | same top-1 | RMS dp |\n"

@@ -87,7 +87,9 @@ void cq_tool_opts_help(FILE *f, unsigned accept) {
         {CQ_OPT_KV, "--kv K/V[,K/V...]      cache formats by registry codec name, e.g. fp16/fp16,\n"
                     "                       cq8/cq8, cq4/cq4, cq4+/cq4 (needs a mask), q4_0/q4_0; one\n"
                     "                       name means both roles; fp32 = the fp32 reference path\n"
-                    "                       (alias --formats; `cq codecs` lists the names)"},
+                    "                       (alias --formats; `cq codecs` lists the names); a\n"
+                    "                       suffix @exact or @fast sets a cache format's attention\n"
+                    "                       precision (default: the library's, fast)"},
         {CQ_OPT_MASK, "--mask FILE            CQ-4+ key outlier mask (format of ../shared/vectors/masks)"},
         {CQ_OPT_CTX, "-c, --ctx N            context in tokens (more than the model's: an error)"},
         {CQ_OPT_THREADS, "-t, --threads N        worker threads (default 2)"},

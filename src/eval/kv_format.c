@@ -22,7 +22,22 @@ cq_status cq_kv_format_parse(const char *s, cq_kv_format *f, cq_err *err) {
     if (n == 0 || n >= sizeof f->name)
         return cq_err_set(err, CQ_ERR_ARG, -1, -1, "bad K/V format '%s'", s);
     memcpy(f->name, s, n + 1);
+    /* "@exact" / "@fast": the attention precision; the codecs are what precedes it */
+    char body[48];
+    memcpy(body, s, n + 1);
+    char *at = strchr(body, '@');
+    if (at) {
+        *at++ = '\0';
+        f->precision = !strcasecmp(at, "exact") ? CQ_ATTN_EXACT : !strcasecmp(at, "fast") ? CQ_ATTN_FAST : 0;
+        if (!f->precision)
+            return cq_err_set(err, CQ_ERR_ARG, -1, -1,
+                              "format '%s': precision '%s' is neither exact nor fast", s, at);
+    }
+    s = body;
     if (!strcasecmp(s, "fp32") || !strcasecmp(s, "ref")) {
+        if (f->precision)
+            return cq_err_set(err, CQ_ERR_ARG, -1, -1,
+                              "format '%s': the fp32 path has no cache precision", f->name);
         f->reference = 1;
         f->key = f->val = CQ_CODEC_FP16;
         return CQ_OK;
@@ -44,16 +59,19 @@ cq_status cq_kv_format_parse(const char *s, cq_kv_format *f, cq_err *err) {
         if (!c && !strcasecmp(names[i], "cq4p")) c = cq_codec_get(CQ_CODEC_CQ4P);
         if (!c)
             return cq_err_set(err, CQ_ERR_TIER, -1, -1, "unknown codec '%s' in format '%s'",
-                              names[i], s);
+                              names[i], f->name);
         if (!(c->flags & (i == 0 ? CQ_CODEC_F_KEYS : CQ_CODEC_F_VALUES)))
             return cq_err_set(err, CQ_ERR_UNSUPPORTED, -1, -1, "codec '%s' cannot code %s",
                               c->name, i == 0 ? "keys" : "values");
         *ids[i] = c->id;
     }
-    if (!slash) { /* one name for both roles: the canonical spelling is KEY/VAL */
-        int w = snprintf(f->name, sizeof f->name, "%s/%s", cq_codec_get(f->key)->name,
-                         cq_codec_get(f->val)->name);
-        if (w < 0 || (size_t)w >= sizeof f->name) memcpy(f->name, s, n + 1);
+    if (!slash) { /* one name for both roles: the canonical spelling is KEY/VAL[@precision] */
+        char canon[sizeof f->name];
+        int w = snprintf(canon, sizeof canon, "%s/%s%s", cq_codec_get(f->key)->name,
+                         cq_codec_get(f->val)->name,
+                         f->precision == CQ_ATTN_EXACT ? "@exact"
+                         : f->precision == CQ_ATTN_FAST ? "@fast" : "");
+        if (w > 0 && (size_t)w < sizeof canon) memcpy(f->name, canon, (size_t)w + 1);
     }
     return CQ_OK;
 }
@@ -100,6 +118,7 @@ cq_status cq_eval_session(const cq_model *m, const cq_kv_format *f, const cq_kv_
     cq_kv_format_cache_config(c, f, &k, lbuf, &cc);
     so.mode = CQ_KV_CACHE;
     so.cache = &cc; /* copied by the session's cache at create */
+    so.attn_precision = f->precision;
     cq_status st = cq_session_create(m, &so, out, err);
     free(lbuf);
     return st;

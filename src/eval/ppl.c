@@ -150,6 +150,10 @@ cq_status cq_eval_ppl(const cq_model *m, const int32_t *tokens, size_t n_tokens,
                           "context %u is larger than the model's context of %u tokens", n_ctx,
                           c->max_seq_len);
     if (n_ctx < 4) return cq_err_set(err, CQ_ERR_ARG, -1, -1, "context %u too small", n_ctx);
+    if (o->ref && (o->ref_oracle || o->base_path))
+        return cq_err_set(err, CQ_ERR_ARG, -1, -1,
+                          "a reference format (%s) excludes the oracle reference and a base file",
+                          o->ref->name);
     size_t n_chunks = n_tokens / n_ctx;
     if (o->max_chunks && n_chunks > o->max_chunks) n_chunks = o->max_chunks;
     if (n_chunks == 0)
@@ -184,7 +188,9 @@ cq_status cq_eval_ppl(const cq_model *m, const int32_t *tokens, size_t n_tokens,
     for (uint32_t f = 0; f < nf; f++) {
         cq_kv_format rf;
         const cq_kv_format *fmt = &rf;
-        if (f == 0) {
+        if (f == 0 && o->ref) {
+            rf = *o->ref;
+        } else if (f == 0) {
             memset(&rf, 0, sizeof rf);
             strcpy(rf.name, o->ref_oracle ? "fp32-oracle/fp16-rounded" : "fp16/fp16");
             rf.key = rf.val = CQ_CODEC_FP16;
@@ -196,8 +202,8 @@ cq_status cq_eval_ppl(const cq_model *m, const int32_t *tokens, size_t n_tokens,
         memset(&plain, 0, sizeof plain);
         plain.page_tokens = o->kv.page_tokens;
         if (f == 0 && o->ref_oracle) oracle.reference = 1; /* fp32 path, K/V rounded to fp16 */
-        /* the reference runs without sinks, fp16 layers or masks */
-        if ((st = cq_eval_session(m, &oracle, f == 0 ? &plain : &o->kv, o->n_threads, n_ctx, f == 0,
+        /* the fp16 reference runs without sinks, fp16 layers or masks; a --ref format with them */
+        if ((st = cq_eval_session(m, &oracle, f == 0 && !o->ref ? &plain : &o->kv, o->n_threads, n_ctx, f == 0,
                                   &ss[f], err)))
             goto done;
         ac[f].nll = malloc((size_t)total * sizeof(double));

@@ -122,6 +122,14 @@ cq_status cq_session_create(const cq_model *m, const cq_session_opts *o, cq_sess
     if (s->n_threads > CQ_POOL_MAX) s->n_threads = CQ_POOL_MAX;
     s->max_tokens = s->o.max_tokens ? s->o.max_tokens : c->max_seq_len;
     s->batch = s->o.batch ? s->o.batch : 64;
+    if (s->o.attn_precision && s->o.attn_precision != CQ_ATTN_EXACT &&
+        s->o.attn_precision != CQ_ATTN_FAST) {
+        const uint32_t p = s->o.attn_precision;
+        free(s);
+        return cq_err_set(err, CQ_ERR_ARG, -1, -1,
+                          "attn_precision %u is neither CQ_ATTN_EXACT (%d) nor CQ_ATTN_FAST (%d)", p,
+                          CQ_ATTN_EXACT, CQ_ATTN_FAST);
+    }
     if (s->o.mode == CQ_KV_CACHE && s->o.prompt_blocks) {
         s->G = s->o.cache && s->o.cache->group ? s->o.cache->group : 128;
         s->S = s->o.cache ? s->o.cache->n_sinks : 0;
@@ -222,7 +230,7 @@ static cq_status forward_batch(cq_session *s, const int32_t *tokens, uint32_t n,
         if (s->cache) {
             if ((st = cq_cache_append_f32(s->cache, l, f->k, f->v, n, err))) return st;
             cq_attn_opts ao = {.n_threads = s->n_threads, .scale = 0.0f,
-                               .precision = CQ_ATTN_DEFAULT, .pool = s->pool};
+                               .precision = s->o.attn_precision, .pool = s->pool};
             if (n == 1 && !prefill) st = cq_cache_attend(s->cache, l, f->q, H, f->xb, &ao, err);
             else st = cq_cache_attend_prefill(s->cache, l, f->q, n, pos0, H, f->xb, &ao, err);
             if (st) return st;

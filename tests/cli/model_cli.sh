@@ -80,6 +80,27 @@ expect_grep "kld base other run" "written for another run" err
 expect "kld base other model" 1 "$CQ" eval ppl -m "$SHARED/models/tinyqwen-hd64/tinyqwen-hd64.gguf" \
     -c 256 --chunks 2 --kv cq4/cq4 --kld-base "$tmp/base"
 expect_grep "kld base other model" "another model" err
+# a cache format as the reference, and the precision suffix: the same format and precision as
+# the reference is KLD 0 to the last bit; FAST against EXACT is not (the suffix reaches the
+# session's attention); the json names the reference
+expect "ref-kv same" 0 "$CQ" eval ppl -c 256 --chunks 2 --ref-kv cq4/cq4@exact --kv cq4/cq4@exact,cq4@fast --json
+expect_grep "ref-kv same" '"reference": {"format": "cq4/cq4@exact"'
+python3 - "$tmp/out" <<'PY' || fail=1
+import json, sys
+d = json.load(open(sys.argv[1]))
+k = {f["format"]: f for f in d["formats"]}
+ok = (set(k) == {"cq4/cq4@exact", "cq4/cq4@fast"} and k["cq4/cq4@exact"]["kld_mean"] == 0
+      and k["cq4/cq4@exact"]["kld_max"] == 0 and k["cq4/cq4@fast"]["kld_mean"] > 0)
+if not ok:
+    print("model_cli: --ref-kv: exact against itself not 0 or fast equal to exact:",
+          {n: (f["kld_mean"], f["kld_max"]) for n, f in k.items()}); sys.exit(1)
+PY
+expect "ref-kv bad precision" 2 "$CQ" eval ppl -c 256 --chunks 1 --ref-kv cq4/cq4@slow
+expect_grep "ref-kv bad precision" "neither exact nor fast" err
+expect "kv bad precision" 2 "$CQ" eval ppl -c 256 --chunks 1 --kv cq4/cq4@
+expect "kv fp32 precision" 2 "$CQ" eval ppl -c 256 --chunks 1 --kv fp32@fast
+expect "ref-kv with kld-base" 2 "$CQ" eval ppl -c 256 --chunks 1 --ref-kv cq4/cq4 --kld-base "$tmp/b2"
+expect "ref-kv with oracle" 2 "$CQ" eval ppl -c 256 --chunks 1 --ref-kv cq4/cq4 --ref-oracle
 printf 'CQKLBASE' >"$tmp/short_base"
 expect "kld base truncated" 1 "$CQ" eval ppl -c 256 --chunks 2 --kv cq4/cq4 --kld-base "$tmp/short_base"
 mkfifo "$tmp/fifo_base"
