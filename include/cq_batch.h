@@ -78,6 +78,9 @@ typedef struct cq_batch_opts {
                               uint32_t n, uint32_t *adopted);
     void (*prefix_published)(void *user, const cq_kvpool *p, const uint32_t *tokens, uint32_t n);
     void *prefix_user;
+    uint32_t attn_precision;      /* cq_attn_precision of every attention call (0 = the library
+                                     default: FAST, or what CQ_ATTN_PRECISION names); another
+                                     value than EXACT or FAST is CQ_ERR_ARG at create */
 } cq_batch_opts;
 
 typedef enum cq_batch_stop {

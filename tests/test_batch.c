@@ -233,10 +233,11 @@ static uint64_t batched_vs_alone(const cq_model *m, const fmt *f, uint32_t max_b
 }
 
 /* greedy through cq_session (cq generate's path) */
-static int session_greedy(const cq_model *m, const cq_cache_config *cc, const int32_t *p, uint32_t n,
-                          uint32_t batch, int32_t *out, uint32_t ng) {
+static int session_greedy_prec(const cq_model *m, const cq_cache_config *cc, const int32_t *p,
+                               uint32_t n, uint32_t batch, int32_t *out, uint32_t ng, uint32_t prec) {
     cq_session_opts so;
     cq_session_opts_default(&so);
+    so.attn_precision = prec;
     cq_cache_config c = *cc;
     c.page_tokens = cc->group; /* the pool's pages: attention runs with the same borders */
     so.mode = CQ_KV_CACHE;
@@ -266,6 +267,11 @@ done:
     return rc;
 }
 
+static int session_greedy(const cq_model *m, const cq_cache_config *cc, const int32_t *p, uint32_t n,
+                          uint32_t batch, int32_t *out, uint32_t ng) {
+    return session_greedy_prec(m, cc, p, n, batch, out, ng, 0);
+}
+
 static void test_session_equals_batch(const cq_model *m) {
     const fmt f = {"cq4/cq4 G 32", CQ_CODEC_CQ4, CQ_CODEC_CQ4, 32, 0, 0};
     cq_cache_config cc = make_cfg(m, &f);
@@ -286,6 +292,52 @@ static void test_session_equals_batch(const cq_model *m) {
               "session (batch %u, prompt_blocks) tokens differ from the batch session's", batch);
     }
     cq_batch_free(b);
+}
+
+/* cq_batch_opts.attn_precision reaches the batch's attention: with EXACT and FAST the batch
+ * gives the tokens of a session of the same precision (cq_session_opts.attn_precision), and
+ * the two precisions' logits differ; a value that is neither is refused */
+static void test_precision(const cq_model *m) {
+    const fmt f = {"cq4/cq4 G 32", CQ_CODEC_CQ4, CQ_CODEC_CQ4, 32, 0, 0};
+    cq_cache_config cc = make_cfg(m, &f);
+    int32_t p[129], a[NGEN];
+    make_prompt(p, 129, 129, 5);
+    static capture cap[2];
+    const uint32_t prec[2] = {CQ_ATTN_EXACT, CQ_ATTN_FAST};
+    for (int k = 0; k < 2; k++) {
+        cq_batch_opts o;
+        cq_batch_opts_default(&o);
+        o.cache = &cc;
+        o.no_prefix_cache = 1;
+        o.attn_precision = prec[k];
+        o.on_logits = on_logits;
+        o.logits_user = &cap[k];
+        memset(&cap[k], 0, sizeof cap[k]);
+        cq_batch *b = NULL;
+        cq_err e;
+        uint32_t id;
+        CHECK(cq_batch_create(m, &o, &b, &e) == CQ_OK, "create: %s", e.msg);
+        CHECK(b && cq_batch_submit(b, p, 129, NGEN, &id, &e) == CQ_OK, "submit");
+        cap[k].id = id;
+        CHECK(b && run_all(b) == 0, "batch ran");
+        const int32_t *t = NULL;
+        uint32_t n = 0;
+        if (b) cq_batch_result(b, id, &t, &n, NULL, NULL);
+        CHECK(session_greedy_prec(m, &cc, p, 129, 72, a, NGEN, prec[k]) == 0, "session ran");
+        CHECK(n == NGEN && t && !memcmp(a, t, n * sizeof *a),
+              "precision %u: batch tokens differ from a session of the same precision", prec[k]);
+        cq_batch_free(b);
+    }
+    CHECK(cap[0].got && cap[0].got == cap[1].got &&
+              memcmp(cap[0].lg, cap[1].lg, sizeof cap[0].lg) != 0,
+          "EXACT and FAST logits differ (the precision reached attention)");
+    cq_batch_opts o;
+    cq_batch_opts_default(&o);
+    o.cache = &cc;
+    o.attn_precision = 9;
+    cq_batch *b = NULL;
+    cq_err e;
+    CHECK(cq_batch_create(m, &o, &b, &e) == CQ_ERR_ARG && !b, "attn_precision 9 refused");
 }
 
 static void test_refusals(const cq_model *m) {
@@ -324,6 +376,7 @@ int main(void) {
     }
     test_refusals(m);
     test_adoption_logits(m);
+    test_precision(m);
     test_session_equals_batch(m);
     static const fmt F[] = {
         {"fp16/fp16 G 32", CQ_CODEC_FP16, CQ_CODEC_FP16, 32, 0, 0},

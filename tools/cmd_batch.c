@@ -246,6 +246,7 @@ typedef struct run_cfg {
     cq_pool *pool;
     cq_batch_logits_fn on_logits; /* --check-logits, or NULL */
     void *logits_user;
+    uint32_t precision; /* the format's @exact / @fast, or 0 */
 } run_cfg;
 
 static cq_status make_batch(const run_cfg *rc, int no_prefix, cq_batch **b, cq_err *e) {
@@ -267,6 +268,7 @@ static cq_status make_batch(const run_cfg *rc, int no_prefix, cq_batch **b, cq_e
     bo.n_stop = rc->n_stop;
     bo.on_logits = rc->on_logits;
     bo.logits_user = rc->logits_user;
+    bo.attn_precision = rc->precision;
     return cq_batch_create(rc->model, &bo, b, e);
 }
 
@@ -472,7 +474,7 @@ int cq_cmd_batch(int argc, char **argv) {
         rc = 1;
     }
     run_cfg rcfg = {tm.model, &cc, (uint64_t)(budget_mib * 1048576.0), max_batch, max_seqs, op.threads,
-                    n_gen, no_prefix, kvs, {0, 0}, 0, pool, NULL, NULL};
+                    n_gen, no_prefix, kvs, {0, 0}, 0, pool, NULL, NULL, fmt.precision};
     if (cq_tokenizer_eos(tm.tok) >= 0) rcfg.stop[rcfg.n_stop++] = cq_tokenizer_eos(tm.tok);
     if (cq_tokenizer_bos(tm.tok) >= 0) rcfg.stop[rcfg.n_stop++] = cq_tokenizer_bos(tm.tok);
     if (check_logits) {

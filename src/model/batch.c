@@ -145,6 +145,11 @@ cq_status cq_batch_create(const cq_model *m, const cq_batch_opts *o, cq_batch **
                         b->max_tokens, c->max_seq_len);
     else if (b->o.n_stop > MAX_STOP || (b->o.n_stop && !b->o.stop_tokens))
         st = cq_err_set(err, CQ_ERR_ARG, -1, -1, "at most %u stop tokens", MAX_STOP);
+    else if (b->o.attn_precision && b->o.attn_precision != CQ_ATTN_EXACT &&
+             b->o.attn_precision != CQ_ATTN_FAST)
+        st = cq_err_set(err, CQ_ERR_ARG, -1, -1,
+                        "attn_precision %u is neither CQ_ATTN_EXACT (%d) nor CQ_ATTN_FAST (%d)",
+                        b->o.attn_precision, CQ_ATTN_EXACT, CQ_ATTN_FAST);
     if (st) {
         cq_batch_free(b);
         return st;
@@ -416,7 +421,7 @@ static cq_status plan_step(cq_batch *b, cq_batch_step_info *info, cq_err *err) {
 static cq_status step_attend(cq_batch *b, uint32_t l, cq_err *err) {
     const cq_model_config *c = &b->m->cfg;
     const uint32_t H = c->n_heads, qd = H * c->head_dim;
-    cq_attn_opts ao = {.n_threads = b->n_threads, .scale = 0.0f, .precision = CQ_ATTN_DEFAULT,
+    cq_attn_opts ao = {.n_threads = b->n_threads, .scale = 0.0f, .precision = b->o.attn_precision,
                        .pool = b->pool};
     for (uint32_t i = 0; i < b->n_plan;) {
         const int prompt = b->plan[i].prompt;

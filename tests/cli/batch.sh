@@ -106,4 +106,9 @@ expect_grep "default model cq4 --check-logits" '"differing": 0, "logits": {"posi
 expect_grep "default model named self-trained" '"model_note": "tinyqwen-hd64-kbias: self-trained' out
 positive "default model: prefix hits" prefix_hits
 positive "default model: tokens reused" tokens_reused
+# a precision suffix on the format: the batch and its --check runs alone both use it
+expect "batch --check-logits cq4@exact" 0 "$CQ" batch -m "$STORIES" --prompts "$tmp/prompts" -n 8 \
+    --kv cq4/cq4@exact -g 32 --max-batch 40 --check-logits --json
+expect_grep "cq4@exact --check-logits" '"differing": 0, "logits": {"positions": 40, "differing": 0' out
+expect "batch bad precision" 2 "$CQ" batch -m "$STORIES" --prompts "$tmp/prompts" --kv cq4/cq4@slow -n 2
 exit $fail
