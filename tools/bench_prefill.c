@@ -23,23 +23,11 @@
 #include "cq_pool.h"
 #include "cq_tool.h"
 
-#define MAXF 4
+#define MAXF CQ_BENCH_NFMT
 #define MAXC (2 * MAXF) /* format x precision cases of one shape */
 #define NCHECK 8        /* query rows checked against the reference at each end */
 #define FAST_LIMIT 5e-2 /* `cq bench`'s sanity limit under FAST (docs/CACHE.md) */
 
-typedef struct pfmt {
-    cq_codec_id k, v;
-    const char *name, *alias;
-    int has_fast; /* FAST differs from EXACT (CQ-4 / CQ-4+ keys, INT4 values) */
-} pfmt;
-
-static const pfmt FMTS[MAXF] = {
-    {CQ_CODEC_FP16, CQ_CODEC_FP16, "fp16/fp16", "fp16", 0},
-    {CQ_CODEC_CQ8, CQ_CODEC_CQ8, "cq8/cq8", "cq8", 0},
-    {CQ_CODEC_CQ4, CQ_CODEC_CQ4, "cq4/cq4", "cq4", 1},
-    {CQ_CODEC_CQ4P, CQ_CODEC_CQ4, "cq4+/cq4", "cq4+", 1},
-};
 
 typedef struct popts {
     uint32_t dims[4], n_dims, ctx[8], n_ctx, thr[4], n_thr;
@@ -57,7 +45,7 @@ typedef struct prow {
 } prow;
 
 typedef struct pcase {
-    const pfmt *f;
+    const cq_bench_fmt *f;
     const cq_cache *c;
     int prec;     /* CQ_ATTN_EXACT / CQ_ATTN_FAST */
     float *first; /* the first pass: every timed pass must equal it */
@@ -97,20 +85,8 @@ static void usage(FILE *f) {
             NCHECK);
 }
 
-static int parse_list(const char *s, uint32_t *out, uint32_t max, uint32_t lo, uint32_t hi) {
-    uint32_t n = 0;
-    char buf[256];
-    if (strlen(s) >= sizeof buf) return -1;
-    strcpy(buf, s);
-    for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
-        if (n == max || cq_arg_u32(tok, lo, hi, &out[n])) return -1;
-        n++;
-    }
-    return n ? (int)n : -1;
-}
-
 /* A one-layer cache of T tokens of format f from K/V [T][H][D] fp16. */
-static cq_cache *make_cache(const pfmt *f, uint32_t H, uint32_t D, uint32_t T, const uint16_t *K,
+static cq_cache *make_cache(const cq_bench_fmt *f, uint32_t H, uint32_t D, uint32_t T, const uint16_t *K,
                             const uint16_t *V, cq_rng *r, uint8_t **masks) {
     cq_cache_config cfg;
     cq_cache_config_default(&cfg, 1, H, D);
@@ -228,16 +204,16 @@ static int run_shape(const popts *o, uint32_t D, uint32_t T, prow *rows, int *nr
     }
     for (size_t i = 0; i < qn; i++) q[i] = (float)cq_rng_normal(&r);
     for (int fi = 0; fi < o->n_fmts && !rc; fi++) {
-        const pfmt *f = &FMTS[o->fmts[fi]];
+        const cq_bench_fmt *f = &cq_bench_fmts[o->fmts[fi]];
         fprintf(stderr, "cq bench --prefill: D=%u T=%u %s: building ...\n", D, T, f->name);
         caches[fi] = make_cache(f, H, D, T, K, V, &r, &masks[fi]);
         if (!caches[fi]) {
             rc = -1;
             break;
         }
-        for (int pi = 0; pi < (f->has_fast ? o->n_prec : 1); pi++) {
+        for (int pi = 0; pi < (f->int4 ? o->n_prec : 1); pi++) {
             pcase *k = &cs[nc++];
-            k->f = f, k->c = caches[fi], k->prec = f->has_fast ? o->prec[pi] : CQ_ATTN_EXACT;
+            k->f = f, k->c = caches[fi], k->prec = f->int4 ? o->prec[pi] : CQ_ATTN_EXACT;
             k->first = malloc(qn * 4);
             k->t = malloc(o->reps * sizeof *k->t);
             if (!k->first || !k->t) {
@@ -282,7 +258,7 @@ static int run_shape(const popts *o, uint32_t D, uint32_t T, prow *rows, int *nr
             prow *w = &rows[(*nrows)++];
             w->D = D, w->T = T, w->n_q = n_q, w->pos0 = pos0, w->thr = thr;
             w->fmt = k->f->name;
-            w->prec = k->f->has_fast ? (k->prec == CQ_ATTN_FAST ? "fast" : "exact") : "any";
+            w->prec = k->f->int4 ? (k->prec == CQ_ATTN_FAST ? "fast" : "exact") : "any";
             const double med = o->reps & 1 ? k->t[o->reps / 2]
                                            : 0.5 * (k->t[o->reps / 2 - 1] + k->t[o->reps / 2]);
             w->med_ms = med * 1e3, w->best_ms = k->t[0] * 1e3;
@@ -370,43 +346,22 @@ int cq_bench_prefill(int argc, char **argv) {
         else if (!strcmp(a, "--csv")) o.csv = 1;
         else if (!v) bad = 1;
         else if (!strcmp(a, "--dims")) {
-            n = parse_list(v, o.dims, 4, 2, 512);
+            n = cq_bench_u32_list(v, o.dims, 4, 2, 512, NULL, 0);
             bad = n < 0, o.n_dims = n < 0 ? 0 : (uint32_t)n, i++;
             for (uint32_t k = 0; k < o.n_dims; k++) bad |= (o.dims[k] & 1) != 0;
         } else if (!strcmp(a, "--contexts") || !strcmp(a, "--context")) {
-            n = parse_list(v, o.ctx, 8, 1, 1u << 16);
+            n = cq_bench_u32_list(v, o.ctx, 8, 1, 1u << 16, NULL, 0);
             bad = n < 0, o.n_ctx = n < 0 ? 0 : (uint32_t)n, i++;
         } else if (!strcmp(a, "--chunk")) bad = cq_arg_u32(v, 1, 1u << 16, &o.chunk), i++;
         else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
-            n = parse_list(v, o.thr, 4, 1, 64);
+            n = cq_bench_u32_list(v, o.thr, 4, 1, 64, NULL, 0);
             bad = n < 0, o.n_thr = n < 0 ? 0 : (uint32_t)n, i++;
         } else if (!strcmp(a, "--kv") || !strcmp(a, "--formats")) {
-            char buf[128];
-            o.n_fmts = 0;
-            bad = strlen(v) >= sizeof buf;
-            if (!bad) strcpy(buf, v);
-            for (char *t = bad ? NULL : strtok(buf, ","); t && !bad; t = strtok(NULL, ",")) {
-                int f = -1;
-                for (int k = 0; k < MAXF; k++)
-                    if (!strcmp(t, FMTS[k].name) || !strcmp(t, FMTS[k].alias)) f = k;
-                for (int k = 0; k < o.n_fmts; k++) bad |= o.fmts[k] == f;
-                bad |= f < 0 || o.n_fmts == MAXF;
-                if (!bad) o.fmts[o.n_fmts++] = f;
-            }
-            bad |= o.n_fmts == 0;
-            i++;
+            n = cq_bench_fmt_list(v, o.fmts, MAXF, 1);
+            bad = n < 0, o.n_fmts = n < 0 ? 0 : n, i++;
         } else if (!strcmp(a, "--precision")) {
-            char buf[64];
-            o.n_prec = 0;
-            bad = strlen(v) >= sizeof buf;
-            if (!bad) strcpy(buf, v);
-            for (char *t = bad ? NULL : strtok(buf, ","); t && !bad; t = strtok(NULL, ",")) {
-                int p = !strcmp(t, "exact") ? CQ_ATTN_EXACT : !strcmp(t, "fast") ? CQ_ATTN_FAST : 0;
-                bad = p == 0 || o.n_prec == 2 || (o.n_prec == 1 && o.prec[0] == p);
-                if (!bad) o.prec[o.n_prec++] = p;
-            }
-            bad |= o.n_prec == 0;
-            i++;
+            n = cq_bench_prec_list(v, o.prec);
+            bad = n < 0, o.n_prec = n < 0 ? 0 : n, i++;
         } else if (!strcmp(a, "--kv-heads")) bad = cq_arg_u32(v, 1, 64, &o.kv_heads), i++;
         else if (!strcmp(a, "--gqa")) bad = cq_arg_u32(v, 1, 16, &o.gqa), i++;
         else if (!strcmp(a, "--reps")) bad = cq_arg_u32(v, 1, 1000, &o.reps), i++;

@@ -25,22 +25,10 @@
 #include "cq_serve.h"
 #include "cq_tool.h"
 
-#define MAXF 4
+#define MAXF CQ_BENCH_NFMT
 #define MAXC (2 * MAXF) /* format x precision cases of one point */
 #define MIXED 0u        /* the context value that names the mixed-length set */
 
-typedef struct sfmt {
-    cq_codec_id k, v;
-    const char *name, *alias;
-    int has_fast; /* FAST differs from EXACT (CQ-4 / CQ-4+ keys, INT4 values) */
-} sfmt;
-
-static const sfmt FMTS[MAXF] = {
-    {CQ_CODEC_FP16, CQ_CODEC_FP16, "fp16/fp16", "fp16", 0},
-    {CQ_CODEC_CQ8, CQ_CODEC_CQ8, "cq8/cq8", "cq8", 0},
-    {CQ_CODEC_CQ4, CQ_CODEC_CQ4, "cq4/cq4", "cq4", 1},
-    {CQ_CODEC_CQ4P, CQ_CODEC_CQ4, "cq4+/cq4", "cq4+", 1},
-};
 
 typedef struct sopts {
     uint32_t seqs[8], n_seqs, ctx[8], n_ctx, dims[4], n_dims, thr[4], n_thr;
@@ -95,21 +83,6 @@ static void usage(FILE *f) {
             "sequence, by the pool's accounting and by its allocator.\n");
 }
 
-static int parse_list(const char *s, uint32_t *out, uint32_t max, uint32_t lo, uint32_t hi,
-                      int allow_mixed) {
-    uint32_t n = 0;
-    char buf[256];
-    if (strlen(s) >= sizeof buf) return -1;
-    strcpy(buf, s);
-    for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
-        if (n == max) return -1;
-        if (allow_mixed && !strcmp(tok, "mixed")) out[n] = MIXED;
-        else if (cq_arg_u32(tok, lo, hi, &out[n])) return -1;
-        n++;
-    }
-    return n ? (int)n : -1;
-}
-
 /* Length of sequence i of a point (ctx MIXED: the mixed-length set). */
 static uint32_t seq_len(uint32_t ctx, uint32_t i) {
     if (ctx != MIXED) return ctx;
@@ -128,7 +101,7 @@ static void synth_kv(uint16_t *x, size_t n, cq_rng *r) {
 
 /* A pool of one format: n sequences of one layer; masks kept for its life. */
 typedef struct spool {
-    const sfmt *f;
+    const cq_bench_fmt *f;
     cq_kvpool *p;
     cq_seq **s;
     uint32_t n;
@@ -144,7 +117,7 @@ static void spool_free(spool *sp) {
     memset(sp, 0, sizeof *sp);
 }
 
-static cq_status make_pool(const sfmt *f, uint32_t NL, uint32_t H, uint32_t D, uint32_t G,
+static cq_status make_pool(const cq_bench_fmt *f, uint32_t NL, uint32_t H, uint32_t D, uint32_t G,
                            uint64_t budget, cq_rng *r, cq_kvpool **out, uint8_t **masks) {
     cq_kvpool_config pc;
     memset(&pc, 0, sizeof pc);
@@ -172,7 +145,7 @@ static cq_status make_pool(const sfmt *f, uint32_t NL, uint32_t H, uint32_t D, u
 
 /* Bytes one decode step of sequence s (layer 0) streams: the committed codes in their
  * packed form (cq_seq_export: payload, scales, sidecar) and the fp16 in-flight group. */
-static double seq_bytes(const cq_seq *s, const sfmt *f, uint32_t H, uint32_t D, uint32_t G) {
+static double seq_bytes(const cq_seq *s, const cq_bench_fmt *f, uint32_t H, uint32_t D, uint32_t G) {
     const uint32_t T = cq_seq_tokens(s, 0);
     double b = 0.0;
     for (uint32_t h = 0; h < H; h++)
@@ -186,7 +159,7 @@ static double seq_bytes(const cq_seq *s, const sfmt *f, uint32_t H, uint32_t D, 
     return b;
 }
 
-static int build_pool(const sopts *o, const sfmt *f, uint32_t n, uint32_t ctx, uint32_t D,
+static int build_pool(const sopts *o, const cq_bench_fmt *f, uint32_t n, uint32_t ctx, uint32_t D,
                       const uint16_t *K, const uint16_t *V, cq_rng *r, spool *sp) {
     const uint32_t H = o->kv_heads;
     memset(sp, 0, sizeof *sp);
@@ -284,18 +257,18 @@ static int run_point(const sopts *o, uint32_t n, uint32_t ctx, uint32_t D, const
     for (int k = 0; k < no && !rc; k++) {
         fprintf(stderr, "cq bench --serving: %u x %u%s D=%u %s: filling ...\n", n,
                 ctx == MIXED ? (uint32_t)(mean + 0.5) : ctx, ctx == MIXED ? " (mixed)" : "", D,
-                FMTS[order[k]].name);
-        if (build_pool(o, &FMTS[order[k]], n, ctx, D, K, V, &r, &sp[np++])) rc = -1;
+                cq_bench_fmts[order[k]].name);
+        if (build_pool(o, &cq_bench_fmts[order[k]], n, ctx, D, K, V, &r, &sp[np++])) rc = -1;
     }
     free(K), free(V);
     K = V = NULL;
     int want_fp16 = 0;
     for (int fi = 0; fi < o->n_fmts; fi++) want_fp16 |= o->fmts[fi] == 0;
     for (int k = 0; k < np && !rc; k++)
-        for (int pi = 0; pi < (sp[k].f->has_fast ? o->n_prec : 1); pi++) {
+        for (int pi = 0; pi < (sp[k].f->int4 ? o->n_prec : 1); pi++) {
             scase *c = &cs[nc++];
             c->sp = &sp[k];
-            c->prec = sp[k].f->has_fast ? (uint32_t)o->prec[pi] : CQ_ATTN_EXACT;
+            c->prec = sp[k].f->int4 ? (uint32_t)o->prec[pi] : CQ_ATTN_EXACT;
             c->first = malloc((size_t)n * NQ * D * 4);
             c->out = malloc((size_t)n * NQ * D * 4);
             c->t = malloc(o->reps * sizeof *c->t);
@@ -350,13 +323,13 @@ static int run_point(const sopts *o, uint32_t n, uint32_t ctx, uint32_t D, const
             const double best = c->t[0];
             const double med = o->reps % 2 ? c->t[o->reps / 2]
                                            : 0.5 * (c->t[o->reps / 2 - 1] + c->t[o->reps / 2]);
-            if (c->sp->f == &FMTS[0]) fp16_best = best;
-            if (c->sp->f == &FMTS[0] && !want_fp16) continue;
+            if (c->sp->f == &cq_bench_fmts[0]) fp16_best = best;
+            if (c->sp->f == &cq_bench_fmts[0] && !want_fp16) continue;
             srow *w = &rows[(*nrows)++];
             w->seqs = n, w->ctx = ctx == MIXED ? (uint32_t)(mean + 0.5) : ctx, w->D = D;
             w->thr = thr, w->mixed = ctx == MIXED;
             w->fmt = c->sp->f->name;
-            w->prec = !c->sp->f->has_fast ? "any" : c->prec == CQ_ATTN_FAST ? "fast" : "exact";
+            w->prec = !c->sp->f->int4 ? "any" : c->prec == CQ_ATTN_FAST ? "fast" : "exact";
             w->best_ms = best * 1e3, w->median_ms = med * 1e3;
             w->mb = c->sp->bytes / 1e6;
             w->gbps = c->sp->bytes / best * 1e-9;
@@ -401,7 +374,7 @@ static void fork_figure(fork_fig *ff) {
     uint16_t *K = malloc(N * 2), *V = malloc(N * 2);
     cq_kvpool *p = NULL;
     uint8_t *masks = NULL;
-    if (!K || !V || make_pool(&FMTS[2], 1, H, D, 128, 1ull << 30, &r, &p, &masks)) goto done;
+    if (!K || !V || make_pool(&cq_bench_fmts[2], 1, H, D, 128, 1ull << 30, &r, &p, &masks)) goto done;
     synth_kv(K, N, &r);
     synth_kv(V, N, &r);
     cq_seq *a = NULL, *b = NULL;
@@ -466,7 +439,7 @@ static cq_status prefill_tokens(cq_seq *s, const uint32_t *tok, uint32_t t0, uin
 }
 
 /* 32 sequences sharing a 2048-token prompt, as tests/test_serve_prefix.c builds them. */
-static void share_figure(const sfmt *f, share_fig *sf) {
+static void share_figure(const cq_bench_fmt *f, share_fig *sf) {
     const uint32_t NL = 2, H = 8, D = 128, G = 128, n = 2048, NSEQ = 32;
     memset(sf, 0, sizeof *sf);
     sf->fmt = f->name;
@@ -620,43 +593,24 @@ int cq_bench_serving(int argc, char **argv) {
         else if (!strcmp(a, "--no-extras")) o.extras = 0;
         else if (!v) bad = 1;
         else if (!strcmp(a, "--seqs")) {
-            n = parse_list(v, o.seqs, 8, 1, 4096, 0);
+            n = cq_bench_u32_list(v, o.seqs, 8, 1, 4096, NULL, 0);
             bad = n < 0, o.n_seqs = n < 0 ? 0 : (uint32_t)n, i++;
         } else if (!strcmp(a, "--context") || !strcmp(a, "--contexts")) {
-            n = parse_list(v, o.ctx, 8, 1, 1u << 20, 1);
+            n = cq_bench_u32_list(v, o.ctx, 8, 1, 1u << 20, "mixed", MIXED);
             bad = n < 0, o.n_ctx = n < 0 ? 0 : (uint32_t)n, i++;
         } else if (!strcmp(a, "--head-dim") || !strcmp(a, "--dims")) {
-            n = parse_list(v, o.dims, 4, 2, 512, 0);
+            n = cq_bench_u32_list(v, o.dims, 4, 2, 512, NULL, 0);
             bad = n < 0, o.n_dims = n < 0 ? 0 : (uint32_t)n, i++;
             for (uint32_t k = 0; k < o.n_dims; k++) bad |= (o.dims[k] & 1) != 0;
         } else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
-            n = parse_list(v, o.thr, 4, 1, 64, 0);
+            n = cq_bench_u32_list(v, o.thr, 4, 1, 64, NULL, 0);
             bad = n < 0, o.n_thr = n < 0 ? 0 : (uint32_t)n, i++;
         } else if (!strcmp(a, "--kv") || !strcmp(a, "--formats")) {
-            char buf[128];
-            o.n_fmts = 0;
-            bad = strlen(v) >= sizeof buf;
-            if (!bad) strcpy(buf, v);
-            for (char *t = bad ? NULL : strtok(buf, ","); t && !bad; t = strtok(NULL, ",")) {
-                int f = -1;
-                for (int k = 0; k < MAXF; k++)
-                    if (!strcmp(t, FMTS[k].name) || !strcmp(t, FMTS[k].alias)) f = k;
-                bad = f < 0 || o.n_fmts == MAXF;
-                for (int k = 0; k < o.n_fmts && !bad; k++) bad = o.fmts[k] == f;
-                if (!bad) o.fmts[o.n_fmts++] = f;
-            }
-            bad |= o.n_fmts == 0, i++;
+            n = cq_bench_fmt_list(v, o.fmts, MAXF, 1);
+            bad = n < 0, o.n_fmts = n < 0 ? 0 : n, i++;
         } else if (!strcmp(a, "--precision")) {
-            char buf[64];
-            o.n_prec = 0;
-            bad = strlen(v) >= sizeof buf;
-            if (!bad) strcpy(buf, v);
-            for (char *t = bad ? NULL : strtok(buf, ","); t && !bad; t = strtok(NULL, ",")) {
-                int p = !strcmp(t, "exact") ? CQ_ATTN_EXACT : !strcmp(t, "fast") ? CQ_ATTN_FAST : 0;
-                bad = !p || o.n_prec == 2 || (o.n_prec == 1 && o.prec[0] == p);
-                if (!bad) o.prec[o.n_prec++] = p;
-            }
-            bad |= o.n_prec == 0, i++;
+            n = cq_bench_prec_list(v, o.prec);
+            bad = n < 0, o.n_prec = n < 0 ? 0 : n, i++;
         } else if (!strcmp(a, "--kv-heads")) bad = cq_arg_u32(v, 1, 64, &o.kv_heads), i++;
         else if (!strcmp(a, "--gqa")) bad = cq_arg_u32(v, 1, 16, &o.gqa), i++;
         else if (!strcmp(a, "--reps")) bad = cq_arg_u32(v, 1, 1000, &o.reps), i++;
@@ -697,7 +651,7 @@ int cq_bench_serving(int argc, char **argv) {
     uint64_t total = 0;
     int per_point = 1; /* fp16 */
     for (int fi = 0; fi < o.n_fmts; fi++)
-        if (o.fmts[fi]) per_point += FMTS[o.fmts[fi]].has_fast ? o.n_prec : 1;
+        if (o.fmts[fi]) per_point += cq_bench_fmts[o.fmts[fi]].int4 ? o.n_prec : 1;
     for (uint32_t si = 0; si < o.n_seqs; si++)
         for (uint32_t ci = 0; ci < o.n_ctx; ci++)
             for (uint32_t di = 0; di < o.n_dims; di++) {
@@ -738,7 +692,7 @@ int cq_bench_serving(int argc, char **argv) {
         fork_figure(&ff);
         rc |= !ff.ok;
         for (int fi = 0; fi < o.n_fmts; fi++) {
-            share_figure(&FMTS[o.fmts[fi]], &sf[nsf]);
+            share_figure(&cq_bench_fmts[o.fmts[fi]], &sf[nsf]);
             rc |= !sf[nsf++].ok;
         }
     }

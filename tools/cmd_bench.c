@@ -26,19 +26,6 @@
 #include "cq_tool.h"
 
 #define MAXL 32
-typedef struct fmt_pair {
-    cq_codec_id k, v;
-    const char *name;  /* the K/V spelling of every command (--kv) */
-    const char *alias; /* the bench's short name (--formats) */
-    int int4;          /* INT4 keys and values: FAST makes their products byte products */
-} fmt_pair;
-
-static const fmt_pair ALL_FMTS[] = {
-    {CQ_CODEC_FP16, CQ_CODEC_FP16, "fp16/fp16", "fp16", 0},
-    {CQ_CODEC_CQ8, CQ_CODEC_CQ8, "cq8/cq8", "cq8", 0},
-    {CQ_CODEC_CQ4, CQ_CODEC_CQ4, "cq4/cq4", "cq4", 1},
-    {CQ_CODEC_CQ4P, CQ_CODEC_CQ4, "cq4+/cq4", "cq4+", 1},
-};
 
 typedef struct bench_opts {
     uint32_t dims[8], n_dims;
@@ -122,18 +109,6 @@ static void usage(FILE *f) {
             "cq eval do; a number sets it (the library's own default is 1024).\n");
 }
 
-static int parse_list(const char *s, uint32_t *out, uint32_t max, uint32_t lo, uint32_t hi) {
-    uint32_t n = 0;
-    char buf[256];
-    if (strlen(s) >= sizeof buf) return -1;
-    strcpy(buf, s);
-    for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
-        if (n == max || cq_arg_u32(tok, lo, hi, &out[n])) return -1;
-        n++;
-    }
-    return n ? (int)n : -1;
-}
-
 /* verify the appended streams of (layer, head 0) against the registry encoder */
 static int verify_append(const cq_cache *c, uint32_t layer, const uint16_t *K, const uint16_t *V,
                          uint32_t H, uint32_t D, const uint8_t *mask0) {
@@ -191,7 +166,7 @@ static double streamed_bytes(const cq_cache *c, uint32_t layers) {
 /* One format of one (D, T) point: its cache (every layer filled), append timings, the
  * bytes a step streams, and the attention state of the timed passes. */
 typedef struct bench_case {
-    const fmt_pair *fp;
+    const cq_bench_fmt *fp;
     cq_cache *c;
     uint8_t *masks;
     uint32_t layers;
@@ -213,7 +188,7 @@ static void case_free(bench_case *b) {
 
 /* Build one format's cache: size it to >= 4 x LLC from a one-layer probe, append layer 0
  * token by token (decode) and the rest in 512-token chunks (prefill), verify the bytes. */
-static int build_case(const bench_opts *o, uint32_t D, uint32_t T, const fmt_pair *fp,
+static int build_case(const bench_opts *o, uint32_t D, uint32_t T, const cq_bench_fmt *fp,
                       const uint16_t *K, const uint16_t *V, cq_rng *r, bench_case *b) {
     const uint32_t H = o->kv_heads, NQ = H * o->gqa;
     memset(b, 0, sizeof *b);
@@ -350,8 +325,8 @@ static int run_point(bench_opts *o, uint32_t D, uint32_t T, const uint8_t *bwbuf
     }
     for (uint32_t i = 0; i < NQ * D; i++) q[i] = (float)cq_rng_normal(&r);
     for (int fi = 0; fi < o->n_fmts && !rc; fi++) {
-        fprintf(stderr, "cq bench: D=%u T=%u %s: building ...\n", D, T, ALL_FMTS[o->fmts[fi]].name);
-        if (build_case(o, D, T, &ALL_FMTS[o->fmts[fi]], K, V, &r, &cs[nc])) rc = -1;
+        fprintf(stderr, "cq bench: D=%u T=%u %s: building ...\n", D, T, cq_bench_fmts[o->fmts[fi]].name);
+        if (build_case(o, D, T, &cq_bench_fmts[o->fmts[fi]], K, V, &r, &cs[nc])) rc = -1;
         else nc++;
     }
     for (uint32_t ti = 0; ti < o->n_thr && !rc; ti++) {
@@ -536,9 +511,9 @@ static void print_rows(const bench_opts *o, const row *rows, int n) {
     /* speedups against fp16 through the same code */
     int any = 0;
     for (int i = 0; i < n; i++) {
-        if (!strcmp(rows[i].fmt, ALL_FMTS[0].name)) continue;
+        if (!strcmp(rows[i].fmt, cq_bench_fmts[0].name)) continue;
         for (int j = 0; j < n; j++)
-            if (!strcmp(rows[j].fmt, ALL_FMTS[0].name) && rows[j].D == rows[i].D && rows[j].T == rows[i].T &&
+            if (!strcmp(rows[j].fmt, cq_bench_fmts[0].name) && rows[j].D == rows[i].D && rows[j].T == rows[i].T &&
                 rows[j].threads == rows[i].threads) {
                 if (!any++)
                     printf("\n| D | T | K/V | thr | attention speedup vs fp16 |\n|---:|---:|---|---:|---:|\n");
@@ -570,31 +545,20 @@ int cq_cmd_bench(int argc, char **argv) {
         else if (!strcmp(a, "--csv")) o.csv = 1;
         else if (!v) bad = 1;
         else if (!strcmp(a, "--dims")) {
-            int n = parse_list(v, o.dims, 8, 2, 512);
+            int n = cq_bench_u32_list(v, o.dims, 8, 2, 512, NULL, 0);
             bad = n < 0;
             o.n_dims = n < 0 ? 0 : (uint32_t)n;
             for (uint32_t k = 0; k < o.n_dims; k++) bad |= (o.dims[k] & 1) != 0;
             i++;
         } else if (!strcmp(a, "--contexts")) {
-            int n = parse_list(v, o.ctx, 16, 1, 1u << 20);
+            int n = cq_bench_u32_list(v, o.ctx, 16, 1, 1u << 20, NULL, 0);
             bad = n < 0, o.n_ctx = n < 0 ? 0 : (uint32_t)n, i++;
         } else if (!strcmp(a, "--threads") || !strcmp(a, "-t")) {
-            int n = parse_list(v, o.thr, 8, 1, 64);
+            int n = cq_bench_u32_list(v, o.thr, 8, 1, 64, NULL, 0);
             bad = n < 0, o.n_thr = n < 0 ? 0 : (uint32_t)n, i++;
         } else if (!strcmp(a, "--kv") || !strcmp(a, "--formats")) {
-            char buf[128];
-            o.n_fmts = 0;
-            bad = strlen(v) >= sizeof buf;
-            if (!bad) strcpy(buf, v);
-            for (char *t = bad ? NULL : strtok(buf, ","); t && !bad; t = strtok(NULL, ",")) {
-                int f = -1;
-                for (int k = 0; k < 4; k++)
-                    if (!strcmp(t, ALL_FMTS[k].name) || !strcmp(t, ALL_FMTS[k].alias)) f = k;
-                bad = f < 0 || o.n_fmts == 8;
-                if (!bad) o.fmts[o.n_fmts++] = f;
-            }
-            bad |= o.n_fmts == 0;
-            i++;
+            int n = cq_bench_fmt_list(v, o.fmts, 8, 0);
+            bad = n < 0, o.n_fmts = n < 0 ? 0 : n, i++;
         } else if (!strcmp(a, "--kv-heads")) bad = cq_arg_u32(v, 1, 64, &o.kv_heads), i++;
         else if (!strcmp(a, "--gqa")) bad = cq_arg_u32(v, 1, 16, &o.gqa), i++;
         else if (!strcmp(a, "--llc-mib")) bad = cq_arg_u32(v, 1, 4096, &o.llc_mib), i++;

@@ -32,6 +32,23 @@ int cq_cmd_kvstore(int argc, char **argv); /* tools/cmd_kvstore.c: the Redis tie
 /* tools/bench_kernels.c: `cq bench --kernels`, the attention kernels alone per table, beside
  * the rates the bandwidth probe (over a buffer of bw_bytes) requires */
 int cq_bench_kernels(uint32_t D, uint32_t reps, int json, int csv, size_t bw_bytes);
+/* tools/bench_args.c: the K/V formats the `cq bench` modes time (int4: INT4 keys and values,
+ * whose products FAST makes byte products) and their list parsers; each returns the count of
+ * entries, or -1 for a bad, surplus or empty list (cq_bench_u32_list: values in [lo, hi], or
+ * `word` (when not NULL) standing for word_value; cq_bench_fmt_list: names or aliases, with
+ * unique a repeated one refused; cq_bench_prec_list: exact and/or fast, each once). */
+typedef struct cq_bench_fmt {
+    cq_codec_id k, v;
+    const char *name;  /* the K/V spelling of every command (--kv) */
+    const char *alias; /* the bench's short name (--formats) */
+    int int4;
+} cq_bench_fmt;
+#define CQ_BENCH_NFMT 4
+extern const cq_bench_fmt cq_bench_fmts[CQ_BENCH_NFMT];
+int cq_bench_u32_list(const char *s, uint32_t *out, uint32_t max, uint32_t lo, uint32_t hi,
+                      const char *word, uint32_t word_value);
+int cq_bench_fmt_list(const char *s, int *out, int max, int unique);
+int cq_bench_prec_list(const char *s, int prec[2]);
 /* tools/bench_peaks.c: one core's arithmetic peaks (independent accumulators, no loads) of the
  * instructions the attention kernels multiply with; cq_peak_measure gives instructions per ns
  * (0 when not measured: not x86-64, or the CPU lacks the ISA) */
