@@ -152,6 +152,10 @@ static int eval_ppl(int argc, char **argv) {
         fprintf(stderr, "cq eval ppl: --ref-kv excludes --ref-oracle and --kld-base\n");
         return 2;
     }
+    if (po.ref && po.ref->key == CQ_CODEC_CQ4P && !op.mask) {
+        fprintf(stderr, "cq eval ppl: --ref-kv %s: CQ-4+ keys need --mask\n", po.ref->name);
+        return 2;
+    }
     const char *ref_name = po.ref ? po.ref->name : po.ref_oracle ? "fp32-oracle/fp16-rounded" : "fp16/fp16";
     cq_kv_format all[64];
     uint32_t n_all = 0;

@@ -101,6 +101,8 @@ expect "kv bad precision" 2 "$CQ" eval ppl -c 256 --chunks 1 --kv cq4/cq4@
 expect "kv fp32 precision" 2 "$CQ" eval ppl -c 256 --chunks 1 --kv fp32@fast
 expect "ref-kv with kld-base" 2 "$CQ" eval ppl -c 256 --chunks 1 --ref-kv cq4/cq4 --kld-base "$tmp/b2"
 expect "ref-kv with oracle" 2 "$CQ" eval ppl -c 256 --chunks 1 --ref-kv cq4/cq4 --ref-oracle
+expect "ref-kv cq4+ without a mask" 2 "$CQ" eval ppl -c 256 --chunks 1 --ref-kv cq4+/cq4
+expect_grep "ref-kv cq4+ without a mask" "CQ-4+ keys need --mask" err
 printf 'CQKLBASE' >"$tmp/short_base"
 expect "kld base truncated" 1 "$CQ" eval ppl -c 256 --chunks 2 --kv cq4/cq4 --kld-base "$tmp/short_base"
 mkfifo "$tmp/fifo_base"
