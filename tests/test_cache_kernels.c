@@ -678,6 +678,32 @@ static void test_f16_pair(const cq_kernels *a, const cq_kernels *b) {
     free(q), free(sa), free(sb), free(w), free(aa), free(ab), free(k16);
 }
 
+/* exp_sum of the AVX-512 table (16 lanes, vscalefps for the power of two) against the AVX2
+ * table's bits: every element and the sum, for lengths that leave every tail size, with
+ * arguments over [-90, 0] (past the -87 clamp, through the range whose results are
+ * subnormal, down to exp(0) = 1) and a NaN (inf - inf) that must stay NaN. */
+static void test_exp_pair(const cq_kernels *a, const cq_kernels *b) {
+    cq_rng r;
+    cq_rng_seed(&r, 23);
+    float x[300], y[300];
+    int bad = 0, bad_nan = 0, n = 0;
+    for (uint32_t nn = 1; nn <= 300; nn += nn < 40 ? 1 : 37) {
+        for (uint32_t i = 0; i < nn; i++) {
+            const double u = cq_rng_uniform(&r);
+            /* a third near the clamp and the subnormal results, the rest anywhere */
+            x[i] = y[i] = (float)(i % 3 == 0 ? -84.0 - 6.0 * u : -90.0 * u);
+        }
+        x[nn - 1] = y[nn - 1] = 0.0f; /* the maximum's own weight */
+        const float sa = a->exp_sum(x, nn, 0.0f), sb = b->exp_sum(y, nn, 0.0f);
+        bad += memcmp(x, y, nn * sizeof *x) != 0 || memcmp(&sa, &sb, sizeof sa) != 0;
+        n++;
+        x[nn / 2] = y[nn / 2] = INFINITY; /* inf - inf */
+        bad_nan += !isnan(a->exp_sum(x, nn, INFINITY)) || !isnan(b->exp_sum(y, nn, INFINITY));
+    }
+    CHECK(bad == 0, "%s exp_sum differs from %s's bits in %d of %d rows", b->name, a->name, bad, n);
+    CHECK(bad_nan == 0, "exp_sum: %d sums of a row holding inf - inf are not NaN", bad_nan);
+}
+
 int main(void) {
     const cq_kernels *s = cq_kernels_scalar();
     /* every SIMD table this CPU runs, each against the scalar reference */
@@ -693,7 +719,7 @@ int main(void) {
         test_fold(s, NULL);
         test_side_dot(s, NULL);
     }
-    if (simd[0] && simd[1]) test_f16_pair(simd[0], simd[1]);
+    if (simd[0] && simd[1]) test_f16_pair(simd[0], simd[1]), test_exp_pair(simd[0], simd[1]);
     for (int i = 0; i < 2; i++) {
         const cq_kernels *v = simd[i];
         if (!v) continue;

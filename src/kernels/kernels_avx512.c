@@ -656,27 +656,33 @@ static ALWAYS_INLINE void x_i4q_prep(const float *w, uint32_t ws, uint32_t nhc, 
     const __m512 c127 = _mm512_set1_ps((float)CQ_V8_MAX);
     const __m512 ivv = _mm512_div_ps(c127, Av), dvv = _mm512_div_ps(Av, c127);
     const __mmask16 on = _mm512_cmp_ps_mask(Av, _mm512_set1_ps(0x1p-100f), _CMP_GT_OQ);
-    __m512i sq[HC];
+    __m512i sq[HC], q0[HC], q1[HC];
     _Pragma("GCC unroll 4") for (uint32_t h = 0; h < HC; h++) {
-        sq[h] = _mm512_setzero_si512();
-        if (h >= nhc) continue;
-        tl->on[h] = (on >> (4 * h)) & 1;
-        if (!tl->on[h]) {
-            memset(tl->wb[h], 0, CQ_V8_TILE);
-            continue;
-        }
+        sq[h] = q0[h] = q1[h] = _mm512_setzero_si512();
+        tl->on[h] = h < nhc && ((on >> (4 * h)) & 1);
+        if (!tl->on[h]) continue; /* the tile adds nothing: zero weights */
         /* lane h of ivv in every lane (an index vector: h is not an immediate for every
          * compiler) */
         const __m512 iv = _mm512_permutexvar_ps(
             _mm512_add_epi32(_mm512_set1_epi32((int)(4 * h)),
                              _mm512_set_epi32(3, 2, 1, 0, 3, 2, 1, 0, 3, 2, 1, 0, 3, 2, 1, 0)),
             ivv);
-        const __m512i q0 = _mm512_min_epi32(_mm512_cvttps_epi32(_mm512_add_ps(_mm512_mul_ps(a0[h], iv), d0)), cmax);
-        const __m512i q1 = _mm512_min_epi32(_mm512_cvttps_epi32(_mm512_add_ps(_mm512_mul_ps(a1[h], iv), d1)), cmax);
+        q0[h] = _mm512_min_epi32(_mm512_cvttps_epi32(_mm512_add_ps(_mm512_mul_ps(a0[h], iv), d0)), cmax);
+        q1[h] = _mm512_min_epi32(_mm512_cvttps_epi32(_mm512_add_ps(_mm512_mul_ps(a1[h], iv), d1)), cmax);
         /* tokens past m: a = 0, so q = trunc(dither) = 0 */
-        sq[h] = _mm512_add_epi32(q0, q1);
-        _mm_store_si128((__m128i *)tl->wb[h], _mm512_cvtepi32_epi8(q0));
-        _mm_store_si128((__m128i *)(tl->wb[h] + 16), _mm512_cvtepi32_epi8(q1));
+        sq[h] = _mm512_add_epi32(q0[h], q1[h]);
+    }
+    { /* the codes (0..127: the saturating packs are exact) to bytes, two heads per vector:
+       * the packs leave dword 4L + k of each 128-bit lane L holding tokens 4L..4L+3 of
+       * (k = 0) the first head's q0, (1) its q1, (2) the second head's q0, (3) its q1; one
+       * vpermd puts them in token order */
+        const __m512i ord = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+        const __m512i p01 = _mm512_packs_epi16(_mm512_packs_epi32(q0[0], q1[0]),
+                                               _mm512_packs_epi32(q0[1], q1[1]));
+        const __m512i p23 = _mm512_packs_epi16(_mm512_packs_epi32(q0[2], q1[2]),
+                                               _mm512_packs_epi32(q0[3], q1[3]));
+        _mm512_store_si512((__m512i *)&tl->wb[0][0], _mm512_permutexvar_epi32(ord, p01));
+        _mm512_store_si512((__m512i *)&tl->wb[2][0], _mm512_permutexvar_epi32(ord, p23));
     }
     __m512 Sv;
     X4_FOLD(X4_ADDI, _mm512_castsi512_ps, sq[0], sq[1], sq[2], sq[3], Sv);
@@ -771,48 +777,56 @@ static ALWAYS_INLINE void vb_tile(const uint32_t nhc, const uint8_t *wb, size_t 
     if (c < D) vb_chunk(nhc, 0, wb, wst, tl, blk + 2 * (size_t)c, nblk, bb, acc + c, D);
 }
 
-/* Tiles are prepared X_PREP_TILES at a time before their loops run, so that the preps'
- * dependency chains (loads, the max, the divisions, the conversion and the byte stores the
- * loop reads back) overlap one another instead of each stalling its tile's loop. Each head's
- * tiles still add to acc in token order: the same bits. */
-#define X_PREP_TILES 4u
+/* One tile's weights, by storage position (a run that starts mid-block gives its first and
+ * last blocks zero weights on the positions outside it). */
+typedef struct x_tile {
+    cq_i4q_tile tl;
+    uint8_t wsh[HC][CQ_V8_TILE + 8] __attribute__((aligned(16)));
+    const uint8_t *wb;
+    size_t wst;
+} x_tile;
+
+static ALWAYS_INLINE void x_tile_prep(const float *w, uint32_t ws, uint32_t nhc, uint32_t m,
+                                      const uint16_t *vs, uint32_t sft, x_tile *x) {
+    x_i4q_prep(w, ws, nhc, m, vs, &x->tl);
+    x->wb = &x->tl.wb[0][0], x->wst = sizeof x->tl.wb[0];
+    if (sft) {
+        for (uint32_t h = 0; h < nhc; h++) {
+            memset(x->wsh[h], 0, sizeof x->wsh[h]);
+            memcpy(x->wsh[h] + sft, x->tl.wb[h], m);
+        }
+        x->wb = &x->wsh[0][0], x->wst = sizeof x->wsh[0];
+    }
+}
+
+/* Each tile's weights are prepared one tile ahead, before the previous tile's loops: the
+ * prep's dependency chain (loads, the max, the divisions, the conversion and the byte
+ * stores the loop reads back) runs beside those loops' vpdpbusd instead of stalling its own
+ * tile. Each head's tiles still add to acc in token order: the same bits. */
 static void x_acc_i4tq(const float *w, uint32_t ws, uint32_t nh, const uint8_t *blk, uint32_t o,
                        const uint16_t *vs, uint32_t n, uint32_t D, float *acc) {
     const size_t bb = 2 * (size_t)D;
-    for (uint32_t g0 = 0; g0 < n; g0 += X_PREP_TILES * CQ_V8_TILE) {
-        const uint32_t gn = n - g0 < X_PREP_TILES * CQ_V8_TILE ? n - g0 : X_PREP_TILES * CQ_V8_TILE;
-        const uint32_t nt = (gn + CQ_V8_TILE - 1) / CQ_V8_TILE;
-        /* the value scales are a stream of their own (64 bytes a tile): lines 8 tiles ahead */
-        for (uint32_t j = 0; j < nt; j++)
-            _mm_prefetch((const char *)(vs + g0 + j * CQ_V8_TILE) + 8 * 2 * CQ_V8_TILE, _MM_HINT_T0);
-        for (uint32_t h0 = 0; h0 < nh; h0 += HC) {
-            const uint32_t nhc = nh - h0 < HC ? nh - h0 : HC;
-            cq_i4q_tile tl[X_PREP_TILES];
-            uint8_t wsh[X_PREP_TILES][HC][CQ_V8_TILE + 8] __attribute__((aligned(16)));
-            const uint8_t *wb[X_PREP_TILES];
-            size_t wst[X_PREP_TILES];
-            for (uint32_t j = 0; j < nt; j++) {
-                const uint32_t t0 = g0 + j * CQ_V8_TILE, m = n - t0 < CQ_V8_TILE ? n - t0 : CQ_V8_TILE;
-                x_i4q_prep(w + (size_t)h0 * ws + t0, ws, nhc, m, vs + t0, &tl[j]);
-                const uint32_t sft = (o + t0) % CQ_VB_TOK;
-                wb[j] = &tl[j].wb[0][0], wst[j] = sizeof tl[j].wb[0]; /* from a block start: as prepared */
-                if (sft) { /* weights by storage position: the run starts mid-block */
-                    for (uint32_t h = 0; h < nhc; h++) {
-                        memset(wsh[j][h], 0, sizeof wsh[j][h]);
-                        memcpy(wsh[j][h] + sft, tl[j].wb[h], m);
-                    }
-                    wb[j] = &wsh[j][0][0], wst[j] = sizeof wsh[j][0];
-                }
+    const uint32_t nt = (n + CQ_V8_TILE - 1) / CQ_V8_TILE;
+    for (uint32_t h0 = 0; h0 < nh; h0 += HC) {
+        const uint32_t nhc = nh - h0 < HC ? nh - h0 : HC;
+        const float *wh = w + (size_t)h0 * ws;
+        float *ah = acc + (size_t)h0 * D;
+        x_tile xt[2];
+        x_tile_prep(wh, ws, nhc, n < CQ_V8_TILE ? n : CQ_V8_TILE, vs, o % CQ_VB_TOK, &xt[0]);
+        for (uint32_t j = 0; j < nt; j++) {
+            const uint32_t t0 = j * CQ_V8_TILE, m = n - t0 < CQ_V8_TILE ? n - t0 : CQ_V8_TILE;
+            if (j + 1 < nt) {
+                const uint32_t t1 = t0 + CQ_V8_TILE, m1 = n - t1 < CQ_V8_TILE ? n - t1 : CQ_V8_TILE;
+                /* the value scales are a stream of their own (64 bytes a tile) */
+                _mm_prefetch((const char *)(vs + t1) + 8 * 2 * CQ_V8_TILE, _MM_HINT_T0);
+                x_tile_prep(wh + t1, ws, nhc, m1, vs + t1, (o + t1) % CQ_VB_TOK, &xt[(j + 1) & 1]);
             }
-            float *ah = acc + (size_t)h0 * D;
-            for (uint32_t j = 0; j < nt; j++) {
-                const uint32_t t0 = g0 + j * CQ_V8_TILE, m = n - t0 < CQ_V8_TILE ? n - t0 : CQ_V8_TILE;
-                const uint32_t p0 = o + t0, nblk = (p0 % CQ_VB_TOK + m + CQ_VB_TOK - 1) / CQ_VB_TOK;
-                const uint8_t *b0 = blk + (size_t)(p0 / CQ_VB_TOK) * bb;
-#define B(NH) vb_tile(NH, wb[j], wst[j], &tl[j], b0, nblk, D, ah)
-                NH_SWITCH(nhc, B)
+            const x_tile *x = &xt[j & 1];
+            const uint32_t p0 = o + t0, nblk = (p0 % CQ_VB_TOK + m + CQ_VB_TOK - 1) / CQ_VB_TOK;
+            const uint8_t *b0 = blk + (size_t)(p0 / CQ_VB_TOK) * bb;
+#define B(NH) vb_tile(NH, x->wb, x->wst, &x->tl, b0, nblk, D, ah)
+            NH_SWITCH(nhc, B)
 #undef B
-            }
         }
     }
 }
@@ -830,8 +844,10 @@ static inline __m512 exp16(__m512 x) {
     __m512 p = _mm512_set1_ps(cq_exp_poly[0]);
     for (int i = 1; i < 6; i++) p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(cq_exp_poly[i]));
     p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
-    __m512i e = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23);
-    return _mm512_mul_ps(p, _mm512_castsi512_ps(e));
+    /* p * 2^n in one vscalefps: n is an integer in [-126, 127] for x in [CQ_EXP_MIN, 88],
+     * so this is the one correctly rounded product p * 2^n, the bits of the AVX2 table's
+     * multiply by the constructed power */
+    return _mm512_scalef_ps(p, n);
 }
 
 static float x_exp_sum(float *x, uint32_t n, float m) {
@@ -893,6 +909,47 @@ static ALWAYS_INLINE void q8_lanes(__m512 xv, const __m512 inv, const __m512i EA
         sh[1] = (uint8_t)(CQ_Q8_SHIFT_MAX - (uint32_t)_mm_cvtsi128_si32(_mm512_extracti32x4_epi32(e, 2)));
 }
 
+/* x_quant_q8's second pass over 64 channels (8 whole blocks) at once: the 8 block maxima
+ * gathered into one vector by a transposing reduction, the exponent rule of q8_lanes run
+ * once on it, each block's factor broadcast back to its 8 lanes by one vpermps per 16
+ * channels, the codes (|y| <= 127: the saturating packs are exact) packed to one 64-byte
+ * store and the 8 shifts to one 8-byte store. The same operations per value as q8_lanes
+ * (max, the exponent fields, one product with the same factor, the same rounding). */
+static ALWAYS_INLINE void q8_chunk64(const float *x, const __m512 inv, const __m512i EA,
+                                     const __m512i MA, int8_t *q8, uint8_t *sh) {
+    const __m512i mm = _mm512_set1_epi32(0x7FFFFF), one = _mm512_set1_epi32(1),
+                  emax = _mm512_set1_epi32((int)CQ_Q8_SHIFT_MAX), b127 = _mm512_set1_epi32(127);
+    const __m512 v0 = _mm512_loadu_ps(x), v1 = _mm512_loadu_ps(x + 16),
+                 v2 = _mm512_loadu_ps(x + 32), v3 = _mm512_loadu_ps(x + 48);
+    const __m512 a0 = _mm512_abs_ps(v0), a1 = _mm512_abs_ps(v1), a2 = _mm512_abs_ps(v2),
+                 a3 = _mm512_abs_ps(v3);
+    /* 128-bit lane k of c: 4-lane maxima of block k (blocks 0-3: channels 0-31), of e:
+     * block 4 + k */
+    const __m512 c = _mm512_max_ps(_mm512_shuffle_f32x4(a0, a1, 0x88), _mm512_shuffle_f32x4(a0, a1, 0xDD));
+    const __m512 e = _mm512_max_ps(_mm512_shuffle_f32x4(a2, a3, 0x88), _mm512_shuffle_f32x4(a2, a3, 0xDD));
+    __m512 m = _mm512_max_ps(_mm512_unpacklo_ps(c, e), _mm512_unpackhi_ps(c, e));
+    m = _mm512_max_ps(m, _mm512_permute_ps(m, 0x4E)); /* lane 4k: block k, 4k + 1: block 4 + k */
+    const __m512i bits = _mm512_castps_si512(m);
+    __m512i ex = _mm512_sub_epi32(EA, _mm512_srli_epi32(bits, 23));
+    ex = _mm512_mask_sub_epi32(ex, _mm512_cmpgt_epi32_mask(_mm512_and_si512(bits, mm), MA), ex, one);
+    ex = _mm512_min_epi32(_mm512_max_epi32(ex, _mm512_setzero_si512()), emax);
+    const __m512 f = _mm512_mul_ps(inv, _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(ex, b127), 23)));
+    /* block j's lane of f: 4j for j < 4, 4 (j - 4) + 1 after */
+    const __m512i i0 = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 4, 4, 4, 4, 4, 4, 4, 4);
+    const __m512i i1 = _mm512_setr_epi32(8, 8, 8, 8, 8, 8, 8, 8, 12, 12, 12, 12, 12, 12, 12, 12);
+    const __m512i y0 = _mm512_cvtps_epi32(_mm512_mul_ps(v0, _mm512_permutexvar_ps(i0, f)));
+    const __m512i y1 = _mm512_cvtps_epi32(_mm512_mul_ps(v1, _mm512_permutexvar_ps(i1, f)));
+    const __m512i y2 = _mm512_cvtps_epi32(_mm512_mul_ps(v2, _mm512_permutexvar_ps(_mm512_add_epi32(i0, one), f)));
+    const __m512i y3 = _mm512_cvtps_epi32(_mm512_mul_ps(v3, _mm512_permutexvar_ps(_mm512_add_epi32(i1, one), f)));
+    /* dword 4L + k of lane L: channels 16k + 4L .. 16k + 4L + 3 */
+    const __m512i p = _mm512_packs_epi16(_mm512_packs_epi32(y0, y1), _mm512_packs_epi32(y2, y3));
+    const __m512i ord = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    _mm512_storeu_si512(q8, _mm512_permutexvar_epi32(ord, p));
+    const __m512i sv = _mm512_sub_epi32(emax, _mm512_permutexvar_epi32(
+                                                  _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 0, 0, 0, 0, 0, 0, 0, 0), ex));
+    _mm_storel_epi64((__m128i *)sh, _mm512_cvtepi32_epi8(sv));
+}
+
 /* The rounding pass of quant_q8 over a row x of kept values whose max |x| is amax (lanes past
  * kept are read masked: they change no block maximum and are never stored). */
 static void q8_row(const float *x, uint32_t kept, float amax, int8_t *q8, uint8_t *sh, float *qs) {
@@ -906,7 +963,9 @@ static void q8_row(const float *x, uint32_t kept, float amax, int8_t *q8, uint8_
     memcpy(&ua, &amax, 4);
     const __m512i EA = _mm512_set1_epi32((int)(ua >> 23)), MA = _mm512_set1_epi32((int)(ua & 0x7FFFFF));
     const __m512 inv = _mm512_set1_ps(127.0f / amax);
-    for (uint32_t c = 0; c < kf; c += 16)
+    uint32_t c = 0;
+    for (; c + 64 <= kf; c += 64) q8_chunk64(x + c, inv, EA, MA, q8 + c, sh + c / 8);
+    for (; c < kf; c += 16)
         q8_lanes(_mm512_loadu_ps(x + c), inv, EA, MA, 0xFFFF, q8 + c, sh + c / 8, 2);
     if (kt)
         q8_lanes(_mm512_maskz_loadu_ps(kt, x + kf), inv, EA, MA, kt, q8 + kf, sh + kf / 8,

@@ -72,7 +72,7 @@ static const float cq_exp_poly[6] = {1.9875691500e-4f, 1.3981999507e-3f, 8.33345
 
 /* The 7-bit weights of one acc_i4q tile for up to 4 query heads (cq_kernels.h rule). */
 typedef struct cq_i4q_tile {
-    uint8_t wb[4][CQ_V8_TILE] __attribute__((aligned(32))); /* a8 per token, 0 past m */
+    uint8_t wb[4][CQ_V8_TILE] __attribute__((aligned(64))); /* a8 per token, 0 past m */
     int32_t S8[4];                                           /* 8 * sum a8 */
     float d[4];                                              /* A / CQ_V8_MAX */
     int on[4];                                               /* A > 2^-100 */
