@@ -17,7 +17,7 @@
 #include "../src/kernels/cq_kernels.h"
 #include "cq_tool.h"
 
-enum { KN = 128, KH = 4, NK = 12 };
+enum { KN = 128, KH = 4, NK = 13 };
 
 typedef struct kb_data {
     uint32_t D;
@@ -26,7 +26,7 @@ typedef struct kb_data {
     uint8_t v[KN * CQ_MAX_DIM / 2 + 64], sh[KH * (CQ_MAX_DIM / CQ_Q8_BLOCK + 1)];
     uint16_t h16[KN * CQ_MAX_DIM]; /* fp16 keys / values of the fp16 path */
     int8_t q8[KH * CQ_MAX_DIM];
-    uint16_t vs[KN];
+    uint16_t vs[KN], ksc[CQ_MAX_DIM]; /* value scales; a key group's channel scales */
     float qs[KH];
 } kb_data;
 
@@ -38,10 +38,12 @@ static const char *const KNAME[NK] = {"acc_i4 (exact values)", "acc_i4q (fast va
                                       "acc_i4t (exact values, blocks)",
                                       "dot_i4t (exact keys, tiles)",
                                       "dot_f16 (fp16 keys)",
-                                      "acc_f16 (fp16 values)"};
+                                      "acc_f16 (fp16 values)",
+                                      "fold_quant_q8 x4"};
 static const char *const KID[NK] = {"acc_i4",      "acc_i4q",     "dot_i4",   "dot_i4q",
                                     "exp_sum_x4",  "quant_q8_x4", "acc_i4tq", "dot_i4tq",
-                                    "acc_i4t",     "dot_i4t",     "dot_f16",  "acc_f16"};
+                                    "acc_i4t",     "dot_i4t",     "dot_f16",  "acc_f16",
+                                    "fold_quant_q8_x4"};
 
 static void run_kernel(const cq_kernels *k, int which, kb_data *d) {
     const uint32_t D = d->D;
@@ -56,6 +58,7 @@ static void run_kernel(const cq_kernels *k, int which, kb_data *d) {
     case 9: k->dot_i4t(d->qp, KH, d->v, 0, KN, D, d->s, KN); break;
     case 10: k->dot_f16(d->q, KH, d->h16, KN, D, d->s, KN); break;
     case 11: k->acc_f16(d->w, KN, KH, d->h16, KN, D, d->acc); break;
+    case 12: k->fold_quant_q8(d->q, KH, D, d->ksc, D, d->q8, d->sh, d->qs); break;
     case 4:
         for (uint32_t h = 0; h < KH; h++) {
             memcpy(d->e, d->w + h * KN, sizeof d->e);
@@ -78,6 +81,8 @@ static void fill(kb_data *d, uint32_t D) {
     for (size_t i = 0; i < sizeof d->v; i++) d->v[i] = (uint8_t)cq_rng_below(&r, 256);
     for (size_t i = 0; i < (size_t)KN * D; i++) d->h16[i] = cq_f32_to_f16((float)cq_rng_normal(&r));
     for (uint32_t t = 0; t < KN; t++) d->vs[t] = cq_f32_to_f16(0.05f + (float)cq_rng_uniform(&r));
+    /* channel scales over two octaves, as a key group's spread */
+    for (uint32_t c = 0; c < D; c++) d->ksc[c] = cq_f32_to_f16(0.02f * (float)exp2(2.0 * cq_rng_uniform(&r)));
     memset(d->acc, 0, sizeof d->acc);
     const cq_kernels *s = cq_kernels_scalar();
     for (uint32_t h = 0; h < KH; h++)
@@ -91,10 +96,12 @@ static int check(const cq_kernels *k, int which, uint32_t D) {
     fill(&b, D);
     run_kernel(cq_kernels_scalar(), which, &a);
     run_kernel(k, which, &b);
-    if (which == 1 || which == 3 || (which >= 5 && which <= 7)) /* integer rules: bit for bit */
+    if (which == 1 || which == 3 || (which >= 5 && which <= 7) || which == 12) /* integer rules: bit for bit */
         return which == 1 || which == 6   ? !memcmp(a.acc, b.acc, sizeof a.acc)
                : which == 3 || which == 7 ? !memcmp(a.s, b.s, sizeof a.s)
-                            : !memcmp(a.q8, b.q8, sizeof a.q8) && !memcmp(a.qs, b.qs, sizeof a.qs);
+                                          : !memcmp(a.q8, b.q8, sizeof a.q8) &&
+                                                !memcmp(a.sh, b.sh, sizeof a.sh) &&
+                                                !memcmp(a.qs, b.qs, sizeof a.qs);
     const int sc = which == 2 || which == 9 || which == 10; /* scores, else accumulators */
     const float *x = sc ? a.s : which == 4 ? a.e : a.acc;
     const float *y = sc ? b.s : which == 4 ? b.e : b.acc;
@@ -143,7 +150,7 @@ static double stream_bytes(int which, uint32_t D) {
 }
 
 /* A decode step's kernels per token of one KV head (4 query heads): keys, softmax, values
- * (FAST adds its per-run query rounding, timed per token of a 128-token run). */
+ * (FAST adds its per-run query fold and rounding, fold_quant_q8, timed per token of a 128-token run). */
 typedef struct kb_step {
     const char *id, *name;
     int k[4], nk;
@@ -151,7 +158,7 @@ typedef struct kb_step {
 } kb_step;
 static const kb_step STEPS[] = {
     {"cq4_exact", "CQ-4 EXACT (dot_i4t + exp_sum + acc_i4t)", {9, 4, 8}, 3, 0},
-    {"cq4_fast", "CQ-4 FAST (quant_q8 + dot_i4tq + exp_sum + acc_i4tq)", {5, 7, 4, 6}, 4, 1},
+    {"cq4_fast", "CQ-4 FAST (fold_quant_q8 + dot_i4tq + exp_sum + acc_i4tq)", {12, 7, 4, 6}, 4, 1},
     {"fp16", "fp16 (dot_f16 + exp_sum + acc_f16)", {10, 4, 11}, 3, 0},
 };
 enum { NS = 3 };
