@@ -67,7 +67,7 @@ static void run_kernel(const cq_kernels *k, int which, kb_data *d) {
         break;
     case 5:
         for (uint32_t h = 0; h < KH; h++)
-            k->quant_q8(d->qp + h * D, D, d->q8 + h * D, d->sh + h * (D / CQ_Q8_BLOCK + 1),
+            k->quant_q8(d->qp + h * D, D, d->q8 + h * D, d->sh + h * (D / CQ_Q8_BLOCK),
                         d->qs + h);
     }
 }
@@ -86,7 +86,7 @@ static void fill(kb_data *d, uint32_t D) {
     memset(d->acc, 0, sizeof d->acc);
     const cq_kernels *s = cq_kernels_scalar();
     for (uint32_t h = 0; h < KH; h++)
-        s->quant_q8(d->qp + h * D, D, d->q8 + h * D, d->sh + h * (D / CQ_Q8_BLOCK + 1), d->qs + h);
+        s->quant_q8(d->qp + h * D, D, d->q8 + h * D, d->sh + h * (D / CQ_Q8_BLOCK), d->qs + h);
 }
 
 /* the table's output of kernel `which` against the scalar table's, on the same input */
