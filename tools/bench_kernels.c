@@ -268,9 +268,12 @@ int cq_bench_kernels(uint32_t D, uint32_t reps, int json, int csv, size_t bw_byt
         for (int p = 0, f = 1; p < CQ_PEAK_N; p++)
             if (peak[p] > 0) {
                 printf("%s{\"id\": \"%s\", \"instruction\": \"%s\", \"per_ns\": %.4f, "
-                       "\"per_cycle\": %.4f, \"products_per_cycle\": %.2f}", f ? "" : ", ",
-                       cq_peak_id(p), cq_peak_insn(p), peak[p], ghz > 0 ? peak[p] / ghz : 0,
-                       ghz > 0 ? peak[p] * cq_peak_products(p) / ghz : 0);
+                       "\"per_cycle\": %.4f, ", f ? "" : ", ",
+                       cq_peak_id(p), cq_peak_insn(p), peak[p], ghz > 0 ? peak[p] / ghz : 0);
+                if (cq_peak_products(p) > 0)
+                    printf("\"products_per_cycle\": %.2f}", ghz > 0 ? peak[p] * cq_peak_products(p) / ghz : 0);
+                else /* a pair: the two instructions' combined rate */
+                    printf("\"pair\": true}");
                 f = 0;
             }
         printf("], \"target_fraction\": %.2f, \"probe\": [", KB_TARGET);
@@ -368,9 +371,13 @@ int cq_bench_kernels(uint32_t D, uint32_t reps, int json, int csv, size_t bw_byt
         printf("\nArithmetic peaks of one core, measured (12 independent accumulators, no loads; "
                "best of 5):");
         for (int p = 0; p < CQ_PEAK_N; p++)
-            if (peak[p] > 0)
+            if (peak[p] > 0 && cq_peak_products(p) > 0)
                 printf(" %s %.2f per cycle (%.0f products);", cq_peak_insn(p),
                        ghz > 0 ? peak[p] / ghz : 0, ghz > 0 ? peak[p] * cq_peak_products(p) / ghz : 0);
+        for (int p = 0; p < CQ_PEAK_N; p++)
+            if (peak[p] > 0 && !(cq_peak_products(p) > 0))
+                printf(" %s alternating: %.2f per cycle together;", cq_peak_insn(p),
+                       ghz > 0 ? peak[p] / ghz : 0);
         printf("\nA step's floor = its %.0f products per token (keys and values, %u heads x D=%u "
                "each) at the peak of the instruction that does them, nothing else counted; "
                "allowed = the time the stream may take at %.0f%% of the probe's median:\n\n"

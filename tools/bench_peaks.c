@@ -10,6 +10,9 @@
  * a peak runs only when cpuid reports its ISA, checked by the caller through the kernel tables
  * the CPU runs). Registers 0-11 only, clobbered as xmm0-xmm11, and vzeroupper after each run.
  * Best of five trials, as for the clock: time a shared machine takes away only lowers a trial.
+ * Two pairs (two instructions alternating over the accumulators) show which work shares the
+ * pipes of the products: a pair that retires at the rate of either instruction alone takes its
+ * cycles from the other's.
  */
 #include "cq_tool.h"
 
@@ -50,6 +53,28 @@ PK_LOOP(pk_fma_ymm, "vxorps", "vfmadd231ps", "ymm")
 PK_LOOP(pk_fma_zmm, "vpxord", "vfmadd231ps", "zmm")
 PK_LOOP(pk_maddubs_ymm, "vpxor", "vpmaddubsw", "ymm")
 PK_LOOP(pk_vnni_zmm, "vpxord", "vpdpbusd", "zmm")
+
+/* pairs: op1 on the even accumulators, op2 on the odd ones (2: a two-operand op2 from ymm12,
+ * the conversion's form) */
+#define PK_A(op, a) op " %%zmm12, %%zmm13, %%zmm" a "\n\t"
+#define PK_C(op, a) op " %%ymm12, %%zmm" a "\n\t"
+#define PK12P(o1, o2, B)                                                                           \
+    PK_A(o1, "0") B(o2, "1") PK_A(o1, "2") B(o2, "3") PK_A(o1, "4") B(o2, "5") PK_A(o1, "6")      \
+        B(o2, "7") PK_A(o1, "8") B(o2, "9") PK_A(o1, "10") B(o2, "11")
+#define PK_PAIR(name, o1, o2, B)                                                                   \
+    static void name(uint64_t iters) {                                                            \
+        __asm__ volatile("vpxord %%zmm12, %%zmm12, %%zmm12\n\tvpxord %%zmm13, %%zmm13, %%zmm13\n\t" \
+                         "1:\n\t" PK12P(o1, o2, B) PK12P(o1, o2, B) PK12P(o1, o2, B)              \
+                             PK12P(o1, o2, B) PK12P(o1, o2, B) PK12P(o1, o2, B) PK12P(o1, o2, B)    \
+                                 PK12P(o1, o2, B) "dec %0\n\t"                                     \
+                                                  "jnz 1b\n\t"                                     \
+                                                  "vzeroupper"                                      \
+                         : "+r"(iters)                                                            \
+                         :                                                                        \
+                         : "cc", PK_CLOBBER);                                                     \
+    }
+PK_PAIR(pk_vnni_fma_zmm, "vpdpbusd", "vfmadd231ps", PK_A)
+PK_PAIR(pk_fma_cvt_zmm, "vfmadd231ps", "vcvtph2ps", PK_C)
 #endif
 
 typedef struct pk_def {
@@ -67,11 +92,15 @@ static const pk_def PEAKS[CQ_PEAK_N] = {
     {"fma_zmm", "vfmadd231ps zmm", 1, 16, pk_fma_zmm},
     {"maddubs_ymm", "vpmaddubsw ymm", 0, 32, pk_maddubs_ymm},
     {"vnni_zmm", "vpdpbusd zmm", 1, 64, pk_vnni_zmm},
+    {"vnni_fma_zmm", "vpdpbusd + vfmadd231ps zmm", 1, 0, pk_vnni_fma_zmm},
+    {"fma_cvt_zmm", "vfmadd231ps + vcvtph2ps zmm", 1, 0, pk_fma_cvt_zmm},
 #else
     {"fma_ymm", "vfmadd231ps ymm", 0, 8},
     {"fma_zmm", "vfmadd231ps zmm", 1, 16},
     {"maddubs_ymm", "vpmaddubsw ymm", 0, 32},
     {"vnni_zmm", "vpdpbusd zmm", 1, 64},
+    {"vnni_fma_zmm", "vpdpbusd + vfmadd231ps zmm", 1, 0},
+    {"fma_cvt_zmm", "vfmadd231ps + vcvtph2ps zmm", 1, 0},
 #endif
 };
 
@@ -109,6 +138,6 @@ int cq_peak_of_table(const char *table, int integer) {
 }
 
 double cq_peak_floor_ns(const double *peak, int p, uint32_t D, uint32_t heads) {
-    if (p < 0 || p >= CQ_PEAK_N || !(peak[p] > 0)) return 0.0;
+    if (p < 0 || p >= CQ_PEAK_N || !(peak[p] > 0) || !(PEAKS[p].products > 0)) return 0.0;
     return 2.0 * heads * D / (peak[p] * PEAKS[p].products);
 }

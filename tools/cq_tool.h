@@ -52,7 +52,17 @@ int cq_bench_prec_list(const char *s, int prec[2]);
 /* tools/bench_peaks.c: one core's arithmetic peaks (independent accumulators, no loads) of the
  * instructions the attention kernels multiply with; cq_peak_measure gives instructions per ns
  * (0 when not measured: not x86-64, or the CPU lacks the ISA) */
-enum { CQ_PEAK_FMA_YMM, CQ_PEAK_FMA_ZMM, CQ_PEAK_MADDUBS_YMM, CQ_PEAK_VNNI_ZMM, CQ_PEAK_N };
+/* the last two are pairs: two instructions alternating over the accumulators, their combined
+ * rate (products 0); a pair at the rate of either alone shares its pipes */
+enum {
+    CQ_PEAK_FMA_YMM,
+    CQ_PEAK_FMA_ZMM,
+    CQ_PEAK_MADDUBS_YMM,
+    CQ_PEAK_VNNI_ZMM,
+    CQ_PEAK_VNNI_FMA_ZMM,
+    CQ_PEAK_FMA_CVT_ZMM,
+    CQ_PEAK_N
+};
 const char *cq_peak_id(int i);
 const char *cq_peak_insn(int i);
 double cq_peak_products(int i); /* multiply-adds one instruction does */

@@ -72,9 +72,9 @@ grep -q '"format": "cq4+/cq4"' "$tmp/kv" && grep -q '"cache_bits_per_value"' "$t
 "$CQ" bench --kernels --quick --csv >"$tmp/kcsv" 2>"$tmp/err" ||
     { echo "bench_smoke: --kernels failed"; cat "$tmp/err"; fail=1; }
 grep -q '^scalar,acc_i4q,128,' "$tmp/kcsv" || { echo "bench_smoke: --kernels scalar row missing"; fail=1; }
-[ "$(grep -c '^scalar,' "$tmp/kcsv")" = 15 ] && [ "$(grep -c '^[a-z0-9]*,step_' "$tmp/kcsv")" -ge 3 ] &&
-    [ $(( ($(wc -l <"$tmp/kcsv") - 1) % 15 )) = 0 ] ||
-    { echo "bench_smoke: --kernels rows not 12 kernels + 3 steps per table"; fail=1; }
+[ "$(grep -c '^scalar,' "$tmp/kcsv")" = 16 ] && [ "$(grep -c '^[a-z0-9]*,step_' "$tmp/kcsv")" -ge 3 ] &&
+    [ $(( ($(wc -l <"$tmp/kcsv") - 1) % 16 )) = 0 ] ||
+    { echo "bench_smoke: --kernels rows not 13 kernels + 3 steps per table"; fail=1; }
 awk -F, 'NR > 1 && $2 !~ /^step_/ && !($5 > 0) { bad = 1 }
          NR > 1 && $2 ~ /^(dot|acc)_/ && !($6 > 0 && $7 > 0) { bad = 1 }
          NR > 1 && $2 ~ /^step_/ && !($4 > 0 && $11 > 0 && $12 > 0) { bad = 1 }
@@ -88,6 +88,12 @@ fi
     grep -q '"clock_ghz": [0-9.]*, "peaks": \[.*\], "target_fraction": 0.80, "probe": \[{"threads": 1, "read_gbs": [0-9.]*, ' "$tmp/kjson" &&
     grep -q '"step_cq4_exact": [0-9.]*' "$tmp/kjson" && grep -q '"step_fp16_at_target": [0-9.]*' "$tmp/kjson" ||
     { echo "bench_smoke: --kernels --json lacks the clock, the peaks, the probe or the steps"; fail=1; }
+# where the CPU runs vpdpbusd, the two pairs are measured too (a rate, no products)
+if grep -q '"id": "vnni_zmm"' "$tmp/kjson"; then
+    grep -q '"id": "vnni_fma_zmm", "instruction": "vpdpbusd + vfmadd231ps zmm", "per_ns": [0-9.]*, "per_cycle": [0-9.]*, "pair": true}' "$tmp/kjson" &&
+        grep -q '"id": "fma_cvt_zmm", [^}]*"pair": true}' "$tmp/kjson" ||
+        { echo "bench_smoke: --kernels --json lacks the instruction pairs"; fail=1; }
+fi
 CQ_KERNELS=avx2 "$CQ" bench --kernels --quick >/dev/null 2>&1 || { echo "bench_smoke: --kernels md failed"; fail=1; }
 "$CQ" bench --kernels --dims 40 >/dev/null 2>&1
 [ $? = 2 ] || { echo "bench_smoke: --kernels with D=40 must exit 2"; fail=1; }
