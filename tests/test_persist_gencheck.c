@@ -8,7 +8,9 @@
  *   - the untouched file loads, compares equal and attends to the same bits;
  *   - a value unit made undecodable (CRCs recomputed so the bytes reach the check) is
  *     CQ_ERR_FORMAT naming the store and the unit, and *out stays NULL: a full unit inside
- *     the record and the record's last unit, in either kv head;
+ *     the record and the record's last unit, in either kv head; so is a key unit whose bytes
+ *     decode to non-finite keys (an infinite scale in a full unit, a NaN min in the partial
+ *     tail), naming the unit, token and channel;
  *   - the partial key tail: its check covers exactly its own tail_g tokens, coded without a
  *     window (a wrapped codec records each decode the check makes and refuses the tail on
  *     request); the file holds only the tail's own bytes (a tail stored at the size of a whole
@@ -16,8 +18,6 @@
  *     last token, which docs/CACHE_FILE.md does not constrain for generic codecs and the
  *     decoder ignores, load and attend to the same bits while the code nibble beside them is
  *     read back.
- * No registry codec has both units of several tokens and a decoder that refuses bytes, so a
- * partial tail that fails to decode is reached through the wrapped codec, not through a file.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -249,6 +249,38 @@ static void bad_value_unit(const uint8_t *img, size_t len, uint32_t h, uint32_t 
     free(m);
 }
 
+/* A KIVI-4 key unit whose bytes decode to non-finite keys (a NaN min or an infinite scale,
+ * which no encoder writes): unit u of kv head h, group grp of that unit (32 tokens each; the
+ * tail's second group holds 9), channel ch, field 0 mins / 1 scales, fp16 value v. */
+static void bad_key_unit(const cq_cache *a, const uint8_t *img, size_t len, uint32_t h,
+                         uint32_t u, uint32_t grp, uint32_t ch, int field, uint16_t v) {
+    const cq_store *s = &a->layers[0].heads[h].k;
+    const size_t full = s->codec->packed_bytes(&s->ccfg, CQ_ROLE_KEY, 128);
+    const size_t g32 = 4 * (size_t)D + (size_t)D * 16;
+    const size_t at = record_off(img, h, 0) + 24 + (size_t)u * full + (size_t)grp * g32 +
+                      (size_t)field * 2 * D + 2 * (size_t)ch;
+    uint8_t *m = malloc(len);
+    memcpy(m, img, len);
+    m[at] = (uint8_t)v;
+    m[at + 1] = (uint8_t)(v >> 8);
+    recrc(m, len);
+    cq_cache *b = NULL;
+    cq_err e;
+    cq_status st = load_image(m, len, &b, &e);
+    char want[96];
+    snprintf(want, sizeof want,
+             "layer 0, kv head %u, keys: unit %u does not decode with codec kivi-4", h, u);
+    const int64_t tok = (int64_t)u * 128 + (int64_t)grp * 32;
+    CHECK(st == CQ_ERR_FORMAT && strstr(e.msg, want) != NULL && e.token == tok &&
+              e.channel == (int32_t)ch,
+          "keys unit %u (%s): %s: '%s' (token %lld channel %d), want '%s' at token %lld "
+          "channel %u", u, u == 2 ? "the partial tail" : "full", cq_status_name(st), e.msg,
+          (long long)e.token, (int)e.channel, want, (long long)tok, ch);
+    CHECK(b == NULL, "keys unit %u: nothing is half-loaded", u);
+    release(b);
+    free(m);
+}
+
 /* The key tail of kv head 1: 41 tokens coded without a window: one group of 32 and one of 9
  * (kivi-4 key group: D fp16 mins | D fp16 scales | D channel streams of ceil(n / 2) bytes). */
 static void tail_pad(const cq_cache *a, const uint8_t *img, size_t len) {
@@ -394,6 +426,8 @@ int main(void) {
         untouched(a, img, len);
         bad_value_unit(img, len, 0, 5);               /* a full unit inside the record */
         bad_value_unit(img, len, 1, NT - NS - 1);     /* the record's last unit */
+        bad_key_unit(a, img, len, 0, 1, 0, 7, 1, 0x7C00); /* a full unit: infinite scale */
+        bad_key_unit(a, img, len, 1, 2, 1, 3, 0, 0x7E00); /* the partial tail: NaN min */
         tail_pad(a, img, len);
         tail_check_direct(a);
     }
