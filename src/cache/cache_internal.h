@@ -208,8 +208,9 @@ static inline size_t cq_store_gen_bytes(const cq_store *s, uint32_t u) {
 /* A generic-codec store's packed committed bytes d (the cq_cache_export form of n_done
  * tokens; the last unit tail_g tokens when tail_g, coded with ccfg_tail) decoded unit by unit
  * once: decoders are memory-safe on any bytes but may refuse some (a rotation that overflows
- * fp16, say), so bytes that pass never fail later in read or attention. CQ_ERR_FORMAT names
- * the unit (where: the caller's context); CQ_ERR_NOMEM. */
+ * fp16, say) or decode them to non-finite values (a NaN KIVI min, say), which no encoder
+ * writes; both are refused, so bytes that pass never fail later in read or attention.
+ * CQ_ERR_FORMAT names the unit (where: the caller's context); CQ_ERR_NOMEM. */
 cq_status cq_store_gen_check(const cq_store *s, const uint8_t *d, uint32_t n_done,
                              uint32_t tail_g, const char *where, cq_err *err);
 /* Decode rows [r0, r1) of the store (committed or in flight) to fp32 out [r1-r0][D]; a view

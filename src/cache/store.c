@@ -8,6 +8,7 @@
  * page pointers grows (doubling). Not here: the append state machine
  * (cache.c) and attention (attend.c).
  */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -180,6 +181,15 @@ cq_status cq_store_gen_check(const cq_store *s, const uint8_t *d, uint32_t n_don
             st = cq_err_set(err, CQ_ERR_FORMAT, (int64_t)u * s->unit, -1,
                             "%s: unit %u does not decode with codec %s (%s)", where, u,
                             s->codec->name, cq_status_name(ds));
+        /* encoders refuse non-finite input, so a unit they wrote decodes to finite values;
+         * a NaN or infinite min / scale (KIVI, say) would reach read and attention */
+        for (size_t i = 0; !st && i < (size_t)g * s->D; i++)
+            if (!isfinite(tmp[i]))
+                st = cq_err_set(err, CQ_ERR_FORMAT, (int64_t)u * s->unit + (int64_t)(i / s->D),
+                                (int32_t)(i % s->D),
+                                "%s: unit %u does not decode with codec %s (token %zu of the "
+                                "unit, channel %zu: non-finite)", where, u, s->codec->name,
+                                i / s->D, i % s->D);
         o += b;
     }
     free(tmp);
