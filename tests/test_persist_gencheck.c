@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "../src/cache/cache_internal.h"
+#include "cq_file.h"
 #include "cq_test.h"
 #include "util/cache_testutil.h"
 
@@ -84,35 +85,12 @@ static size_t record_off(const uint8_t *b, uint32_t h, int r) {
     return 0;
 }
 
-static int write_file(const char *path, const uint8_t *b, size_t n) {
-    FILE *f = fopen(path, "wb");
-    if (!f) return -1;
-    size_t w = fwrite(b, 1, n, f);
-    return fclose(f) == 0 && w == n ? 0 : -1;
-}
-
-static uint8_t *read_file(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long l = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    uint8_t *b = l > 0 ? malloc((size_t)l) : NULL;
-    if (b && fread(b, 1, (size_t)l, f) != (size_t)l) {
-        free(b);
-        b = NULL;
-    }
-    fclose(f);
-    *n = b ? (size_t)l : 0;
-    return b;
-}
-
 /* Write image b to the test file and load it; *out starts as a non-NULL sentinel so that a
  * failed load is seen to reset it. */
 static cq_status load_image(const uint8_t *b, size_t n, cq_cache **out, cq_err *e) {
     *out = SENTINEL;
     cq_err_clear(e);
-    if (write_file(g_path, b, n)) {
+    if (cq_write_file_atomic(g_path, b, n, NULL)) {
         *out = NULL;
         return cq_err_set(e, CQ_ERR_IO, -1, -1, "cannot write %s", g_path);
     }
@@ -419,7 +397,8 @@ int main(void) {
     size_t len = 0;
     if (a) {
         CHECK(cq_cache_save(a, g_path, &e) == CQ_OK, "save: %s", e.msg);
-        img = read_file(g_path, &len);
+        char *raw = NULL;
+        img = cq_read_file(g_path, (size_t)1 << 30, &raw, &len, NULL) ? NULL : (uint8_t *)raw;
         CHECK(img != NULL && len > 40, "read the saved file");
     }
     if (img) {
