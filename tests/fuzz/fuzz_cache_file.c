@@ -49,7 +49,7 @@ static int exercise(const cq_cache *c, const uint8_t *data, size_t size, uint32_
             for (uint32_t t = 0; t < T && t < 64; t++)
                 if (cq_cache_read(c, L, h, t, t + 1, row, row + D, NULL) != CQ_OK)
                     bad = cache_fail("read");
-        cq_attn_opts ao = {1 + (sel >> 4) % 2, 0.0f, 1 + (sel >> 5) % 2}; /* threads, precision */
+        cq_attn_opts ao = {.n_threads = 1 + (sel >> 4) % 2, .precision = 1 + (sel >> 5) % 2};
         if (T && T < 4096) {
             cq_status st = cq_cache_attend(c, L, q, H, o, &ao, NULL);
             /* CQ_ERR_OVERFLOW: scores past fp32 (extreme fp16 keys); anything else is a bug */
