@@ -70,20 +70,26 @@ other() { # a master other than $1 among the first three
     for p in $P1 $P2 $P3; do [ "$p" != "$1" ] && { echo "$p"; return; }; done
 }
 move_slot() { # slot, destination port [, key]: migrate the slot (all its keys, or only key,
-    # leaving the slot in migration: ASK) with CLUSTER SETSLOT and MIGRATE
+    # leaving the slot in migration: ASK) with CLUSTER SETSLOT and MIGRATE. The two SETSLOTs
+    # and the MIGRATE are retried until each answers OK (MIGRATE: or NOKEY): a node that has
+    # not yet heard of the other through the gossip refuses them, and a key whose MIGRATE
+    # failed would stay behind on the source once finish_slot gives the slot away.
     ms_src=$(slot_owner "$1")
     [ -n "$ms_src" ] && [ "$ms_src" != "$2" ] || return 0
     ms_sid=$(rc "$ms_src" cluster myid)
     ms_did=$(rc "$2" cluster myid)
-    rc "$2" cluster setslot "$1" importing "$ms_sid" >/dev/null
-    rc "$ms_src" cluster setslot "$1" migrating "$ms_did" >/dev/null
-    if [ -n "$3" ]; then
-        rc "$ms_src" migrate 127.0.0.1 "$2" "$3" 0 5000 >/dev/null
-        return 0
-    fi
-    ms_keys=$(rc "$ms_src" cluster getkeysinslot "$1" 100)
-    [ -z "$ms_keys" ] || rc "$ms_src" migrate 127.0.0.1 "$2" "" 0 5000 keys $ms_keys >/dev/null
-    finish_slot "$1" "$2"
+    ms_keys=$3
+    [ -n "$ms_keys" ] || ms_keys=$(rc "$ms_src" cluster getkeysinslot "$1" 100)
+    ms_i=0
+    until [ "$(rc "$2" cluster setslot "$1" importing "$ms_sid")" = OK ] &&
+        [ "$(rc "$ms_src" cluster setslot "$1" migrating "$ms_did")" = OK ] &&
+        { [ -z "$ms_keys" ] || case $(rc "$ms_src" migrate 127.0.0.1 "$2" "" 0 5000 keys $ms_keys) in
+            OK | NOKEY) true ;; *) false ;; esac; }; do
+        ms_i=$((ms_i + 1))
+        [ $ms_i -lt 50 ] || { echo "$NAME: slot $1 could not be migrated to $2"; fail=1; return 0; }
+        sleep 0.1
+    done
+    [ -n "$3" ] || finish_slot "$1" "$2"
 }
 finish_slot() { # slot, destination port: the slot is the destination's on every master
     fs_did=$(rc "$2" cluster myid)
