@@ -614,6 +614,15 @@ static void x_dot_i4tq(const int8_t *q8, const uint8_t *sh, const float *qs, uin
     }
 }
 
+/* Four vectors of int32 codes in [-128, 127] (the saturating packs are exact there) to their
+ * 64 bytes in order: a's 16, then b's, c's, d's. The packs leave dword 4L + k of each 128-bit
+ * lane L holding lanes 4L..4L+3 of the k-th vector; one vpermd puts them in order. */
+static ALWAYS_INLINE __m512i pack4_epi8(__m512i a, __m512i b, __m512i c, __m512i d) {
+    const __m512i ord = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    return _mm512_permutexvar_epi32(
+        ord, _mm512_packs_epi16(_mm512_packs_epi32(a, b), _mm512_packs_epi32(c, d)));
+}
+
 /* cq_avx2_i4q_prep on 16 lanes, the same operations in the same order per weight (product,
  * max, one division, product then dithered sum, truncation, clamp), so the same tile.
  * The tile holds CQ_V8_TILE = 32 weights: two vectors per head. The heads' maxima and code
@@ -672,18 +681,9 @@ static ALWAYS_INLINE void x_i4q_prep(const float *w, uint32_t ws, uint32_t nhc, 
         /* tokens past m: a = 0, so q = trunc(dither) = 0 */
         sq[h] = _mm512_add_epi32(q0[h], q1[h]);
     }
-    { /* the codes (0..127: the saturating packs are exact) to bytes, two heads per vector:
-       * the packs leave dword 4L + k of each 128-bit lane L holding tokens 4L..4L+3 of
-       * (k = 0) the first head's q0, (1) its q1, (2) the second head's q0, (3) its q1; one
-       * vpermd puts them in token order */
-        const __m512i ord = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
-        const __m512i p01 = _mm512_packs_epi16(_mm512_packs_epi32(q0[0], q1[0]),
-                                               _mm512_packs_epi32(q0[1], q1[1]));
-        const __m512i p23 = _mm512_packs_epi16(_mm512_packs_epi32(q0[2], q1[2]),
-                                               _mm512_packs_epi32(q0[3], q1[3]));
-        _mm512_store_si512((__m512i *)&tl->wb[0][0], _mm512_permutexvar_epi32(ord, p01));
-        _mm512_store_si512((__m512i *)&tl->wb[2][0], _mm512_permutexvar_epi32(ord, p23));
-    }
+    /* the codes (0..127) to bytes, two heads' 32 tokens per vector */
+    _mm512_store_si512((__m512i *)&tl->wb[0][0], pack4_epi8(q0[0], q1[0], q0[1], q1[1]));
+    _mm512_store_si512((__m512i *)&tl->wb[2][0], pack4_epi8(q0[2], q1[2], q0[3], q1[3]));
     __m512 Sv;
     X4_FOLD(X4_ADDI, _mm512_castsi512_ps, sq[0], sq[1], sq[2], sq[3], Sv);
     float dt[16] __attribute__((aligned(64)));
@@ -786,9 +786,13 @@ typedef struct x_tile {
     size_t wst;
 } x_tile;
 
-static ALWAYS_INLINE void x_tile_prep(const float *w, uint32_t ws, uint32_t nhc, uint32_t m,
-                                      const uint16_t *vs, uint32_t sft, x_tile *x) {
-    x_i4q_prep(w, ws, nhc, m, vs, &x->tl);
+/* the weights of the tile of tokens [t0, t0 + 32) of a run of n tokens from storage position o
+ * (w: the first head's row, vs: the run's value scales) */
+static ALWAYS_INLINE void x_tile_prep(const float *w, uint32_t ws, uint32_t nhc,
+                                      const uint16_t *vs, uint32_t n, uint32_t o, uint32_t t0,
+                                      x_tile *x) {
+    const uint32_t m = n - t0 < CQ_V8_TILE ? n - t0 : CQ_V8_TILE, sft = (o + t0) % CQ_VB_TOK;
+    x_i4q_prep(w + t0, ws, nhc, m, vs + t0, &x->tl);
     x->wb = &x->tl.wb[0][0], x->wst = sizeof x->tl.wb[0];
     if (sft) {
         for (uint32_t h = 0; h < nhc; h++) {
@@ -812,14 +816,13 @@ static void x_acc_i4tq(const float *w, uint32_t ws, uint32_t nh, const uint8_t *
         const float *wh = w + (size_t)h0 * ws;
         float *ah = acc + (size_t)h0 * D;
         x_tile xt[2];
-        x_tile_prep(wh, ws, nhc, n < CQ_V8_TILE ? n : CQ_V8_TILE, vs, o % CQ_VB_TOK, &xt[0]);
+        x_tile_prep(wh, ws, nhc, vs, n, o, 0, &xt[0]);
         for (uint32_t j = 0; j < nt; j++) {
             const uint32_t t0 = j * CQ_V8_TILE, m = n - t0 < CQ_V8_TILE ? n - t0 : CQ_V8_TILE;
             if (j + 1 < nt) {
-                const uint32_t t1 = t0 + CQ_V8_TILE, m1 = n - t1 < CQ_V8_TILE ? n - t1 : CQ_V8_TILE;
                 /* the value scales are a stream of their own (64 bytes a tile) */
-                _mm_prefetch((const char *)(vs + t1) + 8 * 2 * CQ_V8_TILE, _MM_HINT_T0);
-                x_tile_prep(wh + t1, ws, nhc, m1, vs + t1, (o + t1) % CQ_VB_TOK, &xt[(j + 1) & 1]);
+                _mm_prefetch((const char *)(vs + t0 + CQ_V8_TILE) + 8 * 2 * CQ_V8_TILE, _MM_HINT_T0);
+                x_tile_prep(wh, ws, nhc, vs, n, o, t0 + CQ_V8_TILE, &xt[(j + 1) & 1]);
             }
             const x_tile *x = &xt[j & 1];
             const uint32_t p0 = o + t0, nblk = (p0 % CQ_VB_TOK + m + CQ_VB_TOK - 1) / CQ_VB_TOK;
@@ -885,19 +888,29 @@ static float x_max_f32(const float *x, uint32_t n) {
  * fields), 16 lanes = two 8-channel blocks at a time; kept % 16 != 0 takes the AVX2 loop. */
 _Static_assert(CQ_Q8_BLOCK == 8, "x_quant_q8 computes block maxima of 8 lanes");
 /* 16 channels (km: those that exist) of x_quant_q8's second pass */
+/* quant_q8's exponent rule per lane: for block maxima bmax (lanes of one block hold its max),
+ * e = the largest e in [0, CQ_Q8_SHIFT_MAX] with bmax * 2^e <= amax (EA, MA: amax's exponent
+ * and mantissa fields), from the float fields; the block factor (127 / amax) 2^e in *f. */
+static ALWAYS_INLINE __m512i q8_exps(__m512 bmax, const __m512 inv, const __m512i EA,
+                                     const __m512i MA, __m512 *f) {
+    const __m512i bits = _mm512_castps_si512(bmax);
+    __m512i e = _mm512_sub_epi32(EA, _mm512_srli_epi32(bits, 23));
+    e = _mm512_mask_sub_epi32(e, _mm512_cmpgt_epi32_mask(_mm512_and_si512(bits, _mm512_set1_epi32(0x7FFFFF)), MA),
+                              e, _mm512_set1_epi32(1));
+    e = _mm512_min_epi32(_mm512_max_epi32(e, _mm512_setzero_si512()),
+                         _mm512_set1_epi32((int)CQ_Q8_SHIFT_MAX));
+    *f = _mm512_mul_ps(inv, _mm512_castsi512_ps(_mm512_slli_epi32(
+                                _mm512_add_epi32(e, _mm512_set1_epi32(127)), 23)));
+    return e;
+}
+
 static ALWAYS_INLINE void q8_lanes(__m512 xv, const __m512 inv, const __m512i EA, const __m512i MA,
                                    __mmask16 km, int8_t *q8, uint8_t *sh, uint32_t nsh) {
-    const __m512i mm = _mm512_set1_epi32(0x7FFFFF), one = _mm512_set1_epi32(1),
-                  emax = _mm512_set1_epi32((int)CQ_Q8_SHIFT_MAX), b127 = _mm512_set1_epi32(127);
-    __m512 a = _mm512_abs_ps(xv);
+    __m512 a = _mm512_abs_ps(xv), f;
     a = _mm512_max_ps(a, _mm512_permute_ps(a, 0xB1));
     a = _mm512_max_ps(a, _mm512_permute_ps(a, 0x4E));
     a = _mm512_max_ps(a, _mm512_shuffle_f32x4(a, a, 0xB1)); /* 8-lane block max */
-    const __m512i bits = _mm512_castps_si512(a);
-    __m512i e = _mm512_sub_epi32(EA, _mm512_srli_epi32(bits, 23));
-    e = _mm512_mask_sub_epi32(e, _mm512_cmpgt_epi32_mask(_mm512_and_si512(bits, mm), MA), e, one);
-    e = _mm512_min_epi32(_mm512_max_epi32(e, _mm512_setzero_si512()), emax);
-    const __m512 f = _mm512_mul_ps(inv, _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(e, b127), 23)));
+    const __m512i e = q8_exps(a, inv, EA, MA, &f);
     /* |x f| <= 127 (1 + 2^-22) by the exponent rule, so the rule's clamp never acts; the
      * conversion rounds in the current mode, as the scalar rule's 1.5 * 2^23 addition does */
     const __m128i qb = _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(xv, f)));
@@ -917,8 +930,7 @@ static ALWAYS_INLINE void q8_lanes(__m512 xv, const __m512 inv, const __m512i EA
  * (max, the exponent fields, one product with the same factor, the same rounding). */
 static ALWAYS_INLINE void q8_chunk64(const float *x, const __m512 inv, const __m512i EA,
                                      const __m512i MA, int8_t *q8, uint8_t *sh) {
-    const __m512i mm = _mm512_set1_epi32(0x7FFFFF), one = _mm512_set1_epi32(1),
-                  emax = _mm512_set1_epi32((int)CQ_Q8_SHIFT_MAX), b127 = _mm512_set1_epi32(127);
+    const __m512i one = _mm512_set1_epi32(1);
     const __m512 v0 = _mm512_loadu_ps(x), v1 = _mm512_loadu_ps(x + 16),
                  v2 = _mm512_loadu_ps(x + 32), v3 = _mm512_loadu_ps(x + 48);
     const __m512 a0 = _mm512_abs_ps(v0), a1 = _mm512_abs_ps(v1), a2 = _mm512_abs_ps(v2),
@@ -929,11 +941,8 @@ static ALWAYS_INLINE void q8_chunk64(const float *x, const __m512 inv, const __m
     const __m512 e = _mm512_max_ps(_mm512_shuffle_f32x4(a2, a3, 0x88), _mm512_shuffle_f32x4(a2, a3, 0xDD));
     __m512 m = _mm512_max_ps(_mm512_unpacklo_ps(c, e), _mm512_unpackhi_ps(c, e));
     m = _mm512_max_ps(m, _mm512_permute_ps(m, 0x4E)); /* lane 4k: block k, 4k + 1: block 4 + k */
-    const __m512i bits = _mm512_castps_si512(m);
-    __m512i ex = _mm512_sub_epi32(EA, _mm512_srli_epi32(bits, 23));
-    ex = _mm512_mask_sub_epi32(ex, _mm512_cmpgt_epi32_mask(_mm512_and_si512(bits, mm), MA), ex, one);
-    ex = _mm512_min_epi32(_mm512_max_epi32(ex, _mm512_setzero_si512()), emax);
-    const __m512 f = _mm512_mul_ps(inv, _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(ex, b127), 23)));
+    __m512 f;
+    const __m512i ex = q8_exps(m, inv, EA, MA, &f);
     /* block j's lane of f: 4j for j < 4, 4 (j - 4) + 1 after */
     const __m512i i0 = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 4, 4, 4, 4, 4, 4, 4, 4);
     const __m512i i1 = _mm512_setr_epi32(8, 8, 8, 8, 8, 8, 8, 8, 12, 12, 12, 12, 12, 12, 12, 12);
@@ -941,11 +950,8 @@ static ALWAYS_INLINE void q8_chunk64(const float *x, const __m512 inv, const __m
     const __m512i y1 = _mm512_cvtps_epi32(_mm512_mul_ps(v1, _mm512_permutexvar_ps(i1, f)));
     const __m512i y2 = _mm512_cvtps_epi32(_mm512_mul_ps(v2, _mm512_permutexvar_ps(_mm512_add_epi32(i0, one), f)));
     const __m512i y3 = _mm512_cvtps_epi32(_mm512_mul_ps(v3, _mm512_permutexvar_ps(_mm512_add_epi32(i1, one), f)));
-    /* dword 4L + k of lane L: channels 16k + 4L .. 16k + 4L + 3 */
-    const __m512i p = _mm512_packs_epi16(_mm512_packs_epi32(y0, y1), _mm512_packs_epi32(y2, y3));
-    const __m512i ord = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
-    _mm512_storeu_si512(q8, _mm512_permutexvar_epi32(ord, p));
-    const __m512i sv = _mm512_sub_epi32(emax, _mm512_permutexvar_epi32(
+    _mm512_storeu_si512(q8, pack4_epi8(y0, y1, y2, y3));
+    const __m512i sv = _mm512_sub_epi32(_mm512_set1_epi32((int)CQ_Q8_SHIFT_MAX), _mm512_permutexvar_epi32(
                                                   _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 0, 0, 0, 0, 0, 0, 0, 0), ex));
     _mm_storel_epi64((__m128i *)sh, _mm512_cvtepi32_epi8(sv));
 }
