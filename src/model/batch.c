@@ -145,11 +145,8 @@ cq_status cq_batch_create(const cq_model *m, const cq_batch_opts *o, cq_batch **
                         b->max_tokens, c->max_seq_len);
     else if (b->o.n_stop > MAX_STOP || (b->o.n_stop && !b->o.stop_tokens))
         st = cq_err_set(err, CQ_ERR_ARG, -1, -1, "at most %u stop tokens", MAX_STOP);
-    else if (b->o.attn_precision && b->o.attn_precision != CQ_ATTN_EXACT &&
-             b->o.attn_precision != CQ_ATTN_FAST)
-        st = cq_err_set(err, CQ_ERR_ARG, -1, -1,
-                        "attn_precision %u is neither CQ_ATTN_EXACT (%d) nor CQ_ATTN_FAST (%d)",
-                        b->o.attn_precision, CQ_ATTN_EXACT, CQ_ATTN_FAST);
+    else
+        st = cq_fwd_check_precision(b->o.attn_precision, err);
     if (st) {
         cq_batch_free(b);
         return st;

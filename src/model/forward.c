@@ -108,6 +108,13 @@ static float *alloc_f(size_t a, size_t b, int *fail) {
     return p;
 }
 
+cq_status cq_fwd_check_precision(uint32_t p, cq_err *err) {
+    if (!p || p == CQ_ATTN_EXACT || p == CQ_ATTN_FAST) return CQ_OK;
+    return cq_err_set(err, CQ_ERR_ARG, -1, -1,
+                      "attn_precision %u is neither CQ_ATTN_EXACT (%d) nor CQ_ATTN_FAST (%d)", p,
+                      CQ_ATTN_EXACT, CQ_ATTN_FAST);
+}
+
 cq_status cq_session_create(const cq_model *m, const cq_session_opts *o, cq_session **out,
                             cq_err *err) {
     if (!m || !out) return cq_err_set(err, CQ_ERR_NULL, -1, -1, "model or out is NULL");
@@ -122,13 +129,10 @@ cq_status cq_session_create(const cq_model *m, const cq_session_opts *o, cq_sess
     if (s->n_threads > CQ_POOL_MAX) s->n_threads = CQ_POOL_MAX;
     s->max_tokens = s->o.max_tokens ? s->o.max_tokens : c->max_seq_len;
     s->batch = s->o.batch ? s->o.batch : 64;
-    if (s->o.attn_precision && s->o.attn_precision != CQ_ATTN_EXACT &&
-        s->o.attn_precision != CQ_ATTN_FAST) {
-        const uint32_t p = s->o.attn_precision;
+    cq_status pst = cq_fwd_check_precision(s->o.attn_precision, err);
+    if (pst) {
         free(s);
-        return cq_err_set(err, CQ_ERR_ARG, -1, -1,
-                          "attn_precision %u is neither CQ_ATTN_EXACT (%d) nor CQ_ATTN_FAST (%d)", p,
-                          CQ_ATTN_EXACT, CQ_ATTN_FAST);
+        return pst;
     }
     if (s->o.mode == CQ_KV_CACHE && s->o.prompt_blocks) {
         s->G = s->o.cache && s->o.cache->group ? s->o.cache->group : 128;

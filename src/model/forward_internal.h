@@ -54,4 +54,8 @@ void cq_fwd_post_attn(cq_fwd *f, uint32_t l, uint32_t n);
  * rmsnorm(x) * out_norm, then the classifier. Uses xb. */
 void cq_fwd_logits(cq_fwd *f, const uint32_t *sel, uint32_t first, uint32_t n_sel, float *logits);
 
+/* The attn_precision of a session's or a batch's options, checked at create: 0 (the library
+ * default), CQ_ATTN_EXACT or CQ_ATTN_FAST; else CQ_ERR_ARG. */
+cq_status cq_fwd_check_precision(uint32_t p, cq_err *err);
+
 #endif
