@@ -20,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../src/core/cq_le.h"
 #include "cq_test.h"
 #include "util/cache_testutil.h"
 
@@ -307,32 +308,10 @@ static void corruption(const spec *s, int exhaustive, uint32_t n_random) {
 
 /* ---------------------------------------- crafted files (valid CRCs, bad content) */
 
-static uint32_t rd32(const uint8_t *p) {
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-static void wr32(uint8_t *p, uint32_t v) {
-    p[0] = (uint8_t)v, p[1] = (uint8_t)(v >> 8), p[2] = (uint8_t)(v >> 16), p[3] = (uint8_t)(v >> 24);
-}
-static uint64_t rd64(const uint8_t *p) { return rd32(p) | (uint64_t)rd32(p + 4) << 32; }
-
-/* Recompute every CRC of an image (the layout of docs/CACHE_FILE.md). */
-static void recrc(uint8_t *b, size_t len) {
-    wr32(b + 36, cq_crc32c(0, b, 36));
-    size_t o = 40;
-    uint32_t ns = rd32(b + 24);
-    for (uint32_t i = 0; i < ns && o + 24 <= len; i++) {
-        uint64_t l = rd64(b + o + 8);
-        if (o + 24 + l > len) break;
-        wr32(b + o + 16, cq_crc32c(0, b + o + 24, (size_t)l));
-        wr32(b + o + 20, cq_crc32c(0, b + o, 20));
-        o += 24 + (size_t)l;
-    }
-}
-
 /* offset of layer L's section payload */
 static size_t layer_off(const uint8_t *b, uint32_t L) {
     size_t o = 40;
-    for (uint32_t i = 0; i <= L; i++) o += 24 + (size_t)rd64(b + o + 8);
+    for (uint32_t i = 0; i <= L; i++) o += 24 + (size_t)cq_get_u64le(b + o + 8);
     return o + 24;
 }
 
@@ -382,16 +361,16 @@ static void crafted(void) {
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         memcpy(m, img, len);
-        wr32(m + cases[i].off, cases[i].val);
-        recrc(m, len);
+        cq_put_u32le(m + cases[i].off, cases[i].val);
+        ctu_file_recrc(m, len);
         CHECK(load_fails(m, len, &st) && st == cases[i].want, "crafted '%s': got %s, want %s",
               cases[i].what, cq_status_name(st), cq_status_name(cases[i].want));
     }
     /* 4096 kv heads x 2^20 sinks: refused by the memory bound before anything is created */
     memcpy(m, img, len);
-    wr32(m + conf + 4, 4096);
-    wr32(m + conf + 16, 1u << 20);
-    recrc(m, len);
+    cq_put_u32le(m + conf + 4, 4096);
+    cq_put_u32le(m + conf + 16, 1u << 20);
+    ctu_file_recrc(m, len);
     CHECK(load_fails(m, len, &st) && st == CQ_ERR_RANGE, "memory bound: %s", cq_status_name(st));
     /* magic */
     memcpy(m, img, len);

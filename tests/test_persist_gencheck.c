@@ -26,6 +26,7 @@
 
 #include "../src/cache/cache_internal.h"
 #include "cq_file.h"
+#include "../src/core/cq_le.h"
 #include "cq_test.h"
 #include "util/cache_testutil.h"
 
@@ -42,34 +43,8 @@ static void release(cq_cache *c) {
 
 /* ------------------------------------------------------------ file bytes */
 
-static uint32_t rd32(const uint8_t *p) {
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-static void wr32(uint8_t *p, uint32_t v) {
-    p[0] = (uint8_t)v, p[1] = (uint8_t)(v >> 8), p[2] = (uint8_t)(v >> 16), p[3] = (uint8_t)(v >> 24);
-}
-static uint64_t rd64(const uint8_t *p) { return rd32(p) | (uint64_t)rd32(p + 4) << 32; }
-static void wr64(uint8_t *p, uint64_t v) {
-    wr32(p, (uint32_t)v);
-    wr32(p + 4, (uint32_t)(v >> 32));
-}
-
-/* Recompute every CRC of an image (docs/CACHE_FILE.md: header CRC at 36; per section the
- * payload CRC at 16 and the section header's CRC at 20). */
-static void recrc(uint8_t *b, size_t len) {
-    wr32(b + 36, cq_crc32c(0, b, 36));
-    size_t o = 40;
-    for (uint32_t i = 0, ns = rd32(b + 24); i < ns && o + 24 <= len; i++) {
-        uint64_t l = rd64(b + o + 8);
-        if (o + 24 + l > len) break;
-        wr32(b + o + 16, cq_crc32c(0, b + o + 24, (size_t)l));
-        wr32(b + o + 20, cq_crc32c(0, b + o, 20));
-        o += 24 + (size_t)l;
-    }
-}
-
 /* Offset of the section header of layer 0 (after the file header and CONF). */
-static size_t layer0_sec(const uint8_t *b) { return 40 + 24 + (size_t)rd64(b + 40 + 8); }
+static size_t layer0_sec(const uint8_t *b) { return 40 + 24 + (size_t)cq_get_u64le(b + 40 + 8); }
 
 /* Offset of the store record (its 24-byte header) of kv head h, role r (0 keys, 1 values) of
  * layer 0, found by walking the records. */
@@ -79,7 +54,7 @@ static size_t record_off(const uint8_t *b, uint32_t h, int r) {
         p += 2 * (size_t)NS * D * 2; /* sink keys, sink values */
         for (int k = 0; k < 2; k++) {
             if (i == h && k == r) return p;
-            p += 24 + (size_t)rd64(b + p + 16) + (size_t)rd32(b + p + 8) * D * 2;
+            p += 24 + (size_t)cq_get_u64le(b + p + 16) + (size_t)cq_get_u32le(b + p + 8) * D * 2;
         }
     }
     return 0;
@@ -178,8 +153,8 @@ static void untouched(const cq_cache *a, const uint8_t *img, size_t len) {
     CHECK(v->kind == ST_GEN && v->unit == 1 && v->n_done == NT - NS,
           "values: a generic store of one-token units (kind %d, unit %u)", v->kind, v->unit);
     const size_t kr = record_off(img, 0, 0);
-    CHECK(rd32(img + kr) == 4 && rd32(img + kr + 12) == TAIL, "the key record: kind 4, tail_g %u",
-          rd32(img + kr + 12));
+    CHECK(cq_get_u32le(img + kr) == 4 && cq_get_u32le(img + kr + 12) == TAIL, "the key record: kind 4, tail_g %u",
+          cq_get_u32le(img + kr + 12));
     cq_cache *b = NULL;
     cq_err e;
     cq_status st = load_image(img, len, &b, &e);
@@ -198,8 +173,8 @@ static void untouched(const cq_cache *a, const uint8_t *img, size_t len) {
 static void bad_value_unit(const uint8_t *img, size_t len, uint32_t h, uint32_t u) {
     const size_t pay = (3 * (size_t)D + 7) / 8, ub = pay + 2;
     const size_t vr = record_off(img, h, 1);
-    CHECK(rd64(img + vr + 16) == (uint64_t)(NT - NS) * ub, "value record: %llu bytes",
-          (unsigned long long)rd64(img + vr + 16));
+    CHECK(cq_get_u64le(img + vr + 16) == (uint64_t)(NT - NS) * ub, "value record: %llu bytes",
+          (unsigned long long)cq_get_u64le(img + vr + 16));
     uint8_t *m = malloc(len);
     memcpy(m, img, len);
     uint8_t *x = m + vr + 24 + (size_t)u * ub;
@@ -212,7 +187,7 @@ static void bad_value_unit(const uint8_t *img, size_t len, uint32_t h, uint32_t 
     cq_status st = load_image(m, len, &b, &e);
     CHECK(st == CQ_ERR_CHECKSUM && b == NULL, "unfixed CRC: %s", e.msg);
     release(b);
-    recrc(m, len);
+    ctu_file_recrc(m, len);
     st = load_image(m, len, &b, &e);
     char want[96];
     snprintf(want, sizeof want,
@@ -241,7 +216,7 @@ static void bad_key_unit(const cq_cache *a, const uint8_t *img, size_t len, uint
     memcpy(m, img, len);
     m[at] = (uint8_t)v;
     m[at + 1] = (uint8_t)(v >> 8);
-    recrc(m, len);
+    ctu_file_recrc(m, len);
     cq_cache *b = NULL;
     cq_err e;
     cq_status st = load_image(m, len, &b, &e);
@@ -269,14 +244,14 @@ static void tail_pad(const cq_cache *a, const uint8_t *img, size_t len) {
     CHECK(tb == g32 + g9 && full == 4 * g32, "tail %zu bytes (want %zu), full unit %zu", tb,
           g32 + g9, full);
     const size_t kr = record_off(img, 1, 0);
-    CHECK(rd64(img + kr + 16) == 2 * full + tb, "key record: %llu bytes, want %zu",
-          (unsigned long long)rd64(img + kr + 16), 2 * full + tb);
+    CHECK(cq_get_u64le(img + kr + 16) == 2 * full + tb, "key record: %llu bytes, want %zu",
+          (unsigned long long)cq_get_u64le(img + kr + 16), 2 * full + tb);
     /* channel c's stream of the 9-token group: byte 4 holds token 8 (low nibble) and a pad */
     const size_t streams = kr + 24 + 2 * full + g32 + 4 * (size_t)D;
     uint8_t *m = malloc(len);
     memcpy(m, img, len);
     for (uint32_t c = 0; c < D; c++) m[streams + (size_t)c * 5 + 4] ^= 0xF0;
-    recrc(m, len);
+    ctu_file_recrc(m, len);
     cq_cache *b = NULL;
     cq_err e;
     cq_status st = load_image(m, len, &b, &e);
@@ -293,7 +268,7 @@ static void tail_pad(const cq_cache *a, const uint8_t *img, size_t len) {
     /* the code nibble beside the pad (the tail's last token, channel 3) is the tail's own */
     memcpy(m, img, len);
     m[streams + 3 * 5 + 4] ^= 0x0F;
-    recrc(m, len);
+    ctu_file_recrc(m, len);
     st = load_image(m, len, &b, &e);
     CHECK(st == CQ_OK && b, "a changed code loads (kivi decodes any code): %s", e.msg);
     if (b && b != SENTINEL) {
@@ -307,10 +282,10 @@ static void tail_pad(const cq_cache *a, const uint8_t *img, size_t len) {
     memcpy(w, img, at);
     memset(w + at, 0, extra);
     memcpy(w + at + extra, img + at, len - at);
-    wr64(w + kr + 16, rd64(w + kr + 16) + extra);
-    wr64(w + sec + 8, rd64(w + sec + 8) + extra);
-    wr64(w + 16, (uint64_t)(len + extra));
-    recrc(w, len + extra);
+    cq_put_u64le(w + kr + 16, cq_get_u64le(w + kr + 16) + extra);
+    cq_put_u64le(w + sec + 8, cq_get_u64le(w + sec + 8) + extra);
+    cq_put_u64le(w + 16, (uint64_t)(len + extra));
+    ctu_file_recrc(w, len + extra);
     st = load_image(w, len + extra, &b, &e);
     CHECK(st == CQ_ERR_FORMAT && b == NULL &&
               strstr(e.msg, "layer 0, kv head 1, keys: packed size") != NULL,

@@ -5,6 +5,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "../../src/core/cq_le.h"
 #include "cache_testutil.h"
 
 void ctu_fill_f16(cq_rng *r, uint16_t *x, size_t n, float sigma, int specials) {
@@ -47,4 +48,16 @@ long ctu_first_diff(const float *a, const float *b, size_t n) {
     for (size_t i = 0; i < n; i++)
         if (memcmp(a + i, b + i, sizeof(float)) != 0) return (long)i;
     return -1;
+}
+
+void ctu_file_recrc(uint8_t *b, size_t len) {
+    cq_put_u32le(b + 36, cq_crc32c(0, b, 36));
+    size_t o = 40;
+    for (uint32_t i = 0, ns = cq_get_u32le(b + 24); i < ns && o + 24 <= len; i++) {
+        const uint64_t l = cq_get_u64le(b + o + 8);
+        if (o + 24 + l > len) break;
+        cq_put_u32le(b + o + 16, cq_crc32c(0, b + o + 24, (size_t)l));
+        cq_put_u32le(b + o + 20, cq_crc32c(0, b + o, 20));
+        o += 24 + (size_t)l;
+    }
 }
