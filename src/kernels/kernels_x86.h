@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * kernels_x86.h - internal pieces shared by the x86 kernel files (kernels_avx2.c,
- * kernels_avx512.c, tiles_avx2.c); included only by them. Not a public header.
+ * kernels_avx512.c, tiles_avx2.c, tiles_avx512.c); included only by them. Not a public header.
  */
 #ifndef CQ_KERNELS_X86_H
 #define CQ_KERNELS_X86_H

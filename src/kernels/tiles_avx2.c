@@ -5,7 +5,7 @@
  * EXACT), 256-bit. Same rules as the scalar table (cq_kernels.h): the integer rules bit
  * for bit, the fp32 ones within the EXACT bound. Compiled with the AVX2 flags (the _avx2.c
  * suffix) and reached only through the avx2 table (kernels_avx2.c). Not here: the
- * token-major loops (kernels_avx2.c), the 512-bit ones (kernels_avx512.c).
+ * token-major loops (kernels_avx2.c), the 512-bit ones (tiles_avx512.c).
  *
  * A key tile unit (a quad of 4 channels, 64 bytes; a pair, 32; a single channel, 16) is
  * read as two vectors of 8 dwords, dword j holding the unit's channels of token j (low
@@ -26,7 +26,7 @@
 /* The code streams come from DRAM: each loop asks, per tile of n bytes at p (keys: 32
  * tokens; values: 8 blocks), for the tile after next into L1 and the one 4 tiles ahead into
  * L2, a line at a time (prefetches never fault, so they may point past the group or page;
- * the L2 request is written out as kernels_avx512.c's is, GCC 12 dropping _MM_HINT_T1). */
+ * the L2 request is written out as tiles_avx512.c's is, GCC 12 dropping _MM_HINT_T1). */
 static inline void prefetch_ahead(const uint8_t *p, size_t n) {
     for (size_t o = 0; o < n; o += 64) {
         _mm_prefetch((const char *)p + 2 * n + o, _MM_HINT_T0);
