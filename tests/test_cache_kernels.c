@@ -220,7 +220,9 @@ static void test_attention_loops(const cq_kernels *v) {
         for (uint32_t i = 0; i < nn; i++) x[i] = y[i] = (float)(cq_rng_normal(&r) * 30.0);
         float m = -1e30f;
         for (uint32_t i = 0; i < nn; i++) m = x[i] > m ? x[i] : m;
-        float s1 = s->exp_sum(x, nn, m), s2 = v->exp_sum(y, nn, m);
+        float s1, s2;
+        s->exp_sum(x, nn, 1, nn, &m, &s1);
+        v->exp_sum(y, nn, 1, nn, &m, &s2);
         for (uint32_t i = 0; i < nn; i++)
             if (!(fabsf(x[i] - y[i]) <= 4e-7f * x[i] + 1e-37f)) ebad++;
         if (!(fabsf(s1 - s2) <= 1e-6f * s1)) ebad++;
@@ -694,14 +696,60 @@ static void test_exp_pair(const cq_kernels *a, const cq_kernels *b) {
             x[i] = y[i] = (float)(i % 3 == 0 ? -84.0 - 6.0 * u : -90.0 * u);
         }
         x[nn - 1] = y[nn - 1] = 0.0f; /* the maximum's own weight */
-        const float sa = a->exp_sum(x, nn, 0.0f), sb = b->exp_sum(y, nn, 0.0f);
+        const float zero = 0.0f, inf = INFINITY;
+        float sa, sb;
+        a->exp_sum(x, nn, 1, nn, &zero, &sa);
+        b->exp_sum(y, nn, 1, nn, &zero, &sb);
         bad += memcmp(x, y, nn * sizeof *x) != 0 || memcmp(&sa, &sb, sizeof sa) != 0;
         n++;
         x[nn / 2] = y[nn / 2] = INFINITY; /* inf - inf */
-        bad_nan += !isnan(a->exp_sum(x, nn, INFINITY)) || !isnan(b->exp_sum(y, nn, INFINITY));
+        a->exp_sum(x, nn, 1, nn, &inf, &sa);
+        b->exp_sum(y, nn, 1, nn, &inf, &sb);
+        bad_nan += !isnan(sa) || !isnan(sb);
     }
     CHECK(bad == 0, "%s exp_sum differs from %s's bits in %d of %d rows", b->name, a->name, bad, n);
     CHECK(bad_nan == 0, "exp_sum: %d sums of a row holding inf - inf are not NaN", bad_nan);
+}
+
+/* exp_sum over nh rows at once (the heads of a run) against one call per row, bit for bit in
+ * every table: each row's weights and sum, for 1-9 rows (the SIMD tables interleave rows in
+ * blocks of 4), lengths leaving every tail, rows with their own maxima, a row stride wider
+ * than the row (the gap must stay untouched), and a row holding inf - inf, whose sum is NaN
+ * while the other rows keep their bits. */
+static void test_exp_rows(const cq_kernels *k) {
+    enum { XS = 140 };
+    cq_rng r;
+    cq_rng_seed(&r, 31);
+    static float x[9 * XS], y[9 * XS];
+    float m[9], sa[9], sb[9];
+    int bad = 0, bad_gap = 0, bad_nan = 0, n = 0;
+    for (uint32_t nh = 1; nh <= 9; nh++)
+        for (uint32_t nn = 1; nn <= 130; nn += nn < 20 ? 1 : 11) {
+            for (uint32_t i = 0; i < nh * XS; i++) x[i] = (float)(cq_rng_normal(&r) * 20.0);
+            for (uint32_t h = 0; h < nh; h++) {
+                m[h] = -1e30f;
+                for (uint32_t i = 0; i < nn; i++) m[h] = x[h * XS + i] > m[h] ? x[h * XS + i] : m[h];
+            }
+            const int nan_row = (int)(n % (nh + 1)) - 1; /* -1: none */
+            if (nan_row >= 0) x[nan_row * XS + nn / 2] = INFINITY, m[nan_row] = INFINITY;
+            memcpy(y, x, sizeof x);
+            k->exp_sum(x, XS, nh, nn, m, sa);
+            for (uint32_t h = 0; h < nh; h++) k->exp_sum(y + h * XS, XS, 1, nn, m + h, sb + h);
+            for (uint32_t h = 0; h < nh; h++) {
+                if ((int)h == nan_row) {
+                    bad_nan += !isnan(sa[h]);
+                    continue;
+                }
+                bad += memcmp(x + h * XS, y + h * XS, nn * sizeof *x) != 0 ||
+                       memcmp(sa + h, sb + h, sizeof *sa) != 0;
+                for (uint32_t i = nn; i < XS; i++) bad_gap += memcmp(x + h * XS + i, y + h * XS + i, sizeof *x) != 0;
+            }
+            n++;
+        }
+    CHECK(bad == 0, "%s exp_sum of several rows differs from one row at a time in %d rows of %d calls",
+          k->name, bad, n);
+    CHECK(bad_gap == 0, "%s exp_sum wrote %d values past a row's n", k->name, bad_gap);
+    CHECK(bad_nan == 0, "%s exp_sum: %d rows holding inf - inf did not sum to NaN", k->name, bad_nan);
 }
 
 int main(void) {
@@ -712,6 +760,7 @@ int main(void) {
            simd[0] ? "available" : "not available", simd[1] ? "available" : "not available");
     test_enc_token(s);
     test_enc_key_group(s);
+    test_exp_rows(s);
     if (!simd[0]) { /* the scalar table's own rule checks still run */
         test_quantized_query(s, NULL);
         test_quantized_values(s, NULL);
@@ -728,6 +777,7 @@ int main(void) {
         test_tiled(s, v);
         test_fold(s, v);
         test_side_dot(s, v);
+        test_exp_rows(v);
         test_enc_token(v);
         test_enc_key_group(v);
         test_attention_loops(v);

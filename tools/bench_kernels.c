@@ -22,7 +22,7 @@ enum { KN = 128, KH = 4, NK = 13 };
 typedef struct kb_data {
     uint32_t D;
     float w[KH * KN], q[KH * CQ_MAX_DIM], qp[KH * CQ_MAX_DIM], s[KH * KN];
-    float acc[KH * CQ_MAX_DIM], e[KN];
+    float acc[KH * CQ_MAX_DIM], e[KH * KN], es[KH];
     uint8_t v[KN * CQ_MAX_DIM / 2 + 64], sh[KH * (CQ_MAX_DIM / CQ_Q8_BLOCK + 1)];
     uint16_t h16[KN * CQ_MAX_DIM]; /* fp16 keys / values of the fp16 path */
     int8_t q8[KH * CQ_MAX_DIM];
@@ -59,12 +59,13 @@ static void run_kernel(const cq_kernels *k, int which, kb_data *d) {
     case 10: k->dot_f16(d->q, KH, d->h16, KN, D, d->s, KN); break;
     case 11: k->acc_f16(d->w, KN, KH, d->h16, KN, D, d->acc); break;
     case 12: k->fold_quant_q8(d->q, KH, D, d->ksc, D, d->q8, d->sh, d->qs); break;
-    case 4:
-        for (uint32_t h = 0; h < KH; h++) {
-            memcpy(d->e, d->w + h * KN, sizeof d->e);
-            (void)k->exp_sum(d->e, KN, 1.0f);
-        }
+    case 4: {
+        float m[KH];
+        for (uint32_t h = 0; h < KH; h++) m[h] = 1.0f;
+        memcpy(d->e, d->w, sizeof d->e);
+        k->exp_sum(d->e, KN, KH, KN, m, d->es);
         break;
+    }
     case 5:
         for (uint32_t h = 0; h < KH; h++)
             k->quant_q8(d->qp + h * D, D, d->q8 + h * D, d->sh + h * (D / CQ_Q8_BLOCK),

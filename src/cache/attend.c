@@ -217,8 +217,9 @@ static cq_status attend_range(const cq_cache *c, const cq_head *hd, uint32_t a, 
                 for (uint32_t c2 = 0; c2 < D; c2++) ac[c2] *= r;
                 pt->m[h] = mx;
             }
-            pt->l[h] += k->exp_sum(s, n, pt->m[h]);
         }
+        k->exp_sum(sc->s, BLK, nh, n, pt->m, sc->es); /* the heads' rows interleaved */
+        for (uint32_t h = 0; h < nh; h++) pt->l[h] += sc->es[h];
         /* A score beyond fp32 (inf, or the NaN of inf - inf in a dot) made a weight and so l
          * NaN in every table (scalar expf and the SIMD exp keep NaN): stop here, before NaN
          * weights reach the value loops; the NaN output is CQ_ERR_OVERFLOW (check_output). */
@@ -249,6 +250,7 @@ static int scratch_init(run_scratch *sc, const cq_cache *c, const cq_layer *l, u
     sc->qsh = malloc((size_t)nh * (D / CQ_Q8_BLOCK + 1));
     sc->qsc = malloc((size_t)nh * sizeof(float));
     sc->s = malloc((size_t)nh * BLK * sizeof(float));
+    sc->es = malloc((size_t)nh * sizeof(float));
     uint32_t ku = 0, vu = 0;
     size_t rw = 0;
     for (uint32_t h = 0; h < c->cfg.n_kv_heads; h++) {
@@ -272,7 +274,8 @@ static int scratch_init(run_scratch *sc, const cq_cache *c, const cq_layer *l, u
         sc->rowbuf = malloc(rw * sizeof(float));
         sc->h16 = malloc((size_t)BLK * D * 2);
     }
-    return sc->qp && sc->qo && sc->qg && sc->q8 && sc->qsh && sc->qsc && sc->s && (!ku || sc->ku) &&
+    return sc->qp && sc->qo && sc->qg && sc->q8 && sc->qsh && sc->qsc && sc->s && sc->es &&
+           (!ku || sc->ku) &&
            (!vu || sc->vu) && (!rw || (sc->rowbuf && sc->h16));
 }
 
@@ -311,6 +314,7 @@ static void scratch_free(run_scratch *sc) {
     free(sc->qsh);
     free(sc->qsc);
     free(sc->s);
+    free(sc->es);
     free(sc->ku);
     free(sc->vu);
     free(sc->rowbuf);

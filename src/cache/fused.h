@@ -31,6 +31,7 @@ typedef struct run_scratch {
     float *qsc;             /* [nh]: scales */
     int prec;               /* CQ_ATTN_EXACT or CQ_ATTN_FAST */
     float *s;               /* [nh][BLK] scores */
+    float *es;              /* [nh]: a run's softmax sums (exp_sum) */
     float *ku, *vu;         /* decoded rows [unit or BLK][D] */
     int64_t ku_id, vu_id;   /* which generic unit ku / vu hold */
     float *rowbuf;          /* row layout: a decoded row-store unit [unit][H * D] */

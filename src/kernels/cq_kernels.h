@@ -113,8 +113,10 @@ typedef struct cq_kernels {
     int (*any_nonfinite)(const uint16_t *x, size_t n);
     /* max of n >= 1 finite values (exact in any order) */
     float (*max_f32)(const float *x, uint32_t n);
-    /* softmax step: x[i] = exp(x[i] - m) for n values, returns their sum */
-    float (*exp_sum)(float *x, uint32_t n, float m);
+    /* softmax step of nh rows of n >= 1 values (row h at x + h xs): x[i] = exp(x[i] - m[h]),
+     * sum[h] = the row's sum. A row's bits depend on that row, n and m[h] only (not on nh,
+     * its place or the other rows); the SIMD tables interleave the rows. */
+    void (*exp_sum)(float *x, uint32_t xs, uint32_t nh, uint32_t n, const float *m, float *sum);
     /* a streaming read of n bytes (n a multiple of 128, p 64-byte aligned): a checksum
      * that keeps the loads alive; what the bandwidth measurement runs */
     uint64_t (*read_sum)(const uint8_t *p, size_t n);

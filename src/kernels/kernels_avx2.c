@@ -748,24 +748,45 @@ static float v_max_f32(const float *x, uint32_t n) {
     return r;
 }
 
-static float v_exp_sum(float *x, uint32_t n, float m) {
-    __m256 vm = _mm256_set1_ps(m), acc = _mm256_setzero_ps();
+/* Rows [0, NH) of exp_sum, interleaved so that their dependency chains overlap; per row
+ * the same operations in the same order whatever NH: an 8-lane sum in token order. */
+static ALWAYS_INLINE void exp_rows(const uint32_t NH, float *x, uint32_t xs, uint32_t n,
+                                   const float *m, float *sum) {
+    __m256 vm[HC], acc[HC];
+    _Pragma("GCC unroll 4") for (uint32_t h = 0; h < NH; h++) {
+        vm[h] = _mm256_set1_ps(m[h]);
+        acc[h] = _mm256_setzero_ps();
+    }
     uint32_t i = 0;
     for (; i + 8 <= n; i += 8) {
-        __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(x + i), vm));
-        _mm256_storeu_ps(x + i, e);
-        acc = _mm256_add_ps(acc, e);
+        _Pragma("GCC unroll 4") for (uint32_t h = 0; h < NH; h++) {
+            float *xr = x + (size_t)h * xs + i;
+            const __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(xr), vm[h]));
+            _mm256_storeu_ps(xr, e);
+            acc[h] = _mm256_add_ps(acc[h], e);
+        }
     }
     if (i < n) { /* tail through the same polynomial, so every weight has one definition */
-        float buf[8];
-        for (uint32_t j = 0; j < 8; j++) buf[j] = i + j < n ? x[i + j] - m : -87.0f;
-        __m256 e = exp8(_mm256_loadu_ps(buf));
-        _mm256_storeu_ps(buf, e);
-        for (uint32_t j = 0; i + j < n; j++) x[i + j] = buf[j];
-        for (uint32_t j = n - i; j < 8; j++) buf[j] = 0.0f;
-        acc = _mm256_add_ps(acc, _mm256_loadu_ps(buf));
+        for (uint32_t h = 0; h < NH; h++) {
+            float *xr = x + (size_t)h * xs, buf[8];
+            for (uint32_t j = 0; j < 8; j++) buf[j] = i + j < n ? xr[i + j] - m[h] : -87.0f;
+            const __m256 e = exp8(_mm256_loadu_ps(buf));
+            _mm256_storeu_ps(buf, e);
+            for (uint32_t j = 0; i + j < n; j++) xr[i + j] = buf[j];
+            for (uint32_t j = n - i; j < 8; j++) buf[j] = 0.0f;
+            acc[h] = _mm256_add_ps(acc[h], _mm256_loadu_ps(buf));
+        }
     }
-    return hsum8(acc);
+    _Pragma("GCC unroll 4") for (uint32_t h = 0; h < NH; h++) sum[h] = hsum8(acc[h]);
+}
+
+static void v_exp_sum(float *x, uint32_t xs, uint32_t nh, uint32_t n, const float *m, float *sum) {
+    for (uint32_t h0 = 0; h0 < nh; h0 += HC) {
+        const uint32_t nhc = nh - h0 < HC ? nh - h0 : HC;
+#define B(NH) exp_rows(NH, x + (size_t)h0 * xs, xs, n, m + h0, sum + h0)
+        NH_SWITCH(nhc, B)
+#undef B
+    }
 }
 
 static uint64_t v_read_sum(const uint8_t *p, size_t n) {

@@ -275,27 +275,53 @@ static inline __m512 exp16(__m512 x) {
     return _mm512_scalef_ps(p, n);
 }
 
-static float x_exp_sum(float *x, uint32_t n, float m) {
-    const __m512 vm = _mm512_set1_ps(m);
-    __m256 acc = _mm256_setzero_ps(); /* v_exp_sum's 8-lane sum, in its order: same bits */
+/* Rows [0, NH) of exp_sum, the rows interleaved so that their dependency chains (the
+ * polynomial, the in-order sum) overlap; per row the same operations in the same order as
+ * one row alone: v_exp_sum's 8-lane sum, so the AVX2 table's bits. */
+static ALWAYS_INLINE void exp_rows(const uint32_t NH, float *x, uint32_t xs, uint32_t n,
+                                   const float *m, float *sum) {
+    __m512 vm[HC];
+    __m256 acc[HC];
+    _Pragma("GCC unroll 4") for (uint32_t h = 0; h < NH; h++) {
+        vm[h] = _mm512_set1_ps(m[h]);
+        acc[h] = _mm256_setzero_ps();
+    }
     uint32_t i = 0;
     for (; i + 16 <= n; i += 16) {
-        __m512 e = exp16(_mm512_sub_ps(_mm512_loadu_ps(x + i), vm));
-        _mm512_storeu_ps(x + i, e);
-        acc = _mm256_add_ps(acc, _mm512_castps512_ps256(e));
-        acc = _mm256_add_ps(acc, _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(e), 1)));
+        _Pragma("GCC unroll 4") for (uint32_t h = 0; h < NH; h++) {
+            float *xr = x + (size_t)h * xs + i;
+            const __m512 e = exp16(_mm512_sub_ps(_mm512_loadu_ps(xr), vm[h]));
+            _mm512_storeu_ps(xr, e);
+            acc[h] = _mm256_add_ps(acc[h], _mm512_castps512_ps256(e));
+            acc[h] = _mm256_add_ps(acc[h], _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(e), 1)));
+        }
     }
     if (i < n) { /* the tail through the same polynomial, masked; missing lanes add 0 */
         const __mmask16 k = (__mmask16)((1u << (n - i)) - 1);
-        __m512 e = _mm512_maskz_mov_ps(k, exp16(_mm512_sub_ps(_mm512_mask_loadu_ps(vm, k, x + i), vm)));
-        _mm512_mask_storeu_ps(x + i, k, e);
-        acc = _mm256_add_ps(acc, _mm512_castps512_ps256(e));
-        if (n - i > 8) acc = _mm256_add_ps(acc, _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(e), 1)));
+        _Pragma("GCC unroll 4") for (uint32_t h = 0; h < NH; h++) {
+            float *xr = x + (size_t)h * xs + i;
+            const __m512 e = _mm512_maskz_mov_ps(k, exp16(_mm512_sub_ps(_mm512_mask_loadu_ps(vm[h], k, xr), vm[h])));
+            _mm512_mask_storeu_ps(xr, k, e);
+            acc[h] = _mm256_add_ps(acc[h], _mm512_castps512_ps256(e));
+            if (n - i > 8)
+                acc[h] = _mm256_add_ps(acc[h], _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(e), 1)));
+        }
     }
-    __m128 a = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
-    a = _mm_add_ps(a, _mm_movehl_ps(a, a));
-    a = _mm_add_ss(a, _mm_movehdup_ps(a));
-    return _mm_cvtss_f32(a);
+    _Pragma("GCC unroll 4") for (uint32_t h = 0; h < NH; h++) {
+        __m128 a = _mm_add_ps(_mm256_castps256_ps128(acc[h]), _mm256_extractf128_ps(acc[h], 1));
+        a = _mm_add_ps(a, _mm_movehl_ps(a, a));
+        a = _mm_add_ss(a, _mm_movehdup_ps(a));
+        sum[h] = _mm_cvtss_f32(a);
+    }
+}
+
+static void x_exp_sum(float *x, uint32_t xs, uint32_t nh, uint32_t n, const float *m, float *sum) {
+    for (uint32_t h0 = 0; h0 < nh; h0 += HC) {
+        const uint32_t nhc = nh - h0 < HC ? nh - h0 : HC;
+#define B(NH) exp_rows(NH, x + (size_t)h0 * xs, xs, n, m + h0, sum + h0)
+        NH_SWITCH(nhc, B)
+#undef B
+    }
 }
 
 static float x_max_f32(const float *x, uint32_t n) {

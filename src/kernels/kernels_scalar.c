@@ -285,10 +285,12 @@ static float s_max_f32(const float *x, uint32_t n) {
     return m;
 }
 
-static float s_exp_sum(float *x, uint32_t n, float m) {
-    float sum = 0.0f;
-    for (uint32_t i = 0; i < n; i++) sum += (x[i] = expf(x[i] - m));
-    return sum;
+static void s_exp_sum(float *x, uint32_t xs, uint32_t nh, uint32_t n, const float *m, float *sum) {
+    for (uint32_t h = 0; h < nh; h++) {
+        float *xr = x + (size_t)h * xs, t = 0.0f;
+        for (uint32_t i = 0; i < n; i++) t += (xr[i] = expf(xr[i] - m[h]));
+        sum[h] = t;
+    }
 }
 
 static uint64_t s_read_sum(const uint8_t *p, size_t n) {
