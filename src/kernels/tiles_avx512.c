@@ -19,19 +19,28 @@
 #include "kernels_avx512.h"
 #include "kernels_x86.h"
 
-/* Software prefetch of the tiled loops' code streams, two levels: into L1 PF_NEAR bytes
- * ahead and into L2 PF_FAR bytes ahead, a line or two per unit of work so that the
- * requests spread over the loop. Measured on the 2-vCPU Zen 4 VM (cq bench, FAST CQ-4,
- * 16K tokens): L1 only at 2-8 KiB gave 1.45-1.55 ms per layer on one thread, 2 KiB + 16
- * KiB into L2 1.31 ms; prefetches never fault, so they may point past a page. */
+/* Software prefetch of the tiled loops' code streams, a line or two per unit of work so
+ * that the requests spread over the loop: into L1 PF_NEAR bytes ahead and into L2 PF_FAR
+ * bytes ahead; the FAST loops (pf_line3) also ask PF_FARTHER bytes ahead with prefetcht2.
+ * Measured on the 2-vCPU Zen 4 VM (cq bench, FAST CQ-4, D = 128, 16K tokens): with no
+ * software prefetch a step took 1.6x as long; L1 only at 2-8 KiB gave 1.45-1.55 ms per
+ * layer on one thread against 1.31 for 2 KiB + 16 KiB into L2 (an older kernel); the third
+ * request took 2-4% off the FAST steps at D = 64 and 128, 16K and 64K tokens (alternated
+ * runs) and made the EXACT step, which is bound by its FMAs, 2% slower, so EXACT keeps two.
+ * Prefetches never fault, so they may point past a page. */
 #define PF_NEAR 2048
 #define PF_FAR 8192
+#define PF_FARTHER 32768
 /* The fp16 kernels' L2 prefetch (F16_PF_MIN_D, F16_PF_V_TOKENS, pf_l2): kernels_x86.h. */
 static inline void pf_line(const uint8_t *p) {
     _mm_prefetch((const char *)(p + PF_NEAR), _MM_HINT_T0);
     /* GCC 12 drops the _mm_prefetch(.., _MM_HINT_T1) of these loops (seen in the object
      * code; a plain loop keeps it), so the L2 request is written out */
     __asm__ volatile("prefetcht1 %0" : : "m"(*(const char *)(p + PF_FAR)));
+}
+static inline void pf_line3(const uint8_t *p) {
+    pf_line(p);
+    __asm__ volatile("prefetcht2 %0" : : "m"(*(const char *)(p + PF_FARTHER)));
 }
 
 /* EXACT key scores over a tiled group (cq_tiles.h), fp32. A quad unit read as 16 dwords
@@ -303,8 +312,8 @@ static ALWAYS_INLINE void kt_tile(const uint32_t nhc, const kt_query *kq, const 
         ra[h] = rc[h] = _mm512_setzero_si512();
     for (uint32_t b = 0; b < fb; b++) {
         const uint8_t *p = tile + 128 * (size_t)b;
-        pf_line(p); /* the stream from DRAM */
-        pf_line(p + 64);
+        pf_line3(p); /* the stream from DRAM */
+        pf_line3(p + 64);
         __m512i l0, h0, l1, h1;
         KT_SPLIT(_mm512_loadu_si512(p), l0, h0);
         KT_SPLIT(_mm512_loadu_si512(p + 64), l1, h1);
@@ -484,8 +493,8 @@ static ALWAYS_INLINE void vb_chunk(const uint32_t nhc, const uint32_t TWO,
     }
     for (uint32_t k = 0; k < nblk; k++) {
         const uint8_t *p = blk + k * bb;
-        pf_line(p); /* the stream from DRAM: the lines this chunk reads */
-        if (TWO) pf_line(p + 64);
+        pf_line3(p); /* the stream from DRAM: the lines this chunk reads */
+        if (TWO) pf_line3(p + 64);
         const __m512i x0 = _mm512_loadu_si512(p);
         const __m512i l0 = _mm512_ternarylogic_epi32(x0, x88, m15, TERN_XOR_AND),
                       h0 = _mm512_ternarylogic_epi32(x0, x88, m240, TERN_XOR_AND);
