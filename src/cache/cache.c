@@ -30,8 +30,16 @@ void *cq_cache_alloc_(cq_cache *c, cq_layer *l, size_t n, int zero) {
     return p;
 }
 
+static uint64_t arena_slack(const cq_cache *c) { return c->arena ? cq_arena_slack(c->arena) : 0; }
+
 void *cq_cache_alloc_aligned_(cq_cache *c, cq_layer *l, size_t n) {
-    void *p = aligned_alloc(64, (n + 63) / 64 * 64);
+    void *p = NULL;
+    if (!c->no_arena && n >= CQ_ARENA_MIN_PAGE && c->bytes >= CQ_ARENA_START) {
+        if (!c->arena && (c->arena = cq_cache_alloc_(c, NULL, sizeof *c->arena, 0)))
+            cq_arena_init(c->arena);
+        if (c->arena) p = cq_arena_alloc(c->arena, n);
+    }
+    if (!p) p = aligned_alloc(64, (n + 63) / 64 * 64);
     if (p) {
         c->bytes += n;
         if (l) l->bytes += n;
@@ -41,7 +49,8 @@ void *cq_cache_alloc_aligned_(cq_cache *c, cq_layer *l, size_t n) {
 
 void cq_cache_free_(cq_cache *c, cq_layer *l, void *p, size_t n) {
     if (!p) return;
-    free(p);
+    if (c->arena && cq_arena_owns(c->arena, p)) cq_arena_free(c->arena, p, n);
+    else free(p);
     c->bytes -= n;
     if (l) l->bytes -= n;
 }
@@ -84,6 +93,10 @@ static void destroy(cq_cache *c) {
     cq_cache_free_(c, NULL, c->layers, (size_t)c->cfg.n_layers * sizeof *c->layers);
     cq_cache_free_(c, NULL, c->codecs, (size_t)c->cfg.n_layers * sizeof *c->codecs);
     if (c->masks) cq_cache_free_(c, NULL, c->masks, (size_t)c->cfg.n_layers * H * D);
+    if (c->arena) {
+        cq_arena_release(c->arena);
+        cq_cache_free_(c, NULL, c->arena, sizeof *c->arena);
+    }
     free(c);
 }
 
@@ -132,6 +145,8 @@ cq_status cq_cache_create(const cq_cache_config *cfg, cq_cache **out, cq_err *er
     cq_cache *c = calloc(1, sizeof *c);
     if (!c) return cq_err_set(err, CQ_ERR_NOMEM, -1, -1, "out of memory");
     c->bytes = sizeof *c;
+    const char *hp = getenv("CQ_HUGE_PAGES");
+    c->no_arena = hp && !strcmp(hp, "0");
     c->cfg = *cfg;
     c->cfg.group = G;
     c->kern = kern;
@@ -664,6 +679,10 @@ cq_status cq_cache_memory(const cq_cache *c, int32_t layer, cq_cache_mem *out) {
         for (uint32_t L = 0; L < NL; L++) account_layer(c, &c->layers[L], out);
         out->headers += sizeof(cq_cache) + (uint64_t)NL * (sizeof(cq_layer) + sizeof(cq_layer_codecs));
         if (c->masks) out->headers += (uint64_t)NL * H * D;
+        if (c->arena) { /* the arena's, no layer's */
+            out->headers += sizeof *c->arena;
+            out->slack += cq_arena_slack(c->arena);
+        }
     }
     out->total = out->payload + out->scales + out->sidecar + out->residual + out->sinks +
                  out->slack + out->headers;
@@ -673,6 +692,6 @@ cq_status cq_cache_memory(const cq_cache *c, int32_t layer, cq_cache_mem *out) {
 
 uint64_t cq_cache_allocated_bytes(const cq_cache *c, int32_t layer) {
     if (!c) return 0;
-    if (layer < 0) return c->bytes;
+    if (layer < 0) return c->bytes + arena_slack(c);
     return layer < (int32_t)c->cfg.n_layers ? c->layers[layer].bytes : 0;
 }

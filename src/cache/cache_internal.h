@@ -28,6 +28,7 @@
 
 #include "cq_cache.h"
 #include "cq_codec.h"
+#include "page_arena.h"
 #include "../kernels/cq_kernels.h"
 
 enum { ST_F16 = 0, ST_I8 = 1, ST_I4V = 2, ST_I4K = 3, ST_GEN = 4, ST_ROW = 5 };
@@ -116,9 +117,16 @@ struct cq_cache {
     _Atomic uint64_t bytes;    /* every allocation, counted by the allocator wrappers */
     const cq_kernels *kern;
     const cq_page_source *pager; /* NULL: the cache allocates its own pages */
+    cq_page_arena *arena;      /* huge-page arena of the larger pages (page_arena.h); made when
+                                  the first page would come from it, NULL before */
+    int no_arena;              /* CQ_HUGE_PAGES was "0" at create: pages from malloc only */
 };
 
-/* Allocation wrappers: charge the cache (and the layer, if any). */
+/* Allocation wrappers: charge the cache (and the layer, if any). cq_cache_alloc_aligned_ is
+ * the pages' (64-byte aligned): from the cache's arena when the page is at least
+ * CQ_ARENA_MIN_PAGE and the cache already holds CQ_ARENA_START bytes, else malloc. A page is
+ * charged its n bytes either way; the arena's committed bytes beyond its live pages are the
+ * whole cache's slack (cq_cache_memory, cq_cache_allocated_bytes). */
 void *cq_cache_alloc_(cq_cache *c, cq_layer *l, size_t n, int zero);
 void *cq_cache_alloc_aligned_(cq_cache *c, cq_layer *l, size_t n);
 void cq_cache_free_(cq_cache *c, cq_layer *l, void *p, size_t n);
