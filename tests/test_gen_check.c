@@ -4,7 +4,9 @@
  * src/cache/store.c), which the cache file loader and the serving pool's slots share: bytes a
  * store wrote pass; a unit whose bytes are well-formed but do not decode (a CQ-3-rot token
  * whose scale and codes overflow fp16 in the rotation) is CQ_ERR_FORMAT naming that unit, and
- * so is it through the slot check of the pool's block wire form.
+ * so is it through the slot check of the pool's block wire form; and a unit that decodes to
+ * non-finite values (a q4_0 block whose fp16 scale is NaN or infinite) is CQ_ERR_FORMAT
+ * naming its token and channel.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -66,7 +68,60 @@ out:
     cq_cache_free(c);
 }
 
+/* q4_0 values (D = 64: two 18-byte blocks a token, {fp16 d; 16 bytes of codes}): a block
+ * scale made NaN or infinite decodes to non-finite values, which the check refuses with the
+ * token and a channel of that block; the tokens before it still pass. */
+static void test_nonfinite_slot(void) {
+    const uint32_t D = 64, T = 200;
+    cq_cache_config cfg;
+    cq_cache_config_default(&cfg, 1, 1, D);
+    cfg.key_codec = CQ_CODEC_FP16;
+    cfg.val_codec = CQ_CODEC_Q4_0;
+    cfg.page_tokens = 128;
+    cq_cache *c = NULL;
+    cq_err e;
+    CHECK(cq_cache_create(&cfg, &c, &e) == CQ_OK, "create q4_0: %s", e.msg);
+    if (!c) return;
+    cq_rng r;
+    cq_rng_seed(&r, 12);
+    uint16_t *K = malloc((size_t)T * D * 2), *V = malloc((size_t)T * D * 2);
+    ctu_fill_f16(&r, K, (size_t)T * D, 1.0f, 0);
+    ctu_fill_f16(&r, V, (size_t)T * D, 1.0f, 0);
+    CHECK(cq_cache_append(c, 0, K, V, T, &e) == CQ_OK, "append: %s", e.msg);
+    const cq_store *s = &c->layers[0].heads[0].v;
+    const uint32_t pt = cq_slot_tokens(s);
+    CHECK(s->kind == ST_GEN && s->unit == 1 && pt >= 16, "a generic store of one-token units");
+    if (s->kind != ST_GEN || s->unit != 1 || pt < 16) goto out;
+    const size_t len = (size_t)cq_slot_canon_len(s), b = len / pt;
+    CHECK(b == 36, "a token is two 18-byte blocks (%zu)", b);
+    if (b != 36) goto out;
+    uint8_t *d = malloc(len), *m = malloc(len);
+    cq_slot_export(s, s->pages[0], d);
+    cq_err_clear(&e);
+    CHECK(cq_slot_check(s, d, "slot", &e) == CQ_OK, "the store's own bytes pass: %s", e.msg);
+    static const uint16_t bad[2] = {0x7E00, 0x7C00}; /* NaN, +inf */
+    for (int k = 0; k < 2; k++) {
+        memcpy(m, d, len);
+        m[11 * b + 18] = (uint8_t)(bad[k] & 0xFF); /* token 11, second block's d */
+        m[11 * b + 19] = (uint8_t)(bad[k] >> 8);
+        cq_err_clear(&e);
+        CHECK(cq_slot_check(s, m, "slot", &e) == CQ_ERR_FORMAT && e.token == 11 &&
+                  e.channel >= 32 && e.channel < 64 && strstr(e.msg, "non-finite") != NULL,
+              "a %s block scale is refused by token and channel: %s (token %lld, channel %d)",
+              k ? "+inf" : "NaN", e.msg, (long long)e.token, (int)e.channel);
+        cq_err_clear(&e);
+        CHECK(cq_slot_check_n(s, m, 11, "slot", &e) == CQ_OK, "tokens 0-10 pass: %s", e.msg);
+    }
+    free(d);
+    free(m);
+out:
+    free(K);
+    free(V);
+    cq_cache_free(c);
+}
+
 int main(void) {
     test_cq3rot_slot();
+    test_nonfinite_slot();
     return cq_test_done("test_gen_check");
 }
