@@ -16,23 +16,40 @@
 #include "cq_test.h"
 #include "util/cache_testutil.h"
 
-static void test_cq3rot_slot(void) {
-    const uint32_t D = 64, T = 300;
+/* A one-layer, one-head cache of T random tokens at D = 64, fp16 keys and values coded by vc,
+ * 128-token pages; NULL (after a failed CHECK) when it cannot be made. */
+static cq_cache *gen_cache(cq_codec_id vc, uint32_t T, uint64_t seed) {
+    const uint32_t D = 64;
     cq_cache_config cfg;
     cq_cache_config_default(&cfg, 1, 1, D);
     cfg.key_codec = CQ_CODEC_FP16;
-    cfg.val_codec = CQ_CODEC_CQ3ROT;
+    cfg.val_codec = vc;
     cfg.page_tokens = 128;
     cq_cache *c = NULL;
     cq_err e;
     CHECK(cq_cache_create(&cfg, &c, &e) == CQ_OK, "create: %s", e.msg);
-    if (!c) return;
+    if (!c) return NULL;
     cq_rng r;
-    cq_rng_seed(&r, 11);
+    cq_rng_seed(&r, seed);
     uint16_t *K = malloc((size_t)T * D * 2), *V = malloc((size_t)T * D * 2);
     ctu_fill_f16(&r, K, (size_t)T * D, 1.0f, 0);
     ctu_fill_f16(&r, V, (size_t)T * D, 1.0f, 0);
-    CHECK(cq_cache_append(c, 0, K, V, T, &e) == CQ_OK, "append: %s", e.msg);
+    const cq_status st = cq_cache_append(c, 0, K, V, T, &e);
+    CHECK(st == CQ_OK, "append: %s", e.msg);
+    free(K);
+    free(V);
+    if (st) {
+        cq_cache_free(c);
+        return NULL;
+    }
+    return c;
+}
+
+static void test_cq3rot_slot(void) {
+    const uint32_t D = 64, T = 300;
+    cq_cache *c = gen_cache(CQ_CODEC_CQ3ROT, T, 11);
+    if (!c) return;
+    cq_err e;
     const cq_store *s = &c->layers[0].heads[0].v;
     const uint32_t pt = cq_slot_tokens(s);
     CHECK(s->kind == ST_GEN && s->unit == 1 && s->n_pages >= 2 && pt >= 8 && pt <= T,
@@ -63,8 +80,6 @@ static void test_cq3rot_slot(void) {
     free(d);
     free(m);
 out:
-    free(K);
-    free(V);
     cq_cache_free(c);
 }
 
@@ -72,22 +87,9 @@ out:
  * scale made NaN or infinite decodes to non-finite values, which the check refuses with the
  * token and a channel of that block; the tokens before it still pass. */
 static void test_nonfinite_slot(void) {
-    const uint32_t D = 64, T = 200;
-    cq_cache_config cfg;
-    cq_cache_config_default(&cfg, 1, 1, D);
-    cfg.key_codec = CQ_CODEC_FP16;
-    cfg.val_codec = CQ_CODEC_Q4_0;
-    cfg.page_tokens = 128;
-    cq_cache *c = NULL;
-    cq_err e;
-    CHECK(cq_cache_create(&cfg, &c, &e) == CQ_OK, "create q4_0: %s", e.msg);
+    cq_cache *c = gen_cache(CQ_CODEC_Q4_0, 200, 12);
     if (!c) return;
-    cq_rng r;
-    cq_rng_seed(&r, 12);
-    uint16_t *K = malloc((size_t)T * D * 2), *V = malloc((size_t)T * D * 2);
-    ctu_fill_f16(&r, K, (size_t)T * D, 1.0f, 0);
-    ctu_fill_f16(&r, V, (size_t)T * D, 1.0f, 0);
-    CHECK(cq_cache_append(c, 0, K, V, T, &e) == CQ_OK, "append: %s", e.msg);
+    cq_err e;
     const cq_store *s = &c->layers[0].heads[0].v;
     const uint32_t pt = cq_slot_tokens(s);
     CHECK(s->kind == ST_GEN && s->unit == 1 && pt >= 16, "a generic store of one-token units");
@@ -115,8 +117,6 @@ static void test_nonfinite_slot(void) {
     free(d);
     free(m);
 out:
-    free(K);
-    free(V);
     cq_cache_free(c);
 }
 
