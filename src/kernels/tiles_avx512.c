@@ -10,7 +10,7 @@
  *
  * FAST loops use vpdpbusd with no transpose and no horizontal sum; EXACT loops widen the
  * codes by a shift pair and accumulate in fp32 with FMA. All four prefetch their code
- * stream on two levels (pf_line).
+ * stream (pf_line: L1 and L2; the FAST loops' pf_line3 adds a farther request).
  */
 #include <immintrin.h>
 #include <string.h>
