@@ -307,12 +307,7 @@ static ALWAYS_INLINE void exp_rows(const uint32_t NH, float *x, uint32_t xs, uin
                 acc[h] = _mm256_add_ps(acc[h], _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(e), 1)));
         }
     }
-    _Pragma("GCC unroll 4") for (uint32_t h = 0; h < NH; h++) {
-        __m128 a = _mm_add_ps(_mm256_castps256_ps128(acc[h]), _mm256_extractf128_ps(acc[h], 1));
-        a = _mm_add_ps(a, _mm_movehl_ps(a, a));
-        a = _mm_add_ss(a, _mm_movehdup_ps(a));
-        sum[h] = _mm_cvtss_f32(a);
-    }
+    _Pragma("GCC unroll 4") for (uint32_t h = 0; h < NH; h++) sum[h] = hsum8(acc[h]);
 }
 
 static void x_exp_sum(float *x, uint32_t xs, uint32_t nh, uint32_t n, const float *m, float *sum) {

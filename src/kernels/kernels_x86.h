@@ -44,6 +44,15 @@ static inline void pf_l2(const uint8_t *p) {
     default: BLK(4); break;                                                                        \
     }
 
+/* The sum of v's 8 lanes in the one order both x86 tables' exp_sum use (so the same bits):
+ * the two halves, then pairs, then the last two. */
+static inline float hsum8(__m256 v) {
+    __m128 a = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    a = _mm_add_ps(a, _mm_movehl_ps(a, a));
+    a = _mm_add_ss(a, _mm_movehdup_ps(a));
+    return _mm_cvtss_f32(a);
+}
+
 /* The four sums of a0..a3's lanes (hadd tree: the order every x86 score loop uses). */
 static inline __m128 hsum4x8(__m256 a0, __m256 a1, __m256 a2, __m256 a3) {
     __m256 t0 = _mm256_hadd_ps(a0, a1), t1 = _mm256_hadd_ps(a2, a3);
