@@ -104,7 +104,5 @@ void cq_arena_release(cq_page_arena *a) {
 #if ARENA_SUPPORTED
     for (uint32_t i = 0; i < a->n; i++) munmap(a->map[i], a->map_len[i]);
 #endif
-    const int off = a->off;
     memset(a, 0, sizeof *a);
-    a->off = off;
 }

@@ -8,10 +8,10 @@
  * handed out again for a page of the same size. Nothing is returned to the system before
  * the cache is freed.
  *
- * One arena per cache (none when CQ_HUGE_PAGES is "0" at cq_cache_create), used under the cache's exclusive-access rule for append / flush /
- * reset (include/cq_cache.h): no lock. Linux only (mmap, mprotect, MADV_HUGEPAGE); on
- * other systems cq_arena_alloc always returns NULL and the cache uses malloc. Internal to
- * src/cache.
+ * One arena per cache (none when CQ_HUGE_PAGES is "0" at cq_cache_create), used under the
+ * cache's exclusive-access rule for append / flush / reset (include/cq_cache.h): no lock.
+ * Linux only (mmap, mprotect, MADV_HUGEPAGE); on other systems cq_arena_alloc always
+ * returns NULL and the cache uses malloc. Internal to src/cache.
  */
 #ifndef CQ_PAGE_ARENA_H
 #define CQ_PAGE_ARENA_H
@@ -47,7 +47,7 @@ void *cq_arena_alloc(cq_page_arena *a, size_t n);
 int cq_arena_owns(const cq_page_arena *a, const void *p);
 /* Page p of n bytes (cq_arena_owns(a, p)) back to the arena's free list. */
 void cq_arena_free(cq_page_arena *a, void *p, size_t n);
-/* Unmap every region (the pages are gone). */
+/* Unmap every region (the pages are gone) and leave the arena empty. */
 void cq_arena_release(cq_page_arena *a);
 /* Committed bytes that hold no live page: the tail of the regions, freed pages and each
  * page's rounding to 64 bytes. */
