@@ -720,7 +720,7 @@ static void test_exp_rows(const cq_kernels *k) {
     enum { XS = 140 };
     cq_rng r;
     cq_rng_seed(&r, 31);
-    static float x[9 * XS], y[9 * XS];
+    static float x[9 * XS], y[9 * XS], o[9 * XS]; /* o: the rows as given */
     float m[9], sa[9], sb[9];
     int bad = 0, bad_gap = 0, bad_nan = 0, n = 0;
     for (uint32_t nh = 1; nh <= 9; nh++)
@@ -733,6 +733,7 @@ static void test_exp_rows(const cq_kernels *k) {
             const int nan_row = (int)(n % (nh + 1)) - 1; /* -1: none */
             if (nan_row >= 0) x[nan_row * XS + nn / 2] = INFINITY, m[nan_row] = INFINITY;
             memcpy(y, x, sizeof x);
+            memcpy(o, x, sizeof x);
             k->exp_sum(x, XS, nh, nn, m, sa);
             for (uint32_t h = 0; h < nh; h++) k->exp_sum(y + h * XS, XS, 1, nn, m + h, sb + h);
             for (uint32_t h = 0; h < nh; h++) {
@@ -742,7 +743,9 @@ static void test_exp_rows(const cq_kernels *k) {
                 }
                 bad += memcmp(x + h * XS, y + h * XS, nn * sizeof *x) != 0 ||
                        memcmp(sa + h, sb + h, sizeof *sa) != 0;
-                for (uint32_t i = nn; i < XS; i++) bad_gap += memcmp(x + h * XS + i, y + h * XS + i, sizeof *x) != 0;
+                for (uint32_t i = nn; i < XS; i++) /* both calls left the gap as it was */
+                    bad_gap += memcmp(x + h * XS + i, o + h * XS + i, sizeof *x) != 0 ||
+                               memcmp(y + h * XS + i, o + h * XS + i, sizeof *x) != 0;
             }
             n++;
         }
