@@ -25,8 +25,10 @@
  * Measured on the 2-vCPU Zen 4 VM (cq bench, FAST CQ-4, D = 128, 16K tokens): with no
  * software prefetch a step took 1.6x as long; L1 only at 2-8 KiB gave 1.45-1.55 ms per
  * layer on one thread against 1.31 for 2 KiB + 16 KiB into L2 (an older kernel); the third
- * request took 2-4% off the FAST steps at D = 64 and 128, 16K and 64K tokens (alternated
- * runs) and made the EXACT step, which is bound by its FMAs, 2% slower, so EXACT keeps two.
+ * request took 2-4% off the FAST steps with one thread at D = 64 and 128, 16K and 64K
+ * tokens (alternated runs; with two threads the medians ranged from 7% slower to 13% faster,
+ * the spells of the shared machine) and made the EXACT step, which is bound by its FMAs, 2%
+ * slower with one thread, so EXACT keeps two.
  * Prefetches never fault, so they may point past a page. */
 #define PF_NEAR 2048
 #define PF_FAR 8192
